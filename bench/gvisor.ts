@@ -1,0 +1,101 @@
+// Side-by-side timings on the gVisor engine: our SDK + engine against raw runsc and native
+// spawns, measured in one run on this machine. Prints medians and ratios.
+//   npm run bench            (needs root, runsc and the local images from `npm run setup`)
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ociConfig } from "../src/engine/backends/gvisor/bundle.js";
+import { ImageStore } from "../src/engine/image/store.js";
+import { paths } from "../src/engine/paths.js";
+import { Sandbox } from "../src/sdk/index.js";
+import { BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
+const EXECS = Number(process.env.BENCH_EXECS ?? 100);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+function p99(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]!;
+}
+
+function run(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const p = spawn(cmd, args, { stdio: "ignore" });
+    p.on("error", reject);
+    p.on("exit", (code) => (code === 0 ? resolve(performance.now() - t) : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}`))));
+  });
+}
+
+async function rawRunscBundle(rootfs: string, dir: string, args: string[]): Promise<string> {
+  const config = ociConfig({ id: "bench", rootfs, cpus: 1, memoryMb: 512, hostname: "bench", mounts: [], stateDir: dir, logFile: "/dev/null" }, "/bin/true");
+  (config.process as { args: string[] }).args = args;
+  (config as { mounts: unknown[] }).mounts = (config.mounts as Array<{ destination: string }>).filter((m) => m.destination !== "/.matchlock/agent");
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, "config.json"), JSON.stringify(config));
+  return dir;
+}
+
+async function main(): Promise<void> {
+  await setUpE2E();
+  const image = await new ImageStore().resolve(BUSYBOX);
+  if (!image) throw new Error(`${BUSYBOX} is not imported`);
+  const work = await mkdtemp(join(tmpdir(), "matchlock-bench-"));
+  const runscRoot = join(work, "runsc");
+  const runsc = (...a: string[]) => ["--root", runscRoot, "--network=none", "--overlay2=root:memory", ...a];
+
+  // 1. Cold start: raw `runsc run true` vs SDK launch() -> first exec result.
+  const rawBundle = await rawRunscBundle(image.rootfs, join(work, "raw"), ["/bin/true"]);
+  const raw: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) raw.push(await run("runsc", runsc("run", "--bundle", rawBundle, `bench-raw-${i}`)));
+  const cold: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    const client = newClient();
+    const t = performance.now();
+    await client.launch(new Sandbox(BUSYBOX));
+    await client.exec("true");
+    cold.push(performance.now() - t);
+    await client.close();
+    await client.remove();
+  }
+
+  // 2. Exec round trip: SDK exec vs `runsc exec` into a running sandbox vs a native spawn.
+  const client = newClient();
+  await client.launch(new Sandbox(BUSYBOX));
+  const sdkExec: number[] = [];
+  for (let i = 0; i < EXECS; i++) {
+    const t = performance.now();
+    await client.exec("true");
+    sdkExec.push(performance.now() - t);
+  }
+  const inSandbox = (await client.exec(`i=0; s=$(date +%s%N); while [ $i -lt ${EXECS} ]; do /bin/true; i=$((i+1)); done; e=$(date +%s%N); echo $(( (e-s)/${EXECS} ))`)).stdout;
+  const vmId = client.vmId!;
+  const runscExec: number[] = [];
+  for (let i = 0; i < Math.min(EXECS, 30); i++) {
+    runscExec.push(await run("runsc", ["--root", paths.runscRoot(), "exec", vmId, "/bin/true"]));
+  }
+  await client.close();
+  await client.remove();
+  const native: number[] = [];
+  for (let i = 0; i < EXECS; i++) native.push(await run("/bin/true", []));
+
+  const rows: Array<[string, number, string, number, string]> = [
+    ["cold start: launch + first exec", median(cold), "runsc run /bin/true", median(raw), ""],
+    ["exec `true` round trip (SDK)", median(sdkExec), "runsc exec /bin/true", median(runscExec), `p99 ${p99(sdkExec).toFixed(1)} ms`],
+    ["exec `true` round trip (SDK)", median(sdkExec), "native spawn /bin/true", median(native), ""],
+    ["exec `true` round trip (SDK)", median(sdkExec), "fork+exec inside the sandbox", Number(inSandbox) / 1e6, ""],
+  ];
+  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, node ${process.version}; rounds ${ROUNDS}, execs ${EXECS}`);
+  console.log("| measure | matchlock (median ms) | baseline | baseline (median ms) | ratio | note |");
+  console.log("|---|---:|---|---:|---:|---|");
+  for (const [what, ours, base, baseMs, note] of rows) {
+    console.log(`| ${what} | ${ours.toFixed(1)} | ${base} | ${baseMs.toFixed(1)} | ${(ours / baseMs).toFixed(2)}x | ${note} |`);
+  }
+}
+
+await main();

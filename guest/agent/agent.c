@@ -1,0 +1,833 @@
+/*
+ * matchlock-agent: the one process the engine starts in every sandbox.
+ *
+ * It speaks the frame protocol of PROTOCOL.md on its stdin (engine -> agent) and stdout
+ * (agent -> engine): runs commands, streams their output, reads, writes and lists files.
+ * Single-threaded: one poll() loop multiplexes the channel, every exec's output pipes, the
+ * SIGCHLD self-pipe and pending file reads. Writes to stdout block when the engine does not
+ * read; that is the protocol's flow control.
+ *
+ * Build: gcc -std=c11 -O2 -static (glibc; nothing here needs NSS).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define AGENT_VERSION "matchlock-agent 1"
+#define HEADER_BYTES 9
+#define MAX_PAYLOAD (1024 * 1024)
+#define CHUNK (64 * 1024)
+/*
+ * When an exec's shell exits we read what is left in its pipes, but a background process that
+ * inherited them may keep writing forever. Whatever the shell itself wrote fits in the pipe
+ * buffer (at most pipe-max-size, 1 MiB by default), so a few MiB is a safe upper bound.
+ */
+#define DRAIN_CAP (4 * 1024 * 1024)
+#define SHUTDOWN_REAP_MS 2000
+
+enum frame_type {
+    T_EXEC = 0x01, T_SIGNAL = 0x02, T_WRITE_OPEN = 0x03, T_WRITE_DATA = 0x04,
+    T_READ = 0x05, T_LIST = 0x06, T_PING = 0x07,
+    T_STDOUT = 0x10, T_STDERR = 0x11, T_EXIT = 0x12, T_OK = 0x13,
+    T_ENTRIES = 0x14, T_ERROR = 0x15, T_READY = 0x16,
+};
+
+struct exec_op {
+    struct exec_op *next;
+    uint32_t id;
+    pid_t pid;  /* also the process group id: the child calls setsid() */
+    int out_fd; /* read ends of the child's stdout/stderr pipes, -1 once closed */
+    int err_fd;
+};
+
+struct write_op {
+    struct write_op *next;
+    uint32_t id;
+    int fd;      /* -1 after a failed write */
+    char *path;
+    char *error; /* first failure, reported when the write ends */
+};
+
+struct read_op {
+    struct read_op *next;
+    uint32_t id;
+    int fd;
+    char *path;
+};
+
+struct agent {
+    unsigned char *in; /* bytes read from the channel, not yet parsed */
+    size_t in_len;
+    unsigned char *chunk; /* scratch buffer for pipe and file reads */
+    struct exec_op *execs;
+    struct write_op *writes;
+    struct read_op *reads;
+    int sigchld_fd;    /* read end of the SIGCHLD self-pipe */
+    mode_t exec_umask; /* the umask we were started with; the agent itself runs with 0 */
+    struct pollfd *pfds;
+    struct exec_op **pfd_exec;
+    size_t pfd_cap;
+};
+
+/* The signal handler's only way to reach the poll loop. */
+static int sigchld_write_fd = -1;
+
+static void die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("matchlock-agent: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) die(1, "out of memory");
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+static void set_nonblock(int fd, bool on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+/* ---------- channel output ---------- */
+
+static _Noreturn void shutdown_agent(struct agent *a, int code);
+
+/* Writes one whole frame to fd 1, blocking as long as the engine does not read. */
+static void send_frame(struct agent *a, uint8_t type, uint32_t id, const void *payload, size_t len)
+{
+    unsigned char hdr[HEADER_BYTES] = {
+        type, id >> 24, id >> 16, id >> 8, id,
+        (uint32_t)len >> 24, (uint32_t)len >> 16, (uint32_t)len >> 8, (uint32_t)len,
+    };
+    struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)payload, len}};
+    struct iovec *v = iov;
+    int cnt = len ? 2 : 1;
+    while (cnt > 0) {
+        ssize_t n = writev(1, v, cnt);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) { /* someone made the shared file description non-blocking */
+                struct pollfd p = {.fd = 1, .events = POLLOUT};
+                poll(&p, 1, -1);
+                continue;
+            }
+            fprintf(stderr, "matchlock-agent: channel write failed: %s\n", strerror(errno));
+            shutdown_agent(a, 1);
+        }
+        while (cnt > 0 && (size_t)n >= v->iov_len) {
+            n -= v->iov_len;
+            v++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            v->iov_base = (char *)v->iov_base + n;
+            v->iov_len -= n;
+        }
+    }
+}
+
+static void send_error(struct agent *a, uint32_t id, const char *fmt, ...)
+{
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+    send_frame(a, T_ERROR, id, msg, n);
+}
+
+/* ---------- payload helpers ---------- */
+
+/* Number of NUL-terminated strings in a payload, or -1 if it does not end with a NUL. */
+static int count_strings(const unsigned char *p, size_t len)
+{
+    if (len == 0) return 0;
+    if (p[len - 1] != 0) return -1;
+    int n = 0;
+    for (size_t i = 0; i < len; i++) n += p[i] == 0;
+    return n;
+}
+
+/* Points out[i] at each string of a payload that count_strings() accepted (no copies). */
+static void split_strings(const unsigned char *p, size_t len, const char **out)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == 0) {
+            *out++ = (const char *)p + start;
+            start = i + 1;
+        }
+    }
+}
+
+/* Strict unsigned decimal: digits only, no sign or blanks, value <= max. */
+static bool parse_decimal(const char *s, unsigned long max, unsigned long *out)
+{
+    if (!*s) return false;
+    unsigned long v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return false;
+        unsigned d = *s - '0';
+        if (v > (max - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/*
+ * "uid" or "uid:gid", numeric. A bare uid runs with gid 0, as OCI runtimes do for a uid
+ * without a passwd entry: the engine resolves names and primary groups on the host side.
+ */
+static bool parse_user(const char *s, uid_t *uid, gid_t *gid)
+{
+    char buf[64];
+    size_t n = strlen(s);
+    if (n >= sizeof buf) return false;
+    memcpy(buf, s, n + 1);
+    char *colon = strchr(buf, ':');
+    if (colon) *colon = 0;
+    unsigned long u, g = 0;
+    /* (uid_t)-1 means "unchanged" to setuid(), so it is not a valid id */
+    if (!parse_decimal(buf, UINT32_MAX - 1, &u)) return false;
+    if (colon && !parse_decimal(colon + 1, UINT32_MAX - 1, &g)) return false;
+    *uid = u;
+    *gid = g;
+    return true;
+}
+
+static bool id_in_use(const struct agent *a, uint32_t id)
+{
+    for (const struct exec_op *e = a->execs; e; e = e->next)
+        if (e->id == id) return true;
+    for (const struct write_op *w = a->writes; w; w = w->next)
+        if (w->id == id) return true;
+    for (const struct read_op *r = a->reads; r; r = r->next)
+        if (r->id == id) return true;
+    return false;
+}
+
+/* ---------- EXEC ---------- */
+
+/* What the child reports through its error pipe when it cannot get to execve(). */
+enum child_stage { ST_SETSID, ST_DEVNULL, ST_DUP, ST_CHDIR, ST_SETGROUPS, ST_SETGID, ST_SETUID, ST_EXEC };
+struct child_error {
+    int stage;
+    int err;
+};
+
+struct child_setup {
+    const char *cwd;
+    bool as_user;
+    uid_t uid;
+    gid_t gid;
+    mode_t umask;
+    int out_w, err_w, errpipe_w;
+    char *const *argv;
+    char *const *envp;
+};
+
+static _Noreturn void child_fail(const struct child_setup *cs, int stage)
+{
+    struct child_error ce = {stage, errno};
+    ssize_t r = write(cs->errpipe_w, &ce, sizeof ce);
+    (void)r; /* nothing else to do: the parent sees EOF and a dead child */
+    _exit(127);
+}
+
+/* Runs in the forked child; only async-signal-safe calls (we fork from a single thread). */
+static _Noreturn void run_child(const struct child_setup *cs)
+{
+    /* The agent ignores SIGPIPE and handles SIGCHLD; the command must start with defaults. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    umask(cs->umask);
+
+    if (setsid() < 0) child_fail(cs, ST_SETSID);
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0) child_fail(cs, ST_DEVNULL);
+    /* All three sources are >= 3 (fds 0-2 are always open in the agent), so no overlap. */
+    if (dup2(null_fd, 0) < 0 || dup2(cs->out_w, 1) < 0 || dup2(cs->err_w, 2) < 0) child_fail(cs, ST_DUP);
+
+    /* Like runc: chdir as root first; if that is refused, retry as the target user. */
+    bool chdir_later = false;
+    if (chdir(cs->cwd) < 0) {
+        if (!cs->as_user || (errno != EACCES && errno != EPERM)) child_fail(cs, ST_CHDIR);
+        chdir_later = true;
+    }
+    if (cs->as_user) {
+        if (setgroups(0, NULL) < 0) child_fail(cs, ST_SETGROUPS);
+        if (setgid(cs->gid) < 0) child_fail(cs, ST_SETGID);
+        if (setuid(cs->uid) < 0) child_fail(cs, ST_SETUID);
+    }
+    if (chdir_later && chdir(cs->cwd) < 0) child_fail(cs, ST_CHDIR);
+    execve("/bin/sh", cs->argv, cs->envp);
+    child_fail(cs, ST_EXEC);
+}
+
+static void report_child_error(struct agent *a, uint32_t id, const struct child_setup *cs,
+                               const struct child_error *ce)
+{
+    const char *why = strerror(ce->err);
+    switch (ce->stage) {
+    case ST_SETSID: send_error(a, id, "setsid: %s", why); break;
+    case ST_DEVNULL: send_error(a, id, "open /dev/null: %s", why); break;
+    case ST_DUP: send_error(a, id, "dup2: %s", why); break;
+    case ST_CHDIR: send_error(a, id, "chdir %s: %s", cs->cwd, why); break;
+    case ST_SETGROUPS: send_error(a, id, "setgroups: %s", why); break;
+    case ST_SETGID: send_error(a, id, "setgid %u: %s", (unsigned)cs->gid, why); break;
+    case ST_SETUID: send_error(a, id, "setuid %u: %s", (unsigned)cs->uid, why); break;
+    default: send_error(a, id, "exec /bin/sh: %s", why); break;
+    }
+}
+
+static void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    int n = count_strings(p, len);
+    if (n < 3) {
+        send_error(a, id, "malformed EXEC payload");
+        return;
+    }
+    const char **s = xmalloc((n + 1) * sizeof *s);
+    split_strings(p, len, s);
+    s[n] = NULL;
+
+    struct child_setup cs = {.cwd = s[0][0] ? s[0] : "/", .as_user = s[1][0] != 0, .umask = a->exec_umask};
+    const char *argv[] = {"sh", "-c", s[2], NULL};
+    cs.argv = (char *const *)argv;
+    cs.envp = (char *const *)(s + 3);
+
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, ep[2] = {-1, -1};
+    if (cs.as_user && !parse_user(s[1], &cs.uid, &cs.gid)) {
+        send_error(a, id, "invalid user: %s", s[1]);
+        goto out;
+    }
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0) {
+        send_error(a, id, "pipe: %s", strerror(errno));
+        goto out;
+    }
+    cs.out_w = outp[1];
+    cs.err_w = errp[1];
+    cs.errpipe_w = ep[1];
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        send_error(a, id, "fork: %s", strerror(errno));
+        goto out;
+    }
+    if (pid == 0) run_child(&cs);
+    close_fd(&outp[1]);
+    close_fd(&errp[1]);
+    close_fd(&ep[1]);
+
+    /*
+     * Classic CLOEXEC error pipe: EOF means execve() succeeded (so setsid() is done and SIGNAL
+     * can target the group right away); a record means the child failed and is exiting.
+     */
+    struct child_error ce;
+    ssize_t r;
+    do r = read(ep[0], &ce, sizeof ce);
+    while (r < 0 && errno == EINTR);
+    if (r == (ssize_t)sizeof ce) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        report_child_error(a, id, &cs, &ce);
+        goto out;
+    }
+
+    struct exec_op *e = xmalloc(sizeof *e);
+    *e = (struct exec_op){.next = a->execs, .id = id, .pid = pid, .out_fd = outp[0], .err_fd = errp[0]};
+    set_nonblock(e->out_fd, true);
+    set_nonblock(e->err_fd, true);
+    a->execs = e;
+    outp[0] = errp[0] = -1; /* now owned by e */
+out:
+    for (int i = 0; i < 2; i++) {
+        close_fd(&outp[i]);
+        close_fd(&errp[i]);
+        close_fd(&ep[i]);
+    }
+    free(s);
+}
+
+enum pump_result { PUMP_DATA, PUMP_EMPTY, PUMP_CLOSED };
+
+/* Forwards one chunk from an exec's pipe; closes the pipe on EOF or error. */
+static enum pump_result pump(struct agent *a, uint32_t id, int *fd, uint8_t type)
+{
+    if (*fd < 0) return PUMP_CLOSED;
+    ssize_t n = read(*fd, a->chunk, CHUNK);
+    if (n > 0) {
+        send_frame(a, type, id, a->chunk, n);
+        return PUMP_DATA;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return PUMP_EMPTY;
+    close_fd(fd);
+    return PUMP_CLOSED;
+}
+
+/* After the shell exited: forward what is already in the pipe, never wait for more. */
+static void drain(struct agent *a, uint32_t id, int *fd, uint8_t type)
+{
+    for (size_t total = 0; total < DRAIN_CAP; total += CHUNK)
+        if (pump(a, id, fd, type) != PUMP_DATA) break;
+    close_fd(fd);
+}
+
+/* We are PID 1: reap everything, and turn the death of an exec's shell into its EXIT. */
+static void reap_children(struct agent *a)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct exec_op **pp = &a->execs;
+        while (*pp && (*pp)->pid != pid) pp = &(*pp)->next;
+        struct exec_op *e = *pp;
+        if (!e) continue; /* an orphan we inherited */
+        *pp = e->next;
+        drain(a, e->id, &e->out_fd, T_STDOUT);
+        drain(a, e->id, &e->err_fd, T_STDERR);
+        int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+        unsigned char exit_payload[8] = {
+            (uint32_t)code >> 24, (uint32_t)code >> 16, (uint32_t)code >> 8, (uint32_t)code,
+            (uint32_t)sig >> 24, (uint32_t)sig >> 16, (uint32_t)sig >> 8, (uint32_t)sig,
+        };
+        send_frame(a, T_EXIT, e->id, exit_payload, sizeof exit_payload);
+        free(e);
+    }
+}
+
+static void signal_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    /* A malformed SIGNAL gets no ERROR: that would end the engine's view of a live exec. */
+    if (len != 1) return;
+    for (struct exec_op *e = a->execs; e; e = e->next)
+        if (e->id == id) kill(-e->pid, p[0]);
+}
+
+/* ---------- WRITE_OPEN / WRITE_DATA ---------- */
+
+/* mkdir -p of the directories above path. On failure fills err and returns false. */
+static bool make_parents(const char *path, char *err, size_t errlen)
+{
+    if (!*path) return true; /* open("") reports ENOENT */
+    char *dir = xstrdup(path);
+    bool ok = true;
+    for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        if (slash[-1] == '/') continue; /* "a//b" */
+        *slash = 0;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            int e = errno;
+            struct stat st;
+            /* e.g. EROFS or EACCES for a directory that already exists on some filesystems */
+            if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                snprintf(err, errlen, "mkdir %s: %s", dir, strerror(e));
+                ok = false;
+                break;
+            }
+        }
+        *slash = '/';
+    }
+    free(dir);
+    return ok;
+}
+
+static void write_open(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    const char *s[2];
+    unsigned long mode;
+    char err[8192];
+    if (count_strings(p, len) != 2) {
+        send_error(a, id, "malformed WRITE_OPEN payload");
+        return;
+    }
+    split_strings(p, len, s);
+    const char *path = s[0];
+    if (!parse_decimal(s[1], 07777, &mode)) {
+        send_error(a, id, "invalid mode: %s", s[1]);
+        return;
+    }
+    if (!make_parents(path, err, sizeof err)) {
+        send_error(a, id, "%s", err);
+        return;
+    }
+    /* O_NONBLOCK so that a FIFO without a reader fails (ENXIO) instead of hanging the agent */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+    if (fd < 0) {
+        send_error(a, id, "open %s: %s", path, strerror(errno));
+        return;
+    }
+    set_nonblock(fd, false);
+    /* open() applies the umask and keeps the mode of an existing file; fchmod() is exact */
+    if (fchmod(fd, mode) < 0) {
+        send_error(a, id, "chmod %s: %s", path, strerror(errno));
+        close(fd);
+        return;
+    }
+    struct write_op *w = xmalloc(sizeof *w);
+    *w = (struct write_op){.next = a->writes, .id = id, .fd = fd, .path = xstrdup(path)};
+    a->writes = w;
+}
+
+static bool write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = ENOSPC;
+            return false;
+        }
+        p += n;
+        len -= n;
+    }
+    return true;
+}
+
+static void write_data(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    struct write_op **pp = &a->writes;
+    while (*pp && (*pp)->id != id) pp = &(*pp)->next;
+    struct write_op *w = *pp;
+    if (!w) return; /* the rest of a write whose WRITE_OPEN failed */
+    char err[8192];
+    if (len > 0) {
+        if (w->fd >= 0 && !write_all(w->fd, p, len)) {
+            snprintf(err, sizeof err, "write %s: %s", w->path, strerror(errno));
+            w->error = xstrdup(err);
+            close_fd(&w->fd); /* drop the remaining data, report at the end */
+        }
+        return;
+    }
+    if (w->fd >= 0 && close(w->fd) < 0 && !w->error) {
+        snprintf(err, sizeof err, "close %s: %s", w->path, strerror(errno));
+        w->error = xstrdup(err);
+    }
+    if (w->error) send_error(a, id, "%s", w->error);
+    else send_frame(a, T_OK, id, NULL, 0);
+    *pp = w->next;
+    free(w->path);
+    free(w->error);
+    free(w);
+}
+
+/* ---------- READ ---------- */
+
+static void start_read(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    if (count_strings(p, len) != 1) {
+        send_error(a, id, "malformed READ payload");
+        return;
+    }
+    const char *path = (const char *)p;
+    /* O_NONBLOCK: opening a FIFO must not block; it is rejected by the S_ISREG check anyway */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        send_error(a, id, "read %s: %s", path, strerror(errno));
+        return;
+    }
+    struct stat st;
+    const char *bad = NULL;
+    if (fstat(fd, &st) < 0) bad = strerror(errno);
+    else if (S_ISDIR(st.st_mode)) bad = strerror(EISDIR);
+    else if (!S_ISREG(st.st_mode)) bad = "not a regular file";
+    if (bad) {
+        send_error(a, id, "read %s: %s", path, bad);
+        close(fd);
+        return;
+    }
+    set_nonblock(fd, false);
+    struct read_op *r = xmalloc(sizeof *r);
+    *r = (struct read_op){.id = id, .fd = fd, .path = xstrdup(path)};
+    /* append, so reads are served in the order they were asked for */
+    struct read_op **pp = &a->reads;
+    while (*pp) pp = &(*pp)->next;
+    *pp = r;
+}
+
+/* One chunk of every pending read per loop turn: a huge file does not starve anything. */
+static void step_reads(struct agent *a)
+{
+    struct read_op **pp = &a->reads;
+    while (*pp) {
+        struct read_op *r = *pp;
+        ssize_t n = read(r->fd, a->chunk, CHUNK);
+        if (n < 0 && errno == EINTR) {
+            pp = &r->next;
+            continue;
+        }
+        if (n > 0) {
+            send_frame(a, T_STDOUT, r->id, a->chunk, n);
+            pp = &r->next;
+            continue;
+        }
+        if (n == 0) send_frame(a, T_OK, r->id, NULL, 0);
+        else send_error(a, r->id, "read %s: %s", r->path, strerror(errno));
+        *pp = r->next;
+        close(r->fd);
+        free(r->path);
+        free(r);
+    }
+}
+
+/* ---------- LIST ---------- */
+
+static void list_dir(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    if (count_strings(p, len) != 1) {
+        send_error(a, id, "malformed LIST payload");
+        return;
+    }
+    const char *path = (const char *)p;
+    DIR *d = opendir(path);
+    if (!d) {
+        send_error(a, id, "list %s: %s", path, strerror(errno));
+        return;
+    }
+    unsigned char *buf = xmalloc(MAX_PAYLOAD);
+    size_t used = 0;
+    struct dirent *de;
+    for (;;) {
+        errno = 0;
+        if (!(de = readdir(d))) break;
+        const char *name = de->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue; /* gone meanwhile */
+        char rec[NAME_MAX + 64];
+        size_t nl = strlen(name);
+        if (nl > NAME_MAX) continue; /* cannot happen on Linux; keeps rec safe */
+        memcpy(rec, name, nl + 1);
+        int nums = snprintf(rec + nl + 1, sizeof rec - nl - 1, "%lld%c%u", (long long)st.st_size, 0,
+                            (unsigned)st.st_mode);
+        size_t rl = nl + 1 + nums + 1; /* snprintf's terminating NUL ends the mode field */
+        if (used + rl > MAX_PAYLOAD) {
+            send_frame(a, T_ENTRIES, id, buf, used);
+            used = 0;
+        }
+        memcpy(buf + used, rec, rl);
+        used += rl;
+    }
+    int err = errno;
+    if (used > 0) send_frame(a, T_ENTRIES, id, buf, used);
+    if (err) send_error(a, id, "list %s: %s", path, strerror(err));
+    else send_frame(a, T_OK, id, NULL, 0);
+    free(buf);
+    closedir(d);
+}
+
+/* ---------- channel input ---------- */
+
+static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p, size_t len)
+{
+    bool starts_op = type == T_EXEC || type == T_WRITE_OPEN || type == T_READ;
+    if (starts_op && id_in_use(a, id)) {
+        send_error(a, id, "operation id %u is already in use", (unsigned)id);
+        return;
+    }
+    switch (type) {
+    case T_EXEC: start_exec(a, id, p, len); break;
+    case T_SIGNAL: signal_exec(a, id, p, len); break;
+    case T_WRITE_OPEN: write_open(a, id, p, len); break;
+    case T_WRITE_DATA: write_data(a, id, p, len); break;
+    case T_READ: start_read(a, id, p, len); break;
+    case T_LIST: list_dir(a, id, p, len); break;
+    case T_PING: send_frame(a, T_OK, id, NULL, 0); break;
+    default: break; /* unknown types are ignored (forward compatibility) */
+    }
+}
+
+/* One read() from the channel, then every complete frame in the buffer is handled. */
+static void read_channel(struct agent *a)
+{
+    ssize_t n = read(0, a->in + a->in_len, HEADER_BYTES + MAX_PAYLOAD - a->in_len);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) return;
+        fprintf(stderr, "matchlock-agent: channel read failed: %s\n", strerror(errno));
+        shutdown_agent(a, 1);
+    }
+    if (n == 0) shutdown_agent(a, 0);
+    a->in_len += n;
+
+    size_t off = 0;
+    while (a->in_len - off >= HEADER_BYTES) {
+        const unsigned char *h = a->in + off;
+        uint32_t id = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
+        uint32_t len = (uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8];
+        if (len > MAX_PAYLOAD) {
+            fprintf(stderr, "matchlock-agent: protocol error: frame of %u bytes exceeds %d\n",
+                    (unsigned)len, MAX_PAYLOAD);
+            shutdown_agent(a, 2);
+        }
+        if (a->in_len - off < HEADER_BYTES + (size_t)len) break;
+        dispatch(a, h[0], id, h + HEADER_BYTES, len);
+        off += HEADER_BYTES + len;
+    }
+    /* The buffer holds one maximal frame, so after this there is always room to read more. */
+    memmove(a->in, a->in + off, a->in_len - off);
+    a->in_len -= off;
+}
+
+/* ---------- lifecycle ---------- */
+
+/* EOF on the channel (or a fatal error): kill every exec's process group and exit. */
+static _Noreturn void shutdown_agent(struct agent *a, int code)
+{
+    for (struct exec_op *e = a->execs; e; e = e->next) kill(-e->pid, SIGKILL);
+    /*
+     * Reap the killed shells before exiting (bounded), so that none of them lingers as a
+     * zombie when we are not PID 1. As PID 1 our exit tears the whole sandbox down anyway.
+     */
+    for (int waited = 0; a->execs && waited < SHUTDOWN_REAP_MS; waited += 10) {
+        pid_t pid;
+        int status;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (struct exec_op **pp = &a->execs; *pp; pp = &(*pp)->next) {
+                if ((*pp)->pid == pid) {
+                    struct exec_op *e = *pp;
+                    *pp = e->next;
+                    free(e);
+                    break;
+                }
+            }
+        }
+        if (pid < 0 && errno == ECHILD) break;
+        if (a->execs) poll(NULL, 0, 10);
+    }
+    exit(code);
+}
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    char b = 0;
+    ssize_t r = write(sigchld_write_fd, &b, 1); /* EAGAIN: a wakeup is already pending */
+    (void)r;
+    errno = saved;
+}
+
+static void setup(struct agent *a)
+{
+    /* fds 0-2 must exist, or pipes could land on them and be clobbered in the child */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) die(1, "cannot open /dev/null");
+
+    signal(SIGPIPE, SIG_IGN);
+    int sp[2];
+    if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) < 0) die(1, "pipe: %s", strerror(errno));
+    a->sigchld_fd = sp[0];
+    sigchld_write_fd = sp[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL) < 0) die(1, "sigaction: %s", strerror(errno));
+
+    /* Files and directories we create get exact modes; commands get the umask we were given. */
+    a->exec_umask = umask(0);
+    a->in = xmalloc(HEADER_BYTES + MAX_PAYLOAD);
+    a->chunk = xmalloc(CHUNK);
+}
+
+/* Rebuilds the poll set: channel, SIGCHLD pipe, then every open exec pipe. */
+static size_t build_pollset(struct agent *a)
+{
+    size_t need = 2;
+    for (struct exec_op *e = a->execs; e; e = e->next) need += 2;
+    if (need > a->pfd_cap) {
+        a->pfd_cap = need * 2;
+        free(a->pfds);
+        free(a->pfd_exec);
+        a->pfds = xmalloc(a->pfd_cap * sizeof *a->pfds);
+        a->pfd_exec = xmalloc(a->pfd_cap * sizeof *a->pfd_exec);
+    }
+    size_t n = 0;
+    a->pfds[n++] = (struct pollfd){.fd = 0, .events = POLLIN};
+    a->pfds[n++] = (struct pollfd){.fd = a->sigchld_fd, .events = POLLIN};
+    for (struct exec_op *e = a->execs; e; e = e->next) {
+        int fds[2] = {e->out_fd, e->err_fd};
+        for (int i = 0; i < 2; i++) {
+            if (fds[i] < 0) continue;
+            a->pfd_exec[n] = e;
+            a->pfds[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        }
+    }
+    return n;
+}
+
+int main(void)
+{
+    struct agent agent;
+    memset(&agent, 0, sizeof agent);
+    struct agent *a = &agent;
+    setup(a);
+    send_frame(a, T_READY, 0, AGENT_VERSION, strlen(AGENT_VERSION));
+
+    for (;;) {
+        size_t n = build_pollset(a);
+        if (poll(a->pfds, n, a->reads ? 0 : -1) < 0 && errno != EINTR) die(1, "poll: %s", strerror(errno));
+
+        /*
+         * Exec output first, channel input next, exits last: only reap_children() frees exec
+         * entries, so the pointers in pfd_exec stay valid while we walk the poll set.
+         */
+        for (size_t i = 2; i < n; i++) {
+            if (!(a->pfds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) continue;
+            struct exec_op *e = a->pfd_exec[i];
+            if (a->pfds[i].fd == e->out_fd) pump(a, e->id, &e->out_fd, T_STDOUT);
+            else if (a->pfds[i].fd == e->err_fd) pump(a, e->id, &e->err_fd, T_STDERR);
+        }
+        if (a->pfds[0].revents) read_channel(a);
+        step_reads(a);
+        if (a->pfds[1].revents) {
+            char buf[256];
+            while (read(a->sigchld_fd, buf, sizeof buf) > 0) {}
+            reap_children(a);
+        }
+    }
+}

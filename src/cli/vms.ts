@@ -1,0 +1,104 @@
+// list / get / kill / rm / prune: the sandbox records of the state store (protocol spec 3).
+import type { Command } from "commander";
+import { listVms, pidAlive, readVm, reconcile, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
+import { printTable } from "./table.js";
+
+async function mustFind(id: string): Promise<VmRecord> {
+  const vm = await readVm(id);
+  if (!vm) throw new Error(`VM ${id} not found`);
+  return vm;
+}
+
+function localTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "-";
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+/** Removes a record; a "running" one is refused unless its owner is dead (then it crashed). */
+async function removeOne(id: string): Promise<void> {
+  const vm = await reconcile(await mustFind(id));
+  if (vm.status === "running") throw new Error(`cannot remove running VM ${id}, kill it first`);
+  await removeVmDir(id);
+}
+
+export function registerVmCommands(program: Command): void {
+  program
+    .command("list")
+    .alias("ls")
+    .description("list sandboxes")
+    .option("--running", "only running sandboxes")
+    .option("--json", "print JSON")
+    .action(async (opts: { running?: boolean; json?: boolean }) => {
+      const vms = (await listVms()).filter((v) => !opts.running || v.status === "running");
+      if (opts.json) {
+        console.log(JSON.stringify(vms.map((v) => ({ id: v.id, status: v.status, image: v.image, created_at: v.createdAt, pid: v.pid })), null, 2));
+        return;
+      }
+      printTable(["ID", "STATUS", "IMAGE", "CREATED", "PID"],
+        vms.map((v) => [v.id, v.status, v.image, localTime(v.createdAt), v.pid ? String(v.pid) : "-"]));
+    });
+
+  program
+    .command("get")
+    .description("print one sandbox's record as JSON")
+    .argument("<id>", "sandbox id (vm-xxxxxxxx)")
+    .action(async (id: string) => {
+      const vm = await mustFind(id);
+      const out: Record<string, unknown> = { id: vm.id, pid: vm.pid, status: vm.status, image: vm.image, created_at: vm.createdAt };
+      if (vm.config) out.config = vm.config;
+      console.log(JSON.stringify(out, null, 2));
+    });
+
+  program
+    .command("kill")
+    .description("stop a running sandbox (signals its owning engine process)")
+    .argument("[id]", "sandbox id")
+    .option("--all", "every running sandbox")
+    .action(async (id: string | undefined, opts: { all?: boolean }) => {
+      const kill = (vm: VmRecord) => {
+        if (vm.status !== "running" || !pidAlive(vm.pid)) throw new Error(`VM ${vm.id} is not running`);
+        process.kill(vm.pid, "SIGTERM");
+        console.log(`Killed ${vm.id}`);
+      };
+      if (opts.all) {
+        for (const vm of (await listVms()).filter((v) => v.status === "running")) {
+          try { kill(vm); } catch (err) { process.stderr.write(`Failed to kill ${vm.id}: ${(err as Error).message}\n`); }
+        }
+        return;
+      }
+      if (!id) throw new Error("VM ID required (or use --all)");
+      kill(await mustFind(id));
+    });
+
+  program
+    .command("rm")
+    .alias("remove")
+    .description("remove a stopped sandbox's state")
+    .argument("[id]", "sandbox id")
+    .option("--stopped", "every sandbox that is not running")
+    .action(async (id: string | undefined, opts: { stopped?: boolean }) => {
+      if (opts.stopped) {
+        for (const vm of (await listVms()).filter((v) => v.status !== "running")) {
+          try { await removeOne(vm.id); console.log(`Removed ${vm.id}`); } catch (err) { process.stderr.write(`Failed to remove ${vm.id}: ${(err as Error).message}\n`); }
+        }
+        return;
+      }
+      if (!id) throw new Error("VM ID required (or use --stopped)");
+      await removeOne(id);
+      console.log(`Removed ${id}`);
+    });
+
+  program
+    .command("prune")
+    .description("remove every stopped or crashed sandbox's state")
+    .action(async () => {
+      const gone = (await listVms()).filter((v) => v.status !== "running");
+      for (const vm of gone) {
+        await removeVmDir(vm.id);
+        console.log(`Pruned ${vm.id}`);
+      }
+      console.log(`Pruned ${gone.length} VMs`);
+    });
+}

@@ -1,0 +1,234 @@
+// Host side of the agent channel: many concurrent operations multiplexed over one byte stream.
+// Everything read from the stream comes from inside the sandbox and is treated as hostile:
+// malformed frames end the connection (see FrameDecoder), unknown ids are ignored.
+import type { Readable, Writable } from "node:stream";
+import { once } from "node:events";
+import {
+  AgentProtocolError, DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit,
+  encodeFrame, encodeStrings, type DirEntry, type ExitStatus, type Frame, type FrameTypeCode,
+} from "../../protocol/agent-frames.js";
+
+/** The agent reported that an operation failed (bad cwd, ENOENT, EROFS, ...). */
+export class AgentOpError extends Error {}
+
+/** The channel to the sandbox is gone: the sandbox died, was stopped, or broke the protocol. */
+export class SandboxLostError extends Error {}
+
+export interface ExecRequest {
+  command: string;
+  cwd: string;
+  /** "" for root, else numeric "uid" or "uid:gid". */
+  user: string;
+  env: string[];
+}
+
+export interface ExecSink {
+  stdout(data: Buffer): void;
+  stderr(data: Buffer): void;
+}
+
+interface PendingOp {
+  onFrame(frame: Frame): void;
+  fail(err: Error): void;
+}
+
+const MAX_ID = 0xffffffff;
+
+export class AgentConnection {
+  private readonly ops = new Map<number, PendingOp>();
+  private nextId = 1;
+  private lostError: Error | undefined;
+  private readonly decoder = new FrameDecoder();
+  readonly ready: Promise<string>;
+  private resolveReady!: (version: string) => void;
+  private rejectReady!: (err: Error) => void;
+  private readonly lostListeners: Array<(err: Error) => void> = [];
+
+  constructor(private readonly toAgent: Writable, fromAgent: Readable) {
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // observed through waitReady(); avoid an unhandled rejection here
+    fromAgent.on("data", (chunk: Buffer) => this.onData(chunk));
+    fromAgent.on("end", () => this.lose(new SandboxLostError("the sandbox closed its agent channel")));
+    fromAgent.on("error", (err) => this.lose(new SandboxLostError(`agent channel read failed: ${err.message}`)));
+    toAgent.on("error", (err) => this.lose(new SandboxLostError(`agent channel write failed: ${err.message}`)));
+  }
+
+  get lost(): Error | undefined {
+    return this.lostError;
+  }
+
+  onLost(listener: (err: Error) => void): void {
+    if (this.lostError) listener(this.lostError);
+    else this.lostListeners.push(listener);
+  }
+
+  /** Marks the channel dead and fails every pending operation with `err`. Idempotent. */
+  lose(err: Error): void {
+    if (this.lostError) return;
+    this.lostError = err;
+    this.rejectReady(err);
+    for (const op of this.ops.values()) op.fail(err);
+    this.ops.clear();
+    for (const l of this.lostListeners) l(err);
+    this.toAgent.destroy();
+  }
+
+  /** Ends the agent's stdin: the agent kills what it runs and exits. */
+  shutdown(): void {
+    if (!this.toAgent.writableEnded) this.toAgent.end();
+  }
+
+  async exec(req: ExecRequest, sink: ExecSink, signal?: AbortSignal): Promise<ExitStatus> {
+    const payload = encodeStrings([req.cwd, req.user, req.command, ...req.env]);
+    return this.run<ExitStatus>(FrameType.EXEC, payload, (frame, done) => {
+      if (frame.type === FrameType.STDOUT) sink.stdout(frame.payload);
+      else if (frame.type === FrameType.STDERR) sink.stderr(frame.payload);
+      else if (frame.type === FrameType.EXIT) done.resolve(decodeExit(frame.payload));
+      else done.unexpected();
+    }, signal);
+  }
+
+  /** Sends a signal to the process group of a running exec (no-op for unknown ids). */
+  private signal(id: number, signo: number): void {
+    if (this.lostError) return;
+    this.toAgent.write(encodeFrame(FrameType.SIGNAL, id, Buffer.from([signo])));
+  }
+
+  async writeFile(path: string, mode: number, data: Buffer): Promise<void> {
+    const id = this.allocId();
+    const result = this.track<void>(id, (frame, done) => {
+      if (frame.type === FrameType.OK) done.resolve();
+      else done.unexpected();
+    });
+    await this.send(FrameType.WRITE_OPEN, id, encodeStrings([path, String(mode)]));
+    for (let off = 0; off < data.length && !this.lostError; off += DATA_CHUNK) {
+      await this.send(FrameType.WRITE_DATA, id, data.subarray(off, off + DATA_CHUNK));
+    }
+    await this.send(FrameType.WRITE_DATA, id, Buffer.alloc(0));
+    return result;
+  }
+
+  async readFile(path: string, maxBytes: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    await this.run<void>(FrameType.READ, encodeStrings([path]), (frame, done) => {
+      if (frame.type === FrameType.STDOUT) {
+        total += frame.payload.length;
+        if (total > maxBytes) done.reject(new AgentOpError(`read ${path}: file exceeds ${maxBytes} bytes`));
+        else chunks.push(frame.payload);
+      } else if (frame.type === FrameType.OK) done.resolve();
+      else done.unexpected();
+    });
+    return Buffer.concat(chunks);
+  }
+
+  async list(path: string): Promise<DirEntry[]> {
+    const entries: DirEntry[] = [];
+    await this.run<void>(FrameType.LIST, encodeStrings([path]), (frame, done) => {
+      if (frame.type === FrameType.ENTRIES) entries.push(...decodeEntries(frame.payload));
+      else if (frame.type === FrameType.OK) done.resolve();
+      else done.unexpected();
+    });
+    return entries;
+  }
+
+  async ping(): Promise<void> {
+    await this.run<void>(FrameType.PING, Buffer.alloc(0), (frame, done) => {
+      if (frame.type === FrameType.OK) done.resolve();
+      else done.unexpected();
+    });
+  }
+
+  // --- plumbing ---
+
+  private async run<T>(
+    type: FrameTypeCode, payload: Buffer,
+    handle: (frame: Frame, done: Completion<T>) => void, signal?: AbortSignal,
+  ): Promise<T> {
+    const id = this.allocId();
+    const result = this.track(id, handle);
+    if (signal) {
+      // Cancellation: SIGTERM the exec's process group, SIGKILL if it is still there 5 s later.
+      const onAbort = () => {
+        this.signal(id, 15);
+        const timer = setTimeout(() => this.signal(id, 9), 5000);
+        result.finally(() => clearTimeout(timer)).catch(() => {});
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+      result.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
+    }
+    await this.send(type, id, payload);
+    return result;
+  }
+
+  private track<T>(id: number, handle: (frame: Frame, done: Completion<T>) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const finish = () => this.ops.delete(id);
+      const done: Completion<T> = {
+        resolve: (v) => { finish(); resolve(v); },
+        reject: (e) => { finish(); reject(e); },
+        unexpected: () => { /* replaced below */ },
+      };
+      const op: PendingOp = {
+        onFrame: (frame) => {
+          if (frame.type === FrameType.ERROR) return done.reject(new AgentOpError(frame.payload.toString("utf8")));
+          handle(frame, done);
+        },
+        fail: (err) => reject(err),
+      };
+      done.unexpected = () => this.lose(new AgentProtocolError(`unexpected frame for operation ${id}`));
+      if (this.lostError) return reject(this.lostError);
+      this.ops.set(id, op);
+    });
+  }
+
+  private allocId(): number {
+    do {
+      const id = this.nextId;
+      this.nextId = this.nextId >= MAX_ID ? 1 : this.nextId + 1;
+      if (!this.ops.has(id)) return id;
+    } while (true);
+  }
+
+  /** Writes one frame, waiting for the pipe to drain: the agent's reading pace is the flow control. */
+  private async send(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> {
+    if (this.lostError) throw this.lostError;
+    if (!this.toAgent.write(encodeFrame(type, id, payload))) {
+      await Promise.race([once(this.toAgent, "drain"), once(this.toAgent, "close")]);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.lostError) return;
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.lose(err instanceof Error ? err : new AgentProtocolError(String(err)));
+      return;
+    }
+    for (const frame of frames) {
+      if (frame.type === FrameType.READY) {
+        this.resolveReady(frame.payload.toString("utf8"));
+        continue;
+      }
+      try {
+        this.ops.get(frame.id)?.onFrame(frame);
+      } catch (err) {
+        // e.g. a malformed EXIT or ENTRIES payload from the guest
+        this.lose(err instanceof Error ? err : new AgentProtocolError(String(err)));
+        return;
+      }
+    }
+  }
+}
+
+interface Completion<T> {
+  resolve(value: T): void;
+  reject(err: Error): void;
+  unexpected(): void;
+}

@@ -1,0 +1,40 @@
+// The seam between sandbox lifecycle and isolation engines. gVisor is the first engine;
+// the QEMU micro-VM engine plugs in behind the same interface.
+import type { AgentConnection } from "../agent/connection.js";
+
+/** A mount as the backend must realise it inside the sandbox. */
+export type BackendMount =
+  | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }
+  | { kind: "tmpfs"; guestPath: string };
+
+export interface SandboxSpec {
+  id: string;
+  /** Absolute path of the image's unpacked root file system; never modified. */
+  rootfs: string;
+  cpus: number;
+  memoryMb: number;
+  hostname: string;
+  mounts: BackendMount[];
+  /** Per-sandbox state directory (logs, bundle, sockets). */
+  stateDir: string;
+  /** File that receives the engine's and the isolation engine's log lines. */
+  logFile: string;
+}
+
+export interface RunningSandbox {
+  /** Connected agent, already READY. */
+  agent: AgentConnection;
+  /** Host pid of the isolation engine's process (runsc, qemu), for diagnostics. */
+  pid: number | undefined;
+  /** Stops the sandbox: graceful within `graceMs`, then forced. Resolves when nothing is left. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Throws BackendUnavailableError with the missing piece named (binary, privilege). */
+  checkAvailable(): Promise<void>;
+  start(spec: SandboxSpec): Promise<RunningSandbox>;
+}
+
+export class BackendUnavailableError extends Error {}

@@ -1,0 +1,69 @@
+// Builds the OCI runtime bundle (config.json) that runsc runs: the agent as the container's
+// init, the image rootfs under a memory overlay, our mounts, limits.
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { SandboxSpec } from "../backend.js";
+
+/** Where the agent binary appears inside the sandbox. */
+export const GUEST_AGENT_PATH = "/.matchlock/agent";
+
+const CPU_PERIOD_US = 100_000;
+
+export function ociConfig(spec: SandboxSpec, agentBinary: string): Record<string, unknown> {
+  // Parents before children, so a mount at /workspace/src lands inside the /workspace mount.
+  const mounts = [...spec.mounts].sort((a, b) => a.guestPath.split("/").length - b.guestPath.split("/").length);
+  return {
+    ociVersion: "1.0.2",
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: [GUEST_AGENT_PATH],
+      env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+      cwd: "/",
+      // Default Docker-like capability set: the sandbox's root is not the host's root,
+      // and gVisor enforces these against its own kernel.
+      capabilities: capabilitySet(),
+      noNewPrivileges: false,
+    },
+    // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
+    // sandbox's memory: the shared image directory is never modified.
+    root: { path: spec.rootfs, readonly: false },
+    hostname: spec.hostname,
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc" },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] },
+      { destination: GUEST_AGENT_PATH, type: "bind", source: agentBinary, options: ["rbind", "ro"] },
+      ...mounts.map((m) =>
+        m.kind === "tmpfs"
+          ? { destination: m.guestPath, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=755"] }
+          : { destination: m.guestPath, type: "bind", source: m.hostPath, options: ["rbind", m.readonly ? "ro" : "rw"] },
+      ),
+    ],
+    linux: {
+      namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "network" }],
+      cgroupsPath: `/matchlock/${spec.id}`,
+      resources: {
+        memory: { limit: spec.memoryMb * 1024 * 1024 },
+        cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US },
+      },
+    },
+  };
+}
+
+function capabilitySet(): Record<string, string[]> {
+  const caps = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+  ];
+  return { bounding: caps, effective: caps, permitted: caps, inheritable: caps, ambient: [] };
+}
+
+export async function writeBundle(spec: SandboxSpec, agentBinary: string): Promise<string> {
+  const dir = join(spec.stateDir, "bundle");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, "config.json"), JSON.stringify(ociConfig(spec, agentBinary), null, 2));
+  return dir;
+}

@@ -1,0 +1,127 @@
+// gVisor backend: one `runsc run` process per sandbox, with the agent as the container's init
+// talking over runsc's stdio. Because runsc is our child and holds the agent's stdin, the
+// sandbox dies with the engine: if the engine is killed, the agent reads EOF and exits, and
+// runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
+import { spawn, type ChildProcess } from "node:child_process";
+import { access, constants, open, readFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
+import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
+import { paths } from "../../paths.js";
+import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { writeBundle } from "./bundle.js";
+
+const READY_TIMEOUT_MS = 30_000;
+
+export function runscBinary(): string {
+  return process.env.MATCHLOCK_RUNSC || "runsc";
+}
+
+export class GvisorBackend implements Backend {
+  readonly name = "gvisor";
+
+  async checkAvailable(): Promise<void> {
+    if (!(await findOnPath(runscBinary()))) {
+      throw new BackendUnavailableError(
+        `gVisor's runsc was not found (looked for "${runscBinary()}" on PATH): install it with "apt-get install runsc" or run "npm run setup"`,
+      );
+    }
+    if (process.getuid?.() !== 0) {
+      throw new BackendUnavailableError(
+        "the gVisor backend needs root: runsc creates namespaces and cgroups for each sandbox. Run the engine as root, or use Config.useSudo in the SDK",
+      );
+    }
+    try {
+      await access(paths.agentBinary(), constants.X_OK);
+    } catch {
+      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
+    }
+  }
+
+  async start(spec: SandboxSpec): Promise<RunningSandbox> {
+    const bundle = await writeBundle(spec, paths.agentBinary());
+    const log = await open(spec.logFile, "a");
+    const child = spawn(runscBinary(), [...globalFlags(), "run", "--bundle", bundle, spec.id], {
+      stdio: ["pipe", "pipe", log.fd],
+    });
+    await log.close(); // the child has its own copy of the descriptor
+    const agent = new AgentConnection(child.stdin!, child.stdout!);
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    child.once("error", (err) => agent.lose(new SandboxLostError(`could not start runsc: ${err.message}`)));
+    exited.then((code) => agent.lose(new SandboxLostError(`the sandbox exited (runsc status ${code ?? "killed"})`)));
+
+    const stop = (graceMs: number) => stopSandbox(spec.id, child, agent, exited, graceMs);
+    try {
+      await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+    } catch (err) {
+      await stop(0);
+      const tail = await logTail(spec.logFile);
+      throw new Error(`failed to start the gVisor sandbox: ${(err as Error).message}${tail ? `\n${tail}` : ""}`);
+    }
+    return { agent, pid: child.pid, stop };
+  }
+}
+
+function globalFlags(): string[] {
+  return ["--root", paths.runscRoot(), "--network=none", "--overlay2=root:memory"];
+}
+
+async function stopSandbox(
+  id: string, child: ChildProcess, agent: AgentConnection, exited: Promise<number | null>, graceMs: number,
+): Promise<void> {
+  agent.shutdown(); // the agent kills every exec's process group and exits; runsc follows
+  if (!(await settlesWithin(exited, graceMs))) {
+    await runRunsc(["kill", id, "KILL"]);
+    if (!(await settlesWithin(exited, 2000))) child.kill("SIGKILL");
+    await exited;
+  }
+  // `runsc run` removes its container on a clean exit; after a forced stop make sure.
+  await runRunsc(["delete", "--force", id]);
+}
+
+function runRunsc(args: string[]): Promise<void> {
+  return new Promise((resolve) => {
+    const p = spawn(runscBinary(), [...globalFlags(), ...args], { stdio: "ignore" });
+    p.once("error", () => resolve());
+    p.once("exit", () => resolve());
+  });
+}
+
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  const done = await Promise.race([p.then(() => true as const), timeout]);
+  clearTimeout(timer);
+  return done;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function logTail(file: string): Promise<string> {
+  try {
+    const text = await readFile(file, "utf8");
+    return text.split("\n").filter(Boolean).slice(-10).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+async function findOnPath(bin: string): Promise<boolean> {
+  const candidates = bin.includes("/") ? [bin] : (process.env.PATH ?? "").split(delimiter).map((d) => join(d, bin));
+  for (const c of candidates) {
+    try {
+      await access(c, constants.X_OK);
+      return true;
+    } catch {
+      // keep looking
+    }
+  }
+  return false;
+}

@@ -1,0 +1,22 @@
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Root of all engine state: $MATCHLOCK_HOME, else ~/.matchlock. */
+export function matchlockHome(): string {
+  const fromEnv = process.env.MATCHLOCK_HOME;
+  return fromEnv && fromEnv.length > 0 ? fromEnv : join(homedir(), ".matchlock");
+}
+
+/** The package root (this file is src/engine/paths.ts, compiled to dist/src/engine/paths.js). */
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+
+export const paths = {
+  vms: () => join(matchlockHome(), "vms"),
+  vm: (id: string) => join(matchlockHome(), "vms", id),
+  /** The image store; $MATCHLOCK_IMAGES puts it elsewhere (e.g. shared by test homes). */
+  images: () => process.env.MATCHLOCK_IMAGES || join(matchlockHome(), "images"),
+  runscRoot: () => join(matchlockHome(), "runsc"),
+  /** The static agent binary put into every sandbox; $MATCHLOCK_AGENT overrides it. */
+  agentBinary: () => process.env.MATCHLOCK_AGENT || join(packageRoot, "guest", "agent", "build", "matchlock-agent"),
+};

@@ -1,0 +1,118 @@
+// `matchlock rpc`: JSON-RPC 2.0 over NDJSON on stdio (protocol spec section 1).
+// - one line per message; an oversized or malformed line gets an error reply and is skipped;
+// - `create` and `close` run alone: they wait for in-flight requests and block further reads;
+// - every other method runs concurrently; a request's notifications precede its response;
+// - after `close`, the next line (or EOF) ends the session; EOF, SIGTERM and SIGINT tear the
+//   sandbox down, so a client that dies never leaves one behind.
+import type { Readable, Writable } from "node:stream";
+import { z } from "zod";
+import { ErrorCode, MAX_REQUEST_LINE, type RequestId } from "../../protocol/rpc.js";
+import { readLines } from "./line-reader.js";
+import { MessageWriter } from "./writer.js";
+import { RpcError, Session } from "./session.js";
+
+const requestSchema = z.object({
+  method: z.unknown(),
+  params: z.unknown().optional(),
+  id: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullish(),
+});
+
+/** Methods that run alone, like upstream: nothing else is in flight while they run. */
+const EXCLUSIVE = new Set(["create", "close"]);
+
+export interface ServeOptions {
+  input: Readable;
+  output: Writable;
+  log: (line: string) => void;
+  maxLine?: number;
+}
+
+export async function serve(opts: ServeOptions): Promise<void> {
+  const writer = new MessageWriter(opts.output);
+  const session = new Session(writer, opts.log);
+  const inflight = new Set<Promise<void>>();
+  const track = (p: Promise<void>) => {
+    inflight.add(p);
+    p.finally(() => inflight.delete(p));
+  };
+
+  const stopOnSignal = (signal: NodeJS.Signals) => {
+    opts.log(`received ${signal}: stopping the sandbox`);
+    void session.teardown("engine received " + signal).finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGTERM", stopOnSignal);
+  process.once("SIGINT", stopOnSignal);
+  writer.onBroken(() => {
+    opts.log("stdout is gone: stopping the sandbox");
+    void session.teardown("the client stopped reading");
+  });
+
+  try {
+    for await (const event of readLines(opts.input, opts.maxLine ?? MAX_REQUEST_LINE)) {
+      if (session.closed) break; // the line after `close` ends the session unprocessed
+      if ("oversized" in event) {
+        writer.error(undefined, ErrorCode.INVALID_REQUEST, `request line of ${event.oversized} bytes exceeds the ${opts.maxLine ?? MAX_REQUEST_LINE}-byte limit`);
+        continue;
+      }
+      if (event.line.length === 0 || event.line.every((b) => b === 32 || b === 9 || b === 13)) continue;
+      const parsed = parseRequest(event.line);
+      if (!parsed.ok) {
+        writer.error(parsed.id, parsed.code, parsed.message);
+        continue;
+      }
+      const { method, params, id } = parsed;
+      if (EXCLUSIVE.has(method)) {
+        await Promise.allSettled([...inflight]);
+        await respond(session, writer, method, params, id);
+      } else if (method === "cancel") {
+        await respond(session, writer, method, params, id); // immediate, never queued behind others
+      } else {
+        track(respond(session, writer, method, params, id));
+      }
+    }
+  } finally {
+    process.removeListener("SIGTERM", stopOnSignal);
+    process.removeListener("SIGINT", stopOnSignal);
+    // EOF or close: stop the sandbox first, so in-flight calls fail fast instead of hanging.
+    await session.teardown("the client closed the session");
+    await Promise.allSettled([...inflight]);
+    await writer.flush();
+  }
+}
+
+type Parsed =
+  | { ok: true; method: string; params: unknown; id: RequestId | null | undefined }
+  | { ok: false; id: RequestId | null | undefined; code: number; message: string };
+
+function parseRequest(line: Buffer): Parsed {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line.toString("utf8"));
+  } catch {
+    return { ok: false, id: undefined, code: ErrorCode.PARSE_ERROR, message: "Parse error" };
+  }
+  // Batches, scalars and a bad top-level id are parse errors, as upstream (spec 1.2, 1.3).
+  const shape = requestSchema.safeParse(raw);
+  if (Array.isArray(raw) || !shape.success) {
+    return { ok: false, id: undefined, code: ErrorCode.PARSE_ERROR, message: "Parse error" };
+  }
+  const { method, params, id } = shape.data;
+  if (typeof method !== "string") {
+    return { ok: false, id, code: ErrorCode.INVALID_REQUEST, message: "Invalid request: method must be a string" };
+  }
+  return { ok: true, method, params, id };
+}
+
+async function respond(session: Session, writer: MessageWriter, method: string, params: unknown, id: RequestId | null | undefined) {
+  try {
+    const result = await session.handle(method, params, id);
+    writer.result(id, result);
+  } catch (err) {
+    if (err instanceof RpcError) {
+      writer.error(id, err.code, err.message);
+    } else {
+      // A bug of ours: say so, keep serving.
+      writer.error(id, ErrorCode.INTERNAL_ERROR, `internal error: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+}

@@ -1,0 +1,197 @@
+// The methods of one `matchlock rpc` session, which owns at most one sandbox.
+import { z } from "zod";
+import { ErrorCode, Notification, type RequestId } from "../../protocol/rpc.js";
+import { AgentOpError, SandboxLostError } from "../agent/connection.js";
+import { defaultBackend } from "../backends/select.js";
+import { BackendUnavailableError } from "../backends/backend.js";
+import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
+import { ImageNotFoundError, PathError, Sandbox, secretPlaceholders } from "../sandbox/sandbox.js";
+import { MountConfigError } from "../vfs/mounts.js";
+import type { MessageWriter } from "./writer.js";
+
+export class RpcError extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}
+
+const execParams = z.object({ command: z.string().default(""), working_dir: z.string().optional() });
+const pathParams = z.object({ path: z.string() });
+const writeParams = z.object({
+  path: z.string(),
+  content: z.string(),
+  mode: z.number().int().min(0).max(0xffffffff).optional(),
+});
+const cancelParams = z.object({ id: z.number().int().nonnegative() });
+
+type Result = Record<string, unknown>;
+
+export class Session {
+  private sandbox: Sandbox | undefined;
+  private lastId: string | undefined;
+  closed = false;
+  private readonly cancels = new Map<RequestId, AbortController>();
+
+  constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
+
+  async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
+    switch (method) {
+      case "create": return this.create(params);
+      case "close": return this.close(params);
+      case "exec": return this.exec(params, id, false);
+      case "exec_stream": return this.exec(params, id, true);
+      case "write_file": return this.writeFile(params);
+      case "read_file": return this.readFile(params);
+      case "list_files": return this.listFiles(params);
+      case "cancel": return this.cancel(params);
+      default: throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
+    }
+  }
+
+  /** Stops the sandbox if there is one. Safe to call any number of times. */
+  async teardown(reason: string): Promise<void> {
+    const sb = this.sandbox;
+    this.sandbox = undefined;
+    if (sb) {
+      this.log(`stopping ${sb.id}: ${reason}`);
+      await sb.close().catch((err) => this.log(`teardown of ${sb.id} failed: ${(err as Error).message}`));
+    }
+  }
+
+  private async create(params: unknown): Promise<Result> {
+    const parsed = createParamsSchema.safeParse(params ?? {});
+    if (!parsed.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(parsed.error));
+    if (this.sandbox) {
+      throw new RpcError(ErrorCode.VM_FAILED, `this session already has sandbox ${this.sandbox.id}: close it first (one sandbox per session)`);
+    }
+    const config = mergeDefaults(parsed.data);
+    if (config.network.allowedHosts.length > 0 || Object.keys(config.network.secrets).length > 0) {
+      this.log("note: network egress is not implemented yet: the sandbox has no network at all (everything is denied)");
+    }
+    try {
+      this.sandbox = await Sandbox.create(config, await defaultBackend(), secretPlaceholders(parsed.data.network?.secrets ?? {}));
+    } catch (err) {
+      if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
+      if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError) throw new RpcError(ErrorCode.VM_FAILED, err.message);
+      throw new RpcError(ErrorCode.VM_FAILED, `failed to create sandbox: ${(err as Error).message}`);
+    }
+    this.lastId = this.sandbox.id;
+    this.log(`created ${this.sandbox.id} from ${config.image}`);
+    return { id: this.sandbox.id };
+  }
+
+  private async close(params: unknown): Promise<Result> {
+    const parsed = z.object({ timeout_seconds: z.number().nonnegative().optional() }).safeParse(params ?? {});
+    const timeout = parsed.success ? parsed.data.timeout_seconds ?? 0 : 0;
+    this.closed = true;
+    const sb = this.sandbox;
+    this.sandbox = undefined;
+    // timeout 0 is "no deadline" in the spec; our stop is always bounded, so give it a short grace.
+    if (sb) await sb.close(timeout > 0 ? timeout * 1000 : 2000);
+    return {};
+  }
+
+  private current(): Sandbox {
+    if (!this.sandbox) {
+      throw new RpcError(ErrorCode.VM_FAILED, this.lastId ? `VM ${this.lastId} is closed` : "VM not created");
+    }
+    if (this.sandbox.lost) throw new RpcError(ErrorCode.VM_FAILED, `sandbox ${this.sandbox.id} is lost: ${this.sandbox.lost.message}`);
+    return this.sandbox;
+  }
+
+  private async exec(params: unknown, id: RequestId | null | undefined, stream: boolean): Promise<Result> {
+    const sb = this.current();
+    const p = decode(execParams, params);
+    const abort = new AbortController();
+    if (id !== undefined && id !== null) this.cancels.set(id, abort);
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    const streamId = id ?? null;
+    const sink = stream
+      ? {
+          stdout: (d: Buffer) => this.writer.notify(Notification.EXEC_STDOUT, { id: streamId, data: d.toString("base64") }),
+          stderr: (d: Buffer) => this.writer.notify(Notification.EXEC_STDERR, { id: streamId, data: d.toString("base64") }),
+        }
+      : { stdout: (d: Buffer) => stdout.push(d), stderr: (d: Buffer) => stderr.push(d) };
+    try {
+      const out = await sb.exec(p.command, { workingDir: p.working_dir, signal: abort.signal }, sink);
+      if (abort.signal.aborted) throw new RpcError(ErrorCode.CANCELLED, "context canceled");
+      const extra = out.signal ? { signal: out.signal } : {};
+      return stream
+        ? { exit_code: out.exitCode, duration_ms: out.durationMs, ...extra }
+        : {
+            exit_code: out.exitCode,
+            stdout: Buffer.concat(stdout).toString("base64"),
+            stderr: Buffer.concat(stderr).toString("base64"),
+            duration_ms: out.durationMs,
+            ...extra,
+          };
+    } catch (err) {
+      throw asRpcError(err, ErrorCode.EXEC_FAILED, "exec error: ");
+    } finally {
+      if (id !== undefined && id !== null) this.cancels.delete(id);
+    }
+  }
+
+  private async writeFile(params: unknown): Promise<Result> {
+    const sb = this.current();
+    const p = decode(writeParams, params);
+    const content = decodeBase64(p.content);
+    try {
+      await sb.writeFile(p.path, content, p.mode || 0o644);
+      return {};
+    } catch (err) {
+      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
+    }
+  }
+
+  private async readFile(params: unknown): Promise<Result> {
+    const sb = this.current();
+    const p = decode(pathParams, params);
+    try {
+      return { content: (await sb.readFile(p.path)).toString("base64") };
+    } catch (err) {
+      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
+    }
+  }
+
+  private async listFiles(params: unknown): Promise<Result> {
+    const sb = this.current();
+    const p = decode(pathParams, params);
+    try {
+      return { files: await sb.listFiles(p.path) };
+    } catch (err) {
+      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
+    }
+  }
+
+  private cancel(params: unknown): Result {
+    const p = decode(cancelParams, params);
+    const ctl = this.cancels.get(p.id);
+    ctl?.abort();
+    return { cancelled: ctl !== undefined };
+  }
+}
+
+function decode<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {
+  if (params === undefined || params === null) throw new RpcError(ErrorCode.INVALID_PARAMS, "params are required");
+  const r = schema.safeParse(params);
+  if (!r.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(r.error));
+  return r.data;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function decodeBase64(s: string): Buffer {
+  const compact = s.replace(/[\r\n]/g, "");
+  if (compact.length % 4 !== 0 || !BASE64.test(compact)) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
+  return Buffer.from(compact, "base64");
+}
+
+/** Maps sandbox-side failures to the protocol's codes; the guest's own message is kept. */
+function asRpcError(err: unknown, code: number, prefix: string): RpcError {
+  if (err instanceof RpcError) return err;
+  if (err instanceof AgentOpError || err instanceof PathError) return new RpcError(code, prefix + err.message);
+  if (err instanceof SandboxLostError) return new RpcError(code, `sandbox lost: ${err.message}`);
+  return new RpcError(code, prefix + ((err as Error)?.message ?? String(err)));
+}

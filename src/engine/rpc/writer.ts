@@ -1,0 +1,51 @@
+// Writes protocol messages to stdout, one compact JSON line each, in call order. Nothing else
+// may ever be written to this stream.
+import type { Writable } from "node:stream";
+import type { RequestId } from "../../protocol/rpc.js";
+
+export class MessageWriter {
+  private broken = false;
+  private readonly brokenListeners: Array<() => void> = [];
+
+  constructor(private readonly out: Writable) {
+    out.on("error", () => this.markBroken());
+  }
+
+  onBroken(listener: () => void): void {
+    this.brokenListeners.push(listener);
+  }
+
+  result(id: RequestId | null | undefined, result: Record<string, unknown>): void {
+    this.write(withId({ jsonrpc: "2.0", result }, id));
+  }
+
+  error(id: RequestId | null | undefined, code: number, message: string): void {
+    this.write(withId({ jsonrpc: "2.0", error: { code, message } }, id));
+  }
+
+  notify(method: string, params: Record<string, unknown>): void {
+    this.write({ jsonrpc: "2.0", method, params });
+  }
+
+  /** Resolves once everything written so far has been handed to the OS. */
+  flush(): Promise<void> {
+    if (this.broken || this.out.writableLength === 0) return Promise.resolve();
+    return new Promise((resolve) => this.out.write("", () => resolve()));
+  }
+
+  private write(message: object): void {
+    if (this.broken) return;
+    this.out.write(JSON.stringify(message) + "\n");
+  }
+
+  private markBroken(): void {
+    if (this.broken) return;
+    this.broken = true;
+    for (const l of this.brokenListeners) l();
+  }
+}
+
+/** A response carries the request's id, or no id key at all when the request had none. */
+function withId(message: Record<string, unknown>, id: RequestId | null | undefined): object {
+  return id === undefined || id === null ? message : { ...message, id };
+}

@@ -1,0 +1,113 @@
+// The `create` params: validated with zod, then merged over the engine defaults exactly as the
+// protocol spec (2.1) says: resources field by field, `network` and `vfs` replaced wholesale.
+import { z } from "zod";
+
+const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
+  z.looseObject({
+    type: z.string().default("memory"),
+    host_path: z.string().optional(),
+    readonly: z.boolean().optional(),
+    upper: mountSchema.optional(),
+    lower: mountSchema.optional(),
+  }),
+);
+
+export interface WireMount {
+  type: string;
+  host_path?: string | undefined;
+  readonly?: boolean | undefined;
+  upper?: WireMount | undefined;
+  lower?: WireMount | undefined;
+}
+
+const nonNegative = (what: string) =>
+  z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);
+
+export const createParamsSchema = z.looseObject({
+  image: z.string({ error: "image is required (e.g., alpine:latest)" }).min(1, "image is required (e.g., alpine:latest)"),
+  privileged: z.boolean().optional(),
+  resources: z.looseObject({
+    cpus: nonNegative("resources.cpus").optional(),
+    memory_mb: nonNegative("resources.memory_mb").pipe(z.number().int("resources.memory_mb must be an integer")).optional(),
+    disk_size_mb: nonNegative("resources.disk_size_mb").pipe(z.number().int("resources.disk_size_mb must be an integer")).optional(),
+    timeout_seconds: nonNegative("resources.timeout_seconds").optional(),
+  }).nullish(),
+  network: z.looseObject({
+    allowed_hosts: z.array(z.string()).nullish(),
+    block_private_ips: z.boolean().optional(),
+    secrets: z.record(z.string(), z.looseObject({
+      value: z.string(),
+      hosts: z.array(z.string()).nullish(),
+      placeholder: z.string().optional(),
+    })).nullish(),
+    dns_servers: z.array(z.string()).nullish(),
+  }).nullish(),
+  vfs: z.looseObject({
+    workspace: z.string().optional(),
+    mounts: z.record(z.string(), mountSchema).nullish(),
+  }).nullish(),
+  env: z.record(z.string(), z.string()).nullish(),
+  id: z.undefined({ error: "id is internal-only and cannot be set" }).optional(),
+});
+
+export type CreateParams = z.infer<typeof createParamsSchema>;
+
+export interface SandboxConfig {
+  image: string;
+  cpus: number;
+  memoryMb: number;
+  diskSizeMb: number;
+  timeoutSeconds: number;
+  workspace: string;
+  mounts: Record<string, WireMount>;
+  env: Record<string, string>;
+  network: {
+    allowedHosts: string[];
+    blockPrivateIps: boolean;
+    secrets: Record<string, { hosts: string[] }>;
+    dnsServers: string[];
+  };
+}
+
+export const DEFAULTS = {
+  cpus: 1,
+  memoryMb: 512,
+  diskSizeMb: 5120,
+  timeoutSeconds: 300,
+  workspace: "/workspace",
+  dnsServers: ["8.8.8.8", "8.8.4.4"],
+} as const;
+
+export function mergeDefaults(p: CreateParams): SandboxConfig {
+  const r = p.resources ?? {};
+  const positiveOr = (v: number | undefined, d: number) => (v !== undefined && v > 0 ? v : d);
+  const workspace = p.vfs?.workspace || DEFAULTS.workspace;
+  const mounts = p.vfs ? { ...(p.vfs.mounts ?? {}) } : { [DEFAULTS.workspace]: { type: "memory" } };
+  const net = p.network;
+  return {
+    image: p.image,
+    cpus: positiveOr(r.cpus, DEFAULTS.cpus),
+    memoryMb: positiveOr(r.memory_mb, DEFAULTS.memoryMb),
+    diskSizeMb: positiveOr(r.disk_size_mb, DEFAULTS.diskSizeMb),
+    timeoutSeconds: positiveOr(r.timeout_seconds, DEFAULTS.timeoutSeconds),
+    workspace,
+    mounts,
+    env: { ...(p.env ?? {}) },
+    network: {
+      allowedHosts: net ? [...(net.allowed_hosts ?? [])] : [],
+      // Absent `network` means block_private_ips=true; a present one without the key means false.
+      blockPrivateIps: net ? net.block_private_ips === true : true,
+      // Only the hosts are kept: secret values never reach persisted state.
+      secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])] }])),
+      dnsServers: net?.dns_servers?.length ? [...net.dns_servers] : [...DEFAULTS.dnsServers],
+    },
+  };
+}
+
+/** The first zod issue as one readable line, e.g. "resources.cpus: must not be negative". */
+export function describeZodError(err: z.ZodError): string {
+  const issue = err.issues[0];
+  if (!issue) return "invalid params";
+  const where = issue.path.join(".");
+  return where && !issue.message.startsWith(where) ? `${where}: ${issue.message}` : issue.message;
+}

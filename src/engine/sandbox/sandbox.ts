@@ -1,0 +1,165 @@
+// One sandbox's lifecycle: state record, image, mounts, backend start, exec and file
+// operations through the agent, and teardown. Shared by `matchlock rpc` and `matchlock run`.
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join, posix } from "node:path";
+import type { ExecSink } from "../agent/connection.js";
+import type { Backend, RunningSandbox } from "../backends/backend.js";
+import { ImageStore } from "../image/store.js";
+import { resolveMounts } from "../vfs/mounts.js";
+import type { SandboxConfig } from "./create-config.js";
+import { createVmRecord, logFile, markStopped, newVmId } from "./state.js";
+import { paths } from "../paths.js";
+import { resolveUser } from "./users.js";
+import { toGoFileMode } from "./file-mode.js";
+import type { WireFileInfo } from "../../protocol/rpc.js";
+
+/** Largest file `read_file` returns in one response. */
+export const MAX_READ_BYTES = 64 * 1024 * 1024;
+
+/** The image could not be found or used; reported as a VM failure. */
+export class ImageNotFoundError extends Error {}
+
+export interface ExecOptions {
+  workingDir?: string | undefined;
+  user?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface ExecOutcome {
+  exitCode: number;
+  /** Signal number when the command was killed by one. */
+  signal: number | undefined;
+  durationMs: number;
+}
+
+export class Sandbox {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly id: string,
+    readonly config: SandboxConfig,
+    private readonly running: RunningSandbox,
+    private readonly baseEnv: string[],
+    private readonly defaultUser: string,
+    private readonly defaultCwd: string,
+  ) {}
+
+  /** Creates and boots a sandbox. On any failure nothing is left running and the record says stopped. */
+  static async create(config: SandboxConfig, backend: Backend, secrets: Record<string, string> = {}): Promise<Sandbox> {
+    await backend.checkAvailable();
+    const image = await new ImageStore().resolve(config.image);
+    if (!image) {
+      throw new ImageNotFoundError(
+        `image ${config.image} is not in the local store: import it with "matchlock image import ${config.image} <tarball>"`,
+      );
+    }
+    const id = newVmId();
+    const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+    try {
+      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
+      const running = await backend.start({
+        id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, hostname: id,
+        mounts, stateDir, logFile: logFile(id),
+      });
+      const env = composeEnv(image.config.env, config.env, secrets);
+      const user = await resolveUser(image.rootfs, image.config.user);
+      return new Sandbox(id, config, running, env, user, config.workspace);
+    } catch (err) {
+      await markStopped(id);
+      await removeOverlaySnapshots(id);
+      throw err;
+    }
+  }
+
+  get lost(): Error | undefined {
+    return this.running.agent.lost;
+  }
+
+  async exec(command: string, opts: ExecOptions, sink: ExecSink): Promise<ExecOutcome> {
+    const started = Date.now();
+    const status = await this.running.agent.exec(
+      {
+        command,
+        cwd: opts.workingDir || this.defaultCwd,
+        user: opts.user ?? this.defaultUser,
+        env: this.baseEnv,
+      },
+      sink,
+      opts.signal,
+    );
+    const signal = status.signal > 0 ? status.signal : undefined;
+    return { exitCode: signal ? 128 + signal : status.code, signal, durationMs: Date.now() - started };
+  }
+
+  async writeFile(path: string, content: Buffer, mode: number): Promise<void> {
+    await this.running.agent.writeFile(guestPath(path), mode & 0o7777, content);
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    return this.running.agent.readFile(guestPath(path), MAX_READ_BYTES);
+  }
+
+  async listFiles(path: string): Promise<WireFileInfo[]> {
+    const entries = await this.running.agent.list(guestPath(path));
+    return entries
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((e) => ({
+        name: e.name,
+        size: e.size,
+        mode: toGoFileMode(e.mode),
+        mod_time: "0001-01-01T00:00:00Z",
+        is_dir: (e.mode & 0o170000) === 0o040000,
+      }));
+  }
+
+  /** Stops the sandbox (graceful within `graceMs`, then forced) and marks it stopped. Idempotent. */
+  close(graceMs = 2000): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.running.stop(graceMs);
+      } finally {
+        await markStopped(this.id);
+        await removeOverlaySnapshots(this.id);
+      }
+    })();
+    return this.closing;
+  }
+}
+
+/** File RPC paths are guest paths: absolute, and normalised so the agent sees what we check. */
+function guestPath(p: string): string {
+  if (!p.startsWith("/")) throw new PathError(`path must be absolute: ${JSON.stringify(p)}`);
+  if (p.includes("\0")) throw new PathError("path must not contain NUL bytes");
+  return posix.normalize(p);
+}
+
+export class PathError extends Error {}
+
+const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** image env < create `env` < secret placeholders; later entries win. */
+function composeEnv(imageEnv: string[], extra: Record<string, string>, secrets: Record<string, string>): string[] {
+  const env = new Map<string, string>();
+  const put = (entry: string) => {
+    const eq = entry.indexOf("=");
+    if (eq > 0) env.set(entry.slice(0, eq), entry);
+  };
+  put(DEFAULT_PATH);
+  put("HOME=/root");
+  imageEnv.forEach(put);
+  for (const [k, v] of Object.entries(extra)) put(`${k}=${v}`);
+  for (const [k, v] of Object.entries(secrets)) put(`${k}=${v}`);
+  return [...env.values()];
+}
+
+/** A fresh `SANDBOX_SECRET_<32 hex>` for each secret without an explicit placeholder. */
+export function secretPlaceholders(secrets: Record<string, { placeholder?: string | undefined }>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(secrets).map(([name, s]) => [name, s.placeholder || `SANDBOX_SECRET_${randomBytes(16).toString("hex")}`]),
+  );
+}
+
+async function removeOverlaySnapshots(id: string): Promise<void> {
+  await rm(join(paths.vm(id), "overlay"), { recursive: true, force: true });
+}

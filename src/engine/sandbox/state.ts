@@ -1,0 +1,110 @@
+// On-disk record of every sandbox, in the layout of the protocol spec (3.3):
+//   <home>/vms/<id>/{pid,status,created_at,config.json,logs/vm.log}
+// `pid` is the owning engine process; a record that says "running" with a dead owner is crashed.
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { paths } from "../paths.js";
+
+export type VmStatus = "running" | "stopped" | "crashed";
+
+export interface VmRecord {
+  id: string;
+  pid: number;
+  status: VmStatus;
+  image: string;
+  createdAt: string;
+  config: Record<string, unknown> | undefined;
+}
+
+export const VM_ID_PATTERN = /^vm-[0-9a-f]{8}$/;
+
+export function newVmId(): string {
+  return `vm-${randomBytes(4).toString("hex")}`;
+}
+
+export function logFile(id: string): string {
+  return join(paths.vm(id), "logs", "vm.log");
+}
+
+export async function createVmRecord(id: string, config: Record<string, unknown>): Promise<string> {
+  const dir = paths.vm(id);
+  await mkdir(join(dir, "logs"), { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2), { mode: 0o600 });
+  await writeFile(join(dir, "created_at"), new Date().toISOString());
+  await writeFile(join(dir, "pid"), String(process.pid));
+  await writeFile(join(dir, "status"), "running");
+  return dir;
+}
+
+export async function markStopped(id: string): Promise<void> {
+  const dir = paths.vm(id);
+  await writeFile(join(dir, "status"), "stopped").catch(() => {});
+  await rm(join(dir, "pid"), { force: true });
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return (await readFile(file, "utf8")).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Reads one record, or undefined when there is no such sandbox. Never throws for bad ids. */
+export async function readVm(id: string): Promise<VmRecord | undefined> {
+  if (!VM_ID_PATTERN.test(id)) return undefined;
+  const dir = paths.vm(id);
+  const status = await readText(join(dir, "status"));
+  if (status === undefined) return undefined;
+  let config: Record<string, unknown> | undefined;
+  try {
+    config = JSON.parse((await readText(join(dir, "config.json"))) ?? "null") ?? undefined;
+  } catch {
+    config = undefined;
+  }
+  return {
+    id,
+    pid: Number(await readText(join(dir, "pid"))) || 0,
+    status: (["running", "stopped", "crashed"].includes(status) ? status : "crashed") as VmStatus,
+    image: typeof config?.image === "string" ? config.image : "",
+    createdAt: (await readText(join(dir, "created_at"))) ?? "",
+    config,
+  };
+}
+
+/** A "running" record whose owner is gone is persisted as crashed (as `list` does upstream). */
+export async function reconcile(vm: VmRecord): Promise<VmRecord> {
+  if (vm.status === "running" && !pidAlive(vm.pid)) {
+    await writeFile(join(paths.vm(vm.id), "status"), "crashed").catch(() => {});
+    return { ...vm, status: "crashed" };
+  }
+  return vm;
+}
+
+export async function listVms(): Promise<VmRecord[]> {
+  let names: string[];
+  try {
+    names = await readdir(paths.vms());
+  } catch {
+    return [];
+  }
+  const vms = await Promise.all(names.filter((n) => VM_ID_PATTERN.test(n)).map(readVm));
+  const found = vms.filter((v): v is VmRecord => v !== undefined);
+  const reconciled = await Promise.all(found.map(reconcile));
+  return reconciled.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+}
+
+export async function removeVmDir(id: string): Promise<void> {
+  await rm(paths.vm(id), { recursive: true, force: true });
+}

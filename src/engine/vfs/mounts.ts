@@ -1,0 +1,79 @@
+// Turns the `vfs` part of a create request into mounts a backend can realise, rejecting
+// anything unsafe: relative or unnormalised guest paths, mounts over system directories,
+// missing host directories.
+import { execFile } from "node:child_process";
+import { mkdir, realpath, stat } from "node:fs/promises";
+import { posix, join } from "node:path";
+import { promisify } from "node:util";
+import type { BackendMount } from "../backends/backend.js";
+import type { WireMount } from "../sandbox/create-config.js";
+
+const run = promisify(execFile);
+
+/** A bad mount request; the RPC layer reports it as invalid params. */
+export class MountConfigError extends Error {}
+
+const FORBIDDEN = ["/proc", "/sys", "/dev", "/.matchlock"];
+
+export function checkGuestPath(p: string, what: string): void {
+  if (!p.startsWith("/")) throw new MountConfigError(`${what} must be an absolute path: ${JSON.stringify(p)}`);
+  if (posix.normalize(p) !== p || (p.length > 1 && p.endsWith("/"))) {
+    throw new MountConfigError(`${what} must be a normalised path (no "..", ".", "//" or trailing "/"): ${JSON.stringify(p)}`);
+  }
+  if (p === "/") throw new MountConfigError(`${what} cannot be "/": the image is the root file system`);
+  for (const f of FORBIDDEN) {
+    if (p === f || p.startsWith(f + "/")) throw new MountConfigError(`${what} cannot be at or under ${f}: ${p}`);
+  }
+}
+
+async function hostDir(hostPath: string | undefined, guestPath: string): Promise<string> {
+  if (!hostPath) throw new MountConfigError(`mount ${guestPath}: host_path is required`);
+  if (!hostPath.startsWith("/")) throw new MountConfigError(`mount ${guestPath}: host_path must be absolute: ${hostPath}`);
+  let resolved: string;
+  try {
+    resolved = await realpath(hostPath);
+  } catch {
+    throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${hostPath}`);
+  }
+  const st = await stat(resolved);
+  if (!st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${hostPath}`);
+  return resolved;
+}
+
+/**
+ * Resolves mounts. Overlay mounts get a private copy-on-write snapshot of their host directory
+ * under `stateDir/overlay/` (deleted with the sandbox), so guest changes never reach the host.
+ */
+export async function resolveMounts(
+  workspace: string, mounts: Record<string, WireMount>, stateDir: string,
+): Promise<BackendMount[]> {
+  checkGuestPath(workspace, "workspace");
+  const out: BackendMount[] = [];
+  let overlayCount = 0;
+  for (const [guestPath, m] of Object.entries(mounts)) {
+    checkGuestPath(guestPath, "mount path");
+    switch (m.type) {
+      case "memory":
+        out.push({ kind: "tmpfs", guestPath });
+        break;
+      case "real_fs":
+      case "host_fs":
+        out.push({ kind: "bind", guestPath, hostPath: await hostDir(m.host_path, guestPath), readonly: m.readonly === true });
+        break;
+      case "overlay": {
+        const source = await hostDir(m.host_path ?? m.lower?.host_path, guestPath);
+        const snapshot = join(stateDir, "overlay", `mount-${++overlayCount}`);
+        await mkdir(join(stateDir, "overlay"), { recursive: true, mode: 0o700 });
+        // cp -a keeps modes, owners, symlinks and times; --reflink=auto makes it cheap where the fs can.
+        await run("cp", ["-a", "--reflink=auto", "--", source, snapshot]);
+        out.push({ kind: "bind", guestPath, hostPath: snapshot, readonly: false });
+        break;
+      }
+      default:
+        throw new MountConfigError(`mount ${guestPath}: unknown type ${JSON.stringify(m.type)} (use memory, host_fs, real_fs or overlay)`);
+    }
+  }
+  // Always serve the workspace root, even when only sub-directories of it are mounted.
+  if (!out.some((m) => m.guestPath === workspace)) out.push({ kind: "tmpfs", guestPath: workspace });
+  return out;
+}

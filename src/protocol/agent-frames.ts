@@ -1,0 +1,143 @@
+// Codec for the engine <-> agent channel. The byte layout is specified in
+// guest/agent/PROTOCOL.md; this file is its only TypeScript implementation.
+
+export const FrameType = {
+  EXEC: 0x01,
+  SIGNAL: 0x02,
+  WRITE_OPEN: 0x03,
+  WRITE_DATA: 0x04,
+  READ: 0x05,
+  LIST: 0x06,
+  PING: 0x07,
+  STDOUT: 0x10,
+  STDERR: 0x11,
+  EXIT: 0x12,
+  OK: 0x13,
+  ENTRIES: 0x14,
+  ERROR: 0x15,
+  READY: 0x16,
+} as const;
+export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
+
+const AGENT_TO_ENGINE = new Set<number>([
+  FrameType.STDOUT, FrameType.STDERR, FrameType.EXIT, FrameType.OK,
+  FrameType.ENTRIES, FrameType.ERROR, FrameType.READY,
+]);
+
+export const HEADER_BYTES = 9;
+export const MAX_PAYLOAD = 1024 * 1024;
+/** Largest chunk we put in one WRITE_DATA frame. */
+export const DATA_CHUNK = 256 * 1024;
+
+export interface Frame {
+  type: number;
+  id: number;
+  payload: Buffer;
+}
+
+export function encodeFrame(type: FrameTypeCode, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  if (payload.length > MAX_PAYLOAD) throw new RangeError(`frame payload ${payload.length} exceeds ${MAX_PAYLOAD}`);
+  const header = Buffer.alloc(HEADER_BYTES);
+  header.writeUInt8(type, 0);
+  header.writeUInt32BE(id >>> 0, 1);
+  header.writeUInt32BE(payload.length, 5);
+  return Buffer.concat([header, payload]);
+}
+
+/** NUL-terminated strings, the payload encoding of EXEC, WRITE_OPEN, READ and LIST. */
+export function encodeStrings(fields: readonly string[]): Buffer {
+  for (const f of fields) {
+    if (f.includes("\0")) throw new RangeError("strings sent to the agent must not contain NUL bytes");
+  }
+  return Buffer.from(fields.map((f) => f + "\0").join(""), "utf8");
+}
+
+export function decodeStrings(payload: Buffer): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < payload.length; i++) {
+    if (payload[i] === 0) {
+      out.push(payload.subarray(start, i).toString("utf8"));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+export interface ExitStatus {
+  /** 0-255, or -1 when the process was killed by a signal. */
+  code: number;
+  signal: number;
+}
+
+export function decodeExit(payload: Buffer): ExitStatus {
+  if (payload.length !== 8) throw new AgentProtocolError(`EXIT payload must be 8 bytes, got ${payload.length}`);
+  return { code: payload.readInt32BE(0), signal: payload.readInt32BE(4) };
+}
+
+export interface DirEntry {
+  name: string;
+  size: number;
+  /** POSIX st_mode */
+  mode: number;
+}
+
+export function decodeEntries(payload: Buffer): DirEntry[] {
+  const fields = decodeStrings(payload);
+  if (fields.length % 3 !== 0) throw new AgentProtocolError("ENTRIES payload is not a list of name/size/mode records");
+  const entries: DirEntry[] = [];
+  for (let i = 0; i < fields.length; i += 3) {
+    const size = Number(fields[i + 1]);
+    const mode = Number(fields[i + 2]);
+    if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(mode) || mode < 0) {
+      throw new AgentProtocolError("ENTRIES record has a bad size or mode");
+    }
+    entries.push({ name: fields[i]!, size, mode });
+  }
+  return entries;
+}
+
+/** The guest is hostile: anything malformed coming from it is reported as this error. */
+export class AgentProtocolError extends Error {}
+
+/**
+ * Incremental decoder for frames coming *from the agent*. Rejects oversized frames and frame
+ * types the agent may not send, so a hostile guest cannot make the engine buffer without bound.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  push(data: Buffer): Frame[] {
+    this.chunks.push(data);
+    this.buffered += data.length;
+    const frames: Frame[] = [];
+    while (this.buffered >= HEADER_BYTES) {
+      const head = this.peek(HEADER_BYTES);
+      const type = head.readUInt8(0);
+      const id = head.readUInt32BE(1);
+      const len = head.readUInt32BE(5);
+      if (!AGENT_TO_ENGINE.has(type)) throw new AgentProtocolError(`unexpected frame type 0x${type.toString(16)} from the sandbox`);
+      if (len > MAX_PAYLOAD) throw new AgentProtocolError(`frame of ${len} bytes from the sandbox exceeds the ${MAX_PAYLOAD}-byte limit`);
+      if (this.buffered < HEADER_BYTES + len) break;
+      const whole = this.take(HEADER_BYTES + len);
+      frames.push({ type, id, payload: whole.subarray(HEADER_BYTES) });
+    }
+    return frames;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.peek(n);
+    const out = Buffer.from(first);
+    const rest = this.chunks[0]!.subarray(n);
+    if (rest.length > 0) this.chunks[0] = rest;
+    else this.chunks.shift();
+    this.buffered -= n;
+    return out;
+  }
+}

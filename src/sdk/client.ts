@@ -1,0 +1,209 @@
+// The SDK's entry point: one Client = one `matchlock rpc` engine process = (at most) one VM.
+import { Notification } from "../protocol/rpc.js";
+import { resolveBinary, rmCommand, rpcCommand } from "./engine-command.js";
+import { MatchlockError, RPCError } from "./errors.js";
+import { OutputSink } from "./output-sink.js";
+import { runCommand } from "./run-command.js";
+import type { Sandbox } from "./sandbox.js";
+import { Transport, type JsonObject } from "./transport.js";
+import type {
+  CallOptions,
+  Config,
+  CreateOptions,
+  ExecOptions,
+  ExecResult,
+  ExecStreamOptions,
+  ExecStreamResult,
+  FileInfo,
+  SandboxEvent,
+  WriteFileOptions,
+} from "./types.js";
+import { checkCreateOptions } from "./validate.js";
+import { decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfos } from "./wire.js";
+
+/** How long close(0) waits for the engine's reply to `close` before killing it anyway. */
+const CLOSE_REPLY_WAIT_MS = 10_000;
+/** Extra time, beyond the close timeout, for the reply and for the process to exit. */
+const CLOSE_GRACE_MS = 5_000;
+const EXIT_GRACE_MS = 3_000;
+
+export class Client implements AsyncDisposable {
+  private readonly binaryPath: string;
+  private readonly transport: Transport;
+  private readonly eventListeners = new Set<(event: SandboxEvent) => void>();
+  private startPromise?: Promise<void>;
+  private closePromise?: Promise<void>;
+  private currentVmId?: string;
+
+  constructor(config: Config = {}) {
+    // Resolved once, so `rpc` and `rm` run the same binary even if MATCHLOCK_BIN changes later.
+    this.binaryPath = resolveBinary(config);
+    const argv = rpcCommand({ binaryPath: this.binaryPath, useSudo: config.useSudo });
+    this.transport = new Transport(argv, (params) => this.dispatchEvent(params));
+  }
+
+  /** The id of the VM created by this client (kept after close() so remove() can use it). */
+  get vmId(): string | undefined {
+    return this.currentVmId;
+  }
+
+  /** Starts the engine process. Idempotent; a closed client cannot be restarted. */
+  start(): Promise<void> {
+    if (this.closePromise) return Promise.reject(new MatchlockError("Client is closed"));
+    this.startPromise ??= this.transport.start();
+    return this.startPromise;
+  }
+
+  /** Subscribes to the engine's `event` notifications (e.g. network requests); returns an unsubscribe function. */
+  onEvent(listener: (event: SandboxEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  /** Creates the VM described by a Sandbox builder; returns its id. */
+  launch(sandbox: Sandbox, opts?: CallOptions): Promise<string> {
+    return this.create(sandbox.options(), opts);
+  }
+
+  /** Creates (pulls, boots) the VM; returns its id. Options are validated locally first. */
+  async create(options: CreateOptions, opts?: CallOptions): Promise<string> {
+    const params = toCreateParams(checkCreateOptions(options));
+    await this.start(); // lazily, so `new Client()` + `launch()` just works
+    const result = await this.transport.request("create", params, opts);
+    if (typeof result.id !== "string" || result.id === "") {
+      throw new MatchlockError(`create returned no VM id: ${JSON.stringify(result)}`);
+    }
+    this.currentVmId = result.id;
+    return result.id;
+  }
+
+  /** Runs `sh -c command` in the guest and buffers its output. A non-zero exit is a result, not an error. */
+  async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    const result = await this.transport.request("exec", execParams(command, opts), opts);
+    return toExecResult(result);
+  }
+
+  /** Like exec(), but delivers output as it arrives to `stdout`/`stderr` (streams or callbacks). */
+  async execStream(command: string, opts: ExecStreamOptions = {}): Promise<ExecStreamResult> {
+    const sinks = {
+      [Notification.EXEC_STDOUT]: new OutputSink(opts.stdout),
+      [Notification.EXEC_STDERR]: new OutputSink(opts.stderr),
+    } as Record<string, OutputSink>;
+    let result: JsonObject;
+    try {
+      result = await this.transport.request("exec_stream", execParams(command, opts), {
+        timeoutMs: opts.timeoutMs,
+        signal: opts.signal,
+        onNotification: (method, params) => sinks[method]?.write(decodeBase64(params.data)),
+      });
+    } finally {
+      // Output that arrived before a failure is still delivered.
+      await Promise.all(Object.values(sinks).map((sink) => sink.end()));
+    }
+    const targetError = Object.values(sinks).find((sink) => sink.error !== undefined)?.error;
+    if (targetError !== undefined) {
+      throw new MatchlockError(`exec_stream output target failed: ${String(targetError)}`, { cause: targetError });
+    }
+    return toExecStreamResult(result);
+  }
+
+  /** Writes a file in the guest; strings are encoded as UTF-8. */
+  async writeFile(path: string, content: string | Uint8Array, opts: WriteFileOptions = {}): Promise<void> {
+    const mode = opts.mode ?? 0o644;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff) {
+      throw new MatchlockError(`mode must be a uint32 permission value (e.g. 0o644), got ${mode}`);
+    }
+    const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+    await this.transport.request("write_file", { path: checkPath(path), content: bytes.toString("base64"), mode }, opts);
+  }
+
+  async readFile(path: string, opts?: CallOptions): Promise<Buffer> {
+    const result = await this.transport.request("read_file", { path: checkPath(path) }, opts);
+    return decodeBase64(result.content);
+  }
+
+  async listFiles(path: string, opts?: CallOptions): Promise<FileInfo[]> {
+    const result = await this.transport.request("list_files", { path: checkPath(path) }, opts);
+    return toFileInfos(result);
+  }
+
+  /**
+   * Shuts the VM and the engine down. Idempotent. Sends `close` (with `timeout_seconds` when
+   * `timeoutSeconds` > 0), waits a bounded time for the reply, closes stdin, waits for the
+   * process to exit and SIGKILLs it if it does not. Rejects only if the engine reported an
+   * error for `close`; the process is gone either way.
+   */
+  close(timeoutSeconds = 0): Promise<void> {
+    if (!this.closePromise) {
+      if (!(timeoutSeconds >= 0 && Number.isFinite(timeoutSeconds))) {
+        return Promise.reject(new MatchlockError(`close timeout must be >= 0 seconds, got ${timeoutSeconds}`));
+      }
+      this.closePromise = this.shutdown(timeoutSeconds);
+    }
+    return this.closePromise;
+  }
+
+  /** Deletes the stopped VM's state with `<binary> rm <vmId>` (never via sudo). No-op without a VM id. */
+  async remove(): Promise<void> {
+    const id = this.currentVmId;
+    if (!id) return;
+    const argv = rmCommand(id, { binaryPath: this.binaryPath });
+    let result;
+    try {
+      result = await runCommand(argv);
+    } catch (err) {
+      throw new MatchlockError(`Cannot run ${argv.join(" ")}: ${(err as Error).message}`, { cause: err });
+    }
+    if (result.code !== 0) {
+      const status = result.signal ? `killed by ${result.signal}` : `exit code ${result.code}`;
+      throw new MatchlockError(`${argv.join(" ")} failed (${status})${result.stderr ? `: ${result.stderr}` : ""}`);
+    }
+    this.currentVmId = undefined;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private async shutdown(timeoutSeconds: number): Promise<void> {
+    if (this.startPromise) await this.startPromise.catch(() => undefined);
+    let closeError: RPCError | undefined;
+    if (this.transport.running) {
+      // The engine tears the VM down on `close` (also at timeout 0, unlike the seed SDKs'
+      // bare SIGKILL), so wait for that, but never forever.
+      const reply = this.transport.request("close", timeoutSeconds > 0 ? { timeout_seconds: timeoutSeconds } : {});
+      reply.catch(() => undefined); // it may settle after we stopped waiting
+      const waitMs = timeoutSeconds > 0 ? timeoutSeconds * 1000 + CLOSE_GRACE_MS : CLOSE_REPLY_WAIT_MS;
+      const timer = new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref());
+      try {
+        await Promise.race([reply, timer]);
+      } catch (err) {
+        if (err instanceof RPCError) closeError = err;
+      }
+    }
+    await this.transport.shutdown(timeoutSeconds * 1000 + EXIT_GRACE_MS);
+    if (closeError) throw closeError;
+  }
+
+  private dispatchEvent(params: JsonObject): void {
+    for (const listener of this.eventListeners) {
+      try {
+        listener(params as SandboxEvent);
+      } catch {
+        // one faulty listener must not stop the others or the reader
+      }
+    }
+  }
+}
+
+function checkPath(path: string): string {
+  if (typeof path !== "string" || path === "") throw new MatchlockError("path is required");
+  return path;
+}
+
+function execParams(command: string, opts: ExecOptions): JsonObject {
+  if (typeof command !== "string") throw new MatchlockError("command must be a string");
+  const params: JsonObject = { command };
+  if (opts.workingDir) params.working_dir = opts.workingDir;
+  return params;
+}

@@ -1,0 +1,20 @@
+// Which binary the SDK runs, and with which argv (spec §1.1).
+import type { Config } from "./types.js";
+
+/** Config.binaryPath, else a non-empty MATCHLOCK_BIN, else `matchlock` from $PATH. */
+export function resolveBinary(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string {
+  if (config.binaryPath) return config.binaryPath;
+  const fromEnv = env.MATCHLOCK_BIN;
+  return fromEnv ? fromEnv : "matchlock";
+}
+
+/** argv of the RPC engine: `[bin, "rpc"]`, or `["sudo", bin, "rpc"]` with useSudo. */
+export function rpcCommand(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string[] {
+  const bin = resolveBinary(config, env);
+  return config.useSudo ? ["sudo", bin, "rpc"] : [bin, "rpc"];
+}
+
+/** argv of `remove()`: never via sudo, as in the seed SDKs. */
+export function rmCommand(vmId: string, config: Config = {}, env: NodeJS.ProcessEnv = process.env): string[] {
+  return [resolveBinary(config, env), "rm", vmId];
+}

@@ -1,0 +1,21 @@
+// Public surface of the matchlock TypeScript SDK.
+export { Client } from "./client.js";
+export { Sandbox } from "./sandbox.js";
+export { MatchlockError, RPCError, TimeoutError } from "./errors.js";
+export { ErrorCode, GoFileMode } from "../protocol/rpc.js";
+export type {
+  CallOptions,
+  Config,
+  CreateOptions,
+  ExecOptions,
+  ExecResult,
+  ExecStreamOptions,
+  ExecStreamResult,
+  FileInfo,
+  MountConfig,
+  MountType,
+  OutputTarget,
+  SandboxEvent,
+  Secret,
+  WriteFileOptions,
+} from "./types.js";

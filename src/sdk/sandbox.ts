@@ -1,0 +1,117 @@
+// Fluent builder for CreateOptions, mirroring the seed Python SDK's Sandbox. Each setter
+// validates its input at once, so a mistake is reported where it was made.
+import { MatchlockError } from "./errors.js";
+import type { CreateOptions, MountConfig } from "./types.js";
+import {
+  checkDnsServer,
+  checkGuestPath,
+  checkHostPattern,
+  checkImage,
+  checkMount,
+  checkNonNegativeInt,
+  checkPositiveInt,
+  checkSecret,
+} from "./validate.js";
+
+export class Sandbox {
+  private readonly opts: CreateOptions;
+
+  constructor(image: string) {
+    this.opts = { image: checkImage(image) };
+  }
+
+  /** Number of vCPUs (engine default 1). */
+  withCpus(cpus: number): this {
+    this.opts.cpus = checkPositiveInt("cpus", cpus);
+    return this;
+  }
+
+  /** Memory in MiB (engine default 512). */
+  withMemory(memoryMb: number): this {
+    this.opts.memoryMb = checkPositiveInt("memory (MB)", memoryMb);
+    return this;
+  }
+
+  /** Root disk size in MiB (engine default 5120). */
+  withDiskSize(diskSizeMb: number): this {
+    this.opts.diskSizeMb = checkPositiveInt("disk size (MB)", diskSizeMb);
+    return this;
+  }
+
+  /** Sandbox lifetime in seconds; 0 = engine default. The seed engine stores but does not enforce it. */
+  withTimeout(seconds: number): this {
+    this.opts.timeoutSeconds = checkNonNegativeInt("timeout (seconds)", seconds);
+    return this;
+  }
+
+  /** Guest directory where the VFS is mounted (engine default /workspace). */
+  withWorkspace(guestPath: string): this {
+    this.opts.workspace = checkGuestPath("workspace", guestPath);
+    return this;
+  }
+
+  /** Adds host patterns (wildcards allowed, e.g. `*.pythonhosted.org`) to the network allow-list. */
+  allowHost(...hosts: string[]): this {
+    const checked = hosts.map(checkHostPattern);
+    this.opts.allowedHosts = [...(this.opts.allowedHosts ?? []), ...checked];
+    return this;
+  }
+
+  /** Blocks guest access to private IP ranges (10/8, 172.16/12, 192.168/16, ...). */
+  blockPrivateIps(block = true): this {
+    this.opts.blockPrivateIps = block;
+    return this;
+  }
+
+  /**
+   * Injects a secret: the guest sees a placeholder in env var `name`, and the proxy swaps in
+   * `value` only on requests to `hosts` (none = any host).
+   */
+  addSecret(name: string, value: string, ...hosts: string[]): this {
+    const secret = checkSecret({ name, value, hosts });
+    const secrets = this.opts.secrets ?? [];
+    // The wire form is a map keyed by name, so a second secret would silently replace the first.
+    if (secrets.some((s) => s.name === secret.name)) {
+      throw new MatchlockError(`secret ${secret.name} is already added`);
+    }
+    this.opts.secrets = [...secrets, secret];
+    return this;
+  }
+
+  /** Replaces the guest's DNS servers (engine default 8.8.8.8, 8.8.4.4). */
+  withDnsServers(...servers: string[]): this {
+    this.opts.dnsServers = servers.map(checkDnsServer);
+    return this;
+  }
+
+  /** Adds (or replaces) a VFS mount at `guestPath`. */
+  mount(guestPath: string, config: MountConfig): this {
+    const clean = checkGuestPath("mount guest path", guestPath);
+    this.opts.mounts = { ...this.opts.mounts, [clean]: checkMount(clean, config) };
+    return this;
+  }
+
+  /** Host directory, read-write: guest writes go straight to the host. */
+  mountHostDir(guestPath: string, hostPath: string): this {
+    return this.mount(guestPath, { type: "real_fs", hostPath });
+  }
+
+  mountHostDirReadonly(guestPath: string, hostPath: string): this {
+    return this.mount(guestPath, { type: "real_fs", hostPath, readonly: true });
+  }
+
+  /** In-memory filesystem, discarded at close. */
+  mountMemory(guestPath: string): this {
+    return this.mount(guestPath, { type: "memory" });
+  }
+
+  /** Copy-on-write view of a host directory; the host is never modified. */
+  mountOverlay(guestPath: string, hostPath: string): this {
+    return this.mount(guestPath, { type: "overlay", hostPath });
+  }
+
+  /** A copy of the options built so far; changing it does not affect the builder. */
+  options(): CreateOptions {
+    return structuredClone(this.opts);
+  }
+}

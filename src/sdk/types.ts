@@ -1,0 +1,111 @@
+// Public data types of the SDK: camelCase versions of the seed Python SDK's dataclasses.
+
+/** How to launch the engine. */
+export interface Config {
+  /** Path of the `matchlock` binary. Default: env MATCHLOCK_BIN if non-empty, else `matchlock` on $PATH. */
+  binaryPath?: string;
+  /** Run `sudo <binary> rpc` (some backends need root). `remove()` never uses sudo. */
+  useSudo?: boolean;
+}
+
+/**
+ * Mount types. `real_fs` is the seed name of a host-directory mount and `host_fs` the later
+ * one; our engine accepts both, the seed engine only `real_fs` (the builder sends `real_fs`).
+ */
+export type MountType = "memory" | "real_fs" | "host_fs" | "overlay";
+
+export interface MountConfig {
+  type: MountType;
+  /** Host directory; required for real_fs, host_fs and overlay. */
+  hostPath?: string;
+  readonly?: boolean;
+}
+
+/** A secret the network proxy substitutes for its placeholder, only towards `hosts`. */
+export interface Secret {
+  /** Environment variable name the guest sees the placeholder under. */
+  name: string;
+  value: string;
+  /** Host patterns the secret may be sent to; empty means any host. */
+  hosts: string[];
+}
+
+/** Everything `create` can set. Unset (or 0) fields take the engine's defaults. */
+export interface CreateOptions {
+  image: string;
+  cpus?: number;
+  memoryMb?: number;
+  diskSizeMb?: number;
+  timeoutSeconds?: number;
+  allowedHosts?: string[];
+  blockPrivateIps?: boolean;
+  /** Guest path → mount. */
+  mounts?: Record<string, MountConfig>;
+  secrets?: Secret[];
+  workspace?: string;
+  dnsServers?: string[];
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+export interface ExecStreamResult {
+  exitCode: number;
+  durationMs: number;
+}
+
+export interface FileInfo {
+  name: string;
+  size: number;
+  /** Go os.FileMode bits as on the wire: permissions in the low 9 bits, dir = 1<<31, ... */
+  mode: number;
+  isDir: boolean;
+}
+
+/** Unsolicited engine notification (`event`), passed through with its wire (snake_case) keys. */
+export interface SandboxEvent {
+  type: string;
+  timestamp: number;
+  network?: {
+    method: string;
+    url: string;
+    host: string;
+    status_code: number;
+    request_bytes: number;
+    response_bytes: number;
+    duration_ms: number;
+    blocked: boolean;
+    block_reason?: string;
+  };
+  [key: string]: unknown;
+}
+
+/** Per-call options. On timeout or abort the SDK sends a `cancel` for the request. */
+export interface CallOptions {
+  /** Reject with TimeoutError after this many milliseconds. */
+  timeoutMs?: number;
+  /** Reject with RPCError(CANCELLED) when aborted. */
+  signal?: AbortSignal;
+}
+
+export interface ExecOptions extends CallOptions {
+  /** Guest working directory; default is the engine's (the workspace at the seed). */
+  workingDir?: string;
+}
+
+/** Where streamed output goes: a writable stream, or a callback receiving decoded text. */
+export type OutputTarget = NodeJS.WritableStream | ((chunk: string) => void);
+
+export interface ExecStreamOptions extends ExecOptions {
+  stdout?: OutputTarget;
+  stderr?: OutputTarget;
+}
+
+export interface WriteFileOptions extends CallOptions {
+  /** Permission bits, default 0o644. */
+  mode?: number;
+}

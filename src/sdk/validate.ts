@@ -1,0 +1,129 @@
+// Input checks shared by the Sandbox builder and Client.create(). They fail fast, locally,
+// with a message naming the bad value, instead of letting the engine reject (or silently
+// misread) the create request minutes into an image pull.
+import { isIP } from "node:net";
+import path from "node:path";
+import { MatchlockError } from "./errors.js";
+import type { CreateOptions, MountConfig, MountType, Secret } from "./types.js";
+
+const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function checkImage(image: unknown): string {
+  if (typeof image !== "string" || image.trim() === "") {
+    throw new MatchlockError("image is required (e.g., alpine:latest)");
+  }
+  return image;
+}
+
+/** cpus, memory and disk: the wire fields are Go ints where 0 means "default". */
+export function checkPositiveInt(what: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
+    throw new MatchlockError(`${what} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function checkNonNegativeInt(what: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new MatchlockError(`${what} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function checkHostPattern(host: unknown): string {
+  if (typeof host !== "string" || host === "" || /\s/.test(host)) {
+    throw new MatchlockError(`invalid host pattern ${JSON.stringify(host)}: must be non-empty without whitespace`);
+  }
+  return host;
+}
+
+export function checkDnsServer(server: unknown): string {
+  if (typeof server !== "string" || isIP(server) === 0) {
+    throw new MatchlockError(`invalid DNS server ${JSON.stringify(server)}: must be an IP address`);
+  }
+  return server;
+}
+
+/** Returns the path cleaned the way the engine cleans it, so map keys do not collide later. */
+export function checkGuestPath(what: string, p: unknown): string {
+  if (typeof p !== "string" || !p.startsWith("/") || p.includes("\0")) {
+    throw new MatchlockError(`${what} must be an absolute guest path, got ${JSON.stringify(p)}`);
+  }
+  const clean = path.posix.normalize(p);
+  return clean.length > 1 && clean.endsWith("/") ? clean.slice(0, -1) : clean;
+}
+
+/** Relative host paths are resolved here: the engine inherits our cwd, so this is what it would do. */
+function checkHostPath(guestPath: string, p: unknown): string {
+  if (typeof p !== "string" || p === "" || p.includes("\0")) {
+    throw new MatchlockError(`mount ${guestPath}: hostPath is required for this mount type`);
+  }
+  return path.resolve(p);
+}
+
+export function checkMount(guestPath: string, config: MountConfig): MountConfig {
+  if (config === null || typeof config !== "object" || !MOUNT_TYPES.includes(config.type)) {
+    throw new MatchlockError(
+      `mount ${guestPath}: type must be one of ${MOUNT_TYPES.join(", ")}, got ${JSON.stringify(config?.type)}`,
+    );
+  }
+  const out: MountConfig = { type: config.type };
+  if (config.type === "memory") {
+    if (config.hostPath) throw new MatchlockError(`mount ${guestPath}: memory mounts take no hostPath`);
+  } else {
+    out.hostPath = checkHostPath(guestPath, config.hostPath);
+  }
+  if (config.readonly) out.readonly = true;
+  return out;
+}
+
+export function checkSecret(secret: Secret): Secret {
+  if (typeof secret?.name !== "string" || !ENV_NAME.test(secret.name)) {
+    throw new MatchlockError(
+      `invalid secret name ${JSON.stringify(secret?.name)}: must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
+    );
+  }
+  // An empty value is nearly always an unset env var (process.env.X ?? ""), not a real secret.
+  if (typeof secret.value !== "string" || secret.value === "") {
+    throw new MatchlockError(`secret ${secret.name} has an empty or non-string value`);
+  }
+  if (!Array.isArray(secret.hosts)) throw new MatchlockError(`secret ${secret.name}: hosts must be an array`);
+  return { name: secret.name, value: secret.value, hosts: secret.hosts.map(checkHostPattern) };
+}
+
+/** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
+export function checkCreateOptions(opts: CreateOptions): CreateOptions {
+  if (opts === null || typeof opts !== "object") throw new MatchlockError("create options must be an object");
+  const out: CreateOptions = { image: checkImage(opts.image) };
+  // 0 means "engine default" on the wire, so it is accepted here although the builder refuses it.
+  if (opts.cpus !== undefined && opts.cpus !== 0) out.cpus = checkPositiveInt("cpus", opts.cpus);
+  if (opts.memoryMb !== undefined && opts.memoryMb !== 0) out.memoryMb = checkPositiveInt("memoryMb", opts.memoryMb);
+  if (opts.diskSizeMb !== undefined && opts.diskSizeMb !== 0) {
+    out.diskSizeMb = checkPositiveInt("diskSizeMb", opts.diskSizeMb);
+  }
+  if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkNonNegativeInt("timeoutSeconds", opts.timeoutSeconds);
+  if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
+  if (opts.blockPrivateIps !== undefined) out.blockPrivateIps = Boolean(opts.blockPrivateIps);
+  if (opts.mounts !== undefined) {
+    out.mounts = {};
+    for (const [guest, config] of Object.entries(opts.mounts)) {
+      const clean = checkGuestPath("mount guest path", guest);
+      out.mounts[clean] = checkMount(clean, config);
+    }
+  }
+  if (opts.secrets !== undefined) {
+    const seen = new Set<string>();
+    out.secrets = opts.secrets.map((s) => {
+      const secret = checkSecret(s);
+      if (seen.has(secret.name)) throw new MatchlockError(`secret ${secret.name} is defined twice`);
+      seen.add(secret.name);
+      return secret;
+    });
+  }
+  if (opts.workspace !== undefined && opts.workspace !== "") {
+    out.workspace = checkGuestPath("workspace", opts.workspace);
+  }
+  if (opts.dnsServers !== undefined) out.dnsServers = opts.dnsServers.map(checkDnsServer);
+  return out;
+}

@@ -1,0 +1,88 @@
+// Conversions between the SDK's camelCase types and the engine's JSON (spec §2). The create
+// params follow what the seed Python SDK sends, field for field, for wire compatibility.
+import type { WireFileInfo, WireMountConfig } from "../protocol/rpc.js";
+import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig } from "./types.js";
+
+export function toWireMount(m: MountConfig): WireMountConfig {
+  const wire: WireMountConfig = { type: m.type };
+  if (m.hostPath) wire.host_path = m.hostPath;
+  if (m.readonly) wire.readonly = true;
+  return wire;
+}
+
+/**
+ * Params of `create`. As in the seed Python SDK: resources only with non-zero fields; network
+ * only when something network-related is set, and then with an explicit block_private_ips
+ * (so allowHost() alone sends `false`, turning off the engine's default blocking); vfs only
+ * when mounts or a workspace are set.
+ */
+export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
+  const params: Record<string, unknown> = { image: opts.image };
+
+  const resources: Record<string, number> = {};
+  if (opts.cpus) resources.cpus = opts.cpus;
+  if (opts.memoryMb) resources.memory_mb = opts.memoryMb;
+  if (opts.diskSizeMb) resources.disk_size_mb = opts.diskSizeMb;
+  if (opts.timeoutSeconds) resources.timeout_seconds = opts.timeoutSeconds;
+  if (Object.keys(resources).length > 0) params.resources = resources;
+
+  const allowedHosts = opts.allowedHosts ?? [];
+  const secrets = opts.secrets ?? [];
+  const dnsServers = opts.dnsServers ?? [];
+  if (allowedHosts.length > 0 || opts.blockPrivateIps || secrets.length > 0 || dnsServers.length > 0) {
+    const network: Record<string, unknown> = {
+      allowed_hosts: [...allowedHosts],
+      block_private_ips: Boolean(opts.blockPrivateIps),
+    };
+    if (secrets.length > 0) {
+      network.secrets = Object.fromEntries(secrets.map((s) => [s.name, { value: s.value, hosts: [...s.hosts] }]));
+    }
+    if (dnsServers.length > 0) network.dns_servers = [...dnsServers];
+    params.network = network;
+  }
+
+  const mounts = Object.entries(opts.mounts ?? {});
+  if (mounts.length > 0 || opts.workspace) {
+    const vfs: Record<string, unknown> = {};
+    if (mounts.length > 0) vfs.mounts = Object.fromEntries(mounts.map(([guest, m]) => [guest, toWireMount(m)]));
+    if (opts.workspace) vfs.workspace = opts.workspace;
+    params.vfs = vfs;
+  }
+  return params;
+}
+
+/** Engine output is raw bytes; decode as UTF-8 with U+FFFD for invalid sequences, like the seed SDKs. */
+export function decodeBase64Text(value: unknown): string {
+  return decodeBase64(value).toString("utf8");
+}
+
+export function decodeBase64(value: unknown): Buffer {
+  return Buffer.from(typeof value === "string" ? value : "", "base64");
+}
+
+function num(value: unknown): number {
+  return typeof value === "number" ? value : 0;
+}
+
+export function toExecResult(result: Record<string, unknown>): ExecResult {
+  return {
+    exitCode: num(result.exit_code),
+    stdout: decodeBase64Text(result.stdout),
+    stderr: decodeBase64Text(result.stderr),
+    durationMs: num(result.duration_ms),
+  };
+}
+
+export function toExecStreamResult(result: Record<string, unknown>): ExecStreamResult {
+  return { exitCode: num(result.exit_code), durationMs: num(result.duration_ms) };
+}
+
+export function toFileInfos(result: Record<string, unknown>): FileInfo[] {
+  const files = Array.isArray(result.files) ? (result.files as Partial<WireFileInfo>[]) : [];
+  return files.map((f) => ({
+    name: typeof f.name === "string" ? f.name : "",
+    size: num(f.size),
+    mode: num(f.mode),
+    isDir: f.is_dir === true,
+  }));
+}

@@ -1,0 +1,104 @@
+// End to end: sandboxes come and go without leaving anything behind, whoever dies first.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { before, describe, test } from "node:test";
+import { MatchlockError, Sandbox } from "../../src/sdk/index.js";
+import { BUSYBOX, CLI, PYTHON, ROOT, cli, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
+
+describe("lifecycle", () => {
+  let home: string;
+  before(async () => {
+    home = await setUpE2E();
+  });
+
+  test("close + remove leave no process, runsc state, cgroup or state dir", async () => {
+    const client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).addSecret("TOKEN", "real-secret-value", "example.com"));
+    assert.match(id, /^vm-[0-9a-f]{8}$/);
+    assert.equal(client.vmId, id);
+    const config = await readFile(join(home, "vms", id, "config.json"), "utf8");
+    assert.ok(!config.includes("real-secret-value"), "secret values must not be persisted");
+    assert.equal((await client.exec("echo alive")).stdout, "alive\n");
+    await client.close();
+    assert.equal(await readFile(join(home, "vms", id, "status"), "utf8"), "stopped");
+    await client.remove();
+    assert.equal(existsSync(join(home, "vms", id)), false);
+    assert.deepEqual(await eventually(() => leftovers(id, home)), []);
+  });
+
+  test("two sandboxes at once are separate", async () => {
+    await using a = newClient();
+    await using b = newClient();
+    await Promise.all([a.launch(new Sandbox(BUSYBOX)), b.launch(new Sandbox(BUSYBOX))]);
+    assert.notEqual(a.vmId, b.vmId);
+    await a.writeFile("/workspace/who", "a");
+    await b.writeFile("/workspace/who", "b");
+    const [ra, rb] = await Promise.all([a.exec("cat /workspace/who; hostname"), b.exec("cat /workspace/who; hostname")]);
+    assert.equal(ra.stdout, `a${a.vmId}\n`);
+    assert.equal(rb.stdout, `b${b.vmId}\n`);
+  });
+
+  test("calls after close, and before launch, give clear errors", async () => {
+    const client = newClient();
+    await assert.rejects(client.exec("true"), (err: unknown) => err instanceof MatchlockError);
+    await client.launch(new Sandbox(BUSYBOX));
+    await client.close();
+    await client.close(); // idempotent
+    await assert.rejects(client.exec("true"), (err: unknown) => err instanceof MatchlockError && /not running|closed/i.test(err.message));
+    await client.remove();
+  });
+
+  test("an unknown image is a VM error naming the image", async () => {
+    await using client = newClient();
+    await assert.rejects(client.launch(new Sandbox("local/does-not-exist:1")), (err: unknown) => {
+      assert.ok(err instanceof MatchlockError);
+      assert.match(err.message, /does-not-exist/);
+      return true;
+    });
+  });
+
+  test("if the SDK's process is SIGKILLed, the engine tears the sandbox down", async () => {
+    // A separate Node process plays the user's program; we kill it without warning.
+    const script = `
+      import { Client, Sandbox } from ${JSON.stringify(join(ROOT, "dist/src/sdk/index.js"))};
+      const c = new Client({ binaryPath: ${JSON.stringify(CLI)} });
+      const id = await c.launch(new Sandbox(${JSON.stringify(BUSYBOX)}));
+      console.log(id);
+      setInterval(() => {}, 1000);`;
+    const user = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const id = await new Promise<string>((resolve) => user.stdout.once("data", (d) => resolve(String(d).trim())));
+    assert.match(id, /^vm-/);
+    assert.ok((await leftovers(id, home)).length > 0, "the sandbox should be running");
+    user.kill("SIGKILL");
+    assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), []);
+  });
+
+  test("if the engine is SIGKILLed, the sandbox dies with it", async () => {
+    const engine = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "ignore"] });
+    engine.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "create", params: { image: BUSYBOX }, id: 1 }) + "\n");
+    const line = await new Promise<string>((resolve) => engine.stdout.once("data", (d) => resolve(String(d))));
+    const id = JSON.parse(line).result.id as string;
+    engine.kill("SIGKILL");
+    assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), []);
+    // Its record now shows as crashed, and rm works on it.
+    const list = await cli(["list", "--json"]);
+    assert.equal((JSON.parse(list.stdout) as Array<{ id: string; status: string }>).find((v) => v.id === id)?.status, "crashed");
+    assert.equal((await cli(["rm", id])).stdout, `Removed ${id}\n`);
+    assert.equal(existsSync(join(home, "vms", id)), false);
+  });
+
+  test("the seed README's builder example runs python", async () => {
+    await using client = newClient();
+    await client.launch(
+      new Sandbox(PYTHON).withCpus(2).withMemory(512).withDiskSize(2048).withTimeout(300)
+        .allowHost("api.openai.com", "pypi.org").blockPrivateIps()
+        .addSecret("API_KEY", "sk-test", "api.openai.com"),
+    );
+    const r = await client.exec("python3 -c 'print(1+1)'");
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.stdout, "2\n");
+  });
+});

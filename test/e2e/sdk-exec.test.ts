@@ -1,0 +1,126 @@
+// End to end through the SDK, the real engine and real gVisor sandboxes: exec and streaming.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Writable } from "node:stream";
+import { RPCError, Sandbox, type Client } from "../../src/sdk/index.js";
+import { BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
+
+describe("exec on a gVisor sandbox", () => {
+  let client: Client;
+
+  before(async () => {
+    await setUpE2E();
+    client = newClient();
+    await client.launch(new Sandbox(BUSYBOX));
+  });
+  after(async () => {
+    await client.close();
+    await client.remove();
+  });
+
+  test("the quick start: stdout comes back", async () => {
+    const r = await client.exec("echo hello from the sandbox");
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.stdout, "hello from the sandbox\n");
+    assert.equal(r.stderr, "");
+    assert.ok(Number.isInteger(r.durationMs) && r.durationMs >= 0);
+  });
+
+  test("a non-zero exit is a result, not an error", async () => {
+    assert.equal((await client.exec("exit 3")).exitCode, 3);
+    assert.equal((await client.exec("false")).exitCode, 1);
+  });
+
+  test("stderr is separate", async () => {
+    const r = await client.exec("echo out; echo err >&2; cat /nonexistent_file_abc123");
+    assert.equal(r.stdout, "out\n");
+    assert.match(r.stderr, /^err\n/);
+    assert.match(r.stderr, /No such file or directory/);
+    assert.equal(r.exitCode, 1);
+  });
+
+  test("a command killed by a signal reports 128+signal", async () => {
+    const r = await client.exec("kill -9 $$");
+    assert.equal(r.exitCode, 137);
+  });
+
+  test("UTF-8 output is decoded", async () => {
+    const r = await client.exec("printf 'h\\303\\251llo \\342\\234\\223 \\360\\237\\230\\200\\n'");
+    assert.equal(r.stdout, "héllo ✓ 😀\n");
+  });
+
+  test("binary output survives a file round trip", async () => {
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    await client.writeFile("/tmp/all-bytes.bin", bytes);
+    const r = await client.exec("md5sum /tmp/all-bytes.bin");
+    assert.equal(r.stdout.split(" ")[0], createHash("md5").update(bytes).digest("hex"));
+    assert.deepEqual(await client.readFile("/tmp/all-bytes.bin"), bytes);
+  });
+
+  test("a 10 MB stdout arrives whole", async () => {
+    const r = await client.exec("head -c 10485760 /dev/zero | tr '\\0' 'x'");
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.stdout.length, 10 * 1024 * 1024);
+    assert.ok(/^x+$/.test(r.stdout));
+  });
+
+  test("seq 1 1000 gives exactly 1000 lines", async () => {
+    const r = await client.exec("seq 1 1000");
+    assert.equal(r.stdout.trim().split("\n").length, 1000);
+  });
+
+  test("working directory: default is the workspace, and it can be set", async () => {
+    assert.equal((await client.exec("pwd")).stdout, "/workspace\n");
+    assert.equal((await client.exec("pwd", { workingDir: "/tmp" })).stdout, "/tmp\n");
+  });
+
+  test("a missing working directory is an exec error", async () => {
+    await assert.rejects(client.exec("pwd", { workingDir: "/nope" }), (err: unknown) => {
+      assert.ok(err instanceof RPCError);
+      assert.ok(err.isExecError(), `code ${err.code}`);
+      assert.match(err.message, /chdir \/nope: No such file or directory/);
+      return true;
+    });
+  });
+
+  test("execStream delivers lines while the command still runs, in order", async () => {
+    const seen: Array<{ line: string; at: number }> = [];
+    const started = Date.now();
+    let errText = "";
+    const r = await client.execStream("for i in 1 2 3; do echo $i; sleep 0.5; done; echo done >&2", {
+      stdout: (chunk) => { for (const line of chunk.split("\n").filter(Boolean)) seen.push({ line, at: Date.now() - started }); },
+      stderr: (chunk) => { errText += chunk; },
+    });
+    assert.equal(r.exitCode, 0);
+    assert.deepEqual(seen.map((s) => s.line), ["1", "2", "3"]);
+    assert.equal(errText, "done\n");
+    // The first line must arrive long before the command's ~1.5 s end: it was streamed.
+    assert.ok(seen[0]!.at < r.durationMs - 700, `first line at ${seen[0]!.at} ms, command took ${r.durationMs} ms`);
+  });
+
+  test("execStream writes to Node writables", async () => {
+    const chunks: Buffer[] = [];
+    const sink = new Writable({ write(chunk, _enc, cb) { chunks.push(Buffer.from(chunk)); cb(); } });
+    const r = await client.execStream("echo streamed", { stdout: sink });
+    assert.equal(r.exitCode, 0);
+    assert.equal(Buffer.concat(chunks).toString(), "streamed\n");
+  });
+
+  test("concurrent execs on one sandbox each get their own output", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => client.exec(`for j in 1 2 3 4 5; do echo ${i}-$j; done; exit ${i}`)),
+    );
+    results.forEach((r, i) => {
+      assert.equal(r.exitCode, i);
+      assert.equal(r.stdout, [1, 2, 3, 4, 5].map((j) => `${i}-${j}\n`).join(""));
+    });
+  });
+
+  test("a background process does not hold an exec open", async () => {
+    const started = Date.now();
+    const r = await client.exec("sleep 30 & echo started");
+    assert.equal(r.stdout, "started\n");
+    assert.ok(Date.now() - started < 5000);
+  });
+});

@@ -1,0 +1,159 @@
+// End to end: file operations, mounts and the builder options on real gVisor sandboxes.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, readdir, writeFile, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { RPCError, Sandbox, type Client } from "../../src/sdk/index.js";
+import { ImageStore } from "../../src/engine/image/store.js";
+import { BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
+
+describe("files on a gVisor sandbox", () => {
+  let client: Client;
+
+  before(async () => {
+    await setUpE2E();
+    client = newClient();
+    await client.launch(new Sandbox(BUSYBOX));
+  });
+  after(async () => {
+    await client.close();
+    await client.remove();
+  });
+
+  test("write, read and list with modes (the seed README's file example)", async () => {
+    await client.writeFile("/workspace/hello.txt", "Hello, world!");
+    await client.writeFile("/workspace/script.sh", "#!/bin/sh\necho script-output\n", { mode: 0o755 });
+    assert.equal((await client.readFile("/workspace/hello.txt")).toString(), "Hello, world!");
+    assert.equal((await client.exec("/workspace/script.sh")).stdout, "script-output\n");
+    assert.equal((await client.exec("stat -c %a /workspace/script.sh /workspace/hello.txt")).stdout, "755\n644\n");
+
+    const files = await client.listFiles("/workspace");
+    const byName = new Map(files.map((f) => [f.name, f]));
+    assert.equal(byName.get("hello.txt")?.size, 13);
+    assert.equal(byName.get("hello.txt")?.isDir, false);
+    assert.equal(byName.get("hello.txt")?.mode, 0o644);
+    assert.equal(byName.get("script.sh")?.mode, 0o755);
+  });
+
+  test("directories are listed as directories with Go's mode bits", async () => {
+    await client.exec("mkdir -p /workspace/sub && chmod 755 /workspace/sub");
+    const sub = (await client.listFiles("/workspace")).find((f) => f.name === "sub");
+    assert.equal(sub?.isDir, true);
+    assert.equal(sub?.mode, 2147484141); // 1<<31 | 0755, as upstream engines send it
+  });
+
+  test("writes go anywhere in the guest, create parents, and truncate", async () => {
+    await client.writeFile("/opt/deep/er/file.txt", "a long first version");
+    await client.writeFile("/opt/deep/er/file.txt", "short");
+    assert.equal((await client.readFile("/opt/deep/er/file.txt")).toString(), "short");
+    assert.equal((await client.exec("cat /opt/deep/er/file.txt")).stdout, "short");
+  });
+
+  test("changes to the image's files stay in the sandbox", async () => {
+    await client.writeFile("/etc/marker-from-guest", "x");
+    await client.exec("echo changed >> /etc/passwd; rm -f /bin/ls");
+    const image = await new ImageStore().resolve(BUSYBOX);
+    assert.ok(image);
+    assert.equal(existsSync(join(image.rootfs, "etc", "marker-from-guest")), false);
+    assert.ok(!(await readFile(join(image.rootfs, "etc", "passwd"), "utf8")).includes("changed"));
+    assert.ok(existsSync(join(image.rootfs, "bin", "ls")));
+  });
+
+  test("a 100 KB file and an empty file round-trip", async () => {
+    const big = "abcdefghij".repeat(10000);
+    await client.writeFile("/workspace/big.txt", big);
+    assert.equal((await client.readFile("/workspace/big.txt")).toString(), big);
+    await client.writeFile("/workspace/empty", "");
+    assert.equal((await client.readFile("/workspace/empty")).length, 0);
+  });
+
+  test("file errors are file errors", async () => {
+    for (const call of [
+      () => client.readFile("/workspace/missing.txt"),
+      () => client.readFile("/etc"),
+      () => client.listFiles("/nope"),
+      () => client.readFile("relative/path"),
+    ]) {
+      await assert.rejects(call(), (err: unknown) => err instanceof RPCError && err.isFileError());
+    }
+  });
+});
+
+describe("mounts and builder options", () => {
+  let client: Client;
+  let rw: string;
+  let ro: string;
+  let ov: string;
+
+  before(async () => {
+    await setUpE2E();
+    const base = await mkdtemp(join(tmpdir(), "matchlock-mounts-"));
+    [rw, ro, ov] = [join(base, "rw"), join(base, "ro"), join(base, "ov")];
+    for (const d of [rw, ro, ov]) await mkdir(d);
+    await writeFile(join(ro, "config.txt"), "from-host-ro");
+    await writeFile(join(ov, "data.txt"), "from-host-ov");
+    client = newClient();
+    await client.launch(
+      new Sandbox(BUSYBOX)
+        .withCpus(1)
+        .withMemory(256)
+        .withWorkspace("/work")
+        .mountHostDir("/work/src", rw)
+        .mountHostDirReadonly("/work/config", ro)
+        .mountMemory("/work/tmp")
+        .mountOverlay("/work/data", ov)
+        .addSecret("API_KEY", "sk-real-value-123", "api.example.com"),
+    );
+  });
+  after(async () => {
+    await client.close();
+    await client.remove();
+  });
+
+  test("the workspace moved and is the default cwd", async () => {
+    assert.equal((await client.exec("pwd")).stdout, "/work\n");
+  });
+
+  test("a host dir is shared both ways", async () => {
+    await client.exec("echo from-guest > /work/src/g.txt");
+    assert.equal(await readFile(join(rw, "g.txt"), "utf8"), "from-guest\n");
+    await writeFile(join(rw, "h.txt"), "from-host");
+    assert.equal((await client.exec("cat /work/src/h.txt")).stdout, "from-host");
+  });
+
+  test("a read-only host dir cannot be written, by exec or by writeFile", async () => {
+    assert.equal((await client.exec("cat /work/config/config.txt")).stdout, "from-host-ro");
+    const r = await client.exec("echo x > /work/config/new.txt");
+    assert.notEqual(r.exitCode, 0);
+    assert.match(r.stderr, /Read-only file system/);
+    await assert.rejects(client.writeFile("/work/config/new.txt", "x"), (err: unknown) => err instanceof RPCError && err.isFileError());
+    assert.deepEqual(await readdir(ro), ["config.txt"]);
+  });
+
+  test("an overlay shows the host files but never changes them", async () => {
+    assert.equal((await client.exec("cat /work/data/data.txt")).stdout, "from-host-ov");
+    await client.exec("echo changed > /work/data/data.txt; echo new > /work/data/new.txt");
+    assert.equal((await client.exec("cat /work/data/data.txt")).stdout, "changed\n");
+    assert.equal(await readFile(join(ov, "data.txt"), "utf8"), "from-host-ov");
+    assert.deepEqual(await readdir(ov), ["data.txt"]);
+  });
+
+  test("a memory mount is a tmpfs", async () => {
+    assert.match((await client.exec("grep ' /work/tmp ' /proc/mounts")).stdout, /tmpfs/);
+  });
+
+  test("memory and cpu limits are applied", async () => {
+    const mem = (await client.exec("grep MemTotal /proc/meminfo")).stdout;
+    const kb = Number(/(\d+)/.exec(mem)?.[1]);
+    assert.ok(kb > 200 * 1024 && kb <= 256 * 1024, mem);
+  });
+
+  test("a secret is only a placeholder inside", async () => {
+    const v = (await client.exec("echo $API_KEY")).stdout.trim();
+    assert.match(v, /^SANDBOX_SECRET_[0-9a-f]{32}$/);
+    const env = (await client.exec("cat /proc/1/environ /proc/self/environ | tr '\\0' '\\n'")).stdout;
+    assert.ok(!env.includes("sk-real-value-123"));
+  });
+});

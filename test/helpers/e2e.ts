@@ -1,0 +1,93 @@
+// Shared set-up for end-to-end tests: a private MATCHLOCK_HOME per test file, one shared image
+// store holding the locally built test images, the real CLI, and leak checks.
+import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readdir } from "node:fs/promises";
+import { tmpdir, homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { Client } from "../../src/sdk/index.js";
+
+const execFileP = promisify(execFile);
+
+/** Compiled layout: dist/test/helpers/e2e.js -> the package root is three levels up. */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
+
+export const BUSYBOX = "local/busybox:latest";
+export const PYTHON = "local/python:3.11";
+
+const TARBALLS = process.env.MATCHLOCK_TEST_IMAGES || join(homedir(), ".cache", "matchlock", "test-images");
+const SHARED_IMAGES = join(tmpdir(), "matchlock-e2e-images");
+
+/**
+ * Points this process (and the engines it spawns) at a fresh state home and the shared test
+ * image store, importing the test images into it if they are not there yet.
+ */
+export async function setUpE2E(): Promise<string> {
+  if (process.getuid?.() !== 0) throw new Error("the end-to-end tests need root: gVisor's runsc needs it");
+  const home = await mkdtemp(join(tmpdir(), "matchlock-e2e-"));
+  process.env.MATCHLOCK_HOME = home;
+  process.env.MATCHLOCK_IMAGES = SHARED_IMAGES;
+  const listing = await cli(["image", "ls", "--json"]);
+  const have = new Set((JSON.parse(listing.stdout) as Array<{ ref: string }>).map((i) => i.ref));
+  for (const [ref, file] of [[BUSYBOX, "busybox.tar"], [PYTHON, "python.tar"]] as const) {
+    if ([...have].some((r) => r.endsWith(ref))) continue;
+    const tar = join(TARBALLS, file);
+    if (!existsSync(tar)) throw new Error(`test image ${tar} is missing: run "npm run setup" (or scripts/build-test-images.sh) first`);
+    const r = await cli(["image", "import", ref, tar]);
+    if (r.code !== 0) throw new Error(`importing ${ref} failed: ${r.stderr}`);
+  }
+  return home;
+}
+
+export function newClient(): Client {
+  return new Client({ binaryPath: CLI });
+}
+
+export interface CliResult { code: number; stdout: string; stderr: string }
+
+/** Runs the real `matchlock` CLI with the current MATCHLOCK_* environment. */
+export function cli(args: string[], input?: string): Promise<CliResult> {
+  return new Promise((resolvePromise, reject) => {
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("error", reject);
+    p.on("close", (code) => resolvePromise({ code: code ?? -1, stdout, stderr }));
+    p.stdin.end(input ?? "");
+  });
+}
+
+/** Host processes whose command line mentions this sandbox id (runsc, gofer, sandbox). */
+export async function processesOf(vmId: string): Promise<string[]> {
+  const { stdout } = await execFileP("ps", ["-eo", "pid,args"]);
+  return stdout.split("\n").filter((l) => l.includes(vmId) && !l.includes("ps -eo"));
+}
+
+/** Everything a sandbox could leave on the host: processes, runsc state, cgroups, its state dir. */
+export async function leftovers(vmId: string, home: string): Promise<string[]> {
+  const found: string[] = [...(await processesOf(vmId)).map((p) => `process: ${p.trim()}`)];
+  for (const dir of [join(home, "runsc"), "/sys/fs/cgroup/memory/matchlock", "/sys/fs/cgroup/cpu/matchlock"]) {
+    try {
+      if ((await readdir(dir)).some((n) => n.includes(vmId))) found.push(`${dir}/${vmId}*`);
+    } catch {
+      // the directory does not exist: nothing left there
+    }
+  }
+  return found;
+}
+
+/** Polls until `check` returns an empty list or the time is up; returns the last result. */
+export async function eventually(check: () => Promise<string[]>, ms = 5000): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  let last = await check();
+  while (last.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    last = await check();
+  }
+  return last;
+}

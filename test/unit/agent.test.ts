@@ -1,0 +1,416 @@
+// Runs the real static agent binary on the host (it is just a stdio program) and drives it
+// frame by frame. Needs `make -C guest/agent` and root (for the uid/gid switch).
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { lstat, mkdir, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { FrameType, HEADER_BYTES, MAX_PAYLOAD, encodeFrame, encodeStrings } from "../../src/protocol/agent-frames.js";
+import { existsSync, readFileSync } from "node:fs";
+import { AGENT_BINARY, AgentDriver, type AgentOptions, type OpResult } from "../helpers/agent-driver.js";
+
+/** A broken agent must fail a test, not hang the run. */
+const LIMIT = { timeout: 30_000 };
+after(() => AgentDriver.killAll());
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** Runs `body` against a fresh agent and temp dir; checks no frame arrived outside an op and a clean exit. */
+async function withAgent(body: (agent: AgentDriver, dir: string) => Promise<void>, opts: AgentOptions = {}): Promise<void> {
+  assert.ok(existsSync(AGENT_BINARY), `${AGENT_BINARY} missing: run make -C guest/agent`);
+  const dir = await mkdtemp(join(tmpdir(), "matchlock-agent-test-"));
+  const agent = await AgentDriver.start(opts);
+  try {
+    await body(agent, dir);
+    // The agent answers in order, so after this PING every frame of earlier ops has arrived.
+    assert.equal((await agent.ping()).ok, true);
+    assert.deepEqual(agent.stray.map((f) => `type 0x${f.type.toString(16)} id ${f.id}`), []);
+    assert.deepEqual(await agent.stop(), { code: 0, signal: null });
+  } finally {
+    agent.proc.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Dead means gone or a zombie: on the host, orphans are reaped by whatever our PID 1 is. */
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function waitDead(pid: number, ms = 2000): Promise<void> {
+  for (const t0 = performance.now(); isAlive(pid); await sleep(10)) {
+    assert.ok(performance.now() - t0 < ms, `pid ${pid} still alive after ${ms} ms`);
+  }
+}
+
+function assertExit(r: OpResult, code: number, signal = 0): void {
+  assert.equal(r.error, undefined, `unexpected ERROR: ${r.error}`);
+  assert.deepEqual(r.exit, { code, signal }, `stderr: ${r.stderr.toString()}`);
+}
+
+test("sends READY first, answers PING, ignores unknown frame types", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    assert.equal(await agent.ready, "matchlock-agent 1");
+    const unknown = encodeFrame(FrameType.PING, 42, Buffer.from("whatever"));
+    unknown[0] = 0x7f;
+    await agent.writeRaw(unknown);
+    const r = await agent.ping();
+    assert.equal(r.frames.length, 1);
+    assert.equal(r.frames[0]!.type, FrameType.OK);
+    assert.equal(r.frames[0]!.payload.length, 0);
+  });
+});
+
+test("reassembles frames split across reads and handles several frames in one read", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const id = agent.allocId();
+    const done = agent.track(id);
+    for (const byte of encodeFrame(FrameType.PING, id)) {
+      await agent.writeRaw(Buffer.from([byte]));
+      await sleep(5);
+    }
+    assert.equal((await done).ok, true);
+
+    const a = agent.allocId();
+    const b = agent.allocId();
+    const both = Promise.all([agent.track(a), agent.track(b)]);
+    await agent.writeRaw(Buffer.concat([
+      encodeFrame(FrameType.EXEC, a, encodeStrings(["", "", "echo one"])),
+      encodeFrame(FrameType.PING, b),
+    ]));
+    const [ra, rb] = await both;
+    assertExit(ra, 0);
+    assert.equal(ra.stdout.toString(), "one\n");
+    assert.equal(rb.ok, true);
+  });
+});
+
+test("exec separates stdout from stderr and reports the exit code", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const r = await agent.exec("echo out; echo err >&2; echo more; exit 3");
+    assertExit(r, 3);
+    assert.equal(r.stdout.toString(), "out\nmore\n");
+    assert.equal(r.stderr.toString(), "err\n");
+    assert.equal(r.frames.at(-1)!.type, FrameType.EXIT);
+    assert.ok(r.frames.slice(0, -1).every((f) => f.type === FrameType.STDOUT || f.type === FrameType.STDERR));
+  });
+});
+
+test("exec killed by a signal reports code -1 and the signal", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    assertExit(await agent.exec("kill -9 $$"), -1, 9);
+  });
+});
+
+test("exec that cannot start sends one ERROR and no EXIT", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const bad = await agent.exec("echo never", { cwd: "/nope-matchlock" });
+    assert.equal(bad.exit, undefined);
+    assert.equal(bad.error, "chdir /nope-matchlock: No such file or directory");
+    assert.equal(bad.frames.length, 1);
+
+    const user = await agent.exec("echo never", { user: "nobody" });
+    assert.equal(user.error, "invalid user: nobody");
+    for (const u of ["1:x", "-1", "1:", "4294967295", " 1"]) {
+      assert.equal((await agent.exec("true", { user: u })).error, `invalid user: ${u}`);
+    }
+
+    const malformed = await agent.op(FrameType.EXEC, Buffer.from("/\0\0echo no-terminator"));
+    assert.match(malformed.error ?? "", /malformed/);
+    // the agent is still fine afterwards
+    assertExit(await agent.exec("exit 0"), 0);
+  });
+});
+
+test("exec gets exactly the given environment and cwd (default /)", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    const env = ["A=1", "B=two words", "EMPTY=", "UNICODE=é", "PATH=/usr/bin:/bin"];
+    // /proc/$$/environ is the environment the shell was exec'd with, byte for byte
+    const r = await agent.exec("cat /proc/$$/environ", { env });
+    assertExit(r, 0);
+    assert.deepEqual(r.stdout, encodeStrings(env));
+
+    const none = await agent.exec("/bin/cat /proc/$$/environ", { env: [] });
+    assertExit(none, 0);
+    assert.equal(none.stdout.length, 0);
+
+    assert.equal((await agent.exec("pwd")).stdout.toString(), "/\n");
+    assert.equal((await agent.exec("pwd", { cwd: dir })).stdout.toString(), `${dir}\n`);
+  });
+});
+
+test("exec switches to uid:gid and drops supplementary groups", LIMIT, async () => {
+  assert.equal(process.getuid?.(), 0, "this test runs as root");
+  await withAgent(async (agent, dir) => {
+    assert.equal((await agent.exec("id -G")).stdout.toString(), "0 4 27\n", "root keeps the agent's groups");
+    const r = await agent.exec("id -u; id -g; id -G", { user: "65534:65534" });
+    assertExit(r, 0);
+    assert.equal(r.stdout.toString(), "65534\n65534\n65534\n");
+
+    const uidOnly = await agent.exec("id -u; id -g", { user: "65534" });
+    assertExit(uidOnly, 0);
+    assert.equal(uidOnly.stdout.toString(), "65534\n0\n");
+
+    // The cwd is entered as root first, like runc: a 0700 root-owned temp dir still works.
+    const cwd = await agent.exec("pwd; id -u", { user: "1000:1000", cwd: dir });
+    assertExit(cwd, 0);
+    assert.equal(cwd.stdout.toString(), `${dir}\n1000\n`);
+  }, { groups: [4, 27] });
+});
+
+test("exec runs with default signal dispositions and the umask the agent was given", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    // The agent ignores SIGPIPE and catches SIGCHLD; none of that may leak into the command.
+    // (exec: dash blocks every signal while it waits for a child, so do not look at the shell)
+    const r = await agent.exec("exec grep -E '^Sig(Blk|Ign)' /proc/self/status");
+    assertExit(r, 0);
+    assert.equal(r.stdout.toString(), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    assert.equal((await agent.exec("umask")).stdout.toString(), "0027\n");
+  }, { umask: 0o027 });
+});
+
+test("concurrent execs each get their own interleaved output", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const script = (k: number) =>
+      `i=0; while [ $i -lt 6 ]; do echo "job${k} out $i"; echo "job${k} err $i" >&2; i=$((i+1)); sleep 0.03; done; exit ${k}`;
+    const expected = (k: number, stream: string) =>
+      Array.from({ length: 6 }, (_, i) => `job${k} ${stream} ${i}\n`).join("");
+    const started = await Promise.all([1, 2, 3, 4].map((k) => agent.startExec(script(k))));
+    const results = await Promise.all(started.map((s) => s.done));
+    results.forEach((r, i) => {
+      const k = i + 1;
+      assertExit(r, k);
+      assert.equal(r.stdout.toString(), expected(k, "out"));
+      assert.equal(r.stderr.toString(), expected(k, "err"));
+    });
+    // The frames really were interleaved on the channel, not one exec after the other.
+    const ids = new Set(started.map((s) => s.id));
+    const order = agent.arrivals.filter((id) => ids.has(id));
+    const switches = order.filter((id, i) => i > 0 && id !== order[i - 1]).length;
+    assert.ok(switches >= 10, `only ${switches} switches between execs`);
+  });
+});
+
+test("exec stdout carries all 256 byte values intact", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const escapes = [...all].map((b) => "\\" + b.toString(8).padStart(3, "0")).join("");
+    const r = await agent.exec(`printf '${escapes}'; printf '${escapes}' >&2`);
+    assertExit(r, 0);
+    assert.deepEqual(r.stdout, all);
+    assert.deepEqual(r.stderr, all);
+  });
+});
+
+test("exec streams 10 MB of stdout intact", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    const data = randomBytes(10 * 1024 * 1024);
+    await writeFile(join(dir, "big"), data);
+    let frames = 0;
+    const { done } = await agent.startExec(`cat ${dir}/big`, {}, (f) => {
+      if (f.type === FrameType.STDOUT) {
+        frames++;
+        assert.ok(f.payload.length <= 64 * 1024);
+      }
+    });
+    const r = await done;
+    assertExit(r, 0);
+    assert.equal(r.stdout.length, data.length);
+    assert.equal(sha256(r.stdout), sha256(data));
+    assert.ok(frames >= 160, `${frames} STDOUT frames`);
+  });
+});
+
+test("a background process holding stdout does not delay EXIT", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const t0 = performance.now();
+    const r = await agent.exec("sleep 5 & echo hi");
+    const elapsed = performance.now() - t0;
+    assertExit(r, 0);
+    assert.equal(r.stdout.toString(), "hi\n");
+    assert.ok(elapsed < 1000, `EXIT after ${elapsed.toFixed(0)} ms`);
+  });
+});
+
+test("output still in the pipes when the shell exits is drained before EXIT", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    // The command grows its stdout pipe to 1 MiB (F_SETPIPE_SZ = 1031), fills it and exits,
+    // while the agent is stuck writing another exec's output to the paused channel. When the
+    // channel resumes, the exit and 1 MiB of unread output are pending at once.
+    const full = await agent.startExec(
+      `sleep 0.3; exec perl -e 'fcntl(STDOUT, 1031, 1048576) or die "F_SETPIPE_SZ: $!"; print "y" x 1048576'`);
+    agent.proc.stdout.pause();
+    const flood = await agent.startExec("head -c 4000000 /dev/zero");
+    await sleep(1000);
+    agent.proc.stdout.resume();
+    const [rf, rflood] = await Promise.all([full.done, flood.done]);
+    assertExit(rf, 0);
+    assert.equal(rf.stdout.length, 1048576);
+    assert.ok(rf.stdout.every((b) => b === 0x79));
+    assertExit(rflood, 0);
+    assert.equal(rflood.stdout.length, 4000000);
+  });
+});
+
+test("write and read files: binary round trip, exact modes, parents, truncation, empty files", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    const path = join(dir, "a/b/c/file.bin");
+    const data = randomBytes(600 * 1024); // three WRITE_DATA frames
+    const w = await agent.writeFile(path, 0o755, data);
+    assert.equal(w.error, undefined);
+    assert.equal(w.ok, true);
+    // the agent runs under umask 077 here: modes must still be exact
+    assert.equal((await stat(path)).mode & 0o7777, 0o755);
+    for (const d of ["a", "a/b", "a/b/c"]) {
+      const st = await stat(join(dir, d));
+      assert.ok(st.isDirectory());
+      assert.equal(st.mode & 0o7777, 0o755, d);
+    }
+
+    const r = await agent.readFile(path);
+    assert.equal(r.ok, true);
+    assert.deepEqual(r.stdout, data);
+    assert.ok(r.frames.slice(0, -1).every((f) => f.type === FrameType.STDOUT && f.payload.length <= 64 * 1024));
+
+    // overwrite with shorter content: truncated, and the new mode replaces the old one
+    assert.equal((await agent.writeFile(path, 0o2640, Buffer.from("short"))).ok, true);
+    assert.equal((await stat(path)).mode & 0o7777, 0o2640);
+    assert.equal((await agent.readFile(path)).stdout.toString(), "short");
+
+    const empty = join(dir, "empty");
+    assert.equal((await agent.writeFile(empty, 0o600, Buffer.alloc(0))).ok, true);
+    assert.equal((await stat(empty)).size, 0);
+    const re = await agent.readFile(empty);
+    assert.equal(re.ok, true);
+    assert.equal(re.frames.length, 1);
+  }, { umask: 0o077 });
+});
+
+test("write and read errors", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    await writeFile(join(dir, "f"), "x");
+    const under = await agent.writeFile(join(dir, "f/sub/x"), 0o644, Buffer.from("data that is ignored"));
+    assert.equal(under.error, `mkdir ${dir}/f/sub: Not a directory`);
+    const open = await agent.writeFile(join(dir, "f/x"), 0o644, Buffer.from("ignored"));
+    assert.equal(open.error, `open ${dir}/f/x: Not a directory`);
+    assert.equal(open.frames.length, 1);
+    assert.equal((await agent.writeFile(join(dir, "m"), 0o644, Buffer.alloc(0))).ok, true);
+    assert.equal((await agent.op(FrameType.WRITE_OPEN, encodeStrings([join(dir, "m"), "8ab"]))).error, "invalid mode: 8ab");
+    assert.match((await agent.op(FrameType.WRITE_OPEN, encodeStrings([join(dir, "m")]))).error ?? "", /malformed/);
+
+    assert.equal((await agent.readFile(dir)).error, `read ${dir}: Is a directory`);
+    assert.equal((await agent.readFile("/dev/null")).error, "read /dev/null: not a regular file");
+    assert.equal((await agent.readFile(join(dir, "nope"))).error, `read ${dir}/nope: No such file or directory`);
+    assert.match((await agent.op(FrameType.READ, Buffer.from(join(dir, "f")))).error ?? "", /malformed/);
+  });
+});
+
+test("a huge READ does not starve a concurrent exec", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    const data = randomBytes(16 * 1024 * 1024);
+    const path = join(dir, "huge");
+    assert.equal((await agent.writeFile(path, 0o644, data)).ok, true);
+    const finished: string[] = [];
+    const read = agent.readFile(path).then((r) => { finished.push("read"); return r; });
+    const exec = agent.exec("echo hi").then((r) => { finished.push("exec"); return r; });
+    const [r, e] = await Promise.all([read, exec]);
+    assert.equal(sha256(r.stdout), sha256(data));
+    assertExit(e, 0);
+    assert.equal(e.stdout.toString(), "hi\n");
+    assert.deepEqual(finished, ["exec", "read"]);
+  });
+});
+
+test("list reports names, sizes and lstat modes, split into frames of at most 1 MiB", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    await writeFile(join(dir, "a.txt"), "hello");
+    await writeFile(join(dir, "b.bin"), randomBytes(70000));
+    await mkdir(join(dir, "sub"));
+    await symlink("a.txt", join(dir, "link"));
+    const r = await agent.list(dir);
+    assert.equal(r.ok, true);
+    const got = [...r.entries].sort((x, y) => x.name.localeCompare(y.name));
+    const want = await Promise.all(["a.txt", "b.bin", "link", "sub"].map(async (name) => {
+      const st = await lstat(join(dir, name));
+      return { name, size: st.size, mode: st.mode };
+    }));
+    assert.deepEqual(got, want);
+    assert.ok((got.find((e) => e.name === "link")!.mode & 0o170000) === 0o120000, "symlinks are not followed");
+
+    const big = join(dir, "big");
+    await mkdir(big);
+    const names = Array.from({ length: 6000 }, (_, i) => `${String(i).padStart(5, "0")}-${"n".repeat(200)}`);
+    await Promise.all(names.map((n) => writeFile(join(big, n), "")));
+    const rb = await agent.list(big);
+    assert.equal(rb.ok, true);
+    const entryFrames = rb.frames.filter((f) => f.type === FrameType.ENTRIES);
+    assert.ok(entryFrames.length >= 2, `${entryFrames.length} ENTRIES frames`);
+    assert.ok(entryFrames.every((f) => f.payload.length <= MAX_PAYLOAD));
+    assert.deepEqual(rb.entries.map((e) => e.name).sort(), names);
+
+    assert.equal((await agent.list(join(dir, "nope"))).error, `list ${dir}/nope: No such file or directory`);
+    assert.equal((await agent.list(join(dir, "a.txt"))).error, `list ${dir}/a.txt: Not a directory`);
+  });
+});
+
+test("SIGNAL reaches an exec's whole process group; unknown ids are ignored", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    await agent.signal(9999, 9);
+    let firstOutput!: (s: string) => void;
+    const pidText = new Promise<string>((resolve) => { firstOutput = resolve; });
+    const { id, done } = await agent.startExec("sleep 100 & echo $!; wait; echo not reached", {}, (f) => {
+      if (f.type === FrameType.STDOUT) firstOutput(f.payload.toString());
+    });
+    const sleeper = Number((await pidText).trim());
+    assert.ok(isAlive(sleeper));
+    const t0 = performance.now();
+    await agent.signal(id, 15);
+    const r = await done;
+    assertExit(r, -1, 15);
+    assert.equal(r.stdout.toString(), `${sleeper}\n`);
+    assert.ok(performance.now() - t0 < 2000);
+    await waitDead(sleeper); // the background child got the signal too
+  });
+});
+
+test("EOF on stdin kills running execs' process groups and the agent exits 0", LIMIT, async () => {
+  const agent = await AgentDriver.start();
+  try {
+    let firstOutput!: (s: string) => void;
+    const pidText = new Promise<string>((resolve) => { firstOutput = resolve; });
+    const { done } = await agent.startExec("sleep 100 & echo $$ $!; wait", {}, (f) => {
+      if (f.type === FrameType.STDOUT) firstOutput(f.payload.toString());
+    });
+    const pids = (await pidText).trim().split(" ").map(Number);
+    assert.equal(pids.length, 2);
+    for (const pid of pids) assert.ok(pid > 1 && isAlive(pid));
+    assert.deepEqual(await agent.stop(), { code: 0, signal: null });
+    await assert.rejects(done, /agent exited/);
+    // The shell is the agent's own child: reaped before the agent exits, so it is gone entirely.
+    assert.throws(() => process.kill(pids[0]!, 0), { code: "ESRCH" });
+    await waitDead(pids[1]!);
+  } finally {
+    agent.proc.kill("SIGKILL");
+  }
+});
+
+test("an oversized frame is a fatal protocol error (exit 2)", LIMIT, async () => {
+  const agent = await AgentDriver.start();
+  try {
+    const header = Buffer.alloc(HEADER_BYTES);
+    header.writeUInt8(FrameType.WRITE_DATA, 0);
+    header.writeUInt32BE(1, 1);
+    header.writeUInt32BE(MAX_PAYLOAD + 1, 5);
+    await agent.writeRaw(header);
+    assert.deepEqual(await agent.exited, { code: 2, signal: null });
+    assert.match(agent.stderrText, /exceeds/);
+  } finally {
+    agent.proc.kill("SIGKILL");
+  }
+});

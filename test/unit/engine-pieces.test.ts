@@ -1,0 +1,95 @@
+// Unit tests of the engine's pure pieces: line splitting, create params, modes, mount rules.
+import assert from "node:assert/strict";
+import { Readable } from "node:stream";
+import { describe, test } from "node:test";
+import { shellQuote } from "../../src/cli/run.js";
+import { createParamsSchema, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
+import { toGoFileMode } from "../../src/engine/sandbox/file-mode.js";
+import { readLines, type LineEvent } from "../../src/engine/rpc/line-reader.js";
+import { MountConfigError, checkGuestPath } from "../../src/engine/vfs/mounts.js";
+
+async function collect(chunks: string[], max: number): Promise<Array<string | number>> {
+  const out: Array<string | number> = [];
+  for await (const e of readLines(Readable.from(chunks.map((c) => Buffer.from(c))), max) as AsyncIterable<LineEvent>) {
+    out.push("line" in e ? e.line.toString() : e.oversized);
+  }
+  return out;
+}
+
+describe("readLines", () => {
+  test("splits across chunk boundaries and keeps a last unterminated line", async () => {
+    assert.deepEqual(await collect(["ab", "c\nde", "f\n\ng"], 100), ["abc", "def", "", "g"]);
+  });
+  test("reports an oversized line once, with its size, and goes on", async () => {
+    assert.deepEqual(await collect(["12345", "6789\nok\n"], 5), [9, "ok"]);
+    assert.deepEqual(await collect(["123456"], 5), [6]);
+  });
+});
+
+describe("create params", () => {
+  const merge = (p: unknown) => mergeDefaults(createParamsSchema.parse(p));
+
+  test("defaults as the protocol spec gives them", () => {
+    const c = merge({ image: "alpine" });
+    assert.equal(c.cpus, 1);
+    assert.equal(c.memoryMb, 512);
+    assert.equal(c.diskSizeMb, 5120);
+    assert.equal(c.timeoutSeconds, 300);
+    assert.equal(c.workspace, "/workspace");
+    assert.deepEqual(c.mounts, { "/workspace": { type: "memory" } });
+    assert.equal(c.network.blockPrivateIps, true);
+    assert.deepEqual(c.network.dnsServers, ["8.8.8.8", "8.8.4.4"]);
+  });
+
+  test("a present network object replaces the default wholesale", () => {
+    const c = merge({ image: "a", network: { allowed_hosts: ["x.com"] } });
+    assert.equal(c.network.blockPrivateIps, false);
+    assert.deepEqual(c.network.allowedHosts, ["x.com"]);
+  });
+
+  test("zero means default; negative is refused; secrets lose their values", () => {
+    assert.equal(merge({ image: "a", resources: { cpus: 0, memory_mb: 256 } }).cpus, 1);
+    assert.equal(merge({ image: "a", resources: { memory_mb: 256 } }).memoryMb, 256);
+    assert.equal(createParamsSchema.safeParse({ image: "a", resources: { cpus: -1 } }).success, false);
+    assert.equal(createParamsSchema.safeParse({ image: "a", resources: { memory_mb: 1.5 } }).success, false);
+    assert.equal(createParamsSchema.safeParse({ image: "" }).success, false);
+    assert.equal(createParamsSchema.safeParse({ image: "a", id: "vm-12345678" }).success, false);
+    const c = merge({ image: "a", network: { secrets: { K: { value: "real", hosts: ["h"] } } } });
+    assert.deepEqual(c.network.secrets, { K: { hosts: ["h"] } });
+    assert.ok(!JSON.stringify(c).includes("real"));
+  });
+
+  test("unknown fields are ignored, as upstream does", () => {
+    assert.equal(createParamsSchema.safeParse({ image: "a", future_field: { x: 1 } }).success, true);
+  });
+});
+
+describe("toGoFileMode", () => {
+  test("maps st_mode type bits to Go's os.FileMode layout", () => {
+    assert.equal(toGoFileMode(0o100644), 0o644);
+    assert.equal(toGoFileMode(0o040755), 2147484141);
+    assert.equal(toGoFileMode(0o120777), 2 ** 27 + 0o777);
+    assert.equal(toGoFileMode(0o041777), 2 ** 31 + 2 ** 20 + 0o777);
+    assert.equal(toGoFileMode(0o104755), 2 ** 23 + 0o755);
+  });
+});
+
+describe("checkGuestPath", () => {
+  test("accepts normal absolute paths", () => {
+    for (const p of ["/workspace", "/workspace/src", "/data", "/devices"]) checkGuestPath(p, "mount path");
+  });
+  test("refuses relative, unnormalised and system paths", () => {
+    for (const p of ["workspace", "/workspace/../etc", "/a//b", "/a/", "/", "/proc", "/proc/x", "/sys", "/dev/shm", "/.matchlock"]) {
+      assert.throws(() => checkGuestPath(p, "mount path"), MountConfigError, p);
+    }
+  });
+});
+
+describe("shellQuote", () => {
+  test("keeps plain words and quotes the rest", () => {
+    assert.equal(shellQuote("echo"), "echo");
+    assert.equal(shellQuote("a b"), "'a b'");
+    assert.equal(shellQuote("it's"), `'it'\\''s'`);
+    assert.equal(shellQuote("$HOME"), "'$HOME'");
+  });
+});
