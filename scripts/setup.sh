@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 echo "==> build"
 npm run --silent build
+echo "==> link the matchlock command onto PATH"
+npm link --no-audit --no-fund --loglevel=error >/dev/null
 echo "==> images"
 bash scripts/build-test-images.sh
 bash scripts/import-images.sh
