@@ -283,14 +283,16 @@ describe("SDK transport: process death", () => {
       await client.close(); // nothing left to close: must not throw
     }));
 
-  it("refuses calls before start()", T, async () => {
+  it("refuses VM calls before start(); launch() starts the engine itself", T, async () => {
     const fake = makeFakeBinary();
+    const client = new Client({ binaryPath: fake.bin });
     try {
-      const client = new Client({ binaryPath: fake.bin });
       await assert.rejects(client.exec("echo:x"), (err: unknown) => err instanceof MatchlockError && err.message === "Matchlock process not running");
-      await assert.rejects(client.launch(new Sandbox("alpine")), /^MatchlockError: Matchlock process not running$/);
       assert.deepEqual(fake.invocations(), []);
+      assert.match(await client.launch(new Sandbox("alpine")), /^vm-/);
+      assert.equal(fake.invocations().length, 1);
     } finally {
+      await client.close();
       fake.cleanup();
     }
   });

@@ -48,7 +48,7 @@ export async function readDockerArchive(staged: StagedArchive, ref: string): Pro
   const { bytes: configBytes } = await staged.readJson(image.Config, "image config");
   const digest = sha256Bytes(configBytes);
   const m = HEX_NAME.exec(image.Config);
-  if (m) checkDigest(`image config ${image.Config}`, `sha256:${m[1]}`, digest);
+  if (m) checkDigest(`${staged.label}: image config ${image.Config}`, `sha256:${m[1]}`, digest);
   const { config, created, diffIds } = parseConfigJson(configBytes, staged.label);
   if (diffIds.length !== image.Layers.length) {
     throw new Error(`${staged.label}: the config lists ${diffIds.length} layers but manifest.json ${image.Layers.length}`);
@@ -57,9 +57,9 @@ export async function readDockerArchive(staged: StagedArchive, ref: string): Pro
   const layers: string[] = [];
   for (const [i, rel] of image.Layers.entries()) {
     const file = await staged.file(rel, "layer");
-    const raw = await verifyNamedBlob(file, rel, `layer ${rel}`);
+    const raw = await verifyNamedBlob(file, rel, `${staged.label}: layer ${rel}`);
     const uncompressed = (await isGzip(file)) ? await sha256Uncompressed(file) : raw;
-    checkDigest(`layer ${rel}`, diffIds[i]!, uncompressed);
+    checkDigest(`${staged.label}: layer ${rel}`, diffIds[i]!, uncompressed);
     layers.push(file);
   }
   return { digest, config, created, layers };

@@ -113,16 +113,16 @@ export class ImageStore {
       }
 
       const target = this.contentDir(plan.digest);
-      const staged = join(work, "image");
+      const imageDir = join(work, "image");
       if (!(await exists(join(target, "image.json")))) {
-        await this.unpack(plan, staged, `import:${scan.kind}`);
+        await this.unpack(plan, imageDir, `import:${scan.kind}`);
       }
       await withLock(this.lockFile, async () => {
         if (!(await exists(join(target, "image.json")))) {
-          if (!(await exists(staged))) throw new Error(`image ${plan.digest} was removed while being imported; retry`);
+          if (!(await exists(imageDir))) throw new Error(`image ${plan.digest} was removed while being imported; retry`);
           await mkdir(join(this.root, "sha256"), { recursive: true });
           await rm(target, { recursive: true, force: true }); // a leftover without image.json
-          await rename(staged, target);
+          await rename(imageDir, target);
         }
         const previous = await this.readRef(canonical);
         await this.writeRef({ ref: canonical, digest: plan.digest });

@@ -107,14 +107,21 @@ export class Session {
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     const streamId = id ?? null;
+    let overflow = false;
     const sink = stream
       ? {
           stdout: (d: Buffer) => this.writer.notify(Notification.EXEC_STDOUT, { id: streamId, data: d.toString("base64") }),
           stderr: (d: Buffer) => this.writer.notify(Notification.EXEC_STDERR, { id: streamId, data: d.toString("base64") }),
         }
-      : { stdout: (d: Buffer) => stdout.push(d), stderr: (d: Buffer) => stderr.push(d) };
+      : bufferedSink(stdout, stderr, () => {
+          overflow = true;
+          abort.abort();
+        });
     try {
       const out = await sb.exec(p.command, { workingDir: p.working_dir, signal: abort.signal }, sink);
+      if (overflow) {
+        throw new RpcError(ErrorCode.EXEC_FAILED, `exec error: output exceeds ${MAX_BUFFERED_OUTPUT} bytes; the command was stopped (use exec_stream for large output)`);
+      }
       if (abort.signal.aborted) throw new RpcError(ErrorCode.CANCELLED, "context canceled");
       const extra = out.signal ? { signal: out.signal } : {};
       return stream
@@ -171,6 +178,20 @@ export class Session {
     ctl?.abort();
     return { cancelled: ctl !== undefined };
   }
+}
+
+/** A buffered exec's output is held in memory until it ends, so it is capped. */
+export const MAX_BUFFERED_OUTPUT = 256 * 1024 * 1024;
+
+function bufferedSink(stdout: Buffer[], stderr: Buffer[], onOverflow: () => void) {
+  let total = 0;
+  const keep = (into: Buffer[]) => (d: Buffer) => {
+    if (total > MAX_BUFFERED_OUTPUT) return;
+    total += d.length;
+    if (total > MAX_BUFFERED_OUTPUT) onOverflow();
+    else into.push(d);
+  };
+  return { stdout: keep(stdout), stderr: keep(stderr) };
 }
 
 function decode<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {
