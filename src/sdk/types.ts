@@ -47,15 +47,19 @@ export interface CreateOptions {
 }
 
 export interface ExecResult {
+  /** The exit status; 128 + N when the command was killed by signal N. */
   exitCode: number;
   stdout: string;
   stderr: string;
   durationMs: number;
+  /** The signal that killed the command, when one did (sent by our engine only). */
+  signal?: number;
 }
 
 export interface ExecStreamResult {
   exitCode: number;
   durationMs: number;
+  signal?: number;
 }
 
 export interface FileInfo {

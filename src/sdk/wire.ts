@@ -12,9 +12,9 @@ export function toWireMount(m: MountConfig): WireMountConfig {
 
 /**
  * Params of `create`. As in the seed Python SDK: resources only with non-zero fields; network
- * only when something network-related is set, and then with an explicit block_private_ips
- * (so allowHost() alone sends `false`, turning off the engine's default blocking); vfs only
- * when mounts or a workspace are set.
+ * only when something network-related is set; vfs only when mounts or a workspace are set.
+ * Unlike the seed SDK, block_private_ips defaults to true (as later upstream SDKs do), so
+ * allowHost() alone does not open private ranges; blockPrivateIps(false) opens them.
  */
 export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const params: Record<string, unknown> = { image: opts.image };
@@ -29,10 +29,10 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const allowedHosts = opts.allowedHosts ?? [];
   const secrets = opts.secrets ?? [];
   const dnsServers = opts.dnsServers ?? [];
-  if (allowedHosts.length > 0 || opts.blockPrivateIps || secrets.length > 0 || dnsServers.length > 0) {
+  if (allowedHosts.length > 0 || opts.blockPrivateIps !== undefined || secrets.length > 0 || dnsServers.length > 0) {
     const network: Record<string, unknown> = {
       allowed_hosts: [...allowedHosts],
-      block_private_ips: Boolean(opts.blockPrivateIps),
+      block_private_ips: opts.blockPrivateIps ?? true,
     };
     if (secrets.length > 0) {
       network.secrets = Object.fromEntries(secrets.map((s) => [s.name, { value: s.value, hosts: [...s.hosts] }]));
@@ -70,11 +70,16 @@ export function toExecResult(result: Record<string, unknown>): ExecResult {
     stdout: decodeBase64Text(result.stdout),
     stderr: decodeBase64Text(result.stderr),
     durationMs: num(result.duration_ms),
+    ...signalOf(result),
   };
 }
 
+function signalOf(result: Record<string, unknown>): { signal?: number } {
+  return typeof result.signal === "number" && result.signal > 0 ? { signal: result.signal } : {};
+}
+
 export function toExecStreamResult(result: Record<string, unknown>): ExecStreamResult {
-  return { exitCode: num(result.exit_code), durationMs: num(result.duration_ms) };
+  return { exitCode: num(result.exit_code), durationMs: num(result.duration_ms), ...signalOf(result) };
 }
 
 export function toFileInfos(result: Record<string, unknown>): FileInfo[] {

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
-import { MatchlockError, Sandbox } from "../../src/sdk/index.js";
+import { MatchlockError, RPCError, Sandbox } from "../../src/sdk/index.js";
 import { BUSYBOX, CLI, PYTHON, ROOT, cli, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
 
 describe("lifecycle", () => {
@@ -49,6 +49,20 @@ describe("lifecycle", () => {
     await client.close(); // idempotent
     await assert.rejects(client.exec("true"), (err: unknown) => err instanceof MatchlockError && /not running|closed/i.test(err.message));
     await client.remove();
+  });
+
+  test("timeout_seconds is enforced: the sandbox stops and calls say why", async () => {
+    await using client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).withTimeout(2));
+    const started = Date.now();
+    await assert.rejects(client.exec("sleep 30"), (err: unknown) => {
+      assert.ok(err instanceof RPCError, String(err));
+      assert.match(err.message, /timeout of 2 s/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 10_000);
+    await assert.rejects(client.exec("true"), /timeout of 2 s/);
+    assert.deepEqual(await eventually(() => leftovers(id, home)), []);
   });
 
   test("an unknown image is a VM error naming the image", async () => {

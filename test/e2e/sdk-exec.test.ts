@@ -43,6 +43,8 @@ describe("exec on a gVisor sandbox", () => {
   test("a command killed by a signal reports 128+signal", async () => {
     const r = await client.exec("kill -9 $$");
     assert.equal(r.exitCode, 137);
+    assert.equal(r.signal, 9);
+    assert.equal((await client.exec("exit 137")).signal, undefined);
   });
 
   test("UTF-8 output is decoded", async () => {

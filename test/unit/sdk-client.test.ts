@@ -76,7 +76,7 @@ describe("SDK client: create", () => {
       assert.deepEqual(requestsOf(fake, "create")[0]!.params, {
         image: "python:3.12-alpine",
         resources: { memory_mb: 256 },
-        network: { allowed_hosts: [], block_private_ips: false, secrets: { K: { value: "v", hosts: ["h.com"] } } },
+        network: { allowed_hosts: [], block_private_ips: true, secrets: { K: { value: "v", hosts: ["h.com"] } } },
         vfs: { mounts: { "/workspace": { type: "memory" } }, workspace: "/workspace" },
       });
     }));

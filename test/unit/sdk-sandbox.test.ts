@@ -50,11 +50,12 @@ describe("Sandbox builder → create params", () => {
     assert.deepEqual(wire(new Sandbox("a").withTimeout(0)), { image: "a" });
   });
 
-  it("network: allowHost alone sends block_private_ips false (seed Python behaviour)", () => {
+  it("network: allowHost alone keeps private ranges blocked (secure default, unlike the seed SDK)", () => {
     assert.deepEqual(wire(new Sandbox("a").allowHost("x.com").allowHost("*.y.org")), {
       image: "a",
-      network: { allowed_hosts: ["x.com", "*.y.org"], block_private_ips: false },
+      network: { allowed_hosts: ["x.com", "*.y.org"], block_private_ips: true },
     });
+    assert.equal((wire(new Sandbox("a").allowHost("x.com").blockPrivateIps(false)).network as { block_private_ips: boolean }).block_private_ips, false);
   });
 
   it("network: blockPrivateIps alone sends an empty allow-list", () => {
@@ -62,14 +63,17 @@ describe("Sandbox builder → create params", () => {
       image: "a",
       network: { allowed_hosts: [], block_private_ips: true },
     });
-    assert.deepEqual(wire(new Sandbox("a").blockPrivateIps().blockPrivateIps(false)), { image: "a" });
+    assert.deepEqual(wire(new Sandbox("a").blockPrivateIps().blockPrivateIps(false)), {
+      image: "a",
+      network: { allowed_hosts: [], block_private_ips: false },
+    });
   });
 
   it("network: secrets become a name-keyed map; no hosts means any host", () => {
     const params = wire(new Sandbox("a").addSecret("TOKEN", "t0k", "a.com", "*.b.com").addSecret("OTHER", "v"));
     assert.deepEqual(params.network, {
       allowed_hosts: [],
-      block_private_ips: false,
+      block_private_ips: true,
       secrets: { TOKEN: { value: "t0k", hosts: ["a.com", "*.b.com"] }, OTHER: { value: "v", hosts: [] } },
     });
   });
@@ -77,7 +81,7 @@ describe("Sandbox builder → create params", () => {
   it("network: DNS servers alone", () => {
     assert.deepEqual(wire(new Sandbox("a").withDnsServers("9.9.9.9")).network, {
       allowed_hosts: [],
-      block_private_ips: false,
+      block_private_ips: true,
       dns_servers: ["9.9.9.9"],
     });
   });

@@ -25,7 +25,7 @@ describe("SDK transport: framing and ids", () => {
           params: {
             image: "alpine:latest",
             resources: { cpus: 2 },
-            network: { allowed_hosts: ["pypi.org"], block_private_ips: false },
+            network: { allowed_hosts: ["pypi.org"], block_private_ips: true },
           },
           id: 1,
         },

@@ -58,6 +58,8 @@ export interface SandboxConfig {
   memoryMb: number;
   diskSizeMb: number;
   timeoutSeconds: number;
+  /** Set only when the request asked for a timeout: then the sandbox is stopped when it passes. */
+  deadlineSeconds: number | undefined;
   workspace: string;
   mounts: Record<string, WireMount>;
   env: Record<string, string>;
@@ -90,6 +92,9 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     memoryMb: positiveOr(r.memory_mb, DEFAULTS.memoryMb),
     diskSizeMb: positiveOr(r.disk_size_mb, DEFAULTS.diskSizeMb),
     timeoutSeconds: positiveOr(r.timeout_seconds, DEFAULTS.timeoutSeconds),
+    // Upstream stores the default 300 s and never enforces it; we enforce what was asked for,
+    // and do not stop sandboxes that never asked for a timeout.
+    deadlineSeconds: r.timeout_seconds !== undefined && r.timeout_seconds > 0 ? r.timeout_seconds : undefined,
     workspace,
     mounts,
     env: { ...(p.env ?? {}) },

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join, posix } from "node:path";
-import type { ExecSink } from "../agent/connection.js";
+import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import { resolveMounts } from "../vfs/mounts.js";
@@ -35,6 +35,7 @@ export interface ExecOutcome {
 
 export class Sandbox {
   private closing: Promise<void> | undefined;
+  private deadline: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly id: string,
@@ -64,12 +65,25 @@ export class Sandbox {
       });
       const env = composeEnv(image.config.env, config.env, secrets);
       const user = await resolveUser(image.rootfs, image.config.user);
-      return new Sandbox(id, config, running, env, user, config.workspace);
+      const sandbox = new Sandbox(id, config, running, env, user, config.workspace);
+      sandbox.armDeadline();
+      return sandbox;
     } catch (err) {
       await markStopped(id);
       await removeOverlaySnapshots(id);
       throw err;
     }
+  }
+
+  /** With a timeout, the sandbox is stopped when it passes; every pending and later call says why. */
+  private armDeadline(): void {
+    const seconds = this.config.deadlineSeconds;
+    if (seconds === undefined) return;
+    this.deadline = setTimeout(() => {
+      this.running.agent.lose(new SandboxLostError(`the sandbox reached its timeout of ${seconds} s and was stopped`));
+      void this.close().catch(() => {});
+    }, seconds * 1000);
+    this.deadline.unref();
   }
 
   get lost(): Error | undefined {
@@ -116,6 +130,7 @@ export class Sandbox {
   /** Stops the sandbox (graceful within `graceMs`, then forced) and marks it stopped. Idempotent. */
   close(graceMs = 2000): Promise<void> {
     this.closing ??= (async () => {
+      clearTimeout(this.deadline);
       try {
         await this.running.stop(graceMs);
       } finally {
