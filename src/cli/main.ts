@@ -6,6 +6,7 @@ import { registerImageCommands } from "./image.js";
 import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { serve } from "../engine/rpc/server.js";
+import { collectGarbage } from "../engine/sandbox/gc.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -19,7 +20,12 @@ program
   .command("rpc")
   .description("serve the JSON-RPC protocol on stdin/stdout (what the SDKs run)")
   .action(async () => {
-    await serve({ input: process.stdin, output: process.stdout, log: (l) => process.stderr.write(`matchlock: ${l}\n`) });
+    const log = (l: string) => process.stderr.write(`matchlock: ${l}\n`);
+    // Reclaim what engines that died before us left behind; it never blocks serving.
+    void collectGarbage()
+      .then((rs) => rs.filter((r) => r.cleaned.length).forEach((r) => log(`reclaimed ${r.id}: ${r.cleaned.join(", ")}`)))
+      .catch((err: Error) => log(`gc failed: ${err.message}`));
+    await serve({ input: process.stdin, output: process.stdout, log });
     process.exit(0);
   });
 

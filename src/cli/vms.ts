@@ -1,6 +1,7 @@
 // list / get / kill / rm / prune: the sandbox records of the state store (protocol spec 3).
 import type { Command } from "commander";
-import { listVms, pidAlive, readVm, reconcile, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
+import { collectGarbage, reclaimVm } from "../engine/sandbox/gc.js";
+import { listVms, pidAlive, readVm, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
 import { printTable } from "./table.js";
 
 async function mustFind(id: string): Promise<VmRecord> {
@@ -16,10 +17,13 @@ function localTime(iso: string): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
-/** Removes a record; a "running" one is refused unless its owner is dead (then it crashed). */
+/**
+ * Removes a record after reclaiming anything its sandbox left on the host; a "running" one is
+ * refused unless its owner is dead (then it crashed).
+ */
 async function removeOne(id: string): Promise<void> {
-  const vm = await reconcile(await mustFind(id));
-  if (vm.status === "running") throw new Error(`cannot remove running VM ${id}, kill it first`);
+  const gc = await reclaimVm(await mustFind(id));
+  if (gc.skipped === "running") throw new Error(`cannot remove running VM ${id}, kill it first`);
   await removeVmDir(id);
 }
 
@@ -91,11 +95,29 @@ export function registerVmCommands(program: Command): void {
     });
 
   program
+    .command("gc")
+    .description("reclaim host resources left by sandboxes whose engine died")
+    .argument("[id]", "only this sandbox")
+    .option("--json", "print JSON")
+    .action(async (id: string | undefined, opts: { json?: boolean }) => {
+      const results = await collectGarbage(id);
+      if (opts.json) {
+        console.log(JSON.stringify(results, null, 2));
+        return;
+      }
+      for (const r of results) {
+        console.log(r.skipped ? `${r.id}: skipped (${r.skipped})` : r.cleaned.length ? `${r.id}: cleaned ${r.cleaned.join(", ")}` : `${r.id}: no resources to clean`);
+      }
+      console.log(`Reconciled ${results.length} VMs`);
+    });
+
+  program
     .command("prune")
     .description("remove every stopped or crashed sandbox's state")
     .action(async () => {
       const gone = (await listVms()).filter((v) => v.status !== "running");
       for (const vm of gone) {
+        await reclaimVm(vm);
         await removeVmDir(vm.id);
         console.log(`Pruned ${vm.id}`);
       }

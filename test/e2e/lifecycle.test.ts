@@ -104,6 +104,22 @@ describe("lifecycle", () => {
     assert.equal(existsSync(join(home, "vms", id)), false);
   });
 
+  test("if engine and runsc are killed together, gc reclaims what they left", async () => {
+    const engine = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "ignore"], detached: true });
+    engine.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "create", params: { image: BUSYBOX }, id: 1 }) + "\n");
+    const line = await new Promise<string>((resolve) => engine.stdout.once("data", (d) => resolve(String(d))));
+    const id = JSON.parse(line).result.id as string;
+    process.kill(-engine.pid!, "SIGKILL"); // the engine's whole process group, runsc included
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok((await leftovers(id, home)).some((l) => l.includes("runsc")), "runsc state should be left behind");
+    const gc = await cli(["gc", id]);
+    assert.equal(gc.code, 0, gc.stderr);
+    assert.match(gc.stdout, new RegExp(`${id}: cleaned runsc container\nReconciled 1 VMs`));
+    assert.deepEqual(await eventually(() => leftovers(id, home)), []);
+    assert.match((await cli(["gc", id])).stdout, /no resources to clean/);
+    assert.equal((await cli(["rm", id])).code, 0);
+  });
+
   test("the seed README's builder example runs python", async () => {
     await using client = newClient();
     await client.launch(

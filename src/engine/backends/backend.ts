@@ -35,6 +35,11 @@ export interface Backend {
   /** Throws BackendUnavailableError with the missing piece named (binary, privilege). */
   checkAvailable(): Promise<void>;
   start(spec: SandboxSpec): Promise<RunningSandbox>;
+  /**
+   * Frees what a sandbox whose owner died may have left on the host (processes, engine state,
+   * cgroups). Returns what it cleaned, for `matchlock gc`; [] when there was nothing.
+   */
+  reclaim(id: string): Promise<string[]>;
 }
 
 export class BackendUnavailableError extends Error {}

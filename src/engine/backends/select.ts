@@ -15,3 +15,8 @@ export async function defaultBackend(): Promise<Backend> {
       throw new BackendUnavailableError(`unknown backend ${JSON.stringify(wanted)} in MATCHLOCK_BACKEND (use gvisor or auto)`);
   }
 }
+
+/** Every backend this engine knows, for reclaiming leftovers whatever engine made them. */
+export function allBackends(): Backend[] {
+  return [new GvisorBackend()];
+}

@@ -3,7 +3,7 @@
 // sandbox dies with the engine: if the engine is killed, the agent reads EOF and exits, and
 // runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
 import { spawn, type ChildProcess } from "node:child_process";
-import { access, constants, open, readFile } from "node:fs/promises";
+import { access, constants, open, readFile, readdir } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
@@ -35,6 +35,14 @@ export class GvisorBackend implements Backend {
     } catch {
       throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
     }
+  }
+
+  async reclaim(id: string): Promise<string[]> {
+    // runsc keeps "<id>_sandbox:<id>.state" in its root while the container exists.
+    const left = (await readdir(paths.runscRoot()).catch(() => [] as string[])).some((n) => n.startsWith(`${id}_`));
+    if (!left) return [];
+    await runRunsc(["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
+    return ["runsc container"];
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
