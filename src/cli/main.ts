@@ -21,6 +21,8 @@ program
   .description("serve the JSON-RPC protocol on stdin/stdout (what the SDKs run)")
   .action(async () => {
     const log = (l: string) => process.stderr.write(`matchlock: ${l}\n`);
+    // A bug of ours must not take the user's sandbox session down with it: log and carry on.
+    process.on("unhandledRejection", (err) => log(`internal error: ${(err as Error)?.stack ?? String(err)}`));
     // Reclaim what engines that died before us left behind; it never blocks serving.
     void collectGarbage()
       .then((rs) => rs.filter((r) => r.cleaned.length).forEach((r) => log(`reclaimed ${r.id}: ${r.cleaned.join(", ")}`)))

@@ -165,8 +165,13 @@ export class AgentConnection {
     return result;
   }
 
+  /**
+   * Registers operation `id`. The returned promise is marked handled here, because its caller
+   * may fail while sending (and throw that error instead): an unhandled rejection would
+   * otherwise take the whole engine down.
+   */
   private track<T>(id: number, handle: (frame: Frame, done: Completion<T>) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+    const promise = new Promise<T>((resolve, reject) => {
       const finish = () => this.ops.delete(id);
       const done: Completion<T> = {
         resolve: (v) => { finish(); resolve(v); },
@@ -184,6 +189,8 @@ export class AgentConnection {
       if (this.lostError) return reject(this.lostError);
       this.ops.set(id, op);
     });
+    promise.catch(() => {});
+    return promise;
   }
 
   private allocId(): number {
