@@ -135,7 +135,7 @@ export class RegistryClient {
       this.scheme = "https:";
       return res;
     } catch (e) {
-      if (!(e instanceof NetworkError) || !allowsPlainHttp(this.host)) throw this.unreachable(e);
+      if (!(e instanceof NetworkError) || e.isCertificateProblem || !allowsPlainHttp(this.host)) throw this.unreachable(e);
     }
     const res = await this.wrapNetwork(() => this.transport.get(url("http:"), all));
     this.scheme = "http:";
@@ -152,6 +152,9 @@ export class RegistryClient {
 
   private unreachable(e: unknown): Error {
     if (!(e instanceof NetworkError)) return e as Error;
+    if (e.isCertificateProblem) {
+      return new RegistryError(`${this.name}: registry ${this.host}: its TLS certificate is not trusted (${e.message}); give its CA in MATCHLOCK_REGISTRY_CA or NODE_EXTRA_CA_CERTS`, { cause: e });
+    }
     return new RegistryError(`${this.name}: registry ${this.host} is unreachable (${e.message})`, { cause: e });
   }
 

@@ -24,7 +24,16 @@ export function header(res: HttpResponse, name: string): string | undefined {
 }
 
 /** A failure to talk to the server at all (refused, reset, TLS, timeout), as opposed to an HTTP status. */
-export class NetworkError extends Error {}
+export class NetworkError extends Error {
+  constructor(message: string, readonly code: string | undefined, options?: ErrorOptions) {
+    super(message, options);
+  }
+
+  /** The server answered TLS but its certificate is not trusted: not a reason to try plain HTTP. */
+  get isCertificateProblem(): boolean {
+    return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME|IP_MISMATCH/i.test(this.code ?? "");
+  }
+}
 
 function extraCa(): string[] | undefined {
   const file = process.env.MATCHLOCK_REGISTRY_CA;
@@ -61,7 +70,8 @@ export class Transport {
       try {
         res = await request(current, { method: "GET", headers: sending, dispatcher: this.dispatcher });
       } catch (e) {
-        throw new NetworkError(`cannot reach ${current.host}: ${describe(e)}`, { cause: e });
+        const code = ((e as { cause?: { code?: string } }).cause ?? (e as { code?: string })).code;
+        throw new NetworkError(`cannot reach ${current.host}: ${describe(e)}`, code, { cause: e });
       }
       const location = res.headers.location;
       if (!REDIRECTS.has(res.statusCode) || !location) {

@@ -2,7 +2,7 @@
 // fetch its config and layers into the blob cache (skipping what is cached: an interrupted pull
 // resumes with the blobs it had finished), all verified, and hand back an UnpackPlan for the
 // store to unpack and commit like any import.
-import { mkdir, readFile, rename } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { BlobCache } from "../blob-cache.js";
 import { parseConfigJson } from "../config.js";
@@ -76,20 +76,28 @@ class Puller {
     digestHex(d.digest, `${this.label}: manifest`);
     const m = await this.client.manifest(d.digest);
     checkDigest(`${this.label}: manifest ${d.digest} from ${this.client.host}`, d.digest, m.digest);
+    return this.keep(m);
+  }
+
+  /** Manifests are blobs too: cached, so the image's full description stays on disk. */
+  private async keep(m: FetchedManifest): Promise<FetchedManifest> {
+    const file = join(this.opts.workDir, digestHex(m.digest, this.label));
+    await writeFile(file, m.bytes, { mode: 0o600 });
+    await this.opts.cache.adopt(file, m.digest);
+    this.blobs.push(m.digest);
     return m;
   }
 
   async run(ref: ParsedRef): Promise<PulledImage> {
     const top = await this.client.manifest(ref.digest ?? ref.tag ?? "latest");
     if (ref.digest) checkDigest(`${this.label}: manifest from ${this.client.host}`, ref.digest, top.digest);
-    this.blobs.push(top.digest);
+    await this.keep(top);
     let current = top;
     for (let depth = 0; isIndex(current.mediaType, current.json); depth++) {
       if (depth >= MAX_INDEX_DEPTH) throw new RegistryError(`${this.label}: image indexes nested too deep`);
       const index = parseWith(indexSchema, current.json, "image index", this.label);
       const chosen = pickPlatform(index.manifests, this.opts.platform, this.label, "the image index");
       current = await this.manifestByDigest(chosen);
-      this.blobs.push(current.digest);
     }
     if ((current.json as { schemaVersion?: unknown } | null)?.schemaVersion === 1) {
       throw new RegistryError(`${this.label}: the registry only has a Docker schema 1 manifest, which is not supported`);
