@@ -253,8 +253,16 @@ export class TestRegistry {
     return join(this.dir, "storage", "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data");
   }
 
-  async stop(): Promise<void> {
-    if (this.proc.exitCode === null) {
+  private stopped: Promise<void> | undefined;
+
+  /** Stops the registry (and token server) and deletes its storage. Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
       const exited = new Promise((r) => this.proc.once("exit", r));
       this.proc.kill("SIGTERM");
       await exited;
