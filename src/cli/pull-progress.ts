@@ -42,6 +42,9 @@ export class PullProgress {
         else this.out.write(`${short(e.digest)}: ${e.cached ? "Already exists" : `Downloaded ${size(layer)}`} (${this.finished}/${this.layers})\n`);
         break;
       }
+      case "up-to-date":
+        this.out.write(`Image is up to date (${short(e.digest)})\n`);
+        break;
       case "unpacking":
         if (this.tty) {
           this.draw();

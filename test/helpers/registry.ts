@@ -108,7 +108,7 @@ const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 
 /** An OCI image of these layers, its config carrying `config` (Env, Cmd, ...). */
-export function image(layers: Blob[], config: Record<string, unknown> = {}, arch = "amd64"): TestImage {
+export function image(layers: Blob[], config: Record<string, unknown> = {}, arch = "amd64", layerType = "application/vnd.oci.image.layer.v1.tar+gzip"): TestImage {
   const cfg = blob(Buffer.from(JSON.stringify({
     architecture: arch, os: "linux", created: "2026-01-01T00:00:00Z", config,
     rootfs: { type: "layers", diff_ids: layers.map(() => `sha256:${"0".repeat(64)}`) },
@@ -116,7 +116,7 @@ export function image(layers: Blob[], config: Record<string, unknown> = {}, arch
   const manifest = blob(Buffer.from(JSON.stringify({
     schemaVersion: 2, mediaType: OCI_MANIFEST,
     config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: cfg.digest, size: cfg.bytes.length },
-    layers: layers.map((l) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: l.digest, size: l.bytes.length })),
+    layers: layers.map((l) => ({ mediaType: layerType, digest: l.digest, size: l.bytes.length })),
   })));
   return { manifest, config: cfg, layers };
 }

@@ -11,9 +11,11 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import * as zlib from "node:zlib";
 import { ImageStore } from "../../src/engine/image/index.js";
+import type { PullEvent } from "../../src/engine/image/registry/pull.js";
 import { CLI } from "../helpers/e2e.js";
-import { image, layer, TestRegistry, type TestImage } from "../helpers/registry.js";
+import { blob, image, layer, TestRegistry, type TestImage } from "../helpers/registry.js";
 
 let dir: string;
 let registry: TestRegistry;
@@ -77,6 +79,21 @@ describe("pull", () => {
     const blobs = await cached();
     for (const d of [app.manifest.digest, app.config.digest, ...app.layers.map((l) => l.digest)]) assert.ok(blobs.includes(d), `${d} cached`);
     assert.equal((await store.resolve(ref("test/app:v1")))?.digest, img.digest);
+  });
+
+  test("pulling again fetches only manifests and config: the image is up to date", async () => {
+    const events: PullEvent[] = [];
+    const img = await store.pull(ref("test/app:v1"), { onEvent: (e) => events.push(e) });
+    assert.equal(img.digest, app.config.digest);
+    assert.deepEqual(events.map((e) => e.type), ["resolved", "up-to-date"]);
+  });
+
+  test("zstd layers need a newer Node.js: a clear error, nothing stored", async () => {
+    assert.equal(typeof (zlib as Record<string, unknown>).createZstdDecompress, "undefined", "this Node.js has zstd: test a real zstd pull instead");
+    const z = image([blob(Buffer.from("not really zstd"))], {}, "amd64", "application/vnd.oci.image.layer.v1.tar+zstd");
+    await registry.pushImage("test/zstd", z, "v1");
+    await assert.rejects(store.pull(ref("test/zstd:v1")), /test\/zstd:v1: layer sha256:[a-f0-9]{64} is zstd-compressed, which needs Node\.js >= 22\.15 \(this is v\d+/);
+    assert.equal(await store.resolve(ref("test/zstd:v1")), undefined);
   });
 
   test("by digest, verified against the manifest; the image is shared with the tag", async () => {

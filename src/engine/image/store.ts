@@ -152,9 +152,12 @@ export class ImageStore {
     await this.sweepTmp();
     const work = await this.makeTmp("pull");
     try {
-      const pulled = await pullImage(parsed, { platform, cache: this.blobs, workDir: join(work, "blobs"), onEvent: opts.onEvent });
-      opts.onEvent?.({ type: "unpacking" });
-      return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest });
+      const pulled = await pullImage(parsed, {
+        platform, cache: this.blobs, workDir: join(work, "blobs"), onEvent: opts.onEvent,
+        isStored: (digest) => exists(join(this.contentDir(digest), "image.json")),
+      });
+      if (!pulled.alreadyStored) opts.onEvent?.({ type: "unpacking" });
+      return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest, mustExist: pulled.alreadyStored });
     } finally {
       await rm(work, { recursive: true, force: true });
       await this.sweepTmp();
@@ -165,10 +168,10 @@ export class ImageStore {
    * Unpacks a verified plan in `work` (unless that content is already stored) and, under the
    * lock, moves it into place and points `canonical` at it.
    */
-  private async commit(canonical: string, plan: UnpackPlan, work: string, meta: { source: string; blobs?: string[]; repoDigest?: string }): Promise<LocalImage> {
+  private async commit(canonical: string, plan: UnpackPlan, work: string, meta: { source: string; blobs?: string[]; repoDigest?: string; mustExist?: boolean }): Promise<LocalImage> {
     const target = this.contentDir(plan.digest);
     const imageDir = join(work, "image");
-    if (!(await exists(join(target, "image.json")))) {
+    if (!meta.mustExist && !(await exists(join(target, "image.json")))) {
       await this.unpack(plan, imageDir, meta.source, meta.blobs);
     }
     await withLock(this.lockFile, async () => {

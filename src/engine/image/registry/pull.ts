@@ -19,7 +19,9 @@ export type PullEvent =
   | { type: "resolved"; manifestDigest: string; layers: Array<{ digest: string; size: number }> }
   | { type: "progress"; digest: string; bytes: number; size: number }
   | { type: "layer-done"; digest: string; cached: boolean }
-  | { type: "unpacking" };
+  | { type: "unpacking" }
+  /** The image (by config digest) is already in the store: no layer is fetched. */
+  | { type: "up-to-date"; digest: string };
 
 export interface PullOptions {
   platform: Platform;
@@ -27,6 +29,8 @@ export interface PullOptions {
   /** A private directory (in the store, so hard links work) for downloads in progress. */
   workDir: string;
   onEvent?: ((e: PullEvent) => void) | undefined;
+  /** True when the store already has this image unpacked, so its layers are not needed. */
+  isStored?: ((configDigest: string) => Promise<boolean>) | undefined;
 }
 
 export interface PulledImage {
@@ -35,6 +39,8 @@ export interface PulledImage {
   manifestDigest: string;
   /** Every blob the image is made of, for `prune` to keep. */
   blobs: string[];
+  /** The store had the image: plan.layers is empty and nothing is to be unpacked. */
+  alreadyStored: boolean;
 }
 
 function sizeOf(d: Descriptor, label: string): number {
@@ -113,6 +119,11 @@ class Puller {
     const configFile = (await this.blob(manifest.config)).file;
     const configBytes = await readFile(configFile);
     const { config, created } = parseConfigJson(configBytes, this.label);
+    const blobs = () => [...new Set([...this.blobs, ...manifest.layers.map((d) => d.digest)])];
+    if (await this.opts.isStored?.(manifest.config.digest)) {
+      this.opts.onEvent?.({ type: "up-to-date", digest: manifest.config.digest });
+      return { plan: { digest: manifest.config.digest, config, created, layers: [] }, manifestDigest: top.digest, blobs: blobs(), alreadyStored: true };
+    }
 
     const layers = new Array<string>(manifest.layers.length);
     let next = 0;
@@ -130,7 +141,7 @@ class Puller {
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_DOWNLOADS, layers.length) }, worker));
-    return { plan: { digest: manifest.config.digest, config, created, layers }, manifestDigest: top.digest, blobs: [...new Set(this.blobs)] };
+    return { plan: { digest: manifest.config.digest, config, created, layers }, manifestDigest: top.digest, blobs: blobs(), alreadyStored: false };
   }
 }
 
