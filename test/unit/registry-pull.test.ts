@@ -184,11 +184,17 @@ async function slowProxy(target: string): Promise<Server> {
 
 describe("pull through the CLI", () => {
   test("plain output names the layers and prints the digest; --json and image ls/prune --json", async () => {
+    await store.remove(ref("test/app:v1"));
+    await store.remove(`${registry.host}/test/app@${app.manifest.digest}`);
     const r = await cli(["pull", ref("test/app:v1")]).done;
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Unpacking/);
     assert.match(r.stdout, /Resolved: sha256:[a-f0-9]{64} \(2 layers/);
     assert.match(r.stdout, new RegExp(`${base.digest.slice(7, 19)}: (Already exists|Downloaded)`));
     assert.match(r.stdout, new RegExp(`^Digest: ${app.manifest.digest}$`, "m"));
+    const again = await cli(["pull", ref("test/app:v1")]).done;
+    assert.match(again.stdout, /^Image is up to date/m);
+    assert.doesNotMatch(again.stdout, /Unpacking/);
     const j = await cli(["pull", "--json", ref("test/app:v1")]).done;
     assert.deepEqual({ ...JSON.parse(j.stdout), size: 0 }, { ref: `${registry.host}/test/app:v1`, digest: app.manifest.digest, id: app.config.digest, size: 0 });
     const ls = JSON.parse((await cli(["image", "ls", "--json"]).done).stdout) as Array<{ ref: string; repo_digest: string }>;
