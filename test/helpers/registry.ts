@@ -11,6 +11,7 @@ import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { gunzipSync } from "node:zlib";
 import { Agent, request } from "undici";
 import { gzip, tarBytes, type TarEntry } from "./image-tarballs.js";
 
@@ -104,6 +105,12 @@ export interface TestImage {
   layers: Blob[];
 }
 
+/** sha256 of the uncompressed tar, as configs list it (umoci checks it). */
+function diffId(l: Blob): string {
+  const gz = l.bytes[0] === 0x1f && l.bytes[1] === 0x8b;
+  return gz ? blob(gunzipSync(l.bytes)).digest : l.digest;
+}
+
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 
@@ -111,7 +118,7 @@ const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 export function image(layers: Blob[], config: Record<string, unknown> = {}, arch = "amd64", layerType = "application/vnd.oci.image.layer.v1.tar+gzip"): TestImage {
   const cfg = blob(Buffer.from(JSON.stringify({
     architecture: arch, os: "linux", created: "2026-01-01T00:00:00Z", config,
-    rootfs: { type: "layers", diff_ids: layers.map(() => `sha256:${"0".repeat(64)}`) },
+    rootfs: { type: "layers", diff_ids: layers.map(diffId) },
   })));
   const manifest = blob(Buffer.from(JSON.stringify({
     schemaVersion: 2, mediaType: OCI_MANIFEST,
