@@ -76,7 +76,7 @@ export function registerImageCommands(program: Command): void {
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
       const r = await new ImageStore().prune();
-      if (opts.json) console.log(JSON.stringify({ images_removed: r.images, blobs_removed: r.blobs, blob_bytes_freed: r.blobBytes }));
-      else console.log(`Removed ${r.images} unused images and ${r.blobs} cached blobs (${humanSize(r.blobBytes)})`);
+      if (opts.json) console.log(JSON.stringify({ images_removed: r.images, blobs_removed: r.blobs, blob_bytes_freed: r.blobBytes, partial_downloads_removed: r.partials }));
+      else console.log(`Removed ${r.images} unused images, ${r.blobs} cached blobs (${humanSize(r.blobBytes)}) and ${r.partials} partial downloads`);
     });
 }

@@ -21,7 +21,7 @@ let dir: string;
 let registry: TestRegistry;
 let store: ImageStore;
 
-const busy = randomBytes(2 * 1024 * 1024); // incompressible, so layers have real size
+const busy = randomBytes(1024 * 1024); // incompressible, so layers have real size
 const base = layer([
   { path: "etc/", type: "Directory" },
   { path: "etc/os-release", body: "NAME=test\n" },
@@ -38,7 +38,9 @@ const top = layer([
   { path: "b/new", body: "new" },
 ]);
 const app: TestImage = image([base, top], { Env: ["APP=1"], WorkingDir: "/a", Cmd: ["sh"] });
-const big: TestImage = image([base, layer([{ path: "data/one", body: busy }]), layer([{ path: "data/two", body: randomBytes(2 * 1024 * 1024) }]), layer([{ path: "data/three", body: randomBytes(2 * 1024 * 1024) }])]);
+const busy2 = randomBytes(3 * 1024 * 1024);
+const busy3 = randomBytes(5 * 1024 * 1024);
+const big: TestImage = image([base, layer([{ path: "data/one", body: busy }]), layer([{ path: "data/two", body: busy2 }]), layer([{ path: "data/three", body: busy3 }])]);
 
 const ref = (repo: string) => `${registry.host}/${repo}`;
 
@@ -162,9 +164,10 @@ function cli(args: string[], env: Record<string, string> = {}): { done: Promise<
 }
 
 /** A loopback proxy in front of the registry that trickles blob bodies, so a pull can be caught midway. */
-async function slowProxy(target: string): Promise<Server> {
+async function slowProxy(target: string, ranges: string[]): Promise<Server> {
   const [host, port] = target.split(":");
   const server = createServer((req, res) => {
+    if (req.headers.range) ranges.push(req.headers.range);
     const up = httpRequest({ host, port: Number(port), path: req.url, method: req.method, headers: { ...req.headers, host: target } }, (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
       if (!req.url?.includes("/blobs/")) return void upRes.pipe(res);
@@ -200,20 +203,22 @@ describe("pull through the CLI", () => {
     const ls = JSON.parse((await cli(["image", "ls", "--json"]).done).stdout) as Array<{ ref: string; repo_digest: string }>;
     assert.equal(ls.find((i) => i.ref === `${registry.host}/test/app:v1`)?.repo_digest, app.manifest.digest);
     const prune = JSON.parse((await cli(["image", "prune", "--json"]).done).stdout) as Record<string, number>;
-    assert.deepEqual(Object.keys(prune).sort(), ["blob_bytes_freed", "blobs_removed", "images_removed"]);
+    assert.deepEqual(Object.keys(prune).sort(), ["blob_bytes_freed", "blobs_removed", "images_removed", "partial_downloads_removed"]);
     const bad = await cli(["pull", ref("test/app:nope")]).done;
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^Error: .*test\/app:nope: manifest unknown/);
   });
 
-  test("a pull killed half way resumes with the blobs it finished, and the result is whole", async () => {
+  test("a pull killed half way resumes: finished blobs kept, cut-off ones continued; the result is whole", async () => {
     await store.remove(ref("test/big:v1"));
     await store.prune();
-    const proxy = await slowProxy(registry.host);
+    const ranges: string[] = [];
+    const proxy = await slowProxy(registry.host, ranges);
     const via = `127.0.0.1:${(proxy.address() as AddressInfo).port}/test/big:v1`;
     try {
       const first = cli(["pull", via]);
-      // Wait until at least one big layer is complete in the cache, then kill without warning.
+      // Layers of 1, 3 and 5 MB trickle in side by side: once the first is cached, kill the pull
+      // without warning, with the other two cut off midway.
       const deadline = Date.now() + 30_000;
       while (!(await cached()).some((d) => big.layers.slice(1).some((l) => l.digest === d))) {
         assert.ok(Date.now() < deadline, "no layer finished in time");
@@ -225,13 +230,19 @@ describe("pull through the CLI", () => {
       assert.equal(await store.resolve(via), undefined, "no half image is visible");
       const haveBefore = await cached();
       assert.ok(big.layers.some((l) => !haveBefore.includes(l.digest)), "some layer was still missing");
+      const partials = await readdir(join(store.root, "partial"));
+      assert.ok(partials.length > 0, "a cut-off download is kept");
 
       const second = await cli(["pull", via]).done;
       assert.equal(second.code, 0, second.stderr);
       assert.match(second.stdout, /Already exists/);
+      assert.ok(ranges.some((r) => /^bytes=[1-9]\d*-$/.test(r)), `a cut-off blob continued with a Range request (saw ${JSON.stringify(ranges)})`);
+      assert.deepEqual(await readdir(join(store.root, "partial")), [], "the resumed download was completed");
       const img = await store.resolve(via);
       assert.equal(img?.digest, big.config.digest);
       assert.deepEqual(await readFile(join(img!.rootfs, "data/one")), busy);
+      assert.deepEqual(await readFile(join(img!.rootfs, "data/two")), busy2);
+      assert.deepEqual(await readFile(join(img!.rootfs, "data/three")), busy3);
       assert.equal((await readdir(join(store.root, "tmp"))).length, 0, "the killed pull's temp files are swept");
     } finally {
       await new Promise((r) => proxy.close(r));

@@ -7,6 +7,7 @@
 //   <root>/sha256/<hex>/rootfs/       the unpacked root file system (read-only for sandboxes)
 //   <root>/refs/<urlencoded ref>.json {"ref": ..., "digest": ...}
 //   <root>/blobs/sha256/<hex>         verified registry blobs (manifests, configs, layers), shared
+//   <root>/partial/<hex>-<pid>-<rand> blob downloads in progress or cut off (resumed by the next pull)
 //   <root>/tmp/<what>-<pid>-<rand>/   imports and pulls in progress, removals being deleted
 //   <root>/lock                       held briefly while refs or content change
 import { createHash, randomBytes } from "node:crypto";
@@ -23,6 +24,7 @@ import { readOciLayout } from "./oci-layout.js";
 import { hostPlatform, parsePlatform } from "./platform.js";
 import { formatRef, normalizeRef, parseRef } from "./reference.js";
 import { BlobCache } from "./blob-cache.js";
+import { PartialDownloads } from "./partial-downloads.js";
 import { pullImage, type PullEvent } from "./registry/pull.js";
 import { StagedArchive, type UnpackPlan } from "./staging.js";
 import { treeSize } from "./tree-size.js";
@@ -43,6 +45,8 @@ export interface PruneResult {
   images: number;
   blobs: number;
   blobBytes: number;
+  /** Partial downloads of interrupted pulls deleted. */
+  partials: number;
 }
 
 interface RefRecord {
@@ -69,9 +73,11 @@ function isoTime(s: string | undefined): string {
 
 export class ImageStore {
   private readonly blobs: BlobCache;
+  private readonly partials: PartialDownloads;
 
   constructor(readonly root: string = defaultImagesRoot()) {
     this.blobs = new BlobCache(join(root, "blobs"));
+    this.partials = new PartialDownloads(join(root, "partial"));
   }
 
   private contentDir(digest: string): string {
@@ -153,7 +159,7 @@ export class ImageStore {
     const work = await this.makeTmp("pull");
     try {
       const pulled = await pullImage(parsed, {
-        platform, cache: this.blobs, workDir: join(work, "blobs"), onEvent: opts.onEvent,
+        platform, cache: this.blobs, partials: this.partials, workDir: join(work, "blobs"), onEvent: opts.onEvent,
         isStored: (digest) => exists(join(this.contentDir(digest), "image.json")),
       });
       if (!pulled.alreadyStored) opts.onEvent?.({ type: "unpacking" });
@@ -220,7 +226,7 @@ export class ImageStore {
         blobs++;
         bytes += b.size;
       }
-      return { images, blobs, blobBytes: bytes };
+      return { images, blobs, blobBytes: bytes, partials: await this.partials.sweep() };
     });
     await this.sweepTmp();
     return result;

@@ -3,8 +3,8 @@
 // the auth dance: anonymous first, then on 401 whatever the WWW-Authenticate challenge asks for
 // (a Bearer token from the realm, with credentials if we have some, or Basic credentials).
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { rm } from "node:fs/promises";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm, stat } from "node:fs/promises";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { DigestMismatchError, sha256Bytes } from "../digest.js";
@@ -84,14 +84,28 @@ export class RegistryClient {
 
   /**
    * Streams a blob into `file`, verifying as it goes that it is no bigger than `size` and, at
-   * the end, its size and sha256. On any failure the file is deleted.
+   * the end, its size and sha256. When `file` already holds the start of the blob (an earlier
+   * download that was cut off) only the rest is requested, if the registry supports ranges.
+   * A corrupt download is deleted; one cut off by the network is kept for the next attempt.
    */
   async downloadBlob(digest: string, size: number, file: string, onBytes: (n: number) => void): Promise<void> {
-    const res = await this.get(`blobs/${digest}`, {});
-    if (res.status !== 200) throw await this.failure(res, `blob ${digest}`);
-    const hash = createHash("sha256");
-    let received = 0;
     const what = `${this.name}: blob ${digest} from ${this.host}`;
+    const have = (await stat(file).catch(() => undefined))?.size ?? 0;
+    let offset = have > 0 && have < size ? have : 0;
+    const res = await this.get(`blobs/${digest}`, offset > 0 ? { range: `bytes=${offset}-` } : {});
+    if (res.status === 206 && !String(header(res, "content-range") ?? "").startsWith(`bytes ${offset}-`)) {
+      await res.body.dump();
+      throw new RegistryError(`${what}: the registry answered a range request with the wrong range`);
+    }
+    if (res.status !== 206) offset = 0;
+    if (res.status !== 200 && res.status !== 206) throw await this.failure(res, `blob ${digest}`);
+
+    const hash = createHash("sha256");
+    if (offset > 0) {
+      for await (const chunk of createReadStream(file, { end: offset - 1 })) hash.update(chunk as Buffer);
+      onBytes(offset);
+    }
+    let received = offset;
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         received += chunk.length;
@@ -102,13 +116,15 @@ export class RegistryClient {
       },
     });
     try {
-      await pipeline(res.body, meter, createWriteStream(file, { mode: 0o600 }));
+      await pipeline(res.body, meter, createWriteStream(file, offset > 0 ? { flags: "r+", start: offset } : { mode: 0o600 }));
       if (received !== size) throw new DigestMismatchError(`${what} is corrupted: ${received} bytes, its manifest says ${size}`);
       const actual = `sha256:${hash.digest("hex")}`;
       if (actual !== digest) throw new DigestMismatchError(`${what} is corrupted: its content has digest ${actual}`);
     } catch (e) {
-      await rm(file, { force: true });
-      if (e instanceof DigestMismatchError) throw e;
+      if (e instanceof DigestMismatchError) {
+        await rm(file, { force: true });
+        throw e;
+      }
       throw new RegistryError(`${what}: download failed: ${(e as Error).message}`, { cause: e });
     }
   }

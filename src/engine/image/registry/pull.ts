@@ -1,12 +1,14 @@
 // Pulling one image: resolve the ref to a manifest (through an index, for the host's platform),
 // fetch its config and layers into the blob cache (skipping what is cached: an interrupted pull
-// resumes with the blobs it had finished), all verified, and hand back an UnpackPlan for the
+// resumes with the blobs it had finished, and blobs it had started continue from where they
+// stopped), all verified, and hand back an UnpackPlan for the
 // store to unpack and commit like any import.
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { BlobCache } from "../blob-cache.js";
+import type { PartialDownloads } from "../partial-downloads.js";
 import { parseConfigJson } from "../config.js";
-import { checkDigest, digestHex } from "../digest.js";
+import { checkDigest, DigestMismatchError, digestHex } from "../digest.js";
 import { checkLayerType, indexSchema, isIndex, manifestSchema, MAX_INDEX_DEPTH, parseWith, pickPlatform, type Descriptor } from "../manifest.js";
 import type { Platform } from "../platform.js";
 import { formatRef, type ParsedRef } from "../reference.js";
@@ -26,6 +28,7 @@ export type PullEvent =
 export interface PullOptions {
   platform: Platform;
   cache: BlobCache;
+  partials: PartialDownloads;
   /** A private directory (in the store, so hard links work) for downloads in progress. */
   workDir: string;
   onEvent?: ((e: PullEvent) => void) | undefined;
@@ -71,9 +74,20 @@ class Puller {
     const file = join(this.opts.workDir, hex);
     this.blobs.push(d.digest);
     if (await this.opts.cache.linkTo(d.digest, size, file).catch(() => false)) return { file, cached: true };
-    const partial = `${file}.partial`;
-    await this.client.downloadBlob(d.digest, size, partial, onBytes);
-    await rename(partial, file);
+    const partial = await this.opts.partials.claim(hex);
+    try {
+      const resuming = ((await stat(partial).catch(() => undefined))?.size ?? 0) > 0;
+      try {
+        await this.client.downloadBlob(d.digest, size, partial, onBytes);
+      } catch (e) {
+        // The kept start of an earlier attempt may be what is wrong: once more, from scratch.
+        if (!(resuming && e instanceof DigestMismatchError)) throw e;
+        await this.client.downloadBlob(d.digest, size, partial, onBytes);
+      }
+      await rename(partial, file);
+    } finally {
+      this.opts.partials.release(partial);
+    }
     await this.opts.cache.adopt(file, d.digest);
     return { file, cached: false };
   }
