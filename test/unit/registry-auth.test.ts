@@ -3,6 +3,8 @@
 // the Docker config file, and TLS with a test CA (MATCHLOCK_REGISTRY_CA).
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -89,6 +91,41 @@ for (const auth of ["basic", "token"] as const) {
     test("with wrong credentials: authentication failed, naming the user", async () => {
       await dockerConfig({ [registry.host]: { auth: b64(`${USER}:wrong`) } });
       await assert.rejects(store.pull(`${registry.host}/private/app:v1`), /authentication failed.*"tester"/);
+    });
+
+    test("blobs redirected to storage elsewhere are fetched without the registry's credentials", async () => {
+      const seen: Array<string | undefined> = [];
+      // "Storage" on another origin, serving the layer the way S3 serves a presigned URL.
+      const storage = createServer((req, res) => {
+        seen.push(req.headers.authorization);
+        const l = img.layers.find((b) => req.url === `/store/${b.digest}`);
+        if (!l) return void res.writeHead(404).end();
+        res.writeHead(200, { "content-length": l.bytes.length }).end(l.bytes);
+      });
+      await new Promise<void>((r) => storage.listen(0, "127.0.0.1", r));
+      const storageUrl = `http://127.0.0.1:${(storage.address() as AddressInfo).port}/store/`;
+      // In front of the registry: layer downloads answer 307 to the storage, the rest is proxied.
+      const front = createServer((req, res) => {
+        const layerDigest = img.layers.map((b) => b.digest).find((d) => req.url?.endsWith(`/blobs/${d}`));
+        if (layerDigest && req.headers.authorization) return void res.writeHead(307, { location: `${storageUrl}${layerDigest}` }).end();
+        const [host, port] = registry.host.split(":");
+        const up = httpRequest({ host, port: Number(port), path: req.url, method: req.method, headers: req.headers }, (u) => {
+          res.writeHead(u.statusCode ?? 502, u.headers);
+          u.pipe(res);
+        });
+        req.pipe(up);
+      });
+      await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
+      try {
+        const name = `127.0.0.1:${(front.address() as AddressInfo).port}/private/app:v1`;
+        await dockerConfig({ [name.split("/")[0]!]: { auth: b64(`${USER}:${PASSWORD}`) } });
+        const pulled = await new ImageStore(join(dir, `images-redirect-${auth}`)).pull(name);
+        assert.equal(await readFile(join(pulled.rootfs, "hello"), "utf8"), "world");
+        assert.deepEqual(seen, [undefined], "the storage got the request, without Authorization");
+      } finally {
+        await new Promise((r) => front.close(r));
+        await new Promise((r) => storage.close(r));
+      }
     });
 
     test("with credentials from the Docker config: pulls", async () => {
