@@ -35,7 +35,7 @@ describe("matchlock CLI", () => {
     assert.match(noCommand.stderr, /command required/);
     const unknown = await cli(["run", "--image", "local/nope:1", "true"]);
     assert.equal(unknown.code, 1);
-    assert.match(unknown.stderr, /^Error: image local\/nope:1 is not in the local store/);
+    assert.match(unknown.stderr, /^Error: image local\/nope:1 is not in the local store and pulling is off/);
   });
 
   test("run --rm=false keeps a stopped record; list, get and rm handle it", async () => {

@@ -30,6 +30,9 @@ export async function setUpE2E(): Promise<string> {
   const home = await mkdtemp(join(tmpdir(), "matchlock-e2e-"));
   process.env.MATCHLOCK_HOME = home;
   process.env.MATCHLOCK_IMAGES = SHARED_IMAGES;
+  // Tests may only use loopback: an unknown image must never send the engine to Docker Hub.
+  // Tests of pulling (from a registry on 127.0.0.1) set this back.
+  process.env.MATCHLOCK_PULL = "never";
   const listing = await cli(["image", "ls", "--json"]);
   const have = new Set((JSON.parse(listing.stdout) as Array<{ ref: string }>).map((i) => i.ref));
   for (const [ref, file] of [[BUSYBOX, "busybox.tar"], [PYTHON, "python.tar"]] as const) {

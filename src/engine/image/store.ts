@@ -6,7 +6,9 @@
 //   <root>/sha256/<hex>/image.json    StoredImage: digest, config, size, created, source
 //   <root>/sha256/<hex>/rootfs/       the unpacked root file system (read-only for sandboxes)
 //   <root>/refs/<urlencoded ref>.json {"ref": ..., "digest": ...}
-//   <root>/tmp/<what>-<pid>-<rand>/   imports in progress, removals being deleted
+//   <root>/blobs/sha256/<hex>         verified registry blobs (manifests, configs, layers), shared
+//   <root>/partial/<hex>-<pid>-<rand> blob downloads in progress or cut off (resumed by the next pull)
+//   <root>/tmp/<what>-<pid>-<rand>/   imports and pulls in progress, removals being deleted
 //   <root>/lock                       held briefly while refs or content change
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -20,7 +22,10 @@ import { applyLayer } from "./layer.js";
 import { pidAlive, withLock } from "./lock.js";
 import { readOciLayout } from "./oci-layout.js";
 import { hostPlatform, parsePlatform } from "./platform.js";
-import { normalizeRef } from "./reference.js";
+import { formatRef, normalizeRef, parseRef } from "./reference.js";
+import { BlobCache } from "./blob-cache.js";
+import { PartialDownloads } from "./partial-downloads.js";
+import { pullImage, type PullEvent } from "./registry/pull.js";
 import { StagedArchive, type UnpackPlan } from "./staging.js";
 import { treeSize } from "./tree-size.js";
 import type { LocalImage, StoredImage } from "./types.js";
@@ -30,9 +35,25 @@ export interface ImportOptions {
   platform?: string;
 }
 
+export interface PullStoreOptions {
+  /** Which image of a multi-platform index to take; default linux/<host arch>. */
+  platform?: string;
+  onEvent?: ((e: PullEvent) => void) | undefined;
+}
+
+export interface PruneResult {
+  images: number;
+  blobs: number;
+  blobBytes: number;
+  /** Partial downloads of interrupted pulls deleted. */
+  partials: number;
+}
+
 interface RefRecord {
   ref: string;
   digest: string;
+  /** For pulled images: the manifest (or index) digest the ref resolved to. */
+  repoDigest?: string;
 }
 
 /** $MATCHLOCK_IMAGES (lets several homes share one store, as the e2e tests do), else <home>/images. */
@@ -51,7 +72,13 @@ function isoTime(s: string | undefined): string {
 }
 
 export class ImageStore {
-  constructor(readonly root: string = defaultImagesRoot()) {}
+  private readonly blobs: BlobCache;
+  private readonly partials: PartialDownloads;
+
+  constructor(readonly root: string = defaultImagesRoot()) {
+    this.blobs = new BlobCache(join(root, "blobs"));
+    this.partials = new PartialDownloads(join(root, "partial"));
+  }
 
   private contentDir(digest: string): string {
     return join(this.root, "sha256", digestHex(digest, "image digest"));
@@ -72,17 +99,17 @@ export class ImageStore {
   async resolve(ref: string): Promise<LocalImage | undefined> {
     if (SHA256_DIGEST.test(ref)) {
       const named = (await this.readRefs()).find((r) => r.digest === ref);
-      return this.load(named?.ref ?? ref, ref);
+      return this.load(named?.ref ?? ref, ref, named?.repoDigest);
     }
     const canonical = normalizeRef(ref);
     const record = await this.readRef(canonical);
-    return record && this.load(canonical, record.digest);
+    return record && this.load(canonical, record.digest, record.repoDigest);
   }
 
   async list(): Promise<LocalImage[]> {
     const images: LocalImage[] = [];
     for (const r of await this.readRefs()) {
-      const image = await this.load(r.ref, r.digest);
+      const image = await this.load(r.ref, r.digest, r.repoDigest);
       if (image) images.push(image);
     }
     return images.sort((a, b) => a.ref.localeCompare(b.ref));
@@ -112,29 +139,97 @@ export class ImageStore {
         plan = scan.kind === "oci-layout" ? await readOciLayout(staged, platform) : await readDockerArchive(staged, canonical);
       }
 
-      const target = this.contentDir(plan.digest);
-      const imageDir = join(work, "image");
-      if (!(await exists(join(target, "image.json")))) {
-        await this.unpack(plan, imageDir, `import:${scan.kind}`);
-      }
-      await withLock(this.lockFile, async () => {
-        if (!(await exists(join(target, "image.json")))) {
-          if (!(await exists(imageDir))) throw new Error(`image ${plan.digest} was removed while being imported; retry`);
-          await mkdir(join(this.root, "sha256"), { recursive: true });
-          await rm(target, { recursive: true, force: true }); // a leftover without image.json
-          await rename(imageDir, target);
-        }
-        const previous = await this.readRef(canonical);
-        await this.writeRef({ ref: canonical, digest: plan.digest });
-        if (previous && previous.digest !== plan.digest) await this.dropIfUnused(previous.digest);
-      });
-      const image = await this.load(canonical, plan.digest);
-      if (!image) throw new Error(`image ${plan.digest} disappeared right after its import`);
-      return image;
+      return await this.commit(canonical, plan, work, { source: `import:${scan.kind}` });
     } finally {
       await rm(work, { recursive: true, force: true });
       await this.sweepTmp();
     }
+  }
+
+  /**
+   * Pulls `ref` from its registry (tag refs are looked up again even when present; use resolve()
+   * first to avoid that). Blobs land in the shared blob cache as each one is verified, so an
+   * interrupted pull resumes; the image itself appears only once completely unpacked.
+   */
+  async pull(ref: string, opts: PullStoreOptions = {}): Promise<LocalImage> {
+    const parsed = parseRef(ref);
+    const canonical = formatRef(parsed);
+    const platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
+    await this.sweepTmp();
+    const work = await this.makeTmp("pull");
+    try {
+      const pulled = await pullImage(parsed, {
+        platform, cache: this.blobs, partials: this.partials, workDir: join(work, "blobs"), onEvent: opts.onEvent,
+        isStored: (digest) => exists(join(this.contentDir(digest), "image.json")),
+      });
+      if (!pulled.alreadyStored) opts.onEvent?.({ type: "unpacking" });
+      return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest, mustExist: pulled.alreadyStored });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+      await this.sweepTmp();
+    }
+  }
+
+  /**
+   * Unpacks a verified plan in `work` (unless that content is already stored) and, under the
+   * lock, moves it into place and points `canonical` at it.
+   */
+  private async commit(canonical: string, plan: UnpackPlan, work: string, meta: { source: string; blobs?: string[]; repoDigest?: string; mustExist?: boolean }): Promise<LocalImage> {
+    const target = this.contentDir(plan.digest);
+    const imageDir = join(work, "image");
+    if (!meta.mustExist && !(await exists(join(target, "image.json")))) {
+      await this.unpack(plan, imageDir, meta.source, meta.blobs);
+    }
+    await withLock(this.lockFile, async () => {
+      if (!(await exists(join(target, "image.json")))) {
+        if (!(await exists(imageDir))) throw new Error(`image ${plan.digest} was removed while being stored; retry`);
+        await mkdir(join(this.root, "sha256"), { recursive: true });
+        await rm(target, { recursive: true, force: true }); // a leftover without image.json
+        await rename(imageDir, target);
+      }
+      const previous = await this.readRef(canonical);
+      await this.writeRef({ ref: canonical, digest: plan.digest, ...(meta.repoDigest ? { repoDigest: meta.repoDigest } : {}) });
+      if (previous && previous.digest !== plan.digest) await this.dropIfUnused(previous.digest);
+    });
+    const image = await this.load(canonical, plan.digest, meta.repoDigest);
+    if (!image) throw new Error(`image ${plan.digest} disappeared right after it was stored`);
+    return image;
+  }
+
+  /**
+   * Deletes what no ref needs: unpacked images without a ref, cached blobs no stored image lists,
+   * and leftovers of dead processes. Blobs of pulls in progress are safe: each pull holds its own
+   * hard links.
+   */
+  async prune(): Promise<PruneResult> {
+    const result = await withLock(this.lockFile, async () => {
+      const refs = await this.readRefs();
+      const used = new Set(refs.map((r) => r.digest));
+      let images = 0;
+      const keepBlobs = new Set<string>();
+      for (const hex of await readdir(join(this.root, "sha256")).catch(() => [] as string[])) {
+        const digest = `sha256:${hex}`;
+        if (!SHA256_DIGEST.test(digest)) continue;
+        if (used.has(digest)) {
+          const stored = await this.readStored(digest);
+          for (const b of stored?.blobs ?? []) keepBlobs.add(b);
+          continue;
+        }
+        await rename(this.contentDir(digest), await this.makeTmp("removed", false));
+        images++;
+      }
+      let blobs = 0;
+      let bytes = 0;
+      for (const b of await this.blobs.list()) {
+        if (keepBlobs.has(b.digest)) continue;
+        await this.blobs.remove(b.digest);
+        blobs++;
+        bytes += b.size;
+      }
+      return { images, blobs, blobBytes: bytes, partials: await this.partials.sweep() };
+    });
+    await this.sweepTmp();
+    return result;
   }
 
   /** Removes a ref, and its image when no other ref uses it. False when the ref was not there. */
@@ -151,7 +246,7 @@ export class ImageStore {
     return removed;
   }
 
-  private async unpack(plan: UnpackPlan, dir: string, source: string): Promise<void> {
+  private async unpack(plan: UnpackPlan, dir: string, source: string, blobs?: string[]): Promise<void> {
     const rootfs = join(dir, "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o755 });
     for (const [i, layer] of plan.layers.entries()) {
@@ -168,6 +263,7 @@ export class ImageStore {
       sizeBytes: await treeSize(rootfs),
       created: isoTime(plan.created),
       source,
+      ...(blobs ? { blobs } : {}),
     };
     await writeFile(join(dir, "image.json"), `${JSON.stringify(stored, null, 2)}\n`);
   }
@@ -179,22 +275,30 @@ export class ImageStore {
     if (await exists(dir)) await rename(dir, await this.makeTmp("removed", false));
   }
 
-  private async load(ref: string, digest: string): Promise<LocalImage | undefined> {
-    const dir = this.contentDir(digest);
-    let stored: StoredImage;
+  private async readStored(digest: string): Promise<StoredImage | undefined> {
     try {
-      stored = JSON.parse(await readFile(join(dir, "image.json"), "utf8")) as StoredImage;
+      return JSON.parse(await readFile(join(this.contentDir(digest), "image.json"), "utf8")) as StoredImage;
     } catch {
       return undefined; // not there (or removed meanwhile)
     }
-    return { ref, digest, rootfs: join(dir, "rootfs"), config: stored.config, sizeBytes: stored.sizeBytes, created: stored.created, source: stored.source };
+  }
+
+  private async load(ref: string, digest: string, repoDigest?: string): Promise<LocalImage | undefined> {
+    const stored = await this.readStored(digest);
+    if (!stored) return undefined;
+    return {
+      ref, digest, rootfs: join(this.contentDir(digest), "rootfs"), config: stored.config, sizeBytes: stored.sizeBytes,
+      created: stored.created, source: stored.source, ...(repoDigest ? { repoDigest } : {}),
+    };
   }
 
   private async readRefFile(file: string): Promise<RefRecord | undefined> {
     try {
       const r = JSON.parse(await readFile(file, "utf8")) as Partial<RefRecord>;
       const valid = typeof r.ref === "string" && typeof r.digest === "string" && SHA256_DIGEST.test(r.digest);
-      return valid ? { ref: r.ref!, digest: r.digest! } : undefined;
+      if (!valid) return undefined;
+      const repoDigest = typeof r.repoDigest === "string" && SHA256_DIGEST.test(r.repoDigest) ? r.repoDigest : undefined;
+      return { ref: r.ref!, digest: r.digest!, ...(repoDigest ? { repoDigest } : {}) };
     } catch {
       return undefined;
     }

@@ -22,9 +22,14 @@ export interface LocalImage {
   sizeBytes: number;
   /** ISO time: the image's own creation time if its config has one, else the import time. */
   created: string;
-  /** How it got here: "import:rootfs", "import:docker-archive" or "import:oci-layout". */
+  /** How it got here: "import:rootfs", "import:docker-archive", "import:oci-layout" or "pull". */
   source: string;
+  /** For pulled images: the manifest (or index) digest, as `docker pull` prints it. */
+  repoDigest?: string;
 }
 
 /** What is kept on disk per content digest (image.json next to rootfs/). */
-export type StoredImage = Omit<LocalImage, "ref" | "rootfs">;
+export type StoredImage = Omit<LocalImage, "ref" | "rootfs" | "repoDigest"> & {
+  /** For pulled images: the blobs (manifests, config, layers) it is made of, kept by `prune`. */
+  blobs?: string[];
+};

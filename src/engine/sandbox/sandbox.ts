@@ -6,6 +6,7 @@ import { join, posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
+import type { LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
 import type { SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId } from "./state.js";
@@ -49,12 +50,7 @@ export class Sandbox {
   /** Creates and boots a sandbox. On any failure nothing is left running and the record says stopped. */
   static async create(config: SandboxConfig, backend: Backend, secrets: Record<string, string> = {}): Promise<Sandbox> {
     await backend.checkAvailable();
-    const image = await new ImageStore().resolve(config.image);
-    if (!image) {
-      throw new ImageNotFoundError(
-        `image ${config.image} is not in the local store: import it with "matchlock image import ${config.image} <tarball>"`,
-      );
-    }
+    const image = await imageFor(config.image);
     const id = newVmId();
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
     try {
@@ -152,6 +148,24 @@ function guestPath(p: string): string {
 export class PathError extends Error {}
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/**
+ * The image from the local store, pulled from its registry when missing, unless
+ * $MATCHLOCK_PULL=never (offline use, and tests that must not reach the Internet).
+ */
+async function imageFor(ref: string): Promise<LocalImage> {
+  const store = new ImageStore();
+  const local = await store.resolve(ref);
+  if (local) return local;
+  if (process.env.MATCHLOCK_PULL === "never") {
+    throw new ImageNotFoundError(`image ${ref} is not in the local store and pulling is off (MATCHLOCK_PULL=never): import it with "matchlock image import ${ref} <tarball>"`);
+  }
+  try {
+    return await store.pull(ref);
+  } catch (e) {
+    throw new ImageNotFoundError(`failed to pull image ${ref}: ${(e as Error).message}`, { cause: e });
+  }
+}
 
 /** image env < create `env` < secret placeholders; later entries win. */
 function composeEnv(imageEnv: string[], extra: Record<string, string>, secrets: Record<string, string>): string[] {

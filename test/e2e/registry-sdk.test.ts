@@ -1,0 +1,67 @@
+// End to end: `new Sandbox("<registry>/name:tag")` through the SDK pulls the image from a real
+// registry on 127.0.0.1 on first use, boots a sandbox from it with its env, and next
+// time starts from the store without the registry; an unknown tag is a -32000 error naming it.
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir, homedir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
+import { RPCError, Sandbox } from "../../src/sdk/index.js";
+import { newClient, setUpE2E } from "../helpers/e2e.js";
+import { blob, image, layer, TestRegistry } from "../helpers/registry.js";
+
+const TARBALLS = process.env.MATCHLOCK_TEST_IMAGES || join(homedir(), ".cache", "matchlock", "test-images");
+
+describe("sandboxes from registry images", () => {
+  let registry: TestRegistry;
+  let images: string;
+  let name: string;
+
+  before(async () => {
+    await setUpE2E();
+    // A private, empty store, so the image really is pulled; pulling is on for this file (the
+    // registry is on loopback, the only network the tests may use).
+    images = await mkdtemp(join(tmpdir(), "matchlock-e2e-pulled-"));
+    process.env.MATCHLOCK_IMAGES = images;
+    delete process.env.MATCHLOCK_PULL;
+    process.env.DOCKER_CONFIG = join(images, "no-docker-config");
+    registry = await TestRegistry.start();
+    const busybox = blob(gzipSync(await readFile(join(TARBALLS, "busybox.tar"))));
+    const app = layer([
+      { path: "app/", type: "Directory" },
+      { path: "app/msg", body: "hello from the registry\n" },
+    ]);
+    await registry.pushImage("e2e/busybox", image([busybox, app], { Env: ["GREETING=hi"], WorkingDir: "/app" }), "1");
+    name = `${registry.host}/e2e/busybox:1`;
+  });
+  after(async () => {
+    await registry?.stop();
+    await rm(images, { recursive: true, force: true });
+  });
+
+  test("first use pulls; the sandbox runs the image's layers with its env", async () => {
+    await using client = newClient();
+    await client.launch(new Sandbox(name));
+    const r = await client.exec("cat /app/msg; echo $GREETING; busybox true && echo busybox-ok");
+    assert.equal(r.stdout, "hello from the registry\nhi\nbusybox-ok\n");
+    assert.equal(r.exitCode, 0);
+  });
+
+  test("an unknown tag is a VM error naming the image", async () => {
+    await using client = newClient();
+    await assert.rejects(client.launch(new Sandbox(`${registry.host}/e2e/busybox:nope`)), (err: unknown) => {
+      assert.ok(err instanceof RPCError);
+      assert.equal(err.code, -32000);
+      assert.match(err.message, /failed to pull image .*e2e\/busybox:nope: .*manifest unknown/);
+      return true;
+    });
+  });
+
+  test("next time the image comes from the store: the registry is not needed", async () => {
+    await registry.stop();
+    await using client = newClient();
+    await client.launch(new Sandbox(name));
+    assert.equal((await client.exec("cat /app/msg")).stdout, "hello from the registry\n");
+  });
+});
