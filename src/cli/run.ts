@@ -1,5 +1,6 @@
 // `matchlock run`: a one-shot sandbox. Streams the command's output and exits with its code.
 import type { Command } from "commander";
+import { once } from "node:events";
 import { resolve } from "node:path";
 import { defaultBackend } from "../engine/backends/select.js";
 import { createParamsSchema, describeZodError, mergeDefaults, type WireMount } from "../engine/sandbox/create-config.js";
@@ -77,8 +78,9 @@ export function registerRunCommand(program: Command): void {
       process.once("SIGTERM", () => void finish().finally(() => process.exit(143)));
       try {
         const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir }, {
-          stdout: (d) => process.stdout.write(d),
-          stderr: (d) => process.stderr.write(d),
+          // A slow reader of our output slows the sandbox down instead of filling our memory.
+          stdout: (d) => (process.stdout.write(d) ? undefined : once(process.stdout, "drain")),
+          stderr: (d) => (process.stderr.write(d) ? undefined : once(process.stderr, "drain")),
         });
         process.exitCode = out.exitCode;
       } finally {

@@ -92,7 +92,12 @@ export function decodeEntries(payload: Buffer): DirEntry[] {
     if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(mode) || mode < 0) {
       throw new AgentProtocolError("ENTRIES record has a bad size or mode");
     }
-    entries.push({ name: fields[i]!, size, mode });
+    const name = fields[i]!;
+    // Names reach SDK users who join them onto paths: a name is one path component.
+    if (name === "" || name === "." || name === ".." || name.includes("/")) {
+      throw new AgentProtocolError(`ENTRIES record has an invalid name ${JSON.stringify(name)}`);
+    }
+    entries.push({ name, size, mode });
   }
   return entries;
 }

@@ -79,3 +79,6 @@ export const GoFileMode = {
   CHAR_DEVICE: 2 ** 21,
   STICKY: 2 ** 20,
 } as const;
+
+/** Longest sandbox timeout: 7 days (a timer cannot hold much more than 24 days anyway). */
+export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;

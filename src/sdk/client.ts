@@ -29,6 +29,7 @@ const EXIT_GRACE_MS = 3_000;
 
 export class Client implements AsyncDisposable {
   private readonly binaryPath: string;
+  private readonly useSudo: boolean;
   private readonly transport: Transport;
   private readonly eventListeners = new Set<(event: SandboxEvent) => void>();
   private startPromise?: Promise<void>;
@@ -38,7 +39,8 @@ export class Client implements AsyncDisposable {
   constructor(config: Config = {}) {
     // Resolved once, so `rpc` and `rm` run the same binary even if MATCHLOCK_BIN changes later.
     this.binaryPath = resolveBinary(config);
-    const argv = rpcCommand({ binaryPath: this.binaryPath, useSudo: config.useSudo });
+    this.useSudo = config.useSudo === true;
+    const argv = rpcCommand({ binaryPath: this.binaryPath, useSudo: this.useSudo });
     this.transport = new Transport(argv, (params) => this.dispatchEvent(params));
   }
 
@@ -147,7 +149,7 @@ export class Client implements AsyncDisposable {
   async remove(): Promise<void> {
     const id = this.currentVmId;
     if (!id) return;
-    const argv = rmCommand(id, { binaryPath: this.binaryPath });
+    const argv = rmCommand(id, { binaryPath: this.binaryPath, useSudo: this.useSudo });
     let result;
     try {
       result = await runCommand(argv);

@@ -14,7 +14,11 @@ export function rpcCommand(config: Config = {}, env: NodeJS.ProcessEnv = process
   return config.useSudo ? ["sudo", bin, "rpc"] : [bin, "rpc"];
 }
 
-/** argv of `remove()`: never via sudo, as in the seed SDKs. */
+/**
+ * argv of `remove()`. Unlike the seed SDKs, through sudo when the engine runs through sudo: the
+ * state lives in the engine's (root's) home, which the user's own `rm` cannot see or change.
+ */
 export function rmCommand(vmId: string, config: Config = {}, env: NodeJS.ProcessEnv = process.env): string[] {
-  return [resolveBinary(config, env), "rm", vmId];
+  const bin = resolveBinary(config, env);
+  return config.useSudo ? ["sudo", bin, "rm", vmId] : [bin, "rm", vmId];
 }

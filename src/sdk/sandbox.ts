@@ -8,7 +8,7 @@ import {
   checkHostPattern,
   checkImage,
   checkMount,
-  checkNonNegativeInt,
+  checkTimeoutSeconds,
   checkPositiveInt,
   checkSecret,
 } from "./validate.js";
@@ -40,7 +40,7 @@ export class Sandbox {
 
   /** Sandbox lifetime in seconds; 0 = engine default. The seed engine stores but does not enforce it. */
   withTimeout(seconds: number): this {
-    this.opts.timeoutSeconds = checkNonNegativeInt("timeout (seconds)", seconds);
+    this.opts.timeoutSeconds = checkTimeoutSeconds("timeout (seconds)", seconds);
     return this;
   }
 

@@ -2,7 +2,7 @@
 // concurrent requests matched by id, notifications routed by params.id.
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ErrorCode, Notification, type RpcRequest } from "../protocol/rpc.js";
+import { ErrorCode, MAX_REQUEST_LINE, Notification, type RpcRequest } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import { LineSplitter } from "./line-splitter.js";
 import { OutputTail } from "./output-tail.js";
@@ -156,6 +156,12 @@ export class Transport {
     const message: RpcRequest = { jsonrpc: "2.0", method, id };
     if (Object.keys(params).length > 0) message.params = params;
     const line = JSON.stringify(message) + "\n";
+    if (line.length > MAX_REQUEST_LINE) {
+      // Engines refuse longer lines; fail here, clearly, instead of sending megabytes for nothing.
+      return Promise.reject(new Error(
+        `the request is ${line.length} bytes, over the engine's ${MAX_REQUEST_LINE}-byte limit per message (a writeFile carries at most about 7.5 MB)`,
+      ));
+    }
     // One write() per message: Node queues writes in call order and never interleaves them,
     // which is all the serialisation NDJSON needs.
     return new Promise((resolve, reject) => {

@@ -1,6 +1,7 @@
 // Input checks shared by the Sandbox builder and Client.create(). They fail fast, locally,
 // with a message naming the bad value, instead of letting the engine reject (or silently
 // misread) the create request minutes into an image pull.
+import { MAX_TIMEOUT_SECONDS } from "../protocol/rpc.js";
 import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
@@ -29,6 +30,12 @@ export function checkNonNegativeInt(what: string, value: unknown): number {
     throw new MatchlockError(`${what} must be a non-negative integer, got ${String(value)}`);
   }
   return value;
+}
+
+export function checkTimeoutSeconds(what: string, value: unknown): number {
+  const n = checkNonNegativeInt(what, value);
+  if (n > MAX_TIMEOUT_SECONDS) throw new MatchlockError(`${what} must be at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${n}`);
+  return n;
 }
 
 export function checkHostPattern(host: unknown): string {
@@ -102,7 +109,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.diskSizeMb !== undefined && opts.diskSizeMb !== 0) {
     out.diskSizeMb = checkPositiveInt("diskSizeMb", opts.diskSizeMb);
   }
-  if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkNonNegativeInt("timeoutSeconds", opts.timeoutSeconds);
+  if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
   if (opts.blockPrivateIps !== undefined) out.blockPrivateIps = Boolean(opts.blockPrivateIps);
   if (opts.mounts !== undefined) {

@@ -1,7 +1,8 @@
 // Hostile and heavy input: a fuzzed JSON-RPC stream, thousands of requests in flight, a guest
 // going for its agent channel, and twenty sandboxes at once.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { promisify } from "node:util";
 import { randomBytes } from "node:crypto";
 import { before, describe, test } from "node:test";
 import { Sandbox, type Client } from "../../src/sdk/index.js";
@@ -91,6 +92,26 @@ describe("robustness", () => {
     assert.deepEqual(new Set(replies.map((r) => r.id)).size, 10_000);
     assert.ok(replies.every((r) => r.error?.message === "VM not created"));
     t.diagnostic("10,000 requests in flight: 10,000 replies");
+  });
+
+  test("a client that stops reading slows the sandbox down instead of filling the engine's memory", async (t) => {
+    const engine = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "ignore"] });
+    try {
+      const created = new Promise<void>((resolve) => engine.stdout.once("data", () => resolve()));
+      engine.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "create", params: { image: BUSYBOX }, id: 1 }) + "\n");
+      await created;
+      engine.stdout.pause(); // from here on, nobody reads the engine's output
+      engine.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "exec_stream", params: { command: "cat /dev/zero" }, id: 2 }) + "\n");
+      const rss = async () => Number((await promisify(execFile)("ps", ["-o", "rss=", "-p", String(engine.pid)])).stdout) / 1024;
+      await new Promise((r) => setTimeout(r, 1500));
+      const before = await rss();
+      await new Promise((r) => setTimeout(r, 3000));
+      const after = await rss();
+      t.diagnostic(`engine RSS ${before.toFixed(0)} MiB -> ${after.toFixed(0)} MiB while the client did not read`);
+      assert.ok(after - before < 50, `RSS grew from ${before} to ${after} MiB`); // unthrottled, it grows ~65 MB/s
+    } finally {
+      engine.kill("SIGKILL");
+    }
   });
 
   test("1,000 concurrent file reads on one sandbox", async () => {

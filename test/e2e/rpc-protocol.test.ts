@@ -92,6 +92,12 @@ describe("matchlock rpc, raw", () => {
     assert.equal(r.error.code, -32600);
     assert.match(r.error.message, /exceeds/);
     assert.equal(r.id, undefined);
+    // With an id near either end of the line, the reply carries it, so no client waits forever.
+    const content = "A".repeat(11 * 1024 * 1024);
+    s.sendLine(`{"jsonrpc":"2.0","id":77,"method":"write_file","params":{"path":"/tmp/x","content":"${content}"}}`);
+    const withId = await s.next();
+    assert.equal(withId.id, 77);
+    assert.equal(withId.error.code, -32600);
   });
 
   test("create, then exec, exec_stream notifications before the response", async () => {

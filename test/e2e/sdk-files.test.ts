@@ -69,6 +69,11 @@ describe("files on a gVisor sandbox", () => {
     assert.equal((await client.readFile("/workspace/empty")).length, 0);
   });
 
+  test("a write too large for one message fails at once, clearly", async () => {
+    await assert.rejects(client.writeFile("/tmp/too-big", Buffer.alloc(8 * 1024 * 1024)), /over the engine's 10485760-byte limit/);
+    assert.equal((await client.exec("echo still fine")).stdout, "still fine\n");
+  });
+
   test("file errors are file errors", async () => {
     for (const call of [
       () => client.readFile("/workspace/missing.txt"),

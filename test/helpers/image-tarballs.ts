@@ -81,7 +81,11 @@ export function dockerSave(spec: ImageSpec, opts: { corruptLayer?: number } = {}
 interface Blob { digest: string; size: number; mediaType: string }
 
 /** An OCI image layout with one image per platform, behind one index.json; gzip'd layers. */
-export function ociLayout(images: Record<string, ImageSpec>, opts: { corruptLayerOf?: string } = {}): { tar: Buffer; configDigests: Record<string, string> } {
+export function ociLayout(
+  images: Record<string, ImageSpec>,
+  /** configOf: use another image's config (its diff_ids name other layers), as a poisoning attempt would. */
+  opts: { corruptLayerOf?: string; configOf?: ImageSpec } = {},
+): { tar: Buffer; configDigests: Record<string, string> } {
   const blobs = new Map<string, Buffer>();
   const put = (bytes: Buffer, mediaType: string): Blob => {
     blobs.set(hex(bytes), bytes);
@@ -90,7 +94,7 @@ export function ociLayout(images: Record<string, ImageSpec>, opts: { corruptLaye
   const manifests: Array<Blob & { platform: { os: string; architecture: string } }> = [];
   const configDigests: Record<string, string> = {};
   for (const [arch, spec] of Object.entries(images)) {
-    const config = configJson(spec, arch);
+    const config = configJson(opts.configOf ?? spec, arch);
     configDigests[arch] = sha256(config);
     const layers = spec.layers.map((l) => put(gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip"));
     if (opts.corruptLayerOf === arch) {

@@ -5,13 +5,16 @@ import { describe, test } from "node:test";
 import { shellQuote } from "../../src/cli/run.js";
 import { createParamsSchema, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
 import { toGoFileMode } from "../../src/engine/sandbox/file-mode.js";
-import { readLines, type LineEvent } from "../../src/engine/rpc/line-reader.js";
+import { idOfSkippedLine, readLines, type LineEvent } from "../../src/engine/rpc/line-reader.js";
 import { MountConfigError, checkGuestPath } from "../../src/engine/vfs/mounts.js";
+import { resolveUser } from "../../src/engine/sandbox/users.js";
 
+const heads: Array<[string, string]> = [];
 async function collect(chunks: string[], max: number): Promise<Array<string | number>> {
   const out: Array<string | number> = [];
   for await (const e of readLines(Readable.from(chunks.map((c) => Buffer.from(c))), max) as AsyncIterable<LineEvent>) {
     out.push("line" in e ? e.line.toString() : e.oversized);
+    if ("oversized" in e) heads.push([e.head, e.tail]);
   }
   return out;
 }
@@ -23,6 +26,15 @@ describe("readLines", () => {
   test("reports an oversized line once, with its size, and goes on", async () => {
     assert.deepEqual(await collect(["12345", "6789\nok\n"], 5), [9, "ok"]);
     assert.deepEqual(await collect(["123456"], 5), [6]);
+  });
+  test("keeps the ends of a skipped line, where its id is found", async () => {
+    heads.length = 0;
+    const big = "x".repeat(1000);
+    await collect([`{"jsonrpc":"2.0","id":42,"method":"write_file","params":{"content":"${big}`, `${big}"}}\n`], 100);
+    await collect([`{"method":"write_file","params":{"content":"${big}"},"id":7}\n`], 100);
+    assert.equal(idOfSkippedLine(...heads[0]!), 42);
+    assert.equal(idOfSkippedLine(...heads[1]!), 7);
+    assert.equal(idOfSkippedLine(`{"params":{"id":1`, `"}`), undefined);
   });
 });
 
@@ -91,5 +103,36 @@ describe("shellQuote", () => {
     assert.equal(shellQuote("a b"), "'a b'");
     assert.equal(shellQuote("it's"), `'it'\\''s'`);
     assert.equal(shellQuote("$HOME"), "'$HOME'");
+  });
+});
+
+describe("resolveUser", () => {
+  const files: Record<string, string> = {
+    "/etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    "/etc/group": "root:x:0:\nstaff:x:50:\n",
+  };
+  const read = async (p: string) => {
+    if (!(p in files)) throw new Error("No such file or directory");
+    return Buffer.from(files[p]!);
+  };
+  test("names and numbers, with the passwd group for a bare user", async () => {
+    assert.equal(await resolveUser(read, ""), "");
+    assert.equal(await resolveUser(read, "app"), "1000:1001");
+    assert.equal(await resolveUser(read, "1000"), "1000:1001");
+    assert.equal(await resolveUser(read, "4242"), "4242");
+    assert.equal(await resolveUser(read, "app:staff"), "1000:50");
+    assert.equal(await resolveUser(read, "7:8"), "7:8");
+  });
+  test("unknown names are clear errors", async () => {
+    await assert.rejects(resolveUser(read, "ghost"), /"ghost" is not defined in the image's \/etc\/passwd/);
+    await assert.rejects(resolveUser(read, "app:nogroup"), /"nogroup" is not defined in the image's \/etc\/group/);
+    await assert.rejects(resolveUser(async () => { throw new Error("gone"); }, "app"), /reading \/etc\/passwd in the image failed/);
+  });
+});
+
+describe("timeouts are bounded", () => {
+  test("the engine refuses a timeout a timer cannot hold", () => {
+    assert.equal(createParamsSchema.safeParse({ image: "a", resources: { timeout_seconds: 604800 } }).success, true);
+    assert.equal(createParamsSchema.safeParse({ image: "a", resources: { timeout_seconds: 3_000_000 } }).success, false);
   });
 });

@@ -352,3 +352,17 @@ describe("path escapes", () => {
     await assert.rejects(store.import("Bad Ref", join(dir, "nope.tar")), /invalid image reference/);
   });
 });
+
+describe("a layer that does not match its config", () => {
+  test("is refused, so nobody can plant content under another image's digest", async () => {
+    const genuine = { layers: [tarBytes([{ path: "etc/", type: "Directory" }, { path: "etc/real", body: "genuine" }])], config: { Cmd: ["/bin/true"] } };
+    const evil = { layers: [tarBytes([{ path: "etc/", type: "Directory" }, { path: "etc/PWNED", body: "evil" }])], config: { Cmd: ["/bin/true"] } };
+    const before = (await store.list()).map((i) => i.ref);
+    const poisoned = ociLayout({ amd64: evil }, { configOf: genuine });
+    await assert.rejects(store.import("evil/thing:1", await file("poison.tar", poisoned.tar)), /uncompressed\) is corrupted/);
+    await assertStoreHolds(before);
+    const real = await store.import("library/genuine:1", await file("genuine.tar", ociLayout({ amd64: genuine }).tar));
+    assert.equal(real.digest, poisoned.configDigests.amd64);
+    assert.equal(existsSync(join(real.rootfs, "etc", "PWNED")), false);
+  });
+});

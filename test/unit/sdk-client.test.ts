@@ -239,7 +239,8 @@ describe("SDK client: which binary runs", () => {
   it("uses sudo only for rpc", () => {
     assert.deepEqual(rpcCommand({ binaryPath: "/b/ml" }, {}), ["/b/ml", "rpc"]);
     assert.deepEqual(rpcCommand({ binaryPath: "/b/ml", useSudo: true }, {}), ["sudo", "/b/ml", "rpc"]);
-    assert.deepEqual(rmCommand("vm-1", { binaryPath: "/b/ml", useSudo: true }, {}), ["/b/ml", "rm", "vm-1"]);
+    assert.deepEqual(rmCommand("vm-1", { binaryPath: "/b/ml", useSudo: true }, {}), ["sudo", "/b/ml", "rm", "vm-1"]);
+    assert.deepEqual(rmCommand("vm-1", { binaryPath: "/b/ml" }, {}), ["/b/ml", "rm", "vm-1"]);
   });
 
   it("honours MATCHLOCK_BIN when no binaryPath is given", T, async () => {

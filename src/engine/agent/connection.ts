@@ -22,15 +22,22 @@ export interface ExecRequest {
   env: string[];
 }
 
+/**
+ * Receives an exec's output. Returning a promise says "slow down": the connection stops reading
+ * from the sandbox until it settles, so the agent blocks instead of the engine buffering.
+ */
 export interface ExecSink {
-  stdout(data: Buffer): void;
-  stderr(data: Buffer): void;
+  stdout(data: Buffer): void | Promise<unknown>;
+  stderr(data: Buffer): void | Promise<unknown>;
 }
 
 interface PendingOp {
-  onFrame(frame: Frame): void;
+  onFrame(frame: Frame): void | Promise<unknown>;
   fail(err: Error): void;
 }
+
+/** A directory listing from the guest is bounded: a hostile guest could send entries forever. */
+export const MAX_LIST_ENTRIES = 100_000;
 
 const MAX_ID = 0xffffffff;
 
@@ -44,7 +51,9 @@ export class AgentConnection {
   private rejectReady!: (err: Error) => void;
   private readonly lostListeners: Array<(err: Error) => void> = [];
 
-  constructor(private readonly toAgent: Writable, fromAgent: Readable) {
+  private pausedBy = 0;
+
+  constructor(private readonly toAgent: Writable, private readonly fromAgent: Readable) {
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -84,9 +93,9 @@ export class AgentConnection {
   async exec(req: ExecRequest, sink: ExecSink, signal?: AbortSignal): Promise<ExitStatus> {
     const payload = encodeStrings([req.cwd, req.user, req.command, ...req.env]);
     return this.run<ExitStatus>(FrameType.EXEC, payload, (frame, done) => {
-      if (frame.type === FrameType.STDOUT) sink.stdout(frame.payload);
-      else if (frame.type === FrameType.STDERR) sink.stderr(frame.payload);
-      else if (frame.type === FrameType.EXIT) done.resolve(decodeExit(frame.payload));
+      if (frame.type === FrameType.STDOUT) return sink.stdout(frame.payload);
+      if (frame.type === FrameType.STDERR) return sink.stderr(frame.payload);
+      if (frame.type === FrameType.EXIT) done.resolve(decodeExit(frame.payload));
       else done.unexpected();
     }, signal);
   }
@@ -128,8 +137,10 @@ export class AgentConnection {
   async list(path: string): Promise<DirEntry[]> {
     const entries: DirEntry[] = [];
     await this.run<void>(FrameType.LIST, encodeStrings([path]), (frame, done) => {
-      if (frame.type === FrameType.ENTRIES) entries.push(...decodeEntries(frame.payload));
-      else if (frame.type === FrameType.OK) done.resolve();
+      if (frame.type === FrameType.ENTRIES) {
+        entries.push(...decodeEntries(frame.payload));
+        if (entries.length > MAX_LIST_ENTRIES) done.reject(new AgentOpError(`list ${path}: more than ${MAX_LIST_ENTRIES} entries`));
+      } else if (frame.type === FrameType.OK) done.resolve();
       else done.unexpected();
     });
     return entries;
@@ -146,7 +157,7 @@ export class AgentConnection {
 
   private async run<T>(
     type: FrameTypeCode, payload: Buffer,
-    handle: (frame: Frame, done: Completion<T>) => void, signal?: AbortSignal,
+    handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>, signal?: AbortSignal,
   ): Promise<T> {
     const id = this.allocId();
     const result = this.track(id, handle);
@@ -170,7 +181,7 @@ export class AgentConnection {
    * may fail while sending (and throw that error instead): an unhandled rejection would
    * otherwise take the whole engine down.
    */
-  private track<T>(id: number, handle: (frame: Frame, done: Completion<T>) => void): Promise<T> {
+  private track<T>(id: number, handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>): Promise<T> {
     const promise = new Promise<T>((resolve, reject) => {
       const finish = () => this.ops.delete(id);
       const done: Completion<T> = {
@@ -181,7 +192,7 @@ export class AgentConnection {
       const op: PendingOp = {
         onFrame: (frame) => {
           if (frame.type === FrameType.ERROR) return done.reject(new AgentOpError(frame.payload.toString("utf8")));
-          handle(frame, done);
+          return handle(frame, done);
         },
         fail: (err) => reject(err),
       };
@@ -205,8 +216,24 @@ export class AgentConnection {
   private async send(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> {
     if (this.lostError) throw this.lostError;
     if (!this.toAgent.write(encodeFrame(type, id, payload))) {
-      await Promise.race([once(this.toAgent, "drain"), once(this.toAgent, "close")]);
+      // Wait for drain or close; then drop both listeners, or they pile up for the sandbox's life.
+      const stop = new AbortController();
+      const waits = [once(this.toAgent, "drain", { signal: stop.signal }), once(this.toAgent, "close", { signal: stop.signal })];
+      for (const w of waits) w.catch(() => {}); // the loser rejects with AbortError below
+      try {
+        await Promise.race(waits);
+      } finally {
+        stop.abort();
+      }
     }
+  }
+
+  /** Stops reading from the sandbox until `until` settles (nested pauses are counted). */
+  private pauseUntil(until: Promise<unknown>): void {
+    if (this.pausedBy++ === 0) this.fromAgent.pause();
+    until.catch(() => {}).finally(() => {
+      if (--this.pausedBy === 0 && !this.lostError) this.fromAgent.resume();
+    });
   }
 
   private onData(chunk: Buffer): void {
@@ -224,7 +251,8 @@ export class AgentConnection {
         continue;
       }
       try {
-        this.ops.get(frame.id)?.onFrame(frame);
+        const slowDown = this.ops.get(frame.id)?.onFrame(frame);
+        if (slowDown) this.pauseUntil(slowDown);
       } catch (err) {
         // e.g. a malformed EXIT or ENTRIES payload from the guest
         this.lose(err instanceof Error ? err : new AgentProtocolError(String(err)));

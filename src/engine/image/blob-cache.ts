@@ -30,7 +30,7 @@ export class BlobCache {
 
   /** Adds a verified file (it stays where it is too). A blob already there is the same content. */
   async adopt(file: string, digest: string): Promise<void> {
-    await mkdir(join(this.dir, "sha256"), { recursive: true });
+    await mkdir(join(this.dir, "sha256"), { recursive: true, mode: 0o700 });
     try {
       await link(file, this.path(digest));
     } catch (e) {

@@ -2,7 +2,7 @@
 // Every blob read is checked against the digest (and size) of the descriptor naming it.
 import { z } from "zod";
 import { parseConfigJson } from "./config.js";
-import { checkDigest, digestHex, sha256Bytes, sha256File } from "./digest.js";
+import { checkDigest, digestHex, sha256Bytes, sha256File, sha256Uncompressed } from "./digest.js";
 import type { Platform } from "./platform.js";
 import { checkLayerType, type Descriptor, indexSchema, isIndex, manifestSchema, MAX_INDEX_DEPTH, parseWith as parse, pickPlatform as pick } from "./manifest.js";
 import type { StagedArchive, UnpackPlan } from "./staging.js";
@@ -42,12 +42,17 @@ export async function readOciLayout(staged: StagedArchive, want: Platform): Prom
     }
     const manifest = parse(manifestSchema, json, "image manifest", staged.label);
     const { bytes: configBytes } = await readJsonBlob(staged, manifest.config, "image config");
-    const { config, created } = parseConfigJson(configBytes, staged.label);
+    const { config, created, diffIds } = parseConfigJson(configBytes, staged.label);
+    if (diffIds.length !== manifest.layers.length) {
+      throw new Error(`${staged.label}: the config lists ${diffIds.length} layers but the manifest ${manifest.layers.length}`);
+    }
     const layers: string[] = [];
-    for (const d of manifest.layers) {
+    for (const [i, d] of manifest.layers.entries()) {
       checkLayerType(d, staged.label);
       const file = await blobPath(staged, d, "layer");
       checkDigest(`${staged.label}: layer ${d.digest}`, d.digest, await sha256File(file));
+      // The rootfs is stored under the config's digest, so every layer must be the one the config names.
+      checkDigest(`${staged.label}: layer ${d.digest} (uncompressed)`, diffIds[i]!, await sha256Uncompressed(file));
       layers.push(file);
     }
     return { digest: sha256Bytes(configBytes), config, created, layers };

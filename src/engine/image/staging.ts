@@ -42,4 +42,11 @@ export interface UnpackPlan {
   created: string | undefined;
   /** Absolute paths of the layer tarballs (gzip'd or not), lowest first, already verified. */
   layers: string[];
+  /**
+   * The config's rootfs.diff_ids (each layer's uncompressed digest), when the layers have not been
+   * checked against them yet: the store then checks before unpacking. Every layer must match its
+   * config, because content is stored under the config's digest and later imports or pulls of
+   * that digest reuse it (a mismatch would poison it).
+   */
+  diffIds?: string[];
 }

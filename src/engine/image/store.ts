@@ -16,7 +16,7 @@ import { basename, join } from "node:path";
 import { paths } from "../paths.js";
 import { scanArchive, unpackArchive } from "./archive.js";
 import { defaultConfig } from "./config.js";
-import { SHA256_DIGEST, digestHex } from "./digest.js";
+import { SHA256_DIGEST, checkDigest, digestHex, sha256Uncompressed } from "./digest.js";
 import { readDockerArchive } from "./docker-archive.js";
 import { applyLayer } from "./layer.js";
 import { pidAlive, withLock } from "./lock.js";
@@ -183,7 +183,7 @@ export class ImageStore {
     await withLock(this.lockFile, async () => {
       if (!(await exists(join(target, "image.json")))) {
         if (!(await exists(imageDir))) throw new Error(`image ${plan.digest} was removed while being stored; retry`);
-        await mkdir(join(this.root, "sha256"), { recursive: true });
+        await mkdir(join(this.root, "sha256"), { recursive: true, mode: 0o700 });
         await rm(target, { recursive: true, force: true }); // a leftover without image.json
         await rename(imageDir, target);
       }
@@ -249,8 +249,13 @@ export class ImageStore {
   private async unpack(plan: UnpackPlan, dir: string, source: string, blobs?: string[]): Promise<void> {
     const rootfs = join(dir, "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o755 });
+    if (plan.diffIds && plan.diffIds.length !== plan.layers.length) {
+      throw new Error(`the image config lists ${plan.diffIds.length} layers but its manifest ${plan.layers.length}`);
+    }
     for (const [i, layer] of plan.layers.entries()) {
       try {
+        const diffId = plan.diffIds?.[i];
+        if (diffId) checkDigest(`layer ${i + 1}`, diffId, await sha256Uncompressed(layer));
         await applyLayer(rootfs, layer, { lowerLayers: i > 0 });
       } catch (e) {
         const which = plan.layers.length > 1 ? ` (layer ${i + 1} of ${plan.layers.length})` : "";
@@ -323,7 +328,7 @@ export class ImageStore {
   /** Atomic: a reader sees the old ref or the new one, never a partial file. */
   private async writeRef(r: RefRecord): Promise<void> {
     const file = this.refFile(r.ref);
-    await mkdir(join(this.root, "refs"), { recursive: true });
+    await mkdir(join(this.root, "refs"), { recursive: true, mode: 0o700 });
     const tmp = `${file}.${process.pid}.tmp`;
     await writeFile(tmp, `${JSON.stringify(r)}\n`);
     await rename(tmp, file);
@@ -331,7 +336,7 @@ export class ImageStore {
 
   /** A fresh path under tmp/ named after this process, so dead processes' leftovers can be swept. */
   private async makeTmp(what: string, create = true): Promise<string> {
-    await mkdir(join(this.root, "tmp"), { recursive: true });
+    await mkdir(join(this.root, "tmp"), { recursive: true, mode: 0o700 });
     const dir = join(this.root, "tmp", `${what}-${process.pid}-${randomBytes(6).toString("hex")}`);
     if (create) await mkdir(dir, { mode: 0o700 });
     return dir;

@@ -3,13 +3,15 @@
 // so one bad request costs an error reply, not the session.
 import type { Readable } from "node:stream";
 
-export type LineEvent = { line: Buffer } | { oversized: number };
+/** How much of the start and end of a skipped line is kept, to find its request id. */
+const KEEP = 256;
+
+export type LineEvent = { line: Buffer } | { oversized: number; head: string; tail: string };
 
 export async function* readLines(input: Readable, maxLine: number): AsyncGenerator<LineEvent> {
   let parts: Buffer[] = [];
   let size = 0;
-  let skipping = false;
-  let skipped = 0;
+  let skipping: { size: number; head: string; tail: Buffer } | undefined;
   for await (const chunk of input as AsyncIterable<Buffer>) {
     let start = 0;
     while (start < chunk.length) {
@@ -17,10 +19,11 @@ export async function* readLines(input: Readable, maxLine: number): AsyncGenerat
       const end = nl === -1 ? chunk.length : nl;
       const piece = chunk.subarray(start, end);
       if (skipping) {
-        skipped += piece.length;
+        skipping.size += piece.length;
+        skipping.tail = Buffer.concat([skipping.tail, piece]).subarray(-KEEP);
       } else if (size + piece.length > maxLine) {
-        skipping = true;
-        skipped = size + piece.length;
+        const whole = Buffer.concat([...parts, piece]);
+        skipping = { size: whole.length, head: whole.subarray(0, KEEP).toString("latin1"), tail: Buffer.from(whole.subarray(-KEEP)) };
         parts = [];
         size = 0;
       } else {
@@ -29,9 +32,8 @@ export async function* readLines(input: Readable, maxLine: number): AsyncGenerat
       }
       if (nl === -1) break;
       if (skipping) {
-        yield { oversized: skipped };
-        skipping = false;
-        skipped = 0;
+        yield { oversized: skipping.size, head: skipping.head, tail: skipping.tail.toString("latin1") };
+        skipping = undefined;
       } else {
         yield { line: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
         parts = [];
@@ -41,6 +43,16 @@ export async function* readLines(input: Readable, maxLine: number): AsyncGenerat
     }
   }
   // A last line without a trailing newline still counts.
-  if (skipping) yield { oversized: skipped };
+  if (skipping) yield { oversized: skipping.size, head: skipping.head, tail: skipping.tail.toString("latin1") };
   else if (size > 0) yield { line: Buffer.concat(parts) };
+}
+
+/**
+ * The request id of a line too long to parse, found in its first or last bytes (SDKs put `id`
+ * before or after the large params), so the caller gets its error instead of waiting forever.
+ */
+export function idOfSkippedLine(head: string, tail: string): number | undefined {
+  const pattern = /"id"\s*:\s*(\d{1,15})\s*[,}]/;
+  const found = pattern.exec(head) ?? pattern.exec(tail);
+  return found ? Number(found[1]) : undefined;
 }

@@ -1,13 +1,14 @@
 // `matchlock rpc`: JSON-RPC 2.0 over NDJSON on stdio (protocol spec section 1).
 // - one line per message; an oversized or malformed line gets an error reply and is skipped;
-// - `create` and `close` run alone: they wait for in-flight requests and block further reads;
+// - `create` runs alone: it waits for in-flight requests and blocks further reads; `close`
+//   stops the sandbox at once (in-flight calls then fail) and ends the session;
 // - every other method runs concurrently; a request's notifications precede its response;
 // - after `close`, the next line (or EOF) ends the session; EOF, SIGTERM and SIGINT tear the
 //   sandbox down, so a client that dies never leaves one behind.
 import type { Readable, Writable } from "node:stream";
 import { z } from "zod";
 import { ErrorCode, MAX_REQUEST_LINE, type RequestId } from "../../protocol/rpc.js";
-import { readLines } from "./line-reader.js";
+import { idOfSkippedLine, readLines } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
 import { RpcError, Session } from "./session.js";
 
@@ -16,9 +17,6 @@ const requestSchema = z.object({
   params: z.unknown().optional(),
   id: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullish(),
 });
-
-/** Methods that run alone, like upstream: nothing else is in flight while they run. */
-const EXCLUSIVE = new Set(["create", "close"]);
 
 export interface ServeOptions {
   input: Readable;
@@ -51,7 +49,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     for await (const event of readLines(opts.input, opts.maxLine ?? MAX_REQUEST_LINE)) {
       if (session.closed) break; // the line after `close` ends the session unprocessed
       if ("oversized" in event) {
-        writer.error(undefined, ErrorCode.INVALID_REQUEST, `request line of ${event.oversized} bytes exceeds the ${opts.maxLine ?? MAX_REQUEST_LINE}-byte limit`);
+        writer.error(idOfSkippedLine(event.head, event.tail), ErrorCode.INVALID_REQUEST,
+          `request line of ${event.oversized} bytes exceeds the ${opts.maxLine ?? MAX_REQUEST_LINE}-byte limit (a write_file carries at most about 7.5 MB)`);
         continue;
       }
       if (event.line.length === 0 || event.line.every((b) => b === 32 || b === 9 || b === 13)) continue;
@@ -61,9 +60,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
         continue;
       }
       const { method, params, id } = parsed;
-      if (EXCLUSIVE.has(method)) {
+      if (method === "create") {
+        // Runs alone, like upstream: nothing else is in flight while it runs.
         await Promise.allSettled([...inflight]);
         await respond(session, writer, method, params, id);
+      } else if (method === "close") {
+        // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
+        // the close up; then let them reply.
+        await respond(session, writer, method, params, id);
+        await Promise.allSettled([...inflight]);
       } else if (method === "cancel") {
         await respond(session, writer, method, params, id); // immediate, never queued behind others
       } else {

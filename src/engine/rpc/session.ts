@@ -1,6 +1,6 @@
 // The methods of one `matchlock rpc` session, which owns at most one sandbox.
 import { z } from "zod";
-import { ErrorCode, Notification, type RequestId } from "../../protocol/rpc.js";
+import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
 import { AgentOpError, SandboxLostError } from "../agent/connection.js";
 import { defaultBackend } from "../backends/select.js";
 import { BackendUnavailableError } from "../backends/backend.js";
@@ -81,7 +81,7 @@ export class Session {
   }
 
   private async close(params: unknown): Promise<Result> {
-    const parsed = z.object({ timeout_seconds: z.number().nonnegative().optional() }).safeParse(params ?? {});
+    const parsed = z.object({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS).optional() }).safeParse(params ?? {});
     const timeout = parsed.success ? parsed.data.timeout_seconds ?? 0 : 0;
     this.closed = true;
     const sb = this.sandbox;
@@ -103,7 +103,9 @@ export class Session {
     const sb = this.current();
     const p = decode(execParams, params);
     const abort = new AbortController();
-    if (id !== undefined && id !== null) this.cancels.set(id, abort);
+    // Ids are the client's; if one is reused while its first request runs, cancel finds the first.
+    const cancellable = id !== undefined && id !== null && !this.cancels.has(id);
+    if (cancellable) this.cancels.set(id, abort);
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     const streamId = id ?? null;
@@ -136,7 +138,7 @@ export class Session {
     } catch (err) {
       throw asRpcError(err, ErrorCode.EXEC_FAILED, "exec error: ");
     } finally {
-      if (id !== undefined && id !== null) this.cancels.delete(id);
+      if (cancellable) this.cancels.delete(id);
     }
   }
 

@@ -23,8 +23,21 @@ export class MessageWriter {
     this.write(withId({ jsonrpc: "2.0", error: { code, message } }, id));
   }
 
-  notify(method: string, params: Record<string, unknown>): void {
-    this.write({ jsonrpc: "2.0", method, params });
+  /**
+   * Writes a notification. Returns a promise when the client is not keeping up: the caller
+   * should wait for it before producing more (see ExecSink).
+   */
+  notify(method: string, params: Record<string, unknown>): Promise<void> | undefined {
+    if (this.write({ jsonrpc: "2.0", method, params })) return undefined;
+    return new Promise((resolve) => {
+      const done = () => {
+        this.out.off("drain", done);
+        this.out.off("close", done);
+        resolve();
+      };
+      this.out.on("drain", done);
+      this.out.on("close", done);
+    });
   }
 
   /** Resolves once everything written so far has been handed to the OS. */
@@ -33,9 +46,10 @@ export class MessageWriter {
     return new Promise((resolve) => this.out.write("", () => resolve()));
   }
 
-  private write(message: object): void {
-    if (this.broken) return;
-    this.out.write(JSON.stringify(message) + "\n");
+  /** False when the stream's buffer is full (the client reads slower than we write). */
+  private write(message: object): boolean {
+    if (this.broken) return true;
+    return this.out.write(JSON.stringify(message) + "\n");
   }
 
   private markBroken(): void {

@@ -1,6 +1,7 @@
 // The `create` params: validated with zod, then merged over the engine defaults exactly as the
 // protocol spec (2.1) says: resources field by field, `network` and `vfs` replaced wholesale.
 import { z } from "zod";
+import { MAX_TIMEOUT_SECONDS } from "../../protocol/rpc.js";
 
 const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
   z.looseObject({
@@ -30,7 +31,9 @@ export const createParamsSchema = z.looseObject({
     cpus: nonNegative("resources.cpus").optional(),
     memory_mb: nonNegative("resources.memory_mb").pipe(z.number().int("resources.memory_mb must be an integer")).optional(),
     disk_size_mb: nonNegative("resources.disk_size_mb").pipe(z.number().int("resources.disk_size_mb must be an integer")).optional(),
-    timeout_seconds: nonNegative("resources.timeout_seconds").optional(),
+    timeout_seconds: nonNegative("resources.timeout_seconds")
+      .pipe(z.number().max(MAX_TIMEOUT_SECONDS, `resources.timeout_seconds must be at most ${MAX_TIMEOUT_SECONDS} (7 days)`))
+      .optional(),
   }).nullish(),
   network: z.looseObject({
     allowed_hosts: z.array(z.string()).nullish(),

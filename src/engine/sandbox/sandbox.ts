@@ -15,6 +15,9 @@ import { resolveUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
 import type { WireFileInfo } from "../../protocol/rpc.js";
 
+/** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
+const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
+
 /** Largest file `read_file` returns in one response. */
 export const MAX_READ_BYTES = 64 * 1024 * 1024;
 
@@ -53,18 +56,23 @@ export class Sandbox {
     const image = await imageFor(config.image);
     const id = newVmId();
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+    let running: RunningSandbox | undefined;
     try {
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
-      const running = await backend.start({
+      running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, hostname: id,
         mounts, stateDir, logFile: logFile(id),
       });
       const env = composeEnv(image.config.env, config.env, secrets);
-      const user = await resolveUser(image.rootfs, image.config.user);
+      // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
+      // host, the image's symlinks could point the engine at host files.
+      const agent = running.agent;
+      const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
       const sandbox = new Sandbox(id, config, running, env, user, config.workspace);
       sandbox.armDeadline();
       return sandbox;
     } catch (err) {
+      await running?.stop(0).catch(() => {});
       await markStopped(id);
       await removeOverlaySnapshots(id);
       throw err;

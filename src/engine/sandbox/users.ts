@@ -1,30 +1,35 @@
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+/** Reads a file of the image, from inside the sandbox (so its symlinks resolve there, not on the host). */
+export type GuestFileReader = (path: string) => Promise<Buffer>;
 
 /**
  * The image's USER ("", "1000", "1000:1000", "nobody", "nobody:nogroup") as the numeric
- * "uid[:gid]" the agent takes. Names are looked up in the image's own /etc/passwd and
- * /etc/group on the host side, so the agent needs no NSS.
+ * "uid[:gid]" the agent takes. Names are looked up in the image's /etc/passwd and /etc/group,
+ * and a bare name or uid gets its passwd group, so the agent needs no NSS.
  */
-export async function resolveUser(rootfs: string, user: string): Promise<string> {
+export async function resolveUser(read: GuestFileReader, user: string): Promise<string> {
   if (!user) return "";
   const [u = "", g] = user.split(":", 2);
-  const uid = /^\d+$/.test(u) ? u : await lookup(join(rootfs, "etc", "passwd"), u, 2);
-  let gid = g === undefined ? undefined : /^\d+$/.test(g) ? g : await lookup(join(rootfs, "etc", "group"), g, 2);
-  if (gid === undefined && !/^\d+$/.test(u)) gid = await lookup(join(rootfs, "etc", "passwd"), u, 3);
+  const numeric = (s: string) => /^\d+$/.test(s);
+  const passwd = numeric(u) && g !== undefined ? undefined : await accounts(read, "/etc/passwd", !numeric(u));
+  const uid = numeric(u) ? u : lookup(passwd!, u, 2, "/etc/passwd");
+  let gid: string | undefined;
+  if (g !== undefined) gid = numeric(g) ? g : lookup(await accounts(read, "/etc/group", true), g, 2, "/etc/group");
+  else gid = passwd?.find((cols) => cols[2] === uid)?.[3];
   return gid === undefined ? uid : `${uid}:${gid}`;
 }
 
-async function lookup(file: string, name: string, field: number): Promise<string> {
+async function accounts(read: GuestFileReader, path: string, required: boolean): Promise<string[][]> {
   let text = "";
   try {
-    text = await readFile(file, "utf8");
-  } catch {
-    // fall through to the error below
+    text = (await read(path)).toString("utf8");
+  } catch (err) {
+    if (required) throw new Error(`cannot resolve the image's user: reading ${path} in the image failed: ${(err as Error).message}`);
   }
-  for (const line of text.split("\n")) {
-    const cols = line.split(":");
-    if (cols[0] === name && cols[field] && /^\d+$/.test(cols[field]!)) return cols[field]!;
-  }
-  throw new Error(`user or group ${JSON.stringify(name)} is not defined in the image's ${file.endsWith("group") ? "/etc/group" : "/etc/passwd"}`);
+  return text.split("\n").map((line) => line.split(":"));
+}
+
+function lookup(rows: string[][], name: string, field: number, file: string): string {
+  const value = rows.find((cols) => cols[0] === name)?.[field];
+  if (value === undefined || !/^\d+$/.test(value)) throw new Error(`user or group ${JSON.stringify(name)} is not defined in the image's ${file}`);
+  return value;
 }

@@ -53,8 +53,12 @@ export class GvisorBackend implements Backend {
     });
     await log.close(); // the child has its own copy of the descriptor
     const agent = new AgentConnection(child.stdin!, child.stdout!);
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     child.once("error", (err) => agent.lose(new SandboxLostError(`could not start runsc: ${err.message}`)));
+    // A runsc that could not be spawned never emits "exit": count "error" as the end too.
+    const exited = new Promise<number | null>((resolve) => {
+      child.once("exit", (code) => resolve(code));
+      child.once("error", () => resolve(null));
+    });
     exited.then((code) => agent.lose(new SandboxLostError(`the sandbox exited (runsc status ${code ?? "killed"})`)));
 
     const stop = (graceMs: number) => stopSandbox(spec.id, child, agent, exited, graceMs);

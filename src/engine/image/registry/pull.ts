@@ -132,7 +132,7 @@ class Puller {
 
     const configFile = (await this.blob(manifest.config)).file;
     const configBytes = await readFile(configFile);
-    const { config, created } = parseConfigJson(configBytes, this.label);
+    const { config, created, diffIds } = parseConfigJson(configBytes, this.label);
     const blobs = () => [...new Set([...this.blobs, ...manifest.layers.map((d) => d.digest)])];
     if (await this.opts.isStored?.(manifest.config.digest)) {
       this.opts.onEvent?.({ type: "up-to-date", digest: manifest.config.digest });
@@ -155,7 +155,7 @@ class Puller {
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_DOWNLOADS, layers.length) }, worker));
-    return { plan: { digest: manifest.config.digest, config, created, layers }, manifestDigest: top.digest, blobs: blobs(), alreadyStored: false };
+    return { plan: { digest: manifest.config.digest, config, created, layers, diffIds }, manifestDigest: top.digest, blobs: blobs(), alreadyStored: false };
   }
 }
 
