@@ -14,19 +14,17 @@ import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { paths } from "../paths.js";
-import { scanArchive, unpackArchive } from "./archive.js";
+// The import and pull machinery (tar, undici, layer unpacking) is loaded on first use, so that
+// resolving an already-stored image, what every `create` does, starts the engine fast.
 import { defaultConfig } from "./config.js";
 import { SHA256_DIGEST, checkDigest, digestHex, sha256Uncompressed } from "./digest.js";
-import { readDockerArchive } from "./docker-archive.js";
-import { applyLayer } from "./layer.js";
 import { pidAlive, withLock } from "./lock.js";
-import { readOciLayout } from "./oci-layout.js";
 import { hostPlatform, parsePlatform } from "./platform.js";
 import { formatRef, normalizeRef, parseRef } from "./reference.js";
 import { BlobCache } from "./blob-cache.js";
 import { PartialDownloads } from "./partial-downloads.js";
-import { pullImage, type PullEvent } from "./registry/pull.js";
-import { StagedArchive, type UnpackPlan } from "./staging.js";
+import type { PullEvent } from "./registry/pull.js";
+import type { UnpackPlan } from "./staging.js";
 import { treeSize } from "./tree-size.js";
 import type { LocalImage, StoredImage } from "./types.js";
 
@@ -127,6 +125,7 @@ export class ImageStore {
     await this.sweepTmp();
     const work = await this.makeTmp("import");
     try {
+      const { scanArchive, unpackArchive } = await import("./archive.js");
       const scan = await scanArchive(tarPath);
       let plan: UnpackPlan;
       if (scan.kind === "rootfs") {
@@ -135,8 +134,11 @@ export class ImageStore {
         const archiveDir = join(work, "archive");
         await mkdir(archiveDir);
         await unpackArchive(tarPath, archiveDir);
+        const { StagedArchive } = await import("./staging.js");
         const staged = new StagedArchive(archiveDir, basename(tarPath));
-        plan = scan.kind === "oci-layout" ? await readOciLayout(staged, platform) : await readDockerArchive(staged, canonical);
+        plan = scan.kind === "oci-layout"
+          ? await (await import("./oci-layout.js")).readOciLayout(staged, platform)
+          : await (await import("./docker-archive.js")).readDockerArchive(staged, canonical);
       }
 
       return await this.commit(canonical, plan, work, { source: `import:${scan.kind}` });
@@ -158,6 +160,7 @@ export class ImageStore {
     await this.sweepTmp();
     const work = await this.makeTmp("pull");
     try {
+      const { pullImage } = await import("./registry/pull.js");
       const pulled = await pullImage(parsed, {
         platform, cache: this.blobs, partials: this.partials, workDir: join(work, "blobs"), onEvent: opts.onEvent,
         isStored: (digest) => exists(join(this.contentDir(digest), "image.json")),
@@ -252,6 +255,7 @@ export class ImageStore {
     if (plan.diffIds && plan.diffIds.length !== plan.layers.length) {
       throw new Error(`the image config lists ${plan.diffIds.length} layers but its manifest ${plan.layers.length}`);
     }
+    const { applyLayer } = await import("./layer.js");
     for (const [i, layer] of plan.layers.entries()) {
       try {
         const diffId = plan.diffIds?.[i];
