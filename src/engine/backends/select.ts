@@ -1,17 +1,51 @@
-// Which isolation engine runs a sandbox: $MATCHLOCK_BACKEND (gvisor | auto). The QEMU micro-VM
-// engine will join here; until then asking for it is a clear error, not a silent fallback.
+// Which isolation engine runs a sandbox: $MATCHLOCK_BACKEND = microvm | gvisor | auto (default).
+// auto: a micro-VM where hardware virtualization is real (KVM), else gVisor where runsc and root
+// are available, else a micro-VM under TCG (software emulation, ~2.5 s per boot).
 import { BackendUnavailableError, type Backend } from "./backend.js";
 import { GvisorBackend } from "./gvisor/runsc.js";
+import { MicrovmBackend } from "./microvm/microvm.js";
+
+export const BACKEND_NAMES = ["microvm", "gvisor", "auto"] as const;
+
+export interface BackendChoice {
+  backend: Backend;
+  /** Why this one, for logs and `matchlock doctor`. */
+  reason: string;
+}
+
+export async function chooseBackend(wanted = process.env.MATCHLOCK_BACKEND || "auto"): Promise<BackendChoice> {
+  switch (wanted) {
+    case "gvisor":
+      return { backend: new GvisorBackend(), reason: "MATCHLOCK_BACKEND=gvisor" };
+    case "microvm":
+      return { backend: new MicrovmBackend(), reason: "MATCHLOCK_BACKEND=microvm" };
+    case "auto": {
+      const microvm = new MicrovmBackend();
+      const accel = await microvm.accel();
+      if (accel.accel === "kvm" && (await availability(microvm)) === undefined) {
+        return { backend: microvm, reason: `auto: micro-VM with ${accel.reason}` };
+      }
+      const gvisor = new GvisorBackend();
+      const gvisorProblem = await availability(gvisor);
+      if (gvisorProblem === undefined) return { backend: gvisor, reason: `auto: gVisor (no real KVM here; ${accel.reason})` };
+      return { backend: microvm, reason: `auto: micro-VM under ${accel.accel.toUpperCase()} (gVisor unavailable: ${gvisorProblem})` };
+    }
+    default:
+      throw new BackendUnavailableError(`unknown backend ${JSON.stringify(wanted)} in MATCHLOCK_BACKEND (use ${BACKEND_NAMES.join(", ")})`);
+  }
+}
 
 export async function defaultBackend(): Promise<Backend> {
-  const wanted = process.env.MATCHLOCK_BACKEND || "auto";
-  switch (wanted) {
-    case "auto":
-    case "gvisor":
-      return new GvisorBackend();
-    case "microvm":
-      throw new BackendUnavailableError("the micro-VM backend is not available in this version: use MATCHLOCK_BACKEND=gvisor");
-    default:
-      throw new BackendUnavailableError(`unknown backend ${JSON.stringify(wanted)} in MATCHLOCK_BACKEND (use gvisor or auto)`);
+  return (await chooseBackend()).backend;
+}
+
+/** undefined when the backend can run sandboxes here, else why not. */
+export async function availability(backend: Backend): Promise<string | undefined> {
+  try {
+    await backend.checkAvailable();
+    return undefined;
+  } catch (err) {
+    if (err instanceof BackendUnavailableError) return err.message;
+    throw err;
   }
 }
