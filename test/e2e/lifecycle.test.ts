@@ -14,7 +14,7 @@ describe("lifecycle", () => {
     home = await setUpE2E();
   });
 
-  test("close + remove leave no process, runsc state, cgroup or state dir", async () => {
+  test("close + remove leave no process, runsc state, cgroup, VM files or state dir", async () => {
     const client = newClient();
     const id = await client.launch(new Sandbox(BUSYBOX).addSecret("TOKEN", "real-secret-value", "example.com"));
     assert.match(id, /^vm-[0-9a-f]{8}$/);

@@ -1,4 +1,5 @@
-// End to end: file operations, mounts and the builder options on real gVisor sandboxes.
+// End to end: file operations, mounts and the builder options on real sandboxes (gVisor or
+// micro-VM, from $MATCHLOCK_BACKEND).
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, readdir, writeFile, mkdir } from "node:fs/promises";
@@ -7,9 +8,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { RPCError, Sandbox, type Client } from "../../src/sdk/index.js";
 import { ImageStore } from "../../src/engine/image/store.js";
-import { BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
 
-describe("files on a gVisor sandbox", () => {
+describe(`files on a ${BACKEND} sandbox`, () => {
   let client: Client;
 
   before(async () => {

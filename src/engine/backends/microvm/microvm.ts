@@ -1,16 +1,16 @@
 // QEMU micro-VM backend: one `qemu-system-x86_64 -M microvm` per sandbox, booting Debian's
 // kernel (PVH vmlinux) with our initramfs, the image as a shared read-only ext4 under a
-// per-VM tmpfs overlay, host mounts over virtio-9p and the agent over virtio-serial (QEMU
-// connects to a unix socket the engine listens on).
+// per-VM tmpfs overlay, host mounts over virtio-9p and the agent over virtio-serial.
 //
+// The agent channel is a socketpair made at spawn time (QEMU's fd 3): no socket file, nothing
+// another local process could connect to first, nothing left on disk if the engine dies.
 // The VM dies with the engine twice over: QEMU runs under `setpriv --pdeathsig KILL`, so the
-// kernel kills it when the engine dies; and the engine's end of the agent socket closing makes
-// the agent (the guest's PID 1) exit, which panics the guest kernel into a reboot that
-// -no-reboot turns into QEMU's exit.
+// kernel kills it when the engine dies; and the engine's end of the channel closing makes the
+// agent (the guest's PID 1) exit, which panics the guest kernel into a reboot that -no-reboot
+// turns into QEMU's exit.
 import { spawn } from "node:child_process";
-import { createServer, type Server, type Socket } from "node:net";
-import { mkdir, open, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { open } from "node:fs/promises";
+import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
@@ -23,8 +23,8 @@ import { ConsoleCapture } from "./console-capture.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
 const READY_TIMEOUT_MS = 60_000;
-/** Longest unix socket path (sun_path is 108 bytes with its NUL). */
-const MAX_SOCKET_PATH = 107;
+/** QEMU's descriptor for the agent channel: stdio 0-2, then this one. */
+const AGENT_FD = 3;
 
 export function qemuBinary(): string {
   return process.env.MATCHLOCK_QEMU || "qemu-system-x86_64";
@@ -63,58 +63,39 @@ export class MicrovmBackend implements Backend {
     const [initramfs, rootImage, accel] = await Promise.all([
       initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),
     ]);
-    // Everything of this VM on the host lives here and is removed when it stops.
-    const runDir = join(spec.stateDir, "microvm");
-    await mkdir(runDir, { recursive: true, mode: 0o700 });
-    const agentSocket = join(runDir, "agent.sock");
-    if (agentSocket.length > MAX_SOCKET_PATH) {
-      throw new Error(`the state directory path is too long for a unix socket (${agentSocket}): use a shorter MATCHLOCK_HOME`);
-    }
     const args = qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
-      accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentSocket, mounts: spec.mounts,
+      accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
     });
 
     const log = await open(spec.logFile, "a");
     await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
-    const server = await listen(agentSocket);
     // setpriv: QEMU gets SIGKILL from the kernel the moment the engine dies, however it dies.
-    const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", qemuBinary(), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", qemuBinary(), ...args], {
+      stdio: ["ignore", "pipe", "pipe", "pipe"],
+    });
     const consoleOut = new ConsoleCapture(log);
     child.stdout!.on("data", (d: Buffer) => consoleOut.write(d));
     child.stderr!.on("data", (d: Buffer) => consoleOut.write(d));
     const exited = new Promise<number | null>((resolve) => {
-      child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null)));
+      // "close", not "exit": by then the console output is fully read, for error messages.
+      child.once("close", (code, signal) => resolve(code ?? (signal ? -1 : null)));
       child.once("error", (err) => { consoleOut.write(Buffer.from(`could not start QEMU: ${err.message}\n`)); resolve(null); });
     });
 
-    let agent: AgentConnection | undefined;
-    const cleanup = async () => {
-      server.close();
-      await consoleOut.close();
-      await rm(runDir, { recursive: true, force: true });
-    };
+    const channel = child.stdio[AGENT_FD] as Readable & Writable;
+    const agent = new AgentConnection(channel, channel);
+    exited.then((code) => agent.lose(new SandboxLostError(`the micro-VM exited (QEMU status ${code ?? "unknown"})`)));
     const stop = async (graceMs: number) => {
-      agent?.shutdown(); // the agent (PID 1) exits, the guest panics and QEMU exits (-no-reboot)
+      agent.shutdown(); // the agent (PID 1) exits, the guest panics and QEMU exits (-no-reboot)
       if (!(await settlesWithin(exited, graceMs))) {
         child.kill("SIGKILL");
         await exited;
       }
-      await cleanup();
+      await consoleOut.close();
     };
     try {
-      const conn = await withTimeout(
-        Promise.race([accepted(server), exited.then(() => { throw new Error("QEMU exited before the VM connected its agent channel"); })]),
-        READY_TIMEOUT_MS, "QEMU did not connect the agent channel in time",
-      );
-      server.close(); // one connection per VM; nobody else may attach
-      agent = new AgentConnection(conn, conn);
-      const a = agent;
-      exited.then((code) => a.lose(new SandboxLostError(`the micro-VM exited (QEMU status ${code ?? "unknown"})`)));
-      await withTimeout(
-        Promise.race([a.ready, exited.then(() => { throw new Error("the micro-VM stopped before its agent was ready"); })]),
-        READY_TIMEOUT_MS, "the sandbox agent did not become ready in time",
-      );
+      await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
     } catch (err) {
       await stop(0);
       const tail = consoleOut.tail();
@@ -123,16 +104,3 @@ export class MicrovmBackend implements Backend {
     return { agent, pid: child.pid, stop };
   }
 }
-
-function listen(path: string): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = createServer({ allowHalfOpen: false });
-    server.once("error", reject);
-    server.listen(path, () => resolve(server));
-  });
-}
-
-function accepted(server: Server): Promise<Socket> {
-  return new Promise((resolve) => server.once("connection", resolve));
-}
-

@@ -21,8 +21,8 @@ export interface VmPlan {
   initramfs: string;
   /** The image's read-only ext4, shared by every VM of that image. */
   rootImage: string;
-  /** Unix socket the engine listens on; QEMU connects to it for the agent channel. */
-  agentSocket: string;
+  /** QEMU's descriptor number of its end of the agent channel (a connected unix socket). */
+  agentFd: number;
   mounts: BackendMount[];
 }
 
@@ -95,7 +95,7 @@ export function qemuArgs(plan: VmPlan): string[] {
     "-kernel", plan.vmlinux, "-initrd", plan.initramfs, "-append", kernelCmdline(plan),
     "-drive", `file=${qemuOpt(plan.rootImage)},format=raw,if=none,id=root,readonly=on`,
     "-device", "virtio-blk-device,drive=root",
-    "-chardev", `socket,id=agent,path=${qemuOpt(plan.agentSocket)}`,
+    "-chardev", `socket,id=agent,fd=${plan.agentFd}`,
     "-device", "virtio-serial-device",
     "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     ...shares,
