@@ -688,6 +688,7 @@ static void read_channel(struct agent *a)
     ssize_t n = read(0, a->in + a->in_len, HEADER_BYTES + MAX_PAYLOAD - a->in_len);
     if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) return;
+        if (errno == EIO) shutdown_agent(a, 0); /* a terminal-like channel device hung up: EOF */
         fprintf(stderr, "matchlock-agent: channel read failed: %s\n", strerror(errno));
         shutdown_agent(a, 1);
     }

@@ -27,7 +27,7 @@ export async function chooseBackend(wanted = process.env.MATCHLOCK_BACKEND || "a
       }
       const gvisor = new GvisorBackend();
       const gvisorProblem = await availability(gvisor);
-      if (gvisorProblem === undefined) return { backend: gvisor, reason: `auto: gVisor (no real KVM here; ${accel.reason})` };
+      if (gvisorProblem === undefined) return { backend: gvisor, reason: `auto: gVisor, since a micro-VM would get ${accel.reason}` };
       return { backend: microvm, reason: `auto: micro-VM under ${accel.accel.toUpperCase()} (gVisor unavailable: ${gvisorProblem})` };
     }
     default:

@@ -33,7 +33,10 @@ export function chooseAccel(facts: HostFacts, override = process.env.MATCHLOCK_M
   if (override && override !== "kvm" && override !== "auto") {
     throw new Error(`MATCHLOCK_MICROVM_ACCEL must be kvm, tcg or auto, not ${JSON.stringify(override)}`);
   }
-  if (!hw) return { accel: "tcg", reason: "TCG: the CPU has no vmx/svm flag (no hardware virtualization)", tscKhz };
+  if (!hw) {
+    const pvm = facts.kvmPvmLoaded ? "; /dev/kvm here is PVM (kvm_pvm), which cannot run Debian's guest kernel" : "";
+    return { accel: "tcg", reason: `TCG: the CPU has no vmx/svm flag (no hardware virtualization)${pvm}`, tscKhz };
+  }
   if (facts.kvmPvmLoaded) {
     return { accel: "tcg", reason: "TCG: /dev/kvm is provided by kvm_pvm, which cannot run Debian's guest kernel", tscKhz };
   }
