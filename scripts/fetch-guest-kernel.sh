@@ -28,7 +28,12 @@ chmod 755 "$work" # apt-get download drops to the _apt user, which must be able 
 trap 'rm -rf "$work"' EXIT
 
 # linux-image-amd64 is a meta package: its Depends names the versioned image package.
-pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+pkg=$(kernel_pkg)
+if [[ -z "$pkg" && $(id -u) -eq 0 ]]; then
+  apt-get update -qq
+  pkg=$(kernel_pkg)
+fi
 if [[ -z "$pkg" ]]; then
   echo "fetch-guest-kernel: apt knows no linux-image-amd64; run apt-get update" >&2
   exit 1

@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runsc busybox-static mmdebstrap e2fsprogs gcc libc6-dev make ca-certificates)
+# qemu-system-x86, cpio, kmod (depmod), python3 (vmlinux extraction), util-linux (setpriv): the
+# micro-VM engine. qemu-system-x86 is installed without recommends (they pull a GUI stack).
+packages=(runsc busybox-static mmdebstrap e2fsprogs gcc libc6-dev make ca-certificates
+  qemu-system-x86 cpio kmod python3 util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { chooseAccel, tscKhzFrom, type HostFacts } from "../../src/engine/backends/microvm/accel.js";
-import { GUEST_MODULES, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
+import { GUEST_9P_MODULES, GUEST_MODULES, guestModuleSets, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
 import { MAX_KERNEL_CMDLINE, guestMounts, kernelCmdline, qemuArgs, qemuOpt, type VmPlan } from "../../src/engine/backends/microvm/qemu-args.js";
 
 const cpuinfo = (flags: string) => `processor\t: 0\ncpu MHz\t\t: 2445.410\nflags\t\t: fpu sse2 ${flags} avx\n`;
@@ -56,10 +56,13 @@ kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/dr
 kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 `;
 
-test("modules load after their dependencies, each once, in the wanted order otherwise", () => {
-  const order = loadOrder(parseModulesDep(DEP), GUEST_MODULES).map(moduleName);
+test("modules load after their dependencies, each once; the 9p stack is a separate list after the core", () => {
+  const sets = guestModuleSets(parseModulesDep(DEP));
+  const core = sets.core.map(moduleName);
+  const order = [...core, ...sets.ninep.map(moduleName)];
   assert.equal(new Set(order).size, order.length, "no module twice");
-  for (const name of GUEST_MODULES) assert.ok(order.includes(name), `${name} is loaded`);
+  for (const name of [...GUEST_MODULES, ...GUEST_9P_MODULES]) assert.ok(order.includes(name), `${name} is loaded`);
+  for (const name of ["9p", "9pnet", "9pnet_virtio", "netfs", "fscache"]) assert.ok(!core.includes(name), `${name} only with 9p shares`);
   const before = (a: string, b: string) => assert.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b}: ${order.join(" ")}`);
   before("virtio", "virtio_mmio");
   before("virtio_ring", "virtio_blk");
@@ -68,7 +71,9 @@ test("modules load after their dependencies, each once, in the wanted order othe
   before("9pnet", "9pnet_virtio");
   before("netfs", "fscache");
   before("fscache", "9p");
+  assert.equal(core.length, 11);
   assert.equal(order.length, 16);
+  assert.deepEqual(loadOrder(parseModulesDep(DEP), ["ext4"]).map(moduleName), ["crc16", "mbcache", "jbd2", "ext4"]);
 });
 
 test("module names: - and _ are the same; unknown modules, broken lines and cycles are errors", () => {
@@ -110,7 +115,7 @@ test("QEMU command line: microvm, TCG, whole vCPUs, memory, read-only root, sock
   assert.ok(values(args, "-device").includes("virtserialport,chardev=agent,name=matchlock.agent"));
   // Parents first: /workspace (tmpfs) is not a share; shares are numbered in order.
   assert.deepEqual(values(args, "-fsdev"), [
-    "local,id=fs1,path=/host/data,security_model=none",
+    "local,id=fs1,path=/host/data,security_model=mapped-xattr",
     "local,id=fs2,path=/host/src,,x,security_model=none,readonly=on",
   ]);
   assert.deepEqual(values(args, "-device").filter((d) => d.startsWith("virtio-9p")), [

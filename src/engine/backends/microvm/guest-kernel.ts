@@ -4,14 +4,14 @@
 // cached under <cache>/microvm/initramfs-<sha256 of its inputs>.cpio.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { promisify } from "node:util";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError } from "../backend.js";
 import { buildOnce } from "./artifact.js";
-import { GUEST_MODULES, loadOrder, parseModulesDep } from "./module-order.js";
+import { guestModuleSets, parseModulesDep } from "./module-order.js";
 
 const run = promisify(execFile);
 
@@ -44,7 +44,8 @@ export async function findGuestKernel(): Promise<GuestKernel> {
 /** Returns the initramfs for this kernel and agent, building it on first use. */
 export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Promise<string> {
   const modRoot = join(kernel.dir, "modules");
-  const order = loadOrder(parseModulesDep(await readFile(join(modRoot, "modules.dep"), "utf8")), GUEST_MODULES);
+  const { core, ninep } = guestModuleSets(parseModulesDep(await readFile(join(modRoot, "modules.dep"), "utf8")));
+  const order = [...core, ...ninep];
   const initScript = paths.packageFile("guest", "microvm", "init.sh");
   const inputs = [initScript, BUSYBOX, agentBinary, ...order.map((m) => join(modRoot, m))];
   const hash = createHash("sha256");
@@ -53,11 +54,11 @@ export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Pr
     hash.update(await readFile(file));
   }
   const target = join(paths.cache(), "microvm", `initramfs-${hash.digest("hex").slice(0, 16)}.cpio`);
-  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initScript, agentBinary, modRoot, order }));
+  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initScript, agentBinary, modRoot, core, ninep }));
 }
 
 async function writeInitramfs(
-  out: string, src: { initScript: string; agentBinary: string; modRoot: string; order: string[] },
+  out: string, src: { initScript: string; agentBinary: string; modRoot: string; core: string[]; ninep: string[] },
 ): Promise<void> {
   const stage = await mkdtemp(join(tmpdir(), "matchlock-initramfs-"));
   try {
@@ -69,9 +70,16 @@ async function writeInitramfs(
     await chmod(join(stage, "bin", "busybox"), 0o755);
     await copyFile(src.agentBinary, join(stage, "matchlock-agent"));
     await chmod(join(stage, "matchlock-agent"), 0o755);
-    const names = src.order.map((m) => basename(m));
-    for (const m of src.order) await copyFile(join(src.modRoot, m), join(stage, "lib", "modules", basename(m)));
-    await writeFile(join(stage, "lib", "modules", "order"), names.join("\n") + "\n");
+    for (const m of [...src.core, ...src.ninep]) await copyFile(join(src.modRoot, m), join(stage, "lib", "modules", basename(m)));
+    const list = (mods: string[]) => mods.map((m) => basename(m)).join("\n") + "\n";
+    await writeFile(join(stage, "lib", "modules", "order"), list(src.core));
+    await writeFile(join(stage, "lib", "modules", "order-9p"), list(src.ninep));
+    // One symlink per applet now, rather than `busybox --install` at every boot.
+    const { stdout } = await run(BUSYBOX, ["--list"]);
+    for (const applet of stdout.split("\n").filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox")) {
+      await symlink("busybox", join(stage, "bin", applet));
+    }
+    for (const d of ["proc", "sys", "dev"]) await mkdir(join(stage, d));
     // Uncompressed newc: the kernel unpacks it without a decompressor (seconds under TCG).
     await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2"`, "sh", stage, out]);
   } finally {

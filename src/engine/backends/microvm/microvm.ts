@@ -9,10 +9,11 @@
 // agent (the guest's PID 1) exit, which panics the guest kernel into a reboot that -no-reboot
 // turns into QEMU's exit.
 import { spawn } from "node:child_process";
-import { open } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
+import { MountConfigError } from "../../vfs/mounts.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
@@ -59,6 +60,11 @@ export class MicrovmBackend implements Backend {
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
+    for (const m of spec.mounts) {
+      if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
+        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
+      }
+    }
     const kernel = await findGuestKernel();
     const [initramfs, rootImage, accel] = await Promise.all([
       initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),

@@ -71,6 +71,11 @@ export function kernelCmdline(plan: VmPlan): string {
   return line;
 }
 
+/**
+ * Writable shares use mapped-xattr: the guest's owners, modes and special files live in
+ * extended attributes, so a guest root cannot create a setuid binary or a device node that
+ * would be real on the host (with "none", QEMU running as root would make them for real).
+ */
 export function qemuArgs(plan: VmPlan): string[] {
   if (!Number.isInteger(plan.memoryMb) || plan.memoryMb < MIN_MEMORY_MB) {
     throw new Error(`a micro-VM needs at least ${MIN_MEMORY_MB} MB of memory (asked for ${plan.memoryMb})`);
@@ -79,7 +84,7 @@ export function qemuArgs(plan: VmPlan): string[] {
   const shares = guestMounts(plan.mounts).flatMap((m, i) =>
     m.kind === "9p"
       ? [
-          "-fsdev", `local,id=fs${i},path=${qemuOpt(m.hostPath)},security_model=none${m.readonly ? ",readonly=on" : ""}`,
+          "-fsdev", `local,id=fs${i},path=${qemuOpt(m.hostPath)},${m.readonly ? "security_model=none,readonly=on" : "security_model=mapped-xattr"}`,
           "-device", `virtio-9p-device,fsdev=fs${i},mount_tag=${m.tag}`,
         ]
       : [],
