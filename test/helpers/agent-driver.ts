@@ -46,10 +46,11 @@ import os, pty, select, subprocess, sys, tty
 master, slave = pty.openpty()
 tty.setraw(slave)
 agent = subprocess.Popen([sys.argv[1], "--channel", os.ttyname(slave)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-os.close(slave)
+# The slave stays open here: if its last descriptor closed before the agent opened it, the
+# master would read as hung up. The loop ends on stdin EOF (we hang up) or the agent's exit.
 fds = [0, master]
-while master in fds:
-    for fd in select.select(fds, [], [])[0]:
+while agent.poll() is None:
+    for fd in select.select(fds, [], [], 0.1)[0]:
         try:
             data = os.read(fd, 65536)
         except OSError:
@@ -57,7 +58,7 @@ while master in fds:
         if not data:
             fds.remove(fd)
             if fd == 0:
-                os.close(master)  # hang up: the agent's read fails with EIO
+                os.close(master)  # hang up: the agent's read fails with EIO, which it takes as EOF
                 fds = []
             continue
         out = master if fd == 0 else 1
