@@ -1,6 +1,10 @@
 // The micro-VM backend's pure parts: KVM detection, module load order, QEMU and kernel command lines.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp, open, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConsoleCapture } from "../../src/engine/backends/microvm/console-capture.js";
 import { chooseAccel, tscKhzFrom, type HostFacts } from "../../src/engine/backends/microvm/accel.js";
 import { GUEST_9P_MODULES, GUEST_MODULES, guestModuleSets, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
 import { MAX_KERNEL_CMDLINE, guestMounts, kernelCmdline, qemuArgs, qemuOpt, type VmPlan } from "../../src/engine/backends/microvm/qemu-args.js";
@@ -146,4 +150,22 @@ test("bad plans are clear errors: too little memory, a kernel command line too l
   const long = Array.from({ length: 20 }, (_, i) => ({ kind: "tmpfs" as const, guestPath: `/${"x".repeat(60)}${i}` }));
   assert.throws(() => kernelCmdline(plan({ mounts: long })), new RegExp(`of ${MAX_KERNEL_CMDLINE - 1} bytes`));
   assert.equal(qemuOpt("a,b,,c"), "a,,b,,,,c");
+});
+
+test("the guest console reaches the log only up to 1 MiB; the tail for errors is cleaned of control bytes", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "matchlock-console-"));
+  try {
+    const file = join(dir, "vm.log");
+    const capture = new ConsoleCapture(await open(file, "a"));
+    const line = Buffer.from("x".repeat(1023) + "\n");
+    for (let i = 0; i < 3 * 1024; i++) capture.write(line); // 3 MiB from a chatty (or hostile) guest
+    capture.write(Buffer.from("boot \x1b[31mfailed\x07 here\n"));
+    await capture.close();
+    const size = (await stat(file)).size;
+    assert.ok(size <= 1024 * 1024 + 64, `log grew to ${size} bytes`);
+    assert.match(await readFile(file, "utf8"), /\[console output truncated\]\n$/);
+    assert.equal(capture.tail(1), "boot [31mfailed here");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
