@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { MatchlockError, Sandbox } from "../../src/sdk/index.js";
-import { BUSYBOX, CLI, PYTHON, ROOT, cli, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, CLI, PYTHON, ROOT, cli, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
 
 describe("lifecycle", () => {
   let home: string;
@@ -39,6 +39,18 @@ describe("lifecycle", () => {
     const [ra, rb] = await Promise.all([a.exec("cat /workspace/who; hostname"), b.exec("cat /workspace/who; hostname")]);
     assert.equal(ra.stdout, `a${a.vmId}\n`);
     assert.equal(rb.stdout, `b${b.vmId}\n`);
+  });
+
+  test("a sandbox can ask for the other engine than the engine-wide choice", async () => {
+    const other = BACKEND === "microvm" ? "gvisor" : "microvm";
+    await using client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).withBackend(other));
+    const config = JSON.parse(await readFile(join(home, "vms", id, "config.json"), "utf8")) as { backend: string };
+    assert.equal(config.backend, other);
+    assert.equal((await client.exec("hostname")).stdout, `${id}\n`);
+    const log = await readFile(join(home, "vms", id, "logs", "vm.log"), "utf8");
+    if (other === "microvm") assert.match(log, /microvm: (KVM|TCG)/);
+    else assert.doesNotMatch(log, /microvm:/);
   });
 
   test("calls after close, and before launch, give clear errors", async () => {

@@ -13,12 +13,15 @@ export interface BackendChoice {
   reason: string;
 }
 
-export async function chooseBackend(wanted = process.env.MATCHLOCK_BACKEND || "auto"): Promise<BackendChoice> {
+/** `perSandbox` is the create request's `backend`; without it $MATCHLOCK_BACKEND decides. */
+export async function chooseBackend(perSandbox?: string): Promise<BackendChoice> {
+  const wanted = perSandbox || process.env.MATCHLOCK_BACKEND || "auto";
+  const source = perSandbox ? "asked for by the sandbox" : "MATCHLOCK_BACKEND";
   switch (wanted) {
     case "gvisor":
-      return { backend: new GvisorBackend(), reason: "MATCHLOCK_BACKEND=gvisor" };
+      return { backend: new GvisorBackend(), reason: `${source}: gvisor` };
     case "microvm":
-      return { backend: new MicrovmBackend(), reason: "MATCHLOCK_BACKEND=microvm" };
+      return { backend: new MicrovmBackend(), reason: `${source}: microvm` };
     case "auto": {
       const microvm = new MicrovmBackend();
       const accel = await microvm.accel();
@@ -33,10 +36,6 @@ export async function chooseBackend(wanted = process.env.MATCHLOCK_BACKEND || "a
     default:
       throw new BackendUnavailableError(`unknown backend ${JSON.stringify(wanted)} in MATCHLOCK_BACKEND (use ${BACKEND_NAMES.join(", ")})`);
   }
-}
-
-export async function defaultBackend(): Promise<Backend> {
-  return (await chooseBackend()).backend;
 }
 
 /** undefined when the backend can run sandboxes here, else why not. */
