@@ -34,7 +34,7 @@ function run(cmd: string, args: string[]): Promise<number> {
 }
 
 async function rawRunscBundle(rootfs: string, dir: string, args: string[]): Promise<string> {
-  const config = ociConfig({ id: "bench", rootfs, cpus: 1, memoryMb: 512, hostname: "bench", mounts: [], stateDir: dir, logFile: "/dev/null" }, "/bin/true");
+  const config = ociConfig({ id: "bench", rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: "bench", mounts: [], stateDir: dir, logFile: "/dev/null" }, "/bin/true");
   (config.process as { args: string[] }).args = args;
   (config as { mounts: unknown[] }).mounts = (config.mounts as Array<{ destination: string }>).filter((m) => m.destination !== "/.matchlock/agent");
   await mkdir(dir, { recursive: true });
@@ -47,7 +47,7 @@ async function agentOnlyExecs(rootfs: string, work: string): Promise<number[]> {
   const stateDir = join(work, id);
   await mkdir(stateDir, { recursive: true });
   const sandbox = await new GvisorBackend().start({
-    id, rootfs, cpus: 1, memoryMb: 512, hostname: id, mounts: [], stateDir, logFile: join(stateDir, "log"),
+    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, mounts: [], stateDir, logFile: join(stateDir, "log"),
   });
   const times: number[] = [];
   try {

@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# qemu-system-x86, cpio, kmod (depmod), python3 (vmlinux extraction), util-linux (setpriv): the
+# micro-VM engine. qemu-system-x86 is installed without recommends (they pull a GUI stack).
+# docker-registry, apache2-utils, openssl: the registry pull tests.
 packages=(runsc busybox-static mmdebstrap e2fsprogs gcc libc6-dev make ca-certificates
-  docker-registry apache2-utils openssl)  # the last three: the registry pull tests
+  qemu-system-x86 cpio kmod python3 util-linux docker-registry apache2-utils openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,8 @@ echo "==> build"
 npm run --silent build
 echo "==> link the matchlock command onto PATH"
 npm link --no-audit --no-fund --loglevel=error >/dev/null
+echo "==> micro-VM guest kernel"
+bash scripts/fetch-guest-kernel.sh
 echo "==> images"
 bash scripts/build-test-images.sh
 bash scripts/import-images.sh

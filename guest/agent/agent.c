@@ -3,6 +3,8 @@
  *
  * It speaks the frame protocol of PROTOCOL.md on its stdin (engine -> agent) and stdout
  * (agent -> engine): runs commands, streams their output, reads, writes and lists files.
+ * With `--channel PATH` (the micro-VM's virtio-serial port) it opens PATH read-write and uses
+ * it for both directions instead; stderr stays where it was (the VM's console).
  * Single-threaded: one poll() loop multiplexes the channel, every exec's output pipes, the
  * SIGCHLD self-pipe and pending file reads. Writes to stdout block when the engine does not
  * read; that is the protocol's flow control.
@@ -686,6 +688,7 @@ static void read_channel(struct agent *a)
     ssize_t n = read(0, a->in + a->in_len, HEADER_BYTES + MAX_PAYLOAD - a->in_len);
     if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) return;
+        if (errno == EIO) shutdown_agent(a, 0); /* a terminal-like channel device hung up: EOF */
         fprintf(stderr, "matchlock-agent: channel read failed: %s\n", strerror(errno));
         shutdown_agent(a, 1);
     }
@@ -800,8 +803,24 @@ static size_t build_pollset(struct agent *a)
     return n;
 }
 
-int main(void)
+/*
+ * `--channel PATH`: put the device on fds 0 and 1, so the rest of the agent needs no second
+ * code path. Done before setup(), which fills any fd 0-2 still missing with /dev/null.
+ */
+static void open_channel(int argc, char **argv)
 {
+    if (argc == 1) return;
+    if (argc != 3 || strcmp(argv[1], "--channel") != 0)
+        die(2, "usage: matchlock-agent [--channel DEVICE] (default: stdin/stdout)");
+    int fd = open(argv[2], O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) die(1, "open %s: %s", argv[2], strerror(errno));
+    if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0) die(1, "dup2 %s: %s", argv[2], strerror(errno));
+    if (fd > 1) close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    open_channel(argc, argv);
     struct agent agent;
     memset(&agent, 0, sizeof agent);
     struct agent *a = &agent;

@@ -2,6 +2,7 @@
 // The `matchlock` command line. Every failure prints one "Error: ..." line on stderr and exits 1.
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
+import { registerDoctorCommand } from "./doctor.js";
 import { registerImageCommands } from "./image.js";
 import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
@@ -39,6 +40,7 @@ program
 registerRunCommand(program);
 registerVmCommands(program);
 registerImageCommands(program);
+registerDoctorCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`Error: ${(err as Error)?.message ?? String(err)}\n`);

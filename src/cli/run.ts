@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { once } from "node:events";
 import { resolve } from "node:path";
-import { defaultBackend } from "../engine/backends/select.js";
+import { chooseBackend } from "../engine/backends/select.js";
 import { createParamsSchema, describeZodError, mergeDefaults, type WireMount } from "../engine/sandbox/create-config.js";
 import { Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
@@ -13,6 +13,7 @@ interface RunOptions {
   memory?: string;
   diskSize?: string;
   workspace: string;
+  backend?: string;
   volume: string[];
   workdir?: string;
   rm: boolean;
@@ -50,6 +51,7 @@ export function registerRunCommand(program: Command): void {
     .option("--memory <mb>", "memory in MB")
     .option("--disk-size <mb>", "disk size in MB")
     .option("--workspace <path>", "guest workspace directory", "/workspace")
+    .option("--backend <name>", "isolation engine: microvm, gvisor or auto (default: $MATCHLOCK_BACKEND, else auto)")
     .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
@@ -67,9 +69,11 @@ export function registerRunCommand(program: Command): void {
         image: opts.image,
         resources: { cpus: num(opts.cpus), memory_mb: num(opts.memory), disk_size_mb: num(opts.diskSize) },
         vfs: { workspace: opts.workspace, mounts },
+        backend: opts.backend,
       });
       if (!params.success) throw new Error(describeZodError(params.error));
-      const sandbox = await Sandbox.create(mergeDefaults(params.data), await defaultBackend());
+      const config = mergeDefaults(params.data);
+      const sandbox = await Sandbox.create(config, (await chooseBackend(config.backend)).backend);
       const finish = async () => {
         await sandbox.close();
         if (opts.rm) await removeVmDir(sandbox.id);

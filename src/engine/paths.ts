@@ -17,6 +17,10 @@ export const paths = {
   /** The image store; $MATCHLOCK_IMAGES puts it elsewhere (e.g. shared by test homes). */
   images: () => process.env.MATCHLOCK_IMAGES || join(matchlockHome(), "images"),
   runscRoot: () => join(matchlockHome(), "runsc"),
+  /** Built artifacts keyed by content (guest kernel, initramfs): $MATCHLOCK_CACHE, else ~/.cache/matchlock. */
+  cache: () => process.env.MATCHLOCK_CACHE || join(homedir(), ".cache", "matchlock"),
+  /** Files shipped with the package, e.g. guest/microvm/init.sh. */
+  packageFile: (...parts: string[]) => join(packageRoot, ...parts),
   /** The static agent binary put into every sandbox; $MATCHLOCK_AGENT overrides it. */
   agentBinary: () => process.env.MATCHLOCK_AGENT || join(packageRoot, "guest", "agent", "build", "matchlock-agent"),
 };

@@ -4,6 +4,7 @@ export { Sandbox } from "./sandbox.js";
 export { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 export { ErrorCode, GoFileMode } from "../protocol/rpc.js";
 export type {
+  BackendName,
   CallOptions,
   Config,
   CreateOptions,

@@ -1,8 +1,9 @@
 // Fluent builder for CreateOptions, mirroring the seed Python SDK's Sandbox. Each setter
 // validates its input at once, so a mistake is reported where it was made.
 import { MatchlockError } from "./errors.js";
-import type { CreateOptions, MountConfig } from "./types.js";
+import type { BackendName, CreateOptions, MountConfig } from "./types.js";
 import {
+  checkBackend,
   checkDnsServer,
   checkGuestPath,
   checkHostPattern,
@@ -41,6 +42,15 @@ export class Sandbox {
   /** Sandbox lifetime in seconds; 0 = engine default. The seed engine stores but does not enforce it. */
   withTimeout(seconds: number): this {
     this.opts.timeoutSeconds = checkTimeoutSeconds("timeout (seconds)", seconds);
+    return this;
+  }
+
+  /**
+   * Isolation engine for this sandbox: "microvm" (QEMU), "gvisor" or "auto". Default: the
+   * engine's own choice ($MATCHLOCK_BACKEND, else auto).
+   */
+  withBackend(backend: BackendName): this {
+    this.opts.backend = checkBackend(backend);
     return this;
   }
 

@@ -44,7 +44,11 @@ export interface CreateOptions {
   secrets?: Secret[];
   workspace?: string;
   dnsServers?: string[];
+  /** Isolation engine for this sandbox (a matchlock extension); default: the engine's choice. */
+  backend?: BackendName;
 }
+
+export type BackendName = "microvm" | "gvisor" | "auto";
 
 export interface ExecResult {
   /** The exit status; 128 + N when the command was killed by signal N. */

@@ -5,7 +5,7 @@ import { MAX_TIMEOUT_SECONDS } from "../protocol/rpc.js";
 import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
-import type { CreateOptions, MountConfig, MountType, Secret } from "./types.js";
+import type { BackendName, CreateOptions, MountConfig, MountType, Secret } from "./types.js";
 
 const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -100,6 +100,15 @@ export function checkSecret(secret: Secret): Secret {
 }
 
 /** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
+const BACKENDS: readonly BackendName[] = ["microvm", "gvisor", "auto"];
+
+export function checkBackend(backend: BackendName): BackendName {
+  if (!BACKENDS.includes(backend)) {
+    throw new MatchlockError(`backend must be "microvm", "gvisor" or "auto", not ${JSON.stringify(backend)}`);
+  }
+  return backend;
+}
+
 export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts === null || typeof opts !== "object") throw new MatchlockError("create options must be an object");
   const out: CreateOptions = { image: checkImage(opts.image) };
@@ -110,6 +119,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
     out.diskSizeMb = checkPositiveInt("diskSizeMb", opts.diskSizeMb);
   }
   if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
+  if (opts.backend !== undefined) out.backend = checkBackend(opts.backend);
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
   if (opts.blockPrivateIps !== undefined) out.blockPrivateIps = Boolean(opts.blockPrivateIps);
   if (opts.mounts !== undefined) {

@@ -1,7 +1,8 @@
 // End to end: the `matchlock` command line.
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
-import { BUSYBOX, cli, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, cli, setUpE2E } from "../helpers/e2e.js";
+import { chooseAccel, hostFacts } from "../../src/engine/backends/microvm/accel.js";
 
 describe("matchlock CLI", () => {
   before(async () => {
@@ -11,9 +12,33 @@ describe("matchlock CLI", () => {
   test("--help lists the commands; --version names matchlock", async () => {
     const help = await cli(["--help"]);
     assert.equal(help.code, 0);
-    for (const c of ["run", "list", "get", "kill", "rm", "prune", "rpc", "version", "image"]) assert.match(help.stdout, new RegExp(`\\b${c}\\b`));
+    for (const c of ["run", "list", "get", "kill", "rm", "prune", "rpc", "version", "image", "doctor"]) assert.match(help.stdout, new RegExp(`\\b${c}\\b`));
     assert.match((await cli(["--version"])).stdout, /matchlock/);
     assert.match((await cli(["version"])).stdout, /^matchlock .*commit:/);
+  });
+
+  test("doctor says which engines work, KVM or TCG and why, and which one is selected", async () => {
+    const r = await cli(["doctor", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { backends: Array<{ name: string; available: boolean; detail?: string }>; selected: { name: string; reason: string } };
+    assert.deepEqual(report.backends.map((b) => b.name), ["microvm", "gvisor"]);
+    // This suite boots sandboxes on both engines, so both must be available here.
+    assert.ok(report.backends.every((b) => b.available), r.stdout);
+    const accel = chooseAccel(await hostFacts());
+    assert.equal(report.backends[0]!.detail, accel.reason);
+    assert.match(accel.reason, /^(KVM|TCG)/);
+    if (BACKEND !== "auto") assert.equal(report.selected.name, BACKEND);
+    assert.match(report.selected.reason, /MATCHLOCK_BACKEND|auto/);
+    const text = await cli(["doctor"]);
+    assert.match(text.stdout, /^microvm: available\n  accelerator: (KVM|TCG)/m);
+    assert.match(text.stdout, /^selected: /m);
+    // An unknown MATCHLOCK_BACKEND is reported, not a crash. cli() reads the env when it spawns.
+    const saved = process.env.MATCHLOCK_BACKEND;
+    process.env.MATCHLOCK_BACKEND = "bogus";
+    const pending = cli(["doctor"]);
+    if (saved === undefined) delete process.env.MATCHLOCK_BACKEND;
+    else process.env.MATCHLOCK_BACKEND = saved;
+    assert.match((await pending).stdout, /^selected: none \(unknown backend "bogus" in MATCHLOCK_BACKEND \(use microvm, gvisor, auto\)\)$/m);
   });
 
   test("run streams output and exits with the command's code", async () => {

@@ -84,6 +84,9 @@ describe("matchlock rpc, raw", () => {
     const mount = await s.call("create", { image: BUSYBOX, vfs: { workspace: "/workspace", mounts: { "/workspace/../etc": { type: "memory" } } } }, 5);
     assert.equal(mount.error.code, -32602);
     assert.match(mount.error.message, /normalised/);
+    const backend = await s.call("create", { image: BUSYBOX, backend: "firecracker" }, 6);
+    assert.equal(backend.error.code, -32602);
+    assert.equal(backend.error.message, "backend must be microvm, gvisor or auto");
   });
 
   test("an oversized line is refused and nothing else is lost", async () => {

@@ -1,12 +1,13 @@
-// End to end through the SDK, the real engine and real gVisor sandboxes: exec and streaming.
+// End to end through the SDK, the real engine and real sandboxes (gVisor or micro-VM, from
+// $MATCHLOCK_BACKEND): exec and streaming.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Writable } from "node:stream";
 import { RPCError, Sandbox, type Client } from "../../src/sdk/index.js";
-import { BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
 
-describe("exec on a gVisor sandbox", () => {
+describe(`exec on a ${BACKEND} sandbox`, () => {
   let client: Client;
 
   before(async () => {

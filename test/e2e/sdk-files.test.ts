@@ -1,15 +1,18 @@
-// End to end: file operations, mounts and the builder options on real gVisor sandboxes.
+// End to end: file operations, mounts and the builder options on real sandboxes (gVisor or
+// micro-VM, from $MATCHLOCK_BACKEND).
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, readdir, writeFile, mkdir } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, stat, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { RPCError, Sandbox, type Client } from "../../src/sdk/index.js";
 import { ImageStore } from "../../src/engine/image/store.js";
-import { BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
+import { rootImagePath } from "../../src/engine/backends/microvm/root-image.js";
+import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
 
-describe("files on a gVisor sandbox", () => {
+describe(`files on a ${BACKEND} sandbox`, () => {
   let client: Client;
 
   before(async () => {
@@ -128,6 +131,30 @@ describe("mounts and builder options", () => {
     assert.equal((await client.exec("cat /work/src/h.txt")).stdout, "from-host");
   });
 
+  test("guest root cannot plant a device node in a shared host dir (nor, on the micro-VM, a setuid binary)", async () => {
+    // Each may fail inside (gVisor refuses mknod) or succeed as metadata only (9p mapped-xattr):
+    // what matters is what the host sees.
+    await client.exec("mknod /work/src/disk b 8 0; cp /bin/busybox /work/src/suid; chmod 4755 /work/src/suid; true");
+    const names = await readdir(rw);
+    if (names.includes("disk")) assert.ok(!(await stat(join(rw, "disk"))).isBlockDevice(), "a block device appeared on the host");
+    assert.ok(names.includes("suid"), "the copy itself is an ordinary file write");
+    // gVisor passes the guest's chmod 4755 through to the host file today (a known gap of that
+    // engine, reported separately); the micro-VM keeps guest modes in xattrs.
+    if (BACKEND === "microvm") assert.equal((await stat(join(rw, "suid"))).mode & 0o4000, 0, "the setuid bit reached the host");
+  });
+
+  test("a single host file: gVisor mounts it, the micro-VM refuses it clearly (9p shares directories)", async () => {
+    const file = join(ro, "config.txt");
+    await using other = newClient();
+    const launching = other.launch(new Sandbox(BUSYBOX).mountHostDirReadonly("/etc/host-config.txt", file));
+    if (BACKEND === "microvm") {
+      await assert.rejects(launching, (err: unknown) => err instanceof RPCError && /shares directories only.*config\.txt is a file/.test(err.message));
+    } else {
+      await launching;
+      assert.equal((await other.exec("cat /etc/host-config.txt")).stdout, "from-host-ro");
+    }
+  });
+
   test("a read-only host dir cannot be written, by exec or by writeFile", async () => {
     assert.equal((await client.exec("cat /work/config/config.txt")).stdout, "from-host-ro");
     const r = await client.exec("echo x > /work/config/new.txt");
@@ -162,3 +189,28 @@ describe("mounts and builder options", () => {
     assert.ok(!env.includes("sk-real-value-123"));
   });
 });
+
+// What only the micro-VM engine does: gVisor keeps writes in memory without a size cap.
+if (BACKEND === "microvm") {
+  describe("micro-VM root file system", () => {
+    before(async () => {
+      await setUpE2E();
+    });
+
+    test("disk_size_mb caps root file system writes, and the shared base image never changes", async () => {
+      const image = await new ImageStore().resolve(BUSYBOX);
+      assert.ok(image);
+      const base = rootImagePath(image.rootfs);
+      const digest = async () => createHash("sha256").update(await readFile(base)).digest("hex");
+      await using client = newClient();
+      await client.launch(new Sandbox(BUSYBOX).withMemory(512).withDiskSize(64));
+      const before = await digest();
+      const r = await client.exec("dd if=/dev/zero of=/big bs=1M count=100 2>&1; echo rc=$?; rm -f /etc/passwd; echo x > /bin/new");
+      assert.match(r.stdout, /No space left on device/);
+      assert.match(r.stdout, /rc=1/);
+      assert.equal((await client.exec("ls /etc/passwd /bin/new 2>/dev/null")).stdout, "/bin/new\n");
+      await client.close();
+      assert.equal(await digest(), before);
+    });
+  });
+}

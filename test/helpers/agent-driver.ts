@@ -33,7 +33,39 @@ export interface AgentOptions {
   umask?: number;
   /** Supplementary groups the agent starts with (needs root and setpriv). */
   groups?: number[];
+  /**
+   * Run the agent in device mode (`--channel`, as in the micro-VM) on a raw pseudo-terminal,
+   * with a python3 relay between the pty master and this driver's pipes.
+   */
+  channelDevice?: boolean;
 }
+
+/** Relays stdin -> pty master -> stdout for an agent opened on the pty slave; exits with the agent's code. */
+const PTY_RELAY = `
+import os, pty, select, subprocess, sys, tty
+master, slave = pty.openpty()
+tty.setraw(slave)
+agent = subprocess.Popen([sys.argv[1], "--channel", os.ttyname(slave)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+# The slave stays open here: if its last descriptor closed before the agent opened it, the
+# master would read as hung up. The loop ends on stdin EOF (we hang up) or the agent's exit.
+fds = [0, master]
+while agent.poll() is None:
+    for fd in select.select(fds, [], [], 0.1)[0]:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            fds.remove(fd)
+            if fd == 0:
+                os.close(master)  # hang up: the agent's read fails with EIO, which it takes as EOF
+                fds = []
+            continue
+        out = master if fd == 0 else 1
+        while data:
+            data = data[os.write(out, data):]
+sys.exit(agent.wait())
+`;
 
 interface Pending {
   frames: Frame[];
@@ -73,7 +105,9 @@ export class AgentDriver {
    * (and setpriv) wrapper that execs the agent, so the agent keeps the wrapper's pid.
    */
   constructor(opts: AgentOptions = {}) {
-    if (opts.umask === undefined && opts.groups === undefined) {
+    if (opts.channelDevice) {
+      this.proc = spawn("python3", ["-c", PTY_RELAY, AGENT_BINARY], { stdio: "pipe" });
+    } else if (opts.umask === undefined && opts.groups === undefined) {
       this.proc = spawn(AGENT_BINARY, [], { stdio: "pipe" });
     } else {
       const umask = opts.umask === undefined ? "" : `umask ${opts.umask.toString(8).padStart(4, "0")} && `;

@@ -26,7 +26,7 @@ const SHARED_IMAGES = join(tmpdir(), "matchlock-e2e-images");
  * image store, importing the test images into it if they are not there yet.
  */
 export async function setUpE2E(): Promise<string> {
-  if (process.getuid?.() !== 0) throw new Error("the end-to-end tests need root: gVisor's runsc needs it");
+  if (process.getuid?.() !== 0) throw new Error("the end-to-end tests need root: gVisor's runsc needs it, and QEMU's 9p shares run as the caller");
   const home = await mkdtemp(join(tmpdir(), "matchlock-e2e-"));
   process.env.MATCHLOCK_HOME = home;
   process.env.MATCHLOCK_IMAGES = SHARED_IMAGES;
@@ -65,15 +65,22 @@ export function cli(args: string[], input?: string): Promise<CliResult> {
   });
 }
 
-/** Host processes whose command line mentions this sandbox id (runsc, gofer, sandbox). */
+/** The engine the e2e suites run against: $MATCHLOCK_BACKEND (npm test runs them once per engine). */
+export const BACKEND = process.env.MATCHLOCK_BACKEND || "auto";
+
+/** Host processes whose command line mentions this sandbox id (runsc, gofer, sandbox, qemu). */
 export async function processesOf(vmId: string): Promise<string[]> {
   const { stdout } = await execFileP("ps", ["-eo", "pid,args"]);
   return stdout.split("\n").filter((l) => l.includes(vmId) && !l.includes("ps -eo"));
 }
 
-/** Everything a sandbox could leave on the host: processes, runsc state, cgroups, its state dir. */
+/**
+ * Everything a sandbox of either engine could leave on the host: processes (runsc's or QEMU's),
+ * runsc state, cgroups, the micro-VM's runtime directory (agent socket).
+ */
 export async function leftovers(vmId: string, home: string): Promise<string[]> {
   const found: string[] = [...(await processesOf(vmId)).map((p) => `process: ${p.trim()}`)];
+  if (existsSync(join(home, "vms", vmId, "microvm"))) found.push(`${join(home, "vms", vmId, "microvm")}/`);
   for (const dir of [join(home, "runsc"), "/sys/fs/cgroup/memory/matchlock", "/sys/fs/cgroup/cpu/matchlock"]) {
     try {
       if ((await readdir(dir)).some((n) => n.includes(vmId))) found.push(`${dir}/${vmId}*`);

@@ -4,6 +4,7 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -413,4 +414,32 @@ test("an oversized frame is a fatal protocol error (exit 2)", LIMIT, async () =>
   } finally {
     agent.proc.kill("SIGKILL");
   }
+});
+
+test("device mode (--channel PATH, as in the micro-VM) speaks the protocol over one read-write device", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    assert.equal(await agent.ready, "matchlock-agent 1");
+    assertExit(await agent.exec("echo out; echo err >&2; exit 3"), 3);
+    const big = randomBytes(300 * 1024);
+    await writeFile(join(dir, "big"), big);
+    const read = await agent.op(FrameType.READ, encodeStrings([join(dir, "big")]));
+    assert.equal(sha256(read.stdout), sha256(big), "a 300 KiB read arrives intact through the raw pty");
+    const r = await agent.exec("ls -l /proc/self/fd/ | grep -c pts || true");
+    assert.equal(r.stdout.toString().trim(), "0", "the channel device is not inherited by commands");
+  }, { channelDevice: true });
+});
+
+test("a bad command line is a usage error (exit 2); a missing channel device exits 1", LIMIT, async () => {
+  const run = (args: string[]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const p = spawn(AGENT_BINARY, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("close", (code) => resolve({ code, stderr }));
+  });
+  const usage = await run(["--bogus"]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /usage: matchlock-agent \[--channel DEVICE\]/);
+  const missing = await run(["--channel", "/nonexistent/port"]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /open \/nonexistent\/port: No such file or directory/);
 });

@@ -213,6 +213,14 @@ describe("checkCreateOptions (hand-written CreateOptions)", () => {
     });
   });
 
+  it("carries a per-sandbox backend to the wire, and refuses unknown ones", () => {
+    assert.equal(wire(new Sandbox("img").withBackend("microvm")).backend, "microvm");
+    assert.equal(wire(new Sandbox("img")).backend, undefined);
+    throwsMatchlock(() => new Sandbox("img").withBackend("firecracker" as never), /backend must be "microvm", "gvisor" or "auto", not "firecracker"/);
+    assert.equal(checkCreateOptions({ image: "a", backend: "gvisor" }).backend, "gvisor");
+    throwsMatchlock(() => checkCreateOptions({ image: "a", backend: "kvm" as never }), /backend must be/);
+  });
+
   it("applies the builder's rules", () => {
     throwsMatchlock(() => checkCreateOptions({ image: "" }), /^image is required/);
     throwsMatchlock(() => checkCreateOptions({ image: "a", cpus: Number.NaN }), /cpus must be a positive integer/);

@@ -1,5 +1,5 @@
-// The seam between sandbox lifecycle and isolation engines. gVisor is the first engine;
-// the QEMU micro-VM engine plugs in behind the same interface.
+// The seam between sandbox lifecycle and isolation engines: gVisor (backends/gvisor) and
+// QEMU micro-VMs (backends/microvm) implement the same interface.
 import type { AgentConnection } from "../agent/connection.js";
 
 /** A mount as the backend must realise it inside the sandbox. */
@@ -13,6 +13,8 @@ export interface SandboxSpec {
   rootfs: string;
   cpus: number;
   memoryMb: number;
+  /** Cap on what the sandbox may write to its root file system. */
+  diskSizeMb: number;
   hostname: string;
   mounts: BackendMount[];
   /** Per-sandbox state directory (logs, bundle, sockets). */

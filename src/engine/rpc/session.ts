@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
 import { AgentOpError, SandboxLostError } from "../agent/connection.js";
-import { defaultBackend } from "../backends/select.js";
+import { chooseBackend } from "../backends/select.js";
 import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
 import { ImageNotFoundError, PathError, Sandbox, secretPlaceholders } from "../sandbox/sandbox.js";
@@ -69,7 +69,9 @@ export class Session {
       this.log("note: network egress is not implemented yet: the sandbox has no network at all (everything is denied)");
     }
     try {
-      this.sandbox = await Sandbox.create(config, await defaultBackend(), secretPlaceholders(parsed.data.network?.secrets ?? {}));
+      const { backend, reason } = await chooseBackend(config.backend);
+      this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
+      this.sandbox = await Sandbox.create(config, backend, secretPlaceholders(parsed.data.network?.secrets ?? {}));
     } catch (err) {
       if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
       if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError) throw new RpcError(ErrorCode.VM_FAILED, err.message);

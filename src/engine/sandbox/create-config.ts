@@ -50,6 +50,8 @@ export const createParamsSchema = z.looseObject({
     mounts: z.record(z.string(), mountSchema).nullish(),
   }).nullish(),
   env: z.record(z.string(), z.string()).nullish(),
+  // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
+  backend: z.enum(["microvm", "gvisor", "auto"], { error: "backend must be microvm, gvisor or auto" }).optional(),
   id: z.undefined({ error: "id is internal-only and cannot be set" }).optional(),
 });
 
@@ -66,6 +68,8 @@ export interface SandboxConfig {
   workspace: string;
   mounts: Record<string, WireMount>;
   env: Record<string, string>;
+  /** Isolation engine asked for by this sandbox; undefined = the engine-wide choice. */
+  backend: "microvm" | "gvisor" | "auto" | undefined;
   network: {
     allowedHosts: string[];
     blockPrivateIps: boolean;
@@ -101,6 +105,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     workspace,
     mounts,
     env: { ...(p.env ?? {}) },
+    backend: p.backend,
     network: {
       allowedHosts: net ? [...(net.allowed_hosts ?? [])] : [],
       // Absent `network` means block_private_ips=true; a present one without the key means false.

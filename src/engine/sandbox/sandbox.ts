@@ -60,7 +60,7 @@ export class Sandbox {
     try {
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
       running = await backend.start({
-        id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, hostname: id,
+        id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
         mounts, stateDir, logFile: logFile(id),
       });
       const env = composeEnv(image.config.env, config.env, secrets);

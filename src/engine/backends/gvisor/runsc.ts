@@ -3,12 +3,12 @@
 // sandbox dies with the engine: if the engine is killed, the agent reads EOF and exits, and
 // runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
 import { spawn, type ChildProcess } from "node:child_process";
-import { access, constants, open, readFile, readdir } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { access, constants, open, readdir } from "node:fs/promises";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
+import { findOnPath, logTail, settlesWithin, withTimeout } from "../process-helpers.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -96,44 +96,4 @@ function runRunsc(args: string[]): Promise<void> {
     p.once("error", () => resolve());
     p.once("exit", () => resolve());
   });
-}
-
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
-  const done = await Promise.race([p.then(() => true as const), timeout]);
-  clearTimeout(timer);
-  return done;
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function logTail(file: string): Promise<string> {
-  try {
-    const text = await readFile(file, "utf8");
-    return text.split("\n").filter(Boolean).slice(-10).join("\n");
-  } catch {
-    return "";
-  }
-}
-
-async function findOnPath(bin: string): Promise<boolean> {
-  const candidates = bin.includes("/") ? [bin] : (process.env.PATH ?? "").split(delimiter).map((d) => join(d, bin));
-  for (const c of candidates) {
-    try {
-      await access(c, constants.X_OK);
-      return true;
-    } catch {
-      // keep looking
-    }
-  }
-  return false;
 }

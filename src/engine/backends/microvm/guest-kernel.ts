@@ -1,0 +1,88 @@
+// The guest kernel fetched by scripts/fetch-guest-kernel.sh (Debian's linux-image-amd64, as an
+// uncompressed PVH vmlinux plus its module tree) and the initramfs built from it: busybox-static,
+// the modules in load order, the shared static agent and guest/microvm/init.sh. The initramfs is
+// cached under <cache>/microvm/initramfs-<sha256 of its inputs>.cpio.
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { promisify } from "node:util";
+import { paths } from "../../paths.js";
+import { BackendUnavailableError } from "../backend.js";
+import { buildOnce } from "./artifact.js";
+import { guestModuleSets, parseModulesDep } from "./module-order.js";
+
+const run = promisify(execFile);
+
+export const BUSYBOX = process.env.MATCHLOCK_BUSYBOX || "/bin/busybox";
+
+export interface GuestKernel {
+  dir: string;
+  release: string;
+  vmlinux: string;
+}
+
+export function kernelDir(): string {
+  return join(paths.cache(), "microvm", "kernel");
+}
+
+export async function findGuestKernel(): Promise<GuestKernel> {
+  const dir = kernelDir();
+  try {
+    await access(join(dir, "vmlinux"));
+    await access(join(dir, "modules", "modules.dep"));
+  } catch {
+    throw new BackendUnavailableError(
+      `the micro-VM guest kernel is missing at ${dir}: fetch it with "bash scripts/fetch-guest-kernel.sh" (part of "npm run setup")`,
+    );
+  }
+  const release = (await readFile(join(dir, "release"), "utf8")).trim();
+  return { dir, release, vmlinux: join(dir, "vmlinux") };
+}
+
+/** Returns the initramfs for this kernel and agent, building it on first use. */
+export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Promise<string> {
+  const modRoot = join(kernel.dir, "modules");
+  const { core, ninep } = guestModuleSets(parseModulesDep(await readFile(join(modRoot, "modules.dep"), "utf8")));
+  const order = [...core, ...ninep];
+  const initScript = paths.packageFile("guest", "microvm", "init.sh");
+  const inputs = [initScript, BUSYBOX, agentBinary, ...order.map((m) => join(modRoot, m))];
+  const hash = createHash("sha256");
+  for (const file of inputs) {
+    hash.update(file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
+    hash.update(await readFile(file));
+  }
+  const target = join(paths.cache(), "microvm", `initramfs-${hash.digest("hex").slice(0, 16)}.cpio`);
+  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initScript, agentBinary, modRoot, core, ninep }));
+}
+
+async function writeInitramfs(
+  out: string, src: { initScript: string; agentBinary: string; modRoot: string; core: string[]; ninep: string[] },
+): Promise<void> {
+  const stage = await mkdtemp(join(tmpdir(), "matchlock-initramfs-"));
+  try {
+    await mkdir(join(stage, "bin"));
+    await mkdir(join(stage, "lib", "modules"), { recursive: true });
+    await copyFile(src.initScript, join(stage, "init"));
+    await chmod(join(stage, "init"), 0o755);
+    await copyFile(BUSYBOX, join(stage, "bin", "busybox"));
+    await chmod(join(stage, "bin", "busybox"), 0o755);
+    await copyFile(src.agentBinary, join(stage, "matchlock-agent"));
+    await chmod(join(stage, "matchlock-agent"), 0o755);
+    for (const m of [...src.core, ...src.ninep]) await copyFile(join(src.modRoot, m), join(stage, "lib", "modules", basename(m)));
+    const list = (mods: string[]) => mods.map((m) => basename(m)).join("\n") + "\n";
+    await writeFile(join(stage, "lib", "modules", "order"), list(src.core));
+    await writeFile(join(stage, "lib", "modules", "order-9p"), list(src.ninep));
+    // One symlink per applet now, rather than `busybox --install` at every boot.
+    const { stdout } = await run(BUSYBOX, ["--list"]);
+    for (const applet of stdout.split("\n").filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox")) {
+      await symlink("busybox", join(stage, "bin", applet));
+    }
+    for (const d of ["proc", "sys", "dev"]) await mkdir(join(stage, d));
+    // Uncompressed newc: the kernel unpacks it without a decompressor (seconds under TCG).
+    await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2"`, "sh", stage, out]);
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}

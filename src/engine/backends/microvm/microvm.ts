@@ -1,0 +1,134 @@
+// QEMU micro-VM backend: one `qemu-system-x86_64 -M microvm` per sandbox, booting Debian's
+// kernel (PVH vmlinux) with our initramfs, the image as a shared read-only ext4 under a
+// per-VM tmpfs overlay, host mounts over virtio-9p and the agent over virtio-serial.
+//
+// The agent channel is a socketpair made at spawn time (QEMU's fd 3): no socket file, nothing
+// another local process could connect to first, nothing left on disk if the engine dies.
+// The VM dies with the engine twice over: QEMU runs under `setpriv --pdeathsig KILL`, so the
+// kernel kills it when the engine dies; and the engine's end of the channel closing makes the
+// agent (the guest's PID 1) exit, which panics the guest kernel into a reboot that -no-reboot
+// turns into QEMU's exit.
+import { spawn } from "node:child_process";
+import { open, readFile, readdir, stat } from "node:fs/promises";
+import type { Readable, Writable } from "node:stream";
+import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
+import { paths } from "../../paths.js";
+import { MountConfigError } from "../../vfs/mounts.js";
+import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { findOnPath, settlesWithin, withTimeout } from "../process-helpers.js";
+import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
+import { BUSYBOX, findGuestKernel, initramfsFor } from "./guest-kernel.js";
+import { qemuArgs } from "./qemu-args.js";
+import { rootImageFor } from "./root-image.js";
+import { ConsoleCapture } from "./console-capture.js";
+
+/** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
+const READY_TIMEOUT_MS = 60_000;
+/** QEMU's descriptor for the agent channel: stdio 0-2, then this one. */
+const AGENT_FD = 3;
+
+export function qemuBinary(): string {
+  return process.env.MATCHLOCK_QEMU || "qemu-system-x86_64";
+}
+
+export class MicrovmBackend implements Backend {
+  readonly name = "microvm";
+  private accelChoice: AccelChoice | undefined;
+
+  /** KVM or TCG for this host, decided once per engine. */
+  async accel(): Promise<AccelChoice> {
+    this.accelChoice ??= chooseAccel(await hostFacts());
+    return this.accelChoice;
+  }
+
+  async checkAvailable(): Promise<void> {
+    if (!(await findOnPath(qemuBinary()))) {
+      throw new BackendUnavailableError(
+        `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
+      );
+    }
+    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"]] as const) {
+      if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
+    }
+    if (!(await findOnPath(BUSYBOX))) {
+      throw new BackendUnavailableError(`the micro-VM backend needs a static busybox at ${BUSYBOX}: install busybox-static ("npm run setup")`);
+    }
+    if (!(await findOnPath(paths.agentBinary()))) {
+      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
+    }
+    await findGuestKernel();
+  }
+
+  /**
+   * QEMU dies with its engine (pdeathsig), and a VM's files live in its state directory; what
+   * could be left is a QEMU whose engine died in a way pdeathsig missed. Find it and kill it.
+   */
+  async reclaim(id: string): Promise<string[]> {
+    const killed: string[] = [];
+    for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      const args = cmdline.split("\0");
+      if (args[0]?.includes("qemu-system") && args.some((a) => a.includes(id))) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+          killed.push(`qemu process ${pid}`);
+        } catch {
+          // it went away by itself
+        }
+      }
+    }
+    return killed;
+  }
+
+  async start(spec: SandboxSpec): Promise<RunningSandbox> {
+    for (const m of spec.mounts) {
+      if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
+        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
+      }
+    }
+    const kernel = await findGuestKernel();
+    const [initramfs, rootImage, accel] = await Promise.all([
+      initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),
+    ]);
+    const args = qemuArgs({
+      id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
+      accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
+    });
+
+    const log = await open(spec.logFile, "a");
+    await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
+    // setpriv: QEMU gets SIGKILL from the kernel the moment the engine dies, however it dies.
+    const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", qemuBinary(), ...args], {
+      stdio: ["ignore", "pipe", "pipe", "pipe"],
+    });
+    const consoleOut = new ConsoleCapture(log);
+    child.stdout!.on("data", (d: Buffer) => consoleOut.write(d));
+    child.stderr!.on("data", (d: Buffer) => consoleOut.write(d));
+    const exited = new Promise<number | null>((resolve) => {
+      // "close", not "exit": by then the console output is fully read, for error messages.
+      child.once("close", (code, signal) => resolve(code ?? (signal ? -1 : null)));
+      child.once("error", (err) => { consoleOut.write(Buffer.from(`could not start QEMU: ${err.message}\n`)); resolve(null); });
+    });
+
+    const channel = child.stdio[AGENT_FD] as Readable & Writable;
+    const agent = new AgentConnection(channel, channel);
+    exited.then((code) => agent.lose(new SandboxLostError(`the micro-VM exited (QEMU status ${code ?? "unknown"})`)));
+    const stop = async (graceMs: number) => {
+      agent.shutdown(); // the agent (PID 1) exits, the guest panics and QEMU exits (-no-reboot)
+      if (!(await settlesWithin(exited, graceMs))) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      await consoleOut.close();
+    };
+    try {
+      await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+    } catch (err) {
+      await stop(0);
+      const tail = consoleOut.tail();
+      throw new Error(`failed to start the micro-VM: ${(err as Error).message}${tail ? `\n${tail}` : ""}`);
+    }
+    return { agent, pid: child.pid, stop };
+  }
+}

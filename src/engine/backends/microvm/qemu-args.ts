@@ -1,0 +1,118 @@
+// The QEMU command line and guest kernel command line for one micro-VM. Pure functions, so
+// the exact shape is unit-tested; microvm.ts only supplies the paths.
+import type { BackendMount } from "../backend.js";
+import type { AccelChoice } from "./accel.js";
+
+/** Name of the virtio-serial port the guest's init hands to the agent. */
+export const AGENT_PORT_NAME = "matchlock.agent";
+/** x86's COMMAND_LINE_SIZE: longer kernel command lines are cut off silently. */
+export const MAX_KERNEL_CMDLINE = 2048;
+/** Below this the 6.1 kernel plus our initramfs does not boot reliably. */
+export const MIN_MEMORY_MB = 128;
+
+export interface VmPlan {
+  id: string;
+  cpus: number;
+  memoryMb: number;
+  diskSizeMb: number;
+  hostname: string;
+  accel: AccelChoice;
+  vmlinux: string;
+  initramfs: string;
+  /** The image's read-only ext4, shared by every VM of that image. */
+  rootImage: string;
+  /** QEMU's descriptor number of its end of the agent channel (a connected unix socket). */
+  agentFd: number;
+  mounts: BackendMount[];
+}
+
+/** A mount as the guest's init realises it; 9p shares are numbered in QEMU's order. */
+export type GuestMount =
+  | { kind: "tmpfs"; guestPath: string }
+  | { kind: "9p"; tag: string; hostPath: string; readonly: boolean; guestPath: string };
+
+/** Parents before children, so /workspace/src lands inside the /workspace mount. */
+export function guestMounts(mounts: BackendMount[]): GuestMount[] {
+  const sorted = [...mounts].sort((a, b) => a.guestPath.split("/").length - b.guestPath.split("/").length);
+  let shares = 0;
+  return sorted.map((m) =>
+    m.kind === "tmpfs"
+      ? { kind: "tmpfs", guestPath: m.guestPath }
+      : { kind: "9p", tag: `ml${shares++}`, hostPath: m.hostPath, readonly: m.readonly, guestPath: m.guestPath },
+  );
+}
+
+/**
+ * The guest init reads its instructions from /proc/cmdline. Paths are hex-encoded so that any
+ * byte (spaces, commas, quotes) survives word splitting in the init's shell unchanged.
+ */
+export function kernelCmdline(plan: VmPlan): string {
+  const mounts = guestMounts(plan.mounts).map((m) =>
+    m.kind === "tmpfs" ? `t:${hex(m.guestPath)}` : `9:${m.tag}:${m.readonly ? "ro" : "rw"}:${hex(m.guestPath)}`,
+  );
+  const parts = [
+    "console=ttyS0", "quiet", "loglevel=1",
+    // Reboot at once on a panic (e.g. the agent, PID 1, exited); -no-reboot then ends QEMU.
+    "panic=-1",
+    // Crypto self-tests cost ~350 ms of TCG time and test nothing we control.
+    "cryptomgr.notests",
+    // microvm has no HPET/PM timer: TSC calibration against nothing hangs ~30% of TCG boots.
+    ...(plan.accel.tscKhz ? [`tsc_early_khz=${plan.accel.tscKhz}`] : []),
+    "pci=off", "rdinit=/init",
+    `matchlock.hostname=${hex(plan.hostname)}`,
+    `matchlock.disk_mb=${plan.diskSizeMb}`,
+    `matchlock.port=${AGENT_PORT_NAME}`,
+    ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
+  ];
+  const line = parts.join(" ");
+  if (line.length >= MAX_KERNEL_CMDLINE) {
+    throw new Error(`the mounts' guest paths are too long for the micro-VM's kernel command line (${line.length} of ${MAX_KERNEL_CMDLINE - 1} bytes): use fewer or shorter mount paths`);
+  }
+  return line;
+}
+
+/**
+ * Writable shares use mapped-xattr: the guest's owners, modes and special files live in
+ * extended attributes, so a guest root cannot create a setuid binary or a device node that
+ * would be real on the host (with "none", QEMU running as root would make them for real).
+ */
+export function qemuArgs(plan: VmPlan): string[] {
+  if (!Number.isInteger(plan.memoryMb) || plan.memoryMb < MIN_MEMORY_MB) {
+    throw new Error(`a micro-VM needs at least ${MIN_MEMORY_MB} MB of memory (asked for ${plan.memoryMb})`);
+  }
+  const accel = plan.accel.accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg", "-cpu", "max"];
+  const shares = guestMounts(plan.mounts).flatMap((m, i) =>
+    m.kind === "9p"
+      ? [
+          "-fsdev", `local,id=fs${i},path=${qemuOpt(m.hostPath)},${m.readonly ? "security_model=none,readonly=on" : "security_model=mapped-xattr"}`,
+          "-device", `virtio-9p-device,fsdev=fs${i},mount_tag=${m.tag}`,
+        ]
+      : [],
+  );
+  return [
+    "-name", `matchlock-${plan.id}`,
+    "-M", "microvm", ...accel,
+    // Fractional cpus (a gVisor CPU quota) round up: a VM has whole vCPUs.
+    "-smp", String(Math.max(1, Math.ceil(plan.cpus))),
+    "-m", String(plan.memoryMb),
+    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    "-serial", "stdio",
+    "-kernel", plan.vmlinux, "-initrd", plan.initramfs, "-append", kernelCmdline(plan),
+    "-drive", `file=${qemuOpt(plan.rootImage)},format=raw,if=none,id=root,readonly=on`,
+    "-device", "virtio-blk-device,drive=root",
+    "-chardev", `socket,id=agent,fd=${plan.agentFd}`,
+    "-device", "virtio-serial-device",
+    "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    ...shares,
+    "-nic", "none",
+  ];
+}
+
+function hex(s: string): string {
+  return Buffer.from(s, "utf8").toString("hex");
+}
+
+/** QEMU's option syntax: a literal comma inside a value is written twice. */
+export function qemuOpt(value: string): string {
+  return value.replaceAll(",", ",,");
+}

@@ -1,0 +1,171 @@
+// The micro-VM backend's pure parts: KVM detection, module load order, QEMU and kernel command lines.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, open, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConsoleCapture } from "../../src/engine/backends/microvm/console-capture.js";
+import { chooseAccel, tscKhzFrom, type HostFacts } from "../../src/engine/backends/microvm/accel.js";
+import { GUEST_9P_MODULES, GUEST_MODULES, guestModuleSets, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
+import { MAX_KERNEL_CMDLINE, guestMounts, kernelCmdline, qemuArgs, qemuOpt, type VmPlan } from "../../src/engine/backends/microvm/qemu-args.js";
+
+const cpuinfo = (flags: string) => `processor\t: 0\ncpu MHz\t\t: 2445.410\nflags\t\t: fpu sse2 ${flags} avx\n`;
+const facts = (over: Partial<HostFacts>): HostFacts => ({ cpuinfo: cpuinfo(""), devKvmUsable: true, kvmPvmLoaded: false, ...over });
+
+test("KVM only with vmx/svm, a usable /dev/kvm and no PVM", () => {
+  assert.equal(chooseAccel(facts({ cpuinfo: cpuinfo("vmx") }), undefined).accel, "kvm");
+  assert.equal(chooseAccel(facts({ cpuinfo: cpuinfo("svm") }), undefined).accel, "kvm");
+  // This kind of machine: /dev/kvm opens, but it is PVM and the CPU has no vmx/svm.
+  const pvm = chooseAccel(facts({ kvmPvmLoaded: true }), undefined);
+  assert.equal(pvm.accel, "tcg");
+  assert.match(pvm.reason, /no vmx\/svm.*PVM/);
+  const pvmWithFlag = chooseAccel(facts({ cpuinfo: cpuinfo("vmx"), kvmPvmLoaded: true }), undefined);
+  assert.equal(pvmWithFlag.accel, "tcg");
+  assert.match(pvmWithFlag.reason, /kvm_pvm/);
+  const noDev = chooseAccel(facts({ cpuinfo: cpuinfo("svm"), devKvmUsable: false }), undefined);
+  assert.equal(noDev.accel, "tcg");
+  assert.match(noDev.reason, /\/dev\/kvm/);
+  // "vmxnet"-like substrings are not the flag.
+  assert.equal(chooseAccel(facts({ cpuinfo: cpuinfo("vmx_foo svmx") }), undefined).accel, "tcg");
+});
+
+test("MATCHLOCK_MICROVM_ACCEL forces an accelerator; junk is an error", () => {
+  assert.equal(chooseAccel(facts({ cpuinfo: cpuinfo("vmx") }), "tcg").accel, "tcg");
+  assert.equal(chooseAccel(facts({}), "kvm").accel, "kvm");
+  assert.equal(chooseAccel(facts({}), "auto").accel, "tcg");
+  assert.throws(() => chooseAccel(facts({}), "hvf"), /MATCHLOCK_MICROVM_ACCEL must be kvm, tcg or auto/);
+});
+
+test("the TSC frequency comes from cpuinfo's cpu MHz, in kHz", () => {
+  assert.equal(tscKhzFrom(cpuinfo("")), 2445410);
+  assert.equal(tscKhzFrom("processor : 0\n"), undefined);
+  assert.equal(chooseAccel(facts({}), undefined).tscKhz, 2445410);
+});
+
+const DEP = `kernel/fs/netfs/netfs.ko:
+kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
+kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/lib/crc16.ko:
+kernel/fs/mbcache.ko:
+kernel/fs/jbd2/jbd2.ko:
+kernel/fs/overlayfs/overlay.ko:
+kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
+kernel/net/9p/9pnet.ko:
+kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/crypto/crc32c_generic.ko:
+kernel/drivers/virtio/virtio.ko:
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+`;
+
+test("modules load after their dependencies, each once; the 9p stack is a separate list after the core", () => {
+  const sets = guestModuleSets(parseModulesDep(DEP));
+  const core = sets.core.map(moduleName);
+  const order = [...core, ...sets.ninep.map(moduleName)];
+  assert.equal(new Set(order).size, order.length, "no module twice");
+  for (const name of [...GUEST_MODULES, ...GUEST_9P_MODULES]) assert.ok(order.includes(name), `${name} is loaded`);
+  for (const name of ["9p", "9pnet", "9pnet_virtio", "netfs", "fscache"]) assert.ok(!core.includes(name), `${name} only with 9p shares`);
+  const before = (a: string, b: string) => assert.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b}: ${order.join(" ")}`);
+  before("virtio", "virtio_mmio");
+  before("virtio_ring", "virtio_blk");
+  before("jbd2", "ext4");
+  before("crc16", "ext4");
+  before("9pnet", "9pnet_virtio");
+  before("netfs", "fscache");
+  before("fscache", "9p");
+  assert.equal(core.length, 11);
+  assert.equal(order.length, 16);
+  assert.deepEqual(loadOrder(parseModulesDep(DEP), ["ext4"]).map(moduleName), ["crc16", "mbcache", "jbd2", "ext4"]);
+});
+
+test("module names: - and _ are the same; unknown modules, broken lines and cycles are errors", () => {
+  const deps = parseModulesDep("kernel/crypto/crc32c-intel.ko:\nkernel/a.ko: kernel/b.ko\nkernel/b.ko: kernel/a.ko\n");
+  assert.deepEqual(loadOrder(deps, ["crc32c_intel"]), ["kernel/crypto/crc32c-intel.ko"]);
+  assert.throws(() => loadOrder(deps, ["nope"]), /has no module "nope"/);
+  assert.throws(() => loadOrder(deps, ["a"]), /cycle/);
+  assert.throws(() => parseModulesDep("no colon here\n"), /line 1 is malformed/);
+  assert.throws(() => loadOrder(parseModulesDep("kernel/a.ko: kernel/missing.ko\n"), ["a"]), /missing\.ko, which modules\.dep does not list/);
+});
+
+const plan = (over: Partial<VmPlan> = {}): VmPlan => ({
+  id: "vm-0123abcd", cpus: 1.5, memoryMb: 512, diskSizeMb: 2048, hostname: "vm-0123abcd",
+  accel: { accel: "tcg", reason: "test", tscKhz: 2445410 },
+  vmlinux: "/k/vmlinux", initramfs: "/k/initramfs.cpio", rootImage: "/img/rootfs.ext4", agentFd: 3,
+  mounts: [
+    { kind: "bind", guestPath: "/workspace/src", hostPath: "/host/src,x", readonly: true },
+    { kind: "tmpfs", guestPath: "/workspace" },
+    { kind: "bind", guestPath: "/data", hostPath: "/host/data", readonly: false },
+  ],
+  ...over,
+});
+
+/** The value following `flag`, for every occurrence. */
+const values = (args: string[], flag: string) => args.flatMap((a, i) => (args[i - 1] === flag ? [a] : []));
+
+test("QEMU command line: microvm, TCG, whole vCPUs, memory, read-only root, socketpair channel, 9p, no network", () => {
+  const args = qemuArgs(plan());
+  assert.deepEqual(values(args, "-M"), ["microvm"]);
+  assert.deepEqual(values(args, "-accel"), ["tcg"]);
+  assert.deepEqual(values(args, "-cpu"), ["max"]);
+  assert.deepEqual(values(args, "-smp"), ["2"], "1.5 cpus round up to 2 vCPUs");
+  assert.deepEqual(values(args, "-m"), ["512"]);
+  assert.deepEqual(values(args, "-nic"), ["none"]);
+  assert.ok(args.includes("-no-reboot") && args.includes("-nodefaults"));
+  assert.ok(!args.includes("-enable-kvm"));
+  assert.deepEqual(values(args, "-drive"), ["file=/img/rootfs.ext4,format=raw,if=none,id=root,readonly=on"]);
+  assert.deepEqual(values(args, "-chardev"), ["socket,id=agent,fd=3"]);
+  assert.ok(values(args, "-device").includes("virtserialport,chardev=agent,name=matchlock.agent"));
+  // Parents first: /workspace (tmpfs) is not a share; shares are numbered in order.
+  assert.deepEqual(values(args, "-fsdev"), [
+    "local,id=fs1,path=/host/data,security_model=mapped-xattr",
+    "local,id=fs2,path=/host/src,,x,security_model=none,readonly=on",
+  ]);
+  assert.deepEqual(values(args, "-device").filter((d) => d.startsWith("virtio-9p")), [
+    "virtio-9p-device,fsdev=fs1,mount_tag=ml0",
+    "virtio-9p-device,fsdev=fs2,mount_tag=ml1",
+  ]);
+  const kvm = qemuArgs(plan({ accel: { accel: "kvm", reason: "test", tscKhz: undefined } }));
+  assert.deepEqual(values(kvm, "-accel"), ["kvm"]);
+  assert.deepEqual(values(kvm, "-cpu"), ["host"]);
+});
+
+test("kernel command line: TCG fixes, panic reboots, hex-encoded hostname and mounts in parent-first order", () => {
+  const line = kernelCmdline(plan());
+  for (const word of ["console=ttyS0", "quiet", "panic=-1", "cryptomgr.notests", "tsc_early_khz=2445410", "matchlock.disk_mb=2048", "matchlock.port=matchlock.agent"]) {
+    assert.ok(line.split(" ").includes(word), `${word} in ${line}`);
+  }
+  const hex = (s: string) => Buffer.from(s).toString("hex");
+  assert.ok(line.includes(`matchlock.hostname=${hex("vm-0123abcd")}`));
+  assert.ok(line.includes(`matchlock.mounts=t:${hex("/workspace")},9:ml0:rw:${hex("/data")},9:ml1:ro:${hex("/workspace/src")}`));
+  assert.deepEqual(guestMounts(plan().mounts).map((m) => m.guestPath), ["/workspace", "/data", "/workspace/src"]);
+  // A path with spaces cannot break the init's word splitting.
+  const spaced = kernelCmdline(plan({ mounts: [{ kind: "tmpfs", guestPath: "/my dir" }] }));
+  assert.ok(!spaced.includes("my dir"));
+});
+
+test("bad plans are clear errors: too little memory, a kernel command line too long", () => {
+  assert.throws(() => qemuArgs(plan({ memoryMb: 64 })), /at least 128 MB/);
+  const long = Array.from({ length: 20 }, (_, i) => ({ kind: "tmpfs" as const, guestPath: `/${"x".repeat(60)}${i}` }));
+  assert.throws(() => kernelCmdline(plan({ mounts: long })), new RegExp(`of ${MAX_KERNEL_CMDLINE - 1} bytes`));
+  assert.equal(qemuOpt("a,b,,c"), "a,,b,,,,c");
+});
+
+test("the guest console reaches the log only up to 1 MiB; the tail for errors is cleaned of control bytes", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "matchlock-console-"));
+  try {
+    const file = join(dir, "vm.log");
+    const capture = new ConsoleCapture(await open(file, "a"));
+    const line = Buffer.from("x".repeat(1023) + "\n");
+    for (let i = 0; i < 3 * 1024; i++) capture.write(line); // 3 MiB from a chatty (or hostile) guest
+    capture.write(Buffer.from("boot \x1b[31mfailed\x07 here\n"));
+    await capture.close();
+    const size = (await stat(file)).size;
+    assert.ok(size <= 1024 * 1024 + 64, `log grew to ${size} bytes`);
+    assert.match(await readFile(file, "utf8"), /\[console output truncated\]\n$/);
+    assert.equal(capture.tail(1), "boot [31mfailed here");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
