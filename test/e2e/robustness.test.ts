@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { randomBytes } from "node:crypto";
 import { before, describe, test } from "node:test";
 import { Sandbox, type Client } from "../../src/sdk/index.js";
-import { BUSYBOX, CLI, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, CLI, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
 
 /** Sends lines to a fresh `matchlock rpc` and collects every reply until it has `want` of them. */
 async function session(lines: string[], want: number, timeoutMs = 60_000): Promise<{ replies: any[]; alive: boolean }> {
@@ -132,12 +132,19 @@ describe("robustness", () => {
     assert.equal((await client.exec("echo again")).stdout, "again\n");
   });
 
-  test("a guest that kills its own agent loses its sandbox, with a clear error and nothing left", async () => {
+  test("a guest that kills its own agent: a clear error and nothing left, or the agent survives", async () => {
     const client = newClient();
     const id = await client.launch(new Sandbox(BUSYBOX));
     try {
-      await assert.rejects(client.exec("kill -9 1; sleep 5"), /sandbox lost/);
-      await assert.rejects(client.exec("true"), /is lost/);
+      if (BACKEND === "microvm") {
+        // A Linux guest kernel does not let PID 1 be killed from inside: the agent lives on.
+        assert.equal((await client.exec("kill -9 1; echo survived")).stdout, "survived\n");
+        assert.equal((await client.exec("echo still")).stdout, "still\n");
+      } else {
+        // gVisor lets root kill PID 1: the sandbox is gone, and every call says so.
+        await assert.rejects(client.exec("kill -9 1; sleep 5"), /sandbox lost/);
+        await assert.rejects(client.exec("true"), /is lost/);
+      }
     } finally {
       await client.close();
       await client.remove();
@@ -145,11 +152,13 @@ describe("robustness", () => {
     assert.deepEqual(await eventually(() => leftovers(id, home)), []);
   });
 
-  test("twenty sandboxes at once from one process, no crosstalk", async () => {
-    const clients: Client[] = Array.from({ length: 20 }, () => newClient());
+  // Twenty on gVisor; under TCG emulation each micro-VM boot takes a core for ~2.5 s, so four.
+  const many = BACKEND === "microvm" ? 4 : 20;
+  test(`${many} sandboxes at once from one process, no crosstalk`, async () => {
+    const clients: Client[] = Array.from({ length: many }, () => newClient());
     try {
       const ids = await Promise.all(clients.map((c) => c.launch(new Sandbox(BUSYBOX).withMemory(128))));
-      assert.equal(new Set(ids).size, 20);
+      assert.equal(new Set(ids).size, many);
       await Promise.all(clients.map((c, i) => c.writeFile("/workspace/me", `client-${i}`)));
       const seen = await Promise.all(clients.map((c) => c.exec("cat /workspace/me; echo; hostname")));
       seen.forEach((r, i) => assert.equal(r.stdout, `client-${i}\n${ids[i]}\n`));
