@@ -97,4 +97,96 @@ describe("network seal", () => {
     const grep = await client.exec(`grep -rlE '${SECRET.slice(0, -1)}[${SECRET.slice(-1)}]' /etc /tmp /root /workspace /proc/self 2>/dev/null; echo done`);
     assert.equal(grep.stdout, "done\n");
   });
+
+  test("a redirect to a forbidden host is passed back, and following it goes nowhere", async () => {
+    const r = await client.exec(`python3 -c '
+import urllib.request, http.client
+c = http.client.HTTPSConnection("allowed.test", timeout=20)
+c.request("GET", "/redirect?to=https://other.test/steal")
+r = c.getresponse(); print(r.status, r.getheader("Location"))'`);
+    assert.equal(r.stdout, "302 https://other.test/steal\n");
+    assert.match((await fetch("https://allowed.test/redirect?to=https://other.test/steal")).error ?? "", /URLError/);
+  });
+
+  test("HTTP/1.1 keep-alive: several requests on one guest connection", async () => {
+    const r = await client.exec(`python3 -c '
+import http.client, json
+c = http.client.HTTPSConnection("allowed.test", timeout=20)
+ids = []
+for i in range(3):
+    c.request("GET", "/echo"); ids.append(json.loads(c.getresponse().read())["socket"])
+print(len(ids), len(set(ids)))'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    // Three answers over one guest connection; the proxy also reused one upstream connection.
+    assert.equal(r.stdout, "3 1\n");
+  });
+
+  test("chunked and server-sent-event bodies stream through, chunk by chunk", async () => {
+    const r = await client.exec(`python3 -c '
+import http.client, time
+c = http.client.HTTPSConnection("allowed.test", timeout=20)
+c.request("GET", "/sse"); resp = c.getresponse()
+first = resp.readline(); t1 = time.time(); rest = resp.read(); t2 = time.time()
+print(resp.getheader("Content-Type"), first.decode().strip(), rest.decode().count("data:"), t2 - t1 > 0.1)
+c.request("GET", "/chunked"); r2 = c.getresponse(); print(r2.getheader("Transfer-Encoding"), r2.read().decode().count("chunk"))'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout, "text/event-stream data: event 0 2 True\nchunked 5\n");
+  });
+
+  test("UDP other than DNS and TCP to other ports are dropped", async () => {
+    const r = await client.exec(`python3 -c '
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+u.sendto(b"x", ("${lab.serverIp}", 9999))
+try: u.recvfrom(10); print("udp answered")
+except socket.timeout: print("udp dropped")
+t = socket.socket(); t.settimeout(3)
+try: t.connect(("allowed.test", 22)); print("tcp connected")
+except OSError as e: print("tcp refused")'`);
+    assert.equal(r.stdout, "udp dropped\ntcp refused\n");
+  });
+
+  test("a 100 MB download over HTTPS arrives whole", async () => {
+    const r = await client.exec(`python3 -c '
+import urllib.request, hashlib, time
+t = time.time(); h = hashlib.sha256(); n = 0
+with urllib.request.urlopen("https://allowed.test/big?mb=100", timeout=120) as r:
+    while True:
+        b = r.read(1 << 20)
+        if not b: break
+        n += len(b); h.update(b)
+print(n, h.hexdigest()[:16], round(n / (time.time() - t) / 1e6, 1))'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const [bytes, digest, mbps] = r.stdout.trim().split(" ");
+    assert.equal(Number(bytes), 100 * 1024 * 1024);
+    assert.equal(digest, "cee41e98d0a6ad65"); // sha256 of 100 MiB of "a", first 16 hex
+    process.stderr.write(`# 100 MB HTTPS download through the proxy: ${mbps} MB/s\n`);
+  });
+});
+
+describe("network seal: block_private_ips", () => {
+  let lab: NetLab;
+  let client: Client;
+
+  before(async () => {
+    await setUpE2E();
+    lab = await startNetLab();
+    process.env.MATCHLOCK_TEST_HOSTS = lab.hostsFile;
+    process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
+    client = newClient();
+    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
+  });
+  after(async () => {
+    await client?.close();
+    await client?.remove();
+    await lab?.stop();
+  });
+
+  test("an allowed name that resolves to a private address is refused (403, nothing sent)", async () => {
+    const r = await client.exec(`python3 -c '
+import urllib.request, urllib.error
+try: urllib.request.urlopen("http://allowed.test/hello", timeout=20)
+except urllib.error.HTTPError as e: print(e.code, e.read().decode())'`);
+    assert.equal(r.stdout, "403 Blocked by policy\n");
+  });
 });

@@ -15,6 +15,7 @@ export function run(cmd: string, args: string[], input?: string): Promise<string
       if (code === 0) resolve(out);
       else reject(new HostCommandError(`${cmd} ${args.join(" ")} failed (status ${code}): ${err.trim()}`));
     });
+    p.stdin.on("error", () => {}); // a command that exits before reading its input: its status says what happened
     p.stdin.end(input ?? "");
   });
 }
