@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runsc busybox-static mmdebstrap e2fsprogs gcc libc6-dev make ca-certificates)
+packages=(runsc busybox-static mmdebstrap e2fsprogs gcc libc6-dev make ca-certificates iproute2 nftables util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

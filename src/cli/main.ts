@@ -6,6 +6,7 @@ import { registerImageCommands } from "./image.js";
 import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { serve } from "../engine/rpc/server.js";
+import { reclaimDeadLinks } from "../engine/net/link-allocation.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -19,6 +20,8 @@ program
   .command("rpc")
   .description("serve the JSON-RPC protocol on stdin/stdout (what the SDKs run)")
   .action(async () => {
+    // Network links left by engines that were killed are freed before this one makes its own.
+    await reclaimDeadLinks().catch((err: Error) => process.stderr.write(`matchlock: reclaiming stale sandbox networks failed: ${err.message}\n`));
     await serve({ input: process.stdin, output: process.stdout, log: (l) => process.stderr.write(`matchlock: ${l}\n`) });
     process.exit(0);
   });

@@ -1,4 +1,5 @@
 // list / get / kill / rm / prune: the sandbox records of the state store (protocol spec 3).
+import { reclaimDeadLinks } from "../engine/net/link-allocation.js";
 import type { Command } from "commander";
 import { listVms, pidAlive, readVm, reconcile, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
 import { printTable } from "./table.js";
@@ -88,6 +89,15 @@ export function registerVmCommands(program: Command): void {
       if (!id) throw new Error("VM ID required (or use --stopped)");
       await removeOne(id);
       console.log(`Removed ${id}`);
+    });
+
+  program
+    .command("gc")
+    .description("free host network resources (netns, veth, nft table, subnet) of sandboxes whose engine died")
+    .action(async () => {
+      const freed = await reclaimDeadLinks();
+      for (const id of freed) console.log(`Freed network of ${id}`);
+      console.log(`Freed ${freed.length} sandbox networks`);
     });
 
   program

@@ -3,9 +3,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Sandbox, type Client } from "../../src/sdk/index.js";
-import { newClient, PYTHON, setUpE2E } from "../helpers/e2e.js";
+import { execFile } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { BUSYBOX, cli, eventually, newClient, processesOf, PYTHON, setUpE2E } from "../helpers/e2e.js";
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
 
+const execFileP = promisify(execFile);
 const SECRET = "sk-real-value-7f3a9c";
 
 /** A guest-side client: prints {"status", "body"} or {"error"} for one request. */
@@ -188,5 +193,51 @@ import urllib.request, urllib.error
 try: urllib.request.urlopen("http://allowed.test/hello", timeout=20)
 except urllib.error.HTTPError as e: print(e.code, e.read().decode())'`);
     assert.equal(r.stdout, "403 Blocked by policy\n");
+  });
+});
+
+/** Host-side traces of a sandbox's network: netns, host interface, nft table, slot allocation. */
+async function networkLeftovers(vmId: string): Promise<string[]> {
+  const hex = vmId.replace(/^vm-/, "");
+  const found: string[] = [];
+  const { stdout: ns } = await execFileP("ip", ["netns", "list"]);
+  if (ns.includes(`matchlock-${hex}`)) found.push("netns");
+  const { stdout: links } = await execFileP("ip", ["-o", "link"]);
+  if (links.includes(`mlh${hex}`)) found.push("host interface");
+  const { stdout: tables } = await execFileP("nft", ["list", "tables"]);
+  if (tables.includes(`matchlock_${hex}`)) found.push("nft table");
+  for (const f of await readdir("/run/matchlock/net").catch(() => [] as string[])) {
+    if ((await readFile(join("/run/matchlock/net", f), "utf8")).includes(vmId)) found.push(`allocation ${f}`);
+  }
+  return found;
+}
+
+describe("network seal: cleanup", () => {
+  let home: string;
+  before(async () => {
+    home = await setUpE2E();
+  });
+
+  test("close removes netns, interface, nft table and the allocation", async () => {
+    const client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
+    assert.equal((await networkLeftovers(id)).length, 4);
+    await client.close();
+    await client.remove();
+    assert.deepEqual(await networkLeftovers(id), []);
+  });
+
+  test("after the engine is SIGKILLed, `matchlock gc` frees what it left", async () => {
+    const client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
+    const enginePid = Number(await readFile(join(home, "vms", id, "pid"), "utf8"));
+    process.kill(enginePid, "SIGKILL");
+    await client.close().catch(() => {});
+    assert.equal((await networkLeftovers(id)).length, 4, "a killed engine cannot clean up");
+    assert.deepEqual(await eventually(async () => (await processesOf(id)), 10_000), [], "runsc follows its engine");
+    const r = await cli(["gc"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`Freed network of ${id}`));
+    assert.deepEqual(await networkLeftovers(id), []);
   });
 });
