@@ -138,6 +138,21 @@ c.request("GET", "/chunked"); r2 = c.getresponse(); print(r2.getheader("Transfer
     assert.equal(r.stdout, "text/event-stream data: event 0 2 True\nchunked 5\n");
   });
 
+  test("a websocket upgrade is relayed to an allowed host", async () => {
+    const r = await client.exec(`python3 -c '
+import socket, ssl
+s = ssl.create_default_context().wrap_socket(socket.create_connection(("allowed.test", 443), timeout=20), server_hostname="allowed.test")
+s.sendall(b"GET /ws HTTP/1.1\\r\\nHost: allowed.test\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+head = b""
+while b"\\r\\n\\r\\n" not in head:
+    c = s.recv(1)
+    if not c: break
+    head += c
+s.sendall(b"ping-frame"); print(head.split(b"\\r\\n")[0].decode(), s.recv(100).decode())'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout, "HTTP/1.1 101 Switching Protocols ping-frame\n");
+  });
+
   test("UDP other than DNS and TCP to other ports are dropped", async () => {
     const r = await client.exec(`python3 -c '
 import socket

@@ -180,6 +180,7 @@ export class InterceptingProxy {
       setHost: false,
       agent,
       servername: target.host,
+      ca: upstreamRoots(), // also for agent-less (upgrade) requests
       timeout: UPSTREAM_TIMEOUT_MS,
       // Connect to the address we checked, not whatever a second resolution would say.
       lookup: (_h, opts, cb) => {
