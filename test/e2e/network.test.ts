@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Sandbox, type Client } from "../../src/sdk/index.js";
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,6 +12,7 @@ import { BUSYBOX, cli, eventually, newClient, processesOf, PYTHON, setUpE2E } fr
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
 
 const execFileP = promisify(execFile);
+const sha256 = (v: string) => createHash("sha256").update(v).digest("hex");
 const SECRET = "sk-real-value-7f3a9c";
 
 /** A guest-side client: prints {"status", "body"} or {"error"} for one request. */
@@ -82,11 +84,22 @@ describe("network seal", () => {
     assert.ok(events.some((e) => (e.network as Record<string, unknown>)?.blocked === true));
   });
 
-  test("the secret is replaced for its host, in headers and query", async () => {
+  test("the secret is replaced for its host, in headers and query, and an echo of it is redacted", async () => {
     const r = await client.exec(`python3 /tmp/fetch.py "https://secret.test/echo?key=$API_KEY" "Authorization:Bearer $API_KEY"`);
-    const echoed = JSON.parse(JSON.parse(r.stdout).body) as { url: string; headers: Record<string, string> };
-    assert.equal(echoed.url, `/echo?key=${SECRET}`);
-    assert.equal(echoed.headers.authorization, `Bearer ${SECRET}`);
+    const seen = JSON.parse(r.stdout) as Fetched;
+    const echoed = JSON.parse(seen.body!) as { url: string; headers: Record<string, string>; urlSha: string; authSha: string };
+    // What the server received: the real value, in the query and the header.
+    assert.equal(echoed.urlSha, sha256(`/echo?key=${SECRET}`));
+    assert.equal(echoed.authSha, sha256(`Bearer ${SECRET}`));
+    // What the guest got back: the server's echo, with the value turned back into the placeholder.
+    assert.ok(!seen.body!.includes(SECRET));
+    assert.match(echoed.headers.authorization!, /^Bearer SANDBOX_SECRET_[0-9a-f]{32}$/);
+    assert.match(echoed.url, /^\/echo\?key=SANDBOX_SECRET_[0-9a-f]{32}$/);
+  });
+
+  test("the secret is not replaced in the path", async () => {
+    const r = await client.exec(`python3 /tmp/fetch.py "https://secret.test/echo/$API_KEY"`);
+    assert.equal(JSON.parse(r.stdout).status, 404); // the server saw the placeholder path, not the value
   });
 
   test("the secret's placeholder to another allowed host is blocked with 403 and an event", async () => {

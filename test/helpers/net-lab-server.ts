@@ -17,7 +17,12 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       return void res.end(`hello from ${req.headers.host}\n`);
     case "/echo": {
       // Echoes everything the proxy sent us: the test checks what a secret became upstream.
-      const body = JSON.stringify({ url: req.url, headers: req.headers, socket: socketId });
+      // Digests too, so a test can check what arrived even where the proxy redacts the echo.
+      const sha = (v: string) => createHash("sha256").update(v).digest("hex");
+      const body = JSON.stringify({
+        url: req.url, headers: req.headers, socket: socketId,
+        urlSha: sha(req.url ?? ""), authSha: sha(String(req.headers.authorization ?? "")),
+      });
       res.writeHead(200, { "Content-Type": "application/json" });
       return void res.end(body);
     }

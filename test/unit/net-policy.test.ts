@@ -99,3 +99,17 @@ describe("the sandbox's DNS answers", () => {
     assert.equal(dns.answer(Buffer.from("nonsense")), undefined);
   });
 });
+
+describe("redacting echoed secret values", () => {
+  test("a value split across chunks is still replaced", async () => {
+    const { RedactStream } = await import("../../src/engine/net/redact-stream.js");
+    const s = new RedactStream([{ value: Buffer.from("sk-REAL"), placeholder: Buffer.from("SANDBOX_SECRET_p") }]);
+    const out: Buffer[] = [];
+    s.on("data", (d: Buffer) => out.push(d));
+    const done = new Promise((r) => s.on("end", r));
+    for (const part of ["a sk-R", "EAL b sk", "-REAL", " c sk-RE"]) s.write(Buffer.from(part));
+    s.end();
+    await done;
+    assert.equal(Buffer.concat(out).toString(), "a SANDBOX_SECRET_p b SANDBOX_SECRET_p c sk-RE");
+  });
+});

@@ -21,7 +21,7 @@ export interface NetworkPolicyInput {
 }
 
 export type SecretDecision =
-  | { ok: true; apply: (text: string) => string }
+  | { ok: true; apply: (text: string) => string; used: SecretRule[] }
   | { ok: false; secret: string };
 
 export class NetworkPolicy {
@@ -66,6 +66,7 @@ export class NetworkPolicy {
     }
     return {
       ok: true,
+      used: usable.filter((s) => texts.some((t) => t.includes(s.placeholder))),
       apply: (text) => usable.reduce((acc, s) => (acc.includes(s.placeholder) ? acc.split(s.placeholder).join(s.value) : acc), text),
     };
   }

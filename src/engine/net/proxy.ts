@@ -10,6 +10,7 @@ import tls, { type TLSSocket } from "node:tls";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
 import type { MitmCa } from "./mitm-ca.js";
 import { normalizeHost, type NetworkPolicy } from "./policy.js";
+import { redact, RedactStream, type Redaction } from "./redact-stream.js";
 import { pickAddress, upstreamRoots, UpstreamBlockedError } from "./upstream.js";
 
 const HOP_BY_HOP = new Set([
@@ -103,24 +104,40 @@ export class InterceptingProxy {
   }
 
   /** Checks policy and secrets; returns the upstream target and the rewritten request, or answers 403 itself. */
-  private admit(scheme: Scheme, req: IncomingMessage): { target: Target; path: string; headers: Array<[string, string]> } | { blocked: string } {
+  private admit(
+    scheme: Scheme, req: IncomingMessage,
+  ): { target: Target; path: string; headers: Array<[string, string]>; redactions: Redaction[] } | { blocked: string } {
     const sni = (req.socket as TLSSocket & { matchlockSni?: string }).matchlockSni;
     const hostHeader = normalizeHost(req.headers.host ?? "");
     const host = scheme === "https" ? sni! : hostHeader;
     // Inside TLS the Host header must name the SNI host: no fronting one allowed name with another.
     if (!host || (scheme === "https" && hostHeader && hostHeader !== host)) return { blocked: BlockReason.HOST };
     if (!this.policy.isHostAllowed(host)) return { blocked: BlockReason.HOST };
-    const url = req.url ?? "/";
+    let url = req.url ?? "/";
+    if (!url.startsWith("/")) {
+      // Absolute form ("GET http://x/ HTTP/1.1"): only for the Host it names, sent on in origin form.
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        return { blocked: BlockReason.HOST };
+      }
+      if (normalizeHost(parsed.host) !== host) return { blocked: BlockReason.HOST };
+      url = parsed.pathname + parsed.search;
+    }
     const rawHeaders: Array<[string, string]> = [];
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) rawHeaders.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
     const decision = this.policy.secretsFor(host, [url, ...rawHeaders.map(([, v]) => v)]);
     if (!decision.ok) return { blocked: BlockReason.SECRET };
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q) + "?" + decision.apply(url.slice(q + 1));
+    const redactions = decision.used.map((s) => ({ value: Buffer.from(s.value), placeholder: Buffer.from(s.placeholder) }));
     const headers = rawHeaders
-      .filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()))
+      // With a secret in the request, the response must be readable to redact echoes of it.
+      .filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !(redactions.length && k.toLowerCase() === "accept-encoding"))
       .map(([k, v]) => [k, decision.apply(v)] as [string, string]);
-    return { target: { scheme, host }, path, headers };
+    if (redactions.length) headers.push(["Accept-Encoding", "identity"]);
+    return { target: { scheme, host }, path, headers, redactions };
   }
 
   private async handle(scheme: Scheme, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -132,7 +149,7 @@ export class InterceptingProxy {
       req.resume();
       return forbid(res);
     }
-    const { target, path, headers } = admitted;
+    const { target, path, headers, redactions } = admitted;
     const fullUrl = `${scheme}://${target.host}${path}`;
     let address: string;
     try {
@@ -147,11 +164,16 @@ export class InterceptingProxy {
     upstream.on("response", (up) => {
       const out: Array<[string, string]> = [];
       for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
-        if (!HOP_BY_HOP.has(up.rawHeaders[i]!.toLowerCase())) out.push([up.rawHeaders[i]!, up.rawHeaders[i + 1]!]);
+        const name = up.rawHeaders[i]!;
+        if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+        // Redaction can change the body's length: then it goes chunked.
+        if (redactions.length && name.toLowerCase() === "content-length") continue;
+        out.push([name, redactions.length ? redact(Buffer.from(up.rawHeaders[i + 1]!, "latin1"), redactions).toString("latin1") : up.rawHeaders[i + 1]!]);
       }
       res.writeHead(up.statusCode ?? 502, up.statusMessage, out.flat());
       res.flushHeaders(); // streaming bodies (SSE) must not wait for the first chunk to be buffered
-      up.pipe(res);
+      if (redactions.length) up.pipe(new RedactStream(redactions)).pipe(res);
+      else up.pipe(res);
       up.on("error", () => res.destroy());
       res.once("close", () => {
         if (!up.complete) up.destroy();
