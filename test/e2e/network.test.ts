@@ -268,4 +268,16 @@ describe("network seal: cleanup", () => {
     assert.match(r.stdout, new RegExp(`Freed network of ${id}`));
     assert.deepEqual(await networkLeftovers(id), []);
   });
+
+  test("after the engine is SIGKILLed, the next engine's start frees what it left", async () => {
+    const first = newClient();
+    const id = await first.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
+    process.kill(Number(await readFile(join(home, "vms", id, "pid"), "utf8")), "SIGKILL");
+    await first.close().catch(() => {});
+    assert.equal((await networkLeftovers(id)).length, 4);
+    const next = newClient();
+    await next.start();
+    assert.deepEqual(await eventually(() => networkLeftovers(id), 10_000), []);
+    await next.close();
+  });
 });

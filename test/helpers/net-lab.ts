@@ -26,6 +26,7 @@ export interface NetLab {
 }
 
 export async function startNetLab(): Promise<NetLab> {
+  await removeAbandonedLabs();
   const tag = Math.floor(Math.random() * 0xffff).toString(16).padStart(4, "0");
   const ns = `mltest-${tag}`;
   const third = 1 + Math.floor(Math.random() * 250);
@@ -58,6 +59,17 @@ export async function startNetLab(): Promise<NetLab> {
       await exec("ip", ["netns", "del", ns]).catch(() => {});
     },
   };
+}
+
+/** Labs of test runs that were killed: their namespace has no server process left. */
+async function removeAbandonedLabs(): Promise<void> {
+  const { stdout } = await exec("ip", ["netns", "list"]);
+  for (const ns of stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => /^mltest-[0-9a-f]{4}$/.test(n))) {
+    const { stdout: pids } = await exec("ip", ["netns", "pids", ns]).catch(() => ({ stdout: "x" }));
+    if (pids.trim()) continue;
+    await exec("ip", ["link", "del", `mlt${ns.slice(7)}`]).catch(() => {});
+    await exec("ip", ["netns", "del", ns]).catch(() => {});
+  }
 }
 
 async function testCertificates(names: string[]): Promise<{ caPem: string; certPem: string; keyPem: string }> {
