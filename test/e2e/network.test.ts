@@ -166,6 +166,17 @@ s.sendall(b"ping-frame"); print(head.split(b"\\r\\n")[0].decode(), s.recv(100).d
     assert.equal(r.stdout, "HTTP/1.1 101 Switching Protocols ping-frame\n");
   });
 
+  test("a DNS query to any other resolver address is answered by the engine", async () => {
+    // 192.0.2.53 is TEST-NET-1: the query is DNAT'ed on the host end of the link and never leaves.
+    const r = await client.exec(`python3 -c '
+import socket, struct
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\\x07allowed\\x04test\\x00" + struct.pack(">HH", 1, 1)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+u.sendto(q, ("192.0.2.53", 53)); a = u.recvfrom(512)[0]
+print(a[3] & 15, struct.unpack(">H", a[6:8])[0], socket.inet_ntoa(a[-4:]).startswith("10.201."))'`);
+    assert.equal(r.stdout, "0 1 True\n", r.stderr);
+  });
+
   test("UDP other than DNS and TCP to other ports are dropped", async () => {
     const r = await client.exec(`python3 -c '
 import socket

@@ -46,12 +46,13 @@ export class SandboxDnsServer {
     this.socket.on("error", (err) => this.log(`dns: ${err.message}`));
   }
 
-  listen(host: string, port: number): Promise<void> {
+  /** Binds and returns the port (0 = an ephemeral one). */
+  listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.socket.once("error", reject);
       this.socket.bind(port, host, () => {
         this.socket.off("error", reject);
-        resolve();
+        resolve(this.socket.address().port);
       });
     });
   }

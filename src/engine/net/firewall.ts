@@ -5,29 +5,28 @@
 import { run, runQuietly } from "./host-commands.js";
 import { SYNTHETIC_CIDR } from "./dns-server.js";
 
-export const PROXY_HTTP_PORT = 3128;
-export const PROXY_HTTPS_PORT = 3129;
-export const DNS_PORT = 53;
-
 export interface FirewallSpec {
   table: string;
   hostInterface: string;
   hostIp: string;
+  /** Where the engine listens on hostIp: ephemeral ports, so nothing else on the host can collide. */
+  ports: { http: number; https: number; dns: number };
 }
 
 export function rules(f: FirewallSpec): string {
   const i = `iifname "${f.hostInterface}"`;
+  const { http, https, dns } = f.ports;
   return `table inet ${f.table} {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 80 dnat ip to ${f.hostIp}:${PROXY_HTTP_PORT}
-    ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 443 dnat ip to ${f.hostIp}:${PROXY_HTTPS_PORT}
-    ${i} udp dport 53 dnat ip to ${f.hostIp}:${DNS_PORT}
+    ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 80 dnat ip to ${f.hostIp}:${http}
+    ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 443 dnat ip to ${f.hostIp}:${https}
+    ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
-    ${i} ip daddr ${f.hostIp} tcp dport { ${PROXY_HTTP_PORT}, ${PROXY_HTTPS_PORT} } accept
-    ${i} ip daddr ${f.hostIp} udp dport ${DNS_PORT} accept
+    ${i} ip daddr ${f.hostIp} tcp dport { ${http}, ${https} } accept
+    ${i} ip daddr ${f.hostIp} udp dport ${dns} accept
     ${i} drop
   }
   chain forward {

@@ -50,9 +50,9 @@ export class InterceptingProxy {
     };
   }
 
-  async listen(host: string, httpPort: number, httpsPort: number): Promise<void> {
-    await listenOn(this.httpFront, host, httpPort);
-    await listenOn(this.tlsListener, host, httpsPort);
+  /** Listens on ephemeral ports of `host`; the firewall DNATs the guest's 80/443 to them. */
+  async listen(host: string): Promise<{ http: number; https: number }> {
+    return { http: await listenOn(this.httpFront, host), https: await listenOn(this.tlsListener, host) };
   }
 
   close(): void {
@@ -161,7 +161,9 @@ export class InterceptingProxy {
       return blocked ? forbid(res) : fail(res);
     }
     const upstream = this.request(target, address, req.method ?? "GET", path, headers);
+    let responded = false;
     upstream.on("response", (up) => {
+      responded = true;
       const out: Array<[string, string]> = [];
       for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
         const name = up.rawHeaders[i]!;
@@ -179,6 +181,10 @@ export class InterceptingProxy {
         if (!up.complete) up.destroy();
         this.event({ ...base, url: fullUrl, host: target.host, status_code: up.statusCode ?? 0, response_bytes: Number(up.headers["content-length"]) || 0, blocked: false, duration_ms: Date.now() - started });
       });
+    });
+    // No answer from upstream in time: give up (once a response has started, it may idle, e.g. SSE).
+    upstream.once("timeout", () => {
+      if (!responded) upstream.destroy(new Error("upstream did not answer in time"));
     });
     upstream.on("error", (err) => {
       this.log(`proxy: ${fullUrl}: ${err.message}`);
@@ -273,12 +279,12 @@ function fail(res: ServerResponse): void {
   res.end(body);
 }
 
-function listenOn(server: net.Server, host: string, port: number): Promise<void> {
+function listenOn(server: net.Server, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    server.listen(0, host, () => {
       server.off("error", reject);
-      resolve();
+      resolve((server.address() as net.AddressInfo).port);
     });
   });
 }

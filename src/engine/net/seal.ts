@@ -6,7 +6,7 @@ import { lstat, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SandboxDnsServer, SyntheticAddresses } from "./dns-server.js";
 import type { NetworkEventSink } from "./events.js";
-import { DNS_PORT, installFirewall, PROXY_HTTP_PORT, PROXY_HTTPS_PORT } from "./firewall.js";
+import { installFirewall } from "./firewall.js";
 import { allocateLink, LINK_PREFIX_LENGTH, releaseLink, type LinkAllocation } from "./link-allocation.js";
 import { MitmCa } from "./mitm-ca.js";
 import type { NetworkPolicy } from "./policy.js";
@@ -88,10 +88,10 @@ export class NetworkSeal {
   async attach(): Promise<void> {
     const { policy, onEvent, log } = this.opts;
     this.dns = new SandboxDnsServer(policy, new SyntheticAddresses(), log);
-    await this.dns.listen(this.link.hostIp, DNS_PORT);
+    const dns = await this.dns.listen(this.link.hostIp, 0);
     this.proxy = new InterceptingProxy(policy, this.ca, onEvent, log);
-    await this.proxy.listen(this.link.hostIp, PROXY_HTTP_PORT, PROXY_HTTPS_PORT);
-    await installFirewall({ table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp });
+    const { http, https } = await this.proxy.listen(this.link.hostIp);
+    await installFirewall({ table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, dns } });
   }
 
   /** Stops the services and removes the link, netns, firewall and allocation. Idempotent. */
