@@ -7,6 +7,7 @@ import { registerImageCommands } from "./image.js";
 import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { serve } from "../engine/rpc/server.js";
+import { reclaimDeadLinks } from "../engine/net/link-allocation.js";
 import { collectGarbage } from "../engine/sandbox/gc.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -24,7 +25,9 @@ program
     const log = (l: string) => process.stderr.write(`matchlock: ${l}\n`);
     // A bug of ours must not take the user's sandbox session down with it: log and carry on.
     process.on("unhandledRejection", (err) => log(`internal error: ${(err as Error)?.stack ?? String(err)}`));
-    // Reclaim what engines that died before us left behind; it never blocks serving.
+    // Network links left by engines that were killed are freed before this one makes its own.
+    await reclaimDeadLinks().catch((err: Error) => log(`reclaiming stale sandbox networks failed: ${err.message}`));
+    // Reclaim the rest of what engines that died before us left behind; it never blocks serving.
     void collectGarbage()
       .then((rs) => rs.filter((r) => r.cleaned.length).forEach((r) => log(`reclaimed ${r.id}: ${r.cleaned.join(", ")}`)))
       .catch((err: Error) => log(`gc failed: ${err.message}`));

@@ -1,5 +1,6 @@
 // list / get / kill / rm / prune: the sandbox records of the state store (protocol spec 3).
 import type { Command } from "commander";
+import { reclaimDeadLinks } from "../engine/net/link-allocation.js";
 import { collectGarbage, reclaimVm } from "../engine/sandbox/gc.js";
 import { listVms, pidAlive, readVm, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
 import { printTable } from "./table.js";
@@ -96,15 +97,18 @@ export function registerVmCommands(program: Command): void {
 
   program
     .command("gc")
-    .description("reclaim host resources left by sandboxes whose engine died")
+    .description("reclaim host resources (runsc state, processes, netns, veth, nft table, subnet) left by sandboxes whose engine died")
     .argument("[id]", "only this sandbox")
     .option("--json", "print JSON")
     .action(async (id: string | undefined, opts: { json?: boolean }) => {
+      // Networks are machine-wide (any engine's, any home's): every dead engine's are freed.
+      const networks = await reclaimDeadLinks();
       const results = await collectGarbage(id);
       if (opts.json) {
-        console.log(JSON.stringify(results, null, 2));
+        console.log(JSON.stringify({ networks, vms: results }, null, 2));
         return;
       }
+      for (const n of networks) console.log(`Freed network of ${n}`);
       for (const r of results) {
         console.log(r.skipped ? `${r.id}: skipped (${r.skipped})` : r.cleaned.length ? `${r.id}: cleaned ${r.cleaned.join(", ")}` : `${r.id}: no resources to clean`);
       }

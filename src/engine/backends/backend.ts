@@ -21,6 +21,25 @@ export interface SandboxSpec {
   stateDir: string;
   /** File that receives the engine's and the isolation engine's log lines. */
   logFile: string;
+  /** Absent: the sandbox has no network at all. */
+  network?: SandboxNetwork | undefined;
+}
+
+/**
+ * A sandbox's sealed network (src/engine/net): the backend creates the link (veth, tap) with
+ * these names and addresses, then calls attach() so the engine's DNS, proxy and firewall start
+ * on the host end. The guest's only route is via hostIp. Teardown belongs to the seal.
+ */
+export interface SandboxNetwork {
+  link: {
+    hostIp: string;
+    guestIp: string;
+    prefixLength: number;
+    netns: string;
+    hostInterface: string;
+    guestInterface: string;
+  };
+  attach(): Promise<void>;
 }
 
 export interface RunningSandbox {
@@ -34,6 +53,8 @@ export interface RunningSandbox {
 
 export interface Backend {
   readonly name: string;
+  /** Whether it can give a sandbox the sealed network (SandboxSpec.network); without it, none. */
+  readonly sealsNetwork: boolean;
   /** Throws BackendUnavailableError with the missing piece named (binary, privilege). */
   checkAvailable(): Promise<void>;
   start(spec: SandboxSpec): Promise<RunningSandbox>;

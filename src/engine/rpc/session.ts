@@ -5,7 +5,7 @@ import { AgentOpError, SandboxLostError } from "../agent/connection.js";
 import { chooseBackend } from "../backends/select.js";
 import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
-import { ImageNotFoundError, PathError, Sandbox, secretPlaceholders } from "../sandbox/sandbox.js";
+import { ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/sandbox.js";
 import { MountConfigError } from "../vfs/mounts.js";
 import type { MessageWriter } from "./writer.js";
 
@@ -65,13 +65,14 @@ export class Session {
       throw new RpcError(ErrorCode.VM_FAILED, `this session already has sandbox ${this.sandbox.id}: close it first (one sandbox per session)`);
     }
     const config = mergeDefaults(parsed.data);
-    if (config.network.allowedHosts.length > 0 || Object.keys(config.network.secrets).length > 0) {
-      this.log("note: network egress is not implemented yet: the sandbox has no network at all (everything is denied)");
-    }
     try {
       const { backend, reason } = await chooseBackend(config.backend);
       this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
-      this.sandbox = await Sandbox.create(config, backend, secretPlaceholders(parsed.data.network?.secrets ?? {}));
+      this.sandbox = await Sandbox.create(config, backend, {
+        secrets: secretRules(parsed.data.network?.secrets ?? {}),
+        onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
+        log: this.log,
+      });
     } catch (err) {
       if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
       if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError) throw new RpcError(ErrorCode.VM_FAILED, err.message);

@@ -14,6 +14,9 @@ import { paths } from "../paths.js";
 import { resolveUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
 import type { WireFileInfo } from "../../protocol/rpc.js";
+import type { NetworkEventSink } from "../net/events.js";
+import { NetworkPolicy, type SecretRule } from "../net/policy.js";
+import { NetworkSeal } from "../net/seal.js";
 
 /** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
 const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
@@ -48,31 +51,48 @@ export class Sandbox {
     private readonly baseEnv: string[],
     private readonly defaultUser: string,
     private readonly defaultCwd: string,
+    private readonly seal: NetworkSeal | undefined,
   ) {}
 
-  /** Creates and boots a sandbox. On any failure nothing is left running and the record says stopped. */
-  static async create(config: SandboxConfig, backend: Backend, secrets: Record<string, string> = {}): Promise<Sandbox> {
+  /**
+   * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
+   * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
+   */
+  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}): Promise<Sandbox> {
+    const secretRules = net.secrets ?? [];
     await backend.checkAvailable();
     const image = await imageFor(config.image);
     const id = newVmId();
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
     let running: RunningSandbox | undefined;
+    let seal: NetworkSeal | undefined;
     try {
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
+      if (interceptionOn(config, secretRules) && !backend.sealsNetwork) {
+        net.log?.(`the ${backend.name} engine has no network yet: this sandbox gets none (everything is denied)`);
+      } else if (interceptionOn(config, secretRules)) {
+        const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
+        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
+        for (const f of seal.guestFiles) mounts.push({ kind: "bind", guestPath: f.guestPath, hostPath: f.hostPath, readonly: true });
+      }
+      const sealed = seal;
       running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
         mounts, stateDir, logFile: logFile(id),
+        network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, attach: () => sealed.attach() },
       });
-      const env = composeEnv(image.config.env, config.env, secrets);
+      const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
+      const env = composeEnv(image.config.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
       // host, the image's symlinks could point the engine at host files.
       const agent = running.agent;
       const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
-      const sandbox = new Sandbox(id, config, running, env, user, config.workspace);
+      const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
       sandbox.armDeadline();
       return sandbox;
     } catch (err) {
       await running?.stop(0).catch(() => {});
+      await seal?.close();
       await markStopped(id);
       await removeOverlaySnapshots(id);
       throw err;
@@ -138,6 +158,7 @@ export class Sandbox {
       try {
         await this.running.stop(graceMs);
       } finally {
+        await this.seal?.close();
         await markStopped(this.id);
         await removeOverlaySnapshots(this.id);
       }
@@ -176,6 +197,25 @@ async function imageFor(ref: string): Promise<LocalImage> {
 }
 
 /** image env < create `env` < secret placeholders; later entries win. */
+/** Network interception is on when the merged config has allowed hosts or secrets (spec 4.2). */
+export function interceptionOn(config: SandboxConfig, secrets: SecretRule[]): boolean {
+  return config.network.allowedHosts.length > 0 || secrets.length > 0 || Object.keys(config.network.secrets).length > 0;
+}
+
+export interface SandboxNetworkOptions {
+  /** Secrets with their real values; these stay in engine memory. */
+  secrets?: SecretRule[];
+  onEvent?: NetworkEventSink;
+  log?: (line: string) => void;
+}
+
+/** Secret rules from the create params: placeholders as the spec says (4.3), values kept. */
+export function secretRules(secrets: Record<string, { value: string; hosts?: string[] | null | undefined; placeholder?: string | undefined }>): SecretRule[] {
+  const placeholders = secretPlaceholders(secrets);
+  return Object.entries(secrets).map(([name, s]) => ({ name, placeholder: placeholders[name]!, value: s.value, hosts: [...(s.hosts ?? [])] }));
+}
+
+/** image env < create `env` < network env and secret placeholders; later entries win. */
 function composeEnv(imageEnv: string[], extra: Record<string, string>, secrets: Record<string, string>): string[] {
   const env = new Map<string, string>();
   const put = (entry: string) => {

@@ -9,7 +9,7 @@ export const GUEST_AGENT_PATH = "/.matchlock/agent";
 
 const CPU_PERIOD_US = 100_000;
 
-export function ociConfig(spec: SandboxSpec, agentBinary: string): Record<string, unknown> {
+export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: string): Record<string, unknown> {
   // Parents before children, so a mount at /workspace/src lands inside the /workspace mount.
   const mounts = [...spec.mounts].sort((a, b) => a.guestPath.split("/").length - b.guestPath.split("/").length);
   return {
@@ -42,7 +42,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string): Record<string
       ),
     ],
     linux: {
-      namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, { type: "network" }],
+      namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }, netnsPath ? { type: "network", path: netnsPath } : { type: "network" }],
       cgroupsPath: `/matchlock/${spec.id}`,
       resources: {
         memory: { limit: spec.memoryMb * 1024 * 1024 },
@@ -61,9 +61,9 @@ function capabilitySet(): Record<string, string[]> {
   return { bounding: caps, effective: caps, permitted: caps, inheritable: caps, ambient: [] };
 }
 
-export async function writeBundle(spec: SandboxSpec, agentBinary: string): Promise<string> {
+export async function writeBundle(spec: SandboxSpec, agentBinary: string, netnsPath?: string): Promise<string> {
   const dir = join(spec.stateDir, "bundle");
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  await writeFile(join(dir, "config.json"), JSON.stringify(ociConfig(spec, agentBinary), null, 2));
+  await writeFile(join(dir, "config.json"), JSON.stringify(ociConfig(spec, agentBinary, netnsPath), null, 2));
   return dir;
 }

@@ -9,6 +9,7 @@ import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, withTimeout } from "../process-helpers.js";
+import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -18,6 +19,7 @@ export function runscBinary(): string {
 
 export class GvisorBackend implements Backend {
   readonly name = "gvisor";
+  readonly sealsNetwork = true;
 
   async checkAvailable(): Promise<void> {
     if (!(await findOnPath(runscBinary()))) {
@@ -46,9 +48,17 @@ export class GvisorBackend implements Backend {
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
-    const bundle = await writeBundle(spec, paths.agentBinary());
+    let netns: string | undefined;
+    if (spec.network) {
+      await createNetns(spec.network);
+      await spec.network.attach();
+      netns = netnsPath(spec.network);
+    }
+    const bundle = await writeBundle(spec, paths.agentBinary(), netns);
     const log = await open(spec.logFile, "a");
-    const child = spawn(runscBinary(), [...globalFlags(), "run", "--bundle", bundle, spec.id], {
+    const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
+    const [cmd, args] = netns ? hideNetSysctl(runscBinary(), runArgs) : [runscBinary(), runArgs];
+    const child = spawn(cmd, args, {
       stdio: ["pipe", "pipe", log.fd],
     });
     await log.close(); // the child has its own copy of the descriptor
@@ -73,8 +83,8 @@ export class GvisorBackend implements Backend {
   }
 }
 
-function globalFlags(): string[] {
-  return ["--root", paths.runscRoot(), "--network=none", "--overlay2=root:memory"];
+function globalFlags(network: "none" | "sandbox" = "none"): string[] {
+  return ["--root", paths.runscRoot(), `--network=${network}`, "--overlay2=root:memory"];
 }
 
 async function stopSandbox(

@@ -33,6 +33,7 @@ export function qemuBinary(): string {
 
 export class MicrovmBackend implements Backend {
   readonly name = "microvm";
+  readonly sealsNetwork = false;
   private accelChoice: AccelChoice | undefined;
 
   /** KVM or TCG for this host, decided once per engine. */

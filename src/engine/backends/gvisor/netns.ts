@@ -1,0 +1,34 @@
+// gVisor's side of the network seal: a fresh netns per sandbox (runsc takes over the veth it
+// finds there and strips it from the kernel, so netns and link cannot be shared), a veth pair
+// between it and the host, and the wrapper for gVisor bug #10704 on kernels >= 6.7.
+import { run } from "../../net/host-commands.js";
+import type { SandboxNetwork } from "../backend.js";
+
+export async function createNetns(net: SandboxNetwork): Promise<void> {
+  const l = net.link;
+  await run("ip", ["netns", "add", l.netns]);
+  await run("ip", ["-batch", "-"], [
+    `link add ${l.hostInterface} type veth peer name ${l.guestInterface} netns ${l.netns}`,
+    `addr add ${l.hostIp}/${l.prefixLength} dev ${l.hostInterface}`,
+    `link set ${l.hostInterface} up`,
+  ].join("\n") + "\n");
+  await run("ip", ["-n", l.netns, "-batch", "-"], [
+    `addr add ${l.guestIp}/${l.prefixLength} dev ${l.guestInterface}`,
+    `link set lo up`,
+    `link set ${l.guestInterface} up`,
+    `route add default via ${l.hostIp} dev ${l.guestInterface}`,
+  ].join("\n") + "\n");
+}
+
+export function netnsPath(net: SandboxNetwork): string {
+  return `/var/run/netns/${net.link.netns}`;
+}
+
+/**
+ * runsc refuses --network=sandbox when it thinks it is in the root netns, and on kernels from
+ * about 6.7 every netns looks like the root one to it (gVisor #10704). Hiding /proc/sys/net in
+ * a private mount namespace for the `runsc run` process alone avoids the false positive.
+ */
+export function hideNetSysctl(cmd: string, args: string[]): [string, string[]] {
+  return ["unshare", ["-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs -o size=4k matchlock /proc/sys/net && exec "$@"', "sh", cmd, ...args]];
+}

@@ -1,0 +1,44 @@
+// The nftables table on the host end of a sandbox's link. The guest may reach only the engine's
+// DNS and proxy on the host's link address; synthetic addresses (what our DNS hands out) on
+// ports 80/443 are DNAT'ed to the proxy, any DNS query to the engine's DNS; nothing is forwarded.
+// It must be on the host side: gVisor's netstack bypasses nftables inside the sandbox's netns.
+import { run, runQuietly } from "./host-commands.js";
+import { SYNTHETIC_CIDR } from "./dns-server.js";
+
+export interface FirewallSpec {
+  table: string;
+  hostInterface: string;
+  hostIp: string;
+  /** Where the engine listens on hostIp: ephemeral ports, so nothing else on the host can collide. */
+  ports: { http: number; https: number; dns: number };
+}
+
+export function rules(f: FirewallSpec): string {
+  const i = `iifname "${f.hostInterface}"`;
+  const { http, https, dns } = f.ports;
+  return `table inet ${f.table} {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 80 dnat ip to ${f.hostIp}:${http}
+    ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 443 dnat ip to ${f.hostIp}:${https}
+    ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}
+  }
+  chain input {
+    type filter hook input priority filter - 10; policy accept;
+    ${i} ip daddr ${f.hostIp} tcp dport { ${http}, ${https} } accept
+    ${i} ip daddr ${f.hostIp} udp dport ${dns} accept
+    ${i} drop
+  }
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    ${i} drop
+    oifname "${f.hostInterface}" drop
+  }
+}
+`;
+}
+
+export async function installFirewall(f: FirewallSpec): Promise<void> {
+  await runQuietly("nft", ["delete", "table", "inet", f.table]);
+  await run("nft", ["-f", "-"], rules(f));
+}

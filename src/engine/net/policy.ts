@@ -1,0 +1,111 @@
+// Who the sandbox may talk to: allowed_hosts globs, private-address blocking and secret
+// scoping. Semantics of the protocol spec (4.2, 4.3) with our deliberate improvements:
+// matching is case-insensitive and ignores a trailing dot; an empty allowlist with
+// interception on denies everything; the private ranges are wider (see private-ranges.ts).
+import { isPrivateAddress } from "./private-ranges.js";
+
+export interface SecretRule {
+  /** Env var name the guest sees. */
+  name: string;
+  placeholder: string;
+  /** The real value: lives only in engine memory, never in the sandbox or on disk. */
+  value: string;
+  /** Patterns of hosts the value may be sent to; empty means any allowed host (spec 4.3). */
+  hosts: string[];
+}
+
+export interface NetworkPolicyInput {
+  allowedHosts: string[];
+  blockPrivateIps: boolean;
+  secrets: SecretRule[];
+}
+
+export type SecretDecision =
+  | { ok: true; apply: (text: string) => string; used: SecretRule[] }
+  | { ok: false; secret: string };
+
+export class NetworkPolicy {
+  readonly allowedHosts: string[];
+  readonly blockPrivateIps: boolean;
+  readonly secrets: SecretRule[];
+
+  constructor(input: NetworkPolicyInput) {
+    const hosts = new Set(input.allowedHosts.map(normalizeHost));
+    // Auto-allow: a secret's hosts join the allowlist (spec 4.3).
+    for (const s of input.secrets) for (const h of s.hosts) hosts.add(normalizeHost(h));
+    hosts.delete("");
+    this.allowedHosts = [...hosts];
+    this.blockPrivateIps = input.blockPrivateIps;
+    this.secrets = input.secrets;
+  }
+
+  /** Is a host name (or IP literal) in the allowlist? Private-address checks happen at connect time. */
+  isHostAllowed(host: string): boolean {
+    const h = normalizeHost(host);
+    if (!h) return false;
+    if (this.blockPrivateIps && isPrivateAddress(h)) return false;
+    return this.allowedHosts.some((p) => matchGlob(p, h));
+  }
+
+  /** May a connection go to this resolved address? */
+  isAddressAllowed(ip: string): boolean {
+    return !(this.blockPrivateIps && isPrivateAddress(ip));
+  }
+
+  /**
+   * Checks every secret against a request to `host` whose header values and URL are `texts`.
+   * A placeholder headed for a host outside its secret's hosts blocks the whole request.
+   */
+  secretsFor(host: string, texts: string[]): SecretDecision {
+    const h = normalizeHost(host);
+    const usable: SecretRule[] = [];
+    for (const s of this.secrets) {
+      const allowed = s.hosts.length === 0 || s.hosts.some((p) => matchGlob(normalizeHost(p), h));
+      if (allowed) usable.push(s);
+      else if (texts.some((t) => t.includes(s.placeholder))) return { ok: false, secret: s.name };
+    }
+    return {
+      ok: true,
+      used: usable.filter((s) => texts.some((t) => t.includes(s.placeholder))),
+      apply: (text) => usable.reduce((acc, s) => (acc.includes(s.placeholder) ? acc.split(s.placeholder).join(s.value) : acc), text),
+    };
+  }
+}
+
+/** Lower case, no trailing dot, no port; IPv6 literals lose their brackets. */
+export function normalizeHost(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.startsWith("[")) {
+    const end = h.indexOf("]");
+    return end > 0 ? h.slice(1, end) : h;
+  }
+  const colon = h.indexOf(":");
+  // One colon is host:port; more than one is a bare IPv6 literal.
+  if (colon >= 0 && h.indexOf(":", colon + 1) < 0) h = h.slice(0, colon);
+  return h.endsWith(".") ? h.slice(0, -1) : h;
+}
+
+/** The spec's matchGlob (4.2), applied to already-normalised pattern and host. */
+export function matchGlob(pattern: string, host: string): boolean {
+  if (pattern === "*") return true;
+  if (!pattern.includes("*")) return pattern === host;
+  const stars = pattern.split("*").length - 1;
+  if (stars === 1 && pattern.startsWith("*.")) return host.endsWith(pattern.slice(1));
+  if (stars === 1 && pattern.endsWith(".*")) return host.startsWith(pattern.slice(0, -1));
+  const pieces = pattern.split("*");
+  const first = pieces[0]!;
+  const last = pieces[pieces.length - 1]!;
+  if (!host.startsWith(first)) return false;
+  let rest = host.slice(first.length);
+  if (last) {
+    if (!rest.endsWith(last)) return false;
+    rest = rest.slice(0, rest.length - last.length);
+  }
+  for (const middle of pieces.slice(1, -1)) {
+    if (!middle) continue;
+    const at = rest.indexOf(middle);
+    if (at < 0) return false;
+    rest = rest.slice(at + middle.length);
+  }
+  return true;
+}

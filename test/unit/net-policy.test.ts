@@ -1,0 +1,115 @@
+// The network policy's pure parts: glob matching, private ranges, secret scoping, DNS answers.
+import assert from "node:assert/strict";
+import dnsPacket from "dns-packet";
+import { describe, test } from "node:test";
+import { SandboxDnsServer, SyntheticAddresses } from "../../src/engine/net/dns-server.js";
+import { matchGlob, NetworkPolicy, normalizeHost } from "../../src/engine/net/policy.js";
+import { isPrivateAddress } from "../../src/engine/net/private-ranges.js";
+
+describe("allowed_hosts patterns", () => {
+  test("the spec's glob forms", () => {
+    assert.ok(matchGlob("*", "anything.com"));
+    assert.ok(matchGlob("*.example.com", "a.b.example.com"));
+    assert.ok(!matchGlob("*.example.com", "example.com"));
+    assert.ok(!matchGlob("*.example.com", "evilexample.com"));
+    assert.ok(matchGlob("api.*", "api.x.y"));
+    assert.ok(!matchGlob("api.*", "api"));
+    assert.ok(matchGlob("api-*.example.com", "api-a.b.example.com"));
+    assert.ok(matchGlob("*example.com", "evilexample.com"));
+    assert.ok(matchGlob("a*b*c", "axxbyyc"));
+    assert.ok(!matchGlob("a*b*c", "axxcyyb"));
+    assert.ok(!matchGlob("example.com", "example.com.evil"));
+  });
+
+  test("matching is case-insensitive and ignores a trailing dot and a port", () => {
+    const p = new NetworkPolicy({ allowedHosts: ["API.Example.COM"], blockPrivateIps: false, secrets: [] });
+    assert.ok(p.isHostAllowed("api.example.com."));
+    assert.ok(p.isHostAllowed("Api.Example.Com:8443"));
+    assert.ok(!p.isHostAllowed("other.com"));
+    assert.equal(normalizeHost("[::1]:80"), "::1");
+  });
+
+  test("an empty allowlist with interception on denies everything", () => {
+    const p = new NetworkPolicy({ allowedHosts: [], blockPrivateIps: false, secrets: [] });
+    assert.ok(!p.isHostAllowed("example.com"));
+  });
+
+  test("a secret's hosts are allowed automatically", () => {
+    const p = new NetworkPolicy({ allowedHosts: [], blockPrivateIps: false, secrets: [{ name: "K", placeholder: "P", value: "v", hosts: ["api.test"] }] });
+    assert.ok(p.isHostAllowed("api.test"));
+  });
+});
+
+describe("private ranges", () => {
+  test("the spec's ranges plus our additions, including IPv4-mapped IPv6", () => {
+    for (const ip of ["10.1.2.3", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+      "::1", "fc00::1", "fd12::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:10.0.0.1", "::", "::10.0.0.1"]) {
+      assert.ok(isPrivateAddress(ip), ip);
+    }
+    for (const ip of ["8.8.8.8", "1.1.1.1", "2001:4860::8888", "::ffff:8.8.8.8", "example.com"]) assert.ok(!isPrivateAddress(ip), ip);
+  });
+
+  test("block_private_ips refuses private addresses and IP literals", () => {
+    const p = new NetworkPolicy({ allowedHosts: ["*"], blockPrivateIps: true, secrets: [] });
+    assert.ok(!p.isAddressAllowed("10.0.0.1"));
+    assert.ok(!p.isHostAllowed("127.0.0.1"));
+    assert.ok(p.isAddressAllowed("93.184.216.34"));
+  });
+});
+
+describe("secrets", () => {
+  const p = new NetworkPolicy({ allowedHosts: ["*"], blockPrivateIps: false, secrets: [{ name: "K", placeholder: "SANDBOX_SECRET_x", value: "real", hosts: ["api.test"] }] });
+
+  test("replaced for its host", () => {
+    const d = p.secretsFor("API.test", ["Bearer SANDBOX_SECRET_x"]);
+    assert.ok(d.ok);
+    if (d.ok) assert.equal(d.apply("Bearer SANDBOX_SECRET_x"), "Bearer real");
+  });
+
+  test("a placeholder for another host blocks the request; without it the request passes unchanged", () => {
+    assert.deepEqual(p.secretsFor("evil.test", ["/x?k=SANDBOX_SECRET_x"]), { ok: false, secret: "K" });
+    const d = p.secretsFor("evil.test", ["/x"]);
+    assert.ok(d.ok);
+    if (d.ok) assert.equal(d.apply("SANDBOX_SECRET_x"), "SANDBOX_SECRET_x");
+  });
+});
+
+describe("the sandbox's DNS answers", () => {
+  const policy = new NetworkPolicy({ allowedHosts: ["*.allowed.test"], blockPrivateIps: false, secrets: [] });
+  const dns = new SandboxDnsServer(policy, new SyntheticAddresses(), () => {});
+  const ask = (name: string, type: "A" | "AAAA" = "A") =>
+    dnsPacket.decode(dns.answer(dnsPacket.encode({ type: "query", id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] }))!) as unknown as
+      { rcode: string; answers: Array<{ data: unknown }> };
+
+  test("an allowed name gets a stable synthetic address; AAAA gets no records", () => {
+    const a = ask("www.Allowed.test");
+    assert.equal(a.rcode, "NOERROR");
+    assert.equal(a.answers![0]!.data, "10.201.0.1");
+    assert.equal(ask("www.allowed.test").answers![0]!.data, "10.201.0.1");
+    assert.equal(ask("api.allowed.test").answers![0]!.data, "10.201.0.2");
+    assert.deepEqual(ask("www.allowed.test", "AAAA").answers, []);
+  });
+
+  test("any other name is NXDOMAIN", () => {
+    assert.equal(ask("secret-data.evil.test").rcode, "NXDOMAIN");
+    assert.equal(ask("allowed.test").rcode, "NXDOMAIN"); // *.x does not cover the apex
+  });
+
+  test("garbage gets no answer", () => {
+    assert.equal(dns.answer(Buffer.from("nonsense")), undefined);
+  });
+});
+
+describe("redacting echoed secret values", () => {
+  test("a value split across chunks is still replaced", async () => {
+    const { RedactStream } = await import("../../src/engine/net/redact-stream.js");
+    const s = new RedactStream([{ value: Buffer.from("sk-REAL"), placeholder: Buffer.from("SANDBOX_SECRET_p") }]);
+    const out: Buffer[] = [];
+    s.on("data", (d: Buffer) => out.push(d));
+    const done = new Promise((r) => s.on("end", r));
+    for (const part of ["a sk-R", "EAL b sk", "-REAL", " c sk-RE"]) s.write(Buffer.from(part));
+    s.end();
+    await done;
+    assert.equal(Buffer.concat(out).toString(), "a SANDBOX_SECRET_p b SANDBOX_SECRET_p c sk-RE");
+  });
+});
