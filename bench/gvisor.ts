@@ -9,20 +9,11 @@ import { ociConfig } from "../src/engine/backends/gvisor/bundle.js";
 import { GvisorBackend } from "../src/engine/backends/gvisor/runsc.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
-import { Sandbox } from "../src/sdk/index.js";
-import { BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
+import { BUSYBOX, setUpE2E } from "../test/helpers/e2e.js";
+import { median, p99, sdkColdStarts, sdkExecRoundTrips } from "./measure.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const EXECS = Number(process.env.BENCH_EXECS ?? 100);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-function p99(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]!;
-}
 
 function run(cmd: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -74,33 +65,15 @@ async function main(): Promise<void> {
   const rawBundle = await rawRunscBundle(image.rootfs, join(work, "raw"), ["/bin/true"]);
   const raw: number[] = [];
   for (let i = 0; i < ROUNDS; i++) raw.push(await run("runsc", runsc("run", "--bundle", rawBundle, `bench-raw-${i}`)));
-  const cold: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const client = newClient();
-    const t = performance.now();
-    await client.launch(new Sandbox(BUSYBOX));
-    await client.exec("true");
-    cold.push(performance.now() - t);
-    await client.close();
-    await client.remove();
-  }
+  const cold = await sdkColdStarts(ROUNDS);
 
   // 2. Exec round trip: SDK exec vs `runsc exec` into a running sandbox vs a native spawn.
-  const client = newClient();
-  await client.launch(new Sandbox(BUSYBOX));
-  const sdkExec: number[] = [];
-  for (let i = 0; i < EXECS; i++) {
-    const t = performance.now();
-    await client.exec("true");
-    sdkExec.push(performance.now() - t);
-  }
-  const vmId = client.vmId!;
   const runscExec: number[] = [];
-  for (let i = 0; i < Math.min(EXECS, 30); i++) {
-    runscExec.push(await run("runsc", ["--root", paths.runscRoot(), "exec", vmId, "/bin/true"]));
-  }
-  await client.close();
-  await client.remove();
+  const sdkExec = await sdkExecRoundTrips(EXECS, async (vmId) => {
+    for (let i = 0; i < Math.min(EXECS, 30); i++) {
+      runscExec.push(await run("runsc", ["--root", paths.runscRoot(), "exec", vmId, "/bin/true"]));
+    }
+  });
   // The agent alone: the same exec driven in-process over the agent channel, no JSON-RPC.
   const agentExec = await agentOnlyExecs(image.rootfs, work);
   const native: number[] = [];

@@ -11,16 +11,11 @@ import { qemuArgs } from "../src/engine/backends/microvm/qemu-args.js";
 import { rootImageFor } from "../src/engine/backends/microvm/root-image.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
-import { Sandbox } from "../src/sdk/index.js";
-import { BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
+import { BUSYBOX, setUpE2E } from "../test/helpers/e2e.js";
+import { median, sdkColdStarts, sdkExecRoundTrips } from "./measure.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const EXECS = Number(process.env.BENCH_EXECS ?? 50);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 /** Spawn -> QEMU exit for a boot whose init powers off at once. */
 async function bareBoot(): Promise<number[]> {
@@ -50,27 +45,7 @@ async function bareBoot(): Promise<number[]> {
 
 async function engine(backend: string): Promise<{ cold: number[]; exec: number[] }> {
   process.env.MATCHLOCK_BACKEND = backend;
-  const cold: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const client = newClient();
-    const t = performance.now();
-    await client.launch(new Sandbox(BUSYBOX));
-    await client.exec("true");
-    cold.push(performance.now() - t);
-    await client.close();
-    await client.remove();
-  }
-  const client = newClient();
-  await client.launch(new Sandbox(BUSYBOX));
-  const exec: number[] = [];
-  for (let i = 0; i < EXECS; i++) {
-    const t = performance.now();
-    await client.exec("true");
-    exec.push(performance.now() - t);
-  }
-  await client.close();
-  await client.remove();
-  return { cold, exec };
+  return { cold: await sdkColdStarts(ROUNDS), exec: await sdkExecRoundTrips(EXECS) };
 }
 
 async function main(): Promise<void> {

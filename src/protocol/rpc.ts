@@ -82,3 +82,16 @@ export const GoFileMode = {
 
 /** Longest sandbox timeout: 7 days (a timer cannot hold much more than 24 days anyway). */
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
+
+/** The `network` payload of an `event` notification (spec 2.8). */
+export interface WireNetworkEvent {
+  method: string;
+  url: string;
+  host: string;
+  status_code: number;
+  request_bytes: number;
+  response_bytes: number;
+  duration_ms: number;
+  blocked: boolean;
+  block_reason?: string;
+}

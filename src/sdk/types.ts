@@ -1,4 +1,5 @@
 // Public data types of the SDK: camelCase versions of the seed Python SDK's dataclasses.
+import type { WireNetworkEvent } from "../protocol/rpc.js";
 
 /** How to launch the engine. */
 export interface Config {
@@ -78,17 +79,7 @@ export interface FileInfo {
 export interface SandboxEvent {
   type: string;
   timestamp: number;
-  network?: {
-    method: string;
-    url: string;
-    host: string;
-    status_code: number;
-    request_bytes: number;
-    response_bytes: number;
-    duration_ms: number;
-    blocked: boolean;
-    block_reason?: string;
-  };
+  network?: WireNetworkEvent;
   [key: string]: unknown;
 }
 

@@ -1,15 +1,7 @@
-// The `event` notification's network payload (protocol spec 2.8).
-export interface NetworkEvent {
-  method: string;
-  url: string;
-  host: string;
-  status_code: number;
-  request_bytes: number;
-  response_bytes: number;
-  duration_ms: number;
-  blocked: boolean;
-  block_reason?: string;
-}
+// The `event` notification's network payload (protocol spec 2.8), shared with the SDK.
+import type { WireNetworkEvent } from "../../protocol/rpc.js";
+
+export type NetworkEvent = WireNetworkEvent;
 
 export type NetworkEventSink = (event: NetworkEvent) => void;
 
