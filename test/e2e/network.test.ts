@@ -53,7 +53,11 @@ describe("network seal", () => {
     process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
     client = newClient();
     client.onEvent((e) => events.push(e as unknown as Record<string, unknown>));
-    await client.launch(new Sandbox(PYTHON).allowHost("Allowed.test", "*.wild.test").addSecret("API_KEY", SECRET, "secret.test"));
+    // The lab's servers live on private addresses (10.x in the test's own netns), which the SDK
+    // blocks by default: open private ranges for this suite; the next one tests the blocking.
+    await client.launch(
+      new Sandbox(PYTHON).allowHost("Allowed.test", "*.wild.test").addSecret("API_KEY", SECRET, "secret.test").blockPrivateIps(false),
+    );
     await client.writeFile("/tmp/fetch.py", FETCH_PY);
   });
   after(async () => {
