@@ -68,9 +68,10 @@ export class Sandbox {
     let seal: NetworkSeal | undefined;
     try {
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
-      if (interceptionOn(config, secretRules) && !backend.sealsNetwork) {
+      const wantsNetwork = interceptionOn(config, secretRules);
+      if (wantsNetwork && !backend.sealsNetwork) {
         net.log?.(`the ${backend.name} engine has no network yet: this sandbox gets none (everything is denied)`);
-      } else if (interceptionOn(config, secretRules)) {
+      } else if (wantsNetwork) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
         for (const f of seal.guestFiles) mounts.push({ kind: "bind", guestPath: f.guestPath, hostPath: f.hostPath, readonly: true });
