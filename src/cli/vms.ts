@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { reclaimDeadLinks } from "../engine/net/link-allocation.js";
 import { collectGarbage, reclaimVm } from "../engine/sandbox/gc.js";
-import { listVms, pidAlive, readVm, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
+import { listVms, ownerAlive, readVm, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
 import { printTable } from "./table.js";
 
 async function mustFind(id: string): Promise<VmRecord> {
@@ -62,19 +62,20 @@ export function registerVmCommands(program: Command): void {
     .argument("[id]", "sandbox id")
     .option("--all", "every running sandbox")
     .action(async (id: string | undefined, opts: { all?: boolean }) => {
-      const kill = (vm: VmRecord) => {
-        if (vm.status !== "running" || !pidAlive(vm.pid)) throw new Error(`VM ${vm.id} is not running`);
+      // Only ever signal the engine that owns the sandbox, never a process that reused its pid.
+      const kill = async (vm: VmRecord) => {
+        if (vm.status !== "running" || !(await ownerAlive(vm))) throw new Error(`VM ${vm.id} is not running`);
         process.kill(vm.pid, "SIGTERM");
         console.log(`Killed ${vm.id}`);
       };
       if (opts.all) {
         for (const vm of (await listVms()).filter((v) => v.status === "running")) {
-          try { kill(vm); } catch (err) { process.stderr.write(`Failed to kill ${vm.id}: ${(err as Error).message}\n`); }
+          try { await kill(vm); } catch (err) { process.stderr.write(`Failed to kill ${vm.id}: ${(err as Error).message}\n`); }
         }
         return;
       }
       if (!id) throw new Error("VM ID required (or use --all)");
-      kill(await mustFind(id));
+      await kill(await mustFind(id));
     });
 
   program

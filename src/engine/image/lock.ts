@@ -2,19 +2,10 @@
 // image, adding and removing refs. Several engine processes may share one store. A lock whose
 // owner is dead is taken over.
 import { open, readFile, unlink } from "node:fs/promises";
+import { pidAlive } from "../process-identity.js";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const WAIT_MS = 30_000;
-
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 async function tryAcquire(file: string): Promise<boolean> {
   try {

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { pidAlive } from "./lock.js";
+import { pidAlive } from "../process-identity.js";
 
 const NAME = /^([a-f0-9]{64})-(\d+)-[a-f0-9]+$/;
 

@@ -18,7 +18,8 @@ import { paths } from "../paths.js";
 // resolving an already-stored image, what every `create` does, starts the engine fast.
 import { defaultConfig } from "./config.js";
 import { SHA256_DIGEST, checkDigest, digestHex, sha256Uncompressed } from "./digest.js";
-import { pidAlive, withLock } from "./lock.js";
+import { pidAlive } from "../process-identity.js";
+import { withLock } from "./lock.js";
 import { hostPlatform, parsePlatform } from "./platform.js";
 import { formatRef, normalizeRef, parseRef } from "./reference.js";
 import { BlobCache } from "./blob-cache.js";

@@ -5,6 +5,7 @@
 import { mkdir, open, readFile, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { runQuietly } from "./host-commands.js";
+import { processStart, sameProcessAlive } from "../process-identity.js";
 
 export const LINK_PREFIX_LENGTH = 30;
 const SLOTS = 1 << 14; // /30s in 10.200.0.0/16
@@ -91,18 +92,7 @@ export async function reclaimDeadLinks(): Promise<string[]> {
 }
 
 async function ownerAlive(a: LinkAllocation): Promise<boolean> {
-  const start = await processStart(a.ownerPid);
-  return start !== undefined && start === a.ownerStart; // a reused pid has another start time
-}
-
-/** Field 22 of /proc/<pid>/stat: the process's start time, to tell a reused pid apart. */
-async function processStart(pid: number): Promise<string | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
+  return sameProcessAlive(a.ownerPid, a.ownerStart); // a reused pid has another start time
 }
 
 function ipv4(v: number): string {

@@ -5,12 +5,15 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { paths } from "../paths.js";
+import { pidAlive, processStart, sameProcessAlive } from "../process-identity.js";
 
 export type VmStatus = "running" | "stopped" | "crashed";
 
 export interface VmRecord {
   id: string;
   pid: number;
+  /** The owner's start time (see process-identity.ts); "" in records of older engines. */
+  pidStart: string;
   status: VmStatus;
   image: string;
   createdAt: string;
@@ -33,6 +36,7 @@ export async function createVmRecord(id: string, config: Record<string, unknown>
   await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2), { mode: 0o600 });
   await writeFile(join(dir, "created_at"), new Date().toISOString());
   await writeFile(join(dir, "pid"), String(process.pid));
+  await writeFile(join(dir, "pid_start"), (await processStart(process.pid)) ?? "");
   await writeFile(join(dir, "status"), "running");
   return dir;
 }
@@ -41,6 +45,7 @@ export async function markStopped(id: string): Promise<void> {
   const dir = paths.vm(id);
   await writeFile(join(dir, "status"), "stopped").catch(() => {});
   await rm(join(dir, "pid"), { force: true });
+  await rm(join(dir, "pid_start"), { force: true });
 }
 
 async function readText(file: string): Promise<string | undefined> {
@@ -51,14 +56,13 @@ async function readText(file: string): Promise<string | undefined> {
   }
 }
 
-export function pidAlive(pid: number): boolean {
-  if (!(pid > 0)) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
+/**
+ * Whether the sandbox's owning engine still runs: its pid, and (when recorded) the same start
+ * time, so a pid the kernel gave to another process after the owner died does not count.
+ */
+export async function ownerAlive(vm: VmRecord): Promise<boolean> {
+  if (!pidAlive(vm.pid)) return false;
+  return vm.pidStart ? sameProcessAlive(vm.pid, vm.pidStart) : true;
 }
 
 /** Reads one record, or undefined when there is no such sandbox. Never throws for bad ids. */
@@ -76,6 +80,7 @@ export async function readVm(id: string): Promise<VmRecord | undefined> {
   return {
     id,
     pid: Number(await readText(join(dir, "pid"))) || 0,
+    pidStart: (await readText(join(dir, "pid_start"))) ?? "",
     status: (["running", "stopped", "crashed"].includes(status) ? status : "crashed") as VmStatus,
     image: typeof config?.image === "string" ? config.image : "",
     createdAt: (await readText(join(dir, "created_at"))) ?? "",
@@ -85,7 +90,7 @@ export async function readVm(id: string): Promise<VmRecord | undefined> {
 
 /** A "running" record whose owner is gone is persisted as crashed (as `list` does upstream). */
 export async function reconcile(vm: VmRecord): Promise<VmRecord> {
-  if (vm.status === "running" && !pidAlive(vm.pid)) {
+  if (vm.status === "running" && !(await ownerAlive(vm))) {
     await writeFile(join(paths.vm(vm.id), "status"), "crashed").catch(() => {});
     return { ...vm, status: "crashed" };
   }
