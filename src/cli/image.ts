@@ -2,15 +2,8 @@
 import type { Command } from "commander";
 import { ImageStore } from "../engine/image/store.js";
 import { printTable } from "./table.js";
+import { humanSize } from "./format.js";
 import { PullProgress } from "./pull-progress.js";
-
-function humanSize(bytes: number): string {
-  const units = ["B", "KB", "MB", "GB"];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
 
 export function registerImageCommands(program: Command): void {
   program
