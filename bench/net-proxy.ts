@@ -48,8 +48,6 @@ print(json.dumps({"big": big, "keep": sorted(lat_keep)[n // 2], "new": sorted(la
 async function main(): Promise<void> {
   await setUpE2E();
   const lab = await startNetLab();
-  process.env.MATCHLOCK_TEST_HOSTS = lab.hostsFile;
-  process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
   const client = newClient();
   try {
     const ca = readFileSync(lab.caFile, "utf8");

@@ -49,8 +49,6 @@ describe("network seal", () => {
   before(async () => {
     await setUpE2E();
     lab = await startNetLab();
-    process.env.MATCHLOCK_TEST_HOSTS = lab.hostsFile;
-    process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
     client = newClient();
     client.onEvent((e) => events.push(e as unknown as Record<string, unknown>));
     // The lab's servers live on private addresses (10.x in the test's own netns), which the SDK
@@ -222,8 +220,6 @@ describe("network seal: block_private_ips", () => {
   before(async () => {
     await setUpE2E();
     lab = await startNetLab();
-    process.env.MATCHLOCK_TEST_HOSTS = lab.hostsFile;
-    process.env.MATCHLOCK_UPSTREAM_CA = lab.caFile;
     client = newClient();
     await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
   });

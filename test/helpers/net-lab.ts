@@ -25,6 +25,7 @@ export interface NetLab {
   stop(): Promise<void>;
 }
 
+/** Starts the lab and points the engines this process starts at it ($MATCHLOCK_TEST_HOSTS, $MATCHLOCK_UPSTREAM_CA). */
 export async function startNetLab(): Promise<NetLab> {
   await removeAbandonedLabs();
   const tag = Math.floor(Math.random() * 0xffff).toString(16).padStart(4, "0");
@@ -51,6 +52,9 @@ export async function startNetLab(): Promise<NetLab> {
     server.stdout!.once("data", () => resolve());
     server.once("exit", (code) => reject(new Error(`test server exited (${code})`)));
   });
+  // Engines started from here on resolve names through the lab and trust its test CA.
+  process.env.MATCHLOCK_TEST_HOSTS = join(dir, "hosts");
+  process.env.MATCHLOCK_UPSTREAM_CA = join(dir, "ca.pem");
   return {
     serverIp, dir, hostsFile: join(dir, "hosts"), caFile: join(dir, "ca.pem"),
     async stop() {
