@@ -1,8 +1,8 @@
 // A real OCI registry for tests: Debian's docker-registry (distribution 2.8) on 127.0.0.1 with
 // filesystem storage in a temp dir, optionally behind htpasswd basic auth, token auth (served by
 // a tiny token server here) or TLS with a test CA. Images are built here from small layer
-// tarballs (image-tarballs.ts) and pushed with the distribution API itself (monolithic blob uploads + manifest PUT).
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+// tarballs (image-tarballs.ts), gzip'd or zstd'd, and pushed with the distribution API itself (monolithic blob uploads + manifest PUT).
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, createSign, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -88,15 +88,26 @@ async function startTokenServer(dir: string): Promise<{ server: Server; url: str
 export interface Blob {
   bytes: Buffer;
   digest: string;
+  /** Layers only: sha256 of the uncompressed tar (what configs list) and how the tar is compressed. */
+  diffId?: string;
+  mediaType?: string;
 }
 
+const sha256 = (bytes: Buffer) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+
 export function blob(bytes: Buffer): Blob {
-  return { bytes, digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}` };
+  return { bytes, digest: sha256(bytes) };
 }
 
 /** A gzip'd layer of these tar entries. */
 export function layer(entries: TarEntry[]): Blob {
-  return blob(gzip(tarBytes(entries)));
+  return compressedLayer(tarBytes(entries), "gzip");
+}
+
+/** A layer made of this tar, compressed with gzip (zlib) or zstd (Debian's zstd command). */
+export function compressedLayer(tar: Buffer, how: "gzip" | "zstd"): Blob {
+  const bytes = how === "gzip" ? gzip(tar) : execFileSync("zstd", ["-q", "-c", "-3"], { input: tar, maxBuffer: 1 << 30 });
+  return { ...blob(bytes), diffId: sha256(tar), mediaType: `application/vnd.oci.image.layer.v1.tar+${how}` };
 }
 
 export interface TestImage {
@@ -107,6 +118,7 @@ export interface TestImage {
 
 /** sha256 of the uncompressed tar, as configs list it (umoci checks it). */
 function diffId(l: Blob): string {
+  if (l.diffId) return l.diffId;
   const gz = l.bytes[0] === 0x1f && l.bytes[1] === 0x8b;
   return gz ? blob(gunzipSync(l.bytes)).digest : l.digest;
 }
@@ -115,15 +127,15 @@ const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 
 /** An OCI image of these layers, its config carrying `config` (Env, Cmd, ...). */
-export function image(layers: Blob[], config: Record<string, unknown> = {}, arch = "amd64", layerType = "application/vnd.oci.image.layer.v1.tar+gzip"): TestImage {
+export function image(layers: Blob[], config: Record<string, unknown> = {}, arch = "amd64", layerType = "application/vnd.oci.image.layer.v1.tar+gzip", diffIds = layers.map(diffId)): TestImage {
   const cfg = blob(Buffer.from(JSON.stringify({
     architecture: arch, os: "linux", created: "2026-01-01T00:00:00Z", config,
-    rootfs: { type: "layers", diff_ids: layers.map(diffId) },
+    rootfs: { type: "layers", diff_ids: diffIds },
   })));
   const manifest = blob(Buffer.from(JSON.stringify({
     schemaVersion: 2, mediaType: OCI_MANIFEST,
     config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: cfg.digest, size: cfg.bytes.length },
-    layers: layers.map((l) => ({ mediaType: layerType, digest: l.digest, size: l.bytes.length })),
+    layers: layers.map((l) => ({ mediaType: l.mediaType ?? layerType, digest: l.digest, size: l.bytes.length })),
   })));
   return { manifest, config: cfg, layers };
 }

@@ -1,9 +1,7 @@
 // sha256 digests of blobs and layers, streamed so big layers never sit in memory.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
 
 export const SHA256_DIGEST = /^sha256:([a-f0-9]{64})$/;
 
@@ -24,26 +22,29 @@ export async function sha256File(file: string): Promise<string> {
   return `sha256:${hash.digest("hex")}`;
 }
 
-export async function isGzip(file: string): Promise<boolean> {
-  const fh = await open(file, "r");
-  try {
-    const head = Buffer.alloc(2);
-    const { bytesRead } = await fh.read(head, 0, 2, 0);
-    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
-  } finally {
-    await fh.close();
-  }
-}
-
-/** sha256 of the tar inside a possibly gzip'd layer: what a config's rootfs.diff_ids lists. */
+/** sha256 of the tar inside a possibly compressed layer: what a config's rootfs.diff_ids lists. */
 export async function sha256Uncompressed(file: string): Promise<string> {
-  if (!(await isGzip(file))) return sha256File(file);
+  // Loaded here, not at the top: the store imports this file on every engine start.
+  const { decompressed, fileCompression } = await import("./decompress.js");
+  const compression = await fileCompression(file);
+  if (compression === "none") return sha256File(file);
   const hash = createHash("sha256");
-  await pipeline(createReadStream(file), createGunzip(), hash);
+  try {
+    await pipeline(decompressed(createReadStream(file), compression), hash);
+  } catch (e) {
+    throw new Error(`${file}: not a readable ${compression} file: ${(e as Error).message}`, { cause: e });
+  }
   return `sha256:${hash.digest("hex")}`;
 }
 
 export class DigestMismatchError extends Error {}
+
+/** A layer's uncompressed content is not what the image config's rootfs.diff_ids say. */
+export class LayerMismatchError extends DigestMismatchError {
+  constructor(message: string, readonly layerIndex: number) {
+    super(message);
+  }
+}
 
 export function checkDigest(what: string, expected: string, actual: string): void {
   if (expected !== actual) {

@@ -3,7 +3,8 @@
 // layer against the config's rootfs.diff_ids, and OCI-style "blobs/sha256/<hex>" names.
 import { z } from "zod";
 import { parseConfigJson } from "./config.js";
-import { checkDigest, isGzip, sha256Bytes, sha256File, sha256Uncompressed } from "./digest.js";
+import { checkDigest, sha256Bytes, sha256File, sha256Uncompressed } from "./digest.js";
+import { fileCompression } from "./decompress.js";
 import { normalizeRef } from "./reference.js";
 import type { StagedArchive, UnpackPlan } from "./staging.js";
 
@@ -58,7 +59,7 @@ export async function readDockerArchive(staged: StagedArchive, ref: string): Pro
   for (const [i, rel] of image.Layers.entries()) {
     const file = await staged.file(rel, "layer");
     const raw = await verifyNamedBlob(file, rel, `${staged.label}: layer ${rel}`);
-    const uncompressed = (await isGzip(file)) ? await sha256Uncompressed(file) : raw;
+    const uncompressed = (await fileCompression(file)) === "none" ? raw : await sha256Uncompressed(file);
     checkDigest(`${staged.label}: layer ${rel}`, diffIds[i]!, uncompressed);
     layers.push(file);
   }

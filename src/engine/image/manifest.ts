@@ -1,7 +1,6 @@
 // OCI / Docker v2 schema2 manifests, indexes (manifest lists) and descriptors, shared by image
 // layouts on disk and registries: parsing, picking the host's platform, checking layer types.
 import { z } from "zod";
-import * as zlib from "node:zlib";
 import { formatPlatform, platformMatches, type Platform } from "./platform.js";
 
 export const descriptorSchema = z.looseObject({
@@ -48,11 +47,8 @@ export function pickPlatform(manifests: Descriptor[], want: Platform, label: str
   throw new Error(`${label}: no image for ${formatPlatform(want)} in ${where} (it has: ${have})`);
 }
 
-/** Layers must be tars (plain, gzip or zstd); zstd needs a Node.js that can decompress it. */
+/** Layers must be tars (plain, gzip or zstd: decompress.ts tells them apart by content). */
 export function checkLayerType(d: Descriptor, label: string): void {
   const type = d.mediaType ?? "";
   if (type && !type.includes("tar")) throw new Error(`${label}: layer ${d.digest} has unsupported media type ${type}`);
-  if (type.includes("zstd") && typeof (zlib as Record<string, unknown>).createZstdDecompress !== "function") {
-    throw new Error(`${label}: layer ${d.digest} is zstd-compressed, which needs Node.js >= 22.15 (this is ${process.version})`);
-  }
 }

@@ -49,4 +49,6 @@ export interface UnpackPlan {
    * that digest reuse it (a mismatch would poison it).
    */
   diffIds?: string[];
+  /** The layers' blob digests (pulls), for messages and for dropping a layer that fails its diff_id. */
+  layerDigests?: string[];
 }

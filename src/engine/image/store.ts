@@ -17,7 +17,7 @@ import { paths } from "../paths.js";
 // The import and pull machinery (tar, undici, layer unpacking) is loaded on first use, so that
 // resolving an already-stored image, what every `create` does, starts the engine fast.
 import { defaultConfig } from "./config.js";
-import { SHA256_DIGEST, checkDigest, digestHex, sha256Uncompressed } from "./digest.js";
+import { LayerMismatchError, SHA256_DIGEST, digestHex, sha256Uncompressed } from "./digest.js";
 import { pidAlive } from "../process-identity.js";
 import { withLock } from "./lock.js";
 import { hostPlatform, parsePlatform } from "./platform.js";
@@ -167,7 +167,16 @@ export class ImageStore {
         isStored: (digest) => exists(join(this.contentDir(digest), "image.json")),
       });
       if (!pulled.alreadyStored) opts.onEvent?.({ type: "unpacking" });
-      return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest, mustExist: pulled.alreadyStored });
+      try {
+        return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest, mustExist: pulled.alreadyStored });
+      } catch (e) {
+        if (!(e instanceof LayerMismatchError)) throw e;
+        // Each blob matched its digest, but the layer and the config disagree: the image is bad as
+        // published. Forget its manifests, config and that layer, so nothing of it is reused.
+        const bad = [...pulled.manifests, pulled.plan.digest, pulled.plan.layerDigests?.[e.layerIndex]];
+        for (const digest of bad) if (digest) await this.blobs.remove(digest);
+        throw new LayerMismatchError(`${canonical}: ${e.message}`, e.layerIndex);
+      }
     } finally {
       await rm(work, { recursive: true, force: true });
       await this.sweepTmp();
@@ -260,11 +269,16 @@ export class ImageStore {
     for (const [i, layer] of plan.layers.entries()) {
       try {
         const diffId = plan.diffIds?.[i];
-        if (diffId) checkDigest(`layer ${i + 1}`, diffId, await sha256Uncompressed(layer));
+        const actual = diffId && (await sha256Uncompressed(layer));
+        if (diffId && actual !== diffId) {
+          const name = plan.layerDigests?.[i] ?? `${i + 1}`;
+          throw new LayerMismatchError(`layer ${name} does not match the image config: its uncompressed content has digest ${actual}, the config's rootfs.diff_ids say ${diffId}`, i);
+        }
         await applyLayer(rootfs, layer, { lowerLayers: i > 0 });
       } catch (e) {
         const which = plan.layers.length > 1 ? ` (layer ${i + 1} of ${plan.layers.length})` : "";
-        throw new Error(`cannot unpack the image${which}: ${(e as Error).message}`, { cause: e });
+        const message = `cannot unpack the image${which}: ${(e as Error).message}`;
+        throw e instanceof LayerMismatchError ? new LayerMismatchError(message, e.layerIndex) : new Error(message, { cause: e });
       }
     }
     const stored: StoredImage = {

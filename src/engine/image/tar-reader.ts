@@ -1,27 +1,42 @@
-// Reads a (possibly gzip'd) tarball entry by entry with tar's own parser, one entry at a time:
-// the next entry is handed over only after the previous handler has completely finished, so a
-// handler may rely on the file system reflecting every earlier entry (the symlink checks do).
+// Reads a (possibly gzip'd or zstd'd) tarball entry by entry with tar's own parser, one entry at a
+// time: the next entry is handed over only after the previous handler has completely finished, so
+// a handler may rely on the file system reflecting every earlier entry (the symlink checks do).
+// Decompression is ours (decompress.ts), so tar's parser only ever sees a plain tar.
 import { createReadStream } from "node:fs";
+import { Transform } from "node:stream";
 import { Parser, type ReadEntry } from "tar";
+import { decompressed, fileCompression } from "./decompress.js";
 
 export type EntryHandler = (entry: ReadEntry) => Promise<void>;
 
 export interface ReadTarOptions {
-  /** Sees every raw byte of the file, e.g. to hash it in the same pass. */
+  /** Sees every raw (still compressed) byte of the file, e.g. to hash it in the same pass. */
   onBytes?: (chunk: Buffer) => void;
 }
 
 /** Calls `onEntry` for each entry in order; the handler must consume the entry's data or resume() it. */
-export function readTar(file: string, onEntry: EntryHandler, opts: ReadTarOptions = {}): Promise<void> {
+export async function readTar(file: string, onEntry: EntryHandler, opts: ReadTarOptions = {}): Promise<void> {
+  const compression = await fileCompression(file);
   return new Promise((resolvePromise, reject) => {
     let failed = false;
-    const source = createReadStream(file);
+    let rawSize = 0;
+    const raw = createReadStream(file);
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        rawSize += chunk.length;
+        opts.onBytes?.(chunk);
+        done(null, chunk);
+      },
+    });
+    raw.on("error", (e) => tap.destroy(e));
+    const source = decompressed(raw.pipe(tap), compression);
     // strict: a damaged archive (bad checksum, truncation, junk) fails instead of being skipped.
     const parser = new Parser({ strict: true });
     const fail = (err: unknown) => {
       if (failed) return;
       failed = true;
       source.destroy();
+      raw.destroy();
       reject(err instanceof Error ? err : new Error(String(err)));
     };
     let chain: Promise<void> = Promise.resolve();
@@ -37,23 +52,18 @@ export function readTar(file: string, onEntry: EntryHandler, opts: ReadTarOption
         if (!failed) resolvePromise();
       });
     });
-    source.on("error", fail);
-    // tar's parser quietly drops a partial last header; an uncompressed tar is whole 512-byte
-    // blocks, so a size that is not a multiple means it was cut short. (Truncated gzip fails in zlib.)
-    let size = 0;
-    let compressed: boolean | undefined;
-    source.on("data", (chunk) => {
-      const buf = chunk as Buffer;
-      compressed ??= (buf[0] === 0x1f && buf[1] === 0x8b) || (buf.length >= 4 && buf.readUInt32LE(0) === 0xfd2fb528);
-      size += buf.length;
-      opts.onBytes?.(buf);
-      if (!parser.write(buf)) {
+    source.on("error", (err: Error) => fail(compression === "none" ? err : new Error(`${file}: not a readable ${compression} file: ${err.message}`)));
+    source.on("data", (chunk: Buffer) => {
+      if (!parser.write(chunk)) {
         source.pause();
         parser.once("drain", () => source.resume());
       }
     });
+    // tar's parser quietly drops a partial last header; an uncompressed tar is whole 512-byte
+    // blocks, so a size that is not a multiple means it was cut short. (Truncated compressed data
+    // fails in the decompressor.)
     source.on("end", () => {
-      if (!compressed && size % 512 !== 0) return fail(new Error(`${file}: not a readable tar archive: truncated (${size} bytes is not a whole number of 512-byte blocks)`));
+      if (compression === "none" && rawSize % 512 !== 0) return fail(new Error(`${file}: not a readable tar archive: truncated (${rawSize} bytes is not a whole number of 512-byte blocks)`));
       parser.end();
     });
   });

@@ -42,6 +42,8 @@ export interface PulledImage {
   manifestDigest: string;
   /** Every blob the image is made of, for `prune` to keep. */
   blobs: string[];
+  /** The manifests (and indexes) among them. */
+  manifests: string[];
   /** The store had the image: plan.layers is empty and nothing is to be unpacked. */
   alreadyStored: boolean;
 }
@@ -53,6 +55,7 @@ function sizeOf(d: Descriptor, label: string): number {
 
 class Puller {
   private readonly blobs: string[] = [];
+  private readonly manifests: string[] = [];
   private readonly inFlight = new Map<string, Promise<{ file: string; cached: boolean }>>();
 
   constructor(private readonly client: RegistryClient, private readonly opts: PullOptions, private readonly label: string) {}
@@ -105,6 +108,7 @@ class Puller {
     await writeFile(file, m.bytes, { mode: 0o600 });
     await this.opts.cache.adopt(file, m.digest);
     this.blobs.push(m.digest);
+    this.manifests.push(m.digest);
     return m;
   }
 
@@ -136,7 +140,7 @@ class Puller {
     const blobs = () => [...new Set([...this.blobs, ...manifest.layers.map((d) => d.digest)])];
     if (await this.opts.isStored?.(manifest.config.digest)) {
       this.opts.onEvent?.({ type: "up-to-date", digest: manifest.config.digest });
-      return { plan: { digest: manifest.config.digest, config, created, layers: [] }, manifestDigest: top.digest, blobs: blobs(), alreadyStored: true };
+      return { plan: { digest: manifest.config.digest, config, created, layers: [] }, manifestDigest: top.digest, blobs: blobs(), manifests: this.manifests, alreadyStored: true };
     }
 
     const layers = new Array<string>(manifest.layers.length);
@@ -155,7 +159,8 @@ class Puller {
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_DOWNLOADS, layers.length) }, worker));
-    return { plan: { digest: manifest.config.digest, config, created, layers, diffIds }, manifestDigest: top.digest, blobs: blobs(), alreadyStored: false };
+    const layerDigests = manifest.layers.map((d) => d.digest);
+    return { plan: { digest: manifest.config.digest, config, created, layers, diffIds, layerDigests }, manifestDigest: top.digest, blobs: blobs(), manifests: this.manifests, alreadyStored: false };
   }
 }
 
