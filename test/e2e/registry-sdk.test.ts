@@ -1,5 +1,5 @@
 // End to end: `new Sandbox("<registry>/name:tag")` through the SDK pulls the image from a real
-// registry on 127.0.0.1 on first use, boots a sandbox from it with its env, and next
+// registry on 127.0.0.1 on first use (gzip or zstd layers), boots a sandbox from it with its env, and next
 // time starts from the store without the registry; an unknown tag is a -32000 error naming it.
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -9,7 +9,8 @@ import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { RPCError, Sandbox } from "../../src/sdk/index.js";
 import { newClient, setUpE2E } from "../helpers/e2e.js";
-import { blob, image, layer, TestRegistry } from "../helpers/registry.js";
+import { tarBytes } from "../helpers/image-tarballs.js";
+import { blob, compressedLayer, image, layer, TestRegistry } from "../helpers/registry.js";
 
 const TARBALLS = process.env.MATCHLOCK_TEST_IMAGES || join(homedir(), ".cache", "matchlock", "test-images");
 
@@ -34,6 +35,10 @@ describe("sandboxes from registry images", () => {
     ]);
     await registry.pushImage("e2e/busybox", image([busybox, app], { Env: ["GREETING=hi"], WorkingDir: "/app" }), "1");
     name = `${registry.host}/e2e/busybox:1`;
+    // The same, with zstd-compressed layers (what recent BuildKit and podman can push).
+    const zBusybox = compressedLayer(await readFile(join(TARBALLS, "busybox.tar")), "zstd");
+    const zApp = compressedLayer(tarBytes([{ path: "app/", type: "Directory" }, { path: "app/msg", body: "hello from zstd\n" }]), "zstd");
+    await registry.pushImage("e2e/busybox-zstd", image([zBusybox, zApp], { WorkingDir: "/app" }), "1");
   });
   after(async () => {
     await registry?.stop();
@@ -45,6 +50,14 @@ describe("sandboxes from registry images", () => {
     await client.launch(new Sandbox(name));
     const r = await client.exec("cat /app/msg; echo $GREETING; busybox true && echo busybox-ok");
     assert.equal(r.stdout, "hello from the registry\nhi\nbusybox-ok\n");
+    assert.equal(r.exitCode, 0);
+  });
+
+  test("an image of zstd layers pulls and runs", async () => {
+    await using client = newClient();
+    await client.launch(new Sandbox(`${registry.host}/e2e/busybox-zstd:1`));
+    const r = await client.exec("cat /app/msg; busybox true && echo busybox-ok");
+    assert.equal(r.stdout, "hello from zstd\nbusybox-ok\n");
     assert.equal(r.exitCode, 0);
   });
 

@@ -47,6 +47,8 @@ async function registryErrors(res: HttpResponse): Promise<{ codes: string[]; tex
 export class RegistryClient {
   private scheme: "https:" | "http:" | undefined;
   private authorization: string | undefined;
+  private credentials: Credentials | undefined;
+  private credentialsLooked = false;
   readonly host: string;
 
   /** `name` is the image as the user wrote it, for messages. */
@@ -54,14 +56,29 @@ export class RegistryClient {
     readonly domain: string,
     readonly repository: string,
     readonly name: string,
-    private readonly credentials: Credentials | undefined,
     private readonly transport = new Transport(),
   ) {
     this.host = apiHost(domain);
   }
 
-  static async open(domain: string, repository: string, name: string): Promise<RegistryClient> {
-    return new RegistryClient(domain, repository, name, await credentialsFor(domain));
+  static open(domain: string, repository: string, name: string): RegistryClient {
+    return new RegistryClient(domain, repository, name);
+  }
+
+  /**
+   * The user's credentials for this registry, looked up only once the registry asks for them, so
+   * that public pulls never run a credential helper.
+   */
+  private async lookUpCredentials(): Promise<Credentials | undefined> {
+    if (!this.credentialsLooked) {
+      try {
+        this.credentials = await credentialsFor(this.domain);
+      } catch (e) {
+        throw new RegistryError(`${this.name}: ${this.host} asks for credentials, and looking them up failed: ${(e as Error).message}`, { cause: e });
+      }
+      this.credentialsLooked = true;
+    }
+    return this.credentials;
   }
 
   async close(): Promise<void> {
@@ -175,6 +192,7 @@ export class RegistryClient {
   }
 
   private async authenticate(c: Challenge): Promise<string> {
+    await this.lookUpCredentials();
     const basic = this.credentials && `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
     if (c.scheme === "basic") {
       if (!basic) throw this.needCredentials();
@@ -196,7 +214,7 @@ export class RegistryClient {
     if (res.status === 401 || res.status === 403) {
       await res.body.dump();
       throw this.credentials
-        ? new RegistryError(`${this.name}: authentication failed: ${realm.host} rejected the credentials of user "${this.credentials.username}" (from ${dockerConfigFile()})`)
+        ? new RegistryError(`${this.name}: authentication failed: ${realm.host} rejected the credentials of user "${this.credentials.username}" (from ${this.credentials.source})`)
         : this.needCredentials();
     }
     if (res.status !== 200) {
@@ -230,7 +248,7 @@ export class RegistryClient {
     }
     if (res.status === 401 || res.status === 403) {
       return this.credentials
-        ? new RegistryError(`${image}: authentication failed: ${this.host} denied access with the credentials of user "${this.credentials.username}"${text ? ` (${text})` : ""}`)
+        ? new RegistryError(`${image}: authentication failed: ${this.host} denied access with the credentials of user "${this.credentials.username}" (from ${this.credentials.source})${text ? `: ${text}` : ""}`)
         : new RegistryError(`${image}: pull access denied by ${this.host}: the repository does not exist or needs credentials, and ${dockerConfigFile()} has none for ${this.domain}`);
     }
     return new RegistryError(`${image}: ${this.host} answered HTTP ${res.status} for ${what}${text ? `: ${text}` : ""}`);

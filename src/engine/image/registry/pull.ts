@@ -168,7 +168,7 @@ class Puller {
 export async function pullImage(ref: ParsedRef, opts: PullOptions): Promise<PulledImage> {
   const label = formatRef(ref);
   await mkdir(opts.workDir, { recursive: true });
-  const client = await RegistryClient.open(ref.domain, ref.path, label);
+  const client = RegistryClient.open(ref.domain, ref.path, label);
   try {
     return await new Puller(client, opts, label).run(ref);
   } finally {
