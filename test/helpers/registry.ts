@@ -52,7 +52,8 @@ async function makeTlsFiles(dir: string): Promise<{ ca: string; cert: string; ke
 const b64url = (b: Buffer | string) => Buffer.from(b).toString("base64url");
 
 /**
- * The token server distribution's "token" auth expects: checks Basic credentials, returns an
+ * The token server distribution's "token" auth expects: checks Basic credentials (none needed to
+ * pull "public/..." repositories), returns an
  * RS256 JWT whose x5c header carries a certificate the registry trusts (its rootcertbundle).
  */
 async function startTokenServer(dir: string): Promise<{ server: Server; url: string; bundle: string }> {
@@ -64,16 +65,18 @@ async function startTokenServer(dir: string): Promise<{ server: Server; url: str
     const url = new URL(req.url ?? "/", "http://x");
     const auth = req.headers.authorization ?? "";
     const expected = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`;
-    if (auth !== expected) {
+    const scope = url.searchParams.get("scope") ?? "";
+    const [, name, actions] = /^repository:(.+):([^:]+)$/.exec(scope) ?? [];
+    // Like Docker Hub: anyone may pull "public/..." repositories, with an anonymous token.
+    const anonymousPull = !auth && name?.startsWith("public/") && actions === "pull";
+    if (auth !== expected && !anonymousPull) {
       res.writeHead(401).end(JSON.stringify({ details: "bad credentials" }));
       return;
     }
-    const scope = url.searchParams.get("scope") ?? "";
-    const [, name, actions] = /^repository:(.+):([^:]+)$/.exec(scope) ?? [];
     const now = Math.floor(Date.now() / 1000);
     const header = { alg: "RS256", typ: "JWT", x5c: [der.toString("base64")] };
     const claims = {
-      iss: "matchlock-test-issuer", sub: USER, aud: "matchlock-test-registry", exp: now + 600, nbf: now - 10, iat: now,
+      iss: "matchlock-test-issuer", sub: anonymousPull ? "" : USER, aud: "matchlock-test-registry", exp: now + 600, nbf: now - 10, iat: now,
       jti: randomBytes(8).toString("hex"),
       access: name ? [{ type: "repository", name, actions: (actions ?? "").split(",") }] : [],
     };

@@ -141,6 +141,21 @@ for (const auth of ["basic", "token"] as const) {
   });
 }
 
+describe("token auth, anonymous", () => {
+  let registry: TestRegistry;
+  before(async () => {
+    registry = await TestRegistry.start({ auth: "token" });
+    await registry.pushImage("public/app", img, "v1");
+  });
+  after(async () => registry?.stop());
+
+  test("a public repository pulls with an anonymous token, as from Docker Hub", async () => {
+    await dockerConfig({});
+    const pulled = await new ImageStore(join(dir, "images-anonymous-token")).pull(`${registry.host}/public/app:v1`);
+    assert.equal(await readFile(join(pulled.rootfs, "hello"), "utf8"), "world");
+  });
+});
+
 describe("TLS with a test CA", () => {
   let registry: TestRegistry;
   let store: ImageStore;

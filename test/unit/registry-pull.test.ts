@@ -243,6 +243,7 @@ describe("pull through the CLI", () => {
     assert.match(r.stdout, /Resolved: sha256:[a-f0-9]{64} \(2 layers/);
     assert.match(r.stdout, new RegExp(`${base.digest.slice(7, 19)}: (Already exists|Downloaded)`));
     assert.match(r.stdout, new RegExp(`^Digest: ${app.manifest.digest}$`, "m"));
+    assert.doesNotMatch(r.stdout, /\r|\x1b\[/, "no redrawn bar when stdout is not a terminal");
     const again = await cli(["pull", ref("test/app:v1")]).done;
     assert.match(again.stdout, /^Image is up to date/m);
     assert.doesNotMatch(again.stdout, /Unpacking/);
@@ -255,6 +256,40 @@ describe("pull through the CLI", () => {
     const bad = await cli(["pull", ref("test/app:nope")]).done;
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^Error: .*test\/app:nope: manifest unknown/);
+  });
+
+  test("image import, ls and rm with --json; removing an unknown image fails", async () => {
+    const tar = join(dir, "rootfs.tar");
+    await writeFile(tar, tarBytes([{ path: "hello", body: "from a tarball" }]));
+    const imported = JSON.parse((await cli(["image", "import", "--json", "local/tarball:1", tar]).done).stdout) as { ref: string; digest: string };
+    assert.equal(imported.ref, "docker.io/local/tarball:1");
+    assert.match(imported.digest, /^sha256:[a-f0-9]{64}$/);
+    const ls = JSON.parse((await cli(["image", "ls", "--json"]).done).stdout) as Array<{ ref: string; source: string }>;
+    assert.equal(ls.find((i) => i.ref === imported.ref)?.source, "import:rootfs");
+    const rm = await cli(["image", "rm", "--json", "local/tarball:1"]).done;
+    assert.deepEqual(JSON.parse(rm.stdout), { removed: "local/tarball:1" });
+    assert.equal(await store.resolve("local/tarball:1"), undefined);
+    const again = await cli(["image", "rm", "local/tarball:1"]).done;
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /image local\/tarball:1 not found/);
+  });
+
+  test("on a terminal: one progress bar redrawn in place (bytes and layers), no per-layer lines", async () => {
+    // util-linux's script(1) (Debian's essential bsdutils) gives the CLI a pseudo-terminal.
+    const images = join(dir, "images-tty");
+    const shq = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+    const command = [process.execPath, CLI, "pull", ref("test/big:v1")].map(shq).join(" ");
+    const p = spawn("script", ["-q", "-e", "-c", command, "/dev/null"], { env: { ...process.env, MATCHLOCK_IMAGES: images, TERM: "xterm" }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    const code = await new Promise((r) => p.on("close", r));
+    assert.equal(code, 0, out);
+    const bars = out.match(/\r\[[=> ]{30}\] [\d.]+ [kMG]?B \/ [\d.]+ [kMG]?B {2}\d\/4 layers\x1b\[K/g) ?? [];
+    assert.ok(bars.length >= 4, `a bar per finished layer at least (saw ${JSON.stringify(out)})`);
+    assert.match(bars.at(-1)!, /\[=+>\] .* 4\/4 layers/, "the last bar is full");
+    assert.doesNotMatch(out, /Resolved:|Downloaded/, "no plain lines on a terminal");
+    assert.match(out, /Unpacking\.\.\./);
+    assert.match(out, new RegExp(`Digest: ${big.manifest.digest}`));
   });
 
   test("a pull killed half way resumes: finished blobs kept, cut-off ones continued; the result is whole", async () => {
