@@ -1,6 +1,7 @@
 // Builds small image tarballs for the image store tests, entry by entry with tar's Header (so
 // tests can also write what no honest tool writes: "../" paths, links through symlinks), and
 // describes unpacked trees as text so tests can assert them exactly.
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { lstat, readFile, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -80,11 +81,11 @@ export function dockerSave(spec: ImageSpec, opts: { corruptLayer?: number } = {}
 
 interface Blob { digest: string; size: number; mediaType: string }
 
-/** An OCI image layout with one image per platform, behind one index.json; gzip'd layers. */
+/** An OCI image layout with one image per platform, behind one index.json; gzip'd layers (or zstd'd). */
 export function ociLayout(
   images: Record<string, ImageSpec>,
   /** configOf: use another image's config (its diff_ids name other layers), as a poisoning attempt would. */
-  opts: { corruptLayerOf?: string; configOf?: ImageSpec } = {},
+  opts: { corruptLayerOf?: string; configOf?: ImageSpec; zstd?: boolean } = {},
 ): { tar: Buffer; configDigests: Record<string, string> } {
   const blobs = new Map<string, Buffer>();
   const put = (bytes: Buffer, mediaType: string): Blob => {
@@ -96,7 +97,9 @@ export function ociLayout(
   for (const [arch, spec] of Object.entries(images)) {
     const config = configJson(opts.configOf ?? spec, arch);
     configDigests[arch] = sha256(config);
-    const layers = spec.layers.map((l) => put(gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip"));
+    const layers = spec.layers.map((l) => opts.zstd
+      ? put(execFileSync("zstd", ["-q", "-c"], { input: l }), "application/vnd.oci.image.layer.v1.tar+zstd")
+      : put(gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip"));
     if (opts.corruptLayerOf === arch) {
       const last = layers.at(-1)!;
       const h = last.digest.slice("sha256:".length);

@@ -268,6 +268,14 @@ describe("OCI image layouts", () => {
     ]);
   });
 
+  test("zstd layers (Debian's zstd command made them) unpack like gzip ones", async () => {
+    const zlayout = ociLayout({ amd64: spec("amd64") }, { zstd: true });
+    assert.match(zlayout.tar.toString("latin1"), /tar\+zstd/);
+    const img = await store.import("ghcr.io/test/zstd:1", await file("oci-zstd.tar", zlayout.tar), { platform: "linux/amd64" });
+    assert.equal(img.digest, zlayout.configDigests.amd64);
+    assert.deepEqual((await snapshot(img.rootfs)).filter((l) => l.includes(" f ")).map((l) => l.slice(l.indexOf('"'))), ['"amd64"', '"amd64 2"']);
+  });
+
   test("takes another platform when asked, from a gzip'd layout", async () => {
     const img = await store.import("ghcr.io/test/multi:arm", await file("oci.tar.gz", gzip(layout.tar)), { platform: "linux/arm64" });
     assert.equal(img.digest, layout.configDigests.arm64);
