@@ -249,7 +249,7 @@ export class RegistryClient {
     if (res.status === 401 || res.status === 403) {
       return this.credentials
         ? new RegistryError(`${image}: authentication failed: ${this.host} denied access with the credentials of user "${this.credentials.username}" (from ${this.credentials.source})${text ? `: ${text}` : ""}`)
-        : new RegistryError(`${image}: pull access denied by ${this.host}: the repository does not exist or needs credentials, and ${dockerConfigFile()} has none for ${this.domain}`);
+        : new RegistryError(`${image}: pull access denied by ${this.host}: the repository does not exist or needs credentials${this.credentialsLooked ? `, and ${dockerConfigFile()} has none for ${this.domain}` : ""}`);
     }
     return new RegistryError(`${image}: ${this.host} answered HTTP ${res.status} for ${what}${text ? `: ${text}` : ""}`);
   }
