@@ -21,6 +21,7 @@ import { BUSYBOX, findGuestKernel, initramfsFor } from "./guest-kernel.js";
 import { qemuArgs } from "./qemu-args.js";
 import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
+import { traceStartup } from "../../trace/startup.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
 const READY_TIMEOUT_MS = 60_000;
@@ -95,7 +96,9 @@ export class MicrovmBackend implements Backend {
     const args = qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
+      trace: process.env.MATCHLOCK_TRACE_STARTUP === "1",
     });
+    traceStartup("microvm: kernel, initramfs and root image ready");
 
     const log = await open(spec.logFile, "a");
     await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
