@@ -48,11 +48,13 @@ trace "init started"
 # Module loading is the largest part of the boot under TCG: the 9p stack only when needed.
 lists=/lib/modules/order
 case ",$mounts" in *,9:*) lists="$lists /lib/modules/order-9p" ;; esac
+# The lists are in dependency order; one modprobe loads them all (one process instead of one
+# insmod each: every process costs ~20 ms under TCG).
+names=
 for list in $lists; do
-  while read -r m; do
-    insmod "/lib/modules/$m" || fail "insmod $m"
-  done <"$list"
+  while read -r m; do names="$names $m"; done <"$list"
 done
+modprobe -a $names || fail "loading the kernel modules:$names"
 trace "modules loaded"
 # Prints the bytes a hex string encodes (printf and the loop are builtins: no process).
 unhex() {
@@ -116,6 +118,10 @@ for p in /newroot/sys/class/virtio-ports/*; do
 done
 [ -n "$channel" ] || fail "no virtio-serial port named $port"
 
+# Every exec starts the image's /bin/sh: run it once now, in the background, so that reading it
+# (and its libraries) from the image's disk overlaps the agent's start instead of delaying the
+# first command. The agent, as PID 1, reaps it.
+chroot /newroot /bin/sh -c : </newroot/dev/null >/newroot/dev/null 2>&1 &
 trace "root and mounts ready, starting the agent"
 # The initramfs's own /sys; the new root has its own.
 umount /sys

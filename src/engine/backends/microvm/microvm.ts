@@ -49,7 +49,7 @@ export class MicrovmBackend implements Backend {
         `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
       );
     }
-    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"]] as const) {
+    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
       if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
     }
     if (!(await findOnPath(BUSYBOX))) {
