@@ -143,6 +143,9 @@ test("kernel command line: TCG fixes, panic reboots, hex-encoded hostname and mo
   // A path with spaces cannot break the init's word splitting.
   const spaced = kernelCmdline(plan({ mounts: [{ kind: "tmpfs", guestPath: "/my dir" }] }));
   assert.ok(!spaced.includes("my dir"));
+  // The guest init's step timestamps only on request.
+  assert.ok(!line.includes("matchlock.trace"));
+  assert.ok(kernelCmdline(plan({ trace: true })).split(" ").includes("matchlock.trace=1"));
 });
 
 test("bad plans are clear errors: too little memory, a kernel command line too long", () => {

@@ -11,6 +11,7 @@ import { ErrorCode, MAX_REQUEST_LINE, type RequestId } from "../../protocol/rpc.
 import { idOfSkippedLine, readLines } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
 import { RpcError, Session } from "./session.js";
+import { traceStartup } from "../trace/startup.js";
 
 const requestSchema = z.object({
   method: z.unknown(),
@@ -60,6 +61,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
         continue;
       }
       const { method, params, id } = parsed;
+      traceStartup(`request ${method}`);
       if (method === "create") {
         // Runs alone, like upstream: nothing else is in flight while it runs.
         await Promise.allSettled([...inflight]);

@@ -7,6 +7,7 @@ import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
 import { ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/sandbox.js";
 import { MountConfigError } from "../vfs/mounts.js";
+import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
 
 export class RpcError extends Error {
@@ -65,6 +66,7 @@ export class Session {
       throw new RpcError(ErrorCode.VM_FAILED, `this session already has sandbox ${this.sandbox.id}: close it first (one sandbox per session)`);
     }
     const config = mergeDefaults(parsed.data);
+    traceStartup("create: request parsed");
     try {
       const { backend, reason } = await chooseBackend(config.backend);
       this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
@@ -78,6 +80,7 @@ export class Session {
       if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError) throw new RpcError(ErrorCode.VM_FAILED, err.message);
       throw new RpcError(ErrorCode.VM_FAILED, `failed to create sandbox: ${(err as Error).message}`);
     }
+    traceStartup("create: done");
     this.lastId = this.sandbox.id;
     this.log(`created ${this.sandbox.id} from ${config.image}`);
     return { id: this.sandbox.id };

@@ -16,7 +16,8 @@ import { toGoFileMode } from "./file-mode.js";
 import type { WireFileInfo } from "../../protocol/rpc.js";
 import type { NetworkEventSink } from "../net/events.js";
 import { NetworkPolicy, type SecretRule } from "../net/policy.js";
-import { NetworkSeal } from "../net/seal.js";
+import type { NetworkSeal } from "../net/seal.js";
+import { traceStartup } from "../trace/startup.js";
 
 /** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
 const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
@@ -61,9 +62,12 @@ export class Sandbox {
   static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}): Promise<Sandbox> {
     const secretRules = net.secrets ?? [];
     await backend.checkAvailable();
+    traceStartup("create: backend checked");
     const image = await imageFor(config.image);
+    traceStartup("create: image resolved");
     const id = newVmId();
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+    traceStartup("create: record written");
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     try {
@@ -73,6 +77,9 @@ export class Sandbox {
         net.log?.(`the ${backend.name} engine has no network yet: this sandbox gets none (everything is denied)`);
       } else if (wantsNetwork) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
+        // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
+        // without interception should not pay.
+        const { NetworkSeal } = await import("../net/seal.js");
         seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
         for (const f of seal.guestFiles) mounts.push({ kind: "bind", guestPath: f.guestPath, hostPath: f.hostPath, readonly: true });
       }
@@ -82,12 +89,14 @@ export class Sandbox {
         mounts, stateDir, logFile: logFile(id),
         network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, attach: () => sealed.attach() },
       });
+      traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
       const env = composeEnv(image.config.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
       // host, the image's symlinks could point the engine at host files.
       const agent = running.agent;
       const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
+      traceStartup("create: user resolved");
       const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
       sandbox.armDeadline();
       return sandbox;

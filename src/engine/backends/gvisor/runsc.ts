@@ -10,6 +10,7 @@ import { BackendUnavailableError, type Backend, type RunningSandbox, type Sandbo
 import { writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, withTimeout } from "../process-helpers.js";
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
+import { traceStartup } from "../../trace/startup.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -55,12 +56,14 @@ export class GvisorBackend implements Backend {
       netns = netnsPath(spec.network);
     }
     const bundle = await writeBundle(spec, paths.agentBinary(), netns);
+    traceStartup("gvisor: bundle written");
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
     const [cmd, args] = netns ? hideNetSysctl(runscBinary(), runArgs) : [runscBinary(), runArgs];
     const child = spawn(cmd, args, {
       stdio: ["pipe", "pipe", log.fd],
     });
+    traceStartup("gvisor: runsc spawned");
     await log.close(); // the child has its own copy of the descriptor
     const agent = new AgentConnection(child.stdin!, child.stdout!);
     child.once("error", (err) => agent.lose(new SandboxLostError(`could not start runsc: ${err.message}`)));

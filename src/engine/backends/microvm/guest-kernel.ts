@@ -11,9 +11,12 @@ import { promisify } from "node:util";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError } from "../backend.js";
 import { buildOnce } from "./artifact.js";
-import { guestModuleSets, parseModulesDep } from "./module-order.js";
+import { guestModuleSets, moduleName, parseModulesDep } from "./module-order.js";
 
 const run = promisify(execFile);
+
+/** Bumped whenever writeInitramfs changes what it makes of the same inputs (part of the cache key). */
+const INITRAMFS_LAYOUT = 3;
 
 export const BUSYBOX = process.env.MATCHLOCK_BUSYBOX || "/bin/busybox";
 
@@ -49,29 +52,36 @@ export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Pr
   const initScript = paths.packageFile("guest", "microvm", "init.sh");
   const inputs = [initScript, BUSYBOX, agentBinary, ...order.map((m) => join(modRoot, m))];
   const hash = createHash("sha256");
+  hash.update(`layout ${INITRAMFS_LAYOUT} ${kernel.release}\0`);
   for (const file of inputs) {
     hash.update(file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
     hash.update(await readFile(file));
   }
   const target = join(paths.cache(), "microvm", `initramfs-${hash.digest("hex").slice(0, 16)}.cpio`);
-  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initScript, agentBinary, modRoot, core, ninep }));
+  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initScript, agentBinary, modRoot, release: kernel.release, core, ninep }));
 }
 
 async function writeInitramfs(
-  out: string, src: { initScript: string; agentBinary: string; modRoot: string; core: string[]; ninep: string[] },
+  out: string, src: { initScript: string; agentBinary: string; modRoot: string; release: string; core: string[]; ninep: string[] },
 ): Promise<void> {
   const stage = await mkdtemp(join(tmpdir(), "matchlock-initramfs-"));
   try {
     await mkdir(join(stage, "bin"));
-    await mkdir(join(stage, "lib", "modules"), { recursive: true });
+    // Where busybox modprobe looks: /lib/modules/<release>/, with a modules.dep of its own.
+    const modDir = join(stage, "lib", "modules", src.release);
+    await mkdir(modDir, { recursive: true });
     await copyFile(src.initScript, join(stage, "init"));
     await chmod(join(stage, "init"), 0o755);
     await copyFile(BUSYBOX, join(stage, "bin", "busybox"));
     await chmod(join(stage, "bin", "busybox"), 0o755);
     await copyFile(src.agentBinary, join(stage, "matchlock-agent"));
     await chmod(join(stage, "matchlock-agent"), 0o755);
-    for (const m of [...src.core, ...src.ninep]) await copyFile(join(src.modRoot, m), join(stage, "lib", "modules", basename(m)));
-    const list = (mods: string[]) => mods.map((m) => basename(m)).join("\n") + "\n";
+    const all = [...src.core, ...src.ninep];
+    for (const m of all) await slimModule(join(src.modRoot, m), join(modDir, basename(m)));
+    // No dependency edges: the init's one `modprobe -a` gets the names already in dependency
+    // order (module-order.ts), so exactly these load, in that order, in one process.
+    await writeFile(join(modDir, "modules.dep"), all.map((m) => `${basename(m)}:\n`).join(""));
+    const list = (mods: string[]) => mods.map((m) => moduleName(m)).join("\n") + "\n";
     await writeFile(join(stage, "lib", "modules", "order"), list(src.core));
     await writeFile(join(stage, "lib", "modules", "order-9p"), list(src.ninep));
     // One symlink per applet now, rather than `busybox --install` at every boot.
@@ -84,5 +94,22 @@ async function writeInitramfs(
     await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2"`, "sh", stage, out]);
   } finally {
     await rm(stage, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A module as the guest loads it fastest under TCG: without its BTF type information (which the
+ * kernel parses and checks at every load, only for BPF tracing) and without Debian's appended
+ * signature (which the kernel hashes and verifies; it does not enforce signatures outside Secure
+ * Boot, and the initramfs is the engine's own, built from the kernel package it fetched).
+ * objcopy rewrites the ELF file, which leaves the appended signature behind.
+ */
+async function slimModule(from: string, to: string): Promise<void> {
+  try {
+    await run("objcopy", ["--remove-section=.BTF", from, to]);
+  } catch (err) {
+    const e = err as { code?: string; stderr?: string; message: string };
+    if (e.code === "ENOENT") throw new Error('objcopy was not found: install binutils ("npm run setup")');
+    throw new Error(`preparing the guest kernel module ${from} failed: ${e.stderr?.trim() || e.message}`);
   }
 }

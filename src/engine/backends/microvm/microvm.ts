@@ -21,6 +21,7 @@ import { BUSYBOX, findGuestKernel, initramfsFor } from "./guest-kernel.js";
 import { qemuArgs } from "./qemu-args.js";
 import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
+import { traceStartup } from "../../trace/startup.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
 const READY_TIMEOUT_MS = 60_000;
@@ -48,7 +49,7 @@ export class MicrovmBackend implements Backend {
         `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
       );
     }
-    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"]] as const) {
+    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
       if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
     }
     if (!(await findOnPath(BUSYBOX))) {
@@ -95,7 +96,9 @@ export class MicrovmBackend implements Backend {
     const args = qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
+      trace: process.env.MATCHLOCK_TRACE_STARTUP === "1",
     });
+    traceStartup("microvm: kernel, initramfs and root image ready");
 
     const log = await open(spec.logFile, "a");
     await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);

@@ -24,6 +24,8 @@ export interface VmPlan {
   /** QEMU's descriptor number of its end of the agent channel (a connected unix socket). */
   agentFd: number;
   mounts: BackendMount[];
+  /** Guest init prints its uptime at each step on the console (MATCHLOCK_TRACE_STARTUP). */
+  trace?: boolean;
 }
 
 /** A mount as the guest's init realises it; 9p shares are numbered in QEMU's order. */
@@ -63,6 +65,7 @@ export function kernelCmdline(plan: VmPlan): string {
     `matchlock.disk_mb=${plan.diskSizeMb}`,
     `matchlock.port=${AGENT_PORT_NAME}`,
     ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
+    ...(plan.trace ? ["matchlock.trace=1"] : []),
   ];
   const line = parts.join(" ");
   if (line.length >= MAX_KERNEL_CMDLINE) {

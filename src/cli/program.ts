@@ -1,0 +1,38 @@
+// The `matchlock` command line. Every failure prints one "Error: ..." line on stderr and exits 1.
+import { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { registerDoctorCommand } from "./doctor.js";
+import { registerImageCommands } from "./image.js";
+import { registerRunCommand } from "./run.js";
+import { registerVmCommands } from "./vms.js";
+import { runRpc } from "./rpc.js";
+
+const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+
+const program = new Command("matchlock")
+  .description("Sandboxes for AI agents' code: isolated Linux environments booted from OCI images")
+  .version(`matchlock version ${pkg.version}`, "--version", "print the version")
+  .showHelpAfterError()
+  .configureOutput({ outputError: (str, write) => write(str) });
+
+program
+  .command("rpc")
+  .description("serve the JSON-RPC protocol on stdin/stdout (what the SDKs run)")
+  .action(runRpc);
+
+program
+  .command("version")
+  .description("print the version")
+  .action(() => console.log(`matchlock ${pkg.version} (commit: ${process.env.MATCHLOCK_COMMIT ?? "unknown"}, built: unknown)`));
+
+registerRunCommand(program);
+registerVmCommands(program);
+registerImageCommands(program);
+registerDoctorCommand(program);
+
+export function runCli(argv: string[]): void {
+  program.parseAsync(argv).catch((err: unknown) => {
+    process.stderr.write(`Error: ${(err as Error)?.message ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
