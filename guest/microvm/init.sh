@@ -38,6 +38,15 @@ unhex() {
 disk_mb=$(param disk_mb)
 hostname "$(unhex "$(param hostname)")"
 
+# Loopback always (as in gVisor); the sealed network's one NIC only when the engine gives one:
+# matchlock.net=<guest ip>/<prefix>,<host end>, the host end being the only route.
+ip link set lo up || fail "loopback"
+net=$(param net)
+if [ -n "$net" ]; then
+  for i in $(seq 200); do [ -e /sys/class/net/eth0 ] && break; usleep 10000; done
+  ip addr add "${net%,*}" dev eth0 && ip link set eth0 up && ip route add default via "${net#*,}" || fail "network $net"
+fi
+
 # The virtio block device shows up asynchronously after insmod.
 for i in $(seq 200); do [ -b /dev/vda ] && break; usleep 10000; done
 mkdir -p /ro /rw /newroot

@@ -21,6 +21,7 @@ import { BUSYBOX, findGuestKernel, initramfsFor } from "./guest-kernel.js";
 import { qemuArgs } from "./qemu-args.js";
 import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
+import { createTap } from "./tap.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
 const READY_TIMEOUT_MS = 60_000;
@@ -33,7 +34,7 @@ export function qemuBinary(): string {
 
 export class MicrovmBackend implements Backend {
   readonly name = "microvm";
-  readonly sealsNetwork = false;
+  readonly sealsNetwork = true;
   private accelChoice: AccelChoice | undefined;
 
   /** KVM or TCG for this host, decided once per engine. */
@@ -92,9 +93,15 @@ export class MicrovmBackend implements Backend {
     const [initramfs, rootImage, accel] = await Promise.all([
       initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),
     ]);
+    const net = spec.network;
+    if (net) {
+      await createTap(net);
+      await net.attach();
+    }
     const args = qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
+      network: net && { tap: net.link.hostInterface, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
     });
 
     const log = await open(spec.logFile, "a");
@@ -125,11 +132,28 @@ export class MicrovmBackend implements Backend {
     };
     try {
       await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+      await installGuestFiles(agent, net?.guestFiles ?? []);
     } catch (err) {
       await stop(0);
       const tail = consoleOut.tail();
       throw new Error(`failed to start the micro-VM: ${(err as Error).message}${tail ? `\n${tail}` : ""}`);
     }
     return { agent, pid: child.pid, stop };
+  }
+}
+
+/**
+ * The seal's files (resolver, CA, trust bundles) written into the guest's root overlay before the
+ * first exec: QEMU shares only directories, and sharing the seal's directory would cost every
+ * networked boot the 9p stack. Unlike gVisor's read-only binds the guest's root can change them,
+ * which only breaks its own name resolution or TLS: the seal is enforced on the host.
+ */
+async function installGuestFiles(agent: AgentConnection, files: Array<{ guestPath: string; hostPath: string }>): Promise<void> {
+  for (const f of files) {
+    try {
+      await agent.writeFile(f.guestPath, 0o644, await readFile(f.hostPath));
+    } catch (err) {
+      throw new Error(`could not install the network seal's ${f.guestPath} in the guest: ${(err as Error).message}`);
+    }
   }
 }
