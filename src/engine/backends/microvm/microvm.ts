@@ -1,6 +1,7 @@
 // QEMU micro-VM backend: one `qemu-system-x86_64 -M microvm` per sandbox, booting Debian's
 // kernel (PVH vmlinux) with our initramfs, the image as a shared read-only ext4 under a
-// per-VM tmpfs overlay, host mounts over virtio-9p and the agent over virtio-serial.
+// per-VM tmpfs overlay, host mounts over virtio-9p, the agent over virtio-serial and, for a
+// sealed network, a virtio-net device on a tap the engine made and filters (tap.ts).
 //
 // The agent channel is a socketpair made at spawn time (QEMU's fd 3): no socket file, nothing
 // another local process could connect to first, nothing left on disk if the engine dies.
