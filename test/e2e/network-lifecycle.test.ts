@@ -26,8 +26,9 @@ async function networkLeftovers(vmId: string): Promise<string[]> {
   if (links.includes(`mlh${hex}`)) found.push("host interface");
   const { stdout: tables } = await execFileP("nft", ["list", "tables"]);
   if (tables.includes(`matchlock_${hex}`)) found.push("nft table");
-  for (const f of await readdir("/run/matchlock/net").catch(() => [] as string[])) {
-    if ((await readFile(join("/run/matchlock/net", f), "utf8")).includes(vmId)) found.push("allocation");
+  const allocations = process.env.MATCHLOCK_NET_STATE || "/run/matchlock/net";
+  for (const f of await readdir(allocations).catch(() => [] as string[])) {
+    if ((await readFile(join(allocations, f), "utf8")).includes(vmId)) found.push("allocation");
   }
   return found;
 }
@@ -58,7 +59,11 @@ describe("network seal: cleanup", () => {
     assert.deepEqual(await networkLeftovers(id), []);
   });
 
-  test("after the engine is SIGKILLed, `matchlock gc` frees what it left", async () => {
+  test("after the engine is SIGKILLed, `matchlock gc` frees what it left", async (t) => {
+    // Any engine starting on this machine frees a dead engine's links: with the machine-wide
+    // allocation directory, another test run's engine could get there before our gc does.
+    process.env.MATCHLOCK_NET_STATE = join(home, "net-allocations");
+    t.after(() => { delete process.env.MATCHLOCK_NET_STATE; });
     const client = newClient();
     const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
     const enginePid = Number(await readFile(join(home, "vms", id, "pid"), "utf8"));
@@ -72,7 +77,9 @@ describe("network seal: cleanup", () => {
     assert.deepEqual(await networkLeftovers(id), []);
   });
 
-  test("after the engine is SIGKILLed, the next engine's start frees what it left", async () => {
+  test("after the engine is SIGKILLed, the next engine's start frees what it left", async (t) => {
+    process.env.MATCHLOCK_NET_STATE = join(home, "net-allocations"); // as above: ours alone
+    t.after(() => { delete process.env.MATCHLOCK_NET_STATE; });
     const first = newClient();
     const id = await first.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
     process.kill(Number(await readFile(join(home, "vms", id, "pid"), "utf8")), "SIGKILL");
