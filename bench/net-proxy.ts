@@ -1,7 +1,7 @@
 // The network seal's cost: a 100 MB HTTPS download and small-request latency, (a) from the host
-// straight to the test server (no interception: the upstream's own speed) and (b) from a gVisor
-// guest through the engine's DNS, DNAT and TLS-intercepting proxy. All traffic stays inside a
-// network namespace this script creates.
+// straight to the test server (no interception: the upstream's own speed) and (b) from a guest
+// (gVisor, or a micro-VM with MATCHLOCK_BACKEND=microvm) through the engine's DNS, DNAT and
+// TLS-intercepting proxy. All traffic stays inside a network namespace this script creates.
 //   npm run build && node dist/bench/net-proxy.js      (needs root, runsc and the test images)
 import { readFileSync } from "node:fs";
 import https from "node:https";
@@ -33,7 +33,7 @@ import http.client, ssl, sys, time, json
 mb, n = int(sys.argv[1]), int(sys.argv[2])
 ctx = ssl.create_default_context()
 t = time.time(); c = http.client.HTTPSConnection("allowed.test", context=ctx); c.request("GET", "/big?mb=%d" % mb)
-r = c.getresponse()
+r = c.getresponse(); assert r.status == 200, r.status
 while r.read(1 << 20): pass
 big = time.time() - t
 lat_keep = []
@@ -59,13 +59,14 @@ async function main(): Promise<void> {
     for (let i = 0; i < REQUESTS; i++) newHost.push(await hostGet(lab.serverIp, "/hello", ca, new https.Agent({ keepAlive: false })));
     keep.destroy();
 
-    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test"));
+    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps(false)); // the lab is on 10.254.x.x
     await client.writeFile("/tmp/bench.py", GUEST_PY);
     const r = await client.exec(`python3 /tmp/bench.py ${MB} ${REQUESTS}`);
     if (r.exitCode !== 0) throw new Error(r.stderr);
     const guest = JSON.parse(r.stdout) as { big: number; keep: number; new: number };
 
     const rate = (s: number) => ((MB * 1.048576) / s).toFixed(1);
+    console.log(`engine: ${process.env.MATCHLOCK_BACKEND || "auto"}`);
     console.log(`HTTPS ${MB} MB download        host direct: ${rate(bigHost / 1000)} MB/s   guest via proxy: ${rate(guest.big)} MB/s`);
     console.log(`GET /hello, keep-alive (median) host direct: ${median(keepHost).toFixed(2)} ms   guest via proxy: ${(guest.keep * 1000).toFixed(2)} ms`);
     console.log(`GET /hello, new TLS conn       host direct: ${median(newHost).toFixed(2)} ms   guest via proxy: ${(guest.new * 1000).toFixed(2)} ms`);

@@ -69,6 +69,15 @@ unhex() {
 
 unhex "$hostname_hex" >/proc/sys/kernel/hostname
 
+# Loopback always (as in gVisor); the sealed network's one NIC only when the engine gives one:
+# matchlock.net=<guest ip>/<prefix>,<host end>, the host end being the only route.
+ip link set lo up || fail "loopback"
+net=$(param net)
+if [ -n "$net" ]; then
+  for i in $(seq 200); do [ -e /sys/class/net/eth0 ] && break; usleep 10000; done
+  ip addr add "${net%,*}" dev eth0 && ip link set eth0 up && ip route add default via "${net#*,}" || fail "network $net"
+fi
+
 # The virtio block device shows up asynchronously after insmod.
 waited=0
 while [ ! -b /dev/vda ] && [ $waited -lt 200 ]; do usleep 10000; waited=$((waited + 1)); done

@@ -1,17 +1,13 @@
-// The network seal end to end: a real gVisor sandbox, the engine's DNS and proxy, and real
-// servers in a network namespace this test creates (test/helpers/net-lab.ts).
+// The network seal end to end, on whichever engine $MATCHLOCK_BACKEND names (gVisor's veth or the
+// micro-VM's tap, wired to the same DNS, proxy and firewall): a real sandbox, the engine's DNS and
+// proxy, and real servers in a network namespace this test creates (test/helpers/net-lab.ts).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Sandbox, type Client } from "../../src/sdk/index.js";
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { promisify } from "node:util";
-import { BACKEND, BUSYBOX, cli, eventually, newClient, processesOf, PYTHON, setUpE2E } from "../helpers/e2e.js";
+import { newClient, PYTHON, setUpE2E } from "../helpers/e2e.js";
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
 
-const execFileP = promisify(execFile);
 const sha256 = (v: string) => createHash("sha256").update(v).digest("hex");
 const SECRET = "sk-real-value-7f3a9c";
 
@@ -31,9 +27,6 @@ except Exception as e:
 
 interface Fetched { status?: number; body?: string; error?: string }
 
-// The seal is built for gVisor; on the micro-VM engine (no network yet) this file checks that a
-// sandbox asking for network gets none at all instead (at the end).
-function sealSuites(): void {
 describe("network seal", () => {
   let lab: NetLab;
   let client: Client;
@@ -78,8 +71,13 @@ describe("network seal", () => {
   });
 
   test("a direct connection to an IP address goes nowhere", async () => {
-    const r = await fetch(`http://${lab.serverIp}/hello`);
-    assert.ok(r.error, `expected a failure, got ${JSON.stringify(r)}`);
+    // Dropped, not refused: a short timeout says as much as a long one.
+    const r = await client.exec(`python3 -c '
+import socket
+t = socket.socket(); t.settimeout(3)
+try: t.connect(("${lab.serverIp}", 80)); print("connected")
+except OSError as e: print("failed")'`);
+    assert.equal(r.stdout, "failed\n", r.stderr);
   });
 
   test("Host header of a forbidden name on an allowed name's address is refused with 403", async () => {
@@ -117,7 +115,8 @@ describe("network seal", () => {
     const env = await client.exec("env; cat /proc/self/environ /proc/1/environ 2>/dev/null | tr '\\0' '\\n'");
     assert.match(env.stdout, /API_KEY=SANDBOX_SECRET_[0-9a-f]{32}/);
     assert.ok(!env.stdout.includes(SECRET));
-    const grep = await client.exec(`grep -rlE '${SECRET.slice(0, -1)}[${SECRET.slice(-1)}]' /etc /tmp /root /workspace /proc/self 2>/dev/null; echo done`);
+    // pagemap and mem: endless or unreadable on a real kernel (the micro-VM's), nothing to find there.
+    const grep = await client.exec(`grep -rlE --exclude=pagemap --exclude=mem '${SECRET.slice(0, -1)}[${SECRET.slice(-1)}]' /etc /tmp /root /workspace /proc/self 2>/dev/null; echo done`);
     assert.equal(grep.stdout, "done\n");
   });
 
@@ -212,106 +211,3 @@ print(n, h.hexdigest()[:16], round(n / (time.time() - t) / 1e6, 1))'`);
     process.stderr.write(`# 100 MB HTTPS download through the proxy: ${mbps} MB/s\n`);
   });
 });
-
-describe("network seal: block_private_ips", () => {
-  let lab: NetLab;
-  let client: Client;
-
-  before(async () => {
-    await setUpE2E();
-    lab = await startNetLab();
-    client = newClient();
-    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
-  });
-  after(async () => {
-    await client?.close();
-    await client?.remove();
-    await lab?.stop();
-  });
-
-  test("an allowed name that resolves to a private address is refused (403, nothing sent)", async () => {
-    const r = await client.exec(`python3 -c '
-import urllib.request, urllib.error
-try: urllib.request.urlopen("http://allowed.test/hello", timeout=20)
-except urllib.error.HTTPError as e: print(e.code, e.read().decode())'`);
-    assert.equal(r.stdout, "403 Blocked by policy\n");
-  });
-});
-
-/** Host-side traces of a sandbox's network: netns, host interface, nft table, slot allocation. */
-async function networkLeftovers(vmId: string): Promise<string[]> {
-  const hex = vmId.replace(/^vm-/, "");
-  const found: string[] = [];
-  const { stdout: ns } = await execFileP("ip", ["netns", "list"]);
-  if (ns.includes(`matchlock-${hex}`)) found.push("netns");
-  const { stdout: links } = await execFileP("ip", ["-o", "link"]);
-  if (links.includes(`mlh${hex}`)) found.push("host interface");
-  const { stdout: tables } = await execFileP("nft", ["list", "tables"]);
-  if (tables.includes(`matchlock_${hex}`)) found.push("nft table");
-  for (const f of await readdir("/run/matchlock/net").catch(() => [] as string[])) {
-    if ((await readFile(join("/run/matchlock/net", f), "utf8")).includes(vmId)) found.push(`allocation ${f}`);
-  }
-  return found;
-}
-
-describe("network seal: cleanup", () => {
-  let home: string;
-  before(async () => {
-    home = await setUpE2E();
-  });
-
-  test("close removes netns, interface, nft table and the allocation", async () => {
-    const client = newClient();
-    const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
-    assert.equal((await networkLeftovers(id)).length, 4);
-    await client.close();
-    await client.remove();
-    assert.deepEqual(await networkLeftovers(id), []);
-  });
-
-  test("after the engine is SIGKILLed, `matchlock gc` frees what it left", async () => {
-    const client = newClient();
-    const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
-    const enginePid = Number(await readFile(join(home, "vms", id, "pid"), "utf8"));
-    process.kill(enginePid, "SIGKILL");
-    await client.close().catch(() => {});
-    assert.equal((await networkLeftovers(id)).length, 4, "a killed engine cannot clean up");
-    assert.deepEqual(await eventually(async () => (await processesOf(id)), 10_000), [], "runsc follows its engine");
-    const r = await cli(["gc"]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`Freed network of ${id}`));
-    assert.deepEqual(await networkLeftovers(id), []);
-  });
-
-  test("after the engine is SIGKILLed, the next engine's start frees what it left", async () => {
-    const first = newClient();
-    const id = await first.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
-    process.kill(Number(await readFile(join(home, "vms", id, "pid"), "utf8")), "SIGKILL");
-    await first.close().catch(() => {});
-    assert.equal((await networkLeftovers(id)).length, 4);
-    const next = newClient();
-    await next.start();
-    assert.deepEqual(await eventually(() => networkLeftovers(id), 10_000), []);
-    await next.close();
-  });
-});
-}
-
-function microvmSuite(): void {
-describe("network on the micro-VM engine", () => {
-  before(async () => {
-    await setUpE2E();
-  });
-
-  test("a sandbox that asks for network gets none (everything denied), and secrets stay placeholders", async () => {
-    await using client = newClient();
-    await client.launch(new Sandbox(BUSYBOX).allowHost("example.test").addSecret("KEY", SECRET, "example.test"));
-    assert.deepEqual((await client.exec("ls /sys/class/net")).stdout.trim().split(/\s+/), ["lo"]);
-    assert.match((await client.exec("echo $KEY")).stdout, /^SANDBOX_SECRET_[0-9a-f]{32}\n$/);
-    assert.ok(!(await client.exec("cat /proc/1/environ /proc/self/environ")).stdout.includes(SECRET));
-  });
-});
-}
-
-if (BACKEND === "microvm") microvmSuite();
-else sealSuites();

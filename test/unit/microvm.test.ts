@@ -58,6 +58,9 @@ kernel/drivers/virtio/virtio_ring.ko:
 kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
 `;
 
 test("modules load after their dependencies, each once; the 9p stack is a separate list after the core", () => {
@@ -75,8 +78,9 @@ test("modules load after their dependencies, each once; the 9p stack is a separa
   before("9pnet", "9pnet_virtio");
   before("netfs", "fscache");
   before("fscache", "9p");
-  assert.equal(core.length, 11);
-  assert.equal(order.length, 16);
+  before("net_failover", "virtio_net");
+  assert.equal(core.length, 14);
+  assert.equal(order.length, 19);
   assert.deepEqual(loadOrder(parseModulesDep(DEP), ["ext4"]).map(moduleName), ["crc16", "mbcache", "jbd2", "ext4"]);
 });
 
@@ -126,6 +130,7 @@ test("QEMU command line: microvm, TCG, whole vCPUs, memory, read-only root, sock
     "virtio-9p-device,fsdev=fs1,mount_tag=ml0",
     "virtio-9p-device,fsdev=fs2,mount_tag=ml1",
   ]);
+  assert.deepEqual(values(args, "-netdev"), []);
   const kvm = qemuArgs(plan({ accel: { accel: "kvm", reason: "test", tscKhz: undefined } }));
   assert.deepEqual(values(kvm, "-accel"), ["kvm"]);
   assert.deepEqual(values(kvm, "-cpu"), ["host"]);
@@ -146,6 +151,16 @@ test("kernel command line: TCG fixes, panic reboots, hex-encoded hostname and mo
   // The guest init's step timestamps only on request.
   assert.ok(!line.includes("matchlock.trace"));
   assert.ok(kernelCmdline(plan({ trace: true })).split(" ").includes("matchlock.trace=1"));
+});
+
+test("a sealed network: the engine's tap as a virtio-net device, the guest's address and route on the kernel command line", () => {
+  const network = { tap: "mlh0123abcd", guestIp: "10.200.4.6", prefixLength: 30, gateway: "10.200.4.5" };
+  const args = qemuArgs(plan({ network }));
+  assert.deepEqual(values(args, "-nic"), []);
+  assert.deepEqual(values(args, "-netdev"), ["tap,id=net0,ifname=mlh0123abcd,script=no,downscript=no"]);
+  assert.ok(values(args, "-device").includes("virtio-net-device,netdev=net0"));
+  assert.ok(kernelCmdline(plan({ network })).split(" ").includes("matchlock.net=10.200.4.6/30,10.200.4.5"));
+  assert.ok(!kernelCmdline(plan()).includes("matchlock.net="));
 });
 
 test("bad plans are clear errors: too little memory, a kernel command line too long", () => {

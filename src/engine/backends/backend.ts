@@ -28,7 +28,8 @@ export interface SandboxSpec {
 /**
  * A sandbox's sealed network (src/engine/net): the backend creates the link (veth, tap) with
  * these names and addresses, then calls attach() so the engine's DNS, proxy and firewall start
- * on the host end. The guest's only route is via hostIp. Teardown belongs to the seal.
+ * on the host end. The guest's only route is via hostIp, and the guestFiles (resolver, CA, trust
+ * bundles) must be in place before the first exec. Teardown belongs to the seal.
  */
 export interface SandboxNetwork {
   link: {
@@ -39,6 +40,7 @@ export interface SandboxNetwork {
     hostInterface: string;
     guestInterface: string;
   };
+  guestFiles: Array<{ guestPath: string; hostPath: string }>;
   attach(): Promise<void>;
 }
 

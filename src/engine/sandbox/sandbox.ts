@@ -81,13 +81,12 @@ export class Sandbox {
         // without interception should not pay.
         const { NetworkSeal } = await import("../net/seal.js");
         seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
-        for (const f of seal.guestFiles) mounts.push({ kind: "bind", guestPath: f.guestPath, hostPath: f.hostPath, readonly: true });
       }
       const sealed = seal;
       running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
         mounts, stateDir, logFile: logFile(id),
-        network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, attach: () => sealed.attach() },
+        network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
       });
       traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));

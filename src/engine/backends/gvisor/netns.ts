@@ -3,14 +3,14 @@
 // between it and the host, and the wrapper for gVisor bug #10704 on kernels >= 6.7.
 import { run } from "../../net/host-commands.js";
 import type { SandboxNetwork } from "../backend.js";
+import { hostEndCommands } from "../host-end.js";
 
 export async function createNetns(net: SandboxNetwork): Promise<void> {
   const l = net.link;
   await run("ip", ["netns", "add", l.netns]);
   await run("ip", ["-batch", "-"], [
     `link add ${l.hostInterface} type veth peer name ${l.guestInterface} netns ${l.netns}`,
-    `addr add ${l.hostIp}/${l.prefixLength} dev ${l.hostInterface}`,
-    `link set ${l.hostInterface} up`,
+    ...hostEndCommands(l),
   ].join("\n") + "\n");
   await run("ip", ["-n", l.netns, "-batch", "-"], [
     `addr add ${l.guestIp}/${l.prefixLength} dev ${l.guestInterface}`,

@@ -55,7 +55,9 @@ export class GvisorBackend implements Backend {
       await spec.network.attach();
       netns = netnsPath(spec.network);
     }
-    const bundle = await writeBundle(spec, paths.agentBinary(), netns);
+    // The seal's files (resolver, CA, trust bundles) as read-only binds over the image's own.
+    const sealFiles = (spec.network?.guestFiles ?? []).map((f) => ({ kind: "bind" as const, ...f, readonly: true }));
+    const bundle = await writeBundle({ ...spec, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
     traceStartup("gvisor: bundle written");
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];

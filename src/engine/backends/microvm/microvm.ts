@@ -1,6 +1,7 @@
 // QEMU micro-VM backend: one `qemu-system-x86_64 -M microvm` per sandbox, booting Debian's
 // kernel (PVH vmlinux) with our initramfs, the image as a shared read-only ext4 under a
-// per-VM tmpfs overlay, host mounts over virtio-9p and the agent over virtio-serial.
+// per-VM tmpfs overlay, host mounts over virtio-9p, the agent over virtio-serial and, for a
+// sealed network, a virtio-net device on a tap the engine made and filters (tap.ts).
 //
 // The agent channel is a socketpair made at spawn time (QEMU's fd 3): no socket file, nothing
 // another local process could connect to first, nothing left on disk if the engine dies.
@@ -22,6 +23,7 @@ import { qemuArgs } from "./qemu-args.js";
 import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
 import { traceStartup } from "../../trace/startup.js";
+import { createTap } from "./tap.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
 const READY_TIMEOUT_MS = 60_000;
@@ -34,7 +36,7 @@ export function qemuBinary(): string {
 
 export class MicrovmBackend implements Backend {
   readonly name = "microvm";
-  readonly sealsNetwork = false;
+  readonly sealsNetwork = true;
   private accelChoice: AccelChoice | undefined;
 
   /** KVM or TCG for this host, decided once per engine. */
@@ -93,10 +95,16 @@ export class MicrovmBackend implements Backend {
     const [initramfs, rootImage, accel] = await Promise.all([
       initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),
     ]);
+    const net = spec.network;
+    if (net) {
+      await createTap(net);
+      await net.attach();
+    }
     const args = qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
       trace: process.env.MATCHLOCK_TRACE_STARTUP === "1",
+      network: net && { tap: net.link.hostInterface, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
     });
     traceStartup("microvm: kernel, initramfs and root image ready");
 
@@ -128,11 +136,28 @@ export class MicrovmBackend implements Backend {
     };
     try {
       await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+      await installGuestFiles(agent, net?.guestFiles ?? []);
     } catch (err) {
       await stop(0);
       const tail = consoleOut.tail();
       throw new Error(`failed to start the micro-VM: ${(err as Error).message}${tail ? `\n${tail}` : ""}`);
     }
     return { agent, pid: child.pid, stop };
+  }
+}
+
+/**
+ * The seal's files (resolver, CA, trust bundles) written into the guest's root overlay before the
+ * first exec: QEMU shares only directories, and sharing the seal's directory would cost every
+ * networked boot the 9p stack. Unlike gVisor's read-only binds the guest's root can change them,
+ * which only breaks its own name resolution or TLS: the seal is enforced on the host.
+ */
+async function installGuestFiles(agent: AgentConnection, files: Array<{ guestPath: string; hostPath: string }>): Promise<void> {
+  for (const f of files) {
+    try {
+      await agent.writeFile(f.guestPath, 0o644, await readFile(f.hostPath));
+    } catch (err) {
+      throw new Error(`could not install the network seal's ${f.guestPath} in the guest: ${(err as Error).message}`);
+    }
   }
 }

@@ -11,7 +11,7 @@ import { posix } from "node:path";
 export const GUEST_MODULES = [
   "virtio_mmio", "virtio_blk", "virtio_console",
   "crc32c_generic", "ext4",
-  "overlay",
+  "overlay", "virtio_net",
 ] as const;
 
 /** Host directory shares; loaded only by VMs that have one (they cost ~0.2 s of TCG boot). */

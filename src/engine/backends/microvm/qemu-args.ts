@@ -26,6 +26,16 @@ export interface VmPlan {
   mounts: BackendMount[];
   /** Guest init prints its uptime at each step on the console (MATCHLOCK_TRACE_STARTUP). */
   trace?: boolean;
+  /** The sealed network's link: the host's tap and the guest's address; absent: no NIC at all. */
+  network?: GuestNetwork | undefined;
+}
+
+export interface GuestNetwork {
+  tap: string;
+  guestIp: string;
+  prefixLength: number;
+  /** The host end's address: the guest's only route, its resolver, the proxy. */
+  gateway: string;
 }
 
 /** A mount as the guest's init realises it; 9p shares are numbered in QEMU's order. */
@@ -66,6 +76,7 @@ export function kernelCmdline(plan: VmPlan): string {
     `matchlock.port=${AGENT_PORT_NAME}`,
     ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
     ...(plan.trace ? ["matchlock.trace=1"] : []),
+    ...(plan.network ? [`matchlock.net=${plan.network.guestIp}/${plan.network.prefixLength},${plan.network.gateway}`] : []),
   ];
   const line = parts.join(" ");
   if (line.length >= MAX_KERNEL_CMDLINE) {
@@ -107,7 +118,10 @@ export function qemuArgs(plan: VmPlan): string[] {
     "-device", "virtio-serial-device",
     "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     ...shares,
-    "-nic", "none",
+    // script=no: the engine made and addressed the tap already (tap.ts); QEMU only attaches.
+    ...(plan.network
+      ? ["-netdev", `tap,id=net0,ifname=${plan.network.tap},script=no,downscript=no`, "-device", "virtio-net-device,netdev=net0"]
+      : ["-nic", "none"]),
   ];
 }
 

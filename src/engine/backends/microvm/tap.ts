@@ -1,0 +1,13 @@
+// The micro-VM's side of the network seal: a persistent tap device in the host's netns that QEMU
+// attaches to by name (a virtio-net-device on the microvm machine). Its host end is addressed and
+// filtered exactly like gVisor's veth end (../host-end.ts, src/engine/net/firewall.ts). Being
+// persistent, it outlives a QEMU that dies; the seal's release (or the next engine's reclaim of a
+// killed engine's links) deletes it.
+import { run } from "../../net/host-commands.js";
+import type { SandboxNetwork } from "../backend.js";
+import { hostEndCommands } from "../host-end.js";
+
+export async function createTap(net: SandboxNetwork): Promise<void> {
+  const l = net.link;
+  await run("ip", ["-batch", "-"], [`tuntap add dev ${l.hostInterface} mode tap`, ...hostEndCommands(l)].join("\n") + "\n");
+}

@@ -1,0 +1,33 @@
+// block_private_ips with the network seal, on whichever engine $MATCHLOCK_BACKEND names: an
+// allowed name whose real address is private (a server in a network namespace this test creates,
+// test/helpers/net-lab.ts) is refused. Its own file: under TCG the seal's main suite fills one.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Sandbox, type Client } from "../../src/sdk/index.js";
+import { newClient, PYTHON, setUpE2E } from "../helpers/e2e.js";
+import { startNetLab, type NetLab } from "../helpers/net-lab.js";
+
+describe("network seal: block_private_ips", () => {
+  let lab: NetLab;
+  let client: Client;
+
+  before(async () => {
+    await setUpE2E();
+    lab = await startNetLab();
+    client = newClient();
+    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
+  });
+  after(async () => {
+    await client?.close();
+    await client?.remove();
+    await lab?.stop();
+  });
+
+  test("an allowed name that resolves to a private address is refused (403, nothing sent)", async () => {
+    const r = await client.exec(`python3 -c '
+import urllib.request, urllib.error
+try: urllib.request.urlopen("http://allowed.test/hello", timeout=20)
+except urllib.error.HTTPError as e: print(e.code, e.read().decode())'`);
+    assert.equal(r.stdout, "403 Blocked by policy\n");
+  });
+});
