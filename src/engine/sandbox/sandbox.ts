@@ -73,7 +73,7 @@ export class Sandbox {
         net.log?.(`the ${backend.name} engine has no network yet: this sandbox gets none (everything is denied)`);
       } else if (wantsNetwork) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
-        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
+        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, dnsServers: config.network.dnsServers, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
         for (const f of seal.guestFiles) mounts.push({ kind: "bind", guestPath: f.guestPath, hostPath: f.hostPath, readonly: true });
       }
       const sealed = seal;
