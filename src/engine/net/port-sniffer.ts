@@ -105,6 +105,8 @@ export class PortSniffer {
     upstream.once("timeout", () => upstream.destroy(new Error("connect timed out")));
     upstream.once("connect", () => {
       upstream.setTimeout(0);
+      // One event per relayed connection, when it opens (a raw stream has no request to report).
+      this.event({ host: name, url, blocked: false, duration_ms: Date.now() - started });
       guest.pipe(upstream);
       upstream.pipe(guest);
       guest.resume();
@@ -119,10 +121,6 @@ export class PortSniffer {
     guest.once("close", () => upstream.destroy());
     upstream.once("close", () => {
       if (!failed) guest.destroy();
-      this.event({
-        host: name, url, blocked: false, status_code: 0,
-        request_bytes: upstream.bytesWritten, response_bytes: upstream.bytesRead, duration_ms: Date.now() - started,
-      });
     });
   }
 
