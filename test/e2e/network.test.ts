@@ -27,6 +27,55 @@ except Exception as e:
 
 interface Fetched { status?: number; body?: string; error?: string }
 
+/**
+ * A guest-side websocket client, frames built by hand so the test controls masking and
+ * fragmentation: ws.py HOST PORT TLS(0|1) SPLITS TEXT sends TEXT as one text message, cut into
+ * fragments at the comma-separated byte offsets SPLITS ("-": one frame), offering
+ * permessage-deflate, then prints {"status", "reply"} with the first frame back ("reply": null
+ * when the connection was closed instead).
+ */
+const WS_PY = `
+import base64, json, os, socket, ssl, struct, sys
+host, port, tls, splits, text = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4], sys.argv[5].encode()
+s = socket.create_connection((host, port), timeout=20)
+if tls: s = ssl.create_default_context().wrap_socket(s, server_hostname=host)
+key = base64.b64encode(os.urandom(16))
+s.sendall(b"GET /ws HTTP/1.1\\r\\nHost: " + host.encode() + b"\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: " + key
+          + b"\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\\r\\n\\r\\n")
+head = b""
+while b"\\r\\n\\r\\n" not in head:
+    c = s.recv(1)
+    if not c: break
+    head += c
+def frame(fin, op, payload):
+    mask = os.urandom(4); n = len(payload)
+    h = bytes([(0x80 if fin else 0) | op])
+    h += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return h + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+cuts = [] if splits == "-" else [int(x) for x in splits.split(",")]
+parts = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
+for i, p in enumerate(parts):
+    s.sendall(frame(i == len(parts) - 1, 1 if i == 0 else 0, p))
+def exact(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise EOFError
+        b += c
+    return b
+reply = None
+try:
+    h = exact(2); n = h[1] & 127
+    if n == 126: n = struct.unpack(">H", exact(2))[0]
+    elif n == 127: n = struct.unpack(">Q", exact(8))[0]
+    if h[0] & 15 == 1: reply = exact(n).decode()
+except (EOFError, ConnectionError):
+    pass
+print(json.dumps({"status": head.split(b"\\r\\n")[0].decode(), "reply": reply}))
+`;
+
+interface WsResult { status: string; reply: string | null }
+
 describe("network seal", () => {
   let lab: NetLab;
   let client: Client;
@@ -50,6 +99,7 @@ describe("network seal", () => {
       new Sandbox(PYTHON).allowHost("Allowed.test", "*.wild.test").addSecret("API_KEY", SECRET, "secret.test").blockPrivateIps(false),
     );
     await client.writeFile("/tmp/fetch.py", FETCH_PY);
+    await client.writeFile("/tmp/ws.py", WS_PY);
   });
   after(async () => {
     await client?.close();
@@ -155,19 +205,43 @@ c.request("GET", "/chunked"); r2 = c.getresponse(); print(r2.getheader("Transfer
     assert.equal(r.stdout, "text/event-stream data: event 0 2 True\nchunked 5\n");
   });
 
-  test("a websocket upgrade is relayed to an allowed host", async () => {
-    const r = await client.exec(`python3 -c '
-import socket, ssl
-s = ssl.create_default_context().wrap_socket(socket.create_connection(("allowed.test", 443), timeout=20), server_hostname="allowed.test")
-s.sendall(b"GET /ws HTTP/1.1\\r\\nHost: allowed.test\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
-head = b""
-while b"\\r\\n\\r\\n" not in head:
-    c = s.recv(1)
-    if not c: break
-    head += c
-s.sendall(b"ping-frame"); print(head.split(b"\\r\\n")[0].decode(), s.recv(100).decode())'`);
+  const ws = async (host: string, port: number, tls: boolean, splits: string, text: string): Promise<WsResult> => {
+    const r = await client.exec(`python3 /tmp/ws.py ${host} ${port} ${tls ? 1 : 0} ${splits} "${text}"`);
     assert.equal(r.exitCode, 0, r.stderr);
-    assert.equal(r.stdout, "HTTP/1.1 101 Switching Protocols ping-frame\n");
+    return JSON.parse(r.stdout) as WsResult;
+  };
+  const wsReply = (r: WsResult) => JSON.parse(r.reply ?? "null") as { text: string; sha: string; extensions: string | null } | null;
+
+  test("a websocket to an allowed host works, compression is not negotiated (frames must stay readable)", async () => {
+    for (const [port, tls] of [[443, true], [80, false], [8080, false]] as const) {
+      const r = await ws("allowed.test", port, tls, "2,5", "hello websocket");
+      assert.equal(r.status, "HTTP/1.1 101 Switching Protocols", `port ${port}`);
+      assert.deepEqual({ ...wsReply(r), sha: undefined }, { text: "hello websocket", sha: undefined, extensions: null, binary: false, host: "allowed.test" });
+    }
+  });
+
+  test("websocket frames: the placeholder is replaced for the secret's host, even split across fragments and with a new frame length", async () => {
+    // 6 + 47 + 5 bytes: the first cut falls inside the placeholder.
+    const split = await ws("secret.test", 443, true, "16,30", "token=$API_KEY end!");
+    assert.equal(split.status, "HTTP/1.1 101 Switching Protocols");
+    assert.equal(wsReply(split)!.sha, sha256(`token=${SECRET} end!`)); // what the server got
+    assert.match(wsReply(split)!.text, /^token=SANDBOX_SECRET_[0-9a-f]{32} end!$/); // its echo, redacted
+    assert.ok(!split.reply!.includes(SECRET));
+    // 100 + 47 bytes: a 16-bit length on the way in, a 7-bit one once the value is in.
+    const pad = "x".repeat(100);
+    const long = await ws("secret.test", 8443, true, "-", `${pad}$API_KEY`);
+    assert.equal(wsReply(long)!.sha, sha256(`${pad}${SECRET}`));
+    assert.ok(!long.reply!.includes(SECRET));
+  });
+
+  test("websocket frames: the placeholder to another host closes the connection unsent, with an event", async () => {
+    const before = events.length;
+    const r = await ws("allowed.test", 443, true, "20", "Bearer $API_KEY");
+    assert.equal(r.status, "HTTP/1.1 101 Switching Protocols");
+    assert.equal(r.reply, null);
+    const blocked = events.slice(before).map((e) => e.network as Record<string, unknown>).find((n) => n?.blocked === true);
+    assert.equal(blocked?.block_reason, "secret placeholder sent to unauthorized host");
+    assert.equal(blocked?.host, "allowed.test");
   });
 
   test("a DNS query to any other resolver address is answered by the engine", async () => {
@@ -181,17 +255,61 @@ print(a[3] & 15, struct.unpack(">H", a[6:8])[0], socket.inet_ntoa(a[-4:]).starts
     assert.equal(r.stdout, "0 1 True\n", r.stderr);
   });
 
-  test("UDP other than DNS and TCP to other ports are dropped", async () => {
+  test("raw TCP to another port of an allowed name is relayed, server-first and client-first", async () => {
+    const r = await client.exec(`python3 -c '
+import socket
+s = socket.create_connection(("allowed.test", 7777), timeout=10)
+banner = s.recv(100)
+s.sendall(b"ping 1\\n"); echo = s.recv(100)
+c = socket.create_connection(("allowed.test", 7777), timeout=10)
+c.sendall(b"quick\\n"); got = b""
+while got.count(b"\\n") < 2: got += c.recv(100)
+print(banner.decode().strip(), echo.decode().strip(), got.decode().split())'`);
+    assert.equal(r.stdout, "echo-server ping 1 ['echo-server', 'quick']\n", r.stderr);
+    assert.ok(events.some((e) => (e.network as Record<string, unknown>)?.url === "tcp://allowed.test:7777"));
+  });
+
+  test("raw TCP to any other address or port is refused", async () => {
+    // The lab's own address, an address our DNS never handed out, and an allowed name's closed port.
+    const r = await client.exec(`python3 -c '
+import socket
+for host, port in (("${lab.serverIp}", 7777), ("10.201.255.254", 7777), ("allowed.test", 7778)):
+    try:
+        s = socket.create_connection((host, port), timeout=3); s.settimeout(3); s.sendall(b"x\\n")
+        print("answered" if s.recv(100) else "closed")
+    except OSError as e: print("refused")'`);
+    // Dropped (a timeout), or accepted by the engine and reset at once: never an answer.
+    assert.deepEqual(r.stdout.trim().split("\n").map((l) => (l === "closed" ? "refused" : l)), ["refused", "refused", "refused"], r.stderr);
+  });
+
+  test("HTTP on :8080 and HTTPS on :8443 are intercepted like 80/443, the secret replaced for its host only", async () => {
+    assert.deepEqual(await fetch("http://allowed.test:8080/hello"), { status: 200, body: "hello from allowed.test:8080\n" });
+    assert.deepEqual(await fetch("https://allowed.test:8443/hello"), { status: 200, body: "hello from allowed.test:8443\n" });
+    for (const url of ["https://secret.test:8443/echo", "http://secret.test:8080/echo"]) {
+      const r = await client.exec(`python3 /tmp/fetch.py "${url}?key=$API_KEY" "Authorization:Bearer $API_KEY"`);
+      const seen = JSON.parse(r.stdout) as Fetched;
+      const echoed = JSON.parse(seen.body!) as { urlSha: string; authSha: string };
+      assert.equal(echoed.authSha, sha256(`Bearer ${SECRET}`), url);
+      assert.equal(echoed.urlSha, sha256(`/echo?key=${SECRET}`), url);
+      assert.ok(!seen.body!.includes(SECRET));
+    }
+    const r = await client.exec(`python3 /tmp/fetch.py "https://allowed.test:8443/echo" "Authorization:Bearer $API_KEY"`);
+    assert.deepEqual(JSON.parse(r.stdout), { status: 403, body: "Blocked by policy" });
+    // The Host header must name what was dialled: no fronting on another port either.
+    assert.equal((await fetch("http://allowed.test:8080/hello", "Host:sub.wild.test:8080")).status, 403);
+  });
+
+  test("UDP other than DNS is dropped, whatever the address", async () => {
     const r = await client.exec(`python3 -c '
 import socket
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
-u.sendto(b"x", ("${lab.serverIp}", 9999))
+for host in ("${lab.serverIp}", socket.gethostbyname("allowed.test")):
+    u.sendto(b"from-guest", (host, 9999))
 try: u.recvfrom(10); print("udp answered")
-except socket.timeout: print("udp dropped")
-t = socket.socket(); t.settimeout(3)
-try: t.connect(("allowed.test", 22)); print("tcp connected")
-except OSError as e: print("tcp refused")'`);
-    assert.equal(r.stdout, "udp dropped\ntcp refused\n");
+except socket.timeout: print("udp dropped")'`);
+    assert.equal(r.stdout, "udp dropped\n", r.stderr);
+    // And the lab's UDP sink (reached from the host side here) really got nothing.
+    assert.deepEqual(await (await globalThis.fetch(`http://${lab.serverIp}/udp-log`)).json(), []);
   });
 
   test("a 100 MB download over HTTPS arrives whole", async () => {

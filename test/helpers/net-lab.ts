@@ -47,7 +47,7 @@ export async function startNetLab(): Promise<NetLab> {
   await exec("ip", ["-n", ns, "link", "set", "eth0", "up"]);
   await exec("ip", ["-n", ns, "link", "set", "lo", "up"]);
   const script = join(dirname(fileURLToPath(import.meta.url)), "net-lab-server.js");
-  const server: ChildProcess = spawn("ip", ["netns", "exec", ns, process.execPath, script, join(dir, "cert.pem"), join(dir, "key.pem")], { stdio: ["ignore", "pipe", "inherit"] });
+  const server: ChildProcess = spawn("ip", ["netns", "exec", ns, process.execPath, script, join(dir, "cert.pem"), join(dir, "key.pem"), serverIp, ...NAMES], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     server.stdout!.once("data", () => resolve());
     server.once("exit", (code) => reject(new Error(`test server exited (${code})`)));

@@ -50,7 +50,7 @@ describe("create params", () => {
     assert.equal(c.workspace, "/workspace");
     assert.deepEqual(c.mounts, { "/workspace": { type: "memory" } });
     assert.equal(c.network.blockPrivateIps, true);
-    assert.deepEqual(c.network.dnsServers, ["8.8.8.8", "8.8.4.4"]);
+    assert.deepEqual(c.network.dnsServers, []); // the host's resolver, not the spec's 8.8.8.8
   });
 
   test("a present network object replaces the default wholesale", () => {
@@ -66,6 +66,9 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", resources: { memory_mb: 1.5 } }).success, false);
     assert.equal(createParamsSchema.safeParse({ image: "" }).success, false);
     assert.equal(createParamsSchema.safeParse({ image: "a", id: "vm-12345678" }).success, false);
+    const dns = createParamsSchema.safeParse({ image: "a", network: { dns_servers: ["1.1.1.1", "dns.example"] } });
+    assert.match(dns.error?.issues[0]?.message ?? "", /invalid DNS server "dns.example": must be an IP address/);
+    assert.deepEqual(merge({ image: "a", network: { dns_servers: ["10.0.0.53", "fd00::53"] } }).network.dnsServers, ["10.0.0.53", "fd00::53"]);
     const c = merge({ image: "a", network: { secrets: { K: { value: "real", hosts: ["h"] } } } });
     assert.deepEqual(c.network.secrets, { K: { hosts: ["h"] } });
     assert.ok(!JSON.stringify(c).includes("real"));

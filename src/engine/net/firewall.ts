@@ -1,6 +1,7 @@
 // The nftables table on the host end of a sandbox's link. The guest may reach only the engine's
 // DNS and proxy on the host's link address; synthetic addresses (what our DNS hands out) on
-// ports 80/443 are DNAT'ed to the proxy, any DNS query to the engine's DNS; nothing is forwarded.
+// ports 80/443 are DNAT'ed to the proxy, their other TCP ports to the port sniffer (which finds
+// the dialled port in conntrack), any DNS query to the engine's DNS; nothing is forwarded.
 // It must be on the host side: gVisor's netstack bypasses nftables inside the sandbox's netns.
 import { run, runQuietly } from "./host-commands.js";
 import { SYNTHETIC_CIDR } from "./dns-server.js";
@@ -10,22 +11,23 @@ export interface FirewallSpec {
   hostInterface: string;
   hostIp: string;
   /** Where the engine listens on hostIp: ephemeral ports, so nothing else on the host can collide. */
-  ports: { http: number; https: number; dns: number };
+  ports: { http: number; https: number; other: number; dns: number };
 }
 
 export function rules(f: FirewallSpec): string {
   const i = `iifname "${f.hostInterface}"`;
-  const { http, https, dns } = f.ports;
+  const { http, https, other, dns } = f.ports;
   return `table inet ${f.table} {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 80 dnat ip to ${f.hostIp}:${http}
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 443 dnat ip to ${f.hostIp}:${https}
+    ${i} ip daddr ${SYNTHETIC_CIDR} meta l4proto tcp dnat ip to ${f.hostIp}:${other}
     ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
-    ${i} ip daddr ${f.hostIp} tcp dport { ${http}, ${https} } accept
+    ${i} ip daddr ${f.hostIp} tcp dport { ${http}, ${https}, ${other} } accept
     ${i} ip daddr ${f.hostIp} udp dport ${dns} accept
     ${i} drop
   }

@@ -52,18 +52,25 @@ export class NetworkPolicy {
     return !(this.blockPrivateIps && isPrivateAddress(ip));
   }
 
+  /** The secrets that may go to `host` (usable) and those whose placeholders must not (forbidden). */
+  secretScope(host: string): { usable: SecretRule[]; forbidden: SecretRule[] } {
+    const h = normalizeHost(host);
+    const usable: SecretRule[] = [];
+    const forbidden: SecretRule[] = [];
+    for (const s of this.secrets) {
+      if (s.hosts.length === 0 || s.hosts.some((p) => matchGlob(normalizeHost(p), h))) usable.push(s);
+      else forbidden.push(s);
+    }
+    return { usable, forbidden };
+  }
+
   /**
    * Checks every secret against a request to `host` whose header values and URL are `texts`.
    * A placeholder headed for a host outside its secret's hosts blocks the whole request.
    */
   secretsFor(host: string, texts: string[]): SecretDecision {
-    const h = normalizeHost(host);
-    const usable: SecretRule[] = [];
-    for (const s of this.secrets) {
-      const allowed = s.hosts.length === 0 || s.hosts.some((p) => matchGlob(normalizeHost(p), h));
-      if (allowed) usable.push(s);
-      else if (texts.some((t) => t.includes(s.placeholder))) return { ok: false, secret: s.name };
-    }
+    const { usable, forbidden } = this.secretScope(host);
+    for (const s of forbidden) if (texts.some((t) => t.includes(s.placeholder))) return { ok: false, secret: s.name };
     return {
       ok: true,
       used: usable.filter((s) => texts.some((t) => t.includes(s.placeholder))),

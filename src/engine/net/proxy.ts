@@ -1,4 +1,5 @@
-// The transparent HTTP/1.1 proxy behind the sandbox's ports 80 and 443. Port 443 is TLS
+// The transparent HTTP/1.1 proxy behind the sandbox's ports 80 and 443, and behind any other
+// port where the port sniffer (port-sniffer.ts) recognised HTTP or TLS. TLS is
 // terminated with a leaf from the sandbox's CA for the client's SNI; both then share one
 // request path: policy check on the host name, secret placeholder check and substitution
 // (headers and query string only), and a fresh upstream request to an address the engine
@@ -11,7 +12,8 @@ import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.
 import type { MitmCa } from "./mitm-ca.js";
 import { normalizeHost, type NetworkPolicy } from "./policy.js";
 import { redact, RedactStream, type Redaction } from "./redact-stream.js";
-import { pickAddress, upstreamRoots, UpstreamBlockedError } from "./upstream.js";
+import { pickAddress, upstreamRoots, UpstreamBlockedError, type UpstreamResolver } from "./upstream.js";
+import { relayWebSocket } from "./websocket-relay.js";
 
 const HOP_BY_HOP = new Set([
   "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
@@ -26,7 +28,21 @@ type Scheme = "http" | "https";
 interface Target {
   scheme: Scheme;
   host: string;
+  port: number;
 }
+
+/** What the listener learnt about a guest connection before HTTP parsing starts. */
+export interface ConnectionFacts {
+  /** The port the guest dialled (80/443 unless it came through the port sniffer). */
+  port: number;
+  /** The name whose synthetic address the guest dialled, when known: the request must be for it. */
+  name?: string | undefined;
+  /** The TLS client's SNI, checked against the policy. */
+  sni?: string;
+}
+const FACTS = Symbol("matchlock connection facts");
+type Annotated = Socket & { [FACTS]?: ConnectionFacts };
+const DEFAULT_PORT: Record<Scheme, number> = { http: 80, https: 443 };
 
 export class InterceptingProxy {
   private readonly httpFront: http.Server;
@@ -40,10 +56,11 @@ export class InterceptingProxy {
     private readonly ca: MitmCa,
     private readonly onEvent: NetworkEventSink,
     private readonly log: (line: string) => void,
+    private readonly resolver?: UpstreamResolver,
   ) {
     this.httpFront = this.front("http");
     this.httpsFront = this.front("https");
-    this.tlsListener = net.createServer((raw) => this.acceptTls(raw));
+    this.tlsListener = net.createServer((raw) => this.acceptTls(raw, { port: 443 }));
     this.agents = {
       http: new http.Agent({ keepAlive: true, maxFreeSockets: 16 }),
       https: new https.Agent({ keepAlive: true, maxFreeSockets: 16, ca: upstreamRoots() }),
@@ -76,8 +93,15 @@ export class InterceptingProxy {
     return server;
   }
 
+  /** A plain HTTP connection the port sniffer recognised (its first bytes are unshifted back). */
+  acceptHttp(socket: Socket, facts: ConnectionFacts): void {
+    (socket as Annotated)[FACTS] = facts;
+    this.httpFront.emit("connection", socket);
+    socket.resume(); // the sniffer paused it; the HTTP server reads the unshifted bytes first
+  }
+
   /** TLS with the guest first (spec 4.4), then the policy check on the SNI name. */
-  private acceptTls(raw: Socket): void {
+  acceptTls(raw: Socket, facts: ConnectionFacts): void {
     this.track(raw);
     raw.on("error", () => raw.destroy());
     raw.setTimeout(HANDSHAKE_TIMEOUT_MS, () => raw.destroy());
@@ -93,12 +117,13 @@ export class InterceptingProxy {
       raw.setTimeout(0);
       const sni = (socket as TLSSocket & { servername?: string | false }).servername;
       const host = sni ? normalizeHost(sni) : "";
-      if (!host || !this.policy.isHostAllowed(host)) {
+      // Through the sniffer the dialled name is known: the SNI must be that name.
+      if (!host || !this.policy.isHostAllowed(host) || (facts.name !== undefined && host !== facts.name)) {
         this.event({ method: "", url: "", host: host || "(no SNI)", blocked: true, block_reason: BlockReason.HOST });
         socket.destroy();
         return;
       }
-      (socket as TLSSocket & { matchlockSni?: string }).matchlockSni = host;
+      (socket as Annotated)[FACTS] = { ...facts, sni: host };
       this.httpsFront.emit("connection", socket);
     });
   }
@@ -107,11 +132,14 @@ export class InterceptingProxy {
   private admit(
     scheme: Scheme, req: IncomingMessage,
   ): { target: Target; path: string; headers: Array<[string, string]>; redactions: Redaction[] } | { blocked: string } {
-    const sni = (req.socket as TLSSocket & { matchlockSni?: string }).matchlockSni;
+    const facts = (req.socket as Annotated)[FACTS];
+    const port = facts?.port ?? DEFAULT_PORT[scheme];
     const hostHeader = normalizeHost(req.headers.host ?? "");
-    const host = scheme === "https" ? sni! : hostHeader;
+    const host = scheme === "https" ? facts!.sni! : hostHeader || facts?.name || "";
     // Inside TLS the Host header must name the SNI host: no fronting one allowed name with another.
     if (!host || (scheme === "https" && hostHeader && hostHeader !== host)) return { blocked: BlockReason.HOST };
+    // Nor, where the dialled name is known, a Host header naming another one.
+    if (facts?.name !== undefined && host !== facts.name) return { blocked: BlockReason.HOST };
     if (!this.policy.isHostAllowed(host)) return { blocked: BlockReason.HOST };
     let url = req.url ?? "/";
     if (!url.startsWith("/")) {
@@ -137,7 +165,7 @@ export class InterceptingProxy {
       .filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !(redactions.length && k.toLowerCase() === "accept-encoding"))
       .map(([k, v]) => [k, decision.apply(v)] as [string, string]);
     if (redactions.length) headers.push(["Accept-Encoding", "identity"]);
-    return { target: { scheme, host }, path, headers, redactions };
+    return { target: { scheme, host, port }, path, headers, redactions };
   }
 
   private async handle(scheme: Scheme, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -150,10 +178,10 @@ export class InterceptingProxy {
       return forbid(res);
     }
     const { target, path, headers, redactions } = admitted;
-    const fullUrl = `${scheme}://${target.host}${path}`;
+    const fullUrl = urlOf(target, path);
     let address: string;
     try {
-      address = await pickAddress(this.policy, target.host);
+      address = await pickAddress(this.policy, target.host, this.resolver);
     } catch (err) {
       const blocked = err instanceof UpstreamBlockedError;
       this.event({ ...base, url: fullUrl, host: target.host, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
@@ -201,7 +229,7 @@ export class InterceptingProxy {
     const mod = target.scheme === "https" ? https : http;
     return mod.request({
       host: target.host,
-      port: target.scheme === "https" ? 443 : 80,
+      port: target.port,
       method,
       path,
       headers: headers.flat() as unknown as http.OutgoingHttpHeaders,
@@ -219,7 +247,7 @@ export class InterceptingProxy {
     } as https.RequestOptions);
   }
 
-  /** Upgrade (websocket): same checks, then the two sockets are spliced. */
+  /** Upgrade (websocket): same checks, then the two sockets are spliced, frames scanned for secrets (websocket-relay.ts). */
   private async upgrade(scheme: Scheme, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const started = Date.now();
     const base = { method: req.method ?? "", url: req.url ?? "", request_bytes: 0, response_bytes: 0 };
@@ -233,24 +261,36 @@ export class InterceptingProxy {
     const { target, path } = admitted;
     let address: string;
     try {
-      address = await pickAddress(this.policy, target.host);
+      address = await pickAddress(this.policy, target.host, this.resolver);
     } catch {
       socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Length: ${BLOCKED_BODY.length}\r\nConnection: close\r\n\r\n${BLOCKED_BODY}`);
       return;
     }
-    const headers = [...admitted.headers, ["Connection", "Upgrade"] as [string, string], ["Upgrade", String(req.headers.upgrade ?? "")] as [string, string]];
+    const websocket = /websocket/i.test(String(req.headers.upgrade ?? ""));
+    // Compressed frames (permessage-deflate) could not be scanned: no extension is offered upstream.
+    const offered = websocket && this.policy.secrets.length ? admitted.headers.filter(([k]) => k.toLowerCase() !== "sec-websocket-extensions") : admitted.headers;
+    const headers = [...offered, ["Connection", "Upgrade"] as [string, string], ["Upgrade", String(req.headers.upgrade ?? "")] as [string, string]];
+    const url = urlOf(target, path);
     const up = this.request(target, address, req.method ?? "GET", path, headers, false);
     up.on("upgrade", (upRes, upSocket, upHead) => {
       const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ""}`];
       for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
       socket.write(lines.join("\r\n") + "\r\n\r\n");
-      if (upHead.length) socket.write(upHead);
-      if (head.length) upSocket.write(head);
-      upSocket.pipe(socket).pipe(upSocket);
-      upSocket.on("error", () => socket.destroy());
-      socket.on("close", () => upSocket.destroy());
-      upSocket.on("close", () => socket.destroy());
-      this.event({ ...base, url: `${scheme}://${target.host}${path}`, host: target.host, status_code: upRes.statusCode ?? 0, blocked: false, duration_ms: Date.now() - started });
+      this.event({ ...base, url, host: target.host, status_code: upRes.statusCode ?? 0, blocked: false, duration_ms: Date.now() - started });
+      if (!websocket) {
+        // Another protocol: relayed like raw TCP to an allowed name, unscanned.
+        if (upHead.length) socket.write(upHead);
+        if (head.length) upSocket.write(head);
+        upSocket.pipe(socket).pipe(upSocket);
+        upSocket.on("error", () => socket.destroy());
+        socket.on("close", () => upSocket.destroy());
+        upSocket.on("close", () => socket.destroy());
+        return;
+      }
+      relayWebSocket(this.policy, target.host, socket, head, upSocket, upHead, {
+        onBlocked: () => this.event({ ...base, method: "WEBSOCKET", url, host: target.host, blocked: true, block_reason: BlockReason.SECRET, duration_ms: Date.now() - started }),
+        onError: (message) => this.log(`proxy: websocket ${url}: ${message}`),
+      });
     });
     up.on("response", (res) => {
       // The server refused the upgrade: pass its answer on and close.
@@ -266,6 +306,10 @@ export class InterceptingProxy {
       method: "", url: "", status_code: 0, request_bytes: 0, response_bytes: 0, duration_ms: 0, ...e,
     });
   }
+}
+
+function urlOf(t: Target, path: string): string {
+  return `${t.scheme}://${t.host}${t.port === DEFAULT_PORT[t.scheme] ? "" : `:${t.port}`}${path}`;
 }
 
 function forbid(res: ServerResponse): void {

@@ -10,7 +10,9 @@ import { installFirewall } from "./firewall.js";
 import { allocateLink, LINK_PREFIX_LENGTH, releaseLink, type LinkAllocation } from "./link-allocation.js";
 import { MitmCa } from "./mitm-ca.js";
 import type { NetworkPolicy } from "./policy.js";
+import { PortSniffer } from "./port-sniffer.js";
 import { InterceptingProxy } from "./proxy.js";
+import { UpstreamResolver } from "./upstream.js";
 
 /** Where the guest finds the trust bundle (system bundle path of Debian, Ubuntu, Alpine). */
 export const GUEST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
@@ -29,6 +31,8 @@ export interface SealOptions {
   /** The image's root file system, read for its existing CA bundle. */
   rootfs: string;
   policy: NetworkPolicy;
+  /** The create config's dns_servers: where the engine resolves allowed names (empty: the host's resolver). */
+  dnsServers?: string[];
   onEvent: NetworkEventSink;
   log: (line: string) => void;
 }
@@ -36,6 +40,7 @@ export interface SealOptions {
 export class NetworkSeal {
   private dns: SandboxDnsServer | undefined;
   private proxy: InterceptingProxy | undefined;
+  private sniffer: PortSniffer | undefined;
   private closed = false;
 
   private constructor(
@@ -87,11 +92,15 @@ export class NetworkSeal {
   /** Called by the backend once the host end of the link is up and carries link.hostIp. */
   async attach(): Promise<void> {
     const { policy, onEvent, log } = this.opts;
-    this.dns = new SandboxDnsServer(policy, new SyntheticAddresses(), log);
+    const addresses = new SyntheticAddresses();
+    const resolver = new UpstreamResolver(this.opts.dnsServers ?? []);
+    this.dns = new SandboxDnsServer(policy, addresses, log);
     const dns = await this.dns.listen(this.link.hostIp, 0);
-    this.proxy = new InterceptingProxy(policy, this.ca, onEvent, log);
+    this.proxy = new InterceptingProxy(policy, this.ca, onEvent, log, resolver);
     const { http, https } = await this.proxy.listen(this.link.hostIp);
-    await installFirewall({ table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, dns } });
+    this.sniffer = new PortSniffer(policy, addresses, this.proxy, onEvent, log, resolver);
+    const other = await this.sniffer.listen(this.link.hostIp);
+    await installFirewall({ table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, other, dns } });
   }
 
   /** Stops the services and removes the link, netns, firewall and allocation. Idempotent. */
@@ -100,6 +109,7 @@ export class NetworkSeal {
     this.closed = true;
     this.dns?.close();
     this.proxy?.close();
+    this.sniffer?.close();
     await releaseLink(this.link);
   }
 }

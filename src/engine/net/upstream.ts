@@ -1,7 +1,7 @@
 // Where the proxy really connects: names are resolved on the host (never by the guest), every
 // address is checked against the policy, and the connection goes to the checked address, so a
 // rebinding answer cannot slip a private address in between check and connect.
-import { lookup } from "node:dns/promises";
+import { lookup, Resolver } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
@@ -41,9 +41,34 @@ export async function resolveHost(name: string): Promise<string[]> {
   }
 }
 
+/**
+ * Resolution for one sandbox: its create config's dns_servers when it gave some (asked
+ * directly, IPv4 answers first), otherwise the host's resolver (resolveHost).
+ */
+export class UpstreamResolver {
+  private readonly dns: Resolver | undefined;
+
+  constructor(readonly servers: string[] = []) {
+    if (!servers.length) return;
+    this.dns = new Resolver({ timeout: 3000, tries: 2 });
+    this.dns.setServers(servers);
+  }
+
+  async resolve(name: string): Promise<string[]> {
+    if (!this.dns || isIP(name)) return resolveHost(name);
+    const [v4, v6] = await Promise.allSettled([this.dns.resolve4(name), this.dns.resolve6(name)]);
+    const found = [...(v4.status === "fulfilled" ? v4.value : []), ...(v6.status === "fulfilled" ? v6.value : [])];
+    if (found.length) return found;
+    const why = v4.status === "rejected" ? (v4.reason as Error).message : "no address";
+    throw new UpstreamResolveError(`${name} does not resolve through ${this.servers.join(", ")}: ${why}`);
+  }
+}
+
+const HOST_RESOLVER = new UpstreamResolver();
+
 /** The first resolved address the policy lets the sandbox reach. */
-export async function pickAddress(policy: NetworkPolicy, name: string): Promise<string> {
-  const addresses = await resolveHost(name);
+export async function pickAddress(policy: NetworkPolicy, name: string, resolver: UpstreamResolver = HOST_RESOLVER): Promise<string> {
+  const addresses = await resolver.resolve(name);
   const ok = addresses.find((a) => policy.isAddressAllowed(a));
   if (!ok) throw new UpstreamBlockedError(`${name} resolves only to private addresses (${addresses.join(", ")})`);
   return ok;

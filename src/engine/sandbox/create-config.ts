@@ -1,5 +1,6 @@
 // The `create` params: validated with zod, then merged over the engine defaults exactly as the
 // protocol spec (2.1) says: resources field by field, `network` and `vfs` replaced wholesale.
+import { isIP } from "node:net";
 import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS } from "../../protocol/rpc.js";
 
@@ -43,7 +44,7 @@ export const createParamsSchema = z.looseObject({
       hosts: z.array(z.string()).nullish(),
       placeholder: z.string().optional(),
     })).nullish(),
-    dns_servers: z.array(z.string()).nullish(),
+    dns_servers: z.array(z.string().refine((s) => isIP(s) !== 0, { error: (i) => `invalid DNS server ${JSON.stringify(i.input)}: must be an IP address` })).nullish(),
   }).nullish(),
   vfs: z.looseObject({
     workspace: z.string().optional(),
@@ -74,6 +75,11 @@ export interface SandboxConfig {
     allowedHosts: string[];
     blockPrivateIps: boolean;
     secrets: Record<string, { hosts: string[] }>;
+    /**
+     * The resolvers the engine asks for allowed names. Empty (the default): the host's own
+     * resolver. The guest never talks to them: its only resolver is the engine (spec: written
+     * to the guest's resolv.conf, default 8.8.8.8/8.8.4.4).
+     */
     dnsServers: string[];
   };
 }
@@ -84,7 +90,6 @@ export const DEFAULTS = {
   diskSizeMb: 5120,
   timeoutSeconds: 300,
   workspace: "/workspace",
-  dnsServers: ["8.8.8.8", "8.8.4.4"],
 } as const;
 
 export function mergeDefaults(p: CreateParams): SandboxConfig {
@@ -112,7 +117,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       blockPrivateIps: net ? net.block_private_ips === true : true,
       // Only the hosts are kept: secret values never reach persisted state.
       secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])] }])),
-      dnsServers: net?.dns_servers?.length ? [...net.dns_servers] : [...DEFAULTS.dnsServers],
+      dnsServers: [...(net?.dns_servers ?? [])],
     },
   };
 }

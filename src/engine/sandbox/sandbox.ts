@@ -80,7 +80,7 @@ export class Sandbox {
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
         // without interception should not pay.
         const { NetworkSeal } = await import("../net/seal.js");
-        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
+        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, dnsServers: config.network.dnsServers, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
       }
       const sealed = seal;
       running = await backend.start({

@@ -1,0 +1,76 @@
+// Replaces byte strings in a stream cut into arbitrary pieces (websocket frames, TCP reads),
+// catching a match split across pieces by holding back the last (longest pattern - 1) bytes
+// until more arrives or the stream ends. A forbidden pattern anywhere stops the stream before
+// any byte of it is released.
+export interface Replacement {
+  from: Buffer;
+  to: Buffer;
+}
+
+export interface Forbidden {
+  bytes: Buffer;
+  /** What to say when it is found (e.g. the secret's name). */
+  name: string;
+}
+
+export class ForbiddenBytesError extends Error {
+  constructor(readonly forbidden: string) {
+    super(`forbidden content: ${forbidden}`);
+  }
+}
+
+export class StreamReplacer {
+  private carry: Buffer = Buffer.alloc(0);
+  private readonly keep: number;
+  private readonly patterns: Array<{ bytes: Buffer; to?: Buffer; name?: string }>;
+
+  constructor(replacements: Replacement[], forbidden: Forbidden[] = []) {
+    this.patterns = [
+      ...forbidden.filter((f) => f.bytes.length).map((f) => ({ bytes: f.bytes, name: f.name })),
+      ...replacements.filter((r) => r.from.length).map((r) => ({ bytes: r.from, to: r.to })),
+    ];
+    this.keep = Math.max(0, ...this.patterns.map((p) => p.bytes.length - 1));
+  }
+
+  get idle(): boolean {
+    return this.patterns.length === 0;
+  }
+
+  /** The bytes that can be released after `chunk`; throws ForbiddenBytesError on a forbidden pattern. */
+  push(chunk: Buffer): Buffer {
+    return this.run(chunk, false);
+  }
+
+  /** End of the stream (or message): everything held back, replaced. */
+  flush(): Buffer {
+    return this.run(Buffer.alloc(0), true);
+  }
+
+  private run(chunk: Buffer, final: boolean): Buffer {
+    if (this.idle) return chunk;
+    const data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
+    const cut = final ? data.length : Math.max(0, data.length - this.keep);
+    const out: Buffer[] = [];
+    let pos = 0;
+    for (;;) {
+      let at = -1;
+      let hit: (typeof this.patterns)[number] | undefined;
+      for (const p of this.patterns) {
+        const i = data.indexOf(p.bytes, pos);
+        if (i >= 0 && (at < 0 || i < at)) [at, hit] = [i, p];
+      }
+      // A match starting in the held-back tail is found again, whole, next time.
+      if (!hit || at >= cut) break;
+      if (!hit.to) {
+        this.carry = Buffer.alloc(0);
+        throw new ForbiddenBytesError(hit.name ?? "");
+      }
+      out.push(data.subarray(pos, at), hit.to);
+      pos = at + hit.bytes.length;
+    }
+    const end = Math.max(pos, cut);
+    out.push(data.subarray(pos, end));
+    this.carry = Buffer.from(data.subarray(end));
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+}

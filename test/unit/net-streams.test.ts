@@ -1,0 +1,174 @@
+// The proxy's byte-level pieces: streaming replacement, websocket frame rewriting, first-byte
+// sniffing and the conntrack lookup of a DNAT'ed connection's real destination.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { describe, test } from "node:test";
+import { findOriginal } from "../../src/engine/net/original-destination.js";
+import { sniff } from "../../src/engine/net/port-sniffer.js";
+import { ForbiddenBytesError, StreamReplacer } from "../../src/engine/net/stream-replace.js";
+import { encodeHeader, parseHeader, unmask, WebSocketFrameRewriter, WebSocketProtocolError } from "../../src/engine/net/websocket-frames.js";
+
+const PH = "SANDBOX_SECRET_0123456789abcdef0123456789abcdef";
+const VALUE = "sk-real";
+const OTHER = "SANDBOX_SECRET_ffffffffffffffffffffffffffffffff";
+
+function replaceAll(pieces: string[], r = new StreamReplacer([{ from: Buffer.from(PH), to: Buffer.from(VALUE) }])): string {
+  return Buffer.concat([...pieces.map((p) => r.push(Buffer.from(p))), r.flush()]).toString();
+}
+
+describe("StreamReplacer", () => {
+  test("replaces matches whole and split at every possible point", () => {
+    const text = `a=${PH}&b=${PH}.`;
+    const want = `a=${VALUE}&b=${VALUE}.`;
+    assert.equal(replaceAll([text]), want);
+    for (let cut = 0; cut <= text.length; cut++) assert.equal(replaceAll([text.slice(0, cut), text.slice(cut)]), want, `cut at ${cut}`);
+    assert.equal(replaceAll(text.split("")), want);
+  });
+
+  test("holds back only what could start a match", () => {
+    const r = new StreamReplacer([{ from: Buffer.from(PH), to: Buffer.from(VALUE) }]);
+    const out = r.push(Buffer.from("x".repeat(100)));
+    assert.equal(out.length, 100 - (PH.length - 1));
+    assert.equal(r.flush().length, PH.length - 1);
+  });
+
+  test("a forbidden pattern throws before any byte of it is released, even split", () => {
+    const r = new StreamReplacer([], [{ bytes: Buffer.from(OTHER), name: "KEY" }]);
+    const released = r.push(Buffer.from(`hello ${OTHER.slice(0, 20)}`));
+    assert.ok(!released.toString().includes(OTHER.slice(0, 20)));
+    assert.throws(() => r.push(Buffer.from(OTHER.slice(20))), (e: unknown) => e instanceof ForbiddenBytesError && e.forbidden === "KEY");
+  });
+});
+
+/** A client frame: masked, as a browser would send it. */
+function clientFrame(fin: boolean, opcode: number, payload: string | Buffer): Buffer {
+  const key = randomBytes(4);
+  const body = Buffer.from(payload);
+  return Buffer.concat([encodeHeader(fin, opcode, body.length, key), unmask(Buffer.from(body), key, 0)]);
+}
+
+interface Frame { fin: boolean; opcode: number; masked: boolean; payload: string }
+
+function frames(buf: Buffer): Frame[] {
+  const out: Frame[] = [];
+  while (buf.length) {
+    const h = parseHeader(buf)!;
+    const payload = unmask(Buffer.from(buf.subarray(h.size, h.size + h.header.length)), h.header.maskKey, 0);
+    out.push({ fin: h.header.fin, opcode: h.header.opcode, masked: !!h.header.maskKey, payload: payload.toString("latin1") });
+    buf = buf.subarray(h.size + h.header.length);
+  }
+  return out;
+}
+
+async function rewrite(input: Buffer[], opts: ConstructorParameters<typeof WebSocketFrameRewriter>[0]): Promise<Buffer> {
+  const w = new WebSocketFrameRewriter(opts);
+  const out: Buffer[] = [];
+  w.on("data", (d: Buffer) => out.push(d));
+  const done = new Promise<void>((resolve, reject) => { w.on("end", resolve); w.on("error", reject); });
+  for (const b of input) w.write(b);
+  w.end();
+  await done;
+  return Buffer.concat(out);
+}
+
+/** Joins data frames into messages, checking continuation/FIN structure. */
+function messages(fs: Frame[]): Array<{ opcode: number; text: string }> {
+  const out: Array<{ opcode: number; text: string }> = [];
+  let cur: { opcode: number; text: string } | undefined;
+  for (const f of fs) {
+    if (f.opcode & 8) continue;
+    if (f.opcode === 0) { assert.ok(cur, "continuation without a message"); cur.text += f.payload; } else { assert.equal(cur, undefined); cur = { opcode: f.opcode, text: f.payload }; }
+    if (f.fin) { out.push(cur); cur = undefined; }
+  }
+  assert.equal(cur, undefined, "unfinished message");
+  return out;
+}
+
+const toServer = { mask: true, replacements: [{ from: Buffer.from(PH), to: Buffer.from(VALUE) }], forbidden: [{ bytes: Buffer.from(OTHER), name: "OTHER" }] };
+
+describe("WebSocketFrameRewriter", () => {
+  test("replaces in a single masked frame and rewrites its length (16-bit length down to 7-bit)", async () => {
+    const text = `${"x".repeat(100)}${PH}`; // 147 bytes: 16-bit length; after replacement 107: 7-bit
+    const out = frames(await rewrite([clientFrame(true, 1, text)], toServer));
+    assert.deepEqual(out, [{ fin: true, opcode: 1, masked: true, payload: `${"x".repeat(100)}${VALUE}` }]);
+  });
+
+  test("a placeholder split across fragments and TCP reads is replaced, the message keeps its shape", async () => {
+    const wire = Buffer.concat([clientFrame(false, 1, `token=${PH.slice(0, 10)}`), clientFrame(false, 0, `${PH.slice(10)} end`), clientFrame(true, 0, "!")]);
+    for (const cut of [1, 2, 7, 20, 40, wire.length - 3]) {
+      const out = frames(await rewrite([wire.subarray(0, cut), wire.subarray(cut)], toServer));
+      assert.ok(out.every((f) => f.masked));
+      assert.deepEqual(messages(out), [{ opcode: 1, text: `token=${VALUE} end!` }], `cut at ${cut}`);
+    }
+  });
+
+  test("control frames between fragments pass, rewritten whole", async () => {
+    const wire = Buffer.concat([clientFrame(false, 2, "ab"), clientFrame(true, 9, `p${PH}`), clientFrame(true, 0, "cd"), clientFrame(true, 8, "")]);
+    const out = frames(await rewrite([wire], toServer));
+    assert.deepEqual(out.filter((f) => f.opcode & 8).map((f) => [f.opcode, f.payload]), [[9, `p${VALUE}`], [8, ""]]);
+    assert.deepEqual(messages(out), [{ opcode: 2, text: "abcd" }]);
+  });
+
+  test("a large frame streams out in pieces before it has fully arrived", async () => {
+    const big = Buffer.alloc(200_000, 0x61);
+    const wire = clientFrame(true, 2, big);
+    const w = new WebSocketFrameRewriter(toServer);
+    const seen: Buffer[] = [];
+    w.on("data", (d: Buffer) => seen.push(d));
+    w.write(wire.subarray(0, 100_000));
+    await new Promise((r) => setImmediate(r));
+    assert.ok(seen.length > 0, "something went out before the frame ended");
+    w.end(wire.subarray(100_000));
+    await new Promise((r) => w.on("end", r));
+    assert.equal(messages(frames(Buffer.concat(seen)))[0]!.text.length, big.length);
+  });
+
+  test("a forbidden placeholder fails the stream; nothing of it went out", async () => {
+    const w = new WebSocketFrameRewriter(toServer);
+    const seen: Buffer[] = [];
+    w.on("data", (d: Buffer) => seen.push(d));
+    const failed = new Promise<unknown>((r) => w.on("error", r));
+    w.write(clientFrame(true, 1, `leak ${OTHER}`));
+    assert.ok((await failed) instanceof ForbiddenBytesError);
+    assert.ok(!frames(Buffer.concat(seen)).some((f) => f.payload.includes(OTHER.slice(0, 16))));
+  });
+
+  test("toward the guest: unmasked frames, the value redacted back to the placeholder", async () => {
+    const server = Buffer.concat([encodeHeader(true, 1, 14, undefined), Buffer.from(`echo: ${VALUE}.`)]);
+    const out = frames(await rewrite([server], { mask: false, replacements: [{ from: Buffer.from(VALUE), to: Buffer.from(PH) }] }));
+    assert.deepEqual(out, [{ fin: true, opcode: 1, masked: false, payload: `echo: ${PH}.` }]);
+  });
+
+  test("extensions (RSV bits) and broken fragmentation are refused", async () => {
+    const compressed = clientFrame(true, 1, "x");
+    compressed[0] |= 0x40;
+    await assert.rejects(rewrite([compressed], toServer), WebSocketProtocolError);
+    await assert.rejects(rewrite([clientFrame(true, 0, "x")], toServer), WebSocketProtocolError);
+    await assert.rejects(rewrite([clientFrame(false, 1, "x"), clientFrame(true, 1, "y")], toServer), WebSocketProtocolError);
+  });
+});
+
+describe("port sniffing", () => {
+  test("TLS, HTTP, raw, and undecided", () => {
+    assert.equal(sniff(Buffer.from([0x16, 0x03, 0x01])), "tls");
+    assert.equal(sniff(Buffer.from("GET / HTTP/1.1\r\n")), "http");
+    assert.equal(sniff(Buffer.from("POST /x HTTP/1.1\r\n")), "http");
+    assert.equal(sniff(Buffer.from("PO")), "more");
+    assert.equal(sniff(Buffer.from("")), "more");
+    assert.equal(sniff(Buffer.from("SSH-2.0-OpenSSH_9.2\r\n")), "raw");
+    assert.equal(sniff(Buffer.from("hello echo\n")), "raw");
+    assert.equal(sniff(Buffer.from("GETAWAY and more")), "raw");
+  });
+});
+
+describe("original destination from conntrack", () => {
+  const table = [
+    "ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.0.2 dst=10.201.0.1 sport=40000 dport=80 src=10.200.0.1 dst=10.200.0.2 sport=41111 dport=40000 [ASSURED] mark=0 zone=0 use=2",
+    "ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.0.2 dst=10.201.0.3 sport=40001 dport=7777 src=10.200.0.1 dst=10.200.0.2 sport=42222 dport=40001 [ASSURED] mark=0 zone=0 use=2",
+    "ipv4     2 udp      17 29 src=10.200.0.2 dst=10.201.0.3 sport=40001 dport=7777 [UNREPLIED] src=10.200.0.1 dst=10.200.0.2 sport=42222 dport=40001 mark=0 zone=0 use=2",
+  ].join("\n");
+  test("found by the accepted socket's four-tuple", () => {
+    assert.deepEqual(findOriginal(table, { localAddress: "10.200.0.1", localPort: 42222, remoteAddress: "10.200.0.2", remotePort: 40001 }), { address: "10.201.0.3", port: 7777 });
+    assert.equal(findOriginal(table, { localAddress: "10.200.0.1", localPort: 42222, remoteAddress: "10.200.0.2", remotePort: 40002 }), undefined);
+  });
+});
