@@ -18,6 +18,13 @@ const MARK = `matchlock-escape-${randomBytes(6).toString("hex")}`;
 /** Links that point out of the mounted directory, by name. */
 const ESCAPING_LINKS = ["abs-etc", "abs-outside", "rel-outside", "deep-up"];
 
+/**
+ * The micro-VM serves writable shares with QEMU's mapped-xattr model, which reads a link's
+ * target from a file it opens with O_NOFOLLOW: a link made on the host is ELOOP in the guest
+ * (a known limit, in the README). Links the guest makes, and links in read-only shares, work.
+ */
+const hostLinksWork = (mount: string) => BACKEND !== "microvm" || mount === "ro";
+
 /** Every file under `dir` with its content (symlinks as their target), for before/after comparison. */
 async function snapshot(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -80,8 +87,14 @@ describe(`symlinks in host mounts cannot reach outside them on ${BACKEND}`, () =
 
   test("links that stay inside the mount work, in exec and the file RPCs", async () => {
     for (const m of ["shared", "ro", "ov"]) {
-      assert.equal((await client.exec(`cat /workspace/${m}/inner/inside.txt`)).stdout, "inside");
-      assert.equal((await client.readFile(`/workspace/${m}/inner/inside.txt`)).toString(), "inside");
+      const p = `/workspace/${m}/inner/inside.txt`;
+      if (!hostLinksWork(m)) {
+        assert.match((await client.exec(`cat ${p}`)).stderr, /Too many levels of symbolic links/);
+        await assert.rejects(client.readFile(p), (err: unknown) => err instanceof RPCError && err.isFileError());
+        continue;
+      }
+      assert.equal((await client.exec(`cat ${p}`)).stdout, "inside");
+      assert.equal((await client.readFile(p)).toString(), "inside");
       assert.deepEqual((await client.listFiles(`/workspace/${m}/inner`)).map((f) => f.name), ["inside.txt"]);
     }
   });
@@ -103,7 +116,10 @@ describe(`symlinks in host mounts cannot reach outside them on ${BACKEND}`, () =
     assert.match(r.stdout, /finished\n$/);
     assert.ok(!r.stdout.includes(SECRET) && !r.stderr.includes(SECRET), "the guest read a host file outside the mount");
     // The absolute link to /etc is the guest's own /etc.
-    assert.equal((await client.exec("cat /workspace/shared/abs-etc/passwd")).stdout, (await client.exec("cat /etc/passwd")).stdout);
+    const guestPasswd = (await client.exec("cat /etc/passwd")).stdout;
+    for (const m of ["shared", "ro", "ov"].filter(hostLinksWork)) {
+      assert.equal((await client.exec(`cat /workspace/${m}/abs-etc/passwd`)).stdout, guestPasswd, m);
+    }
     await assertHostUntouched();
   });
 
