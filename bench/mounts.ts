@@ -80,7 +80,9 @@ async function measure(run: (s: string) => Promise<number>, dir: string, premade
   return Object.fromEntries(Object.entries(times).map(([op, xs]) => [op, median(xs)]));
 }
 
-async function engineRows(engine: string, hostDirs: { rw: string; premade: string }): Promise<Array<[string, Partial<Record<Op, number>>]>> {
+async function engineRows(
+  engine: string, hostDirs: { rw: string; premade: string }, report: (where: string, t: Partial<Record<Op, number>>) => void,
+): Promise<void> {
   process.env.MATCHLOCK_BACKEND = engine;
   const client = newClient();
   try {
@@ -94,15 +96,13 @@ async function engineRows(engine: string, hostDirs: { rw: string; premade: strin
   } catch (err) {
     console.error(`${engine}: not measured: ${(err as Error).message.split("\n")[0]}`);
     await client.close().catch(() => undefined);
-    return [];
+    return;
   }
   try {
-    const rows: Array<[string, Partial<Record<Op, number>>]> = [];
     for (const kind of KINDS) {
       console.error(`${engine}: ${kind.name}...`);
-      rows.push([`${engine}: ${kind.name}`, await measure((s) => guest(client, s), kind.dir, kind.readsPremade ? kind.dir : undefined, kind.writable)]);
+      report(`${engine}: ${kind.name}`, await measure((s) => guest(client, s), kind.dir, kind.readsPremade ? kind.dir : undefined, kind.writable));
     }
-    return rows;
   } finally {
     await client.close();
     await client.remove();
@@ -118,18 +118,21 @@ async function main(): Promise<void> {
     await sh(`${WORK.writeBig(hostDirs.premade)} && ${WORK.writeSmall(hostDirs.premade)}`);
     console.error("host disk...");
     const host = await measure(sh, hostDirs.native, undefined, true);
-    const rows: Array<[string, Partial<Record<Op, number>>]> = [];
-    for (const engine of ENGINES) rows.push(...(await engineRows(engine, hostDirs)));
-
+    // Rows as they are measured: a long run that stops half-way still leaves its numbers.
     console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}; median of ${ROUNDS} rounds; host disk = the same busybox commands on the host's ext4 (page cache warm, no fsync, as in the guest)`);
     console.log(`| where | ${OPS.map((op) => LABEL[op]).join(" | ")} |`);
     console.log(`|---|${OPS.map(() => "---:").join("|")}|`);
     const cell = (ms: number | undefined, base: number | undefined) => (ms === undefined ? "–" : base ? `${ms.toFixed(0)} ms (${(ms / base).toFixed(1)}x)` : `${ms.toFixed(0)} ms`);
-    console.log(`| host disk, native | ${OPS.map((op) => cell(host[op], undefined)).join(" | ")} |`);
-    for (const [where, t] of rows) console.log(`| ${where} | ${OPS.map((op) => cell(t[op], host[op])).join(" | ")} |`);
     const mbps = (ms: number | undefined) => (ms ? `${(BIG_MB / (ms / 1000)).toFixed(0)} MB/s` : "–");
-    console.log(`\n200 MB throughput (write / read): host ${mbps(host.writeBig)} / ${mbps(host.readBig)}; ` +
-      rows.map(([w, t]) => `${w} ${mbps(t.writeBig)} / ${mbps(t.readBig)}`).join("; "));
+    console.log(`| host disk, native | ${OPS.map((op) => cell(host[op], undefined)).join(" | ")} |`);
+    const throughput = [`host ${mbps(host.writeBig)} / ${mbps(host.readBig)}`];
+    for (const engine of ENGINES) {
+      await engineRows(engine, hostDirs, (where, t) => {
+        console.log(`| ${where} | ${OPS.map((op) => cell(t[op], host[op])).join(" | ")} |`);
+        throughput.push(`${where} ${mbps(t.writeBig)} / ${mbps(t.readBig)}`);
+      });
+    }
+    console.log(`\n${BIG_MB} MB throughput (write / read): ${throughput.join("; ")}`);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
