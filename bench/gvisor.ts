@@ -11,6 +11,7 @@ import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
 import { BUSYBOX, setUpE2E } from "../test/helpers/e2e.js";
 import { median, p99, sdkColdStarts, sdkExecRoundTrips } from "./measure.js";
+import { printEngineLoad } from "./engine-load.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const EXECS = Number(process.env.BENCH_EXECS ?? 100);
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
   for (const [what, ours, base, baseMs, note] of rows) {
     console.log(`| ${what} | ${ours.toFixed(1)} | ${base} | ${baseMs.toFixed(1)} | ${(ours / baseMs).toFixed(2)}x | ${note} |`);
   }
+  await printEngineLoad();
 }
 
 await main();

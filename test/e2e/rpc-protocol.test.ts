@@ -1,52 +1,9 @@
 // The engine's JSON-RPC surface, spoken raw, as any SDK of the protocol would: bad input gets
 // the spec's errors and the session carries on; EOF tears the sandbox down.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { BUSYBOX, CLI, eventually, leftovers, setUpE2E } from "../helpers/e2e.js";
-
-/** A raw `matchlock rpc` session: send lines, read parsed messages. */
-class RawSession {
-  readonly proc: ChildProcessWithoutNullStreams;
-  private buffered = "";
-  private readonly queue: unknown[] = [];
-  private waiters: Array<() => void> = [];
-  readonly exited: Promise<number | null>;
-
-  constructor() {
-    this.proc = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "pipe"] });
-    this.proc.stderr.resume();
-    this.exited = new Promise((resolve) => this.proc.on("exit", (code) => resolve(code)));
-    this.proc.stdout.on("data", (d: Buffer) => {
-      this.buffered += d.toString();
-      let nl: number;
-      while ((nl = this.buffered.indexOf("\n")) >= 0) {
-        this.queue.push(JSON.parse(this.buffered.slice(0, nl)));
-        this.buffered = this.buffered.slice(nl + 1);
-      }
-      this.waiters.splice(0).forEach((w) => w());
-    });
-  }
-
-  sendLine(line: string | Buffer): void {
-    this.proc.stdin.write(line);
-    this.proc.stdin.write("\n");
-  }
-
-  send(msg: object): void {
-    this.sendLine(JSON.stringify(msg));
-  }
-
-  async next(): Promise<any> {
-    while (this.queue.length === 0) await new Promise<void>((r) => this.waiters.push(r));
-    return this.queue.shift();
-  }
-
-  async call(method: string, params: object | undefined, id: number): Promise<any> {
-    this.send({ jsonrpc: "2.0", method, ...(params ? { params } : {}), id });
-    return this.next();
-  }
-}
+import { BUSYBOX, eventually, leftovers, setUpE2E } from "../helpers/e2e.js";
+import { RawSession } from "../helpers/raw-rpc.js";
 
 describe("matchlock rpc, raw", () => {
   let home: string;

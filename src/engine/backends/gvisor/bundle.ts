@@ -12,6 +12,10 @@ const CPU_PERIOD_US = 100_000;
 export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: string): Record<string, unknown> {
   // Parents before children, so a mount at /workspace/src lands inside the /workspace mount.
   const mounts = [...spec.mounts].sort((a, b) => a.guestPath.split("/").length - b.guestPath.split("/").length);
+  // gVisor's tmpfs has no size cap of its own and lives in the sandbox's memory: unbounded, a
+  // guest filling one hits the cgroup limit and the whole sandbox is killed. Cap each at half
+  // the memory, as Linux (and so the micro-VM) does, so a full one is ENOSPC instead.
+  const tmpfsSize = `size=${Math.max(1, Math.floor(spec.memoryMb / 2))}m`;
   return {
     ociVersion: "1.0.2",
     process: {
@@ -33,11 +37,11 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       { destination: "/proc", type: "proc", source: "proc" },
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
-      { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] },
+      { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777", tmpfsSize] },
       { destination: GUEST_AGENT_PATH, type: "bind", source: agentBinary, options: ["rbind", "ro"] },
       ...mounts.map((m) =>
         m.kind === "tmpfs"
-          ? { destination: m.guestPath, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=755"] }
+          ? { destination: m.guestPath, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=755", tmpfsSize] }
           : { destination: m.guestPath, type: "bind", source: m.hostPath, options: ["rbind", m.readonly ? "ro" : "rw"] },
       ),
     ],

@@ -1,0 +1,29 @@
+// The gVisor bundle's mounts: what each mount kind becomes in runsc's config.json.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
+
+const spec = (memoryMb: number) => ({
+  id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", stateDir: "/s", logFile: "/l",
+  mounts: [
+    { kind: "bind" as const, guestPath: "/workspace/src", hostPath: "/h/src", readonly: false },
+    { kind: "tmpfs" as const, guestPath: "/workspace" },
+    { kind: "bind" as const, guestPath: "/workspace/cfg", hostPath: "/h/cfg", readonly: true },
+  ],
+});
+type OciMount = { destination: string; type: string; source: string; options?: string[] };
+
+test("tmpfs mounts and /tmp are capped at half the memory, so filling one is ENOSPC, not an OOM kill", () => {
+  const mounts = ociConfig(spec(512), "/agent").mounts as OciMount[];
+  for (const dest of ["/tmp", "/workspace"]) {
+    assert.ok(mounts.find((m) => m.destination === dest)?.options?.includes("size=256m"), dest);
+  }
+});
+
+test("host dirs are binds with their mode, parents before children", () => {
+  const mounts = (ociConfig(spec(512), "/agent").mounts as OciMount[]).filter((m) => m.destination.startsWith("/workspace"));
+  assert.deepEqual(mounts.map((m) => m.destination), ["/workspace", "/workspace/src", "/workspace/cfg"]);
+  assert.deepEqual(mounts[1]!.options, ["rbind", "rw"]);
+  assert.deepEqual(mounts[2]!.options, ["rbind", "ro"]);
+  assert.equal(mounts[2]!.source, "/h/cfg");
+});
