@@ -55,8 +55,6 @@ export interface RunningSandbox {
 
 export interface Backend {
   readonly name: string;
-  /** Whether it can give a sandbox the sealed network (SandboxSpec.network); without it, none. */
-  readonly sealsNetwork: boolean;
   /** Throws BackendUnavailableError with the missing piece named (binary, privilege). */
   checkAvailable(): Promise<void>;
   start(spec: SandboxSpec): Promise<RunningSandbox>;

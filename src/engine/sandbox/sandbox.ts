@@ -72,10 +72,7 @@ export class Sandbox {
     let seal: NetworkSeal | undefined;
     try {
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
-      const wantsNetwork = interceptionOn(config, secretRules);
-      if (wantsNetwork && !backend.sealsNetwork) {
-        net.log?.(`the ${backend.name} engine has no network yet: this sandbox gets none (everything is denied)`);
-      } else if (wantsNetwork) {
+      if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
         // without interception should not pay.

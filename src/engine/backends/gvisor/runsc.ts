@@ -20,7 +20,6 @@ export function runscBinary(): string {
 
 export class GvisorBackend implements Backend {
   readonly name = "gvisor";
-  readonly sealsNetwork = true;
 
   async checkAvailable(): Promise<void> {
     if (!(await findOnPath(runscBinary()))) {

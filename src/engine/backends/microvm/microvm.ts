@@ -36,7 +36,6 @@ export function qemuBinary(): string {
 
 export class MicrovmBackend implements Backend {
   readonly name = "microvm";
-  readonly sealsNetwork = true;
   private accelChoice: AccelChoice | undefined;
 
   /** KVM or TCG for this host, decided once per engine. */
