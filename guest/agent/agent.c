@@ -31,7 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define AGENT_VERSION "matchlock-agent 2"
+#define AGENT_VERSION "matchlock-agent 1"
 #define HEADER_BYTES 9
 #define MAX_PAYLOAD (1024 * 1024)
 #define CHUNK (64 * 1024)

@@ -109,6 +109,11 @@ export class AgentReadStream {
     return stream;
   }
 
+  /** File data received and not yet taken by next(): at most READ_WINDOW_CHUNKS × READ_CHUNK. */
+  get bufferedBytes(): number {
+    return this.queue.reduce((n, b) => n + b.length, 0);
+  }
+
   /**
    * Returns the next bytes of the file (at most about `max`, at least one chunk), or `eof` true
    * with what is left. Waits while nothing has arrived yet.
