@@ -91,6 +91,13 @@ class TransferControl {
   }
 }
 
+/** A failure caused by the session ending (client closed, engine gone) says so first. */
+function explain(transport: Transport, what: string, path: string, err: unknown): unknown {
+  if (transport.running || err instanceof RPCError) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new MatchlockError(`${what} ${path} failed: the engine session ended during the transfer (${reason})`, { cause: err });
+}
+
 function handleOf(result: JsonObject, method: string): number {
   if (typeof result.handle !== "number") throw new MatchlockError(`${method} returned no transfer handle: ${JSON.stringify(result)}`);
   return result.handle;
@@ -132,6 +139,8 @@ export async function writeChunked(
       abandon(transport, handle);
       throw err;
     }
+  } catch (err) {
+    throw explain(transport, "writeFile", path, err);
   } finally {
     control.dispose();
   }
@@ -161,6 +170,8 @@ export async function* readChunked(transport: Transport, path: string, opts: Cal
       const data = decodeBase64(result.data);
       if (data.length > 0) yield data;
     }
+  } catch (err) {
+    throw explain(transport, "readFile", path, err);
   } finally {
     control.dispose();
     if (handle !== undefined && !eof) abandon(transport, handle);
