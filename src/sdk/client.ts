@@ -1,5 +1,6 @@
 // The SDK's entry point: one Client = one `matchlock rpc` engine process = (at most) one VM.
 import { Readable } from "node:stream";
+import { Base64Data } from "../protocol/base64.js";
 import { Notification } from "../protocol/rpc.js";
 import { resolveBinary, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
@@ -147,7 +148,7 @@ export class Client implements AsyncDisposable {
         if (!isMethodNotFound(err)) throw err; // an older engine: one write_file, within its limit
       }
     }
-    await this.transport.request("write_file", { path, content: bytes.toString("base64"), mode }, opts);
+    await this.transport.request("write_file", { path, content: new Base64Data(bytes), mode }, opts);
   }
 
   /** Reads a whole guest file into a Buffer (transferred in chunks; see readFileStream for big files). */

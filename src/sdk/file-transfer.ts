@@ -1,6 +1,7 @@
 // Client side of the chunked file-transfer extension (README "Streamed file transfer"): files
 // move as a sequence of chunk requests with a small, fixed number in flight, so a transfer of
 // any size holds at most WINDOW × CHUNK_BYTES of file data in the SDK and in the engine.
+import { Base64Data } from "../protocol/base64.js";
 import { ErrorCode } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import type { JsonObject, Transport } from "./transport.js";
@@ -124,7 +125,7 @@ export async function writeChunked(
     try {
       for await (const chunk of rechunk(source)) {
         control.check();
-        const sent = transport.request("write_file_chunk", { handle, offset, data: chunk.toString("base64") });
+        const sent = transport.request("write_file_chunk", { handle, offset, data: new Base64Data(chunk) });
         sent.catch(() => {}); // observed through the window below
         inflight.add(sent);
         sent.then(() => inflight.delete(sent), () => {});

@@ -9,6 +9,7 @@
 //   read_file_chunk {handle, max_bytes?}    -> {data, eof} (eof: this was the last chunk)
 //   file_abort {handle}                     -> {aborted}   (a write leaves nothing behind)
 import { z } from "zod";
+import { Base64Data } from "../../protocol/base64.js";
 import { ErrorCode } from "../../protocol/rpc.js";
 import type { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Sandbox } from "../sandbox/sandbox.js";
@@ -121,7 +122,7 @@ export class FileTransfers {
     return this.step(p.handle, t, async () => {
       const { data, eof } = await (t.stream as AgentReadStream).next(max);
       if (eof) this.open.delete(p.handle);
-      return { data: data.toString("base64"), eof };
+      return { data: new Base64Data(data), eof };
     });
   }
 

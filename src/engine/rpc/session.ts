@@ -1,5 +1,6 @@
 // The methods of one `matchlock rpc` session, which owns at most one sandbox.
 import { z } from "zod";
+import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
 import { AgentOpError, SandboxLostError } from "../agent/connection.js";
 import { chooseBackend } from "../backends/select.js";
@@ -167,7 +168,7 @@ export class Session {
     const sb = this.current();
     const p = decode(pathParams, params);
     try {
-      return { content: (await sb.readFile(p.path)).toString("base64") };
+      return { content: new Base64Data(await sb.readFile(p.path)) };
     } catch (err) {
       throw asRpcError(err, ErrorCode.FILE_FAILED, "");
     }
@@ -212,12 +213,12 @@ export function decode<T extends z.ZodType>(schema: T, params: unknown): z.infer
   return r.data;
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
 export function decodeBase64(s: string): Buffer {
-  const compact = s.replace(/[\r\n]/g, "");
-  if (compact.length % 4 !== 0 || !BASE64.test(compact)) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
-  return Buffer.from(compact, "base64");
+  // Go's decoder tolerates line breaks; skip the copy that drops them when there are none.
+  const compact = s.includes("\n") || s.includes("\r") ? s.replace(/[\r\n]/g, "") : s;
+  const bytes = decodeStrictBase64(compact);
+  if (!bytes) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
+  return bytes;
 }
 
 /** Maps sandbox-side failures to the protocol's codes; the guest's own message is kept. */
