@@ -55,6 +55,8 @@ export function encodeJsonLine(message: object): string | Buffer {
   });
   if (blobs.length === 0) return text + "\n";
   const parts = text.split(SLOT_JSON);
+  // A string of the caller's that equals the marker: give up the shortcut (toJSON still works).
+  if (parts.length !== blobs.length + 1) return JSON.stringify(message) + "\n";
   const out: Buffer[] = [];
   parts.forEach((part, i) => {
     out.push(Buffer.from(part, "utf8"));

@@ -160,7 +160,7 @@ export class Transport {
     if (line.length > MAX_REQUEST_LINE) {
       // Engines refuse longer lines; fail here, clearly, instead of sending megabytes for nothing.
       return Promise.reject(new Error(
-        `the request is ${line.length} bytes, over the engine's ${MAX_REQUEST_LINE}-byte limit per message (a writeFile carries at most about 7.5 MB)`,
+        `the request is ${line.length} bytes, over the engine's ${MAX_REQUEST_LINE}-byte limit per message (one write_file carries at most about 7.5 MB)`,
       ));
     }
     // One write() per message: Node queues writes in call order and never interleaves them,
