@@ -62,7 +62,7 @@ function enginePid(): number {
   throw new Error("the engine process was not found");
 }
 
-describe(`large files on a ${BACKEND} sandbox`, () => {
+describe(`large files on a ${BACKEND} sandbox`, { timeout: 30 * 60_000 }, () => {
   let client: Client;
   let hostDir: string;
   let roDir: string;
