@@ -4,7 +4,7 @@ import { Base64Data } from "../protocol/base64.js";
 import { Notification } from "../protocol/rpc.js";
 import { resolveBinary, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
-import { CHUNK_BYTES, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
+import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
 import { OutputSink } from "./output-sink.js";
 import { runCommand } from "./run-command.js";
 import type { Sandbox } from "./sandbox.js";
@@ -38,6 +38,7 @@ export class Client implements AsyncDisposable {
   private startPromise?: Promise<void>;
   private closePromise?: Promise<void>;
   private currentVmId?: string;
+  private readonly transferSlots = new TransferSlots();
 
   constructor(config: Config = {}) {
     // Resolved once, so `rpc` and `rm` run the same binary even if MATCHLOCK_BIN changes later.
@@ -129,7 +130,7 @@ export class Client implements AsyncDisposable {
         throw new MatchlockError("writeFile content must be a string, a Uint8Array/Buffer, or an AsyncIterable (e.g. a Readable)");
       }
       try {
-        await writeChunked(this.transport, path, content, mode, opts);
+        await writeChunked(this.transport, path, content, mode, opts); // no slot: its source decides when it ends
       } catch (err) {
         if (!isMethodNotFound(err)) throw err;
         throw new MatchlockError(
@@ -142,7 +143,7 @@ export class Client implements AsyncDisposable {
     const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
     if (bytes.length > CHUNK_BYTES) {
       try {
-        await writeChunked(this.transport, path, [bytes], mode, opts);
+        await this.transferSlots.run(() => writeChunked(this.transport, path, [bytes], mode, opts));
         return;
       } catch (err) {
         if (!isMethodNotFound(err)) throw err; // an older engine: one write_file, within its limit
@@ -156,7 +157,9 @@ export class Client implements AsyncDisposable {
     checkPath(path);
     const parts: Buffer[] = [];
     try {
-      for await (const part of readChunked(this.transport, path, opts ?? {})) parts.push(part);
+      await this.transferSlots.run(async () => {
+        for await (const part of readChunked(this.transport, path, opts ?? {})) parts.push(part);
+      });
     } catch (err) {
       if (!isMethodNotFound(err) || parts.length > 0) throw err;
       const result = await this.transport.request("read_file", { path }, opts); // an older engine

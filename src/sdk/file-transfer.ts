@@ -15,6 +15,34 @@ export const WRITE_WINDOW = 4;
 /** Chunk requests a read keeps in flight. */
 export const READ_WINDOW = 2;
 
+/**
+ * Chunked transfers one client runs at once for readFile and Buffer writeFile; more wait their
+ * turn (their timeoutMs counts from when they start). The engine refuses more than 64 open
+ * transfers per session, and each open read may hold 1 MiB there. readFileStream and stream
+ * writes take no slot: the caller's code decides when they end, so they could block the others.
+ */
+export const MAX_CONCURRENT_TRANSFERS = 16;
+
+/** A counting semaphore: run() waits for a free slot, first come first served. */
+export class TransferSlots {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly limit = MAX_CONCURRENT_TRANSFERS) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(); // the slot passes on directly
+      else this.active--;
+    }
+  }
+}
+
 /** What writeFile accepts: whole content, or a stream of it (a Node Readable is an AsyncIterable). */
 export type FileContent = string | Uint8Array | AsyncIterable<Uint8Array | string>;
 

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { describe, it } from "node:test";
+import { TransferSlots } from "../../src/sdk/file-transfer.js";
 import { requestsOf, withClient } from "../helpers/sdk-fixture.js";
 
 const T = { timeout: 30_000 };
@@ -40,4 +41,35 @@ describe("SDK streamed files on an older engine", () => {
       await assert.rejects(client.writeFile("/x", 42 as unknown as string), /must be a string, a Uint8Array\/Buffer, or an AsyncIterable/);
       assert.throws(() => client.readFileStream(""), /path is required/);
     }));
+});
+
+describe("SDK transfer slots", () => {
+  it("run at most `limit` tasks at once, all of them, in order of arrival", T, async () => {
+    const slots = new TransferSlots(2);
+    let active = 0;
+    let peak = 0;
+    const started: number[] = [];
+    const gates = Array.from({ length: 6 }, () => {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      return { promise, resolve };
+    });
+    const runs = gates.map((gate, i) => slots.run(async () => {
+      started.push(i);
+      peak = Math.max(peak, ++active);
+      await gate.promise;
+      active--;
+      if (i === 3) throw new Error("task 3 fails");
+      return i;
+    }));
+    const settled = Promise.allSettled(runs);
+    for (const gate of gates) {
+      await new Promise((resolve) => setImmediate(resolve));
+      gate.resolve();
+    }
+    const results = await settled;
+    assert.equal(peak, 2);
+    assert.deepEqual(started, [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(results.map((r) => r.status), ["fulfilled", "fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled"]);
+  });
 });
