@@ -138,6 +138,20 @@ function abandon(transport: Transport, handle: number): void {
 }
 
 /**
+ * Opens a transfer. If the caller gives up (abort, timeout) before the engine answers, the
+ * transfer it opens anyway is dropped as soon as its handle arrives.
+ */
+async function openTransfer(transport: Transport, control: TransferControl, method: string, params: JsonObject): Promise<number> {
+  const opening = transport.request(method, params);
+  try {
+    return handleOf(await control.guard(opening), method);
+  } catch (err) {
+    opening.then((r) => typeof r.handle === "number" && abandon(transport, r.handle), () => undefined);
+    throw err;
+  }
+}
+
+/**
  * Streams `source` into `path` in the guest. The engine writes a temporary file next to the
  * target and renames it into place on success, so the target never holds a partial file.
  * Throws RPCError(METHOD_NOT_FOUND) if the engine predates the extension.
@@ -147,7 +161,7 @@ export async function writeChunked(
 ): Promise<number> {
   const control = new TransferControl("writeFile", opts);
   try {
-    const handle = handleOf(await control.guard(transport.request("write_file_open", { path, mode })), "write_file_open");
+    const handle = await openTransfer(transport, control, "write_file_open", { path, mode });
     let offset = 0;
     const inflight = new Set<Promise<unknown>>();
     try {
@@ -185,7 +199,7 @@ export async function* readChunked(transport: Transport, path: string, opts: Cal
   let handle: number | undefined;
   let eof = false;
   try {
-    handle = handleOf(await control.guard(transport.request("read_file_open", { path })), "read_file_open");
+    handle = await openTransfer(transport, control, "read_file_open", { path });
     const pending: Array<Promise<JsonObject>> = [];
     const ask = () => {
       const p = transport.request("read_file_chunk", { handle, max_bytes: CHUNK_BYTES });
