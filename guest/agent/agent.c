@@ -45,7 +45,8 @@
 
 enum frame_type {
     T_EXEC = 0x01, T_SIGNAL = 0x02, T_WRITE_OPEN = 0x03, T_WRITE_DATA = 0x04,
-    T_READ = 0x05, T_LIST = 0x06, T_PING = 0x07,
+    T_READ = 0x05, T_LIST = 0x06, T_PING = 0x07, T_WRITE_OPEN_TEMP = 0x08, T_CANCEL = 0x09,
+    T_READ_STREAM = 0x0a, T_CREDIT = 0x0b,
     T_STDOUT = 0x10, T_STDERR = 0x11, T_EXIT = 0x12, T_OK = 0x13,
     T_ENTRIES = 0x14, T_ERROR = 0x15, T_READY = 0x16,
 };
@@ -63,6 +64,7 @@ struct write_op {
     uint32_t id;
     int fd;      /* -1 after a failed write */
     char *path;
+    char *temp;  /* WRITE_OPEN_TEMP: the file being written, renamed over path at the end */
     char *error; /* first failure, reported when the write ends */
 };
 
@@ -71,6 +73,7 @@ struct read_op {
     uint32_t id;
     int fd;
     char *path;
+    int64_t credit; /* chunks it may still send; -1: unlimited (plain READ) */
 };
 
 struct agent {
@@ -477,7 +480,34 @@ static bool make_parents(const char *path, char *err, size_t errlen)
     return ok;
 }
 
-static void write_open(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+/*
+ * Creates the temporary file of a WRITE_OPEN_TEMP next to path (same directory, so the final
+ * rename is atomic): ".NAME.matchlock-XXXXXX". Returns the fd and sets *temp, or -1 with errno.
+ */
+static int open_temp(const char *path, char **temp)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
+    const char *base = path + dirlen;
+    if (!*base) {
+        errno = EISDIR;
+        return -1;
+    }
+    size_t n = dirlen + 1 + strlen(base) + sizeof ".matchlock-XXXXXX";
+    char *t = xmalloc(n);
+    snprintf(t, n, "%.*s.%s.matchlock-XXXXXX", (int)dirlen, path, base);
+    int fd = mkostemp(t, O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        free(t);
+        errno = e;
+        return -1;
+    }
+    *temp = t;
+    return fd;
+}
+
+static void write_open(struct agent *a, uint32_t id, const unsigned char *p, size_t len, bool to_temp)
 {
     const char *s[2];
     unsigned long mode;
@@ -496,8 +526,20 @@ static void write_open(struct agent *a, uint32_t id, const unsigned char *p, siz
         send_error(a, id, "%s", err);
         return;
     }
-    /* O_NONBLOCK so that a FIFO without a reader fails (ENXIO) instead of hanging the agent */
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+    char *temp = NULL;
+    int fd;
+    if (to_temp) {
+        struct stat st;
+        /* fail now, not after the whole transfer, when the target cannot be replaced by a file */
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            send_error(a, id, "open %s: %s", path, strerror(EISDIR));
+            return;
+        }
+        fd = open_temp(path, &temp);
+    } else {
+        /* O_NONBLOCK so that a FIFO without a reader fails (ENXIO) instead of hanging the agent */
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+    }
     if (fd < 0) {
         send_error(a, id, "open %s: %s", path, strerror(errno));
         return;
@@ -507,11 +549,24 @@ static void write_open(struct agent *a, uint32_t id, const unsigned char *p, siz
     if (fchmod(fd, mode) < 0) {
         send_error(a, id, "chmod %s: %s", path, strerror(errno));
         close(fd);
+        if (temp) unlink(temp);
+        free(temp);
         return;
     }
     struct write_op *w = xmalloc(sizeof *w);
-    *w = (struct write_op){.next = a->writes, .id = id, .fd = fd, .path = xstrdup(path)};
+    *w = (struct write_op){.next = a->writes, .id = id, .fd = fd, .path = xstrdup(path), .temp = temp};
     a->writes = w;
+}
+
+/* Forgets a write; a temporary file still there (failed or cancelled write) is removed. */
+static void free_write(struct write_op *w)
+{
+    close_fd(&w->fd);
+    if (w->temp) unlink(w->temp);
+    free(w->temp);
+    free(w->path);
+    free(w->error);
+    free(w);
 }
 
 static bool write_all(int fd, const unsigned char *p, size_t len)
@@ -548,17 +603,23 @@ static void write_data(struct agent *a, uint32_t id, const unsigned char *p, siz
         snprintf(err, sizeof err, "close %s: %s", w->path, strerror(errno));
         w->error = xstrdup(err);
     }
+    w->fd = -1;
+    if (w->temp && !w->error && rename(w->temp, w->path) < 0) {
+        snprintf(err, sizeof err, "rename to %s: %s", w->path, strerror(errno));
+        w->error = xstrdup(err);
+    } else if (w->temp && !w->error) {
+        free(w->temp);
+        w->temp = NULL; /* renamed: nothing left to clean up */
+    }
     if (w->error) send_error(a, id, "%s", w->error);
     else send_frame(a, T_OK, id, NULL, 0);
     *pp = w->next;
-    free(w->path);
-    free(w->error);
-    free(w);
+    free_write(w);
 }
 
 /* ---------- READ ---------- */
 
-static void start_read(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+static void start_read(struct agent *a, uint32_t id, const unsigned char *p, size_t len, bool metered)
 {
     if (count_strings(p, len) != 1) {
         send_error(a, id, "malformed READ payload");
@@ -583,7 +644,7 @@ static void start_read(struct agent *a, uint32_t id, const unsigned char *p, siz
     }
     set_nonblock(fd, false);
     struct read_op *r = xmalloc(sizeof *r);
-    *r = (struct read_op){.id = id, .fd = fd, .path = xstrdup(path)};
+    *r = (struct read_op){.id = id, .fd = fd, .path = xstrdup(path), .credit = metered ? 0 : -1};
     /* append, so reads are served in the order they were asked for */
     struct read_op **pp = &a->reads;
     while (*pp) pp = &(*pp)->next;
@@ -596,12 +657,17 @@ static void step_reads(struct agent *a)
     struct read_op **pp = &a->reads;
     while (*pp) {
         struct read_op *r = *pp;
+        if (r->credit == 0) { /* the engine has not asked for more yet */
+            pp = &r->next;
+            continue;
+        }
         ssize_t n = read(r->fd, a->chunk, CHUNK);
         if (n < 0 && errno == EINTR) {
             pp = &r->next;
             continue;
         }
         if (n > 0) {
+            if (r->credit > 0) r->credit--;
             send_frame(a, T_STDOUT, r->id, a->chunk, n);
             pp = &r->next;
             continue;
@@ -612,6 +678,50 @@ static void step_reads(struct agent *a)
         close(r->fd);
         free(r->path);
         free(r);
+    }
+}
+
+static bool reads_can_step(const struct agent *a)
+{
+    for (const struct read_op *r = a->reads; r; r = r->next)
+        if (r->credit != 0) return true;
+    return false;
+}
+
+/* CREDIT: lets a READ_STREAM send that many more chunks. */
+static void add_credit(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    if (len != 4) return;
+    uint32_t more = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    for (struct read_op *r = a->reads; r; r = r->next) {
+        if (r->id != id || r->credit < 0) continue;
+        r->credit += more;
+        if (r->credit > UINT32_MAX) r->credit = UINT32_MAX;
+    }
+}
+
+/* ---------- CANCEL ---------- */
+
+/* Ends a write (its temporary file is removed) or a read early; it reports ERROR "cancelled". */
+static void cancel_op(struct agent *a, uint32_t id)
+{
+    for (struct write_op **pp = &a->writes; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id != id) continue;
+        struct write_op *w = *pp;
+        *pp = w->next;
+        free_write(w);
+        send_error(a, id, "cancelled");
+        return;
+    }
+    for (struct read_op **pp = &a->reads; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id != id) continue;
+        struct read_op *r = *pp;
+        *pp = r->next;
+        close(r->fd);
+        free(r->path);
+        free(r);
+        send_error(a, id, "cancelled");
+        return;
     }
 }
 
@@ -665,7 +775,8 @@ static void list_dir(struct agent *a, uint32_t id, const unsigned char *p, size_
 
 static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p, size_t len)
 {
-    bool starts_op = type == T_EXEC || type == T_WRITE_OPEN || type == T_READ;
+    bool starts_op = type == T_EXEC || type == T_WRITE_OPEN || type == T_READ || type == T_WRITE_OPEN_TEMP ||
+                     type == T_READ_STREAM;
     if (starts_op && id_in_use(a, id)) {
         send_error(a, id, "operation id %u is already in use", (unsigned)id);
         return;
@@ -673,9 +784,13 @@ static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned 
     switch (type) {
     case T_EXEC: start_exec(a, id, p, len); break;
     case T_SIGNAL: signal_exec(a, id, p, len); break;
-    case T_WRITE_OPEN: write_open(a, id, p, len); break;
+    case T_WRITE_OPEN: write_open(a, id, p, len, false); break;
+    case T_WRITE_OPEN_TEMP: write_open(a, id, p, len, true); break;
     case T_WRITE_DATA: write_data(a, id, p, len); break;
-    case T_READ: start_read(a, id, p, len); break;
+    case T_READ: start_read(a, id, p, len, false); break;
+    case T_READ_STREAM: start_read(a, id, p, len, true); break;
+    case T_CREDIT: add_credit(a, id, p, len); break;
+    case T_CANCEL: cancel_op(a, id); break;
     case T_LIST: list_dir(a, id, p, len); break;
     case T_PING: send_frame(a, T_OK, id, NULL, 0); break;
     default: break; /* unknown types are ignored (forward compatibility) */
@@ -720,6 +835,9 @@ static void read_channel(struct agent *a)
 static _Noreturn void shutdown_agent(struct agent *a, int code)
 {
     for (struct exec_op *e = a->execs; e; e = e->next) kill(-e->pid, SIGKILL);
+    /* a transfer that never finished must not leave its temporary file behind */
+    for (struct write_op *w = a->writes; w; w = w->next)
+        if (w->temp) unlink(w->temp);
     /*
      * Reap the killed shells before exiting (bounded), so that none of them lingers as a
      * zombie when we are not PID 1. As PID 1 our exit tears the whole sandbox down anyway.
@@ -829,7 +947,7 @@ int main(int argc, char **argv)
 
     for (;;) {
         size_t n = build_pollset(a);
-        if (poll(a->pfds, n, a->reads ? 0 : -1) < 0 && errno != EINTR) die(1, "poll: %s", strerror(errno));
+        if (poll(a->pfds, n, reads_can_step(a) ? 0 : -1) < 0 && errno != EINTR) die(1, "poll: %s", strerror(errno));
 
         /*
          * Exec output first, channel input next, exits last: only reap_children() frees exec

@@ -9,6 +9,10 @@ export const FrameType = {
   READ: 0x05,
   LIST: 0x06,
   PING: 0x07,
+  WRITE_OPEN_TEMP: 0x08,
+  CANCEL: 0x09,
+  READ_STREAM: 0x0a,
+  CREDIT: 0x0b,
   STDOUT: 0x10,
   STDERR: 0x11,
   EXIT: 0x12,
@@ -28,6 +32,8 @@ export const HEADER_BYTES = 9;
 export const MAX_PAYLOAD = 1024 * 1024;
 /** Largest chunk we put in one WRITE_DATA frame. */
 export const DATA_CHUNK = 256 * 1024;
+/** Largest STDOUT frame the agent sends for a file read (its read buffer). */
+export const READ_CHUNK = 64 * 1024;
 
 export interface Frame {
   type: number;

@@ -1,7 +1,10 @@
 // The SDK's entry point: one Client = one `matchlock rpc` engine process = (at most) one VM.
+import { Readable } from "node:stream";
+import { Base64Data } from "../protocol/base64.js";
 import { Notification } from "../protocol/rpc.js";
 import { resolveBinary, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
+import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
 import { OutputSink } from "./output-sink.js";
 import { runCommand } from "./run-command.js";
 import type { Sandbox } from "./sandbox.js";
@@ -35,6 +38,7 @@ export class Client implements AsyncDisposable {
   private startPromise?: Promise<void>;
   private closePromise?: Promise<void>;
   private currentVmId?: string;
+  private readonly transferSlots = new TransferSlots();
 
   constructor(config: Config = {}) {
     // Resolved once, so `rpc` and `rm` run the same binary even if MATCHLOCK_BIN changes later.
@@ -109,19 +113,79 @@ export class Client implements AsyncDisposable {
     return toExecStreamResult(result);
   }
 
-  /** Writes a file in the guest; strings are encoded as UTF-8. */
-  async writeFile(path: string, content: string | Uint8Array, opts: WriteFileOptions = {}): Promise<void> {
+  /**
+   * Writes a file in the guest; strings are encoded as UTF-8. Content of up to 1 MiB goes in one
+   * `write_file` message; larger content and streams (a Node Readable, or any AsyncIterable of
+   * Uint8Array/string chunks) are streamed in chunks with bounded memory, into a temporary file
+   * that is renamed over `path` only once everything arrived.
+   */
+  async writeFile(path: string, content: FileContent, opts: WriteFileOptions = {}): Promise<void> {
     const mode = opts.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff) {
       throw new MatchlockError(`mode must be a uint32 permission value (e.g. 0o644), got ${mode}`);
     }
+    checkPath(path);
+    if (typeof content !== "string" && !(content instanceof Uint8Array)) {
+      if (content === null || typeof content !== "object" || !(Symbol.asyncIterator in content)) {
+        throw new MatchlockError("writeFile content must be a string, a Uint8Array/Buffer, or an AsyncIterable (e.g. a Readable)");
+      }
+      try {
+        await writeChunked(this.transport, path, content, mode, opts); // no slot: its source decides when it ends
+      } catch (err) {
+        if (!isMethodNotFound(err)) throw err;
+        throw new MatchlockError(
+          "this matchlock engine does not support streamed writes (write_file_open: Method not found): upgrade it, or pass the content as a Buffer of at most about 7.5 MB",
+          { cause: err },
+        );
+      }
+      return;
+    }
     const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
-    await this.transport.request("write_file", { path: checkPath(path), content: bytes.toString("base64"), mode }, opts);
+    if (bytes.length > CHUNK_BYTES) {
+      try {
+        await this.transferSlots.run(() => writeChunked(this.transport, path, [bytes], mode, opts));
+        return;
+      } catch (err) {
+        if (!isMethodNotFound(err)) throw err; // an older engine: one write_file, within its limit
+      }
+    }
+    await this.transport.request("write_file", { path, content: new Base64Data(bytes), mode }, opts);
   }
 
+  /** Reads a whole guest file into a Buffer (transferred in chunks; see readFileStream for big files). */
   async readFile(path: string, opts?: CallOptions): Promise<Buffer> {
-    const result = await this.transport.request("read_file", { path: checkPath(path) }, opts);
-    return decodeBase64(result.content);
+    checkPath(path);
+    const parts: Buffer[] = [];
+    try {
+      await this.transferSlots.run(async () => {
+        for await (const part of readChunked(this.transport, path, opts ?? {})) parts.push(part);
+      });
+    } catch (err) {
+      if (!isMethodNotFound(err) || parts.length > 0) throw err;
+      const result = await this.transport.request("read_file", { path }, opts); // an older engine
+      return decodeBase64(result.content);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /**
+   * Streams a guest file: the Readable asks the engine for more only as it is consumed, so a
+   * file of any size passes through a few MiB of memory. Errors (missing path, sandbox closed)
+   * arrive as the stream's 'error'; destroying the stream stops the transfer in the guest.
+   */
+  readFileStream(path: string, opts?: CallOptions): Readable {
+    checkPath(path);
+    const transport = this.transport;
+    async function* chunks(): AsyncGenerator<Buffer> {
+      try {
+        yield* readChunked(transport, path, opts ?? {});
+      } catch (err) {
+        if (!isMethodNotFound(err)) throw err;
+        // An older engine has only read_file: the whole file in one message.
+        yield decodeBase64((await transport.request("read_file", { path }, opts)).content);
+      }
+    }
+    return Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK_BYTES });
   }
 
   async listFiles(path: string, opts?: CallOptions): Promise<FileInfo[]> {

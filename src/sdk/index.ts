@@ -2,6 +2,7 @@
 export { Client } from "./client.js";
 export { Sandbox } from "./sandbox.js";
 export { MatchlockError, RPCError, TimeoutError } from "./errors.js";
+export type { FileContent } from "./file-transfer.js";
 export { ErrorCode, GoFileMode } from "../protocol/rpc.js";
 export type {
   BackendName,

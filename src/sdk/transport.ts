@@ -2,6 +2,7 @@
 // concurrent requests matched by id, notifications routed by params.id.
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { encodeJsonLine, lineText } from "../protocol/base64.js";
 import { ErrorCode, MAX_REQUEST_LINE, Notification, type RpcRequest } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import { LineSplitter } from "./line-splitter.js";
@@ -155,11 +156,11 @@ export class Transport {
   private send(method: string, params: JsonObject, id: number): Promise<void> {
     const message: RpcRequest = { jsonrpc: "2.0", method, id };
     if (Object.keys(params).length > 0) message.params = params;
-    const line = JSON.stringify(message) + "\n";
+    const line = encodeJsonLine(message); // params may hold Base64Data (file chunks)
     if (line.length > MAX_REQUEST_LINE) {
       // Engines refuse longer lines; fail here, clearly, instead of sending megabytes for nothing.
       return Promise.reject(new Error(
-        `the request is ${line.length} bytes, over the engine's ${MAX_REQUEST_LINE}-byte limit per message (a writeFile carries at most about 7.5 MB)`,
+        `the request is ${line.length} bytes, over the engine's ${MAX_REQUEST_LINE}-byte limit per message (one write_file carries at most about 7.5 MB)`,
       ));
     }
     // One write() per message: Node queues writes in call order and never interleaves them,
@@ -182,7 +183,7 @@ export class Transport {
   private handleLine(line: Buffer): void {
     let message: unknown;
     try {
-      message = JSON.parse(line.toString("utf8"));
+      message = JSON.parse(lineText(line));
     } catch {
       return; // the engine must not print non-protocol lines, but if it does, skip them
     }

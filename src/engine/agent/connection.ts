@@ -146,6 +146,24 @@ export class AgentConnection {
     return entries;
   }
 
+  /**
+   * Starts an operation whose frames the caller handles (see file-streams.ts): registers a
+   * fresh id, sends the opening frame, and returns the id with the operation's final result.
+   */
+  async startOp<T>(
+    type: FrameTypeCode, payload: Buffer, handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>,
+  ): Promise<{ id: number; result: Promise<T> }> {
+    const id = this.allocId();
+    const result = this.track(id, handle);
+    await this.send(type, id, payload);
+    return { id, result };
+  }
+
+  /** Sends one more frame of an operation started with startOp(), waiting for the pipe to drain. */
+  sendFrame(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> {
+    return this.send(type, id, payload);
+  }
+
   async ping(): Promise<void> {
     await this.run<void>(FrameType.PING, Buffer.alloc(0), (frame, done) => {
       if (frame.type === FrameType.OK) done.resolve();
@@ -262,7 +280,7 @@ export class AgentConnection {
   }
 }
 
-interface Completion<T> {
+export interface Completion<T> {
   resolve(value: T): void;
   reject(err: Error): void;
   unexpected(): void;

@@ -8,6 +8,7 @@
 import type { Readable, Writable } from "node:stream";
 import { z } from "zod";
 import { ErrorCode, MAX_REQUEST_LINE, type RequestId } from "../../protocol/rpc.js";
+import { lineText } from "../../protocol/base64.js";
 import { idOfSkippedLine, readLines } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
 import { RpcError, Session } from "./session.js";
@@ -94,7 +95,7 @@ type Parsed =
 function parseRequest(line: Buffer): Parsed {
   let raw: unknown;
   try {
-    raw = JSON.parse(line.toString("utf8"));
+    raw = JSON.parse(lineText(line));
   } catch {
     return { ok: false, id: undefined, code: ErrorCode.PARSE_ERROR, message: "Parse error" };
   }

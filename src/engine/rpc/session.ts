@@ -1,5 +1,6 @@
 // The methods of one `matchlock rpc` session, which owns at most one sandbox.
 import { z } from "zod";
+import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
 import { AgentOpError, SandboxLostError } from "../agent/connection.js";
 import { chooseBackend } from "../backends/select.js";
@@ -9,6 +10,7 @@ import { ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/
 import { MountConfigError } from "../vfs/mounts.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
+import { FileTransfers, TRANSFER_METHODS } from "./file-transfers.js";
 
 export class RpcError extends Error {
   constructor(readonly code: number, message: string) {
@@ -32,6 +34,7 @@ export class Session {
   private lastId: string | undefined;
   closed = false;
   private readonly cancels = new Map<RequestId, AbortController>();
+  private readonly transfers = new FileTransfers(() => this.current());
 
   constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
 
@@ -45,7 +48,9 @@ export class Session {
       case "read_file": return this.readFile(params);
       case "list_files": return this.listFiles(params);
       case "cancel": return this.cancel(params);
-      default: throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
+      default:
+        if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
+        throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
     }
   }
 
@@ -53,6 +58,7 @@ export class Session {
   async teardown(reason: string): Promise<void> {
     const sb = this.sandbox;
     this.sandbox = undefined;
+    this.transfers.abortAll();
     if (sb) {
       this.log(`stopping ${sb.id}: ${reason}`);
       await sb.close().catch((err) => this.log(`teardown of ${sb.id} failed: ${(err as Error).message}`));
@@ -92,6 +98,7 @@ export class Session {
     this.closed = true;
     const sb = this.sandbox;
     this.sandbox = undefined;
+    this.transfers.abortAll();
     // timeout 0 is "no deadline" in the spec; our stop is always bounded, so give it a short grace.
     if (sb) await sb.close(timeout > 0 ? timeout * 1000 : 2000);
     return {};
@@ -164,7 +171,7 @@ export class Session {
     const sb = this.current();
     const p = decode(pathParams, params);
     try {
-      return { content: (await sb.readFile(p.path)).toString("base64") };
+      return { content: new Base64Data(await sb.readFile(p.path)) };
     } catch (err) {
       throw asRpcError(err, ErrorCode.FILE_FAILED, "");
     }
@@ -202,23 +209,23 @@ function bufferedSink(stdout: Buffer[], stderr: Buffer[], onOverflow: () => void
   return { stdout: keep(stdout), stderr: keep(stderr) };
 }
 
-function decode<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {
+export function decode<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {
   if (params === undefined || params === null) throw new RpcError(ErrorCode.INVALID_PARAMS, "params are required");
   const r = schema.safeParse(params);
   if (!r.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(r.error));
   return r.data;
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-function decodeBase64(s: string): Buffer {
-  const compact = s.replace(/[\r\n]/g, "");
-  if (compact.length % 4 !== 0 || !BASE64.test(compact)) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
-  return Buffer.from(compact, "base64");
+export function decodeBase64(s: string): Buffer {
+  // Go's decoder tolerates line breaks; skip the copy that drops them when there are none.
+  const compact = s.includes("\n") || s.includes("\r") ? s.replace(/[\r\n]/g, "") : s;
+  const bytes = decodeStrictBase64(compact);
+  if (!bytes) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
+  return bytes;
 }
 
 /** Maps sandbox-side failures to the protocol's codes; the guest's own message is kept. */
-function asRpcError(err: unknown, code: number, prefix: string): RpcError {
+export function asRpcError(err: unknown, code: number, prefix: string): RpcError {
   if (err instanceof RpcError) return err;
   if (err instanceof AgentOpError || err instanceof PathError) return new RpcError(code, prefix + err.message);
   if (err instanceof SandboxLostError) return new RpcError(code, `sandbox lost: ${err.message}`);

@@ -1,6 +1,7 @@
 // Writes protocol messages to stdout, one compact JSON line each, in call order. Nothing else
 // may ever be written to this stream.
 import type { Writable } from "node:stream";
+import { encodeJsonLine } from "../../protocol/base64.js";
 import type { RequestId } from "../../protocol/rpc.js";
 
 export class MessageWriter {
@@ -49,7 +50,7 @@ export class MessageWriter {
   /** False when the stream's buffer is full (the client reads slower than we write). */
   private write(message: object): boolean {
     if (this.broken) return true;
-    return this.out.write(JSON.stringify(message) + "\n");
+    return this.out.write(encodeJsonLine(message)); // results may hold Base64Data (file chunks)
   }
 
   private markBroken(): void {

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
+import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
@@ -142,6 +143,15 @@ export class Sandbox {
 
   async readFile(path: string): Promise<Buffer> {
     return this.running.agent.readFile(guestPath(path), MAX_READ_BYTES);
+  }
+
+  /** A streamed write into a temporary file, renamed over `path` on commit (see file-streams.ts). */
+  openWriteStream(path: string, mode: number): Promise<AgentWriteStream> {
+    return AgentWriteStream.open(this.running.agent, guestPath(path), mode & 0o7777);
+  }
+
+  openReadStream(path: string): Promise<AgentReadStream> {
+    return AgentReadStream.open(this.running.agent, guestPath(path));
   }
 
   async listFiles(path: string): Promise<WireFileInfo[]> {

@@ -1,0 +1,95 @@
+// File transfer throughput: SDK writeFile/readFile of 1 KB, 1 MB and 100 MB against native
+// writes and reads of the same data on the host's file system, and against the agent channel
+// alone (no JSON-RPC), measured in one run. Prints medians and ratios.
+//   npm run bench:files      (MATCHLOCK_BACKEND=gvisor|microvm; needs root and the local images)
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { AgentReadStream, AgentWriteStream } from "../src/engine/agent/file-streams.js";
+import { chooseBackend } from "../src/engine/backends/select.js";
+import { ImageStore } from "../src/engine/image/store.js";
+import { Sandbox } from "../src/sdk/index.js";
+import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
+import { median } from "./measure.js";
+
+const SIZES: Array<[string, number, number]> = [
+  // label, bytes, rounds
+  ["1 KB", 1000, Number(process.env.BENCH_SMALL_ROUNDS ?? 30)],
+  ["1 MB", 1000 * 1000, Number(process.env.BENCH_MEDIUM_ROUNDS ?? 15)],
+  ["100 MB", 100 * 1000 * 1000, Number(process.env.BENCH_LARGE_ROUNDS ?? 3)],
+];
+const GUEST_FILE = "/tmp/bench.bin";
+
+async function timed(rounds: number, op: () => Promise<unknown>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const t = performance.now();
+    await op();
+    times.push(performance.now() - t);
+  }
+  return median(times);
+}
+
+/** The same transfers driven in-process over the agent channel, without JSON-RPC or base64. */
+async function agentOnly(rootfs: string, work: string, data: Buffer, rounds: number): Promise<{ write: number; read: number }> {
+  const { backend } = await chooseBackend();
+  const id = "vm-fbench" + String(Date.now() % 10000).padStart(4, "0");
+  const stateDir = join(work, id);
+  await mkdir(stateDir, { recursive: true });
+  const sandbox = await backend.start({
+    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, mounts: [], stateDir, logFile: join(stateDir, "log"),
+  });
+  try {
+    const write = await timed(rounds, async () => {
+      const w = await AgentWriteStream.open(sandbox.agent, GUEST_FILE, 0o644);
+      for (let off = 0; off < data.length; off += 1 << 20) await w.write(data.subarray(off, off + (1 << 20)));
+      await w.commit();
+    });
+    const read = await timed(rounds, async () => {
+      const r = await AgentReadStream.open(sandbox.agent, GUEST_FILE);
+      while (!(await r.next(1 << 20)).eof);
+    });
+    return { write, read };
+  } finally {
+    await sandbox.stop(2000);
+  }
+}
+
+async function main(): Promise<void> {
+  await setUpE2E();
+  const image = await new ImageStore().resolve(BUSYBOX);
+  if (!image) throw new Error(`${BUSYBOX} is not imported`);
+  const work = await mkdtemp(join(tmpdir(), "matchlock-fbench-"));
+  const client = newClient();
+  await client.launch(new Sandbox(BUSYBOX));
+  const rows: string[] = [];
+  try {
+    for (const [label, size, rounds] of SIZES) {
+      const data = randomBytes(size);
+      const hostFile = join(work, "native.bin");
+      const nativeWrite = await timed(rounds, () => writeFile(hostFile, data));
+      const nativeRead = await timed(rounds, () => readFile(hostFile));
+      const sdkWrite = await timed(rounds, () => client.writeFile(GUEST_FILE, data));
+      const sdkRead = await timed(rounds, () => client.readFile(GUEST_FILE));
+      const back = await client.readFile(GUEST_FILE);
+      if (!back.equals(data)) throw new Error(`${label}: the file read back differs`);
+      const agent = size >= 1e8 ? await agentOnly(image.rootfs, work, data, rounds) : undefined;
+      const mbps = (ms: number) => (size / 1e6 / (ms / 1000)).toFixed(1);
+      const row = (what: string, ours: number, native: number, agentMs?: number) =>
+        `| ${what} ${label} | ${ours.toFixed(2)} (${mbps(ours)} MB/s) | ${native.toFixed(2)} | ${(ours / native).toFixed(1)}x | ${agentMs === undefined ? "" : `${agentMs.toFixed(0)} (${mbps(agentMs)} MB/s)`} |`;
+      rows.push(row("writeFile", sdkWrite, nativeWrite, agent?.write), row("readFile", sdkRead, nativeRead, agent?.read));
+      await rm(hostFile, { force: true });
+    }
+  } finally {
+    await client.close();
+    await client.remove();
+    await rm(work, { recursive: true, force: true });
+  }
+  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, node ${process.version}; engine ${BACKEND}; guest file ${GUEST_FILE}`);
+  console.log("| transfer | SDK median ms | native fs median ms | ratio | agent channel alone, median ms |");
+  console.log("|---|---:|---:|---:|---:|");
+  for (const r of rows) console.log(r);
+}
+
+await main();

@@ -1,0 +1,186 @@
+// Chunked file transfer: the engine side of the protocol extension in README "Streamed file
+// transfer". `write_file`/`read_file` carry a whole file in one message; these methods move it
+// as a sequence of bounded chunks, one request each, so the reply to each chunk is the
+// back-pressure: a client keeps a few chunks in flight and the engine never holds more.
+//   write_file_open {path, mode?}          -> {handle}
+//   write_file_chunk {handle, offset, data} -> {}          (data: base64, offset: bytes so far)
+//   write_file_close {handle}               -> {size}      (renames the temporary file into place)
+//   read_file_open {path}                   -> {handle}
+//   read_file_chunk {handle, max_bytes?}    -> {data, eof} (eof: this was the last chunk)
+//   file_abort {handle}                     -> {aborted}   (a write leaves nothing behind)
+import { z } from "zod";
+import { Base64Data } from "../../protocol/base64.js";
+import { ErrorCode } from "../../protocol/rpc.js";
+import type { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
+import type { Sandbox } from "../sandbox/sandbox.js";
+import { RpcError, asRpcError, decode, decodeBase64 } from "./session.js";
+
+/** Transfers one session may have open at once. */
+export const MAX_OPEN_TRANSFERS = 64;
+/** Chunk requests one transfer may have queued; more means the client ignores back-pressure. */
+export const MAX_QUEUED_CHUNKS = 8;
+/** Largest chunk, in raw bytes, either way (its base64 stays well under the line limit). */
+export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
+const DEFAULT_READ_CHUNK = 1024 * 1024;
+
+export const TRANSFER_METHODS = new Set([
+  "write_file_open", "write_file_chunk", "write_file_close", "read_file_open", "read_file_chunk", "file_abort",
+]);
+
+const handleSchema = z.number().int().positive();
+const writeOpenParams = z.object({ path: z.string(), mode: z.number().int().min(0).max(0xffffffff).optional() });
+const writeChunkParams = z.object({ handle: handleSchema, offset: z.number().int().nonnegative(), data: z.string() });
+const readChunkParams = z.object({ handle: handleSchema, max_bytes: z.number().int().positive().optional() });
+const handleParams = z.object({ handle: handleSchema });
+const pathParams = z.object({ path: z.string() });
+
+interface Transfer {
+  kind: "write" | "read";
+  stream: AgentWriteStream | AgentReadStream;
+  /** Chunk requests run one after the other, in the order they were read from stdin. */
+  tail: Promise<unknown>;
+  queued: number;
+  /** Set once a step failed: every later request of this transfer gets the same error. */
+  failed?: RpcError;
+}
+
+type Result = Record<string, unknown>;
+
+export class FileTransfers {
+  private readonly open = new Map<number, Transfer>();
+  private nextHandle = 1;
+
+  constructor(private readonly current: () => Sandbox) {}
+
+  async handle(method: string, params: unknown): Promise<Result> {
+    switch (method) {
+      case "write_file_open": return this.openWrite(params);
+      case "write_file_chunk": return this.writeChunk(params);
+      case "write_file_close": return this.closeWrite(params);
+      case "read_file_open": return this.openRead(params);
+      case "read_file_chunk": return this.readChunk(params);
+      case "file_abort": return this.abort(params);
+      default: throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
+    }
+  }
+
+  /** Drops every open transfer (the sandbox is going away); temporary files are removed. */
+  abortAll(): void {
+    for (const t of this.open.values()) {
+      t.failed ??= new RpcError(ErrorCode.FILE_FAILED, "the sandbox was closed during the transfer");
+      t.stream.cancel();
+    }
+    this.open.clear();
+  }
+
+  private async openWrite(params: unknown): Promise<Result> {
+    const sb = this.current();
+    const p = decode(writeOpenParams, params);
+    this.checkRoom();
+    const stream = await fileOp(() => sb.openWriteStream(p.path, p.mode || 0o644));
+    return { handle: this.add({ kind: "write", stream, tail: Promise.resolve(), queued: 0 }) };
+  }
+
+  private async openRead(params: unknown): Promise<Result> {
+    const sb = this.current();
+    const p = decode(pathParams, params);
+    this.checkRoom();
+    const stream = await fileOp(() => sb.openReadStream(p.path));
+    return { handle: this.add({ kind: "read", stream, tail: Promise.resolve(), queued: 0 }) };
+  }
+
+  private writeChunk(params: unknown): Promise<Result> {
+    const p = decode(writeChunkParams, params);
+    const t = this.get(p.handle, "write");
+    const data = decodeBase64(p.data);
+    if (data.length > MAX_CHUNK_BYTES) throw new RpcError(ErrorCode.INVALID_PARAMS, `chunk of ${data.length} bytes exceeds ${MAX_CHUNK_BYTES}`);
+    const stream = t.stream as AgentWriteStream;
+    return this.step(p.handle, t, async () => {
+      if (p.offset !== stream.size) {
+        throw new RpcError(ErrorCode.INVALID_PARAMS, `chunk at offset ${p.offset}, but ${stream.size} bytes were written so far`);
+      }
+      await stream.write(data);
+      return {};
+    });
+  }
+
+  private closeWrite(params: unknown): Promise<Result> {
+    const p = decode(handleParams, params);
+    const t = this.get(p.handle, "write");
+    const stream = t.stream as AgentWriteStream;
+    return this.step(p.handle, t, async () => {
+      await stream.commit();
+      this.open.delete(p.handle);
+      return { size: stream.size };
+    });
+  }
+
+  private readChunk(params: unknown): Promise<Result> {
+    const p = decode(readChunkParams, params);
+    const t = this.get(p.handle, "read");
+    const max = Math.min(p.max_bytes ?? DEFAULT_READ_CHUNK, MAX_CHUNK_BYTES);
+    return this.step(p.handle, t, async () => {
+      const { data, eof } = await (t.stream as AgentReadStream).next(max);
+      if (eof) this.open.delete(p.handle);
+      return { data: new Base64Data(data), eof };
+    });
+  }
+
+  private abort(params: unknown): Result {
+    const p = decode(handleParams, params);
+    const t = this.open.get(p.handle);
+    if (!t) return { aborted: false };
+    this.open.delete(p.handle);
+    t.failed ??= new RpcError(ErrorCode.FILE_FAILED, `transfer ${p.handle} was aborted`);
+    t.stream.cancel();
+    return { aborted: true };
+  }
+
+  /** Queues one step of a transfer behind the previous ones; a failure ends the transfer. */
+  private step(handle: number, t: Transfer, run: () => Promise<Result>): Promise<Result> {
+    if (t.queued >= MAX_QUEUED_CHUNKS) {
+      throw new RpcError(ErrorCode.INVALID_REQUEST, `transfer ${handle} already has ${MAX_QUEUED_CHUNKS} requests queued: wait for their replies`);
+    }
+    t.queued++;
+    const result = t.tail.then(async () => {
+      if (t.failed) throw t.failed;
+      try {
+        return await run();
+      } catch (err) {
+        t.failed ??= asRpcError(err, ErrorCode.FILE_FAILED, "");
+        t.stream.cancel();
+        throw t.failed;
+      }
+    }).finally(() => t.queued--);
+    t.tail = result.catch(() => {});
+    return result;
+  }
+
+  private get(handle: number, kind: Transfer["kind"]): Transfer {
+    this.current(); // a closed or lost sandbox says so, rather than "unknown handle"
+    const t = this.open.get(handle);
+    if (!t) throw new RpcError(ErrorCode.FILE_FAILED, `no open transfer ${handle} (finished, aborted, or never opened)`);
+    if (t.kind !== kind) throw new RpcError(ErrorCode.INVALID_PARAMS, `transfer ${handle} is a ${t.kind}, not a ${kind}`);
+    return t;
+  }
+
+  private checkRoom(): void {
+    if (this.open.size >= MAX_OPEN_TRANSFERS) {
+      throw new RpcError(ErrorCode.FILE_FAILED, `too many open transfers (${MAX_OPEN_TRANSFERS}): finish or abort some first`);
+    }
+  }
+
+  private add(t: Transfer): number {
+    const handle = this.nextHandle++;
+    this.open.set(handle, t);
+    return handle;
+  }
+}
+
+async function fileOp<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    throw asRpcError(err, ErrorCode.FILE_FAILED, "");
+  }
+}

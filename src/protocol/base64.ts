@@ -1,0 +1,67 @@
+// Base64 on the JSON-RPC wire, fast: file data crosses it in megabyte chunks, where a regular
+// expression or JSON.stringify scanning every character costs more than the transfer itself.
+import { isAscii } from "node:buffer";
+
+/**
+ * Decodes standard base64 (with padding), or returns undefined if `s` is not valid. Node's
+ * decoder skips characters it does not know and accepts the URL alphabet, so validity is
+ * checked by length: every skipped character makes the output shorter than `s` implies.
+ */
+export function decodeStrictBase64(s: string): Buffer | undefined {
+  if (s.length % 4 !== 0) return undefined;
+  if (s.includes("-") || s.includes("_")) return undefined;
+  let pad = 0;
+  while (pad < s.length && s.charCodeAt(s.length - 1 - pad) === 61 /* = */) pad++;
+  if (pad > 2) return undefined;
+  const out = Buffer.from(s, "base64");
+  return out.length === (s.length / 4) * 3 - pad ? out : undefined;
+}
+
+/**
+ * Bytes to be sent as a base64 JSON string. encodeJsonLine() copies their base64 text into the
+ * line as is, instead of having JSON.stringify scan it for characters to escape (it has none).
+ */
+export class Base64Data {
+  constructor(readonly bytes: Buffer) {}
+
+  toJSON(): string {
+    return this.bytes.toString("base64");
+  }
+}
+
+/** The text of a JSON line: latin1 decoding is a plain copy, and exact when the line is ASCII. */
+export function lineText(line: Buffer): string {
+  return isAscii(line) ? line.toString("latin1") : line.toString("utf8");
+}
+
+/** Marks where a Base64Data goes; JSON.stringify escapes the NULs, so no real string matches. */
+const SLOT = "\u0000matchlock-base64\u0000";
+const SLOT_JSON = JSON.stringify(SLOT);
+
+/**
+ * One NDJSON line for `message`, as a string, or as a Buffer when it holds Base64Data (whose
+ * text is spliced in without a scan). Either way, the JSON is the same as JSON.stringify's.
+ */
+export function encodeJsonLine(message: object): string | Buffer {
+  const blobs: Buffer[] = [];
+  // The replacer sees toJSON()'s result; the holder still has the Base64Data itself.
+  const text = JSON.stringify(message, function (this: Record<string, unknown>, key: string, value: unknown) {
+    const original = this[key];
+    if (original instanceof Base64Data) {
+      blobs.push(original.bytes);
+      return SLOT;
+    }
+    return value;
+  });
+  if (blobs.length === 0) return text + "\n";
+  const parts = text.split(SLOT_JSON);
+  // A string of the caller's that equals the marker: give up the shortcut (toJSON still works).
+  if (parts.length !== blobs.length + 1) return JSON.stringify(message) + "\n";
+  const out: Buffer[] = [];
+  parts.forEach((part, i) => {
+    out.push(Buffer.from(part, "utf8"));
+    if (i < blobs.length) out.push(Buffer.from('"' + blobs[i]!.toString("base64") + '"', "latin1"));
+  });
+  out.push(Buffer.from("\n"));
+  return Buffer.concat(out);
+}
