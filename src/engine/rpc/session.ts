@@ -1,7 +1,7 @@
 // The methods of one `matchlock rpc` session, which owns at most one sandbox.
 import { z } from "zod";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
-import { AgentOpError, SandboxLostError } from "../agent/connection.js";
+import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
 import { chooseBackend } from "../backends/select.js";
 import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
@@ -128,7 +128,8 @@ export class Session {
         throw new RpcError(ErrorCode.EXEC_FAILED, `exec error: output exceeds ${MAX_BUFFERED_OUTPUT} bytes; the command was stopped (use exec_stream for large output)`);
       }
       if (abort.signal.aborted) throw new RpcError(ErrorCode.CANCELLED, "context canceled");
-      const extra = out.signal ? { signal: out.signal } : {};
+      // Matchlock extensions: the killing signal, and whether the OOM killer sent it.
+      const extra = { ...(out.signal ? { signal: out.signal } : {}), ...(out.outOfMemory ? { out_of_memory: true } : {}) };
       return stream
         ? { exit_code: out.exitCode, duration_ms: out.durationMs, ...extra }
         : {
@@ -218,6 +219,7 @@ function decodeBase64(s: string): Buffer {
 function asRpcError(err: unknown, code: number, prefix: string): RpcError {
   if (err instanceof RpcError) return err;
   if (err instanceof AgentOpError || err instanceof PathError) return new RpcError(code, prefix + err.message);
+  if (err instanceof OutOfMemoryError) return new RpcError(code, err.message); // it says "out of memory" first
   if (err instanceof SandboxLostError) return new RpcError(code, `sandbox lost: ${err.message}`);
   return new RpcError(code, prefix + ((err as Error)?.message ?? String(err)));
 }

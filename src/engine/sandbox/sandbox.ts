@@ -37,6 +37,8 @@ export interface ExecOutcome {
   exitCode: number;
   /** Signal number when the command was killed by one. */
   signal: number | undefined;
+  /** The kernel's OOM killer killed it (reported by the agent; micro-VMs). */
+  outOfMemory: boolean;
   durationMs: number;
 }
 
@@ -128,7 +130,7 @@ export class Sandbox {
       opts.signal,
     );
     const signal = status.signal > 0 ? status.signal : undefined;
-    return { exitCode: signal ? 128 + signal : status.code, signal, durationMs: Date.now() - started };
+    return { exitCode: signal ? 128 + signal : status.code, signal, outOfMemory: status.outOfMemory, durationMs: Date.now() - started };
   }
 
   async writeFile(path: string, content: Buffer, mode: number): Promise<void> {

@@ -4,12 +4,13 @@
 // runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
 import { spawn, type ChildProcess } from "node:child_process";
 import { access, constants, open, readdir } from "node:fs/promises";
-import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
+import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, withTimeout } from "../process-helpers.js";
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
+import { MemoryCgroup, removeMemoryCgroup } from "./memory-cgroup.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -41,10 +42,14 @@ export class GvisorBackend implements Backend {
 
   async reclaim(id: string): Promise<string[]> {
     // runsc keeps "<id>_sandbox:<id>.state" in its root while the container exists.
+    const cleaned: string[] = [];
     const left = (await readdir(paths.runscRoot()).catch(() => [] as string[])).some((n) => n.startsWith(`${id}_`));
-    if (!left) return [];
-    await runRunsc(["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
-    return ["runsc container"];
+    if (left) {
+      await runRunsc(["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
+      cleaned.push("runsc container");
+    }
+    if (await removeMemoryCgroup(id)) cleaned.push("memory cgroup");
+    return cleaned;
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
@@ -55,6 +60,7 @@ export class GvisorBackend implements Backend {
       netns = netnsPath(spec.network);
     }
     const bundle = await writeBundle(spec, paths.agentBinary(), netns);
+    const memory = await MemoryCgroup.create(spec.id, spec.memoryMb * 1024 * 1024);
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
     const [cmd, args] = netns ? hideNetSysctl(runscBinary(), runArgs) : [runscBinary(), runArgs];
@@ -62,16 +68,23 @@ export class GvisorBackend implements Backend {
       stdio: ["pipe", "pipe", log.fd],
     });
     await log.close(); // the child has its own copy of the descriptor
-    const agent = new AgentConnection(child.stdin!, child.stdout!);
+    const outOfMemory = async () =>
+      memory && (await memory.oomKills()) > 0
+        ? new OutOfMemoryError(`out of memory: the sandbox used more than its memory limit of ${spec.memoryMb} MiB, and the host's OOM killer stopped it with everything running in it`)
+        : undefined;
+    const agent = new AgentConnection(child.stdin!, child.stdout!, outOfMemory);
     child.once("error", (err) => agent.lose(new SandboxLostError(`could not start runsc: ${err.message}`)));
     // A runsc that could not be spawned never emits "exit": count "error" as the end too.
     const exited = new Promise<number | null>((resolve) => {
       child.once("exit", (code) => resolve(code));
       child.once("error", () => resolve(null));
     });
-    exited.then((code) => agent.lose(new SandboxLostError(`the sandbox exited (runsc status ${code ?? "killed"})`)));
+    exited.then((code) => agent.loseExplained(new SandboxLostError(`the sandbox exited (runsc status ${code ?? "killed"})`)));
 
-    const stop = (graceMs: number) => stopSandbox(spec.id, child, agent, exited, graceMs);
+    const stop = async (graceMs: number) => {
+      await stopSandbox(spec.id, child, agent, exited, graceMs);
+      await memory?.remove();
+    };
     try {
       await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
     } catch (err) {

@@ -1,0 +1,88 @@
+// The sandbox's host memory cgroup, made by the engine before `runsc run` so that the engine can
+// tell an out-of-memory death from any other. gVisor's memory limit is the host cgroup's: when
+// the sandbox exceeds it, the host kernel's OOM killer kills the whole sandbox (the Sentry), and
+// all the engine sees is its agent channel closing. runsc uses a cgroup that already exists as it
+// is ("set up by the caller": it neither configures nor removes it), so the engine sets the limit,
+// reads the OOM-kill counter when the sandbox dies, and removes the cgroup itself.
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** The parent of every sandbox's cgroup; the OCI bundle's cgroupsPath is /matchlock/<id>. */
+export const CGROUP_PARENT = "matchlock";
+
+const V1_MEMORY = "/sys/fs/cgroup/memory";
+const V2_ROOT = "/sys/fs/cgroup";
+
+interface Layout {
+  dir: string;
+  limitFile: string;
+  /** The file whose "oom_kill N" line counts OOM kills in this cgroup. */
+  eventsFile: string;
+}
+
+function layoutFor(id: string): Layout | undefined {
+  if (existsSync(join(V1_MEMORY, "memory.limit_in_bytes"))) {
+    const dir = join(V1_MEMORY, CGROUP_PARENT, id);
+    return { dir, limitFile: join(dir, "memory.limit_in_bytes"), eventsFile: join(dir, "memory.oom_control") };
+  }
+  if (existsSync(join(V2_ROOT, "cgroup.controllers"))) {
+    const dir = join(V2_ROOT, CGROUP_PARENT, id);
+    return { dir, limitFile: join(dir, "memory.max"), eventsFile: join(dir, "memory.events") };
+  }
+  return undefined;
+}
+
+export class MemoryCgroup {
+  private constructor(private readonly layout: Layout, readonly limitBytes: number) {}
+
+  /**
+   * Creates the cgroup with its limit. Undefined when this host has no memory controller we
+   * know: runsc then makes the cgroup itself, and an OOM death is reported as a plain loss.
+   */
+  static async create(id: string, limitBytes: number): Promise<MemoryCgroup | undefined> {
+    const layout = layoutFor(id);
+    if (!layout) return undefined;
+    try {
+      await mkdir(layout.dir, { recursive: true });
+      await writeFile(layout.limitFile, String(limitBytes));
+    } catch {
+      await rmdir(layout.dir).catch(() => {});
+      return undefined;
+    }
+    return new MemoryCgroup(layout, limitBytes);
+  }
+
+  /** How many processes the OOM killer killed in this cgroup (0 if it cannot be read). */
+  async oomKills(): Promise<number> {
+    const text = await readFile(this.layout.eventsFile, "utf8").catch(() => "");
+    const m = /^oom_kill (\d+)$/m.exec(text);
+    return m ? Number(m[1]) : 0;
+  }
+
+  /** Removes the cgroup once its processes are gone (they may take a moment to exit). */
+  async remove(): Promise<void> {
+    await removeCgroupDir(this.layout.dir);
+  }
+}
+
+/** For gc: removes a dead sandbox's memory cgroup. True if there was one. */
+export async function removeMemoryCgroup(id: string): Promise<boolean> {
+  const layout = layoutFor(id);
+  if (!layout || !existsSync(layout.dir)) return false;
+  await removeCgroupDir(layout.dir);
+  return !existsSync(layout.dir);
+}
+
+async function removeCgroupDir(dir: string): Promise<void> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      await sleep(100); // EBUSY: a killed process has not exited yet
+    }
+  }
+}
