@@ -9,7 +9,7 @@ import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
 import type { SandboxConfig } from "./create-config.js";
-import { createVmRecord, logFile, markStopped, newVmId } from "./state.js";
+import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
 import { resolveUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
@@ -23,6 +23,9 @@ const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
 
 /** Largest file `read_file` returns in one response. */
 export const MAX_READ_BYTES = 64 * 1024 * 1024;
+
+/** The client gave up on a create: what was being made is stopped and its state removed. */
+export class CreateCancelledError extends Error {}
 
 /** The image could not be found or used; reported as a VM failure. */
 export class ImageNotFoundError extends Error {}
@@ -60,10 +63,11 @@ export class Sandbox {
    * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
-  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}): Promise<Sandbox> {
+  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
     const secretRules = net.secrets ?? [];
     await backend.checkAvailable();
     const image = await imageFor(config.image);
+    if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
     let running: RunningSandbox | undefined;
@@ -81,7 +85,7 @@ export class Sandbox {
       const sealed = seal;
       running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        mounts, stateDir, logFile: logFile(id),
+        mounts, stateDir, logFile: logFile(id), signal,
         network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, attach: () => sealed.attach() },
       });
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
@@ -90,6 +94,7 @@ export class Sandbox {
       // host, the image's symlinks could point the engine at host files.
       const agent = running.agent;
       const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
+      signal?.throwIfAborted();
       const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
       sandbox.armDeadline();
       return sandbox;
@@ -98,6 +103,11 @@ export class Sandbox {
       await seal?.close();
       await markStopped(id);
       await removeOverlaySnapshots(id);
+      if (signal?.aborted) {
+        // The client never learns this id: leave no record it would have to find and remove.
+        await removeVmDir(id);
+        throw new CreateCancelledError(`create cancelled: sandbox ${id} was stopped and its state removed`, { cause: err });
+      }
       throw err;
     }
   }

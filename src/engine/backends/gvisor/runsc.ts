@@ -8,7 +8,7 @@ import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
-import { findOnPath, logTail, settlesWithin, withTimeout } from "../process-helpers.js";
+import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
 import { MemoryCgroup, removeMemoryCgroup } from "./memory-cgroup.js";
 
@@ -86,7 +86,7 @@ export class GvisorBackend implements Backend {
       await memory?.remove();
     };
     try {
-      await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+      await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
     } catch (err) {
       await stop(0);
       const tail = await logTail(spec.logFile);
