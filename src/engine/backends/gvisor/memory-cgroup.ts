@@ -3,9 +3,10 @@
 // the sandbox exceeds it, the host kernel's OOM killer kills the whole sandbox (the Sentry), and
 // all the engine sees is its agent channel closing. runsc uses a cgroup that already exists as it
 // is ("set up by the caller": it neither configures nor removes it), so the engine sets the limit,
-// reads the OOM-kill counter when the sandbox dies, and removes the cgroup itself.
+// reads the OOM-kill counter when the sandbox dies, and removes the cgroup itself
+// (removeSandboxCgroups, with those runsc made for the other controllers).
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -60,23 +61,28 @@ export class MemoryCgroup {
     const m = /^oom_kill (\d+)$/m.exec(text);
     return m ? Number(m[1]) : 0;
   }
-
-  /** Removes the cgroup once its processes are gone (they may take a moment to exit). */
-  async remove(): Promise<void> {
-    await removeCgroupDir(this.layout.dir);
-  }
 }
 
-/** For gc: removes a dead sandbox's memory cgroup. True if there was one. */
-export async function removeMemoryCgroup(id: string): Promise<boolean> {
-  const layout = layoutFor(id);
-  if (!layout || !existsSync(layout.dir)) return false;
-  await removeCgroupDir(layout.dir);
-  return !existsSync(layout.dir);
+/**
+ * Removes every cgroup of a dead sandbox: our memory cgroup, and those runsc made for the other
+ * controllers, which it never gets to remove when it is killed before recording its container
+ * (early in create). Returns the controllers it removed.
+ */
+export async function removeSandboxCgroups(id: string): Promise<string[]> {
+  const dirs = existsSync(join(V1_MEMORY, "memory.limit_in_bytes"))
+    ? (await readdir(V2_ROOT).catch(() => [] as string[])).map((c) => join(V2_ROOT, c, CGROUP_PARENT, id))
+    : [join(V2_ROOT, CGROUP_PARENT, id)];
+  const removed: string[] = [];
+  for (const dir of dirs.filter((d) => existsSync(d))) {
+    await removeCgroupDir(dir);
+    if (!existsSync(dir)) removed.push(dir.split("/")[4] ?? dir);
+  }
+  return removed;
 }
 
 async function removeCgroupDir(dir: string): Promise<void> {
-  for (let attempt = 0; attempt < 20; attempt++) {
+  // A SIGKILLed sandbox with a large memory image can take seconds to exit on a loaded host.
+  for (let attempt = 0; attempt < 100; attempt++) {
     try {
       await rmdir(dir);
       return;

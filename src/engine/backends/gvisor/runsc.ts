@@ -3,14 +3,15 @@
 // sandbox dies with the engine: if the engine is killed, the agent reads EOF and exits, and
 // runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
 import { spawn, type ChildProcess } from "node:child_process";
-import { access, constants, open, readdir } from "node:fs/promises";
+import { access, constants, open, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
-import { MemoryCgroup, removeMemoryCgroup } from "./memory-cgroup.js";
+import { MemoryCgroup, removeSandboxCgroups } from "./memory-cgroup.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -43,12 +44,13 @@ export class GvisorBackend implements Backend {
   async reclaim(id: string): Promise<string[]> {
     // runsc keeps "<id>_sandbox:<id>.state" in its root while the container exists.
     const cleaned: string[] = [];
-    const left = (await readdir(paths.runscRoot()).catch(() => [] as string[])).some((n) => n.startsWith(`${id}_`));
-    if (left) {
+    if (await runscFilesOf(id).then((f) => f.length > 0)) {
       await runRunsc(["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
+      await removeRunscFiles(id);
       cleaned.push("runsc container");
     }
-    if (await removeMemoryCgroup(id)) cleaned.push("memory cgroup");
+    const cgroups = await removeSandboxCgroups(id);
+    if (cgroups.length > 0) cleaned.push(`cgroups (${cgroups.join(", ")})`);
     return cleaned;
   }
 
@@ -83,7 +85,8 @@ export class GvisorBackend implements Backend {
 
     const stop = async (graceMs: number) => {
       await stopSandbox(spec.id, child, agent, exited, graceMs);
-      await memory?.remove();
+      await removeRunscFiles(spec.id);
+      await removeSandboxCgroups(spec.id);
     };
     try {
       await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
@@ -111,6 +114,18 @@ async function stopSandbox(
   }
   // `runsc run` removes its container on a clean exit; after a forced stop make sure.
   await runRunsc(["delete", "--force", id]);
+}
+
+async function runscFilesOf(id: string): Promise<string[]> {
+  return (await readdir(paths.runscRoot()).catch(() => [] as string[])).filter((n) => n.startsWith(`${id}_`));
+}
+
+/**
+ * What `runsc delete` cannot remove: a runsc killed early in `run` leaves its lock file but no
+ * container state, so for runsc there is no container to delete.
+ */
+async function removeRunscFiles(id: string): Promise<void> {
+  for (const f of await runscFilesOf(id)) await rm(join(paths.runscRoot(), f), { force: true });
 }
 
 function runRunsc(args: string[]): Promise<void> {
