@@ -28,10 +28,12 @@ program
     // Network links left by engines that were killed are freed before this one makes its own.
     await reclaimDeadLinks().catch((err: Error) => log(`reclaiming stale sandbox networks failed: ${err.message}`));
     // Reclaim the rest of what engines that died before us left behind; it never blocks serving.
-    void collectGarbage()
+    const gc = collectGarbage()
       .then((rs) => rs.filter((r) => r.cleaned.length).forEach((r) => log(`reclaimed ${r.id}: ${r.cleaned.join(", ")}`)))
       .catch((err: Error) => log(`gc failed: ${err.message}`));
     await serve({ input: process.stdin, output: process.stdout, log });
+    // A short session must not cut the reclaim short (a killed sandbox's cgroups can take seconds to go).
+    await gc;
     process.exit(0);
   });
 
