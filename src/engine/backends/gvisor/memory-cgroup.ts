@@ -1,12 +1,11 @@
-// The sandbox's host memory cgroup, made by the engine before `runsc run` so that the engine can
-// tell an out-of-memory death from any other. gVisor's memory limit is the host cgroup's: when
-// the sandbox exceeds it, the host kernel's OOM killer kills the whole sandbox (the Sentry), and
-// all the engine sees is its agent channel closing. runsc uses a cgroup that already exists as it
-// is ("set up by the caller": it neither configures nor removes it), so the engine sets the limit,
-// reads the OOM-kill counter when the sandbox dies, and removes the cgroup itself
-// (removeSandboxCgroups, with those runsc made for the other controllers).
-import { existsSync } from "node:fs";
-import { mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
+// The sandbox's host cgroups, as runsc makes them (cgroupsPath /matchlock/<id>). gVisor's memory
+// limit is the host memory cgroup's: when the sandbox exceeds it, the host kernel's OOM killer
+// kills the whole sandbox (the Sentry), and all the engine sees is its agent channel closing.
+// The cgroup's OOM-kill counter, or (runsc often removes the cgroup first) the kernel log's
+// record of the kill, which names the cgroup, tells an out-of-memory death from any other.
+// A runsc killed early in `run` never removes the cgroups it made: gc does (removeSandboxCgroups).
+import { closeSync, constants, existsSync, openSync, readSync } from "node:fs";
+import { readFile, readdir, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -18,7 +17,6 @@ const V2_ROOT = "/sys/fs/cgroup";
 
 interface Layout {
   dir: string;
-  limitFile: string;
   /** The file whose "oom_kill N" line counts OOM kills in this cgroup. */
   eventsFile: string;
 }
@@ -26,40 +24,62 @@ interface Layout {
 function layoutFor(id: string): Layout | undefined {
   if (existsSync(join(V1_MEMORY, "memory.limit_in_bytes"))) {
     const dir = join(V1_MEMORY, CGROUP_PARENT, id);
-    return { dir, limitFile: join(dir, "memory.limit_in_bytes"), eventsFile: join(dir, "memory.oom_control") };
+    return { dir, eventsFile: join(dir, "memory.oom_control") };
   }
   if (existsSync(join(V2_ROOT, "cgroup.controllers"))) {
     const dir = join(V2_ROOT, CGROUP_PARENT, id);
-    return { dir, limitFile: join(dir, "memory.max"), eventsFile: join(dir, "memory.events") };
+    return { dir, eventsFile: join(dir, "memory.events") };
   }
   return undefined;
 }
 
 export class MemoryCgroup {
-  private constructor(private readonly layout: Layout, readonly limitBytes: number) {}
+  private constructor(private readonly layout: Layout, private readonly id: string) {}
 
-  /**
-   * Creates the cgroup with its limit. Undefined when this host has no memory controller we
-   * know: runsc then makes the cgroup itself, and an OOM death is reported as a plain loss.
-   */
-  static async create(id: string, limitBytes: number): Promise<MemoryCgroup | undefined> {
+  /** The memory cgroup runsc makes for the sandbox; undefined on a host without one we know. */
+  static of(id: string): MemoryCgroup | undefined {
     const layout = layoutFor(id);
-    if (!layout) return undefined;
-    try {
-      await mkdir(layout.dir, { recursive: true });
-      await writeFile(layout.limitFile, String(limitBytes));
-    } catch {
-      await rmdir(layout.dir).catch(() => {});
-      return undefined;
-    }
-    return new MemoryCgroup(layout, limitBytes);
+    return layout && new MemoryCgroup(layout, id);
   }
 
-  /** How many processes the OOM killer killed in this cgroup (0 if it cannot be read). */
-  async oomKills(): Promise<number> {
+  /**
+   * Whether the OOM killer killed anything in this cgroup: its counter while the cgroup is
+   * there, else the kernel log's record of the kill, which names the cgroup (runsc may have
+   * removed the cgroup by the time the engine notices the death).
+   */
+  async oomKilled(): Promise<boolean> {
     const text = await readFile(this.layout.eventsFile, "utf8").catch(() => "");
     const m = /^oom_kill (\d+)$/m.exec(text);
-    return m ? Number(m[1]) : 0;
+    if (m) return Number(m[1]) > 0;
+    return kernelLogNamesOomOf(`/${CGROUP_PARENT}/${this.id}`);
+  }
+}
+
+/** Scans the kernel log (/dev/kmsg, root only) for an OOM kill in memory cgroup `cgroup`. */
+function kernelLogNamesOomOf(cgroup: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync("/dev/kmsg", constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  const record = Buffer.alloc(8192);
+  const needle = `oom_memcg=${cgroup},`;
+  try {
+    for (let i = 0; i < 200_000; i++) {
+      let n: number;
+      try {
+        n = readSync(fd, record, 0, record.length, null);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EPIPE") continue; // a record was overwritten
+        return false; // EAGAIN: the end of the log
+      }
+      if (n === 0) return false;
+      if (record.toString("utf8", 0, n).includes(needle)) return true;
+    }
+    return false;
+  } finally {
+    closeSync(fd);
   }
 }
 

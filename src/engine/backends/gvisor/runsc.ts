@@ -62,7 +62,7 @@ export class GvisorBackend implements Backend {
       netns = netnsPath(spec.network);
     }
     const bundle = await writeBundle(spec, paths.agentBinary(), netns);
-    const memory = await MemoryCgroup.create(spec.id, spec.memoryMb * 1024 * 1024);
+    const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
     const [cmd, args] = netns ? hideNetSysctl(runscBinary(), runArgs) : [runscBinary(), runArgs];
@@ -71,7 +71,7 @@ export class GvisorBackend implements Backend {
     });
     await log.close(); // the child has its own copy of the descriptor
     const outOfMemory = async () =>
-      memory && (await memory.oomKills()) > 0
+      memory && (await memory.oomKilled())
         ? new OutOfMemoryError(`out of memory: the sandbox used more than its memory limit of ${spec.memoryMb} MiB, and the host's OOM killer stopped it with everything running in it`)
         : undefined;
     const agent = new AgentConnection(child.stdin!, child.stdout!, outOfMemory);
@@ -86,7 +86,6 @@ export class GvisorBackend implements Backend {
     const stop = async (graceMs: number) => {
       await stopSandbox(spec.id, child, agent, exited, graceMs);
       await removeRunscFiles(spec.id);
-      await removeSandboxCgroups(spec.id);
     };
     try {
       await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
