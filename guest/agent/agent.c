@@ -42,6 +42,7 @@
  */
 #define DRAIN_CAP (4 * 1024 * 1024)
 #define SHUTDOWN_REAP_MS 2000
+#define EXIT_FLAG_OOM 1u
 
 enum frame_type {
     T_EXEC = 0x01, T_SIGNAL = 0x02, T_WRITE_OPEN = 0x03, T_WRITE_DATA = 0x04,
@@ -57,6 +58,7 @@ struct exec_op {
     pid_t pid;  /* also the process group id: the child calls setsid() */
     int out_fd; /* read ends of the child's stdout/stderr pipes, -1 once closed */
     int err_fd;
+    long oom_kills_at_start; /* the kernel's OOM-kill count when the exec started, -1 if unknown */
 };
 
 struct write_op {
@@ -127,6 +129,23 @@ static void close_fd(int *fd)
 {
     if (*fd >= 0) close(*fd);
     *fd = -1;
+}
+
+/*
+ * How many processes the kernel's OOM killer has killed since boot (/proc/vmstat oom_kill), or
+ * -1 where that is not available (gVisor, whose memory limit is enforced on the host side).
+ */
+static long oom_kill_count(void)
+{
+    int fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    static char buf[16384];
+    ssize_t n, len = 0;
+    while (len < (ssize_t)sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0) len += n;
+    close(fd);
+    buf[len] = 0;
+    const char *at = strstr(buf, "\noom_kill ");
+    return at ? strtol(at + 10, NULL, 10) : -1;
 }
 
 /* ---------- channel output ---------- */
@@ -383,7 +402,8 @@ static void start_exec(struct agent *a, uint32_t id, const unsigned char *p, siz
     }
 
     struct exec_op *e = xmalloc(sizeof *e);
-    *e = (struct exec_op){.next = a->execs, .id = id, .pid = pid, .out_fd = outp[0], .err_fd = errp[0]};
+    *e = (struct exec_op){.next = a->execs, .id = id, .pid = pid, .out_fd = outp[0], .err_fd = errp[0],
+                          .oom_kills_at_start = oom_kill_count()};
     set_nonblock(e->out_fd, true);
     set_nonblock(e->err_fd, true);
     a->execs = e;
@@ -436,9 +456,17 @@ static void reap_children(struct agent *a)
         drain(a, e->id, &e->err_fd, T_STDERR);
         int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-        unsigned char exit_payload[8] = {
+        /*
+         * The OOM killer's SIGKILL looks like any other; a SIGKILL while the guest's OOM-kill
+         * count went up is taken as the OOM killer's (see PROTOCOL.md, EXIT flags).
+         */
+        bool killed = sig == SIGKILL || (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
+        long oom_now = killed && e->oom_kills_at_start >= 0 ? oom_kill_count() : -1;
+        uint32_t flags = oom_now > e->oom_kills_at_start ? EXIT_FLAG_OOM : 0;
+        unsigned char exit_payload[12] = {
             (uint32_t)code >> 24, (uint32_t)code >> 16, (uint32_t)code >> 8, (uint32_t)code,
             (uint32_t)sig >> 24, (uint32_t)sig >> 16, (uint32_t)sig >> 8, (uint32_t)sig,
+            flags >> 24, flags >> 16, flags >> 8, flags,
         };
         send_frame(a, T_EXIT, e->id, exit_payload, sizeof exit_payload);
         free(e);

@@ -14,9 +14,11 @@ export async function runRpc(): Promise<void> {
   await reclaimDeadLinks().catch((err: Error) => log(`reclaiming stale sandbox networks failed: ${err.message}`));
   traceStartup("stale links reclaimed");
   // Reclaim the rest of what engines that died before us left behind; it never blocks serving.
-  void collectGarbage()
+  const gc = collectGarbage()
     .then((rs) => rs.filter((r) => r.cleaned.length).forEach((r) => log(`reclaimed ${r.id}: ${r.cleaned.join(", ")}`)))
     .catch((err: Error) => log(`gc failed: ${err.message}`));
   await serve({ input: process.stdin, output: process.stdout, log });
+  // A short session must not cut the reclaim short (a killed sandbox's cgroups can take seconds to go).
+  await gc;
   process.exit(0);
 }

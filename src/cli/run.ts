@@ -86,6 +86,7 @@ export function registerRunCommand(program: Command): void {
           stdout: (d) => (process.stdout.write(d) ? undefined : once(process.stdout, "drain")),
           stderr: (d) => (process.stderr.write(d) ? undefined : once(process.stderr, "drain")),
         });
+        if (out.outOfMemory) process.stderr.write(`matchlock: the command ran out of memory (killed by the OOM killer; limit ${config.memoryMb} MiB)\n`);
         process.exitCode = out.exitCode;
       } finally {
         await finish();

@@ -74,11 +74,17 @@ export interface ExitStatus {
   /** 0-255, or -1 when the process was killed by a signal. */
   code: number;
   signal: number;
+  /** The agent saw the kernel's OOM killer kill it (EXIT flag bit 0). */
+  outOfMemory: boolean;
 }
 
+const EXIT_FLAG_OOM = 1;
+
+/** 8 bytes (code, signal), or 12 with a flags word (agents that report OOM kills). */
 export function decodeExit(payload: Buffer): ExitStatus {
-  if (payload.length !== 8) throw new AgentProtocolError(`EXIT payload must be 8 bytes, got ${payload.length}`);
-  return { code: payload.readInt32BE(0), signal: payload.readInt32BE(4) };
+  if (payload.length !== 8 && payload.length !== 12) throw new AgentProtocolError(`EXIT payload must be 8 or 12 bytes, got ${payload.length}`);
+  const flags = payload.length === 12 ? payload.readUInt32BE(8) : 0;
+  return { code: payload.readInt32BE(0), signal: payload.readInt32BE(4), outOfMemory: (flags & EXIT_FLAG_OOM) !== 0 };
 }
 
 export interface DirEntry {

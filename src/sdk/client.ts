@@ -100,6 +100,7 @@ export class Client implements AsyncDisposable {
       result = await this.transport.request("exec_stream", execParams(command, opts), {
         timeoutMs: opts.timeoutMs,
         signal: opts.signal,
+        // A full target returns a promise: the transport reads no more from the engine until it settles.
         onNotification: (method, params) => sinks[method]?.write(decodeBase64(params.data)),
       });
     } finally {

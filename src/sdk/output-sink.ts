@@ -1,19 +1,27 @@
 // Delivers one exec_stream output stream to the caller's target as text. Chunks have no
 // UTF-8 alignment (spec §2.3), so a StringDecoder carries partial characters over to the
 // next chunk instead of turning them into U+FFFD.
+//
+// Back-pressure: when the target Writable says it is full (write() returns false), write()
+// returns a promise that settles on 'drain'; the transport stops reading the engine until then,
+// the engine stops reading the sandbox, and the command blocks. A slow consumer thus slows the
+// command down instead of making the SDK buffer without bound.
 import { StringDecoder } from "node:string_decoder";
 import type { OutputTarget } from "./types.js";
 
 export class OutputSink {
   private readonly decoder = new StringDecoder("utf8");
   private lastWrite: Promise<void> = Promise.resolve();
+  /** The pending wait for 'drain', shared by every write made while the target is full. */
+  private drain: Promise<void> | undefined;
   /** First failure of the caller's target; reported once the exec finishes. */
   error: unknown;
 
   constructor(private readonly target: OutputTarget | undefined) {}
 
-  write(bytes: Buffer): void {
-    if (this.target) this.emit(this.decoder.write(bytes));
+  /** Undefined when the target can take more now; else a promise that settles when it can. */
+  write(bytes: Buffer): Promise<void> | undefined {
+    return this.target ? this.emit(this.decoder.write(bytes)) : undefined;
   }
 
   /** Flushes a trailing partial character (as U+FFFD) and waits until the target took every write. */
@@ -23,23 +31,39 @@ export class OutputSink {
     await this.lastWrite;
   }
 
-  private emit(text: string): void {
-    if (text === "" || this.error !== undefined) return;
+  private emit(text: string): Promise<void> | undefined {
+    if (text === "" || this.error !== undefined) return undefined;
     const target = this.target!;
     try {
       if (typeof target === "function") {
         target(text);
-      } else {
-        // Write callbacks run in order, so waiting for the last one means all were flushed.
-        this.lastWrite = new Promise((resolve) => {
-          target.write(text, (err?: Error | null) => {
-            if (err && this.error === undefined) this.error = err;
-            resolve();
-          });
-        });
+        return undefined;
       }
+      // Write callbacks run in order, so waiting for the last one means all were flushed.
+      let hasRoom = true;
+      this.lastWrite = new Promise((resolve) => {
+        hasRoom = target.write(text, (err?: Error | null) => {
+          if (err && this.error === undefined) this.error = err;
+          resolve();
+        });
+      });
+      if (hasRoom) return undefined;
+      this.drain ??= drained(target).finally(() => (this.drain = undefined));
+      return this.drain;
     } catch (err) {
       this.error = err;
+      return undefined;
     }
   }
+}
+
+/** Settles on 'drain', or when the stream ends or fails (then there is nothing to wait for). */
+function drained(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const e of ["drain", "close", "error", "finish"]) stream.removeListener(e, done);
+      resolve();
+    };
+    for (const e of ["drain", "close", "error", "finish"]) stream.once(e, done);
+  });
 }

@@ -10,7 +10,8 @@ import { OutputTail } from "./output-tail.js";
 import type { CallOptions } from "./types.js";
 
 export type JsonObject = Record<string, unknown>;
-export type NotificationHandler = (method: string, params: JsonObject) => void;
+/** Returning a promise says "slow down": the transport stops reading the engine until it settles. */
+export type NotificationHandler = (method: string, params: JsonObject) => void | Promise<unknown>;
 
 export interface RequestOptions extends CallOptions {
   /** Receives this request's notifications (e.g. exec_stream.stdout), before the response. */
@@ -20,6 +21,8 @@ export interface RequestOptions extends CallOptions {
 interface Pending {
   onNotification?: NotificationHandler;
   settle(error: Error | undefined, result?: JsonObject): void;
+  /** Settles with the request: a pause it asked for never outlives it. */
+  settled: Promise<void>;
 }
 
 type State = "idle" | "starting" | "running" | "stopped";
@@ -47,6 +50,8 @@ export class Transport {
   private shuttingDown = false;
   /** Set once the process is gone: why, for later "not running" errors. */
   private deathDetail = "";
+  /** How many slow-down requests hold the engine's stdout paused. */
+  private pausedBy = 0;
 
   constructor(
     private readonly argv: readonly string[],
@@ -77,9 +82,12 @@ export class Transport {
     return new Promise<JsonObject>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = () => this.cancel(id, cancelledError(method, signal!));
+      let markSettled!: () => void;
       const entry: Pending = {
         onNotification: opts.onNotification,
+        settled: new Promise((r) => (markSettled = r)),
         settle: (error, result) => {
+          markSettled();
           this.pending.delete(id);
           if (timer) clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
@@ -214,11 +222,24 @@ export class Transport {
       if (method === Notification.EVENT) {
         this.onEvent?.(params);
       } else if (typeof params.id === "number") {
-        this.pending.get(params.id)?.onNotification?.(method, params);
+        const entry = this.pending.get(params.id);
+        const slowDown = entry?.onNotification?.(method, params);
+        if (slowDown) this.pauseUntil(Promise.race([slowDown, entry!.settled]));
       }
     } catch {
       // the client's handlers record their own failures
     }
+  }
+
+  /**
+   * Stops reading the engine's stdout until `until` settles (nested pauses are counted). The
+   * engine then stops reading its sandbox, so the command blocks instead of anyone buffering.
+   */
+  private pauseUntil(until: Promise<unknown>): void {
+    if (this.pausedBy++ === 0) this.child?.stdout.pause();
+    until.catch(() => undefined).finally(() => {
+      if (--this.pausedBy === 0) this.child?.stdout.resume();
+    });
   }
 
   private async onStdoutClosed(): Promise<void> {

@@ -59,12 +59,15 @@ export interface ExecResult {
   durationMs: number;
   /** The signal that killed the command, when one did (sent by our engine only). */
   signal?: number;
+  /** True when the kernel's OOM killer killed the command (micro-VMs; our engine only). */
+  outOfMemory?: true;
 }
 
 export interface ExecStreamResult {
   exitCode: number;
   durationMs: number;
   signal?: number;
+  outOfMemory?: true;
 }
 
 export interface FileInfo {

@@ -75,8 +75,11 @@ export function toExecResult(result: Record<string, unknown>): ExecResult {
   };
 }
 
-function signalOf(result: Record<string, unknown>): { signal?: number } {
-  return typeof result.signal === "number" && result.signal > 0 ? { signal: result.signal } : {};
+function signalOf(result: Record<string, unknown>): { signal?: number; outOfMemory?: true } {
+  return {
+    ...(typeof result.signal === "number" && result.signal > 0 ? { signal: result.signal } : {}),
+    ...(result.out_of_memory === true ? { outOfMemory: true as const } : {}),
+  };
 }
 
 export function toExecStreamResult(result: Record<string, unknown>): ExecStreamResult {

@@ -14,6 +14,15 @@ export class AgentOpError extends Error {}
 /** The channel to the sandbox is gone: the sandbox died, was stopped, or broke the protocol. */
 export class SandboxLostError extends Error {}
 
+/** The sandbox died because it ran out of memory (the host's OOM killer killed all of it). */
+export class OutOfMemoryError extends SandboxLostError {}
+
+/**
+ * Says why the channel closed when the backend knows better than "it closed" (e.g. the
+ * sandbox was OOM-killed); undefined for the generic reason.
+ */
+export type LossExplainer = () => Promise<Error | undefined>;
+
 export interface ExecRequest {
   command: string;
   cwd: string;
@@ -53,15 +62,15 @@ export class AgentConnection {
 
   private pausedBy = 0;
 
-  constructor(private readonly toAgent: Writable, private readonly fromAgent: Readable) {
+  constructor(private readonly toAgent: Writable, private readonly fromAgent: Readable, private readonly explainLoss?: LossExplainer) {
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
     });
     this.ready.catch(() => {}); // observed through waitReady(); avoid an unhandled rejection here
     fromAgent.on("data", (chunk: Buffer) => this.onData(chunk));
-    fromAgent.on("end", () => this.lose(new SandboxLostError("the sandbox closed its agent channel")));
-    fromAgent.on("error", (err) => this.lose(new SandboxLostError(`agent channel read failed: ${err.message}`)));
+    fromAgent.on("end", () => void this.loseExplained(new SandboxLostError("the sandbox closed its agent channel")));
+    fromAgent.on("error", (err) => void this.loseExplained(new SandboxLostError(`agent channel read failed: ${err.message}`)));
     toAgent.on("error", (err) => this.lose(new SandboxLostError(`agent channel write failed: ${err.message}`)));
   }
 
@@ -83,6 +92,12 @@ export class AgentConnection {
     this.ops.clear();
     for (const l of this.lostListeners) l(err);
     this.toAgent.destroy();
+  }
+
+  /** Like lose(), but the backend's explanation of the loss wins over `fallback`. */
+  async loseExplained(fallback: Error): Promise<void> {
+    const better = this.explainLoss ? await this.explainLoss().catch(() => undefined) : undefined;
+    this.lose(better ?? fallback);
   }
 
   /** Ends the agent's stdin: the agent kills what it runs and exits. */

@@ -23,6 +23,8 @@ export interface SandboxSpec {
   logFile: string;
   /** Absent: the sandbox has no network at all. */
   network?: SandboxNetwork | undefined;
+  /** The client gave up on the create: stop waiting for the boot (start() then cleans up and throws). */
+  signal?: AbortSignal | undefined;
 }
 
 /**

@@ -1,6 +1,7 @@
 // `matchlock rpc`: JSON-RPC 2.0 over NDJSON on stdio (protocol spec section 1).
 // - one line per message; an oversized or malformed line gets an error reply and is skipped;
-// - `create` runs alone: it waits for in-flight requests and blocks further reads; `close`
+// - `create` runs alone: it waits for in-flight requests, and while it runs only `cancel` is
+//   read (a cancelled create stops what it made and removes its record); `close`
 //   stops the sandbox at once (in-flight calls then fail) and ends the session;
 // - every other method runs concurrently; a request's notifications precede its response;
 // - after `close`, the next line (or EOF) ends the session; EOF, SIGTERM and SIGINT tear the
@@ -47,6 +48,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     void session.teardown("the client stopped reading");
   });
 
+  let creating: Promise<void> | undefined;
   try {
     for await (const event of readLines(opts.input, opts.maxLine ?? MAX_REQUEST_LINE)) {
       if (session.closed) break; // the line after `close` ends the session unprocessed
@@ -63,10 +65,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
       }
       const { method, params, id } = parsed;
       traceStartup(`request ${method}`);
+      // While a create runs only `cancel` is read (it may be for the create); anything else waits.
+      if (creating && method !== "cancel") await creating;
       if (method === "create") {
         // Runs alone, like upstream: nothing else is in flight while it runs.
         await Promise.allSettled([...inflight]);
-        await respond(session, writer, method, params, id);
+        creating = respond(session, writer, method, params, id).finally(() => (creating = undefined));
+        track(creating);
       } else if (method === "close") {
         // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
         // the close up; then let them reply.
@@ -82,6 +87,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     process.removeListener("SIGTERM", stopOnSignal);
     process.removeListener("SIGINT", stopOnSignal);
     // EOF or close: stop the sandbox first, so in-flight calls fail fast instead of hanging.
+    await creating;
     await session.teardown("the client closed the session");
     await Promise.allSettled([...inflight]);
     await writer.flush();

@@ -2,11 +2,12 @@
 import { z } from "zod";
 import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
-import { AgentOpError, SandboxLostError } from "../agent/connection.js";
+import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
 import { chooseBackend } from "../backends/select.js";
 import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
-import { ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/sandbox.js";
+import { CreateCancelledError, ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/sandbox.js";
+import { removeVmDir } from "../sandbox/state.js";
 import { MountConfigError } from "../vfs/mounts.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
@@ -35,12 +36,14 @@ export class Session {
   closed = false;
   private readonly cancels = new Map<RequestId, AbortController>();
   private readonly transfers = new FileTransfers(() => this.current());
+  /** The request id of the `create` that made the current sandbox: cancelling it later undoes it. */
+  private createdBy: RequestId | undefined;
 
   constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
 
   async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
     switch (method) {
-      case "create": return this.create(params);
+      case "create": return this.create(params, id);
       case "close": return this.close(params);
       case "exec": return this.exec(params, id, false);
       case "exec_stream": return this.exec(params, id, true);
@@ -65,7 +68,7 @@ export class Session {
     }
   }
 
-  private async create(params: unknown): Promise<Result> {
+  private async create(params: unknown, id: RequestId | null | undefined): Promise<Result> {
     const parsed = createParamsSchema.safeParse(params ?? {});
     if (!parsed.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(parsed.error));
     if (this.sandbox) {
@@ -73,6 +76,11 @@ export class Session {
     }
     const config = mergeDefaults(parsed.data);
     traceStartup("create: request parsed");
+    // A client that gives up (timeout, abort) cancels its create: the server reads `cancel`
+    // while a create runs, and what was being made is torn down and its record removed.
+    const abort = new AbortController();
+    const cancellable = id !== undefined && id !== null;
+    if (cancellable) this.cancels.set(id, abort);
     try {
       const { backend, reason } = await chooseBackend(config.backend);
       this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
@@ -80,13 +88,17 @@ export class Session {
         secrets: secretRules(parsed.data.network?.secrets ?? {}),
         onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
         log: this.log,
-      });
+      }, abort.signal);
     } catch (err) {
+      if (err instanceof CreateCancelledError) throw new RpcError(ErrorCode.CANCELLED, err.message);
       if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
       if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError) throw new RpcError(ErrorCode.VM_FAILED, err.message);
       throw new RpcError(ErrorCode.VM_FAILED, `failed to create sandbox: ${(err as Error).message}`);
+    } finally {
+      if (cancellable) this.cancels.delete(id);
     }
     traceStartup("create: done");
+    this.createdBy = id ?? undefined;
     this.lastId = this.sandbox.id;
     this.log(`created ${this.sandbox.id} from ${config.image}`);
     return { id: this.sandbox.id };
@@ -138,7 +150,8 @@ export class Session {
         throw new RpcError(ErrorCode.EXEC_FAILED, `exec error: output exceeds ${MAX_BUFFERED_OUTPUT} bytes; the command was stopped (use exec_stream for large output)`);
       }
       if (abort.signal.aborted) throw new RpcError(ErrorCode.CANCELLED, "context canceled");
-      const extra = out.signal ? { signal: out.signal } : {};
+      // Matchlock extensions: the killing signal, and whether the OOM killer sent it.
+      const extra = { ...(out.signal ? { signal: out.signal } : {}), ...(out.outOfMemory ? { out_of_memory: true } : {}) };
       return stream
         ? { exit_code: out.exitCode, duration_ms: out.durationMs, ...extra }
         : {
@@ -187,11 +200,26 @@ export class Session {
     }
   }
 
-  private cancel(params: unknown): Result {
+  private async cancel(params: unknown): Promise<Result> {
     const p = decode(cancelParams, params);
     const ctl = this.cancels.get(p.id);
-    ctl?.abort();
-    return { cancelled: ctl !== undefined };
+    if (ctl) {
+      ctl.abort();
+      return { cancelled: true };
+    }
+    // The create finished before its cancel arrived: the client gave up on it and never saw
+    // its id, so the sandbox is undone all the same.
+    if (this.sandbox && this.createdBy !== undefined && this.createdBy === p.id) {
+      const sb = this.sandbox;
+      this.sandbox = undefined;
+      this.createdBy = undefined;
+      this.lastId = undefined;
+      this.log(`create of ${sb.id} was cancelled after it finished: stopping and removing it`);
+      await sb.close(0);
+      await removeVmDir(sb.id);
+      return { cancelled: true };
+    }
+    return { cancelled: false };
   }
 }
 
@@ -228,6 +256,7 @@ export function decodeBase64(s: string): Buffer {
 export function asRpcError(err: unknown, code: number, prefix: string): RpcError {
   if (err instanceof RpcError) return err;
   if (err instanceof AgentOpError || err instanceof PathError) return new RpcError(code, prefix + err.message);
+  if (err instanceof OutOfMemoryError) return new RpcError(code, err.message); // it says "out of memory" first
   if (err instanceof SandboxLostError) return new RpcError(code, `sandbox lost: ${err.message}`);
   return new RpcError(code, prefix + ((err as Error)?.message ?? String(err)));
 }

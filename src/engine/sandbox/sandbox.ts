@@ -10,7 +10,7 @@ import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
 import type { SandboxConfig } from "./create-config.js";
-import { createVmRecord, logFile, markStopped, newVmId } from "./state.js";
+import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
 import { resolveUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
@@ -26,6 +26,9 @@ const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
 /** Largest file `read_file` returns in one response. */
 export const MAX_READ_BYTES = 64 * 1024 * 1024;
 
+/** The client gave up on a create: what was being made is stopped and its state removed. */
+export class CreateCancelledError extends Error {}
+
 /** The image could not be found or used; reported as a VM failure. */
 export class ImageNotFoundError extends Error {}
 
@@ -39,6 +42,8 @@ export interface ExecOutcome {
   exitCode: number;
   /** Signal number when the command was killed by one. */
   signal: number | undefined;
+  /** The kernel's OOM killer killed it (reported by the agent; micro-VMs). */
+  outOfMemory: boolean;
   durationMs: number;
 }
 
@@ -60,12 +65,13 @@ export class Sandbox {
    * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
-  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}): Promise<Sandbox> {
+  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
     const secretRules = net.secrets ?? [];
     await backend.checkAvailable();
     traceStartup("create: backend checked");
     const image = await imageFor(config.image);
     traceStartup("create: image resolved");
+    if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
     traceStartup("create: record written");
@@ -83,7 +89,7 @@ export class Sandbox {
       const sealed = seal;
       running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        mounts, stateDir, logFile: logFile(id),
+        mounts, stateDir, logFile: logFile(id), signal,
         network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
       });
       traceStartup("create: backend started, agent ready");
@@ -94,6 +100,7 @@ export class Sandbox {
       const agent = running.agent;
       const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
       traceStartup("create: user resolved");
+      signal?.throwIfAborted();
       const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
       sandbox.armDeadline();
       return sandbox;
@@ -102,6 +109,11 @@ export class Sandbox {
       await seal?.close();
       await markStopped(id);
       await removeOverlaySnapshots(id);
+      if (signal?.aborted) {
+        // The client never learns this id: leave no record it would have to find and remove.
+        await removeVmDir(id);
+        throw new CreateCancelledError(`create cancelled: sandbox ${id} was stopped and its state removed`, { cause: err });
+      }
       throw err;
     }
   }
@@ -134,7 +146,7 @@ export class Sandbox {
       opts.signal,
     );
     const signal = status.signal > 0 ? status.signal : undefined;
-    return { exitCode: signal ? 128 + signal : status.code, signal, durationMs: Date.now() - started };
+    return { exitCode: signal ? 128 + signal : status.code, signal, outOfMemory: status.outOfMemory, durationMs: Date.now() - started };
   }
 
   async writeFile(path: string, content: Buffer, mode: number): Promise<void> {

@@ -3,14 +3,16 @@
 // sandbox dies with the engine: if the engine is killed, the agent reads EOF and exits, and
 // runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
 import { spawn, type ChildProcess } from "node:child_process";
-import { access, constants, open, readdir } from "node:fs/promises";
-import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
+import { access, constants, open, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
-import { findOnPath, logTail, settlesWithin, withTimeout } from "../process-helpers.js";
+import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
 import { traceStartup } from "../../trace/startup.js";
+import { MemoryCgroup, removeSandboxCgroups } from "./memory-cgroup.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -41,10 +43,15 @@ export class GvisorBackend implements Backend {
 
   async reclaim(id: string): Promise<string[]> {
     // runsc keeps "<id>_sandbox:<id>.state" in its root while the container exists.
-    const left = (await readdir(paths.runscRoot()).catch(() => [] as string[])).some((n) => n.startsWith(`${id}_`));
-    if (!left) return [];
-    await runRunsc(["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
-    return ["runsc container"];
+    const cleaned: string[] = [];
+    if (await runscFilesOf(id).then((f) => f.length > 0)) {
+      await runRunsc(["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
+      await removeRunscFiles(id);
+      cleaned.push("runsc container");
+    }
+    const cgroups = await removeSandboxCgroups(id);
+    if (cgroups.length > 0) cleaned.push(`cgroups (${cgroups.join(", ")})`);
+    return cleaned;
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
@@ -58,6 +65,7 @@ export class GvisorBackend implements Backend {
     const sealFiles = (spec.network?.guestFiles ?? []).map((f) => ({ kind: "bind" as const, ...f, readonly: true }));
     const bundle = await writeBundle({ ...spec, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
     traceStartup("gvisor: bundle written");
+    const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
     const [cmd, args] = netns ? hideNetSysctl(runscBinary(), runArgs) : [runscBinary(), runArgs];
@@ -66,18 +74,25 @@ export class GvisorBackend implements Backend {
     });
     traceStartup("gvisor: runsc spawned");
     await log.close(); // the child has its own copy of the descriptor
-    const agent = new AgentConnection(child.stdin!, child.stdout!);
+    const outOfMemory = async () =>
+      memory && (await memory.oomKilled())
+        ? new OutOfMemoryError(`out of memory: the sandbox used more than its memory limit of ${spec.memoryMb} MiB, and the host's OOM killer stopped it with everything running in it`)
+        : undefined;
+    const agent = new AgentConnection(child.stdin!, child.stdout!, outOfMemory);
     child.once("error", (err) => agent.lose(new SandboxLostError(`could not start runsc: ${err.message}`)));
     // A runsc that could not be spawned never emits "exit": count "error" as the end too.
     const exited = new Promise<number | null>((resolve) => {
       child.once("exit", (code) => resolve(code));
       child.once("error", () => resolve(null));
     });
-    exited.then((code) => agent.lose(new SandboxLostError(`the sandbox exited (runsc status ${code ?? "killed"})`)));
+    exited.then((code) => agent.loseExplained(new SandboxLostError(`the sandbox exited (runsc status ${code ?? "killed"})`)));
 
-    const stop = (graceMs: number) => stopSandbox(spec.id, child, agent, exited, graceMs);
+    const stop = async (graceMs: number) => {
+      await stopSandbox(spec.id, child, agent, exited, graceMs);
+      await removeRunscFiles(spec.id);
+    };
     try {
-      await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+      await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
     } catch (err) {
       await stop(0);
       const tail = await logTail(spec.logFile);
@@ -102,6 +117,18 @@ async function stopSandbox(
   }
   // `runsc run` removes its container on a clean exit; after a forced stop make sure.
   await runRunsc(["delete", "--force", id]);
+}
+
+async function runscFilesOf(id: string): Promise<string[]> {
+  return (await readdir(paths.runscRoot()).catch(() => [] as string[])).filter((n) => n.startsWith(`${id}_`));
+}
+
+/**
+ * What `runsc delete` cannot remove: a runsc killed early in `run` leaves its lock file but no
+ * container state, so for runsc there is no container to delete.
+ */
+async function removeRunscFiles(id: string): Promise<void> {
+  for (const f of await runscFilesOf(id)) await rm(join(paths.runscRoot(), f), { force: true });
 }
 
 function runRunsc(args: string[]): Promise<void> {

@@ -16,7 +16,7 @@ import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { MountConfigError } from "../../vfs/mounts.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
-import { findOnPath, settlesWithin, withTimeout } from "../process-helpers.js";
+import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
 import { BUSYBOX, findGuestKernel, initramfsFor } from "./guest-kernel.js";
 import { qemuArgs } from "./qemu-args.js";
@@ -134,7 +134,7 @@ export class MicrovmBackend implements Backend {
       await consoleOut.close();
     };
     try {
-      await withTimeout(agent.ready, READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+      await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
       await installGuestFiles(agent, net?.guestFiles ?? []);
     } catch (err) {
       await stop(0);

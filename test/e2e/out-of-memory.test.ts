@@ -1,0 +1,58 @@
+// End to end: a command that the OOM killer kills is reported as "out of memory", never as a
+// normal exit and never as a bare "sandbox lost". gVisor's limit is the host memory cgroup, and
+// its OOM killer takes the whole sandbox; a micro-VM's guest kernel kills just the hog.
+import assert from "node:assert/strict";
+import { before, describe, test } from "node:test";
+import { MatchlockError, Sandbox } from "../../src/sdk/index.js";
+import { BACKEND, BUSYBOX, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
+
+/** Holds 400 MiB in memory (busybox tail keeps a line without newline whole): over a 128 MiB limit. */
+const MEMORY_HOG = "head -c 419430400 /dev/zero | tail";
+
+describe("out of memory", () => {
+  let home: string;
+  before(async () => {
+    home = await setUpE2E();
+  });
+
+  test("a memory hog over the sandbox's limit is reported as out of memory", async (t) => {
+    const client = newClient();
+    const id = await client.launch(new Sandbox(BUSYBOX).withMemory(128));
+    try {
+      if (BACKEND === "microvm") {
+        const r = await client.exec(MEMORY_HOG);
+        assert.equal(r.outOfMemory, true, JSON.stringify(r));
+        assert.notEqual(r.exitCode, 0);
+        assert.equal(r.exitCode, 137);
+        // Only the hog died: the sandbox goes on, and a plain SIGKILL is not taken for an OOM kill.
+        const killed = await client.exec("kill -9 $$");
+        assert.equal(killed.signal, 9);
+        assert.equal(killed.outOfMemory, undefined);
+        assert.equal((await client.exec("echo alive")).stdout, "alive\n");
+        t.diagnostic(`micro-VM: the hog got exit ${r.exitCode}, outOfMemory; the VM lives on`);
+      } else {
+        await assert.rejects(client.exec(MEMORY_HOG), (err: unknown) => {
+          assert.ok(err instanceof MatchlockError, String(err));
+          assert.match(err.message, /^\[-32001\] out of memory: .*128 MiB/);
+          assert.doesNotMatch(err.message, /sandbox lost/);
+          return true;
+        });
+        await assert.rejects(client.exec("true"), /is lost: out of memory/);
+        t.diagnostic("gVisor: the OOM-killed sandbox is reported as out of memory");
+      }
+    } finally {
+      await client.close();
+      await client.remove();
+    }
+    assert.deepEqual(await eventually(() => leftovers(id, home)), []);
+  });
+
+  test("a sandbox within its limit is not taken for out of memory", async () => {
+    await using client = newClient();
+    await client.launch(new Sandbox(BUSYBOX).withMemory(256));
+    const r = await client.exec("head -c 20971520 /dev/zero | tail | wc -c");
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.stdout.trim(), "20971520");
+    assert.equal(r.outOfMemory, undefined);
+  });
+});
