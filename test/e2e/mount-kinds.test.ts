@@ -57,12 +57,14 @@ describe(`mount kinds on ${BACKEND}`, () => {
   });
 
   test("host and guest write one host_fs mount at once: every file and every appended line arrives whole", async () => {
-    // Guest: its own files plus appends to a shared log, by exec; more files by writeFile.
-    // Host: its own files plus appends to the same log. All at the same time.
+    // Guest: its own files plus appends to its log, by exec; more files by writeFile.
+    // Host: its own files plus appends to its log. All at the same time. (Appends from both
+    // sides to ONE file are not atomic across the boundary: the guest's O_APPEND offset comes
+    // from its view of the size, as over NFS. The README says so; this test does not pretend.)
     const guestExec = client.exec(
       `cd /workspace/rw && i=0; while [ $i -lt ${FILES} ]; do ` +
       `printf '%-4096s' "guest-$i-" | tr ' ' . > g-$i; ` +
-      `echo "guest line $i end" >> shared.log; i=$((i+1)); done; echo finished`,
+      `echo "guest line $i end" >> guest.log; i=$((i+1)); done; echo finished`,
     );
     const guestRpc = (async () => {
       for (let i = 0; i < FILES; i++) await client.writeFile(`/workspace/rw/r-${i}`, content("rpc", i));
@@ -70,7 +72,7 @@ describe(`mount kinds on ${BACKEND}`, () => {
     const host = (async () => {
       for (let i = 0; i < FILES; i++) {
         await writeFile(join(rw, `h-${i}`), content("host", i));
-        await appendFile(join(rw, "shared.log"), `host line ${i} end\n`);
+        await appendFile(join(rw, "host.log"), `host line ${i} end\n`);
         if (i % 10 === 0) await new Promise((r) => setTimeout(r, 2)); // let the guest interleave
       }
     })();
@@ -86,12 +88,12 @@ describe(`mount kinds on ${BACKEND}`, () => {
     const sums = (await client.exec("cd /workspace/rw && sha256sum h-*")).stdout;
     const got = new Map(sums.trim().split("\n").map((l) => [l.split(/\s+/)[1]!, l.split(/\s+/)[0]!]));
     for (let i = 0; i < FILES; i++) assert.equal(got.get(`h-${i}`), sha256(content("host", i)), `h-${i} in the guest`);
-    // And both sides agree on a log where nothing was lost, doubled or torn.
-    const log = await readFile(join(rw, "shared.log"), "utf8");
-    assert.equal((await client.exec("cat /workspace/rw/shared.log")).stdout, log);
-    const lines = log.trimEnd().split("\n");
-    const expected = [...Array(FILES).keys()].flatMap((i) => [`host line ${i} end`, `guest line ${i} end`]);
-    assert.deepEqual([...lines].sort(), expected.sort());
+    // Both logs are whole and both sides see the same bytes: nothing lost, doubled or torn.
+    for (const side of ["host", "guest"]) {
+      const log = await readFile(join(rw, `${side}.log`), "utf8");
+      assert.equal((await client.exec(`cat /workspace/rw/${side}.log`)).stdout, log, `${side}.log seen alike`);
+      assert.deepEqual(log.trimEnd().split("\n"), [...Array(FILES).keys()].map((i) => `${side} line ${i} end`));
+    }
     const listed = new Set((await client.listFiles("/workspace/rw")).map((f) => f.name));
     for (const name of (await readdir(rw))) assert.ok(listed.has(name), `${name} is missing from listFiles`);
   });
