@@ -2,29 +2,16 @@
 // allowed name whose real address is private (a server in a network namespace this test creates,
 // test/helpers/net-lab.ts) is refused. Its own file: under TCG the seal's main suite fills one.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { Sandbox, type Client } from "../../src/sdk/index.js";
-import { newClient, PYTHON, setUpE2E } from "../helpers/e2e.js";
-import { startNetLab, type NetLab } from "../helpers/net-lab.js";
+import { describe, test } from "node:test";
+import { Sandbox } from "../../src/sdk/index.js";
+import { PYTHON } from "../helpers/e2e.js";
+import { labSandbox } from "../helpers/net-lab.js";
 
 describe("network seal: block_private_ips", () => {
-  let lab: NetLab;
-  let client: Client;
-
-  before(async () => {
-    await setUpE2E();
-    lab = await startNetLab();
-    client = newClient();
-    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
-  });
-  after(async () => {
-    await client?.close();
-    await client?.remove();
-    await lab?.stop();
-  });
+  const suite = labSandbox(() => new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
 
   test("an allowed name that resolves to a private address is refused (403, nothing sent)", async () => {
-    const r = await client.exec(`python3 -c '
+    const r = await suite.client.exec(`python3 -c '
 import urllib.request, urllib.error
 try: urllib.request.urlopen("http://allowed.test/hello", timeout=20)
 except urllib.error.HTTPError as e: print(e.code, e.read().decode())'`);

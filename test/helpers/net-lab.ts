@@ -11,6 +11,9 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { after, before } from "node:test";
+import type { Client, Sandbox } from "../../src/sdk/index.js";
+import { newClient, setUpE2E } from "./e2e.js";
 
 const exec = promisify(execFile);
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -97,4 +100,25 @@ async function testCertificates(names: string[]): Promise<{ caPem: string; certP
     certPem: cert.toString("pem") + "\n",
     keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8.replace(/.{64}/g, "$&\n")}\n-----END PRIVATE KEY-----\n`,
   };
+}
+
+/**
+ * For a suite about one sandbox on the lab: registers node:test hooks that start the lab and
+ * launch `sandbox(lab)` before the suite, and close, remove and stop everything after it.
+ */
+export function labSandbox(sandbox: (lab: NetLab) => Sandbox): { readonly lab: NetLab; readonly client: Client } {
+  let lab: NetLab | undefined;
+  let client: Client | undefined;
+  before(async () => {
+    await setUpE2E();
+    lab = await startNetLab();
+    client = newClient();
+    await client.launch(sandbox(lab));
+  });
+  after(async () => {
+    await client?.close();
+    await client?.remove();
+    await lab?.stop();
+  });
+  return { get lab() { return lab!; }, get client() { return client!; } };
 }
