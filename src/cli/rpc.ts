@@ -8,6 +8,10 @@ import { traceStartup } from "../engine/trace/startup.js";
 export async function runRpc(): Promise<void> {
   traceStartup("modules loaded");
   const log = (l: string) => process.stderr.write(`matchlock: ${l}\n`);
+  // Our stderr is usually a pipe to the client: once the client is gone (SIGKILLed), a log line
+  // fails with EPIPE, and an unheard 'error' would kill us in the middle of the teardown that
+  // frees its sandbox. Lines nobody can read are dropped instead.
+  process.stderr.on("error", () => {});
   // A bug of ours must not take the user's sandbox session down with it: log and carry on.
   process.on("unhandledRejection", (err) => log(`internal error: ${(err as Error)?.stack ?? String(err)}`));
   // Network links left by engines that were killed are freed before this one makes its own.
