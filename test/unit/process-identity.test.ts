@@ -1,10 +1,12 @@
 // A sandbox record names its owner by pid and start time, so a reused pid is not mistaken for it.
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { processStart, sameProcessAlive } from "../../src/engine/process-identity.js";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { pidAlive, processStart, sameProcessAlive } from "../../src/engine/process-identity.js";
 import { createVmRecord, newVmId, readVm, reconcile } from "../../src/engine/sandbox/state.js";
 
 describe("process identity", () => {
@@ -14,6 +16,26 @@ describe("process identity", () => {
     assert.equal(await sameProcessAlive(process.pid, start!), true);
     assert.equal(await sameProcessAlive(process.pid, String(Number(start) + 1)), false);
     assert.equal(await processStart(2 ** 22 + 7), undefined); // above pid_max: no such process
+  });
+
+  test("a zombie (exited, never reaped) is dead, not alive", async () => {
+    // `true` exits at once; its parent becomes `sleep`, which never reaps it.
+    const parent = spawn("sh", ["-c", "true & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      const [line] = (await once(parent.stdout!, "data")) as [Buffer];
+      const zombie = Number(line.toString().trim());
+      let state = "";
+      for (let i = 0; i < 100 && state !== "Z"; i++) {
+        state = (await readFile(`/proc/${zombie}/stat`, "utf8")).split(") ")[1]!.split(" ")[0]!;
+        if (state !== "Z") await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(state, "Z", "the child became a zombie");
+      assert.equal(pidAlive(zombie), false);
+      assert.equal(await processStart(zombie), undefined);
+      assert.equal(pidAlive(parent.pid!), true);
+    } finally {
+      parent.kill("SIGKILL");
+    }
   });
 
   test("a record whose pid now belongs to another process counts as crashed", async () => {
