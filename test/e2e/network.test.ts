@@ -244,6 +244,27 @@ c.request("GET", "/chunked"); r2 = c.getresponse(); print(r2.getheader("Transfer
     assert.equal(blocked?.host, "allowed.test");
   });
 
+  test("an upgrade's answer is redacted too, and a request with a secret may upgrade to websocket only", async () => {
+    // The lab's websocket server echoes the first subprotocol offered: here, the secret.
+    const head = async (upgrade: string) => (await client.exec(`python3 -c '
+import socket, ssl, sys
+s = ssl.create_default_context().wrap_socket(socket.create_connection(("secret.test", 443), timeout=20), server_hostname="secret.test")
+s.sendall(("GET /ws HTTP/1.1\\r\\nHost: secret.test\\r\\nUpgrade: " + sys.argv[1] + "\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n"
+  "Sec-WebSocket-Version: 13\\r\\nSec-WebSocket-Protocol: " + sys.argv[2] + "\\r\\n\\r\\n").encode())
+h = b""
+while b"\\r\\n\\r\\n" not in h:
+    c = s.recv(1)
+    if not c: break
+    h += c
+print(h.decode("latin-1"))' ${upgrade} "$API_KEY"`)).stdout;
+    const ws = await head("websocket");
+    assert.match(ws, /^HTTP\/1\.1 101 /);
+    assert.match(ws, /Sec-WebSocket-Protocol: SANDBOX_SECRET_[0-9a-f]{32}\r\n/i);
+    assert.ok(!ws.includes(SECRET), ws);
+    const h2c = await head("h2c");
+    assert.match(h2c, /^HTTP\/1\.1 403 /);
+  });
+
   test("a DNS query to any other resolver address is answered by the engine", async () => {
     // 192.0.2.53 is TEST-NET-1: the query is DNAT'ed on the host end of the link and never leaves.
     const r = await client.exec(`python3 -c '

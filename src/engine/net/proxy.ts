@@ -198,7 +198,7 @@ export class InterceptingProxy {
         if (HOP_BY_HOP.has(name.toLowerCase())) continue;
         // Redaction can change the body's length: then it goes chunked.
         if (redactions.length && name.toLowerCase() === "content-length") continue;
-        out.push([name, redactions.length ? redact(Buffer.from(up.rawHeaders[i + 1]!, "latin1"), redactions).toString("latin1") : up.rawHeaders[i + 1]!]);
+        out.push([name, redactHeader(up.rawHeaders[i + 1]!, redactions)]);
       }
       res.writeHead(up.statusCode ?? 502, up.statusMessage, out.flat());
       res.flushHeaders(); // streaming bodies (SSE) must not wait for the first chunk to be buffered
@@ -267,6 +267,14 @@ export class InterceptingProxy {
       return;
     }
     const websocket = /websocket/i.test(String(req.headers.upgrade ?? ""));
+    const { redactions } = admitted;
+    if (!websocket && redactions.length) {
+      // Another protocol (h2c, ...) would carry the substituted secret into a relay nobody scans
+      // for echoes of it: a request with a secret may upgrade to websocket only.
+      this.event({ ...base, host: target.host, status_code: 403, blocked: true, block_reason: BlockReason.SECRET, duration_ms: Date.now() - started });
+      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Length: ${BLOCKED_BODY.length}\r\nConnection: close\r\n\r\n${BLOCKED_BODY}`);
+      return;
+    }
     // Compressed frames (permessage-deflate) could not be scanned: no extension is offered upstream.
     const offered = websocket && this.policy.secrets.length ? admitted.headers.filter(([k]) => k.toLowerCase() !== "sec-websocket-extensions") : admitted.headers;
     const headers = [...offered, ["Connection", "Upgrade"] as [string, string], ["Upgrade", String(req.headers.upgrade ?? "")] as [string, string]];
@@ -274,7 +282,8 @@ export class InterceptingProxy {
     const up = this.request(target, address, req.method ?? "GET", path, headers, false);
     up.on("upgrade", (upRes, upSocket, upHead) => {
       const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ""}`];
-      for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+      // Headers may echo what the request carried (a placeholder in Sec-WebSocket-Protocol): redact.
+      for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${redactHeader(upRes.rawHeaders[i + 1]!, redactions)}`);
       socket.write(lines.join("\r\n") + "\r\n\r\n");
       this.event({ ...base, url, host: target.host, status_code: upRes.statusCode ?? 0, blocked: false, duration_ms: Date.now() - started });
       if (!websocket) {
@@ -294,8 +303,9 @@ export class InterceptingProxy {
     });
     up.on("response", (res) => {
       // The server refused the upgrade: pass its answer on and close.
+      // Its body may echo the request's headers, secrets substituted: redact like any response.
       socket.write(`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ""}\r\nConnection: close\r\n\r\n`);
-      res.pipe(socket);
+      (redactions.length ? res.pipe(new RedactStream(redactions)) : res).pipe(socket);
     });
     up.on("error", () => socket.destroy());
     up.end();
@@ -331,4 +341,9 @@ function listenOn(server: net.Server, host: string): Promise<number> {
       resolve((server.address() as net.AddressInfo).port);
     });
   });
+}
+
+/** A response header value with every echo of a secret the request carried turned back into its placeholder. */
+function redactHeader(value: string, redactions: Redaction[]): string {
+  return redactions.length ? redact(Buffer.from(value, "latin1"), redactions).toString("latin1") : value;
 }
