@@ -76,16 +76,14 @@ export class FileTransfers {
   private async openWrite(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(writeOpenParams, params);
-    this.checkRoom();
-    const stream = await fileOp(() => sb.openWriteStream(p.path, p.mode || 0o644));
+    const stream = await this.reserving(() => fileOp(() => sb.openWriteStream(p.path, p.mode || 0o644)));
     return { handle: this.add({ kind: "write", stream, tail: Promise.resolve(), queued: 0 }) };
   }
 
   private async openRead(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(pathParams, params);
-    this.checkRoom();
-    const stream = await fileOp(() => sb.openReadStream(p.path));
+    const stream = await this.reserving(() => fileOp(() => sb.openReadStream(p.path)));
     return { handle: this.add({ kind: "read", stream, tail: Promise.resolve(), queued: 0 }) };
   }
 
@@ -164,11 +162,24 @@ export class FileTransfers {
     return t;
   }
 
-  private checkRoom(): void {
-    if (this.open.size >= MAX_OPEN_TRANSFERS) {
+  /**
+   * Runs an open with a slot held from before its first await: opens run concurrently, so a check
+   * now and an insert after the open would let any number of them through at once.
+   */
+  private async reserving<T>(open: () => Promise<T>): Promise<T> {
+    if (this.open.size + this.opening >= MAX_OPEN_TRANSFERS) {
       throw new RpcError(ErrorCode.FILE_FAILED, `too many open transfers (${MAX_OPEN_TRANSFERS}): finish or abort some first`);
     }
+    this.opening++;
+    try {
+      return await open();
+    } finally {
+      this.opening--;
+    }
   }
+
+  /** Opens that hold a slot but have no handle yet. */
+  private opening = 0;
 
   private add(t: Transfer): number {
     const handle = this.nextHandle++;

@@ -42,6 +42,9 @@ export class Session {
   constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
 
   async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
+    // Undoing a finished create by a late cancel holds only until the client moves on: ids need
+    // only be unique among requests in flight, so a later request may reuse the create's.
+    if (method !== "cancel" && method !== "create") this.createdBy = undefined;
     switch (method) {
       case "create": return this.create(params, id);
       case "close": return this.close(params);

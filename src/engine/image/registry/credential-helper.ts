@@ -75,6 +75,9 @@ function run(program: string, input: string): Promise<RunResult> {
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill("SIGKILL");
+      // A grandchild may hold the pipes open after the helper is gone: 'close' would never come.
+      child.stdout.destroy();
+      child.stderr.destroy();
     }, TIMEOUT_MS);
     const collect = (to: "out" | "err") => (d: Buffer) => {
       if (to === "out" && stdout.length < MAX_OUTPUT) stdout += d.toString("utf8");
