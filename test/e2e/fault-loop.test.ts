@@ -11,10 +11,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { before, describe, test } from "node:test";
 import { Sandbox } from "../../src/sdk/index.js";
-import { BACKEND, BUSYBOX, CLI, ROOT, cli, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, CLI, ROOT, cli, eventually, leftovers, networkLeftovers, newClient, setUpE2E } from "../helpers/e2e.js";
 
 const execFileP = promisify(execFile);
-const NET_ALLOCATIONS = "/run/matchlock/net";
 
 /** mulberry32: a small seeded PRNG, so a failing sequence can be replayed. */
 function prng(seed: number): () => number {
@@ -71,30 +70,6 @@ async function descendant(root: number, match: RegExp): Promise<number | undefin
     for (const p of table) if (mine.has(p.ppid) && !mine.has(p.pid)) { mine.add(p.pid); grew = true; }
   }
   return table.find((p) => mine.has(p.pid) && p.pid !== root && match.test(p.args))?.pid;
-}
-
-/** Network names the sandbox's allocation file gave it (netns, host link, nft table). */
-async function networkOf(id: string): Promise<string[]> {
-  for (const f of await readdir(NET_ALLOCATIONS).catch(() => [] as string[])) {
-    const a = JSON.parse(await readFile(join(NET_ALLOCATIONS, f), "utf8").catch(() => "{}"));
-    if (a.vmId === id) return [`allocation:${f}`, `netns:${a.netns}`, `link:${a.hostInterface}`, `nft:${a.nftTable}`];
-  }
-  return [];
-}
-
-/** Which of the sandbox's network pieces still exist. */
-async function networkLeft(names: string[]): Promise<string[]> {
-  const [netns, links, nft] = await Promise.all([
-    execFileP("ip", ["netns", "list"]).then((r) => r.stdout, () => ""),
-    execFileP("ip", ["-o", "link"]).then((r) => r.stdout, () => ""),
-    execFileP("nft", ["list", "tables"]).then((r) => r.stdout, () => ""),
-  ]);
-  return names.filter((n) => {
-    const [kind, name] = n.split(":") as [string, string];
-    if (kind === "allocation") return existsSync(join(NET_ALLOCATIONS, name));
-    const text = kind === "netns" ? netns : kind === "link" ? links : nft;
-    return new RegExp(`\\b${name}\\b`).test(text);
-  });
 }
 
 async function mountsOf(id: string): Promise<string[]> {
@@ -157,7 +132,6 @@ describe("fault loop", () => {
           if (pid === undefined) { pid = engine; killed = "engine (no VMM yet)"; }
         }
       }
-      const networkNames = (await Promise.all([...seen].map(networkOf))).flat();
       if (pid !== undefined) {
         try { process.kill(pid, "SIGKILL"); } catch { killed += " (already gone)"; }
       } else {
@@ -168,7 +142,6 @@ describe("fault loop", () => {
       if (!ended) user.kill("SIGKILL");
       await userExit;
       w.close();
-      networkNames.push(...(await Promise.all([...seen].map(networkOf))).flat());
 
       // The next engine start runs gc; its sandbox must work.
       {
@@ -180,6 +153,7 @@ describe("fault loop", () => {
       for (const id of seen) {
         found.push(...(await eventually(() => leftovers(id, home), 10_000)));
         found.push(...(await eventually(() => mountsOf(id), 10_000)));
+        found.push(...(await eventually(async () => (await networkLeftovers(id)).map((n) => `${id} ${n}`), 10_000)));
         if (existsSync(join(home, "vms", id, "overlay"))) found.push(`${id}/overlay`);
         // An engine that outlived its user tears down on its own, in its own time.
         found.push(...(await eventually(async () => {
@@ -187,7 +161,6 @@ describe("fault loop", () => {
           return record === "running" && (await processTable()).some((p) => p.args.includes(id)) ? [`${id}: still running`] : [];
         }, 15_000)));
       }
-      found.push(...(await eventually(() => networkLeft([...new Set(networkNames)]), 10_000)));
       leaks += found.length;
       t.diagnostic(`#${i}: killed ${killed} during ${lastPhase || "start"} (wanted ${phase}, +${delayMs} ms); sandboxes ${[...seen].join(",") || "none yet"}; leaks ${found.length}${found.length ? `: ${found.join("; ")}` : ""}`);
     }

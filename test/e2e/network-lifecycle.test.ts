@@ -5,33 +5,14 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 import { Sandbox } from "../../src/sdk/index.js";
-import { execFile } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { BACKEND, BUSYBOX, cli, eventually, newClient, processesOf, PYTHON, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, cli, eventually, networkLeftovers, newClient, processesOf, PYTHON, setUpE2E } from "../helpers/e2e.js";
 
-const execFileP = promisify(execFile);
 
 /** What a live sandbox's network holds on the host: gVisor's veth lives in its own netns; a micro-VM's tap does not. */
 const LIVE_TRACES = BACKEND === "microvm" ? ["host interface", "nft table", "allocation"] : ["netns", "host interface", "nft table", "allocation"];
 
-/** Host-side traces of a sandbox's network: netns, host interface, nft table, slot allocation. */
-async function networkLeftovers(vmId: string): Promise<string[]> {
-  const hex = vmId.replace(/^vm-/, "");
-  const found: string[] = [];
-  const { stdout: ns } = await execFileP("ip", ["netns", "list"]);
-  if (ns.includes(`matchlock-${hex}`)) found.push("netns");
-  const { stdout: links } = await execFileP("ip", ["-o", "link"]);
-  if (links.includes(`mlh${hex}`)) found.push("host interface");
-  const { stdout: tables } = await execFileP("nft", ["list", "tables"]);
-  if (tables.includes(`matchlock_${hex}`)) found.push("nft table");
-  const allocations = process.env.MATCHLOCK_NET_STATE || "/run/matchlock/net";
-  for (const f of await readdir(allocations).catch(() => [] as string[])) {
-    if ((await readFile(join(allocations, f), "utf8")).includes(vmId)) found.push("allocation");
-  }
-  return found;
-}
 
 describe("network seal: cleanup", () => {
   let home: string;

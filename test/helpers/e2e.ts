@@ -2,7 +2,7 @@
 // store holding the locally built test images, the real CLI, and leak checks.
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir } from "node:fs/promises";
+import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { tmpdir, homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -100,4 +100,21 @@ export async function eventually(check: () => Promise<string[]>, ms = 5000): Pro
     last = await check();
   }
   return last;
+}
+
+/** Host-side traces of a sandbox's network: netns, host interface, nft table, slot allocation. */
+export async function networkLeftovers(vmId: string): Promise<string[]> {
+  const hex = vmId.replace(/^vm-/, "");
+  const found: string[] = [];
+  const { stdout: ns } = await execFileP("ip", ["netns", "list"]);
+  if (ns.includes(`matchlock-${hex}`)) found.push("netns");
+  const { stdout: links } = await execFileP("ip", ["-o", "link"]);
+  if (links.includes(`mlh${hex}`)) found.push("host interface");
+  const { stdout: tables } = await execFileP("nft", ["list", "tables"]);
+  if (tables.includes(`matchlock_${hex}`)) found.push("nft table");
+  const allocations = process.env.MATCHLOCK_NET_STATE || "/run/matchlock/net";
+  for (const f of await readdir(allocations).catch(() => [] as string[])) {
+    if ((await readFile(join(allocations, f), "utf8")).includes(vmId)) found.push("allocation");
+  }
+  return found;
 }
