@@ -8,6 +8,13 @@ export function resolveBinary(config: Config = {}, env: NodeJS.ProcessEnv = proc
   return fromEnv ? fromEnv : "matchlock";
 }
 
+/** Config.engineSocket, else a non-empty MATCHLOCK_ENGINE_SOCKET: the resident engine to connect to. */
+export function resolveEngineSocket(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (config.engineSocket) return config.engineSocket;
+  const fromEnv = env.MATCHLOCK_ENGINE_SOCKET;
+  return fromEnv ? fromEnv : undefined;
+}
+
 /** argv of the RPC engine: `[bin, "rpc"]`, or `["sudo", bin, "rpc"]` with useSudo. */
 export function rpcCommand(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string[] {
   const bin = resolveBinary(config, env);

@@ -26,6 +26,11 @@ export interface ServeOptions {
   output: Writable;
   log: (line: string) => void;
   maxLine?: number;
+  /**
+   * Whether SIGTERM/SIGINT tear this session's sandbox down and exit the process (default true).
+   * `matchlock serve` runs many sessions in one process and handles the signals itself.
+   */
+  handleSignals?: boolean;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
@@ -41,8 +46,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
     opts.log(`received ${signal}: stopping the sandbox`);
     void session.teardown("engine received " + signal).finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
   };
-  process.once("SIGTERM", stopOnSignal);
-  process.once("SIGINT", stopOnSignal);
+  const handleSignals = opts.handleSignals ?? true;
+  if (handleSignals) {
+    process.once("SIGTERM", stopOnSignal);
+    process.once("SIGINT", stopOnSignal);
+  }
   writer.onBroken(() => {
     opts.log("stdout is gone: stopping the sandbox");
     void session.teardown("the client stopped reading");

@@ -1,0 +1,84 @@
+// The resident engine: one process serving many JSON-RPC sessions, one per unix-socket
+// connection. Each connection is exactly one `matchlock rpc` stdio session (the same server
+// code, the same wire format, at most one sandbox): the client closing its end is stdin's EOF,
+// and tears that session's sandbox down. Sandbox records name this process as their owner, so
+// if it is killed, the next engine's gc reclaims all of them as it would a killed `matchlock rpc`.
+import { createServer, type Server, type Socket } from "node:net";
+import { serve } from "../rpc/server.js";
+import { listenOwnerOnly } from "./socket-claim.js";
+
+/** After the session ended, how long the client may keep its end open before it is cut. */
+const LINGER_MS = 5000;
+
+export interface ResidentOptions {
+  socketPath: string;
+  log: (line: string) => void;
+}
+
+export class ResidentServer {
+  private readonly sessions = new Map<Socket, Promise<void>>();
+  private connectionCount = 0;
+  private stopping?: Promise<void>;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly releaseSocket: () => Promise<void>,
+    private readonly log: (line: string) => void,
+    readonly socketPath: string,
+  ) {}
+
+  static async start(opts: ResidentOptions): Promise<ResidentServer> {
+    let self: ResidentServer | undefined;
+    // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      if (self) self.accept(socket);
+      else socket.destroy(); // not yet listening as far as we know: cannot happen, but never serve half-made
+    });
+    const release = await listenOwnerOnly(server, opts.socketPath);
+    server.on("error", (err) => opts.log(`socket server error: ${err.message}`));
+    self = new ResidentServer(server, release, opts.log, opts.socketPath);
+    return self;
+  }
+
+  /** Sessions being served now. */
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Stops accepting, cuts every connection (each session then tears its sandbox down, as on
+   * stdin EOF), waits for those teardowns and removes the socket. Idempotent.
+   */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log(`stopping: ${reason}; ${this.sessions.size} session(s) open`);
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      for (const socket of this.sessions.keys()) socket.destroy();
+      await Promise.allSettled([...this.sessions.values()]);
+      await closed;
+      await this.releaseSocket();
+    })();
+    return this.stopping;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    const n = ++this.connectionCount;
+    const log = (line: string) => this.log(`[session ${n}] ${line}`);
+    socket.on("error", () => undefined); // a reset connection ends the session like EOF; serve sees it
+    const session = serve({ input: socket, output: socket, log, handleSignals: false })
+      .catch((err: NodeJS.ErrnoException) => {
+        const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
+        log(vanished ? "the client disconnected" : `session ended: ${err.message}`);
+      })
+      .finally(() => {
+        this.sessions.delete(socket);
+        socket.end();
+        setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      });
+    this.sessions.set(socket, session);
+  }
+}
