@@ -14,8 +14,9 @@ export function registerServeCommand(program: Command): void {
     .option("--socket <path>", `socket to listen on (default ${paths.engineSocket()})`)
     .action(async (opts: { socket?: string }) => {
       const socketPath = resolve(opts.socket ?? paths.engineSocket());
-      const gc = await prepareEngineProcess(engineLog);
+      // The socket first: a server that may not take it fails before touching any state.
       const server = await ResidentServer.start({ socketPath, log: engineLog });
+      const gc = await prepareEngineProcess(engineLog);
       engineLog(`serving on ${socketPath} (pid ${process.pid})`);
       const stopOn = (signal: NodeJS.Signals) => {
         void server.stop(`received ${signal}`).finally(async () => {
