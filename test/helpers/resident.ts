@@ -13,8 +13,10 @@ export interface Server {
 }
 
 /** Starts `matchlock serve --socket <path>`; resolves once it serves, rejects with its stderr if it exits first. */
-export function startServer(socketPath: string, env: Record<string, string> = {}): Promise<Server> {
-  const proc = spawn(process.execPath, [CLI, "serve", "--socket", socketPath], { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+export function startServer(socketPath: string, env: Record<string, string> = {}, opts: { detached?: boolean } = {}): Promise<Server> {
+  const proc = spawn(process.execPath, [CLI, "serve", "--socket", socketPath], {
+    env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], detached: opts.detached ?? false,
+  });
   let stderr = "";
   const exited = new Promise<number | null>((resolve) => proc.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : null))));
   const server: Server = {
