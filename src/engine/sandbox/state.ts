@@ -33,10 +33,14 @@ export function logFile(id: string): string {
 export async function createVmRecord(id: string, config: Record<string, unknown>): Promise<string> {
   const dir = paths.vm(id);
   await mkdir(join(dir, "logs"), { recursive: true, mode: 0o700 });
-  await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2), { mode: 0o600 });
-  await writeFile(join(dir, "created_at"), new Date().toISOString());
-  await writeFile(join(dir, "pid"), String(process.pid));
-  await writeFile(join(dir, "pid_start"), (await processStart(process.pid)) ?? "");
+  // Written together, but "running" only after the owner: a record read in between must never
+  // look like a running sandbox whose owner is dead.
+  await Promise.all([
+    writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2), { mode: 0o600 }),
+    writeFile(join(dir, "created_at"), new Date().toISOString()),
+    writeFile(join(dir, "pid"), String(process.pid)),
+    processStart(process.pid).then((start) => writeFile(join(dir, "pid_start"), start ?? "")),
+  ]);
   await writeFile(join(dir, "status"), "running");
   return dir;
 }
