@@ -7,8 +7,11 @@ import { traceStartup } from "../engine/trace/startup.js";
 
 export const engineLog = (l: string): void => void process.stderr.write(`matchlock: ${l}\n`);
 
-/** Returns the background reclaim of dead engines' sandboxes, which never blocks serving. */
-export async function prepareEngineProcess(log: (line: string) => void): Promise<Promise<void>> {
+/**
+ * Returns the background reclaim of dead engines' sandboxes (wrapped: awaiting this function must
+ * not wait for it), which never blocks serving.
+ */
+export async function prepareEngineProcess(log: (line: string) => void): Promise<{ gc: Promise<void> }> {
   // Our stderr is usually a pipe to the client: once the client is gone (SIGKILLed), a log line
   // fails with EPIPE, and an unheard 'error' would kill us in the middle of the teardown that
   // frees its sandbox. Lines nobody can read are dropped instead.
@@ -18,7 +21,8 @@ export async function prepareEngineProcess(log: (line: string) => void): Promise
   // Network links left by engines that were killed are freed before this one makes its own.
   await reclaimDeadLinks().catch((err: Error) => log(`reclaiming stale sandbox networks failed: ${err.message}`));
   traceStartup("stale links reclaimed");
-  return collectGarbage()
+  const gc = collectGarbage()
     .then((rs) => rs.filter((r) => r.cleaned.length).forEach((r) => log(`reclaimed ${r.id}: ${r.cleaned.join(", ")}`)))
     .catch((err: Error) => log(`gc failed: ${err.message}`));
+  return { gc };
 }

@@ -6,7 +6,7 @@ import { engineLog, prepareEngineProcess } from "./engine-process.js";
 
 export async function runRpc(): Promise<void> {
   traceStartup("modules loaded");
-  const gc = await prepareEngineProcess(engineLog);
+  const { gc } = await prepareEngineProcess(engineLog);
   await serve({ input: process.stdin, output: process.stdout, log: engineLog });
   // A short session must not cut the reclaim short (a killed sandbox's cgroups can take seconds to go).
   await gc;

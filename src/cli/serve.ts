@@ -16,8 +16,7 @@ export function registerServeCommand(program: Command): void {
       const socketPath = resolve(opts.socket ?? paths.engineSocket());
       // The socket first: a server that may not take it fails before touching any state.
       const server = await ResidentServer.start({ socketPath, log: engineLog });
-      const gc = await prepareEngineProcess(engineLog);
-      engineLog(`serving on ${socketPath} (pid ${process.pid})`);
+      let gc: Promise<void> = Promise.resolve();
       const stopOn = (signal: NodeJS.Signals) => {
         void server.stop(`received ${signal}`).finally(async () => {
           await gc;
@@ -26,5 +25,10 @@ export function registerServeCommand(program: Command): void {
       };
       process.once("SIGTERM", stopOn);
       process.once("SIGINT", stopOn);
+      // `matchlock kill` of one of our sandboxes (installed before any can exist: SIGUSR2's
+      // default would end the server and every sandbox with it).
+      process.on("SIGUSR2", () => void server.stopRequested().catch((err: Error) => engineLog(`kill request failed: ${err.message}`)));
+      ({ gc } = await prepareEngineProcess(engineLog));
+      engineLog(`serving on ${socketPath} (pid ${process.pid})`);
     });
 }

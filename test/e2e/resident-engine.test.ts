@@ -64,6 +64,19 @@ describe("resident engine", () => {
     for (const id of ids) assert.deepEqual(await eventually(() => leftovers(id, home)), [], id);
   });
 
+  test("`matchlock kill ID` stops that sandbox only, not the server and its other sandboxes", async () => {
+    const [a, b] = [client(), client()];
+    const [idA, idB] = await Promise.all([a.launch(new Sandbox(BUSYBOX)), b.launch(new Sandbox(BUSYBOX))]);
+    const killed = await cli(["kill", idA]);
+    assert.equal(killed.stdout, `Killed ${idA}\n`, killed.stderr);
+    assert.deepEqual(await eventually(() => leftovers(idA, home), 10_000), []);
+    await assert.rejects(a.exec("true"), /closed unexpectedly|not running/);
+    assert.equal((await b.exec("echo alive")).stdout, "alive\n");
+    assert.equal(server.proc.exitCode, null, "the server keeps running");
+    await Promise.all([a.close(), b.close()]);
+    assert.deepEqual(await eventually(() => leftovers(idB, home)), []);
+  });
+
   test("a SIGKILLed server's sandboxes are reclaimed by the next engine's gc", async () => {
     const doomed = await startServer(join(home, "doomed.sock"), {}, { detached: true });
     const sessions = [new SocketSession(doomed.socketPath), new SocketSession(doomed.socketPath)];

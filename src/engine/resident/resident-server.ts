@@ -5,6 +5,8 @@
 // if it is killed, the next engine's gc reclaims all of them as it would a killed `matchlock rpc`.
 import { createServer, type Server, type Socket } from "node:net";
 import { serve } from "../rpc/server.js";
+import type { Session } from "../rpc/session.js";
+import { recordsOwnedByResidentEngine, takeStopRequest } from "../sandbox/state.js";
 import { listenOwnerOnly } from "./socket-claim.js";
 
 /** After the session ended, how long the client may keep its end open before it is cut. */
@@ -17,6 +19,7 @@ export interface ResidentOptions {
 
 export class ResidentServer {
   private readonly sessions = new Map<Socket, Promise<void>>();
+  private readonly served = new Map<Socket, Session>();
   private connectionCount = 0;
   private stopping?: Promise<void>;
 
@@ -36,6 +39,7 @@ export class ResidentServer {
     });
     const release = await listenOwnerOnly(server, opts.socketPath);
     server.on("error", (err) => opts.log(`socket server error: ${err.message}`));
+    recordsOwnedByResidentEngine();
     self = new ResidentServer(server, release, opts.log, opts.socketPath);
     return self;
   }
@@ -61,6 +65,20 @@ export class ResidentServer {
     return this.stopping;
   }
 
+  /**
+   * `matchlock kill ID` on one of our sandboxes (SIGUSR2 + a request file): that session ends as
+   * if its client had disconnected, and every other session goes on.
+   */
+  async stopRequested(): Promise<void> {
+    for (const [socket, session] of this.served) {
+      const id = session.sandboxId;
+      if (id && (await takeStopRequest(id))) {
+        this.log(`stopping ${id}: matchlock kill`);
+        socket.destroy();
+      }
+    }
+  }
+
   private accept(socket: Socket): void {
     if (this.stopping) {
       socket.destroy();
@@ -69,13 +87,15 @@ export class ResidentServer {
     const n = ++this.connectionCount;
     const log = (line: string) => this.log(`[session ${n}] ${line}`);
     socket.on("error", () => undefined); // a reset connection ends the session like EOF; serve sees it
-    const session = serve({ input: socket, output: socket, log, handleSignals: false })
+    const onSession = (s: Session) => this.served.set(socket, s);
+    const session = serve({ input: socket, output: socket, log, handleSignals: false, onSession })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
         log(vanished ? "the client disconnected" : `session ended: ${err.message}`);
       })
       .finally(() => {
         this.sessions.delete(socket);
+        this.served.delete(socket);
         socket.end();
         setTimeout(() => socket.destroy(), LINGER_MS).unref();
       });

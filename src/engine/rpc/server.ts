@@ -31,11 +31,14 @@ export interface ServeOptions {
    * `matchlock serve` runs many sessions in one process and handles the signals itself.
    */
   handleSignals?: boolean;
+  /** Told the session this connection is served by (the resident engine tracks its sandboxes). */
+  onSession?: (session: Session) => void;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const writer = new MessageWriter(opts.output);
   const session = new Session(writer, opts.log);
+  opts.onSession?.(session);
   const inflight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
     inflight.add(p);
