@@ -21,32 +21,25 @@ export class ResidentServer {
   private readonly sessions = new Map<Socket, Promise<void>>();
   private readonly served = new Map<Socket, Session>();
   private connectionCount = 0;
+  private server!: Server;
   private stopping?: Promise<void>;
 
+  /** Removes our socket file; set once listening. */
+  private releaseSocket: () => Promise<void> = async () => undefined;
+
   private constructor(
-    private readonly server: Server,
-    private readonly releaseSocket: () => Promise<void>,
     private readonly log: (line: string) => void,
     readonly socketPath: string,
   ) {}
 
   static async start(opts: ResidentOptions): Promise<ResidentServer> {
-    let self: ResidentServer | undefined;
-    // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
-    const server = createServer({ allowHalfOpen: true }, (socket) => {
-      if (self) self.accept(socket);
-      else socket.destroy(); // not yet listening as far as we know: cannot happen, but never serve half-made
-    });
-    const release = await listenOwnerOnly(server, opts.socketPath);
-    server.on("error", (err) => opts.log(`socket server error: ${err.message}`));
+    const self = new ResidentServer(opts.log, opts.socketPath);
     recordsOwnedByResidentEngine();
-    self = new ResidentServer(server, release, opts.log, opts.socketPath);
+    // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
+    self.server = createServer({ allowHalfOpen: true }, (socket) => self.accept(socket));
+    self.releaseSocket = await listenOwnerOnly(self.server, opts.socketPath);
+    self.server.on("error", (err) => opts.log(`socket server error: ${err.message}`));
     return self;
-  }
-
-  /** Sessions being served now. */
-  get activeSessions(): number {
-    return this.sessions.size;
   }
 
   /**
