@@ -10,7 +10,8 @@ import { GvisorBackend } from "../src/engine/backends/gvisor/runsc.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
 import { BUSYBOX, setUpE2E } from "../test/helpers/e2e.js";
-import { median, p99, sdkColdStarts, sdkExecRoundTrips } from "./measure.js";
+import { median, p99, sdkColdStart, sdkExecRoundTrips, type ColdStart } from "./measure.js";
+import { startServer } from "../test/helpers/resident.js";
 import { printEngineLoad } from "./engine-load.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
@@ -62,11 +63,27 @@ async function main(): Promise<void> {
   const runscRoot = join(work, "runsc");
   const runsc = (...a: string[]) => ["--root", runscRoot, "--network=none", "--overlay2=root:memory", ...a];
 
-  // 1. Cold start: raw `runsc run true` vs SDK launch() -> first exec result.
+  // 1. Cold start: raw `runsc run true` vs SDK launch() -> first exec result, with an engine
+  // process per client and through a resident engine (`matchlock serve`). Interleaved round by
+  // round, so that a load change on the machine hits all three alike.
   const rawBundle = await rawRunscBundle(image.rootfs, join(work, "raw"), ["/bin/true"]);
+  const server = await startServer(join(work, "engine.sock"));
   const raw: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) raw.push(await run("runsc", runsc("run", "--bundle", rawBundle, `bench-raw-${i}`)));
-  const cold = await sdkColdStarts(ROUNDS);
+  const perClient: ColdStart[] = [];
+  const resident: ColdStart[] = [];
+  try {
+    for (let i = 0; i < ROUNDS; i++) {
+      raw.push(await run("runsc", runsc("run", "--bundle", rawBundle, `bench-raw-${i}`)));
+      perClient.push(await sdkColdStart());
+      resident.push(await sdkColdStart(server.socketPath));
+    }
+  } finally {
+    await server.stop();
+  }
+  const cold = perClient.map((c) => c.total);
+  const warm = resident.map((c) => c.total);
+  const parts = (cs: ColdStart[]) =>
+    `engine ${median(cs.map((c) => c.engine)).toFixed(1)} + create ${median(cs.map((c) => c.create)).toFixed(1)} + exec ${median(cs.map((c) => c.exec)).toFixed(1)} ms`;
 
   // 2. Exec round trip: SDK exec vs `runsc exec` into a running sandbox vs a native spawn.
   const runscExec: number[] = [];
@@ -81,7 +98,8 @@ async function main(): Promise<void> {
   for (let i = 0; i < EXECS; i++) native.push(await run("/bin/true", []));
 
   const rows: Array<[string, number, string, number, string]> = [
-    ["cold start: launch + first exec", median(cold), "runsc run /bin/true", median(raw), ""],
+    ["cold start: launch + first exec, engine per client", median(cold), "runsc run /bin/true", median(raw), parts(perClient)],
+    ["cold start: launch + first exec, resident engine", median(warm), "runsc run /bin/true", median(raw), parts(resident)],
     ["exec `true` round trip (SDK)", median(sdkExec), "runsc exec /bin/true", median(runscExec), `p99 ${p99(sdkExec).toFixed(1)} ms`],
     ["exec `true` round trip (SDK)", median(sdkExec), "native spawn /bin/true", median(native), ""],
     ["exec `true` round trip (SDK)", median(sdkExec), "agent exec `true`, no RPC", median(agentExec), `+${(median(sdkExec) - median(agentExec)).toFixed(1)} ms`],

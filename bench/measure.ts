@@ -1,7 +1,7 @@
 // Measurement helpers shared by the benchmarks: medians, percentiles, and the two SDK-level
 // measures every engine is compared on (cold start and exec round trip).
-import { Sandbox } from "../src/sdk/index.js";
-import { BUSYBOX, newClient } from "../test/helpers/e2e.js";
+import { Client, Sandbox } from "../src/sdk/index.js";
+import { BUSYBOX, CLI, newClient } from "../test/helpers/e2e.js";
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -13,18 +13,36 @@ export function p99(xs: number[]): number {
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]!;
 }
 
-/** `launch()` of a busybox sandbox to the first `exec` result, `rounds` times (each closed and removed). */
-export async function sdkColdStarts(rounds: number): Promise<number[]> {
+/** One cold start's parts: engine start (spawn or connect), `create` reply, first `exec` reply. */
+export interface ColdStart {
+  total: number;
+  engine: number;
+  create: number;
+  exec: number;
+}
+
+/**
+ * `launch()` of a busybox sandbox to the first `exec` result (then closed and removed). With
+ * `engineSocket`, through a resident engine (`matchlock serve`) instead of an engine per client.
+ */
+export async function sdkColdStart(engineSocket?: string): Promise<ColdStart> {
+  const client = engineSocket ? new Client({ binaryPath: CLI, engineSocket }) : newClient();
+  const t0 = performance.now();
+  await client.start(); // launch() would do it; done here only to time it apart
+  const t1 = performance.now();
+  await client.launch(new Sandbox(BUSYBOX));
+  const t2 = performance.now();
+  await client.exec("true");
+  const t3 = performance.now();
+  await client.close();
+  await client.remove();
+  return { total: t3 - t0, engine: t1 - t0, create: t2 - t1, exec: t3 - t2 };
+}
+
+/** `rounds` cold starts, one after another. */
+export async function sdkColdStarts(rounds: number, engineSocket?: string): Promise<number[]> {
   const times: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const client = newClient();
-    const t = performance.now();
-    await client.launch(new Sandbox(BUSYBOX));
-    await client.exec("true");
-    times.push(performance.now() - t);
-    await client.close();
-    await client.remove();
-  }
+  for (let i = 0; i < rounds; i++) times.push((await sdkColdStart(engineSocket)).total);
   return times;
 }
 

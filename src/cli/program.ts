@@ -6,6 +6,7 @@ import { registerImageCommands } from "./image.js";
 import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { runRpc } from "./rpc.js";
+import { registerServeCommand } from "./serve.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -25,6 +26,7 @@ program
   .description("print the version")
   .action(() => console.log(`matchlock ${pkg.version} (commit: ${process.env.MATCHLOCK_COMMIT ?? "unknown"}, built: unknown)`));
 
+registerServeCommand(program);
 registerRunCommand(program);
 registerVmCommands(program);
 registerImageCommands(program);

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { reclaimDeadLinks } from "../engine/net/link-allocation.js";
 import { collectGarbage, reclaimVm } from "../engine/sandbox/gc.js";
-import { listVms, ownerAlive, readVm, removeVmDir, type VmRecord } from "../engine/sandbox/state.js";
+import { listVms, ownerAlive, readVm, removeVmDir, requestStop, type VmRecord } from "../engine/sandbox/state.js";
 import { printTable } from "./table.js";
 
 async function mustFind(id: string): Promise<VmRecord> {
@@ -65,7 +65,7 @@ export function registerVmCommands(program: Command): void {
       // Only ever signal the engine that owns the sandbox, never a process that reused its pid.
       const kill = async (vm: VmRecord) => {
         if (vm.status !== "running" || !(await ownerAlive(vm))) throw new Error(`VM ${vm.id} is not running`);
-        process.kill(vm.pid, "SIGTERM");
+        await requestStop(vm);
         console.log(`Killed ${vm.id}`);
       };
       if (opts.all) {

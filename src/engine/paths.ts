@@ -16,6 +16,8 @@ export const paths = {
   vm: (id: string) => join(matchlockHome(), "vms", id),
   /** The image store; $MATCHLOCK_IMAGES puts it elsewhere (e.g. shared by test homes). */
   images: () => process.env.MATCHLOCK_IMAGES || join(matchlockHome(), "images"),
+  /** Where `matchlock serve` listens by default (the directory is owner-only). */
+  engineSocket: () => join(matchlockHome(), "run", "engine.sock"),
   runscRoot: () => join(matchlockHome(), "runsc"),
   /** Built artifacts keyed by content (guest kernel, initramfs): $MATCHLOCK_CACHE, else ~/.cache/matchlock. */
   cache: () => process.env.MATCHLOCK_CACHE || join(homedir(), ".cache", "matchlock"),

@@ -1,8 +1,10 @@
-// The SDK's entry point: one Client = one `matchlock rpc` engine process = (at most) one VM.
+// The SDK's entry point: one Client = one engine session (its own `matchlock rpc` process, or a
+// connection to a resident `matchlock serve`) = (at most) one VM.
 import { Readable } from "node:stream";
 import { Base64Data } from "../protocol/base64.js";
 import { Notification } from "../protocol/rpc.js";
-import { resolveBinary, rmCommand, rpcCommand } from "./engine-command.js";
+import { connectEngine, spawnEngine } from "./engine-link.js";
+import { resolveBinary, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
 import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
 import { OutputSink } from "./output-sink.js";
@@ -44,8 +46,13 @@ export class Client implements AsyncDisposable {
     // Resolved once, so `rpc` and `rm` run the same binary even if MATCHLOCK_BIN changes later.
     this.binaryPath = resolveBinary(config);
     this.useSudo = config.useSudo === true;
+    const socket = resolveEngineSocket(config);
+    if (socket !== undefined && this.useSudo) {
+      throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user");
+    }
     const argv = rpcCommand({ binaryPath: this.binaryPath, useSudo: this.useSudo });
-    this.transport = new Transport(argv, (params) => this.dispatchEvent(params));
+    const open = socket !== undefined ? () => connectEngine(socket) : () => spawnEngine(argv);
+    this.transport = new Transport(open, (params) => this.dispatchEvent(params));
   }
 
   /** The id of the VM created by this client (kept after close() so remove() can use it). */
@@ -53,7 +60,7 @@ export class Client implements AsyncDisposable {
     return this.currentVmId;
   }
 
-  /** Starts the engine process. Idempotent; a closed client cannot be restarted. */
+  /** Starts the engine process (or connects to the resident engine). Idempotent; a closed client cannot be restarted. */
   start(): Promise<void> {
     if (this.closePromise) return Promise.reject(new MatchlockError("Client is closed"));
     this.startPromise ??= this.transport.start();

@@ -1,4 +1,6 @@
 // Which binary the SDK runs, and with which argv (spec §1.1).
+import { homedir } from "node:os";
+import { join } from "node:path";
 import type { Config } from "./types.js";
 
 /** Config.binaryPath, else a non-empty MATCHLOCK_BIN, else `matchlock` from $PATH. */
@@ -6,6 +8,21 @@ export function resolveBinary(config: Config = {}, env: NodeJS.ProcessEnv = proc
   if (config.binaryPath) return config.binaryPath;
   const fromEnv = env.MATCHLOCK_BIN;
   return fromEnv ? fromEnv : "matchlock";
+}
+
+/**
+ * Where `matchlock serve` listens by default when run as this user: $MATCHLOCK_HOME/run/engine.sock,
+ * else ~/.matchlock/run/engine.sock (the engine's paths.engineSocket(), which must agree).
+ */
+export function defaultEngineSocket(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.MATCHLOCK_HOME || join(homedir(), ".matchlock"), "run", "engine.sock");
+}
+
+/** Config.engineSocket, else a non-empty MATCHLOCK_ENGINE_SOCKET: the resident engine to connect to. */
+export function resolveEngineSocket(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (config.engineSocket) return config.engineSocket;
+  const fromEnv = env.MATCHLOCK_ENGINE_SOCKET;
+  return fromEnv ? fromEnv : undefined;
 }
 
 /** argv of the RPC engine: `[bin, "rpc"]`, or `["sudo", bin, "rpc"]` with useSudo. */

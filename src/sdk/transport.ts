@@ -1,10 +1,10 @@
-// JSON-RPC 2.0 over the engine's stdio (spec §1): one process, NDJSON both ways, many
-// concurrent requests matched by id, notifications routed by params.id.
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+// JSON-RPC 2.0 over the engine's stdio (spec §1), or over a connection to a resident engine:
+// NDJSON both ways, many concurrent requests matched by id, notifications routed by params.id.
 import { setTimeout as sleep } from "node:timers/promises";
 import { encodeJsonLine, lineText } from "../protocol/base64.js";
 import { ErrorCode, MAX_REQUEST_LINE, Notification, type RpcRequest } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
+import type { EngineLink } from "./engine-link.js";
 import { LineSplitter } from "./line-splitter.js";
 import { OutputTail } from "./output-tail.js";
 import type { CallOptions } from "./types.js";
@@ -29,15 +29,13 @@ type State = "idle" | "starting" | "running" | "stopped";
 
 /** How long to wait, after stdout closes, for the exit status and last stderr lines. */
 const DEATH_DETAILS_WAIT_MS = 1000;
-/** After the process exits, how long a grandchild may keep stdout open before we stop reading. */
-const STDOUT_AFTER_EXIT_MS = 1000;
 
 function isObject(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export class Transport {
-  private child?: ChildProcessWithoutNullStreams;
+  private link?: EngineLink;
   private state: State = "idle";
   private startPromise?: Promise<void>;
   private nextId = 1;
@@ -54,7 +52,8 @@ export class Transport {
   private pausedBy = 0;
 
   constructor(
-    private readonly argv: readonly string[],
+    /** Spawns the engine or connects to one. */
+    private readonly open: () => Promise<EngineLink>,
     private readonly onEvent?: (params: JsonObject) => void,
   ) {}
 
@@ -62,9 +61,9 @@ export class Transport {
     return this.state === "running";
   }
 
-  /** Spawns the engine; resolves once the process is running. Idempotent. */
+  /** Spawns (or connects to) the engine; resolves once it is running. Idempotent. */
   start(): Promise<void> {
-    this.startPromise ??= this.spawnEngine();
+    this.startPromise ??= this.openLink();
     return this.startPromise;
   }
 
@@ -112,52 +111,42 @@ export class Transport {
    */
   async shutdown(graceMs: number): Promise<void> {
     if (this.startPromise) await this.startPromise.catch(() => undefined);
-    const child = this.child;
+    const link = this.link;
     this.shuttingDown = true;
     this.state = "stopped";
-    // No pid: the spawn itself failed, there is no process to stop.
-    if (!child || child.pid === undefined || this.exited) return;
-    child.stdin.end();
+    // No link: the spawn or connect itself failed, there is nothing to stop.
+    if (!link || this.exited) return;
+    link.endInput();
     if (!(await this.waitExit(graceMs))) {
       // With useSudo this only kills sudo; the engine still sees EOF and exits on its own.
-      child.kill("SIGKILL");
+      link.kill();
       await this.waitExit(5000);
     }
   }
 
-  private async spawnEngine(): Promise<void> {
+  private async openLink(): Promise<void> {
     this.state = "starting";
-    const [command, ...args] = this.argv;
-    const child = spawn(command!, args, { stdio: ["pipe", "pipe", "pipe"] });
-    this.child = child;
-    this.exitPromise = new Promise((resolve) => {
-      child.once("exit", (code, signal) => {
-        this.exited = true;
-        this.exitStatus = signal ? `killed by ${signal}` : `exit code ${code}`;
-        // If a grandchild inherited stdout it could hold it open forever; stop waiting for EOF.
-        setTimeout(() => child.stdout.destroy(), STDOUT_AFTER_EXIT_MS).unref();
-        resolve();
-      });
-    });
-    this.stderrClosed = new Promise((resolve) => child.stderr.once("close", resolve));
-    child.on("error", () => undefined); // spawn errors are handled below; kill errors are moot
-    child.stdin.on("error", () => undefined); // EPIPE once the engine is gone: stdout close reports it
-
-    const splitter = new LineSplitter((line) => this.handleLine(line));
-    child.stdout.on("data", (chunk: Buffer) => splitter.push(chunk));
-    child.stdout.on("end", () => splitter.end());
-    child.stdout.once("close", () => void this.onStdoutClosed());
-    child.stderr.on("data", (chunk: Buffer) => this.stderrTail.push(chunk));
-
+    let link: EngineLink;
     try {
-      await new Promise<void>((resolve, reject) => {
-        child.once("spawn", resolve);
-        child.once("error", reject);
-      });
+      link = await this.open();
     } catch (err) {
       this.state = "stopped";
-      throw spawnError(this.argv, err as NodeJS.ErrnoException);
+      throw err;
     }
+    this.link = link;
+    this.exitPromise = link.ended.then((status) => {
+      this.exited = true;
+      this.exitStatus = status;
+    });
+    if (link.stderr) {
+      const stderr = link.stderr;
+      this.stderrClosed = new Promise((resolve) => stderr.once("close", resolve));
+      stderr.on("data", (chunk: Buffer) => this.stderrTail.push(chunk));
+    }
+    const splitter = new LineSplitter((line) => this.handleLine(line));
+    link.output.on("data", (chunk: Buffer) => splitter.push(chunk));
+    link.output.on("end", () => splitter.end());
+    link.output.once("close", () => void this.onStdoutClosed());
     if (this.state === "starting") this.state = "running";
   }
 
@@ -174,7 +163,7 @@ export class Transport {
     // One write() per message: Node queues writes in call order and never interleaves them,
     // which is all the serialisation NDJSON needs.
     return new Promise((resolve, reject) => {
-      this.child!.stdin.write(line, (err) => (err ? reject(err) : resolve()));
+      this.link!.input.write(line, (err) => (err ? reject(err) : resolve()));
     });
   }
 
@@ -236,9 +225,9 @@ export class Transport {
    * engine then stops reading its sandbox, so the command blocks instead of anyone buffering.
    */
   private pauseUntil(until: Promise<unknown>): void {
-    if (this.pausedBy++ === 0) this.child?.stdout.pause();
+    if (this.pausedBy++ === 0) this.link?.output.pause();
     until.catch(() => undefined).finally(() => {
-      if (--this.pausedBy === 0) this.child?.stdout.resume();
+      if (--this.pausedBy === 0) this.link?.output.resume();
     });
   }
 
@@ -270,16 +259,4 @@ export class Transport {
 
 function cancelledError(method: string, signal: AbortSignal): RPCError {
   return new RPCError(ErrorCode.CANCELLED, `${method} cancelled`, { cause: signal.reason });
-}
-
-function spawnError(argv: readonly string[], err: NodeJS.ErrnoException): MatchlockError {
-  const command = argv.join(" ");
-  if (err.code === "ENOENT") {
-    return new MatchlockError(
-      `Cannot start the matchlock engine (${command}): ${argv[0]} not found. ` +
-        "Install matchlock, or set Config.binaryPath or the MATCHLOCK_BIN environment variable to its path.",
-      { cause: err },
-    );
-  }
-  return new MatchlockError(`Cannot start the matchlock engine (${command}): ${err.message}`, { cause: err });
 }

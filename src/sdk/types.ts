@@ -7,6 +7,11 @@ export interface Config {
   binaryPath?: string;
   /** Run `sudo <binary> rpc` (some backends need root). `remove()` never uses sudo. */
   useSudo?: boolean;
+  /**
+   * Unix socket of a resident engine (`matchlock serve`) to connect to instead of starting an
+   * engine process per client. Default: env MATCHLOCK_ENGINE_SOCKET if non-empty, else none.
+   */
+  engineSocket?: string;
 }
 
 /**

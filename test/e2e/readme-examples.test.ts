@@ -7,9 +7,11 @@ import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { before, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { CLI, ROOT, setUpE2E } from "../helpers/e2e.js";
+import { startServer, type Server } from "../helpers/resident.js";
+import { defaultEngineSocket } from "../../src/sdk/index.js";
 
 function examples(readme: string): Array<{ title: string; code: string }> {
   const out: Array<{ title: string; code: string }> = [];
@@ -41,8 +43,11 @@ describe("README examples", async () => {
   const readme = await readFile(join(ROOT, "README.md"), "utf8");
   const blocks = examples(readme);
   let dir: string;
+  let server: Server | undefined;
   before(async () => {
     await setUpE2E();
+    // The resident-engine example connects to `matchlock serve` at its default place.
+    server = await startServer(defaultEngineSocket());
     // A user's project: "matchlock" installed (linked) in node_modules, strict TypeScript.
     dir = await mkdtemp(join(tmpdir(), "matchlock-readme-"));
     await mkdir(join(dir, "node_modules", "@types"), { recursive: true });
@@ -58,6 +63,10 @@ describe("README examples", async () => {
     });
   });
 
+  after(async () => {
+    await server?.stop();
+  });
+
   test("the README has runnable examples", () => {
     assert.ok(blocks.length >= 6, `found ${blocks.length}`);
   });
@@ -68,6 +77,7 @@ describe("README examples", async () => {
     Streaming: /^1\n2\n3\n0 \d+\n$/,
     Files: /^Hello, world!\nhello.txt 13 644 false\nscript.sh 18 755 false\n$/,
     Mounts: /^from-guest\n\n?$/,
+    "Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
     "Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
   };
 

@@ -22,10 +22,10 @@ async function tryAcquire(file: string): Promise<boolean> {
   }
 }
 
-export async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(file: string, fn: () => Promise<T>, busy = "the image store is busy"): Promise<T> {
   const deadline = Date.now() + WAIT_MS;
   while (!(await tryAcquire(file))) {
-    if (Date.now() > deadline) throw new Error(`the image store is busy: ${file} is held by another process`);
+    if (Date.now() > deadline) throw new Error(`${busy}: ${file} is held by another process`);
     await sleep(10 + Math.random() * 20);
   }
   try {

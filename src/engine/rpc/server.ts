@@ -26,11 +26,19 @@ export interface ServeOptions {
   output: Writable;
   log: (line: string) => void;
   maxLine?: number;
+  /**
+   * Whether SIGTERM/SIGINT tear this session's sandbox down and exit the process (default true).
+   * `matchlock serve` runs many sessions in one process and handles the signals itself.
+   */
+  handleSignals?: boolean;
+  /** Told the session this connection is served by (the resident engine tracks its sandboxes). */
+  onSession?: (session: Session) => void;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const writer = new MessageWriter(opts.output);
   const session = new Session(writer, opts.log);
+  opts.onSession?.(session);
   const inflight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
     inflight.add(p);
@@ -41,8 +49,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
     opts.log(`received ${signal}: stopping the sandbox`);
     void session.teardown("engine received " + signal).finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
   };
-  process.once("SIGTERM", stopOnSignal);
-  process.once("SIGINT", stopOnSignal);
+  const handleSignals = opts.handleSignals ?? true;
+  if (handleSignals) {
+    process.once("SIGTERM", stopOnSignal);
+    process.once("SIGINT", stopOnSignal);
+  }
   writer.onBroken(() => {
     opts.log("stdout is gone: stopping the sandbox");
     void session.teardown("the client stopped reading");

@@ -41,6 +41,11 @@ export class Session {
 
   constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
 
+  /** The id of the sandbox this session runs now, if any. */
+  get sandboxId(): string | undefined {
+    return this.sandbox?.id;
+  }
+
   async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
     // Undoing a finished create by a late cancel holds only until the client moves on: ids need
     // only be unique among requests in flight, so a later request may reuse the create's.

@@ -30,13 +30,27 @@ export function logFile(id: string): string {
   return join(paths.vm(id), "logs", "vm.log");
 }
 
+/**
+ * Set by `matchlock serve`: its records say their owner is a resident engine, which runs many
+ * sandboxes, so `kill` must not SIGTERM it (see requestStop).
+ */
+let residentOwner = false;
+export function recordsOwnedByResidentEngine(): void {
+  residentOwner = true;
+}
+
 export async function createVmRecord(id: string, config: Record<string, unknown>): Promise<string> {
   const dir = paths.vm(id);
   await mkdir(join(dir, "logs"), { recursive: true, mode: 0o700 });
-  await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2), { mode: 0o600 });
-  await writeFile(join(dir, "created_at"), new Date().toISOString());
-  await writeFile(join(dir, "pid"), String(process.pid));
-  await writeFile(join(dir, "pid_start"), (await processStart(process.pid)) ?? "");
+  // Written together, but "running" only after the owner: a record read in between must never
+  // look like a running sandbox whose owner is dead.
+  await Promise.all([
+    writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2), { mode: 0o600 }),
+    writeFile(join(dir, "created_at"), new Date().toISOString()),
+    writeFile(join(dir, "pid"), String(process.pid)),
+    processStart(process.pid).then((start) => writeFile(join(dir, "pid_start"), start ?? "")),
+    residentOwner ? writeFile(join(dir, "owner_kind"), "resident") : undefined,
+  ]);
   await writeFile(join(dir, "status"), "running");
   return dir;
 }
@@ -108,6 +122,30 @@ export async function listVms(): Promise<VmRecord[]> {
   const found = vms.filter((v): v is VmRecord => v !== undefined);
   const reconciled = await Promise.all(found.map(reconcile));
   return reconciled.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+}
+
+/**
+ * Asks a running sandbox's owner to stop it. A `matchlock rpc` owns just this one: SIGTERM. A
+ * resident engine owns many: it gets a request file and SIGUSR2, and stops only that sandbox.
+ */
+export async function requestStop(vm: VmRecord): Promise<void> {
+  const dir = paths.vm(vm.id);
+  if ((await readText(join(dir, "owner_kind"))) === "resident") {
+    await writeFile(join(dir, "stop_requested"), "");
+    process.kill(vm.pid, "SIGUSR2");
+  } else {
+    process.kill(vm.pid, "SIGTERM");
+  }
+}
+
+/** For the resident engine: whether `kill` asked to stop this sandbox (the request is consumed). */
+export async function takeStopRequest(id: string): Promise<boolean> {
+  try {
+    await rm(join(paths.vm(id), "stop_requested"));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function removeVmDir(id: string): Promise<void> {

@@ -1,0 +1,97 @@
+// The resident engine: one process serving many JSON-RPC sessions, one per unix-socket
+// connection. Each connection is exactly one `matchlock rpc` stdio session (the same server
+// code, the same wire format, at most one sandbox): the client closing its end is stdin's EOF,
+// and tears that session's sandbox down. Sandbox records name this process as their owner, so
+// if it is killed, the next engine's gc reclaims all of them as it would a killed `matchlock rpc`.
+import { createServer, type Server, type Socket } from "node:net";
+import { serve } from "../rpc/server.js";
+import type { Session } from "../rpc/session.js";
+import { recordsOwnedByResidentEngine, takeStopRequest } from "../sandbox/state.js";
+import { listenOwnerOnly } from "./socket-claim.js";
+
+/** After the session ended, how long the client may keep its end open before it is cut. */
+const LINGER_MS = 5000;
+
+export interface ResidentOptions {
+  socketPath: string;
+  log: (line: string) => void;
+}
+
+export class ResidentServer {
+  private readonly sessions = new Map<Socket, Promise<void>>();
+  private readonly served = new Map<Socket, Session>();
+  private connectionCount = 0;
+  private server!: Server;
+  private stopping?: Promise<void>;
+
+  /** Removes our socket file; set once listening. */
+  private releaseSocket: () => Promise<void> = async () => undefined;
+
+  private constructor(
+    private readonly log: (line: string) => void,
+    readonly socketPath: string,
+  ) {}
+
+  static async start(opts: ResidentOptions): Promise<ResidentServer> {
+    const self = new ResidentServer(opts.log, opts.socketPath);
+    recordsOwnedByResidentEngine();
+    // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
+    self.server = createServer({ allowHalfOpen: true }, (socket) => self.accept(socket));
+    self.releaseSocket = await listenOwnerOnly(self.server, opts.socketPath);
+    self.server.on("error", (err) => opts.log(`socket server error: ${err.message}`));
+    return self;
+  }
+
+  /**
+   * Stops accepting, cuts every connection (each session then tears its sandbox down, as on
+   * stdin EOF), waits for those teardowns and removes the socket. Idempotent.
+   */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log(`stopping: ${reason}; ${this.sessions.size} session(s) open`);
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      for (const socket of this.sessions.keys()) socket.destroy();
+      await Promise.allSettled([...this.sessions.values()]);
+      await closed;
+      await this.releaseSocket();
+    })();
+    return this.stopping;
+  }
+
+  /**
+   * `matchlock kill ID` on one of our sandboxes (SIGUSR2 + a request file): that session ends as
+   * if its client had disconnected, and every other session goes on.
+   */
+  async stopRequested(): Promise<void> {
+    for (const [socket, session] of this.served) {
+      const id = session.sandboxId;
+      if (id && (await takeStopRequest(id))) {
+        this.log(`stopping ${id}: matchlock kill`);
+        socket.destroy();
+      }
+    }
+  }
+
+  private accept(socket: Socket): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    const n = ++this.connectionCount;
+    const log = (line: string) => this.log(`[session ${n}] ${line}`);
+    socket.on("error", () => undefined); // a reset connection ends the session like EOF; serve sees it
+    const onSession = (s: Session) => this.served.set(socket, s);
+    const session = serve({ input: socket, output: socket, log, handleSignals: false, onSession })
+      .catch((err: NodeJS.ErrnoException) => {
+        const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
+        log(vanished ? "the client disconnected" : `session ended: ${err.message}`);
+      })
+      .finally(() => {
+        this.sessions.delete(socket);
+        this.served.delete(socket);
+        socket.end();
+        setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      });
+    this.sessions.set(socket, session);
+  }
+}
