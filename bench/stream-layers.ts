@@ -60,13 +60,13 @@ export async function sdkStream(client: Client): Promise<void> {
   if (r.exitCode !== 0 || c.bytes() !== STREAM_BYTES) throw new Error(`execStream delivered ${c.bytes()} bytes, exit ${r.exitCode}`);
 }
 
-/** The command piped into `cat > /dev/null` inside the sandbox, timed by the sandbox's clock. */
-async function inSandbox(client: Client): Promise<number> {
+/** How long `command` takes inside the sandbox, by the sandbox's own clock (ms, 10 ms resolution). */
+export async function timeInSandbox(client: Client, command: string): Promise<number> {
   // busybox date has no sub-second format; /proc/uptime has centiseconds
-  const r = await client.exec(`a=$(cut -d' ' -f1 /proc/uptime); ${STREAM_COMMAND} | cat > /dev/null; b=$(cut -d' ' -f1 /proc/uptime); echo $a $b`);
+  const r = await client.exec(`a=$(cut -d' ' -f1 /proc/uptime); ${command}; b=$(cut -d' ' -f1 /proc/uptime); echo $a $b`);
   const [a, b] = r.stdout.trim().split(" ").map(Number);
   if (r.exitCode !== 0 || a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b)) {
-    throw new Error(`in-sandbox timing failed: exit ${r.exitCode}: ${r.stdout} ${r.stderr}`);
+    throw new Error(`in-sandbox timing of ${command} failed: exit ${r.exitCode}: ${r.stdout} ${r.stderr}`);
   }
   return (b - a) * 1000;
 }
@@ -110,7 +110,7 @@ export async function measureStreamLayers(client: Client, rounds: number): Promi
     t = performance.now();
     await nativeStream();
     native.push(performance.now() - t);
-    inside.push(await inSandbox(client));
+    inside.push(await timeInSandbox(client, `${STREAM_COMMAND} | cat > /dev/null`));
   }
   return { sdk: median(sdk), native: median(native), inSandbox: median(inside), agentOnly: await agentOnly(rounds) };
 }
