@@ -158,14 +158,16 @@ export class FrameDecoder {
   private take(n: number): Buffer {
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
+    let whole = 0; // chunks used up, dropped in one splice: shift() per chunk is quadratic
     while (filled < n) {
-      const chunk = this.chunks[0]!;
+      const chunk = this.chunks[whole]!;
       const used = Math.min(chunk.length, n - filled);
       chunk.copy(out, filled, 0, used);
       filled += used;
-      if (used < chunk.length) this.chunks[0] = chunk.subarray(used);
-      else this.chunks.shift();
+      if (used < chunk.length) this.chunks[whole] = chunk.subarray(used);
+      else whole++;
     }
+    this.chunks.splice(0, whole);
     this.buffered -= n;
     return out;
   }
