@@ -348,7 +348,8 @@ test("write and read errors", LIMIT, async () => {
 
 test("a huge READ does not starve a concurrent exec", LIMIT, async () => {
   await withAgent(async (agent, dir) => {
-    const data = randomBytes(16 * 1024 * 1024);
+    // large enough that a loaded host forks the shell before the whole file has gone out
+    const data = randomBytes(48 * 1024 * 1024);
     const path = join(dir, "huge");
     assert.equal((await agent.writeFile(path, 0o644, data)).ok, true);
     const finished: string[] = [];
