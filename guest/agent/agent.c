@@ -114,8 +114,9 @@ static int sigchld_write_fd = -1;
 /*
  * Exec output is coalesced (OUT_CHUNK frames, PIPE_BYTES pipes, OUT_NAP_NS naps) only on the
  * stdio channel, i.e. under gVisor, where it was measured to double throughput. In a TCG
- * micro-VM (--channel) the same change measured slower, so there the agent reads each pipe in
- * CHUNK pieces as soon as it is readable, as before.
+ * micro-VM (--channel) reading the clock costs enough that a clock read per wakeup made
+ * streams 2-3x slower, and the naps were not measured there, so the agent reads each pipe in
+ * CHUNK pieces as soon as it is readable, as before, and never reads the clock for it.
  */
 static bool coalesce_output = true;
 
@@ -979,7 +980,7 @@ static size_t build_pollset(struct agent *a, int64_t *wake_ns)
         a->pfd_exec = xmalloc(a->pfd_cap * sizeof *a->pfd_exec);
     }
     size_t n = 0;
-    int64_t now = a->execs ? now_ns() : 0;
+    int64_t now = -1; /* read only when some pipe naps: the clock is slow in a TCG guest */
     *wake_ns = -1;
     a->pfds[n++] = (struct pollfd){.fd = 0, .events = POLLIN};
     a->pfds[n++] = (struct pollfd){.fd = a->sigchld_fd, .events = POLLIN};
@@ -988,7 +989,8 @@ static size_t build_pollset(struct agent *a, int64_t *wake_ns)
         int64_t naps[2] = {e->out_nap_until, e->err_nap_until};
         for (int i = 0; i < 2; i++) {
             if (fds[i] < 0) continue;
-            if (naps[i] > now) {
+            if (naps[i] > 0 && now < 0) now = now_ns();
+            if (naps[i] > 0 && naps[i] > now) {
                 if (*wake_ns < 0 || naps[i] < *wake_ns) *wake_ns = naps[i];
                 continue;
             }
