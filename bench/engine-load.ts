@@ -1,48 +1,17 @@
 // The engine under load, on every engine the machine has: execStream throughput of a command
-// writing 200 MB against the same command run natively; how many idle sandboxes start in 30 s;
-// memory per idle sandbox; and the RSS of the `matchlock rpc` engine processes while 10
-// sandboxes run. Called by `npm run bench` (bench/gvisor.ts); alone: `npm run bench:load`.
+// writing 200 MB against the same command run natively, layer by layer (bench/stream-layers.ts);
+// how many idle sandboxes start in 30 s; memory per idle sandbox; and the RSS of the
+// `matchlock rpc` engine processes while 10 sandboxes run. Called by `npm run bench` (bench/gvisor.ts); alone: `npm run bench:load`.
 //   BENCH_ENGINES=gvisor,microvm  BENCH_ROUNDS=5  BENCH_DENSITY_MAX=40
-import { spawn } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
-import { Writable } from "node:stream";
 import { Sandbox, type Client } from "../src/sdk/index.js";
 import { BUSYBOX, newClient } from "../test/helpers/e2e.js";
 import { median } from "./measure.js";
+import { LAYER_HEADER, STREAM_COMMAND, layerRow, mbps, measureStreamLayers, type StreamLayers } from "./stream-layers.js";
 
-const STREAM_BYTES = 200 * 1024 * 1024;
 const DENSITY_WINDOW_MS = 30_000;
 const DENSITY_MAX = Number(process.env.BENCH_DENSITY_MAX ?? 40);
 const LAUNCH_CONCURRENCY = 2;
-const STREAM_COMMAND = `head -c ${STREAM_BYTES} /dev/zero`;
-
-function counter(): { sink: Writable; bytes: () => number } {
-  let n = 0;
-  return { sink: new Writable({ write(chunk: Buffer, _enc, cb) { n += chunk.length; cb(); } }), bytes: () => n };
-}
-
-/** `execStream` of a command writing 200 MB, against busybox running the same command on the host. */
-async function streamThroughput(client: Client, rounds: number): Promise<{ ours: number; native: number }> {
-  const ours: number[] = [];
-  const native: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const c = counter();
-    let t = performance.now();
-    const r = await client.execStream(STREAM_COMMAND, { stdout: c.sink });
-    ours.push(performance.now() - t);
-    if (r.exitCode !== 0 || c.bytes() !== STREAM_BYTES) throw new Error(`execStream delivered ${c.bytes()} bytes, exit ${r.exitCode}`);
-    const n = counter();
-    t = performance.now();
-    await new Promise<void>((resolve, reject) => {
-      const p = spawn("busybox", ["sh", "-c", STREAM_COMMAND], { stdio: ["ignore", "pipe", "inherit"] });
-      p.stdout.pipe(n.sink);
-      p.on("error", reject);
-      p.on("close", (code) => (code === 0 && n.bytes() === STREAM_BYTES ? resolve() : reject(new Error(`native stream: exit ${code}, ${n.bytes()} bytes`))));
-    });
-    native.push(performance.now() - t);
-  }
-  return { ours: median(ours), native: median(native) };
-}
 
 /** Every live descendant of this process, with its command line. */
 async function descendants(): Promise<Array<{ pid: number; args: string }>> {
@@ -114,7 +83,7 @@ async function closeAll(clients: Client[]): Promise<void> {
 
 interface EngineLoad {
   engine: string;
-  stream: { ours: number; native: number };
+  stream: StreamLayers;
   startedIn30s: number;
   capped: boolean;
   /** With 10 idle sandboxes: proportional set size of everything they and their engines hold, per sandbox. */
@@ -137,8 +106,8 @@ async function measureEngine(engine: string, rounds: number): Promise<EngineLoad
   }
   let stream: EngineLoad["stream"];
   try {
-    console.error(`${engine}: execStream 200 MB...`);
-    stream = await streamThroughput(probe, rounds);
+    console.error(`${engine}: execStream 200 MB, layer by layer...`);
+    stream = await measureStreamLayers(probe, rounds);
   } finally {
     await closeAll([probe]);
   }
@@ -180,12 +149,14 @@ export async function printEngineLoad(engines = (process.env.BENCH_ENGINES ?? "g
     const r = await measureEngine(engine, rounds);
     if (r) results.push(r);
   }
-  const mbps = (ms: number) => `${(STREAM_BYTES / 2 ** 20 / (ms / 1000)).toFixed(0)} MB/s`;
   console.log(`\nengine under load (median of ${rounds} streams; sandboxes launched ${LAUNCH_CONCURRENCY} at a time; one \`matchlock rpc\` per sandbox, as the SDK runs them)`);
   console.log("| engine | execStream 200 MB | same command natively | ratio | idle sandboxes started in 30 s | memory per idle sandbox (PSS) | MemAvailable drop per sandbox | `matchlock rpc` RSS with 10 sandboxes (median / max) |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const r of results) {
-    console.log(`| ${r.engine} | ${r.stream.ours.toFixed(0)} ms, ${mbps(r.stream.ours)} | ${r.stream.native.toFixed(0)} ms, ${mbps(r.stream.native)} | ${(r.stream.ours / r.stream.native).toFixed(1)}x | ` +
+    console.log(`| ${r.engine} | ${r.stream.sdk.toFixed(0)} ms, ${mbps(r.stream.sdk)} | ${r.stream.native.toFixed(0)} ms, ${mbps(r.stream.native)} | ${(r.stream.sdk / r.stream.native).toFixed(1)}x | ` +
       `${r.startedIn30s}${r.capped ? " (the cap, BENCH_DENSITY_MAX)" : ""} | ${r.pssPerSandboxMb.toFixed(0)} MB | ${r.availDropPerSandboxMb.toFixed(0)} MB | ${r.engineRssMedianMb.toFixed(0)} / ${r.engineRssMaxMb.toFixed(0)} MB |`);
   }
+  console.log(`\nwhere execStream's time goes: \`${STREAM_COMMAND}\`, each layer's median and its ratio to native`);
+  for (const line of LAYER_HEADER) console.log(line);
+  for (const r of results) console.log(layerRow(r.engine, r.stream));
 }

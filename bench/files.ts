@@ -12,6 +12,7 @@ import { ImageStore } from "../src/engine/image/store.js";
 import { Sandbox } from "../src/sdk/index.js";
 import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
 import { median } from "./measure.js";
+import { timeInSandbox } from "./stream-layers.js";
 
 const SIZES: Array<[string, number, number]> = [
   // label, bytes, rounds
@@ -74,11 +75,21 @@ async function main(): Promise<void> {
       const sdkRead = await timed(rounds, () => client.readFile(GUEST_FILE));
       const back = await client.readFile(GUEST_FILE);
       if (!back.equals(data)) throw new Error(`${label}: the file read back differs`);
-      const agent = size >= 1e8 ? await agentOnly(image.rootfs, work, data, rounds) : undefined;
+      const large = size >= 1e8;
+      const agent = large ? await agentOnly(image.rootfs, work, data, rounds) : undefined;
+      // What the sandbox's own file system costs: the same bytes copied by dd inside it.
+      const inside = large
+        ? {
+            write: await timeInSandbox(client, `dd if=/dev/zero of=/tmp/dd.bin bs=1000000 count=${size / 1e6} 2>/dev/null`),
+            read: await timeInSandbox(client, `dd if=${GUEST_FILE} of=/dev/null bs=1000000 2>/dev/null`),
+          }
+        : undefined;
+      if (large) await client.exec("rm -f /tmp/dd.bin");
       const mbps = (ms: number) => (size / 1e6 / (ms / 1000)).toFixed(1);
-      const row = (what: string, ours: number, native: number, agentMs?: number) =>
-        `| ${what} ${label} | ${ours.toFixed(2)} (${mbps(ours)} MB/s) | ${native.toFixed(2)} | ${(ours / native).toFixed(1)}x | ${agentMs === undefined ? "" : `${agentMs.toFixed(0)} (${mbps(agentMs)} MB/s)`} |`;
-      rows.push(row("writeFile", sdkWrite, nativeWrite, agent?.write), row("readFile", sdkRead, nativeRead, agent?.read));
+      const cell = (ms: number | undefined, native: number) => (ms === undefined ? "" : `${ms.toFixed(0)} (${mbps(ms)} MB/s, ${(ms / native).toFixed(1)}x)`);
+      const row = (what: string, ours: number, native: number, agentMs?: number, insideMs?: number) =>
+        `| ${what} ${label} | ${ours.toFixed(2)} (${mbps(ours)} MB/s) | ${native.toFixed(2)} | ${(ours / native).toFixed(1)}x | ${cell(agentMs, native)} | ${cell(insideMs, native)} |`;
+      rows.push(row("writeFile", sdkWrite, nativeWrite, agent?.write, inside?.write), row("readFile", sdkRead, nativeRead, agent?.read, inside?.read));
       await rm(hostFile, { force: true });
     }
   } finally {
@@ -87,8 +98,8 @@ async function main(): Promise<void> {
     await rm(work, { recursive: true, force: true });
   }
   console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, node ${process.version}; engine ${BACKEND}; guest file ${GUEST_FILE}`);
-  console.log("| transfer | SDK median ms | native fs median ms | ratio | agent channel alone, median ms |");
-  console.log("|---|---:|---:|---:|---:|");
+  console.log("| transfer | SDK median ms | native fs median ms | ratio | agent channel alone, median ms (ratio to native) | dd inside the sandbox, ms (ratio) |");
+  console.log("|---|---:|---:|---:|---:|---:|");
   for (const r of rows) console.log(r);
 }
 

@@ -143,17 +143,31 @@ export class FrameDecoder {
     return frames;
   }
 
+  /** The next `n` bytes (n is a header's size: joining the chunks for it is cheap). */
   private peek(n: number): Buffer {
-    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    let count = 0;
+    for (let have = 0; have < n; count++) have += this.chunks[count]!.length;
+    if (count > 1) this.chunks.unshift(Buffer.concat(this.chunks.splice(0, count)));
     return this.chunks[0]!.subarray(0, n);
   }
 
+  /**
+   * The next `n` buffered bytes, copied once into a buffer of their own (a frame must not pin the
+   * larger read buffers it came in; big exec output frames span several of them).
+   */
   private take(n: number): Buffer {
-    const first = this.peek(n);
-    const out = Buffer.from(first);
-    const rest = this.chunks[0]!.subarray(n);
-    if (rest.length > 0) this.chunks[0] = rest;
-    else this.chunks.shift();
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    let whole = 0; // chunks used up, dropped in one splice: shift() per chunk is quadratic
+    while (filled < n) {
+      const chunk = this.chunks[whole]!;
+      const used = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, used);
+      filled += used;
+      if (used < chunk.length) this.chunks[whole] = chunk.subarray(used);
+      else whole++;
+    }
+    this.chunks.splice(0, whole);
     this.buffered -= n;
     return out;
   }

@@ -6,6 +6,7 @@ import { ErrorCode, MAX_REQUEST_LINE, Notification, type RpcRequest } from "../p
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import type { EngineLink } from "./engine-link.js";
 import { LineSplitter } from "./line-splitter.js";
+import { parseOutputNotification } from "./output-notification.js";
 import { OutputTail } from "./output-tail.js";
 import type { CallOptions } from "./types.js";
 
@@ -178,6 +179,8 @@ export class Transport {
   }
 
   private handleLine(line: Buffer): void {
+    const output = parseOutputNotification(line);
+    if (output) return this.handleNotification(output.method, output.params);
     let message: unknown;
     try {
       message = JSON.parse(lineText(line));

@@ -218,14 +218,47 @@ test("exec streams 10 MB of stdout intact", LIMIT, async () => {
     const { done } = await agent.startExec(`cat ${dir}/big`, {}, (f) => {
       if (f.type === FrameType.STDOUT) {
         frames++;
-        assert.ok(f.payload.length <= 64 * 1024);
+        assert.ok(f.payload.length <= 256 * 1024, `a frame of ${f.payload.length} bytes`);
       }
     });
     const r = await done;
     assertExit(r, 0);
     assert.equal(r.stdout.length, data.length);
     assert.equal(sha256(r.stdout), sha256(data));
-    assert.ok(frames >= 160, `${frames} STDOUT frames`);
+    assert.ok(frames >= 40, `${frames} STDOUT frames`);
+  });
+});
+
+test("output written in many small writes is sent in few large frames", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const sizes: number[] = [];
+    // 1024 writes of 4 KiB each, the way busybox's head and cat write
+    const { done } = await agent.startExec("dd if=/dev/zero bs=4096 count=1024 2>/dev/null", {}, (f) => {
+      if (f.type === FrameType.STDOUT) sizes.push(f.payload.length);
+    });
+    const r = await done;
+    assertExit(r, 0);
+    assert.equal(r.stdout.length, 4 * 1024 * 1024);
+    assert.ok(r.stdout.every((b) => b === 0));
+    // 16 frames of 256 KiB at best; an agent sending what each wakeup finds sends 64 to 1024
+    assert.ok(sizes.length <= 48, `${sizes.length} frames for 1024 writes`);
+  });
+});
+
+test("output after a quiet spell is sent at once, not held for more", LIMIT, async () => {
+  await withAgent(async (agent) => {
+    const seen: Array<{ text: string; at: number }> = [];
+    const t0 = performance.now();
+    const { done } = await agent.startExec("echo a; sleep 0.3; printf b; sleep 0.3; echo c; sleep 2", {}, (f) => {
+      if (f.type === FrameType.STDOUT) seen.push({ text: f.payload.toString(), at: performance.now() - t0 });
+    });
+    const r = await done;
+    assertExit(r, 0);
+    assert.equal(r.stdout.toString(), "a\nbc\n");
+    assert.deepEqual(seen.map((s) => s.text), ["a\n", "b", "c\n"]);
+    // each piece arrives with its write (the shell sleeps 0.3 s between them), long before EXIT
+    assert.ok(seen[2]!.at < 1500, `the last line arrived after ${seen[2]!.at.toFixed(0)} ms`);
+    assert.ok(seen[1]!.at - seen[0]!.at < 600 && seen[2]!.at - seen[1]!.at < 600, JSON.stringify(seen));
   });
 });
 
@@ -315,7 +348,8 @@ test("write and read errors", LIMIT, async () => {
 
 test("a huge READ does not starve a concurrent exec", LIMIT, async () => {
   await withAgent(async (agent, dir) => {
-    const data = randomBytes(16 * 1024 * 1024);
+    // large enough that a loaded host forks the shell before the whole file has gone out
+    const data = randomBytes(48 * 1024 * 1024);
     const path = join(dir, "huge");
     assert.equal((await agent.writeFile(path, 0o644, data)).ok, true);
     const finished: string[] = [];

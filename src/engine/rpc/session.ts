@@ -145,8 +145,9 @@ export class Session {
     let overflow = false;
     const sink = stream
       ? {
-          stdout: (d: Buffer) => this.writer.notify(Notification.EXEC_STDOUT, { id: streamId, data: d.toString("base64") }),
-          stderr: (d: Buffer) => this.writer.notify(Notification.EXEC_STDERR, { id: streamId, data: d.toString("base64") }),
+          // Base64Data: the base64 text goes into the line without JSON.stringify scanning it.
+          stdout: (d: Buffer) => this.writer.notify(Notification.EXEC_STDOUT, { id: streamId, data: new Base64Data(d) }),
+          stderr: (d: Buffer) => this.writer.notify(Notification.EXEC_STDERR, { id: streamId, data: new Base64Data(d) }),
         }
       : bufferedSink(stdout, stderr, () => {
           overflow = true;
