@@ -84,6 +84,31 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
     });
   }
 
+  test("`matchlock run` given SIGTERM during its create: the create is undone, nothing is left", async () => {
+    const vms = firstVm(home);
+    const run = spawn(process.execPath, [CLI, "run", "--image", BUSYBOX, "--rm=false", "echo", "never"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    run.stdout.on("data", (d: Buffer) => (out += d));
+    run.stderr.on("data", (d: Buffer) => (out += d));
+    const exit = new Promise<number | null>((resolve) => run.on("exit", (code) => resolve(code)));
+    try {
+      const id = await vms.id;
+      while ((await processesOf(id)).length === 0) {
+        assert.equal(out, "", "the command ran before the sandbox's processes were seen");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      run.kill("SIGTERM");
+      assert.equal(await exit, 143, out);
+      assert.doesNotMatch(out, /never/);
+      assert.deepEqual(await leftovers(id, home), []);
+      assert.deepEqual(await networkLeftovers(id), []);
+      assert.deepEqual(await readdir(join(home, "vms")), []);
+    } finally {
+      vms.stop();
+      run.kill("SIGKILL");
+    }
+  });
+
   test("after those, a new engine creates and runs a sandbox as usual", async () => {
     const run = startEngine();
     try {
