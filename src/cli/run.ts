@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { resolve } from "node:path";
 import { chooseBackend } from "../engine/backends/select.js";
 import { createParamsSchema, describeZodError, mergeDefaults, type WireMount } from "../engine/sandbox/create-config.js";
-import { Sandbox } from "../engine/sandbox/sandbox.js";
+import { CreateCancelledError, Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
 
 interface RunOptions {
@@ -73,13 +73,29 @@ export function registerRunCommand(program: Command): void {
       });
       if (!params.success) throw new Error(describeZodError(params.error));
       const config = mergeDefaults(params.data);
-      const sandbox = await Sandbox.create(config, (await chooseBackend(config.backend)).backend);
+      // A signal during the create aborts it (it undoes what it made); after, it stops the sandbox.
+      const creating = new AbortController();
+      let stopped: number | undefined;
+      let sandbox: Sandbox | undefined;
       const finish = async () => {
+        if (!sandbox) return;
         await sandbox.close();
         if (opts.rm) await removeVmDir(sandbox.id);
       };
-      process.once("SIGINT", () => void finish().finally(() => process.exit(130)));
-      process.once("SIGTERM", () => void finish().finally(() => process.exit(143)));
+      const stopOn = (code: number) => () => {
+        stopped = code;
+        if (sandbox) void finish().finally(() => process.exit(code));
+        else creating.abort();
+      };
+      process.once("SIGINT", stopOn(130));
+      process.once("SIGTERM", stopOn(143));
+      try {
+        sandbox = await Sandbox.create(config, (await chooseBackend(config.backend)).backend, {}, creating.signal);
+      } catch (err) {
+        if (stopped !== undefined && err instanceof CreateCancelledError) process.exit(stopped);
+        throw err;
+      }
+      if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
       try {
         const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir }, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.

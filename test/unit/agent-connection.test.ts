@@ -58,3 +58,47 @@ describe("AgentConnection with a hostile guest", () => {
     await assert.rejects(next, SandboxLostError);
   });
 });
+
+describe("AgentConnection: explaining a lost sandbox", () => {
+  function connectExplained() {
+    const toAgent = new PassThrough();
+    const fromAgent = new PassThrough();
+    let asked = 0;
+    const conn = new AgentConnection(toAgent, fromAgent, async () => {
+      asked++;
+      return new SandboxLostError("explained: out of memory");
+    });
+    fromAgent.write(encodeFrame(FrameType.READY, 0, Buffer.from("test-agent")));
+    return { conn, fromAgent, asked: () => asked };
+  }
+
+  test("a channel that closes unasked is explained by the backend (e.g. an OOM kill)", async () => {
+    const { conn, fromAgent, asked } = connectExplained();
+    await conn.ready;
+    const pending = conn.ping();
+    fromAgent.end();
+    await assert.rejects(pending, /explained: out of memory/);
+    assert.equal(asked(), 1);
+  });
+
+  test("a channel that closes after shutdown() is a normal stop: the backend is not asked", async () => {
+    const { conn, fromAgent, asked } = connectExplained();
+    await conn.ready;
+    conn.shutdown();
+    fromAgent.end();
+    await new Promise((r) => setImmediate(r));
+    assert.match(String(conn.lost?.message), /closed its agent channel/);
+    await conn.loseExplained(new SandboxLostError("the sandbox exited")); // as runsc's exit reports it
+    assert.equal(asked(), 0);
+  });
+
+  test("after the sandbox was already lost (a deadline, say), a later close is not explained either", async () => {
+    const { conn, fromAgent, asked } = connectExplained();
+    await conn.ready;
+    conn.lose(new SandboxLostError("the sandbox reached its timeout"));
+    fromAgent.end();
+    await conn.loseExplained(new SandboxLostError("the sandbox exited"));
+    assert.equal(asked(), 0);
+    assert.match(String(conn.lost?.message), /timeout/);
+  });
+});

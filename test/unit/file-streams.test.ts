@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { chown, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -93,6 +93,34 @@ describe("streamed writes through the real agent", () => {
     await stop();
     assert.deepEqual((await readdir(dir)).filter((n) => n.includes("never")), []);
   });
+
+  test("the temporary file sits next to a symlink's final target, with a short name, and gets the old owner", T, () =>
+    withAgent(async (conn) => {
+      const real = join(dir, "links", "real");
+      await mkdir(real, { recursive: true });
+      const name = "x".repeat(255);
+      await writeFile(join(real, name), "old");
+      await chown(join(real, name), 4321, 5432);
+      await symlink(`real/${name}`, join(dir, "links", "hop"));
+      await symlink(join(dir, "links", "hop"), join(dir, "links", "entry"));
+      await symlink("entry", join(dir, "links", "loop-a"));
+      await unlink(join(dir, "links", "entry"));
+      await symlink("loop-a", join(dir, "links", "entry")); // entry -> loop-a -> entry: a loop
+      await assert.rejects(AgentWriteStream.open(conn, join(dir, "links", "entry"), 0o644), /Too many levels of symbolic links/);
+
+      const w = await AgentWriteStream.open(conn, join(dir, "links", "hop"), 0o600);
+      await w.write(Buffer.from("new"));
+      await conn.ping();
+      const temps = (await readdir(real)).filter((n) => n !== name);
+      assert.equal(temps.length, 1, "the temporary file is in the target's directory");
+      assert.match(temps[0]!, /^\.x{40}\.matchlock-\w{6}$/);
+      await w.commit();
+      assert.equal((await lstat(join(dir, "links", "hop"))).isSymbolicLink(), true);
+      const st = await stat(join(real, name));
+      assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [4321, 5432, 0o600]);
+      assert.equal(await readFile(join(real, name), "utf8"), "new");
+      assert.deepEqual(await readdir(real), [name]);
+    }));
 });
 
 describe("streamed reads through the real agent", () => {

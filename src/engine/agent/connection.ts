@@ -94,9 +94,14 @@ export class AgentConnection {
     this.toAgent.destroy();
   }
 
-  /** Like lose(), but the backend's explanation of the loss wins over `fallback`. */
+  /**
+   * Like lose(), but the backend's explanation of the loss wins over `fallback`. Only a death
+   * nobody asked for is explained: after shutdown() or lose() the cause is known, and explaining
+   * can be costly (gVisor may scan the kernel log for an OOM kill).
+   */
   async loseExplained(fallback: Error): Promise<void> {
-    const better = this.explainLoss ? await this.explainLoss().catch(() => undefined) : undefined;
+    const unexpected = !this.lostError && !this.toAgent.writableEnded;
+    const better = unexpected && this.explainLoss ? await this.explainLoss().catch(() => undefined) : undefined;
     this.lose(better ?? fallback);
   }
 

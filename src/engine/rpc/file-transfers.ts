@@ -7,7 +7,8 @@
 //   write_file_close {handle}               -> {size}      (renames the temporary file into place)
 //   read_file_open {path}                   -> {handle}
 //   read_file_chunk {handle, max_bytes?}    -> {data, eof} (eof: this was the last chunk)
-//   file_abort {handle}                     -> {aborted}   (a write leaves nothing behind)
+//   file_abort {handle}                     -> {aborted}   (a write leaves nothing behind; a write
+//                                              whose close already renamed it: {aborted: false, completed: true})
 import { z } from "zod";
 import { Base64Data } from "../../protocol/base64.js";
 import { ErrorCode } from "../../protocol/rpc.js";
@@ -42,6 +43,8 @@ interface Transfer {
   queued: number;
   /** Set once a step failed: every later request of this transfer gets the same error. */
   failed?: RpcError;
+  /** A write's close once it has started: past that point an abort can no longer stop the rename. */
+  closing?: Promise<unknown>;
 }
 
 type Result = Record<string, unknown>;
@@ -107,7 +110,8 @@ export class FileTransfers {
     const t = this.get(p.handle, "write");
     const stream = t.stream as AgentWriteStream;
     return this.step(p.handle, t, async () => {
-      await stream.commit();
+      t.closing = stream.commit();
+      await t.closing;
       this.open.delete(p.handle);
       return { size: stream.size };
     });
@@ -124,10 +128,16 @@ export class FileTransfers {
     });
   }
 
-  private abort(params: unknown): Result {
+  private async abort(params: unknown): Promise<Result> {
     const p = decode(handleParams, params);
     const t = this.open.get(p.handle);
     if (!t) return { aborted: false };
+    if (t.closing) {
+      // The close already asked for the rename: its outcome decides, the answer must not guess.
+      const committed = await t.closing.then(() => true, () => false);
+      this.open.delete(p.handle);
+      return committed ? { aborted: false, completed: true } : { aborted: true };
+    }
     this.open.delete(p.handle);
     t.failed ??= new RpcError(ErrorCode.FILE_FAILED, `transfer ${p.handle} was aborted`);
     t.stream.cancel();

@@ -5,7 +5,8 @@
 //   stops the sandbox at once (in-flight calls then fail) and ends the session;
 // - every other method runs concurrently; a request's notifications precede its response;
 // - after `close`, the next line (or EOF) ends the session; EOF, SIGTERM and SIGINT tear the
-//   sandbox down, so a client that dies never leaves one behind.
+//   sandbox down (a create in progress is aborted and undone), so a client that dies never
+//   leaves one behind.
 import type { Readable, Writable } from "node:stream";
 import { z } from "zod";
 import { ErrorCode, MAX_REQUEST_LINE, type RequestId } from "../../protocol/rpc.js";
@@ -97,9 +98,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
   } finally {
     process.removeListener("SIGTERM", stopOnSignal);
     process.removeListener("SIGINT", stopOnSignal);
-    // EOF or close: stop the sandbox first, so in-flight calls fail fast instead of hanging.
-    await creating;
+    // EOF or close: stop the sandbox first (a create in progress is aborted and undone), so
+    // in-flight calls fail fast instead of hanging.
     await session.teardown("the client closed the session");
+    await creating;
     await Promise.allSettled([...inflight]);
     await writer.flush();
   }

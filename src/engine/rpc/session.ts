@@ -38,6 +38,8 @@ export class Session {
   private readonly transfers = new FileTransfers(() => this.current());
   /** The request id of the `create` that made the current sandbox: cancelling it later undoes it. */
   private createdBy: RequestId | undefined;
+  /** The create in progress, which a shutdown aborts and waits for (it undoes what it made). */
+  private inCreate: { abort: AbortController; done: Promise<unknown> } | undefined;
 
   constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
 
@@ -65,8 +67,14 @@ export class Session {
     }
   }
 
-  /** Stops the sandbox if there is one. Safe to call any number of times. */
+  /** Stops the sandbox if there is one, aborting a create in progress. Safe to call any number of times. */
   async teardown(reason: string): Promise<void> {
+    const pending = this.inCreate;
+    if (pending) {
+      this.log(`abandoning the create in progress: ${reason}`);
+      pending.abort.abort();
+      await pending.done.catch(() => {});
+    }
     const sb = this.sandbox;
     this.sandbox = undefined;
     this.transfers.abortAll();
@@ -86,17 +94,31 @@ export class Session {
     traceStartup("create: request parsed");
     // A client that gives up (timeout, abort) cancels its create: the server reads `cancel`
     // while a create runs, and what was being made is torn down and its record removed.
+    // A shutdown (SIGTERM, EOF, the client gone) aborts it the same way.
     const abort = new AbortController();
     const cancellable = id !== undefined && id !== null;
     if (cancellable) this.cancels.set(id, abort);
-    try {
+    const making = (async () => {
       const { backend, reason } = await chooseBackend(config.backend);
       this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
-      this.sandbox = await Sandbox.create(config, backend, {
+      const sb = await Sandbox.create(config, backend, {
         secrets: secretRules(parsed.data.network?.secrets ?? {}),
         onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
         log: this.log,
       }, abort.signal);
+      if (abort.signal.aborted) {
+        // Aborted just as it finished: nobody will learn this id, so undo it as a cancel would.
+        await sb.close(0).catch(() => {});
+        await removeVmDir(sb.id);
+        throw new CreateCancelledError(`create cancelled: sandbox ${sb.id} was stopped and its state removed`);
+      }
+      this.sandbox = sb; // here, not after `await making`: a teardown waiting on it must find it
+      return sb;
+    })();
+    this.inCreate = { abort, done: making };
+    let sb: Sandbox;
+    try {
+      sb = await making;
     } catch (err) {
       if (err instanceof CreateCancelledError) throw new RpcError(ErrorCode.CANCELLED, err.message);
       if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
@@ -104,12 +126,13 @@ export class Session {
       throw new RpcError(ErrorCode.VM_FAILED, `failed to create sandbox: ${(err as Error).message}`);
     } finally {
       if (cancellable) this.cancels.delete(id);
+      this.inCreate = undefined;
     }
     traceStartup("create: done");
     this.createdBy = id ?? undefined;
-    this.lastId = this.sandbox.id;
-    this.log(`created ${this.sandbox.id} from ${config.image}`);
-    return { id: this.sandbox.id };
+    this.lastId = sb.id;
+    this.log(`created ${sb.id} from ${config.image}`);
+    return { id: sb.id };
   }
 
   private async close(params: unknown): Promise<Result> {

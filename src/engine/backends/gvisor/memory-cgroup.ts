@@ -83,32 +83,51 @@ function kernelLogNamesOomOf(cgroup: string): boolean {
   }
 }
 
+/** Where a failure to remove a cgroup is reported: the engine's log (stderr) by default. */
+export type CgroupLog = (line: string) => void;
+const stderrLog: CgroupLog = (line) => process.stderr.write(`matchlock: ${line}\n`);
+
 /**
  * Removes every cgroup of a dead sandbox: our memory cgroup, and those runsc made for the other
  * controllers, which it never gets to remove when it is killed before recording its container
- * (early in create). Returns the controllers it removed.
+ * (early in create). Returns the controllers it removed; one it cannot remove is logged.
  */
-export async function removeSandboxCgroups(id: string): Promise<string[]> {
+export async function removeSandboxCgroups(id: string, log: CgroupLog = stderrLog): Promise<string[]> {
   const dirs = existsSync(join(V1_MEMORY, "memory.limit_in_bytes"))
     ? (await readdir(V2_ROOT).catch(() => [] as string[])).map((c) => join(V2_ROOT, c, CGROUP_PARENT, id))
     : [join(V2_ROOT, CGROUP_PARENT, id)];
   const removed: string[] = [];
   for (const dir of dirs.filter((d) => existsSync(d))) {
-    await removeCgroupDir(dir);
-    if (!existsSync(dir)) removed.push(dir.split("/")[4] ?? dir);
+    try {
+      await removeCgroupDir(dir);
+      removed.push(dir.split("/")[4] ?? dir);
+    } catch (err) {
+      log((err as Error).message);
+    }
   }
   return removed;
 }
 
-async function removeCgroupDir(dir: string): Promise<void> {
-  // A SIGKILLed sandbox with a large memory image can take seconds to exit on a loaded host.
-  for (let attempt = 0; attempt < 100; attempt++) {
+/** How long a cgroup that still has members (EBUSY) is waited for. */
+export const CGROUP_BUSY_WAIT_MS = 10_000;
+
+/**
+ * Removes one cgroup directory. Only EBUSY is worth waiting for (a SIGKILLed sandbox with a large
+ * memory image can take seconds to exit on a loaded host); a cgroup already gone is done; any
+ * other error (EACCES, EROFS, ENOTEMPTY for something that is not a cgroup...) fails at once.
+ */
+export async function removeCgroupDir(dir: string, busyWaitMs = CGROUP_BUSY_WAIT_MS): Promise<void> {
+  const deadline = Date.now() + busyWaitMs;
+  for (;;) {
     try {
       await rmdir(dir);
       return;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-      await sleep(100); // EBUSY: a killed process has not exited yet
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return;
+      if (code !== "EBUSY") throw new Error(`cannot remove cgroup ${dir}: ${(err as Error).message}`);
+      if (Date.now() >= deadline) throw new Error(`cannot remove cgroup ${dir}: its processes did not exit within ${busyWaitMs / 1000} s (EBUSY)`);
+      await sleep(100);
     }
   }
 }

@@ -1,0 +1,131 @@
+// End to end: an engine told to stop (SIGTERM) or whose client goes away (EOF on stdin) while a
+// `create` is still in progress aborts that create and undoes it before exiting: no process, runsc
+// state, cgroup, network or state directory is left for the next engine's gc.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { watch } from "node:fs";
+import { mkdir, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { before, describe, test } from "node:test";
+import { BACKEND, BUSYBOX, CLI, eventually, leftovers, networkLeftovers, processesOf, setUpE2E } from "../helpers/e2e.js";
+
+type Stop = "SIGTERM" | "EOF";
+/** When to stop the engine: as soon as the sandbox's state directory exists, or once its processes run. */
+type Moment = "record written" | "processes running";
+
+interface Run { engine: ChildProcessWithoutNullStreams; exit: Promise<number | null>; replies: any[]; stderr: () => string }
+
+function startEngine(): Run {
+  const engine = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "pipe"] });
+  const replies: any[] = [];
+  let out = "";
+  let err = "";
+  engine.stdout.on("data", (d: Buffer) => {
+    out += d;
+    for (let nl; (nl = out.indexOf("\n")) >= 0; out = out.slice(nl + 1)) replies.push(JSON.parse(out.slice(0, nl)));
+  });
+  engine.stderr.on("data", (d: Buffer) => (err += d));
+  const exit = new Promise<number | null>((resolve) => engine.on("exit", (code) => resolve(code)));
+  return { engine, exit, replies, stderr: () => err };
+}
+
+/** Resolves with the id of the first sandbox directory that appears under <home>/vms. */
+function firstVm(home: string): { id: Promise<string>; stop: () => void } {
+  let found!: (id: string) => void;
+  const id = new Promise<string>((resolve) => (found = resolve));
+  const w = watch(join(home, "vms"), (_event, name) => {
+    if (name && /^vm-[0-9a-f]{8}$/.test(String(name))) found(String(name));
+  });
+  return { id, stop: () => w.close() };
+}
+
+describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () => {
+  let home: string;
+  before(async () => {
+    home = await setUpE2E();
+    await mkdir(join(home, "vms"), { recursive: true });
+  });
+
+  const cases: Array<[Stop, Moment]> = [["SIGTERM", "record written"], ["SIGTERM", "processes running"], ["EOF", "record written"], ["EOF", "processes running"]];
+  for (const [stop, moment] of cases) {
+    test(`${stop} once the ${moment === "record written" ? "sandbox's record is written" : "sandbox's processes run"}: the create is undone, nothing is left`, async (t) => {
+      const vms = firstVm(home);
+      const run = startEngine();
+      try {
+        run.engine.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "create", params: { image: BUSYBOX }, id: 1 }) + "\n");
+        const id = await vms.id;
+        if (moment === "processes running") {
+          while ((await processesOf(id)).length === 0) {
+            assert.equal(run.replies.length, 0, "the create finished before its processes were seen");
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+        assert.equal(run.replies.length, 0, "the create must still be in progress when the engine is stopped");
+        const t0 = Date.now();
+        if (stop === "SIGTERM") run.engine.kill("SIGTERM");
+        else run.engine.stdin.end();
+        const code = await run.exit;
+        t.diagnostic(`engine exited ${code} after ${Date.now() - t0} ms`);
+        assert.equal(code, stop === "SIGTERM" ? 143 : 0, run.stderr());
+        assert.match(run.stderr(), /abandoning the create in progress/);
+        if (stop === "EOF") {
+          // The client may still be reading: it learns that its create was cancelled.
+          assert.equal(run.replies.length, 1);
+          assert.equal(run.replies[0].error?.code, -32003, JSON.stringify(run.replies[0]));
+        }
+        // Everything was undone before the engine exited: no waiting for it.
+        assert.deepEqual(await leftovers(id, home), []);
+        assert.deepEqual(await networkLeftovers(id), []);
+        assert.deepEqual(await readdir(join(home, "vms")), []);
+      } finally {
+        vms.stop();
+        run.engine.kill("SIGKILL");
+      }
+    });
+  }
+
+  test("`matchlock run` given SIGTERM during its create: the create is undone, nothing is left", async () => {
+    const vms = firstVm(home);
+    const run = spawn(process.execPath, [CLI, "run", "--image", BUSYBOX, "--rm=false", "echo", "never"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    run.stdout.on("data", (d: Buffer) => (out += d));
+    run.stderr.on("data", (d: Buffer) => (out += d));
+    const exit = new Promise<number | null>((resolve) => run.on("exit", (code) => resolve(code)));
+    try {
+      const id = await vms.id;
+      while ((await processesOf(id)).length === 0) {
+        assert.equal(out, "", "the command ran before the sandbox's processes were seen");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      run.kill("SIGTERM");
+      assert.equal(await exit, 143, out);
+      assert.doesNotMatch(out, /never/);
+      assert.deepEqual(await leftovers(id, home), []);
+      assert.deepEqual(await networkLeftovers(id), []);
+      assert.deepEqual(await readdir(join(home, "vms")), []);
+    } finally {
+      vms.stop();
+      run.kill("SIGKILL");
+    }
+  });
+
+  test("after those, a new engine creates and runs a sandbox as usual", async () => {
+    const run = startEngine();
+    try {
+      const send = (m: object) => run.engine.stdin.write(JSON.stringify({ jsonrpc: "2.0", ...m }) + "\n");
+      const reply = async (n: number) => {
+        while (run.replies.length < n) await new Promise((r) => setTimeout(r, 20));
+        return run.replies[n - 1];
+      };
+      send({ method: "create", params: { image: BUSYBOX }, id: 1 });
+      const id = (await reply(1)).result.id as string;
+      send({ method: "exec", params: { command: "echo fine" }, id: 2 });
+      assert.equal(Buffer.from((await reply(2)).result.stdout, "base64").toString(), "fine\n");
+      run.engine.stdin.end();
+      assert.equal(await run.exit, 0);
+      assert.deepEqual(await eventually(() => leftovers(id, home)), []);
+    } finally {
+      run.engine.kill("SIGKILL");
+    }
+  });
+});

@@ -1,0 +1,93 @@
+// The engine's chunked-transfer methods (src/engine/rpc/file-transfers.ts) against the real agent
+// binary on pipes: file_abort racing write_file_close must answer what actually happened.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { AgentConnection } from "../../src/engine/agent/connection.js";
+import { AgentWriteStream } from "../../src/engine/agent/file-streams.js";
+import { FileTransfers } from "../../src/engine/rpc/file-transfers.js";
+import type { Sandbox } from "../../src/engine/sandbox/sandbox.js";
+import { AGENT_BINARY } from "../helpers/agent-driver.js";
+
+const T = { timeout: 30_000 };
+
+/**
+ * FileTransfers over a real agent, with the engine's view of a commit held back until `release`:
+ * the agent renames at once, but the close's reply waits, which is the window an abort can hit.
+ */
+async function withTransfers(fn: (transfers: FileTransfers, release: () => void) => Promise<void>): Promise<void> {
+  const child = spawn(AGENT_BINARY, [], { stdio: ["pipe", "pipe", "inherit"] });
+  const conn = new AgentConnection(child.stdin, child.stdout);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const sandbox = {
+    async openWriteStream(path: string, mode: number) {
+      const real = await AgentWriteStream.open(conn, path, mode);
+      return {
+        get size() { return real.size; },
+        write: (data: Buffer) => real.write(data),
+        cancel: () => real.cancel(),
+        async commit() {
+          const committed = real.commit();
+          await gate;
+          return committed;
+        },
+      };
+    },
+  } as unknown as Sandbox;
+  try {
+    await conn.ready;
+    await fn(new FileTransfers(() => sandbox), release);
+  } finally {
+    conn.shutdown();
+    if (child.exitCode === null) await new Promise((resolve) => child.once("exit", resolve));
+  }
+}
+
+const data = (s: string) => Buffer.from(s).toString("base64");
+
+describe("file_abort against write_file_close", () => {
+  let dir: string;
+  before(async () => (dir = await mkdtemp(join(tmpdir(), "matchlock-transfers-"))));
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test("an abort after the close began waits for it and says the write completed, not aborted", T, () =>
+    withTransfers(async (transfers, release) => {
+      const target = join(dir, "raced.txt");
+      await writeFile(target, "old");
+      const { handle } = await transfers.handle("write_file_open", { path: target, mode: 0o644 });
+      await transfers.handle("write_file_chunk", { handle, offset: 0, data: data("new content") });
+      const closing = transfers.handle("write_file_close", { handle });
+      // Let the close's step start: the agent gets the final frame and renames.
+      for (let i = 0; i < 50 && (await readFile(target, "utf8")) !== "new content"; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(await readFile(target, "utf8"), "new content");
+      const aborting = transfers.handle("file_abort", { handle });
+      release();
+      assert.deepEqual(await aborting, { aborted: false, completed: true });
+      assert.deepEqual(await closing, { size: 11 });
+      assert.deepEqual((await readdir(dir)).filter((n) => n.includes("raced")), ["raced.txt"]);
+      assert.deepEqual(await transfers.handle("file_abort", { handle }), { aborted: false }, "the transfer is gone");
+    }));
+
+  test("an abort before the close begins wins: the close fails and the old file stays", T, () =>
+    withTransfers(async (transfers, release) => {
+      release();
+      const target = join(dir, "kept.txt");
+      await writeFile(target, "old");
+      const { handle } = await transfers.handle("write_file_open", { path: target, mode: 0o644 });
+      const chunk = transfers.handle("write_file_chunk", { handle, offset: 0, data: data("new content") });
+      const closing = transfers.handle("write_file_close", { handle });
+      closing.catch(() => {});
+      assert.deepEqual(await transfers.handle("file_abort", { handle }), { aborted: true });
+      await chunk.catch(() => {}); // the chunk may or may not have gone out before the abort
+      await assert.rejects(closing, /aborted/);
+      assert.equal(await readFile(target, "utf8"), "old");
+      // The agent removes the temporary file when the cancel reaches it.
+      const names = async () => (await readdir(dir)).filter((n) => n.includes("kept"));
+      for (let i = 0; i < 100 && (await names()).length > 1; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(await names(), ["kept.txt"]);
+    }));
+});
