@@ -38,6 +38,32 @@ describe("StreamReplacer", () => {
     assert.ok(!released.toString().includes(OTHER.slice(0, 20)));
     assert.throws(() => r.push(Buffer.from(OTHER.slice(20))), (e: unknown) => e instanceof ForbiddenBytesError && e.forbidden === "KEY");
   });
+
+  test("work grows linearly with the input, however many matches and near-matches a guest packs in", () => {
+    // Matches of one placeholder among near-misses of another, in one big piece (a websocket
+    // frame can be megabytes): the shape that made a scan per match re-search the rest of the
+    // input for every other pattern.
+    const near = `${PH.slice(0, -1)}0`;
+    const unit = Buffer.from(`${PH}${near.slice(0, -1)}x`);
+    const run = (bytes: number): number => {
+      const input = Buffer.alloc(bytes);
+      for (let at = 0; at < bytes; at += unit.length) unit.copy(input, at);
+      let best = Infinity;
+      for (let round = 0; round < 3; round++) {
+        const r = new StreamReplacer([{ from: Buffer.from(PH), to: Buffer.from(VALUE) }], [{ bytes: Buffer.from(near), name: "NEAR" }]);
+        const started = process.hrtime.bigint();
+        const out = Buffer.concat([r.push(input), r.flush()]);
+        best = Math.min(best, Number(process.hrtime.bigint() - started));
+        assert.ok(out.length > 0 && out.length < bytes);
+      }
+      return best;
+    };
+    run(64 * 1024); // warm up
+    const small = run(512 * 1024);
+    const big = run(4 << 20);
+    // Linear work makes this ~8, a re-scan per match ~64; the slack is for a loaded machine.
+    assert.ok(big / small < 24, `4 MiB took ${(big / small).toFixed(1)}x as long as 512 KiB`);
+  });
 });
 
 /** A client frame: masked, as a browser would send it. */
