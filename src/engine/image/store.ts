@@ -28,6 +28,19 @@ import type { PullEvent } from "./registry/pull.js";
 import type { UnpackPlan } from "./staging.js";
 import { treeSize } from "./tree-size.js";
 import type { LocalImage, StoredImage } from "./types.js";
+import { ZstdLimitError } from "./zstd-frames.js";
+
+/** A layer whose blob is what its digest says but that the store will not unpack (e.g. a zstd window too big). */
+class LayerRefusedError extends Error {
+  constructor(message: string, readonly layerIndex: number) {
+    super(message);
+  }
+}
+
+function causeOf<T extends Error>(e: unknown, kind: new (...args: never[]) => T): T | undefined {
+  for (let c = e; c instanceof Error; c = c.cause) if (c instanceof kind) return c;
+  return undefined;
+}
 
 export interface ImportOptions {
   /** Which image of a multi-platform OCI index to take; default linux/<host arch>. */
@@ -170,11 +183,13 @@ export class ImageStore {
       try {
         return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest, mustExist: pulled.alreadyStored });
       } catch (e) {
-        if (!(e instanceof LayerMismatchError)) throw e;
-        // Each blob matched its digest, but the layer and the config disagree: the image is bad as
-        // published. Forget its manifests, config and that layer, so nothing of it is reused.
+        if (!(e instanceof LayerMismatchError || e instanceof LayerRefusedError)) throw e;
+        // Each blob matched its digest, but a layer disagrees with the config or cannot be used:
+        // the image is bad as published. Forget its manifests, config and that layer, so nothing
+        // of it is reused.
         const bad = [...pulled.manifests, pulled.plan.digest, pulled.plan.layerDigests?.[e.layerIndex]];
         for (const digest of bad) if (digest) await this.blobs.remove(digest);
+        if (e instanceof LayerRefusedError) throw new LayerRefusedError(`${canonical}: ${e.message}`, e.layerIndex);
         throw new LayerMismatchError(`${canonical}: ${e.message}`, e.layerIndex);
       }
     } finally {
@@ -277,6 +292,8 @@ export class ImageStore {
         await applyLayer(rootfs, layer, { lowerLayers: i > 0 });
       } catch (e) {
         const which = plan.layers.length > 1 ? ` (layer ${i + 1} of ${plan.layers.length})` : "";
+        const refused = causeOf(e, ZstdLimitError);
+        if (refused) throw new LayerRefusedError(`cannot unpack the image${which}: layer ${plan.layerDigests?.[i] ?? i + 1} is refused: ${refused.message}`, i);
         const message = `cannot unpack the image${which}: ${(e as Error).message}`;
         throw e instanceof LayerMismatchError ? new LayerMismatchError(message, e.layerIndex) : new Error(message, { cause: e });
       }
