@@ -1,9 +1,8 @@
 // The proxy's byte-level pieces: streaming replacement, websocket frame rewriting, first-byte
-// sniffing and the conntrack lookup of a DNAT'ed connection's real destination.
+// sniffing (the conntrack lookup has its own file).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
-import { findOriginal } from "../../src/engine/net/original-destination.js";
 import { sniff } from "../../src/engine/net/port-sniffer.js";
 import { ForbiddenBytesError, StreamReplacer } from "../../src/engine/net/stream-replace.js";
 import { encodeHeader, parseHeader, unmask, WebSocketFrameRewriter, WebSocketProtocolError } from "../../src/engine/net/websocket-frames.js";
@@ -184,17 +183,5 @@ describe("port sniffing", () => {
     assert.equal(sniff(Buffer.from("SSH-2.0-OpenSSH_9.2\r\n")), "raw");
     assert.equal(sniff(Buffer.from("hello echo\n")), "raw");
     assert.equal(sniff(Buffer.from("GETAWAY and more")), "raw");
-  });
-});
-
-describe("original destination from conntrack", () => {
-  const table = [
-    "ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.0.2 dst=10.201.0.1 sport=40000 dport=80 src=10.200.0.1 dst=10.200.0.2 sport=41111 dport=40000 [ASSURED] mark=0 zone=0 use=2",
-    "ipv4     2 tcp      6 431999 ESTABLISHED src=10.200.0.2 dst=10.201.0.3 sport=40001 dport=7777 src=10.200.0.1 dst=10.200.0.2 sport=42222 dport=40001 [ASSURED] mark=0 zone=0 use=2",
-    "ipv4     2 udp      17 29 src=10.200.0.2 dst=10.201.0.3 sport=40001 dport=7777 [UNREPLIED] src=10.200.0.1 dst=10.200.0.2 sport=42222 dport=40001 mark=0 zone=0 use=2",
-  ].join("\n");
-  test("found by the accepted socket's four-tuple", () => {
-    assert.deepEqual(findOriginal(table, { localAddress: "10.200.0.1", localPort: 42222, remoteAddress: "10.200.0.2", remotePort: 40001 }), { address: "10.201.0.3", port: 7777 });
-    assert.equal(findOriginal(table, { localAddress: "10.200.0.1", localPort: 42222, remoteAddress: "10.200.0.2", remotePort: 40002 }), undefined);
   });
 });
