@@ -12,7 +12,7 @@
 //   <root>/lock                       held briefly while refs or content change
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { paths } from "../paths.js";
 // The import and pull machinery (tar, undici, layer unpacking) is loaded on first use, so that
 // resolving an already-stored image, what every `create` does, starts the engine fast.
@@ -281,21 +281,27 @@ export class ImageStore {
       throw new Error(`the image config lists ${plan.diffIds.length} layers but its manifest ${plan.layers.length}`);
     }
     const { applyLayer } = await import("./layer.js");
+    const { decodeZstdOnce } = await import("./decoded-layer.js");
     for (const [i, layer] of plan.layers.entries()) {
+      let decoded: Awaited<ReturnType<typeof decodeZstdOnce>>;
       try {
         const diffId = plan.diffIds?.[i];
-        const actual = diffId && (await sha256Uncompressed(layer));
+        // Passes over the layer: its diff_id, the whiteout scan (over lower layers), the apply.
+        decoded = await decodeZstdOnce(layer, dirname(dir), (diffId ? 1 : 0) + (i > 0 ? 1 : 0) + 1);
+        const actual = diffId && (decoded?.diffId ?? (await sha256Uncompressed(layer)));
         if (diffId && actual !== diffId) {
           const name = plan.layerDigests?.[i] ?? `${i + 1}`;
           throw new LayerMismatchError(`layer ${name} does not match the image config: its uncompressed content has digest ${actual}, the config's rootfs.diff_ids say ${diffId}`, i);
         }
-        await applyLayer(rootfs, layer, { lowerLayers: i > 0 });
+        await applyLayer(rootfs, decoded?.file ?? layer, { lowerLayers: i > 0 });
       } catch (e) {
         const which = plan.layers.length > 1 ? ` (layer ${i + 1} of ${plan.layers.length})` : "";
         const refused = causeOf(e, ZstdLimitError);
         if (refused) throw new LayerRefusedError(`cannot unpack the image${which}: layer ${plan.layerDigests?.[i] ?? i + 1} is refused: ${refused.message}`, i);
         const message = `cannot unpack the image${which}: ${(e as Error).message}`;
         throw e instanceof LayerMismatchError ? new LayerMismatchError(message, e.layerIndex) : new Error(message, { cause: e });
+      } finally {
+        await decoded?.remove();
       }
     }
     const stored: StoredImage = {
