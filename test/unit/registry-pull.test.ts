@@ -121,6 +121,23 @@ describe("pull", () => {
     assert.deepEqual(await readdir(join(store.root, "tmp")).catch(() => []), []);
   });
 
+  test("a zstd layer asking for a huge window: refused naming the layer, nothing cached, nothing allocated", async () => {
+    // Nine bytes: a frame header asking for a 1.5 GiB window, then an empty last block.
+    const hostile = blob(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xa4, 0x01, 0x00, 0x00]));
+    const bad = image([{ ...hostile, diffId: `sha256:${"0".repeat(64)}`, mediaType: "application/vnd.oci.image.layer.v1.tar+zstd" }]);
+    await registry.pushImage("test/zstd-window", bad, "v1");
+    const before = process.memoryUsage().arrayBuffers;
+    await assert.rejects(store.pull(ref("test/zstd-window:v1")), (err: Error) => {
+      assert.match(err.message, new RegExp(`^${registry.host}/test/zstd-window:v1: cannot unpack the image: layer ${hostile.digest} is refused: zstd frame at byte 0 asks for a 1536 MiB window; at most 128 MiB is accepted$`));
+      return true;
+    });
+    assert.ok(process.memoryUsage().arrayBuffers - before < 64 * 1024 * 1024);
+    assert.equal(await store.resolve(ref("test/zstd-window:v1")), undefined);
+    const blobs = await cached();
+    for (const d of [bad.manifest.digest, bad.config.digest, hostile.digest]) assert.ok(!blobs.includes(d), `${d} is not cached`);
+    assert.deepEqual(await readdir(join(store.root, "tmp")).catch(() => []), []);
+  });
+
   test("a layer whose content differs from the config's diff_ids: clear error, nothing cached, then the fixed image pulls", async () => {
     const good = layer([{ path: "x", body: "good" }]);
     const evil = layer([{ path: "x", body: "evil" }]);

@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream";
 import * as zlib from "node:zlib";
 import { Decompress } from "fzstd";
+import { ZstdFrameGuard } from "./zstd-frames.js";
 
 export type Compression = "gzip" | "zstd" | "none";
 
@@ -29,7 +30,10 @@ export async function fileCompression(file: string): Promise<Compression> {
   }
 }
 
-/** Node's zlib zstd decoder, when this Node.js has one (added in 22.15). */
+/**
+ * Node's zlib zstd decoder, when this Node.js has one (added in 22.15). It refuses windows over
+ * 2^27 (128 MiB) itself, zstd's default limit.
+ */
 function nativeZstd(): NodeJS.ReadWriteStream | undefined {
   const make = (zlib as unknown as { createZstdDecompress?: () => NodeJS.ReadWriteStream }).createZstdDecompress;
   return typeof make === "function" ? make() : undefined;
@@ -38,14 +42,20 @@ function nativeZstd(): NodeJS.ReadWriteStream | undefined {
 // fzstd decodes synchronously everything a push() makes complete, and a zstd block can expand
 // ~32000 times (a run-length block: 4 bytes in, 128 KiB out). So input goes in in slices of 256
 // bytes (at most ~8 MiB out each), each slice's output handed on with the consumer's backpressure
-// before the next: memory stays bounded even for a decompression bomb.
+// before the next: memory stays bounded even for a decompression bomb. fzstd also allocates
+// whatever window a frame header asks for, so every header is judged first (zstd-frames.ts).
 const FZSTD_SLICE = 256;
 
 async function* fzstdChunks(compressed: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let ready: Buffer[] = [];
+  const guard = new ZstdFrameGuard();
   // Each block arrives in a fresh array (fzstd keeps its window separately), so no copy is needed.
-  const decoder = new Decompress((data) => void ready.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
+  const decoder = new Decompress((data) => {
+    guard.produced(data.byteLength);
+    ready.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  });
   const push = (chunk: Uint8Array, final: boolean) => {
+    guard.feed(chunk); // before the decoder sees a frame header: it may refuse it
     try {
       decoder.push(chunk, final);
     } catch (e) {

@@ -59,7 +59,9 @@ export async function readDockerArchive(staged: StagedArchive, ref: string): Pro
   for (const [i, rel] of image.Layers.entries()) {
     const file = await staged.file(rel, "layer");
     const raw = await verifyNamedBlob(file, rel, `${staged.label}: layer ${rel}`);
-    const uncompressed = (await fileCompression(file)) === "none" ? raw : await sha256Uncompressed(file);
+    const uncompressed = (await fileCompression(file)) === "none" ? raw : await sha256Uncompressed(file).catch((e: Error) => {
+      throw new Error(`${staged.label}: layer ${rel}: ${e.message}`, { cause: e });
+    });
     checkDigest(`${staged.label}: layer ${rel}`, diffIds[i]!, uncompressed);
     layers.push(file);
   }

@@ -52,7 +52,10 @@ export async function readOciLayout(staged: StagedArchive, want: Platform): Prom
       const file = await blobPath(staged, d, "layer");
       checkDigest(`${staged.label}: layer ${d.digest}`, d.digest, await sha256File(file));
       // The rootfs is stored under the config's digest, so every layer must be the one the config names.
-      checkDigest(`${staged.label}: layer ${d.digest} (uncompressed)`, diffIds[i]!, await sha256Uncompressed(file));
+      const uncompressed = await sha256Uncompressed(file).catch((e: Error) => {
+        throw new Error(`${staged.label}: layer ${d.digest}: ${e.message}`, { cause: e });
+      });
+      checkDigest(`${staged.label}: layer ${d.digest} (uncompressed)`, diffIds[i]!, uncompressed);
       layers.push(file);
     }
     return { digest: sha256Bytes(configBytes), config, created, layers };

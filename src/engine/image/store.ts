@@ -12,7 +12,7 @@
 //   <root>/lock                       held briefly while refs or content change
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { paths } from "../paths.js";
 // The import and pull machinery (tar, undici, layer unpacking) is loaded on first use, so that
 // resolving an already-stored image, what every `create` does, starts the engine fast.
@@ -28,6 +28,19 @@ import type { PullEvent } from "./registry/pull.js";
 import type { UnpackPlan } from "./staging.js";
 import { treeSize } from "./tree-size.js";
 import type { LocalImage, StoredImage } from "./types.js";
+import { ZstdLimitError } from "./zstd-frames.js";
+
+/** A layer whose blob is what its digest says but that the store will not unpack (e.g. a zstd window too big). */
+class LayerRefusedError extends Error {
+  constructor(message: string, readonly layerIndex: number) {
+    super(message);
+  }
+}
+
+function causeOf<T extends Error>(e: unknown, kind: new (...args: never[]) => T): T | undefined {
+  for (let c = e; c instanceof Error; c = c.cause) if (c instanceof kind) return c;
+  return undefined;
+}
 
 export interface ImportOptions {
   /** Which image of a multi-platform OCI index to take; default linux/<host arch>. */
@@ -170,11 +183,13 @@ export class ImageStore {
       try {
         return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest, mustExist: pulled.alreadyStored });
       } catch (e) {
-        if (!(e instanceof LayerMismatchError)) throw e;
-        // Each blob matched its digest, but the layer and the config disagree: the image is bad as
-        // published. Forget its manifests, config and that layer, so nothing of it is reused.
+        if (!(e instanceof LayerMismatchError || e instanceof LayerRefusedError)) throw e;
+        // Each blob matched its digest, but a layer disagrees with the config or cannot be used:
+        // the image is bad as published. Forget its manifests, config and that layer, so nothing
+        // of it is reused.
         const bad = [...pulled.manifests, pulled.plan.digest, pulled.plan.layerDigests?.[e.layerIndex]];
         for (const digest of bad) if (digest) await this.blobs.remove(digest);
+        if (e instanceof LayerRefusedError) throw new LayerRefusedError(`${canonical}: ${e.message}`, e.layerIndex);
         throw new LayerMismatchError(`${canonical}: ${e.message}`, e.layerIndex);
       }
     } finally {
@@ -266,19 +281,27 @@ export class ImageStore {
       throw new Error(`the image config lists ${plan.diffIds.length} layers but its manifest ${plan.layers.length}`);
     }
     const { applyLayer } = await import("./layer.js");
+    const { decodeZstdOnce } = await import("./decoded-layer.js");
     for (const [i, layer] of plan.layers.entries()) {
+      let decoded: Awaited<ReturnType<typeof decodeZstdOnce>>;
       try {
         const diffId = plan.diffIds?.[i];
-        const actual = diffId && (await sha256Uncompressed(layer));
+        // Passes over the layer: its diff_id, the whiteout scan (over lower layers), the apply.
+        decoded = await decodeZstdOnce(layer, dirname(dir), (diffId ? 1 : 0) + (i > 0 ? 1 : 0) + 1);
+        const actual = diffId && (decoded?.diffId ?? (await sha256Uncompressed(layer)));
         if (diffId && actual !== diffId) {
           const name = plan.layerDigests?.[i] ?? `${i + 1}`;
           throw new LayerMismatchError(`layer ${name} does not match the image config: its uncompressed content has digest ${actual}, the config's rootfs.diff_ids say ${diffId}`, i);
         }
-        await applyLayer(rootfs, layer, { lowerLayers: i > 0 });
+        await applyLayer(rootfs, decoded?.file ?? layer, { lowerLayers: i > 0 });
       } catch (e) {
         const which = plan.layers.length > 1 ? ` (layer ${i + 1} of ${plan.layers.length})` : "";
+        const refused = causeOf(e, ZstdLimitError);
+        if (refused) throw new LayerRefusedError(`cannot unpack the image${which}: layer ${plan.layerDigests?.[i] ?? i + 1} is refused: ${refused.message}`, i);
         const message = `cannot unpack the image${which}: ${(e as Error).message}`;
         throw e instanceof LayerMismatchError ? new LayerMismatchError(message, e.layerIndex) : new Error(message, { cause: e });
+      } finally {
+        await decoded?.remove();
       }
     }
     const stored: StoredImage = {

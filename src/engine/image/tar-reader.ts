@@ -52,7 +52,7 @@ export async function readTar(file: string, onEntry: EntryHandler, opts: ReadTar
         if (!failed) resolvePromise();
       });
     });
-    source.on("error", (err: Error) => fail(compression === "none" ? err : new Error(`${file}: not a readable ${compression} file: ${err.message}`)));
+    source.on("error", (err: Error) => fail(compression === "none" ? err : new Error(`${file}: not a readable ${compression} file: ${err.message}`, { cause: err })));
     source.on("data", (chunk: Buffer) => {
       if (!parser.write(chunk)) {
         source.pause();

@@ -71,7 +71,7 @@ export class PortSniffer {
     try {
       dest = await originalDestination(socket);
     } catch (err) {
-      this.log(`tcp: cannot read connection tracking: ${(err as Error).message}`);
+      this.log(`tcp: cannot tell where a connection was headed: ${(err as Error).message}`);
     }
     const name = dest && this.addresses.nameFor(dest.address);
     if (!dest || !name || !this.policy.isHostAllowed(name)) {

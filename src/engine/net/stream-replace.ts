@@ -51,16 +51,23 @@ export class StreamReplacer {
     const data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
     const cut = final ? data.length : Math.max(0, data.length - this.keep);
     const out: Buffer[] = [];
+    // Each pattern's next occurrence at or after pos, searched for again only once a replacement
+    // has moved pos past it: every pattern scans the data about once, however many matches (or
+    // near-matches) the guest packs in. Searching afresh for every pattern after every match made
+    // the work quadratic in the size of a piece.
+    const next = this.patterns.map((p) => data.indexOf(p.bytes));
     let pos = 0;
     for (;;) {
-      let at = -1;
-      let hit: (typeof this.patterns)[number] | undefined;
-      for (const p of this.patterns) {
-        const i = data.indexOf(p.bytes, pos);
-        if (i >= 0 && (at < 0 || i < at)) [at, hit] = [i, p];
+      let first = -1;
+      for (let j = 0; j < next.length; j++) {
+        if (next[j]! >= 0 && next[j]! < pos) next[j] = data.indexOf(this.patterns[j]!.bytes, pos);
+        // On a tie the earlier pattern wins: forbidden ones come first.
+        if (next[j]! >= 0 && (first < 0 || next[j]! < next[first]!)) first = j;
       }
+      const at = first < 0 ? -1 : next[first]!;
       // A match starting in the held-back tail is found again, whole, next time.
-      if (!hit || at >= cut) break;
+      if (first < 0 || at >= cut) break;
+      const hit = this.patterns[first]!;
       if (!hit.to) {
         this.carry = Buffer.alloc(0);
         throw new ForbiddenBytesError(hit.name ?? "");

@@ -1,0 +1,41 @@
+// A zstd layer decoded once. Unpacking reads a layer up to three times (its diff_id, the whiteout
+// scan, the apply), and decoding zstd in pure JS (fzstd, on Node.js without zlib's zstd) is
+// slow: so a zstd layer read more than once is decoded into a plain tar next to the unpack,
+// hashed on the way, and the passes read that. It takes as much disk as the layer's files will,
+// for as long as that layer is being applied.
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { decompressed, fileCompression } from "./decompress.js";
+
+export interface DecodedLayer {
+  /** The plain tar. */
+  file: string;
+  /** Its sha256: what the image config's rootfs.diff_ids lists. */
+  diffId: string;
+  remove(): Promise<void>;
+}
+
+/** The layer's tar decoded into `dir` when it is zstd and will be read `passes` > 1 times; else undefined. */
+export async function decodeZstdOnce(layer: string, dir: string, passes: number): Promise<DecodedLayer | undefined> {
+  if (passes < 2 || (await fileCompression(layer)) !== "zstd") return undefined;
+  const file = join(dir, `decoded-${randomBytes(6).toString("hex")}.tar`);
+  const remove = () => rm(file, { force: true });
+  const hash = createHash("sha256");
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  try {
+    await pipeline(decompressed(createReadStream(layer), "zstd"), tap, createWriteStream(file, { mode: 0o600, flags: "wx" }));
+  } catch (e) {
+    await remove();
+    throw new Error(`${layer}: not a readable zstd file: ${(e as Error).message}`, { cause: e });
+  }
+  return { file, diffId: `sha256:${hash.digest("hex")}`, remove };
+}

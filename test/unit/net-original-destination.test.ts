@@ -1,0 +1,127 @@
+// The conntrack lookup of a DNAT'ed connection's real destination (src/engine/net/
+// original-destination.ts): asked for this one connection only, its output bounded, every
+// failure a clear error; and against the real kernel, in a network namespace of the test's own,
+// many DNAT'ed connections each placed right.
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import {
+  conntrackArgs, LOOKUPS_AT_ONCE, MAX_OUTPUT, originalDestination, OriginalDestinationError, parseEntry,
+} from "../../src/engine/net/original-destination.js";
+
+const tuple = { localAddress: "10.200.0.1", localPort: 42222, remoteAddress: "10.200.0.2", remotePort: 40001 };
+const LINE = "tcp      6 431999 ESTABLISHED src=10.200.0.2 dst=10.201.0.3 sport=40001 dport=7777 src=10.200.0.1 dst=10.200.0.2 sport=42222 dport=40001 [ASSURED] mark=0 use=1";
+const failsWith = (re: RegExp) => (e: unknown) => e instanceof OriginalDestinationError && re.test(e.message);
+
+describe("original destination: the query and its answer", () => {
+  test("conntrack is asked for this connection's entry only: both directions' addresses and ports", () => {
+    assert.deepEqual(conntrackArgs(tuple), [
+      "-L", "-p", "tcp", "--orig-src", "10.200.0.2", "--orig-port-src", "40001",
+      "--reply-src", "10.200.0.1", "--reply-port-src", "42222", "--reply-dst", "10.200.0.2", "--reply-port-dst", "40001",
+    ]);
+    assert.throws(() => conntrackArgs({ ...tuple, remoteAddress: "::ffff:10.200.0.2" }), failsWith(/not an IPv4 address/));
+    assert.throws(() => conntrackArgs({ ...tuple, localPort: 0 }), failsWith(/not a port: 0/));
+  });
+
+  test("the entry's original destination; another connection's entry, several, or junk are errors", () => {
+    assert.deepEqual(parseEntry(`${LINE}\n`, tuple), { address: "10.201.0.3", port: 7777 });
+    assert.equal(parseEntry("", tuple), undefined);
+    assert.throws(() => parseEntry(`${LINE}\n${LINE}\n`, tuple), failsWith(/listed 2 entries for one connection/));
+    assert.throws(() => parseEntry(LINE, { ...tuple, remotePort: 40002 }), failsWith(/listed another connection/));
+    assert.throws(() => parseEntry("hello", tuple), failsWith(/printed something unexpected: "hello"/));
+  });
+});
+
+describe("original destination: running conntrack", () => {
+  let dir: string;
+  /** An executable standing in for conntrack. */
+  const fake = (name: string, script: string): string => {
+    const file = join(dir, name);
+    writeFileSync(file, `#!/bin/sh\n${script}\n`);
+    chmodSync(file, 0o755);
+    return file;
+  };
+  before(() => void (dir = mkdtempSync(join(tmpdir(), "matchlock-conntrack-test-"))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("no entry, a missing command, a failure, a flood and a hang are each a clear error", async () => {
+    await assert.rejects(originalDestination(tuple, { command: fake("none", "echo '0 flow entries have been shown.' >&2") }),
+      failsWith(/^connection tracking has no entry for 10\.200\.0\.2:40001 -> 10\.200\.0\.1:42222$/));
+    await assert.rejects(originalDestination(tuple, { command: join(dir, "absent") }), failsWith(/is not installed \(Debian: apt-get install conntrack\)/));
+    await assert.rejects(originalDestination(tuple, { command: fake("fails", "echo 'conntrack v1.4.7: Operation failed: no such thing' >&2; exit 1") }),
+      failsWith(/failed \(status 1\): conntrack v1\.4\.7: Operation failed: no such thing$/));
+    // A table's worth of output is cut off, not read: the engine never holds more than MAX_OUTPUT.
+    await assert.rejects(originalDestination(tuple, { command: fake("flood", `yes '${LINE}'`) }), failsWith(new RegExp(`printed more than ${MAX_OUTPUT} bytes`)));
+    await assert.rejects(originalDestination(tuple, { command: fake("hangs", "exec sleep 30"), timeoutMs: 300 }), failsWith(/did not answer within 300 ms/));
+    await assert.rejects(originalDestination({ ...tuple, remotePort: undefined }), failsWith(/already closed/));
+  });
+
+  test(`a burst of lookups runs at most ${LOOKUPS_AT_ONCE} conntrack processes at once, and every one is answered`, async () => {
+    const log = join(dir, "concurrency.log");
+    const cmd = fake("slow", `echo start >> ${log}; sleep 0.2; echo end >> ${log}; echo '${LINE}'`);
+    const answers = await Promise.all(Array.from({ length: 12 }, () => originalDestination(tuple, { command: cmd })));
+    assert.deepEqual(answers, Array(12).fill({ address: "10.201.0.3", port: 7777 }));
+    let now = 0;
+    let most = 0;
+    for (const l of readFileSync(log, "utf8").split("\n").filter(Boolean)) {
+      now += l === "start" ? 1 : -1;
+      most = Math.max(most, now);
+    }
+    assert.ok(most >= 2 && most <= LOOKUPS_AT_ONCE, `${most} ran at once`);
+  });
+});
+
+describe("original destination: against the kernel, in a namespace of the test's own", () => {
+  const ns = `mlodst-${process.pid}`;
+  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+  before(() => {
+    ip("netns", "add", ns);
+    const inNs = (...args: string[]) => ip("netns", "exec", ns, ...args);
+    inNs("ip", "link", "set", "lo", "up");
+    // 10.97.0.2 plays the guest, 10.98.0.0/24 the synthetic addresses, 10.99.0.2:4000 the listener.
+    for (const a of ["10.97.0.2/32", "10.98.0.0/24", "10.99.0.2/32"]) inNs("ip", "addr", "add", a, "dev", "lo");
+    execFileSync("ip", ["netns", "exec", ns, "nft", "-f", "-"], {
+      input: "table ip odst {\n chain out {\n  type nat hook output priority -100;\n  ip daddr 10.98.0.0/24 meta l4proto tcp dnat to 10.99.0.2:4000\n }\n}\n",
+    });
+  });
+  after(() => void execFileSync("ip", ["netns", "delete", ns], { stdio: "ignore" }));
+
+  test("each of many DNAT'ed connections, looked up at once, is found at the address and port it dialled", async () => {
+    const module = fileURLToPath(new URL("../../src/engine/net/original-destination.js", import.meta.url));
+    // The listener and the connections live in the namespace, so the lookup runs there: a child.
+    const script = `
+      import net from "node:net";
+      import { originalDestination } from ${JSON.stringify(module)};
+      const N = 60, found = [];
+      const server = net.createServer({ pauseOnConnect: true }, async (s) => {
+        try { found.push({ from: s.remotePort, to: await originalDestination(s) }); } catch (e) { found.push({ from: s.remotePort, error: e.message }); }
+        s.destroy();
+        if (found.length === N) { console.log(JSON.stringify(found)); server.close(); }
+      });
+      server.listen(4000, "10.99.0.2", () => {
+        for (let i = 0; i < N; i++) {
+          const c = net.connect({ host: "10.98.0." + (1 + (i % 5)), port: 7000 + i, localAddress: "10.97.0.2" });
+          c.on("connect", () => console.error(JSON.stringify({ from: c.localPort, dialled: "10.98.0." + (1 + (i % 5)) + ":" + (7000 + i) })));
+          c.on("error", () => {});
+        }
+      });`;
+    const child = spawn("ip", ["netns", "exec", ns, process.execPath, "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const code = await new Promise((resolve) => child.once("close", resolve));
+    assert.equal(code, 0, err);
+    const dialled = new Map(err.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { from: number; dialled: string }).map((d) => [d.from, d.dialled]));
+    const found = JSON.parse(out) as Array<{ from: number; to?: { address: string; port: number }; error?: string }>;
+    assert.equal(found.length, 60);
+    for (const f of found) {
+      assert.equal(f.error, undefined);
+      assert.equal(`${f.to!.address}:${f.to!.port}`, dialled.get(f.from), `connection from port ${f.from}`);
+    }
+  });
+});
