@@ -19,6 +19,8 @@ const DNS_ONLY = "dnsonly.test";
 const udpLog: string[] = [];
 const dnsLog: string[] = [];
 const sha = (v: string | Buffer) => createHash("sha256").update(v).digest("hex");
+/** /sse streams waiting for their /sse-release, by the id the client chose. */
+const sseWaiting = new Map<string, () => void>();
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? "/", "http://x");
@@ -50,13 +52,18 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       return;
     }
     case "/sse": {
+      // The first event, then the rest only once the client says (on another connection) that
+      // it got the first: a proxy that held the body back would never let that happen.
       res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" });
-      let n = 0;
-      const t = setInterval(() => {
-        res.write(`data: event ${n}\n\n`);
-        if (++n === 3) { clearInterval(t); res.end(); }
-      }, 100);
+      res.write("data: event 0\n\n");
+      sseWaiting.set(url.searchParams.get("id") ?? "", () => res.end("data: event 1\n\ndata: event 2\n\n"));
       return;
+    }
+    case "/sse-release": {
+      const release = sseWaiting.get(url.searchParams.get("id") ?? "");
+      sseWaiting.delete(url.searchParams.get("id") ?? "");
+      release?.();
+      return void res.end(release ? "released\n" : "no such stream\n");
     }
     case "/redirect":
       res.writeHead(302, { Location: url.searchParams.get("to") ?? "/" });

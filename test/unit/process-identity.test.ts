@@ -19,13 +19,14 @@ describe("process identity", () => {
   });
 
   test("a zombie (exited, never reaped) is dead, not alive", async () => {
-    // `true` exits at once; its parent becomes `sleep`, which never reaps it.
-    const parent = spawn("sh", ["-c", "true & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
+    // The child exits once its parent has become `sleep`, which never reaps it (a child that
+    // exits at once can be reaped by the shell before its exec).
+    const parent = spawn("sh", ["-c", "sleep 0.5 & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
     try {
       const [line] = (await once(parent.stdout!, "data")) as [Buffer];
       const zombie = Number(line.toString().trim());
       let state = "";
-      for (let i = 0; i < 100 && state !== "Z"; i++) {
+      for (let i = 0; i < 300 && state !== "Z"; i++) {
         state = (await readFile(`/proc/${zombie}/stat`, "utf8")).split(") ")[1]!.split(" ")[0]!;
         if (state !== "Z") await new Promise((r) => setTimeout(r, 20));
       }
