@@ -5,12 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # qemu-system-x86, cpio, kmod (depmod), python3 (vmlinux extraction), util-linux (setpriv),
-# binutils (objcopy slims the guest's kernel modules): the micro-VM engine. qemu-system-x86 is installed without recommends (they pull a GUI stack).
+# binutils (objcopy slims the guest's kernel modules), squashfs-tools (root images): the micro-VM engine. qemu-system-x86 is installed without recommends (they pull a GUI stack).
 # iproute2, nftables: the network seal. docker-registry, apache2-utils, openssl, zstd: the registry pull tests.
 # procps (ps) and perl: used by the tests.
 packages=(runsc busybox-static mmdebstrap e2fsprogs gcc libc6-dev make ca-certificates
   qemu-system-x86 cpio kmod python3 util-linux iproute2 nftables docker-registry apache2-utils openssl
-  zstd procps perl binutils)
+  zstd procps perl binutils squashfs-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

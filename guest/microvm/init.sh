@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # PID 1 of the micro-VM's initramfs. Loads the modules, builds the root file system (the
-# image's read-only ext4 under an overlay whose writable layer is a tmpfs capped at the
+# image's read-only squashfs under an overlay whose writable layer is a tmpfs capped at the
 # sandbox's disk size), realises the sandbox's mounts, then switch_roots into it with the
 # agent as the new PID 1 (the agent reaps orphans). Instructions come from the kernel command
 # line (matchlock.*), written by the engine; paths there are hex-encoded.
@@ -20,11 +20,6 @@ mount -t sysfs sysfs /sys || fail "mount /sys"
 mount -t devtmpfs devtmpfs /dev || fail "mount /dev"
 
 read -r cmdline </proc/cmdline
-param() {
-  for word in $cmdline; do
-    case "$word" in "matchlock.$1="*) echo "${word#*=}"; return ;; esac
-  done
-}
 # The values init itself needs, in one pass without subshells.
 for word in $cmdline; do
   case "$word" in
@@ -33,6 +28,7 @@ for word in $cmdline; do
     matchlock.disk_mb=*) disk_mb=${word#*=} ;;
     matchlock.port=*) port=${word#*=} ;;
     matchlock.trace=*) trace_on=${word#*=} ;;
+    matchlock.net=*) net=${word#*=} ;;
   esac
 done
 # matchlock.trace=1 (MATCHLOCK_TRACE_STARTUP=1 on the engine): guest uptime at each step.
@@ -45,8 +41,10 @@ trace() {
 }
 trace "init started"
 
-# Module loading is the largest part of the boot under TCG: the 9p stack only when needed.
+# Module loading is the largest part of the boot under TCG: the NIC's driver and the 9p stack
+# only when needed.
 lists=/lib/modules/order
+[ -n "$net" ] && lists="$lists /lib/modules/order-net"
 case ",$mounts" in *,9:*) lists="$lists /lib/modules/order-9p" ;; esac
 # The lists are in dependency order; one modprobe loads them all (one process instead of one
 # insmod each: every process costs ~20 ms under TCG).
@@ -72,7 +70,6 @@ unhex "$hostname_hex" >/proc/sys/kernel/hostname
 # Loopback always (as in gVisor); the sealed network's one NIC only when the engine gives one:
 # matchlock.net=<guest ip>/<prefix>,<host end>, the host end being the only route.
 ip link set lo up || fail "loopback"
-net=$(param net)
 if [ -n "$net" ]; then
   for i in $(seq 200); do [ -e /sys/class/net/eth0 ] && break; usleep 10000; done
   ip addr add "${net%,*}" dev eth0 && ip link set eth0 up && ip route add default via "${net#*,}" || fail "network $net"
@@ -83,7 +80,7 @@ waited=0
 while [ ! -b /dev/vda ] && [ $waited -lt 200 ]; do usleep 10000; waited=$((waited + 1)); done
 trace "/dev/vda present"
 mkdir /ro /rw /newroot
-mount -t ext4 -o ro,noload /dev/vda /ro || fail "mount the image (/dev/vda)"
+mount -t squashfs -o ro /dev/vda /ro || fail "mount the image (/dev/vda)"
 mount -t tmpfs -o "size=${disk_mb}m,mode=755" tmpfs /rw || fail "mount the writable layer"
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/ro,upperdir=/rw/upper,workdir=/rw/work /newroot || fail "mount the overlay root"
