@@ -18,7 +18,7 @@ import { MountConfigError } from "../../vfs/mounts.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
-import { BUSYBOX, findGuestKernel, initramfsFor } from "./guest-kernel.js";
+import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
 import { qemuArgs } from "./qemu-args.js";
 import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
@@ -53,8 +53,8 @@ export class MicrovmBackend implements Backend {
     for (const [tool, pkg] of [["setpriv", "util-linux"], ["mksquashfs", "squashfs-tools"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
       if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
     }
-    if (!(await findOnPath(BUSYBOX))) {
-      throw new BackendUnavailableError(`the micro-VM backend needs a static busybox at ${BUSYBOX}: install busybox-static ("npm run setup")`);
+    if (!(await findOnPath(initBinaryPath()))) {
+      throw new BackendUnavailableError(`the micro-VM's init binary is missing at ${initBinaryPath()}: build it with "npm run build"`);
     }
     if (!(await findOnPath(paths.agentBinary()))) {
       throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
