@@ -395,8 +395,11 @@ int main(void)
         for (char *s = strtok_r(specs, ",", &save); s; s = strtok_r(NULL, ",", &save)) user_mount(s);
     }
 
-    char channel[300];
+    char channel[300], node[320];
     find_channel(channel, sizeof channel);
+    /* The port's sysfs entry appears a moment before its /dev node: the agent opens the node. */
+    snprintf(node, sizeof node, "/newroot%s", channel);
+    wait_for(node);
     warm_shell();
     trace("root and mounts ready, starting the agent");
     if (umount("/sys") != 0) fail("umount /sys: %s", strerror(errno));
