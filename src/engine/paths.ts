@@ -21,7 +21,7 @@ export const paths = {
   runscRoot: () => join(matchlockHome(), "runsc"),
   /** Built artifacts keyed by content (guest kernel, initramfs): $MATCHLOCK_CACHE, else ~/.cache/matchlock. */
   cache: () => process.env.MATCHLOCK_CACHE || join(homedir(), ".cache", "matchlock"),
-  /** Files shipped with the package, e.g. guest/microvm/init.sh. */
+  /** Files shipped with the package, e.g. guest/microvm/build/matchlock-init. */
   packageFile: (...parts: string[]) => join(packageRoot, ...parts),
   /** The static agent binary put into every sandbox; $MATCHLOCK_AGENT overrides it. */
   agentBinary: () => process.env.MATCHLOCK_AGENT || join(packageRoot, "guest", "agent", "build", "matchlock-agent"),

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConsoleCapture } from "../../src/engine/backends/microvm/console-capture.js";
 import { chooseAccel, tscKhzFrom, type HostFacts } from "../../src/engine/backends/microvm/accel.js";
-import { GUEST_9P_MODULES, GUEST_MODULES, guestModuleSets, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
+import { GUEST_9P_MODULES, GUEST_MODULES, GUEST_NET_MODULES, guestModuleSets, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
 import { MAX_KERNEL_CMDLINE, guestMounts, kernelCmdline, qemuArgs, qemuOpt, type VmPlan } from "../../src/engine/backends/microvm/qemu-args.js";
 
 const cpuinfo = (flags: string) => `processor\t: 0\ncpu MHz\t\t: 2445.410\nflags\t\t: fpu sse2 ${flags} avx\n`;
@@ -49,6 +49,7 @@ kernel/lib/crc16.ko:
 kernel/fs/mbcache.ko:
 kernel/fs/jbd2/jbd2.ko:
 kernel/fs/overlayfs/overlay.ko:
+kernel/fs/squashfs/squashfs.ko:
 kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
 kernel/net/9p/9pnet.ko:
 kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
@@ -63,24 +64,26 @@ kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
 kernel/net/core/failover.ko:
 `;
 
-test("modules load after their dependencies, each once; the 9p stack is a separate list after the core", () => {
+test("modules load after their dependencies, each once; the NIC's and the 9p stack are separate lists after the core", () => {
   const sets = guestModuleSets(parseModulesDep(DEP));
   const core = sets.core.map(moduleName);
-  const order = [...core, ...sets.ninep.map(moduleName)];
+  const net = sets.net.map(moduleName);
+  const ninep = sets.ninep.map(moduleName);
+  const order = [...core, ...net, ...ninep];
   assert.equal(new Set(order).size, order.length, "no module twice");
-  for (const name of [...GUEST_MODULES, ...GUEST_9P_MODULES]) assert.ok(order.includes(name), `${name} is loaded`);
-  for (const name of ["9p", "9pnet", "9pnet_virtio", "netfs", "fscache"]) assert.ok(!core.includes(name), `${name} only with 9p shares`);
+  for (const name of [...GUEST_MODULES, ...GUEST_NET_MODULES, ...GUEST_9P_MODULES]) assert.ok(order.includes(name), `${name} is loaded`);
+  for (const name of ["9p", "9pnet", "9pnet_virtio", "netfs", "fscache"]) assert.ok(ninep.includes(name), `${name} only with 9p shares`);
+  assert.deepEqual(net, ["failover", "net_failover", "virtio_net"], "the NIC's driver only with a network");
+  for (const name of ["ext4", "jbd2", "crc16", "crc32c_generic"]) assert.ok(!order.includes(name), `${name} is not needed (squashfs root)`);
   const before = (a: string, b: string) => assert.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b}: ${order.join(" ")}`);
   before("virtio", "virtio_mmio");
   before("virtio_ring", "virtio_blk");
-  before("jbd2", "ext4");
-  before("crc16", "ext4");
   before("9pnet", "9pnet_virtio");
   before("netfs", "fscache");
   before("fscache", "9p");
   before("net_failover", "virtio_net");
-  assert.equal(core.length, 14);
-  assert.equal(order.length, 19);
+  assert.deepEqual(core, ["virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "virtio_console", "squashfs", "overlay"]);
+  assert.equal(ninep.length, 5);
   assert.deepEqual(loadOrder(parseModulesDep(DEP), ["ext4"]).map(moduleName), ["crc16", "mbcache", "jbd2", "ext4"]);
 });
 
@@ -96,7 +99,7 @@ test("module names: - and _ are the same; unknown modules, broken lines and cycl
 const plan = (over: Partial<VmPlan> = {}): VmPlan => ({
   id: "vm-0123abcd", cpus: 1.5, memoryMb: 512, diskSizeMb: 2048, hostname: "vm-0123abcd",
   accel: { accel: "tcg", reason: "test", tscKhz: 2445410 },
-  vmlinux: "/k/vmlinux", initramfs: "/k/initramfs.cpio", rootImage: "/img/rootfs.ext4", agentFd: 3,
+  vmlinux: "/k/vmlinux", initramfs: "/k/initramfs.cpio", rootImage: "/img/rootfs.squashfs", agentFd: 3,
   mounts: [
     { kind: "bind", guestPath: "/workspace/src", hostPath: "/host/src,x", readonly: true },
     { kind: "tmpfs", guestPath: "/workspace" },
@@ -118,7 +121,7 @@ test("QEMU command line: microvm, TCG, whole vCPUs, memory, read-only root, sock
   assert.deepEqual(values(args, "-nic"), ["none"]);
   assert.ok(args.includes("-no-reboot") && args.includes("-nodefaults"));
   assert.ok(!args.includes("-enable-kvm"));
-  assert.deepEqual(values(args, "-drive"), ["file=/img/rootfs.ext4,format=raw,if=none,id=root,readonly=on"]);
+  assert.deepEqual(values(args, "-drive"), ["file=/img/rootfs.squashfs,format=raw,if=none,id=root,readonly=on"]);
   assert.deepEqual(values(args, "-chardev"), ["socket,id=agent,fd=3"]);
   assert.ok(values(args, "-device").includes("virtserialport,chardev=agent,name=matchlock.agent"));
   // Parents first: /workspace (tmpfs) is not a share; shares are numbered in order.
@@ -141,6 +144,9 @@ test("kernel command line: TCG fixes, panic reboots, hex-encoded hostname and mo
   for (const word of ["console=ttyS0", "quiet", "panic=-1", "cryptomgr.notests", "tsc_early_khz=2445410", "matchlock.disk_mb=2048", "matchlock.port=matchlock.agent"]) {
     assert.ok(line.split(" ").includes(word), `${word} in ${line}`);
   }
+  // With KVM the TSC rate comes from kvmclock; cpuinfo's "cpu MHz" may be a scaled clock.
+  const kvm = kernelCmdline(plan({ accel: { accel: "kvm", reason: "test", tscKhz: 2445410 } }));
+  assert.ok(!kvm.includes("tsc_early_khz"), kvm);
   const hex = (s: string) => Buffer.from(s).toString("hex");
   assert.ok(line.includes(`matchlock.hostname=${hex("vm-0123abcd")}`));
   assert.ok(line.includes(`matchlock.mounts=t:${hex("/workspace")},9:ml0:rw:${hex("/data")},9:ml1:ro:${hex("/workspace/src")}`));

@@ -1,24 +1,27 @@
 // The guest kernel fetched by scripts/fetch-guest-kernel.sh (Debian's linux-image-amd64, as an
-// uncompressed PVH vmlinux plus its module tree) and the initramfs built from it: busybox-static,
-// the modules in load order, the shared static agent and guest/microvm/init.sh. The initramfs is
+// uncompressed PVH vmlinux plus its module tree) and the initramfs built from it: our static init
+// (guest/microvm/init.c), the modules in load order and the shared static agent. The initramfs is
 // cached under <cache>/microvm/initramfs-<sha256 of its inputs>.cpio.
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { promisify } from "node:util";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError } from "../backend.js";
 import { buildOnce } from "./artifact.js";
-import { guestModuleSets, moduleName, parseModulesDep } from "./module-order.js";
+import { guestModuleSets, parseModulesDep } from "./module-order.js";
 
 const run = promisify(execFile);
 
 /** Bumped whenever writeInitramfs changes what it makes of the same inputs (part of the cache key). */
-const INITRAMFS_LAYOUT = 3;
+const INITRAMFS_LAYOUT = 5;
 
-export const BUSYBOX = process.env.MATCHLOCK_BUSYBOX || "/bin/busybox";
+/** The initramfs's PID 1, built from guest/microvm/init.c by `npm run build`. */
+export function initBinaryPath(): string {
+  return paths.packageFile("guest", "microvm", "build", "matchlock-init");
+}
 
 export interface GuestKernel {
   dir: string;
@@ -47,48 +50,73 @@ export async function findGuestKernel(): Promise<GuestKernel> {
 /** Returns the initramfs for this kernel and agent, building it on first use. */
 export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Promise<string> {
   const modRoot = join(kernel.dir, "modules");
-  const { core, ninep } = guestModuleSets(parseModulesDep(await readFile(join(modRoot, "modules.dep"), "utf8")));
-  const order = [...core, ...ninep];
-  const initScript = paths.packageFile("guest", "microvm", "init.sh");
-  const inputs = [initScript, BUSYBOX, agentBinary, ...order.map((m) => join(modRoot, m))];
+  const sets = await moduleSetsOf(join(modRoot, "modules.dep"));
+  const order = [...sets.core, ...sets.net, ...sets.ninep];
+  const initBinary = initBinaryPath();
+  const inputs = [initBinary, agentBinary, ...order.map((m) => join(modRoot, m))];
+  const digest = await inputsDigest(`layout ${INITRAMFS_LAYOUT} ${kernel.release}`, inputs, (file) => file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
+  const target = join(paths.cache(), "microvm", `initramfs-${digest.slice(0, 16)}.cpio`);
+  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initBinary, agentBinary, modRoot, ...sets }));
+}
+
+/** Parsed module lists by modules.dep identity: parsing its ~4,000 entries took ~30 ms. */
+const moduleSetsByIdentity = new Map<string, ReturnType<typeof guestModuleSets>>();
+
+async function moduleSetsOf(modulesDep: string): Promise<ReturnType<typeof guestModuleSets>> {
+  const identity = await fileIdentity(modulesDep);
+  let sets = moduleSetsByIdentity.get(identity);
+  if (!sets) {
+    sets = guestModuleSets(parseModulesDep(await readFile(modulesDep, "utf8")));
+    moduleSetsByIdentity.set(identity, sets);
+  }
+  return sets;
+}
+
+/** Device, inode, size, change and modification times in ns: a file rewritten or replaced gets a new one. */
+async function fileIdentity(file: string): Promise<string> {
+  const st = await stat(file, { bigint: true });
+  return `${file}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/**
+ * Digests already computed in this engine, by the inputs' identities: hashing the inputs took
+ * ~40 ms of every VM start.
+ */
+const digestByIdentity = new Map<string, string>();
+
+async function inputsDigest(prefix: string, files: string[], nameOf: (file: string) => string): Promise<string> {
+  const ids = await Promise.all(files.map(fileIdentity));
+  const identity = `${prefix}\0${ids.join("\0")}`;
+  const known = digestByIdentity.get(identity);
+  if (known) return known;
   const hash = createHash("sha256");
-  hash.update(`layout ${INITRAMFS_LAYOUT} ${kernel.release}\0`);
-  for (const file of inputs) {
-    hash.update(file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
+  hash.update(`${prefix}\0`);
+  for (const file of files) {
+    hash.update(nameOf(file));
     hash.update(await readFile(file));
   }
-  const target = join(paths.cache(), "microvm", `initramfs-${hash.digest("hex").slice(0, 16)}.cpio`);
-  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initScript, agentBinary, modRoot, release: kernel.release, core, ninep }));
+  const digest = hash.digest("hex");
+  digestByIdentity.set(identity, digest);
+  return digest;
 }
 
 async function writeInitramfs(
-  out: string, src: { initScript: string; agentBinary: string; modRoot: string; release: string; core: string[]; ninep: string[] },
+  out: string, src: { initBinary: string; agentBinary: string; modRoot: string; core: string[]; net: string[]; ninep: string[] },
 ): Promise<void> {
   const stage = await mkdtemp(join(tmpdir(), "matchlock-initramfs-"));
   try {
-    await mkdir(join(stage, "bin"));
-    // Where busybox modprobe looks: /lib/modules/<release>/, with a modules.dep of its own.
-    const modDir = join(stage, "lib", "modules", src.release);
+    const modDir = join(stage, "lib", "modules");
     await mkdir(modDir, { recursive: true });
-    await copyFile(src.initScript, join(stage, "init"));
+    await copyFile(src.initBinary, join(stage, "init"));
     await chmod(join(stage, "init"), 0o755);
-    await copyFile(BUSYBOX, join(stage, "bin", "busybox"));
-    await chmod(join(stage, "bin", "busybox"), 0o755);
     await copyFile(src.agentBinary, join(stage, "matchlock-agent"));
     await chmod(join(stage, "matchlock-agent"), 0o755);
-    const all = [...src.core, ...src.ninep];
-    for (const m of all) await slimModule(join(src.modRoot, m), join(modDir, basename(m)));
-    // No dependency edges: the init's one `modprobe -a` gets the names already in dependency
-    // order (module-order.ts), so exactly these load, in that order, in one process.
-    await writeFile(join(modDir, "modules.dep"), all.map((m) => `${basename(m)}:\n`).join(""));
-    const list = (mods: string[]) => mods.map((m) => moduleName(m)).join("\n") + "\n";
-    await writeFile(join(stage, "lib", "modules", "order"), list(src.core));
-    await writeFile(join(stage, "lib", "modules", "order-9p"), list(src.ninep));
-    // One symlink per applet now, rather than `busybox --install` at every boot.
-    const { stdout } = await run(BUSYBOX, ["--list"]);
-    for (const applet of stdout.split("\n").filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox")) {
-      await symlink("busybox", join(stage, "bin", applet));
-    }
+    for (const m of [...src.core, ...src.net, ...src.ninep]) await slimModule(join(src.modRoot, m), join(modDir, basename(m)));
+    // The init loads each list's files in order (dependencies first: module-order.ts).
+    const list = (mods: string[]) => mods.map((m) => `/lib/modules/${basename(m)}\n`).join("");
+    await writeFile(join(modDir, "order"), list(src.core));
+    await writeFile(join(modDir, "order-net"), list(src.net));
+    await writeFile(join(modDir, "order-9p"), list(src.ninep));
     for (const d of ["proc", "sys", "dev"]) await mkdir(join(stage, d));
     // Uncompressed newc: the kernel unpacks it without a decompressor (seconds under TCG).
     await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2"`, "sh", stage, out]);

@@ -1,5 +1,5 @@
 // QEMU micro-VM backend: one `qemu-system-x86_64 -M microvm` per sandbox, booting Debian's
-// kernel (PVH vmlinux) with our initramfs, the image as a shared read-only ext4 under a
+// kernel (PVH vmlinux) with our initramfs, the image as a shared read-only squashfs under a
 // per-VM tmpfs overlay, host mounts over virtio-9p, the agent over virtio-serial and, for a
 // sealed network, a virtio-net device on a tap the engine made and filters (tap.ts).
 //
@@ -18,7 +18,7 @@ import { MountConfigError } from "../../vfs/mounts.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
-import { BUSYBOX, findGuestKernel, initramfsFor } from "./guest-kernel.js";
+import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
 import { qemuArgs } from "./qemu-args.js";
 import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
@@ -50,11 +50,11 @@ export class MicrovmBackend implements Backend {
         `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
       );
     }
-    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
+    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mksquashfs", "squashfs-tools"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
       if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
     }
-    if (!(await findOnPath(BUSYBOX))) {
-      throw new BackendUnavailableError(`the micro-VM backend needs a static busybox at ${BUSYBOX}: install busybox-static ("npm run setup")`);
+    if (!(await findOnPath(initBinaryPath()))) {
+      throw new BackendUnavailableError(`the micro-VM's init binary is missing at ${initBinaryPath()}: build it with "npm run build"`);
     }
     if (!(await findOnPath(paths.agentBinary()))) {
       throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);

@@ -4,17 +4,23 @@
 import { posix } from "node:path";
 
 /**
- * What the guest needs from the modular Debian kernel. Some needs are not modules.dep edges:
- * ext4 wants crc32c through the crypto API (metadata_csum), 9p over virtio needs the
- * 9pnet_virtio transport, which nothing depends on.
+ * What every guest needs from the modular Debian kernel: the virtio-mmio transport, the root
+ * image's disk and file system (squashfs: see root-image.ts), the overlay that makes it
+ * writable, and the agent's virtio-serial port. Under TCG every module costs boot time, so the
+ * rest load only for VMs that use them.
  */
 export const GUEST_MODULES = [
   "virtio_mmio", "virtio_blk", "virtio_console",
-  "crc32c_generic", "ext4",
-  "overlay", "virtio_net",
+  "squashfs", "overlay",
 ] as const;
 
-/** Host directory shares; loaded only by VMs that have one (they cost ~0.2 s of TCG boot). */
+/** The sealed network's NIC; loaded only by VMs that have one. */
+export const GUEST_NET_MODULES = ["virtio_net"] as const;
+
+/**
+ * Host directory shares; loaded only by VMs that have one (they cost ~0.2 s of TCG boot).
+ * 9p over virtio needs the 9pnet_virtio transport, which nothing depends on.
+ */
 export const GUEST_9P_MODULES = ["9pnet_virtio", "9p"] as const;
 
 /** One modules.dep entry: path relative to the module tree, and its dependencies' paths. */
@@ -67,9 +73,9 @@ function normalise(name: string): string {
   return name.replaceAll("-", "_");
 }
 
-/** The initramfs's two load lists: always, and only for VMs with 9p shares (after the first). */
-export function guestModuleSets(deps: ModuleDeps): { core: string[]; ninep: string[] } {
+/** The initramfs's load lists: always, then only for VMs with a network, with 9p shares. */
+export function guestModuleSets(deps: ModuleDeps): { core: string[]; net: string[]; ninep: string[] } {
   const core = loadOrder(deps, GUEST_MODULES);
-  const ninep = loadOrder(deps, [...GUEST_MODULES, ...GUEST_9P_MODULES]).filter((m) => !core.includes(m));
-  return { core, ninep };
+  const beyondCore = (wanted: readonly string[]) => loadOrder(deps, [...GUEST_MODULES, ...wanted]).filter((m) => !core.includes(m));
+  return { core, net: beyondCore(GUEST_NET_MODULES), ninep: beyondCore(GUEST_9P_MODULES) };
 }

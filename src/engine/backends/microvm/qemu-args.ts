@@ -69,7 +69,9 @@ export function kernelCmdline(plan: VmPlan): string {
     // Crypto self-tests cost ~350 ms of TCG time and test nothing we control.
     "cryptomgr.notests",
     // microvm has no HPET/PM timer: TSC calibration against nothing hangs ~30% of TCG boots.
-    ...(plan.accel.tscKhz ? [`tsc_early_khz=${plan.accel.tscKhz}`] : []),
+    // Only under TCG: with KVM the guest gets its TSC rate from kvmclock, and cpuinfo's
+    // "cpu MHz" is the current (scaled) clock on hosts with frequency scaling, not the TSC's.
+    ...(plan.accel.accel === "tcg" && plan.accel.tscKhz ? [`tsc_early_khz=${plan.accel.tscKhz}`] : []),
     "pci=off", "rdinit=/init",
     `matchlock.hostname=${hex(plan.hostname)}`,
     `matchlock.disk_mb=${plan.diskSizeMb}`,
