@@ -1059,14 +1059,15 @@ static size_t build_pollset(struct agent *a, int64_t *wake_ns)
     a->pfds[n++] = (struct pollfd){.fd = a->sigchld_fd, .events = POLLIN};
     for (struct exec_op *e = a->execs; e; e = e->next) {
         int fds[2] = {e->out_fd, e->err_fd};
-        int64_t naps[2] = {e->out_nap_until, e->err_nap_until};
+        int64_t *naps[2] = {&e->out_nap_until, &e->err_nap_until};
         for (int i = 0; i < 2; i++) {
             if (fds[i] < 0) continue;
-            if (naps[i] > 0 && now < 0) now = now_ns();
-            if (naps[i] > 0 && naps[i] > now) {
-                if (*wake_ns < 0 || naps[i] < *wake_ns) *wake_ns = naps[i];
+            if (*naps[i] > 0 && now < 0) now = now_ns();
+            if (*naps[i] > 0 && *naps[i] > now) {
+                if (*wake_ns < 0 || *naps[i] < *wake_ns) *wake_ns = *naps[i];
                 continue;
             }
+            *naps[i] = 0; /* the nap is over: an idle pipe must not keep us reading the clock */
             a->pfd_exec[n] = e;
             a->pfds[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
         }

@@ -2,7 +2,7 @@
  * matchlock-init: PID 1 of the micro-VM's initramfs.
  *
  * Loads the kernel modules the sandbox needs, builds its root file system (the image's
- * read-only squashfs under an overlay whose writable layer is a tmpfs capped at the sandbox's
+ * read-only ext4 under an overlay whose writable layer is a tmpfs capped at the sandbox's
  * disk size), realises its mounts, then switches root into it with the agent as the new PID 1
  * (the agent reaps orphans). Instructions come from the kernel command line (matchlock.*),
  * written by the engine (src/engine/backends/microvm/qemu-args.ts); paths there are hex-encoded.
@@ -262,9 +262,9 @@ static void user_mount(const char *spec)
         if (!m || !p || (size_t)(m - t) >= sizeof tag || !unhex(p + 1, path, sizeof path)) fail("bad mount spec %s", spec);
         memcpy(tag, t, m - t);
         tag[m - t] = '\0';
-        if (!strncmp(m + 1, "ro:", 3)) flags = MS_RDONLY;
-        else if (!strncmp(m + 1, "rw:", 3)) flags = 0;
-        else fail("bad mount spec %s", spec);
+        /* Host shares keep nosuid/nodev: a setuid-root file on the host must not make root here. */
+        if (!strncmp(m + 1, "ro:", 3)) flags |= MS_RDONLY;
+        else if (strncmp(m + 1, "rw:", 3)) fail("bad mount spec %s", spec);
         type = "9p", src = tag, data = "trans=virtio,version=9p2000.L,msize=524288";
     } else {
         fail("bad mount spec %s", spec);
@@ -369,7 +369,7 @@ int main(void)
     make_dir("/ro", 0755);
     make_dir("/rw", 0755);
     make_dir("/newroot", 0755);
-    do_mount("/dev/vda", "/ro", "squashfs", MS_RDONLY, NULL);
+    do_mount("/dev/vda", "/ro", "ext4", MS_RDONLY, "noload"); /* no journal replay on a shared, read-only image */
     char opts[64];
     snprintf(opts, sizeof opts, "size=%sm,mode=755", cfg.disk_mb);
     do_mount("tmpfs", "/rw", "tmpfs", 0, opts);

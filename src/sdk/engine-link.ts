@@ -2,6 +2,7 @@
 // (`matchlock rpc`, its stdio), or a connection to a resident engine (`matchlock serve`, a unix
 // socket). The transport speaks the same NDJSON over either.
 import { spawn } from "node:child_process";
+import { lstat } from "node:fs/promises";
 import { connect } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { MatchlockError } from "./errors.js";
@@ -57,6 +58,7 @@ export async function spawnEngine(argv: readonly string[]): Promise<EngineLink> 
 
 /** Connects to a resident engine's socket; resolves once connected. */
 export async function connectEngine(socketPath: string): Promise<EngineLink> {
+  await checkEngineSocket(socketPath);
   const socket = connect(socketPath);
   const ended = new Promise<string>((resolve) => socket.once("close", () => resolve("connection closed")));
   try {
@@ -99,4 +101,22 @@ function connectError(socketPath: string, err: NodeJS.ErrnoException): Matchlock
   };
   const reason = why[err.code ?? ""] ?? err.message;
   return new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: ${reason}`, { cause: err });
+}
+
+/**
+ * Only a socket owned by this user or root is an engine: a socket another user bound at the
+ * path would receive every secret and file the client sends.
+ */
+async function checkEngineSocket(socketPath: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(socketPath);
+  } catch (err) {
+    throw connectError(socketPath, err as NodeJS.ErrnoException);
+  }
+  const uid = process.getuid?.() ?? 0;
+  if (!st.isSocket()) throw new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: that path is not a socket`);
+  if (st.uid !== uid && st.uid !== 0) {
+    throw new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: the socket belongs to uid ${st.uid}, not to this user (uid ${uid}) or root; refusing to send it anything`);
+  }
 }

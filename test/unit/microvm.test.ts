@@ -49,7 +49,6 @@ kernel/lib/crc16.ko:
 kernel/fs/mbcache.ko:
 kernel/fs/jbd2/jbd2.ko:
 kernel/fs/overlayfs/overlay.ko:
-kernel/fs/squashfs/squashfs.ko:
 kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
 kernel/net/9p/9pnet.ko:
 kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
@@ -74,7 +73,6 @@ test("modules load after their dependencies, each once; the NIC's and the 9p sta
   for (const name of [...GUEST_MODULES, ...GUEST_NET_MODULES, ...GUEST_9P_MODULES]) assert.ok(order.includes(name), `${name} is loaded`);
   for (const name of ["9p", "9pnet", "9pnet_virtio", "netfs", "fscache"]) assert.ok(ninep.includes(name), `${name} only with 9p shares`);
   assert.deepEqual(net, ["failover", "net_failover", "virtio_net"], "the NIC's driver only with a network");
-  for (const name of ["ext4", "jbd2", "crc16", "crc32c_generic"]) assert.ok(!order.includes(name), `${name} is not needed (squashfs root)`);
   const before = (a: string, b: string) => assert.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b}: ${order.join(" ")}`);
   before("virtio", "virtio_mmio");
   before("virtio_ring", "virtio_blk");
@@ -82,7 +80,7 @@ test("modules load after their dependencies, each once; the NIC's and the 9p sta
   before("netfs", "fscache");
   before("fscache", "9p");
   before("net_failover", "virtio_net");
-  assert.deepEqual(core, ["virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "virtio_console", "squashfs", "overlay"]);
+  assert.deepEqual(core, ["virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "virtio_console", "crc32c_generic", "crc16", "mbcache", "jbd2", "ext4", "overlay"]);
   assert.equal(ninep.length, 5);
   assert.deepEqual(loadOrder(parseModulesDep(DEP), ["ext4"]).map(moduleName), ["crc16", "mbcache", "jbd2", "ext4"]);
 });
@@ -99,7 +97,7 @@ test("module names: - and _ are the same; unknown modules, broken lines and cycl
 const plan = (over: Partial<VmPlan> = {}): VmPlan => ({
   id: "vm-0123abcd", cpus: 1.5, memoryMb: 512, diskSizeMb: 2048, hostname: "vm-0123abcd",
   accel: { accel: "tcg", reason: "test", tscKhz: 2445410 },
-  vmlinux: "/k/vmlinux", initramfs: "/k/initramfs.cpio", rootImage: "/img/rootfs.squashfs", agentFd: 3,
+  vmlinux: "/k/vmlinux", initramfs: "/k/initramfs.cpio", rootImage: "/img/rootfs.ext4", agentFd: 3,
   mounts: [
     { kind: "bind", guestPath: "/workspace/src", hostPath: "/host/src,x", readonly: true },
     { kind: "tmpfs", guestPath: "/workspace" },
@@ -121,7 +119,7 @@ test("QEMU command line: microvm, TCG, whole vCPUs, memory, read-only root, sock
   assert.deepEqual(values(args, "-nic"), ["none"]);
   assert.ok(args.includes("-no-reboot") && args.includes("-nodefaults"));
   assert.ok(!args.includes("-enable-kvm"));
-  assert.deepEqual(values(args, "-drive"), ["file=/img/rootfs.squashfs,format=raw,if=none,id=root,readonly=on"]);
+  assert.deepEqual(values(args, "-drive"), ["file=/img/rootfs.ext4,format=raw,if=none,id=root,readonly=on"]);
   assert.deepEqual(values(args, "-chardev"), ["socket,id=agent,fd=3"]);
   assert.ok(values(args, "-device").includes("virtserialport,chardev=agent,name=matchlock.agent"));
   // Parents first: /workspace (tmpfs) is not a share; shares are numbered in order.

@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, stat, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, stat, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -111,6 +112,30 @@ describe("matchlock serve", () => {
     const r2 = await cli(["serve", "--socket", join(open, "engine.sock")]);
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /^Error: .*open is writable by other users, who could replace the socket: use an owner-only directory$/m);
+    // Sticky (like /tmp) is refused too: another user could bind the path before the server.
+    await chmod(open, 0o1777);
+    const r3 = await cli(["serve", "--socket", join(open, "engine.sock")]);
+    assert.equal(r3.code, 1);
+    assert.match(r3.stderr, /open is writable by other users/);
+  });
+
+  test("the SDK only talks to a socket owned by its user or root", T, async () => {
+    const { home } = await freshHome();
+    const file = join(home, "plain-file");
+    await writeFile(file, "");
+    await assert.rejects(new Client({ engineSocket: file, binaryPath: CLI }).start(), /at .*plain-file: that path is not a socket/);
+    // A listening socket another user owns: the client refuses before connecting.
+    const foreign = join(home, "foreign.sock");
+    const impostor = createServer((c) => { connected = true; c.destroy(); });
+    let connected = false;
+    await new Promise<void>((resolve) => impostor.listen(foreign, resolve));
+    try {
+      await chown(foreign, 4242, 4242);
+      await assert.rejects(new Client({ engineSocket: foreign, binaryPath: CLI }).start(), /the socket belongs to uid 4242, not to this user \(uid 0\) or root; refusing to send it anything/);
+      assert.equal(connected, false, "nothing was sent to the impostor");
+    } finally {
+      impostor.close();
+    }
   });
 
   test("the SDK says clearly when no server is there, and refuses useSudo with a socket", T, async () => {

@@ -21,8 +21,9 @@ export async function checkSocketDirectory(dir: string): Promise<void> {
   if (st.uid !== uid && st.uid !== 0) {
     throw new SocketClaimError(`${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}) or root: its owner could replace the socket`);
   }
-  // A sticky directory (like /tmp) lets others add files but not replace ours.
-  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+  // Not even a sticky one (like /tmp): another user could bind the path first, and clients
+  // would hand an impostor their secrets.
+  if ((st.mode & 0o022) !== 0) {
     throw new SocketClaimError(`${dir} is writable by other users, who could replace the socket: use an owner-only directory`);
   }
 }

@@ -1,5 +1,5 @@
 // QEMU micro-VM backend: one `qemu-system-x86_64 -M microvm` per sandbox, booting Debian's
-// kernel (PVH vmlinux) with our initramfs, the image as a shared read-only squashfs under a
+// kernel (PVH vmlinux) with our initramfs, the image as a shared read-only ext4 under a
 // per-VM tmpfs overlay, host mounts over virtio-9p, the agent over virtio-serial and, for a
 // sealed network, a virtio-net device on a tap the engine made and filters (tap.ts).
 //
@@ -50,7 +50,7 @@ export class MicrovmBackend implements Backend {
         `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
       );
     }
-    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mksquashfs", "squashfs-tools"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
+    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
       if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
     }
     if (!(await findOnPath(initBinaryPath()))) {

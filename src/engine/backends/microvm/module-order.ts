@@ -5,13 +5,14 @@ import { posix } from "node:path";
 
 /**
  * What every guest needs from the modular Debian kernel: the virtio-mmio transport, the root
- * image's disk and file system (squashfs: see root-image.ts), the overlay that makes it
- * writable, and the agent's virtio-serial port. Under TCG every module costs boot time, so the
- * rest load only for VMs that use them.
+ * image's disk and file system (ext4, which wants crc32c through the crypto API for
+ * metadata_csum: not a modules.dep edge), the overlay that makes it writable, and the agent's
+ * virtio-serial port. Under TCG every module costs boot time, so the rest load only for VMs
+ * that use them.
  */
 export const GUEST_MODULES = [
   "virtio_mmio", "virtio_blk", "virtio_console",
-  "squashfs", "overlay",
+  "crc32c_generic", "ext4", "overlay",
 ] as const;
 
 /** The sealed network's NIC; loaded only by VMs that have one. */
