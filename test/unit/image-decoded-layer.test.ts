@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -19,7 +19,7 @@ describe("a zstd layer decoded to disk", () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "matchlock-decoded-test-"));
     work = join(dir, "work");
-    await import("node:fs/promises").then((fs) => fs.mkdir(work));
+    await mkdir(work);
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
