@@ -276,6 +276,21 @@ describe("OCI image layouts", () => {
     assert.deepEqual((await snapshot(img.rootfs)).filter((l) => l.includes(" f ")).map((l) => l.slice(l.indexOf('"'))), ['"amd64"', '"amd64 2"']);
   });
 
+  test("a zstd layer decoding to more than MATCHLOCK_MAX_LAYER_BYTES is refused, named, and nothing is stored", async () => {
+    const before = (await store.list()).map((i) => i.ref);
+    // Not an image already stored (that would not be unpacked again).
+    const zlayout = ociLayout({ amd64: spec("amd64-big") }, { zstd: true });
+    process.env.MATCHLOCK_MAX_LAYER_BYTES = "1K";
+    try {
+      await assert.rejects(store.import("ghcr.io/test/zstd-big:1", await file("oci-zstd-big.tar", zlayout.tar), { platform: "linux/amd64" }),
+        // Layer 1 is read once here (an import has no diff_ids to check), so only layer 2 is decoded to disk.
+        /cannot unpack the image \(layer 2 of 2\): layer 2 is refused: it decodes to more than 1024 bytes: at most 1024 bytes is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
+    } finally {
+      delete process.env.MATCHLOCK_MAX_LAYER_BYTES;
+    }
+    await assertStoreHolds(before);
+  });
+
   test("takes another platform when asked, from a gzip'd layout", async () => {
     const img = await store.import("ghcr.io/test/multi:arm", await file("oci.tar.gz", gzip(layout.tar)), { platform: "linux/arm64" });
     assert.equal(img.digest, layout.configDigests.arm64);

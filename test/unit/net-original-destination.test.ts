@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import {
-  conntrackArgs, LOOKUPS_AT_ONCE, MAX_OUTPUT, originalDestination, OriginalDestinationError, parseEntry,
+  conntrackArgs, LOOKUPS_AT_ONCE, MAX_OUTPUT, MAX_WAITING_PER_SANDBOX, originalDestination, OriginalDestinationError, parseEntry,
 } from "../../src/engine/net/original-destination.js";
 
 const tuple = { localAddress: "10.200.0.1", localPort: 42222, remoteAddress: "10.200.0.2", remotePort: 40001 };
@@ -72,6 +72,27 @@ describe("original destination: running conntrack", () => {
       most = Math.max(most, now);
     }
     assert.ok(most >= 2 && most <= LOOKUPS_AT_ONCE, `${most} ran at once`);
+  });
+  test("a sandbox flooding the lookups waits behind itself: another sandbox's lookup gets the next turn, the flood's overflow a clear error", async () => {
+    const log = join(dir, "fairness.log");
+    // Answers for whichever connection it is asked about ($5 orig-src, $7 orig-port-src, $9 reply-src, $11 reply-port-src),
+    // and logs the guest port it was asked about when it starts.
+    const cmd = fake("fair", `echo "$7" >> ${log}; sleep 0.05; echo "tcp 6 1 ESTABLISHED src=$5 dst=10.201.0.3 sport=$7 dport=7777 src=$9 dst=$5 sport=\${11} dport=$7 [ASSURED]"`);
+    const flooder = {};
+    const other = {};
+    const flood = LOOKUPS_AT_ONCE + MAX_WAITING_PER_SANDBOX;
+    // All asked in the same tick: the flooder's lookups fill every slot and its whole waiting line first.
+    const flooding = Array.from({ length: flood }, (_, i) => originalDestination({ ...tuple, remotePort: 20000 + i }, { command: cmd, owner: flooder }));
+    const overflow = originalDestination({ ...tuple, remotePort: 30000 }, { command: cmd, owner: flooder });
+    const mine = originalDestination({ ...tuple, remotePort: 40000 }, { command: cmd, owner: other });
+    await assert.rejects(overflow, failsWith(new RegExp(`^more than ${MAX_WAITING_PER_SANDBOX} of this sandbox's connections are waiting`)));
+    assert.deepEqual(await mine, { address: "10.201.0.3", port: 7777 });
+    const answers = await Promise.all(flooding);
+    assert.equal(answers.length, flood);
+    const started = readFileSync(log, "utf8").split("\n").filter(Boolean).map(Number);
+    assert.equal(started.length, flood + 1);
+    // The first freed slot goes to the flooder (first in line), the second to the other sandbox, 62 lookups ahead of where a FIFO puts it.
+    assert.equal(started.indexOf(40000), LOOKUPS_AT_ONCE + 1, `started: ${started.join(" ")}`);
   });
 });
 

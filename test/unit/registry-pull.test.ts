@@ -138,6 +138,27 @@ describe("pull", () => {
     assert.deepEqual(await readdir(join(store.root, "tmp")).catch(() => []), []);
   });
 
+  test("a zstd bomb decoding past MATCHLOCK_MAX_LAYER_BYTES: refused naming the layer, its partial tar removed, nothing cached", async () => {
+    // 64 MiB of zeros in a tar: a few KiB of zstd.
+    const bomb = compressedLayer(tarBytes([{ path: "zeros", body: Buffer.alloc(64 * 2 ** 20) }]), "zstd");
+    const bad = image([bomb]);
+    await registry.pushImage("test/zstd-bomb", bad, "v1");
+    process.env.MATCHLOCK_MAX_LAYER_BYTES = "8M";
+    try {
+      await assert.rejects(store.pull(ref("test/zstd-bomb:v1")), (err: Error) => {
+        assert.match(err.message, new RegExp(`^${registry.host}/test/zstd-bomb:v1: cannot unpack the image: layer ${bomb.digest} is refused: it decodes to more than 8 MiB: at most 8 MiB is accepted \\(MATCHLOCK_MAX_LAYER_BYTES\\)$`));
+        return true;
+      });
+    } finally {
+      delete process.env.MATCHLOCK_MAX_LAYER_BYTES;
+    }
+    assert.equal(await store.resolve(ref("test/zstd-bomb:v1")), undefined);
+    const blobs = await cached();
+    for (const d of [bad.manifest.digest, bad.config.digest, bomb.digest]) assert.ok(!blobs.includes(d), `${d} is not cached`);
+    assert.deepEqual(await readdir(join(store.root, "tmp")).catch(() => []), []);
+    assert.deepEqual((await readdir(store.root)).filter((f) => f.startsWith("decoded-")), []);
+  });
+
   test("a layer whose content differs from the config's diff_ids: clear error, nothing cached, then the fixed image pulls", async () => {
     const good = layer([{ path: "x", body: "good" }]);
     const evil = layer([{ path: "x", body: "evil" }]);

@@ -2,7 +2,8 @@
 // scan, the apply), and decoding zstd in pure JS (fzstd, on Node.js without zlib's zstd) is
 // slow: so a zstd layer read more than once is decoded into a plain tar next to the unpack,
 // hashed on the way, and the passes read that. It takes as much disk as the layer's files will,
-// for as long as that layer is being applied.
+// for as long as that layer is being applied, and is cut off past layerSizeLimit (a zstd bomb
+// would otherwise fill the disk before its diff_id could be found wrong).
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
@@ -10,6 +11,11 @@ import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { decompressed, fileCompression } from "./decompress.js";
+import { layerSizeLimit, size, type LayerSizeLimit } from "./layer-size-limit.js";
+import { ZstdLimitError } from "./zstd-frames.js";
+
+/** A layer that decodes to more than the store will write for it: refused like a zstd window too big. */
+export class LayerTooLargeError extends ZstdLimitError {}
 
 export interface DecodedLayer {
   /** The plain tar. */
@@ -19,14 +25,22 @@ export interface DecodedLayer {
   remove(): Promise<void>;
 }
 
-/** The layer's tar decoded into `dir` when it is zstd and will be read `passes` > 1 times; else undefined. */
-export async function decodeZstdOnce(layer: string, dir: string, passes: number): Promise<DecodedLayer | undefined> {
+/**
+ * The layer's tar decoded into `dir` when it is zstd and will be read `passes` > 1 times; else
+ * undefined. Decoding to more than `limit` (by default layerSizeLimit(dir)) is a LayerTooLargeError,
+ * and nothing is left behind.
+ */
+export async function decodeZstdOnce(layer: string, dir: string, passes: number, limit?: LayerSizeLimit): Promise<DecodedLayer | undefined> {
   if (passes < 2 || (await fileCompression(layer)) !== "zstd") return undefined;
+  const { bytes: maxBytes, why } = limit ?? (await layerSizeLimit(dir));
   const file = join(dir, `decoded-${randomBytes(6).toString("hex")}.tar`);
   const remove = () => rm(file, { force: true });
   const hash = createHash("sha256");
+  let written = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
+      written += chunk.length;
+      if (written > maxBytes) return done(new LayerTooLargeError(`it decodes to more than ${size(maxBytes)}: ${why}`));
       hash.update(chunk);
       done(null, chunk);
     },
@@ -35,6 +49,7 @@ export async function decodeZstdOnce(layer: string, dir: string, passes: number)
     await pipeline(decompressed(createReadStream(layer), "zstd"), tap, createWriteStream(file, { mode: 0o600, flags: "wx" }));
   } catch (e) {
     await remove();
+    if (e instanceof LayerTooLargeError) throw e;
     throw new Error(`${layer}: not a readable zstd file: ${(e as Error).message}`, { cause: e });
   }
   return { file, diffId: `sha256:${hash.digest("hex")}`, remove };

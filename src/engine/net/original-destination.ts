@@ -9,7 +9,7 @@
 //
 // Debian 12's conntrack (1.4.7) has the kernel dump the table and filters it itself, so that work
 // is still proportional to the table, but in a separate C process, not on the engine's event
-// loop; at most LOOKUPS_AT_ONCE run at a time, and what the engine reads is one line. (`-G`
+// loop; at most LOOKUPS_AT_ONCE run at a time (in turns shared fairly by sandboxes), and what the engine reads is one line. (`-G`
 // would be a hash lookup, but conntrack(8) wants the original tuple for it, which is the unknown.)
 import { spawn } from "node:child_process";
 import { isIPv4 } from "node:net";
@@ -33,13 +33,18 @@ export const MAX_OUTPUT = 4096;
 export const LOOKUP_TIMEOUT_MS = 10_000;
 /** conntrack processes running at once (per engine); further lookups wait their turn. */
 export const LOOKUPS_AT_ONCE = 4;
-/** Lookups waiting at most: beyond that a guest is opening connections faster than they can be placed. */
-export const MAX_WAITING = 1024;
+/**
+ * Lookups one sandbox may have waiting at most: beyond that its guest is opening connections faster
+ * than they can be placed. Per sandbox, so that one guest's flood fails its own connections only.
+ */
+export const MAX_WAITING_PER_SANDBOX = 64;
 
 export interface LookupOptions {
   /** The conntrack command (tests point this elsewhere). */
   command?: string;
   timeoutMs?: number;
+  /** Whose lookup this is (one token per sandbox): waiting lookups are served round robin by owner. */
+  owner?: object;
 }
 
 /** The conntrack(8) arguments listing only the entry of this accepted connection. */
@@ -73,25 +78,56 @@ export function parseEntry(output: string, s: FourTuple): Destination | undefine
   return { address: m[2]!, port: Number(m[4]) };
 }
 
-let running = 0;
-const waiting: Array<() => void> = [];
+/**
+ * The engine-wide turns at conntrack. A resident engine serves many sandboxes, so waiting lookups
+ * are kept per owner and a freed slot goes to the next owner in turn, not to the oldest lookup:
+ * a guest opening thousands of connections waits behind itself, and another sandbox's lookup
+ * waits for at most one turn of each owner that has some waiting.
+ */
+export class LookupTurns {
+  private running = 0;
+  /** Owners with lookups waiting, in the order they get their next turn (a Map keeps insertion order). */
+  private readonly waiting = new Map<object, Array<() => void>>();
 
-async function inTurn<T>(work: () => Promise<T>): Promise<T> {
-  if (running >= LOOKUPS_AT_ONCE) {
-    if (waiting.length >= MAX_WAITING) throw new OriginalDestinationError(`more than ${MAX_WAITING} connections are waiting for their destination`);
-    await new Promise<void>((resolve) => waiting.push(resolve));
-  } else {
-    running++;
+  constructor(readonly atOnce = LOOKUPS_AT_ONCE, readonly maxWaitingPerOwner = MAX_WAITING_PER_SANDBOX) {}
+
+  async run<T>(owner: object, work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.atOnce) {
+      const queue = this.waiting.get(owner) ?? [];
+      if (queue.length >= this.maxWaitingPerOwner) {
+        throw new OriginalDestinationError(`more than ${this.maxWaitingPerOwner} of this sandbox's connections are waiting for their destination`);
+      }
+      if (queue.length === 0) this.waiting.set(owner, queue);
+      await new Promise<void>((resolve) => queue.push(resolve));
+    } else {
+      this.running++;
+    }
+    try {
+      return await work();
+    } finally {
+      this.passOn();
+    }
   }
-  try {
-    return await work();
-  } finally {
-    const next = waiting.shift();
-    // The slot passes straight to the next in line.
-    if (next) next();
-    else running--;
+
+  /** The freed slot passes straight to the first waiting lookup of the owner whose turn it is. */
+  private passOn(): void {
+    const next = this.waiting.entries().next();
+    if (next.done) {
+      this.running--;
+      return;
+    }
+    const [owner, queue] = next.value;
+    const resolve = queue.shift()!;
+    // To the back of the line: every other owner with lookups waiting goes first.
+    this.waiting.delete(owner);
+    if (queue.length > 0) this.waiting.set(owner, queue);
+    resolve();
   }
 }
+
+const turns = new LookupTurns();
+/** The owner of lookups that name none (a single network, the tests). */
+const NO_OWNER = {};
 
 /** Runs conntrack, its output cut off at MAX_OUTPUT bytes and its time at timeoutMs. */
 function runConntrack(args: string[], opts: LookupOptions): Promise<string> {
@@ -139,7 +175,7 @@ export async function originalDestination(s: Partial<FourTuple>, opts: LookupOpt
   if (!localAddress || !remoteAddress || !localPort || !remotePort) throw new OriginalDestinationError("the connection is already closed");
   const tuple = { localAddress, localPort, remoteAddress, remotePort };
   const args = conntrackArgs(tuple);
-  const dest = parseEntry(await inTurn(() => runConntrack(args, opts)), tuple);
+  const dest = parseEntry(await turns.run(opts.owner ?? NO_OWNER, () => runConntrack(args, opts)), tuple);
   if (!dest) throw new OriginalDestinationError(`connection tracking has no entry for ${remoteAddress}:${remotePort} -> ${localAddress}:${localPort}`);
   return dest;
 }

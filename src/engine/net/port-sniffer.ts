@@ -32,6 +32,8 @@ export function sniff(first: Buffer): Sniffed {
 export class PortSniffer {
   private readonly server: net.Server;
   private readonly sockets = new Set<Socket>();
+  /** This sandbox's token in the engine-wide conntrack turns (src/engine/net/original-destination.ts). */
+  private readonly lookupOwner = {};
 
   constructor(
     private readonly policy: NetworkPolicy,
@@ -69,7 +71,7 @@ export class PortSniffer {
     socket.on("error", () => socket.destroy());
     let dest: Destination | undefined;
     try {
-      dest = await originalDestination(socket);
+      dest = await originalDestination(socket, { owner: this.lookupOwner });
     } catch (err) {
       this.log(`tcp: cannot tell where a connection was headed: ${(err as Error).message}`);
     }

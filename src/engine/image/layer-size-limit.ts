@@ -1,0 +1,42 @@
+// How many bytes a layer may decode to on the store's disk. zstd packs ~32000:1, so a small blob
+// can decode to far more than the disk holds; the decoded tar is written before its diff_id is
+// checked, so the bound has to hold while writing. Two limits, the smaller applies:
+// - MATCHLOCK_MAX_LAYER_BYTES (default 64 GiB): no sane layer is bigger, whatever the disk;
+// - the disk's free space when decoding starts, less FREE_MARGIN: a layer that cannot fit fails
+//   cleanly instead of filling the disk under the rest of the engine (and the host).
+// The free space is read once, not tracked: other writers meanwhile are not this layer's doing.
+import { statfs } from "node:fs/promises";
+
+export const DEFAULT_MAX_LAYER_BYTES = 64 * 2 ** 30;
+/** Left free on the store's disk whatever a layer needs. */
+export const FREE_MARGIN = 256 * 2 ** 20;
+
+const UNITS: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** MATCHLOCK_MAX_LAYER_BYTES: bytes, or with a K, M, G or T suffix (binary); a clear error when it is something else. */
+export function maxLayerBytes(value = process.env.MATCHLOCK_MAX_LAYER_BYTES): number {
+  if (value === undefined || value === "") return DEFAULT_MAX_LAYER_BYTES;
+  const m = /^(\d+)([KMGT]?)(?:i?B)?$/i.exec(value.trim());
+  const bytes = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) {
+    throw new Error(`MATCHLOCK_MAX_LAYER_BYTES=${JSON.stringify(value)} is not a size: give bytes, or a number with a K, M, G or T suffix (e.g. 64G)`);
+  }
+  return bytes;
+}
+
+export interface LayerSizeLimit {
+  bytes: number;
+  /** Why it is this much, for the error. */
+  why: string;
+}
+
+/** A size as people read it: bytes below 1 MiB (the tests' limits), else whole MiB. */
+export const size = (n: number): string => (n < 2 ** 20 ? `${n} bytes` : `${Math.floor(n / 2 ** 20)} MiB`);
+
+/** The limit for a layer decoded into `dir`. */
+export async function layerSizeLimit(dir: string, max = maxLayerBytes()): Promise<LayerSizeLimit> {
+  const fs = await statfs(dir);
+  const room = fs.bavail * fs.bsize - FREE_MARGIN;
+  if (room < max) return { bytes: Math.max(0, room), why: `${dir} has room for only ${size(Math.max(0, room))} (keeping ${size(FREE_MARGIN)} free)` };
+  return { bytes: max, why: `at most ${size(max)} is accepted (MATCHLOCK_MAX_LAYER_BYTES)` };
+}
