@@ -11,6 +11,19 @@ async function mustFind(id: string): Promise<VmRecord> {
   return vm;
 }
 
+/** How long `kill` waits for the sandbox to be seen stopped before it says it only asked. */
+const KILL_CONFIRM_MS = 15_000;
+
+async function stoppedWithin(vm: VmRecord, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const now = await readVm(vm.id);
+    if (!now || now.status !== "running" || !(await ownerAlive(now))) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 function localTime(iso: string): string {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return "-";
@@ -63,15 +76,19 @@ export function registerVmCommands(program: Command): void {
     .option("--all", "every running sandbox")
     .action(async (id: string | undefined, opts: { all?: boolean }) => {
       // Only ever signal the engine that owns the sandbox, never a process that reused its pid.
+      // "Killed" only once the record says so: the owner stops it asynchronously (and a
+      // resident engine handles the request on its own time).
       const kill = async (vm: VmRecord) => {
         if (vm.status !== "running" || !(await ownerAlive(vm))) throw new Error(`VM ${vm.id} is not running`);
         await requestStop(vm);
-        console.log(`Killed ${vm.id}`);
+        if (await stoppedWithin(vm, KILL_CONFIRM_MS)) console.log(`Killed ${vm.id}`);
+        else console.log(`Asked the engine to stop ${vm.id}; it was still running after ${KILL_CONFIRM_MS / 1000} s`);
       };
       if (opts.all) {
-        for (const vm of (await listVms()).filter((v) => v.status === "running")) {
-          try { await kill(vm); } catch (err) { process.stderr.write(`Failed to kill ${vm.id}: ${(err as Error).message}\n`); }
-        }
+        const running = (await listVms()).filter((v) => v.status === "running");
+        await Promise.all(running.map((vm) => kill(vm).catch((err: Error) => {
+          process.stderr.write(`Failed to kill ${vm.id}: ${err.message}\n`);
+        })));
         return;
       }
       if (!id) throw new Error("VM ID required (or use --all)");

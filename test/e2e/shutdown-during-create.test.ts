@@ -3,11 +3,10 @@
 // state, cgroup, network or state directory is left for the next engine's gc.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { watch } from "node:fs";
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
-import { BACKEND, BUSYBOX, CLI, eventually, leftovers, networkLeftovers, processesOf, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, CLI, eventually, firstVm, leftovers, networkLeftovers, processesOf, setUpE2E } from "../helpers/e2e.js";
 
 type Stop = "SIGTERM" | "EOF";
 /** When to stop the engine: as soon as the sandbox's state directory exists, or once its processes run. */
@@ -27,16 +26,6 @@ function startEngine(): Run {
   engine.stderr.on("data", (d: Buffer) => (err += d));
   const exit = new Promise<number | null>((resolve) => engine.on("exit", (code) => resolve(code)));
   return { engine, exit, replies, stderr: () => err };
-}
-
-/** Resolves with the id of the first sandbox directory that appears under <home>/vms. */
-function firstVm(home: string): { id: Promise<string>; stop: () => void } {
-  let found!: (id: string) => void;
-  const id = new Promise<string>((resolve) => (found = resolve));
-  const w = watch(join(home, "vms"), (_event, name) => {
-    if (name && /^vm-[0-9a-f]{8}$/.test(String(name))) found(String(name));
-  });
-  return { id, stop: () => w.close() };
 }
 
 describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () => {
@@ -83,6 +72,32 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
       }
     });
   }
+
+  test("EOF right behind a create and a pipelined exec: the reader is not held up, the create is undone", async () => {
+    const vms = firstVm(home);
+    const run = startEngine();
+    try {
+      // Both lines in one write: the exec waits for the create, but the EOF must still be seen.
+      run.engine.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "create", params: { image: BUSYBOX }, id: 1 }) + "\n"
+        + JSON.stringify({ jsonrpc: "2.0", method: "exec", params: { command: "echo never" }, id: 2 }) + "\n");
+      const id = await vms.id;
+      assert.equal(run.replies.length, 0, "the create must still be in progress at the EOF");
+      run.engine.stdin.end();
+      assert.equal(await run.exit, 0, run.stderr());
+      assert.match(run.stderr(), /abandoning the create in progress/);
+      const create = run.replies.find((r) => r.id === 1);
+      assert.equal(create?.error?.code, -32003, JSON.stringify(run.replies));
+      // The exec never ran: it is answered "cancelled" (or not at all), never with output.
+      const exec = run.replies.find((r) => r.id === 2);
+      if (exec) assert.equal(exec.error?.code, -32003, JSON.stringify(exec));
+      assert.deepEqual(await leftovers(id, home), []);
+      assert.deepEqual(await networkLeftovers(id), []);
+      assert.deepEqual(await readdir(join(home, "vms")), []);
+    } finally {
+      vms.stop();
+      run.engine.kill("SIGKILL");
+    }
+  });
 
   test("`matchlock run` given SIGTERM during its create: the create is undone, nothing is left", async () => {
     const vms = firstVm(home);

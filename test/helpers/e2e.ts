@@ -1,7 +1,7 @@
 // Shared set-up for end-to-end tests: a private MATCHLOCK_HOME per test file, one shared image
 // store holding the locally built test images, the real CLI, and leak checks.
 import { execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, watch } from "node:fs";
 import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { tmpdir, homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -117,4 +117,14 @@ export async function networkLeftovers(vmId: string): Promise<string[]> {
     if ((await readFile(join(allocations, f), "utf8")).includes(vmId)) found.push("allocation");
   }
   return found;
+}
+
+/** Resolves with the id of the first sandbox directory that appears under <home>/vms (which must exist). */
+export function firstVm(home: string): { id: Promise<string>; stop: () => void } {
+  let found!: (id: string) => void;
+  const id = new Promise<string>((resolve) => (found = resolve));
+  const w = watch(join(home, "vms"), (_event, name) => {
+    if (name && /^vm-[0-9a-f]{8}$/.test(String(name))) found(String(name));
+  });
+  return { id, stop: () => w.close() };
 }

@@ -60,7 +60,8 @@ export class ResidentServer {
 
   /**
    * `matchlock kill ID` on one of our sandboxes (SIGUSR2 + a request file): that session ends as
-   * if its client had disconnected, and every other session goes on.
+   * if its client had disconnected (a create in progress is aborted), and every other session
+   * goes on.
    */
   async stopRequested(): Promise<void> {
     for (const [socket, session] of this.served) {
@@ -80,7 +81,11 @@ export class ResidentServer {
     const n = ++this.connectionCount;
     const log = (line: string) => this.log(`[session ${n}] ${line}`);
     socket.on("error", () => undefined); // a reset connection ends the session like EOF; serve sees it
-    const onSession = (s: Session) => this.served.set(socket, s);
+    let served: Session | undefined;
+    const onSession = (s: Session) => {
+      served = s;
+      this.served.set(socket, s);
+    };
     const session = serve({ input: socket, output: socket, log, handleSignals: false, onSession })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
@@ -89,7 +94,9 @@ export class ResidentServer {
       .finally(() => {
         this.sessions.delete(socket);
         this.served.delete(socket);
-        socket.end();
+        // A kill request that arrived as the session ended must not outlive it.
+        for (const id of served?.recordIds ?? []) void takeStopRequest(id);
+        socket.end(); // after serve flushed its replies
         setTimeout(() => socket.destroy(), LINGER_MS).unref();
       });
     this.sessions.set(socket, session);

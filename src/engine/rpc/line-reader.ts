@@ -12,7 +12,9 @@ export async function* readLines(input: Readable, maxLine: number): AsyncGenerat
   let parts: Buffer[] = [];
   let size = 0;
   let skipping: { size: number; head: string; tail: Buffer } | undefined;
-  for await (const chunk of input as AsyncIterable<Buffer>) {
+  // destroyOnReturn false: a caller that stops early (the line after `close`) must not destroy
+  // the stream, which on a socket would also cut the replies still being written.
+  for await (const chunk of input.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     let start = 0;
     while (start < chunk.length) {
       const nl = chunk.indexOf(10, start);

@@ -1,7 +1,8 @@
 // `matchlock rpc`: JSON-RPC 2.0 over NDJSON on stdio (protocol spec section 1).
 // - one line per message; an oversized or malformed line gets an error reply and is skipped;
-// - `create` runs alone: it waits for in-flight requests, and while it runs only `cancel` is
-//   read (a cancelled create stops what it made and removes its record); `close`
+// - `create` runs alone: it waits for in-flight requests, and requests read while it runs wait
+//   for it, in order (the reader goes on, so `cancel`, EOF and signals reach the create at once;
+//   a cancelled create stops what it made and removes its record); `close`
 //   stops the sandbox at once (in-flight calls then fail) and ends the session;
 // - every other method runs concurrently; a request's notifications precede its response;
 // - after `close`, the next line (or EOF) ends the session; EOF, SIGTERM and SIGINT tear the
@@ -61,6 +62,38 @@ export async function serve(opts: ServeOptions): Promise<void> {
   });
 
   let creating: Promise<void> | undefined;
+  let ending = false;
+  // Requests that must wait (a create waits for those in flight; everything but `cancel` waits
+  // for a create) are chained here in arrival order, so the reader never stops: EOF, a server
+  // stop or a `cancel` is seen at once and aborts the create.
+  let queue: Promise<void> | undefined;
+  const enqueue = (job: () => Promise<void>) => {
+    const next: Promise<void> = (queue ?? Promise.resolve()).then(job).catch(() => {}).finally(() => {
+      if (queue === next) queue = undefined;
+    });
+    queue = next;
+  };
+  /** Runs one request; resolves when the requests after it may start. */
+  const dispatch = async (method: string, params: unknown, id: RequestId | null | undefined): Promise<void> => {
+    if (session.closed) return; // queued behind a `close`: the session is over, as for the line after it
+    if (ending) {
+      writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran");
+      return;
+    }
+    if (method === "create") {
+      creating = respond(session, writer, method, params, id).finally(() => (creating = undefined));
+      track(creating);
+      await creating;
+    } else if (method === "close") {
+      // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
+      // the close up; then let them reply.
+      await respond(session, writer, method, params, id);
+      await Promise.allSettled([...inflight]);
+    } else {
+      track(respond(session, writer, method, params, id));
+    }
+  };
+
   try {
     for await (const event of readLines(opts.input, opts.maxLine ?? MAX_REQUEST_LINE)) {
       if (session.closed) break; // the line after `close` ends the session unprocessed
@@ -77,30 +110,29 @@ export async function serve(opts: ServeOptions): Promise<void> {
       }
       const { method, params, id } = parsed;
       traceStartup(`request ${method}`);
-      // While a create runs only `cancel` is read (it may be for the create); anything else waits.
-      if (creating && method !== "cancel") await creating;
-      if (method === "create") {
-        // Runs alone, like upstream: nothing else is in flight while it runs.
-        await Promise.allSettled([...inflight]);
-        creating = respond(session, writer, method, params, id).finally(() => (creating = undefined));
-        track(creating);
-      } else if (method === "close") {
-        // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
-        // the close up; then let them reply.
-        await respond(session, writer, method, params, id);
-        await Promise.allSettled([...inflight]);
-      } else if (method === "cancel") {
+      if (method === "cancel") {
         await respond(session, writer, method, params, id); // immediate, never queued behind others
+      } else if (method === "create") {
+        // Runs alone, like upstream: it starts once the requests before it are done.
+        const earlier = [...inflight];
+        enqueue(async () => {
+          await Promise.allSettled(earlier);
+          await dispatch(method, params, id);
+        });
+      } else if (queue) {
+        enqueue(() => dispatch(method, params, id));
       } else {
-        track(respond(session, writer, method, params, id));
+        await dispatch(method, params, id);
       }
     }
   } finally {
+    ending = true;
     process.removeListener("SIGTERM", stopOnSignal);
     process.removeListener("SIGINT", stopOnSignal);
     // EOF or close: stop the sandbox first (a create in progress is aborted and undone), so
-    // in-flight calls fail fast instead of hanging.
+    // in-flight calls fail fast instead of hanging; queued requests are answered "cancelled".
     await session.teardown("the client closed the session");
+    await queue;
     await creating;
     await Promise.allSettled([...inflight]);
     await writer.flush();

@@ -43,9 +43,14 @@ export class Session {
 
   constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
 
-  /** The id of the sandbox this session runs now, if any. */
+  /** The id of the sandbox being made, from the moment its record exists until the create ends. */
+  private creatingId: string | undefined;
+  /** Every sandbox id this session made a record for (the resident engine cleans up after them). */
+  readonly recordIds = new Set<string>();
+
+  /** The id of the sandbox this session runs or is creating now, if any. */
   get sandboxId(): string | undefined {
-    return this.sandbox?.id;
+    return this.sandbox?.id ?? this.creatingId;
   }
 
   async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
@@ -105,6 +110,10 @@ export class Session {
         secrets: secretRules(parsed.data.network?.secrets ?? {}),
         onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
         log: this.log,
+        onRecord: (made) => {
+          this.creatingId = made;
+          this.recordIds.add(made);
+        },
       }, abort.signal);
       if (abort.signal.aborted) {
         // Aborted just as it finished: nobody will learn this id, so undo it as a cancel would.
@@ -127,6 +136,7 @@ export class Session {
     } finally {
       if (cancellable) this.cancels.delete(id);
       this.inCreate = undefined;
+      this.creatingId = undefined;
     }
     traceStartup("create: done");
     this.createdBy = id ?? undefined;

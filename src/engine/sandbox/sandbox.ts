@@ -73,6 +73,7 @@ export class Sandbox {
     traceStartup("create: image resolved");
     if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
+    net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
     const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
     traceStartup("create: record written");
     let running: RunningSandbox | undefined;
@@ -235,6 +236,8 @@ export interface SandboxNetworkOptions {
   secrets?: SecretRule[];
   onEvent?: NetworkEventSink;
   log?: (line: string) => void;
+  /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
+  onRecord?: (id: string) => void;
 }
 
 /** Secret rules from the create params: placeholders as the spec says (4.3), values kept. */
