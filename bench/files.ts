@@ -11,7 +11,7 @@ import { chooseBackend } from "../src/engine/backends/select.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { Sandbox } from "../src/sdk/index.js";
 import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
-import { median } from "./measure.js";
+import { timed } from "./measure.js";
 import { timeInSandbox } from "./stream-layers.js";
 
 const SIZES: Array<[string, number, number]> = [
@@ -21,16 +21,6 @@ const SIZES: Array<[string, number, number]> = [
   ["100 MB", 100 * 1000 * 1000, Number(process.env.BENCH_LARGE_ROUNDS ?? 3)],
 ];
 const GUEST_FILE = "/tmp/bench.bin";
-
-async function timed(rounds: number, op: () => Promise<unknown>): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const t = performance.now();
-    await op();
-    times.push(performance.now() - t);
-  }
-  return median(times);
-}
 
 /** The same transfers driven in-process over the agent channel, without JSON-RPC or base64. */
 async function agentOnly(rootfs: string, work: string, data: Buffer, rounds: number): Promise<{ write: number; read: number }> {

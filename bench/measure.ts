@@ -8,6 +8,17 @@ export function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/** Median time of `rounds` sequential runs of `op`, in ms. */
+export async function timed(rounds: number, op: () => Promise<unknown>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const t = performance.now();
+    await op();
+    times.push(performance.now() - t);
+  }
+  return median(times);
+}
+
 export function p99(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))]!;

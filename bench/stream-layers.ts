@@ -14,7 +14,7 @@ import { chooseBackend } from "../src/engine/backends/select.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { Sandbox, type Client } from "../src/sdk/index.js";
 import { BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
-import { median } from "./measure.js";
+import { median, timed } from "./measure.js";
 
 export const STREAM_BYTES = 200 * 1024 * 1024;
 export const STREAM_COMMAND = `head -c ${STREAM_BYTES} /dev/zero`;
@@ -30,16 +30,6 @@ export interface StreamLayers {
 function counter(): { sink: Writable; bytes: () => number } {
   let n = 0;
   return { sink: new Writable({ write(chunk: Buffer, _enc, cb) { n += chunk.length; cb(); } }), bytes: () => n };
-}
-
-async function timed(rounds: number, op: () => Promise<void>): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const t = performance.now();
-    await op();
-    times.push(performance.now() - t);
-  }
-  return median(times);
 }
 
 /** The same command on the host through a Node pipe. */

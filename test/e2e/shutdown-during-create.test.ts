@@ -63,9 +63,7 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
           assert.equal(run.replies[0].error?.code, -32003, JSON.stringify(run.replies[0]));
         }
         // Everything was undone before the engine exited: no waiting for it.
-        assert.deepEqual(await leftovers(id, home), []);
-        assert.deepEqual(await networkLeftovers(id), []);
-        assert.deepEqual(await readdir(join(home, "vms")), []);
+        await assertNothingLeft(id, home);
       } finally {
         vms.stop();
         run.engine.kill("SIGKILL");
@@ -90,9 +88,7 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
       // The exec never ran: it is answered "cancelled" (or not at all), never with output.
       const exec = run.replies.find((r) => r.id === 2);
       if (exec) assert.equal(exec.error?.code, -32003, JSON.stringify(exec));
-      assert.deepEqual(await leftovers(id, home), []);
-      assert.deepEqual(await networkLeftovers(id), []);
-      assert.deepEqual(await readdir(join(home, "vms")), []);
+      await assertNothingLeft(id, home);
     } finally {
       vms.stop();
       run.engine.kill("SIGKILL");
@@ -115,9 +111,7 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
       run.kill("SIGTERM");
       assert.equal(await exit, 143, out);
       assert.doesNotMatch(out, /never/);
-      assert.deepEqual(await leftovers(id, home), []);
-      assert.deepEqual(await networkLeftovers(id), []);
-      assert.deepEqual(await readdir(join(home, "vms")), []);
+      await assertNothingLeft(id, home);
     } finally {
       vms.stop();
       run.kill("SIGKILL");
@@ -144,3 +138,10 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
     }
   });
 });
+
+/** No process, file, network piece or record of the sandbox is left. */
+async function assertNothingLeft(id: string, home: string): Promise<void> {
+  assert.deepEqual(await leftovers(id, home), []);
+  assert.deepEqual(await networkLeftovers(id), []);
+  assert.deepEqual(await readdir(join(home, "vms")), []);
+}

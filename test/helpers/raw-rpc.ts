@@ -1,20 +1,17 @@
-// A raw `matchlock rpc` session for e2e tests that speak the wire protocol as any SDK would.
+// Raw wire-protocol sessions for tests that speak JSON-RPC as any SDK would: over a spawned
+// `matchlock rpc`'s stdio (RawSession) or a resident engine's socket (resident.ts).
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
 import { CLI } from "./e2e.js";
 
-/** A raw `matchlock rpc` session: send lines, read parsed messages. */
-export class RawSession {
-  readonly proc: ChildProcessWithoutNullStreams;
+/** Send lines to `input`, read the parsed messages of `output` in order. */
+export class JsonLineSession {
   private buffered = "";
-  private readonly queue: unknown[] = [];
+  private readonly queue: any[] = [];
   private waiters: Array<() => void> = [];
-  readonly exited: Promise<number | null>;
 
-  constructor() {
-    this.proc = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "pipe"] });
-    this.proc.stderr.resume();
-    this.exited = new Promise((resolve) => this.proc.on("exit", (code) => resolve(code)));
-    this.proc.stdout.on("data", (d: Buffer) => {
+  constructor(private readonly input: Writable, output: Readable) {
+    output.on("data", (d: Buffer) => {
       this.buffered += d.toString();
       let nl: number;
       while ((nl = this.buffered.indexOf("\n")) >= 0) {
@@ -26,8 +23,8 @@ export class RawSession {
   }
 
   sendLine(line: string | Buffer): void {
-    this.proc.stdin.write(line);
-    this.proc.stdin.write("\n");
+    this.input.write(line);
+    this.input.write("\n");
   }
 
   send(msg: object): void {
@@ -39,9 +36,22 @@ export class RawSession {
     return this.queue.shift();
   }
 
-  async call(method: string, params: object | undefined, id: number): Promise<any> {
+  call(method: string, params: object | undefined, id: number): Promise<any> {
     this.send({ jsonrpc: "2.0", method, ...(params ? { params } : {}), id });
     return this.next();
   }
 }
 
+/** A raw `matchlock rpc` session. */
+export class RawSession extends JsonLineSession {
+  readonly proc: ChildProcessWithoutNullStreams;
+  readonly exited: Promise<number | null>;
+
+  constructor() {
+    const proc = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "pipe"] });
+    super(proc.stdin, proc.stdout);
+    this.proc = proc;
+    this.proc.stderr.resume();
+    this.exited = new Promise((resolve) => this.proc.on("exit", (code) => resolve(code)));
+  }
+}

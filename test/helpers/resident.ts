@@ -2,6 +2,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { connect, type Socket } from "node:net";
 import { CLI } from "./e2e.js";
+import { JsonLineSession } from "./raw-rpc.js";
 
 export interface Server {
   proc: ChildProcessWithoutNullStreams;
@@ -37,39 +38,15 @@ export function startServer(socketPath: string, env: Record<string, string> = {}
 }
 
 /** One raw connection to a resident engine: send requests, read parsed replies in order. */
-export class SocketSession {
+export class SocketSession extends JsonLineSession {
   readonly socket: Socket;
   readonly closed: Promise<void>;
-  private buffered = "";
-  private readonly queue: any[] = [];
-  private waiters: Array<() => void> = [];
 
   constructor(path: string) {
-    this.socket = connect(path);
+    const socket = connect(path);
+    super(socket, socket);
+    this.socket = socket;
     this.socket.on("error", () => undefined);
     this.closed = new Promise((resolve) => this.socket.once("close", () => resolve()));
-    this.socket.on("data", (d: Buffer) => {
-      this.buffered += d.toString();
-      let nl: number;
-      while ((nl = this.buffered.indexOf("\n")) >= 0) {
-        this.queue.push(JSON.parse(this.buffered.slice(0, nl)));
-        this.buffered = this.buffered.slice(nl + 1);
-      }
-      this.waiters.splice(0).forEach((w) => w());
-    });
-  }
-
-  sendLine(line: string): void {
-    this.socket.write(line + "\n");
-  }
-
-  async next(): Promise<any> {
-    while (this.queue.length === 0) await new Promise<void>((r) => this.waiters.push(r));
-    return this.queue.shift();
-  }
-
-  call(method: string, params: object | undefined, id: number): Promise<any> {
-    this.sendLine(JSON.stringify({ jsonrpc: "2.0", method, ...(params ? { params } : {}), id }));
-    return this.next();
   }
 }
