@@ -50,13 +50,6 @@ export async function sdkColdStart(engineSocket?: string): Promise<ColdStart> {
   return { total: t3 - t0, engine: t1 - t0, create: t2 - t1, exec: t3 - t2 };
 }
 
-/** `rounds` cold starts, one after another. */
-export async function sdkColdStarts(rounds: number, engineSocket?: string): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i < rounds; i++) times.push((await sdkColdStart(engineSocket)).total);
-  return times;
-}
-
 /** `execs` sequential `exec("true")` round trips on one sandbox; `during` runs while it still lives. */
 export async function sdkExecRoundTrips(execs: number, during?: (vmId: string) => Promise<void>): Promise<number[]> {
   const client = newClient();

@@ -17,7 +17,7 @@ import { rootImageFor } from "../src/engine/backends/microvm/root-image.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
 import { BUSYBOX, setUpE2E } from "../test/helpers/e2e.js";
-import { median, sdkColdStart, sdkColdStarts, sdkExecRoundTrips } from "./measure.js";
+import { median, sdkColdStart, sdkExecRoundTrips } from "./measure.js";
 import { startServer } from "../test/helpers/resident.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -63,7 +63,7 @@ async function bareBoot(args: string[]): Promise<number> {
 
 async function coldStart(backend: string): Promise<number> {
   process.env.MATCHLOCK_BACKEND = backend;
-  return (await sdkColdStarts(1))[0]!;
+  return (await sdkColdStart()).total;
 }
 
 async function execRoundTrips(backend: string): Promise<number[]> {

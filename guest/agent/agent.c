@@ -448,6 +448,12 @@ out:
 
 enum pump_result { PUMP_DATA, PUMP_EMPTY, PUMP_CLOSED };
 
+/* How much of an exec's pipe one read takes (see coalesce_output). */
+static size_t out_chunk(void)
+{
+    return coalesce_output ? OUT_CHUNK : CHUNK;
+}
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -462,7 +468,7 @@ static int64_t now_ns(void)
 static enum pump_result pump(struct agent *a, uint32_t id, int *fd, uint8_t type, int64_t *nap_until)
 {
     if (*fd < 0) return PUMP_CLOSED;
-    size_t room = coalesce_output ? OUT_CHUNK : CHUNK;
+    size_t room = out_chunk();
     ssize_t n = read(*fd, a->chunk, room);
     if (n > 0) {
         send_frame(a, type, id, a->chunk, n);
@@ -477,7 +483,7 @@ static enum pump_result pump(struct agent *a, uint32_t id, int *fd, uint8_t type
 /* After the shell exited: forward what is already in the pipe, never wait for more. */
 static void drain(struct agent *a, uint32_t id, int *fd, uint8_t type)
 {
-    for (size_t total = 0; total < DRAIN_CAP; total += coalesce_output ? OUT_CHUNK : CHUNK)
+    for (size_t total = 0; total < DRAIN_CAP; total += out_chunk())
         if (pump(a, id, fd, type, NULL) != PUMP_DATA) break;
     close_fd(fd);
 }

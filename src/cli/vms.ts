@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { reclaimDeadLinks } from "../engine/net/link-allocation.js";
 import { collectGarbage, reclaimVm } from "../engine/sandbox/gc.js";
 import { listVms, ownerAlive, readVm, removeVmDir, requestStop, type VmRecord } from "../engine/sandbox/state.js";
+import { setTimeout as sleep } from "node:timers/promises";
 import { printTable } from "./table.js";
 
 async function mustFind(id: string): Promise<VmRecord> {
@@ -20,7 +21,7 @@ async function stoppedWithin(vm: VmRecord, ms: number): Promise<boolean> {
     const now = await readVm(vm.id);
     if (!now || now.status !== "running" || !(await ownerAlive(now))) return true;
     if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
 }
 

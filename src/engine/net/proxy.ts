@@ -20,6 +20,8 @@ const HOP_BY_HOP = new Set([
   "te", "trailer", "transfer-encoding", "upgrade",
 ]);
 const BLOCKED_BODY = "Blocked by policy";
+/** The same refusal written straight to a socket that has no HTTP response object (upgrades). */
+const BLOCKED_RAW_REPLY = `HTTP/1.1 403 Forbidden\r\nContent-Length: ${BLOCKED_BODY.length}\r\nConnection: close\r\n\r\n${BLOCKED_BODY}`;
 const UPSTREAM_TIMEOUT_MS = 30_000;
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 
@@ -255,7 +257,7 @@ export class InterceptingProxy {
     const admitted = this.admit(scheme, req);
     if ("blocked" in admitted) {
       this.event({ ...base, host: normalizeHost(req.headers.host ?? ""), status_code: 403, blocked: true, block_reason: admitted.blocked, duration_ms: Date.now() - started });
-      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Length: ${BLOCKED_BODY.length}\r\nConnection: close\r\n\r\n${BLOCKED_BODY}`);
+      socket.end(BLOCKED_RAW_REPLY);
       return;
     }
     const { target, path } = admitted;
@@ -263,7 +265,7 @@ export class InterceptingProxy {
     try {
       address = await pickAddress(this.policy, target.host, this.resolver);
     } catch {
-      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Length: ${BLOCKED_BODY.length}\r\nConnection: close\r\n\r\n${BLOCKED_BODY}`);
+      socket.end(BLOCKED_RAW_REPLY);
       return;
     }
     const websocket = /websocket/i.test(String(req.headers.upgrade ?? ""));
@@ -272,7 +274,7 @@ export class InterceptingProxy {
       // Another protocol (h2c, ...) would carry the substituted secret into a relay nobody scans
       // for echoes of it: a request with a secret may upgrade to websocket only.
       this.event({ ...base, host: target.host, status_code: 403, blocked: true, block_reason: BlockReason.SECRET, duration_ms: Date.now() - started });
-      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Length: ${BLOCKED_BODY.length}\r\nConnection: close\r\n\r\n${BLOCKED_BODY}`);
+      socket.end(BLOCKED_RAW_REPLY);
       return;
     }
     // Compressed frames (permessage-deflate) could not be scanned: no extension is offered upstream.

@@ -61,7 +61,6 @@ export async function serve(opts: ServeOptions): Promise<void> {
     void session.teardown("the client stopped reading");
   });
 
-  let creating: Promise<void> | undefined;
   let ending = false;
   // Requests that must wait (a create waits for those in flight; everything but `cancel` waits
   // for a create) are chained here in arrival order, so the reader never stops: EOF, a server
@@ -81,9 +80,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
       return;
     }
     if (method === "create") {
-      creating = respond(session, writer, method, params, id).finally(() => (creating = undefined));
-      track(creating);
-      await creating;
+      const created = respond(session, writer, method, params, id);
+      track(created);
+      await created; // the queue behind it waits for the create
     } else if (method === "close") {
       // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
       // the close up; then let them reply.
@@ -132,8 +131,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     // EOF or close: stop the sandbox first (a create in progress is aborted and undone), so
     // in-flight calls fail fast instead of hanging; queued requests are answered "cancelled".
     await session.teardown("the client closed the session");
-    await queue;
-    await creating;
+    await queue; // a create runs inside the queue: this waits for it too
     await Promise.allSettled([...inflight]);
     await writer.flush();
   }

@@ -83,16 +83,12 @@ function kernelLogNamesOomOf(cgroup: string): boolean {
   }
 }
 
-/** Where a failure to remove a cgroup is reported: the engine's log (stderr) by default. */
-export type CgroupLog = (line: string) => void;
-const stderrLog: CgroupLog = (line) => process.stderr.write(`matchlock: ${line}\n`);
-
 /**
  * Removes every cgroup of a dead sandbox: our memory cgroup, and those runsc made for the other
  * controllers, which it never gets to remove when it is killed before recording its container
  * (early in create). Returns the controllers it removed; one it cannot remove is logged.
  */
-export async function removeSandboxCgroups(id: string, log: CgroupLog = stderrLog): Promise<string[]> {
+export async function removeSandboxCgroups(id: string): Promise<string[]> {
   const dirs = existsSync(join(V1_MEMORY, "memory.limit_in_bytes"))
     ? (await readdir(V2_ROOT).catch(() => [] as string[])).map((c) => join(V2_ROOT, c, CGROUP_PARENT, id))
     : [join(V2_ROOT, CGROUP_PARENT, id)];
@@ -102,7 +98,7 @@ export async function removeSandboxCgroups(id: string, log: CgroupLog = stderrLo
       await removeCgroupDir(dir);
       removed.push(dir.split("/")[4] ?? dir);
     } catch (err) {
-      log((err as Error).message);
+      process.stderr.write(`matchlock: ${(err as Error).message}\n`); // the engine's log
     }
   }
   return removed;
