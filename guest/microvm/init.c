@@ -410,6 +410,6 @@ int main(void)
     if (chdir("/newroot") != 0) fail("chdir /newroot: %s", strerror(errno));
     do_mount(".", "/", NULL, MS_MOVE, NULL);
     if (chroot(".") != 0 || chdir("/") != 0) fail("chroot into the new root: %s", strerror(errno));
-    execl("/.matchlock/agent", "agent", "--channel", channel, (char *)NULL);
+    execl("/.matchlock/agent", "agent", "--channel", channel, "--exec-memory-cgroup", (char *)NULL);
     fail("exec the agent: %s", strerror(errno));
 }
