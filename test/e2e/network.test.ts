@@ -37,7 +37,7 @@ interface Fetched { status?: number; body?: string; error?: string }
 const WS_PY = `
 import base64, json, os, socket, ssl, struct, sys
 host, port, tls, splits, text = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4], sys.argv[5].encode()
-ctx = ssl.create_default_context()  # before connecting: on an odd port the engine waits only 0.5 s for the client's first bytes
+ctx = ssl.create_default_context()
 s = socket.create_connection((host, port), timeout=20)
 if tls: s = ctx.wrap_socket(s, server_hostname=host)
 key = base64.b64encode(os.urandom(16))
@@ -322,6 +322,22 @@ for host, port in (("${lab.serverIp}", 7777), ("10.201.255.254", 7777), ("allowe
     assert.deepEqual(JSON.parse(r.stdout), { status: 403, body: "Blocked by policy" });
     // The Host header must name what was dialled: no fronting on another port either.
     assert.equal((await fetch("http://allowed.test:8080/hello", "Host:sub.wild.test:8080")).status, 403);
+  });
+
+  test("a slow client on :8443 (2 s between connect and ClientHello) is still intercepted, the secret replaced", async () => {
+    const r = await client.exec(`python3 -c '
+import http.client, json, socket, ssl, sys, time
+s = socket.create_connection(("secret.test", 8443), timeout=20)
+time.sleep(2)
+s = ssl.create_default_context().wrap_socket(s, server_hostname="secret.test")
+s.sendall(b"GET /echo HTTP/1.1\\r\\nHost: secret.test:8443\\r\\nAuthorization: Bearer " + sys.argv[1].encode() + b"\\r\\nConnection: close\\r\\n\\r\\n")
+r = http.client.HTTPResponse(s); r.begin()
+issuer = dict(rdn[0] for rdn in s.getpeercert()["issuer"])["commonName"]
+print(json.dumps({"issuer": issuer, "authSha": json.loads(r.read())["authSha"]}))' "$API_KEY"`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const { issuer, authSha } = JSON.parse(r.stdout) as { issuer: string; authSha: string };
+    assert.equal(authSha, sha256(`Bearer ${SECRET}`), "the server got the real value: the request went through the proxy");
+    assert.match(issuer, /^Matchlock sandbox CA /, "the guest saw the sandbox CA's leaf, not the server's own certificate");
   });
 
   test("UDP other than DNS is dropped, whatever the address", async () => {

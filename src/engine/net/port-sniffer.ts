@@ -1,10 +1,14 @@
 // The listener behind every TCP port other than 80/443 of the synthetic range. It learns from
-// connection tracking which address and port the guest dialled, maps the address back to the
-// allowed name our DNS handed it out for, and looks at the first bytes: a TLS ClientHello goes
-// to the intercepting proxy's TLS path, an HTTP request line to its HTTP path (both with the
-// dialled port, so secrets work on e.g. :8080 and :8443 too), and anything else is relayed as
-// raw bytes to the real host on that port (spec 4.2 "passthrough", never scanned). Protocols
-// where the server speaks first (SMTP, MySQL) show no bytes: after SNIFF_WAIT_MS they are relayed.
+// connection tracking which address and port the guest dialled and maps the address back to the
+// allowed name our DNS handed it out for. It then connects to the real host on that port at once
+// (the name checked, the address picked by the policy) and lets whichever side speaks first
+// decide, with no time limit: a client that speaks first is sniffed (a TLS ClientHello goes to
+// the intercepting proxy's TLS path, an HTTP request line to its HTTP path, both with the
+// dialled port, so secrets work on e.g. :8080 and :8443 too; the early upstream connection is
+// then closed unused), anything else from the client, or any byte from the server first (SMTP,
+// SSH banners), makes it a raw relay to that upstream (spec 4.2 "passthrough", never scanned).
+// A timeout would decide wrongly for a slow client (a TLS context built after connecting, under
+// TCG): its ClientHello would go out unintercepted, with no secret substitution.
 import net, { type Socket } from "node:net";
 import type { SyntheticAddresses } from "./dns-server.js";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
@@ -13,7 +17,6 @@ import type { NetworkPolicy } from "./policy.js";
 import type { InterceptingProxy } from "./proxy.js";
 import { pickAddress, UpstreamBlockedError, type UpstreamResolver } from "./upstream.js";
 
-export const SNIFF_WAIT_MS = 500;
 const CONNECT_TIMEOUT_MS = 30_000;
 const HTTP_METHOD = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONNECT|PROPFIND|MKCOL|COPY|MOVE|LOCK|UNLOCK|PURGE) /;
 
@@ -80,19 +83,8 @@ export class PortSniffer {
       this.event({ host: name ?? dest?.address ?? "(unknown)", url: dest ? `tcp://${dest.address}:${dest.port}` : "", blocked: true, block_reason: BlockReason.HOST });
       return void socket.resetAndDestroy();
     }
-    const first = await firstBytes(socket, SNIFF_WAIT_MS);
-    if (socket.destroyed) return;
-    const kind = sniff(first);
-    if (first.length) socket.unshift(first);
-    if (kind === "tls") return this.proxy.acceptTls(socket, { port: dest.port, name });
-    if (kind === "http") return this.proxy.acceptHttp(socket, { port: dest.port, name });
-    await this.relay(socket, name, dest.port);
-  }
-
-  /** Raw bytes both ways between the guest and name:port, at an address the policy allows. */
-  private async relay(guest: Socket, name: string, port: number): Promise<void> {
+    const url = `tcp://${name}:${dest.port}`;
     const started = Date.now();
-    const url = `tcp://${name}:${port}`;
     let address: string;
     try {
       address = await pickAddress(this.policy, name, this.resolver);
@@ -100,29 +92,49 @@ export class PortSniffer {
       const blocked = err instanceof UpstreamBlockedError;
       this.event({ host: name, url, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
       if (!blocked) this.log(`tcp: ${url}: ${(err as Error).message}`);
-      return void guest.resetAndDestroy();
+      return void socket.resetAndDestroy();
     }
-    const upstream = net.connect({ host: address, port, allowHalfOpen: true, timeout: CONNECT_TIMEOUT_MS });
+    if (socket.destroyed) return;
+    const upstream = net.connect({ host: address, port: dest.port, allowHalfOpen: true, timeout: CONNECT_TIMEOUT_MS });
     this.track(upstream);
     upstream.once("timeout", () => upstream.destroy(new Error("connect timed out")));
-    upstream.once("connect", () => {
-      upstream.setTimeout(0);
-      // One event per relayed connection, when it opens (a raw stream has no request to report).
-      this.event({ host: name, url, blocked: false, duration_ms: Date.now() - started });
-      guest.pipe(upstream);
-      upstream.pipe(guest);
-      guest.resume();
-    });
-    let failed = false;
+    upstream.once("connect", () => upstream.setTimeout(0));
+    // Before and after the decision alike, a failed upstream resets the guest (a deliberate
+    // destroy() when the proxy takes over emits no error).
     upstream.on("error", (err) => {
-      failed = true;
       this.log(`tcp: ${url}: ${err.message}`);
-      guest.resetAndDestroy();
+      socket.resetAndDestroy();
     });
+    const first = await firstSpeaker(socket, upstream);
+    if (first.side === "gone") {
+      upstream.destroy();
+      if (!socket.destroyed) socket.resetAndDestroy();
+      return;
+    }
+    if (first.side === "client" && first.kind !== "raw") {
+      upstream.destroy(); // never written to: the proxy makes its own, checked connection
+      socket.unshift(first.client);
+      const facts = { port: dest.port, name };
+      return first.kind === "tls" ? this.proxy.acceptTls(socket, facts) : this.proxy.acceptHttp(socket, facts);
+    }
+    this.relay(socket, upstream, first, name, url, started);
+  }
+
+  /** Raw bytes both ways between the guest and its upstream, starting with what each already sent. */
+  private relay(guest: Socket, upstream: Socket, head: { client: Buffer; server: Buffer }, name: string, url: string, started: number): void {
+    // One event per relayed connection, when it opens (a raw stream has no request to report).
+    const opened = () => this.event({ host: name, url, blocked: false, duration_ms: Date.now() - started });
+    if (upstream.connecting) upstream.once("connect", opened);
+    else opened();
+    // Written, not unshifted: a side may already have ended, and pipe() still forwards that end.
+    if (head.client.length) upstream.write(head.client);
+    if (head.server.length) guest.write(head.server);
+    guest.pipe(upstream);
+    upstream.pipe(guest);
     guest.on("error", () => upstream.destroy());
     guest.once("close", () => upstream.destroy());
-    upstream.once("close", () => {
-      if (!failed) guest.destroy();
+    upstream.once("close", (hadError) => {
+      if (!hadError) guest.destroy();
     });
   }
 
@@ -131,26 +143,42 @@ export class PortSniffer {
   }
 }
 
-/** The client's first bytes, read without losing them (the caller unshifts); empty if it sent none in time. */
-function firstBytes(socket: Socket, waitMs: number): Promise<Buffer> {
+type FirstSpeaker =
+  | { side: "client"; kind: Sniffed; client: Buffer; server: Buffer }
+  | { side: "server"; client: Buffer; server: Buffer }
+  | { side: "gone" };
+
+/**
+ * Waits, however long, until the guest's bytes sniff as something other than "more", or the
+ * upstream sends or ends first (then it is a raw relay with what the guest sent so far). Both
+ * sockets are left paused with their listeners removed; the bytes read are returned, not lost.
+ */
+function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpeaker> {
   return new Promise((resolve) => {
-    let got = Buffer.alloc(0);
-    const done = () => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.off("close", done);
-      socket.off("end", done);
-      socket.pause();
-      resolve(got);
+    let client: Buffer = Buffer.alloc(0);
+    let server: Buffer = Buffer.alloc(0);
+    const finish = (result: FirstSpeaker) => {
+      guest.off("data", onGuestData).off("end", onGuestEnd).off("close", onGone);
+      upstream.off("data", onServerData).off("end", onServerEnd).off("close", onGone);
+      guest.pause();
+      upstream.pause();
+      resolve(result);
     };
-    const onData = (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      if (sniff(got) !== "more") done();
+    const onGuestData = (d: Buffer) => {
+      client = Buffer.concat([client, d]);
+      const kind = sniff(client);
+      if (kind !== "more") finish({ side: "client", kind, client, server });
     };
-    const timer = setTimeout(done, waitMs);
-    socket.on("data", onData);
-    socket.once("close", done);
-    socket.once("end", done);
-    socket.resume();
+    // A guest that half-closes while still undecided sent nothing sniffable: relay what it sent.
+    const onGuestEnd = () => finish({ side: "client", kind: "raw", client, server });
+    const onServerData = (d: Buffer) => {
+      server = d;
+      finish({ side: "server", client, server });
+    };
+    const onServerEnd = () => finish({ side: "server", client, server });
+    const onGone = () => finish({ side: "gone" });
+    guest.on("data", onGuestData).once("end", onGuestEnd).once("close", onGone);
+    upstream.on("data", onServerData).once("end", onServerEnd).once("close", onGone);
+    guest.resume();
   });
 }
