@@ -280,11 +280,36 @@ describe("OCI image layouts", () => {
     const before = (await store.list()).map((i) => i.ref);
     // Not an image already stored (that would not be unpacked again).
     const zlayout = ociLayout({ amd64: spec("amd64-big") }, { zstd: true });
-    process.env.MATCHLOCK_MAX_LAYER_BYTES = "1K";
+    // 2 KiB: layer 1's entries (3 headers and 10 bytes) fit; layer 2's plain tar (2560 bytes) does not.
+    process.env.MATCHLOCK_MAX_LAYER_BYTES = "2K";
     try {
       await assert.rejects(store.import("ghcr.io/test/zstd-big:1", await file("oci-zstd-big.tar", zlayout.tar), { platform: "linux/amd64" }),
         // Layer 1 is read once here (an import has no diff_ids to check), so only layer 2 is decoded to disk.
-        /cannot unpack the image \(layer 2 of 2\): layer 2 is refused: it decodes to more than 1024 bytes: at most 1024 bytes is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
+        /cannot unpack the image \(layer 2 of 2\): layer 2 is refused: it decodes to more than 2048 bytes: at most 2048 bytes is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
+    } finally {
+      delete process.env.MATCHLOCK_MAX_LAYER_BYTES;
+    }
+    await assertStoreHolds(before);
+  });
+
+  test("a gzip bomb layer (8 MiB of zeros in 8 KiB) past MATCHLOCK_MAX_LAYER_BYTES is refused, named, and nothing is stored", async () => {
+    const before = (await store.list()).map((i) => i.ref);
+    const zeros = "\0".repeat(8 * 2 ** 20);
+    const bomb = ociLayout({ amd64: { layers: [tarBytes([{ path: "ok", body: "small" }]), tarBytes([{ path: "zeros", body: zeros }])], config: {} } });
+    assert.ok(bomb.tar.length < 64 * 1024, `the archive is small: ${bomb.tar.length} bytes`);
+    process.env.MATCHLOCK_MAX_LAYER_BYTES = "1M";
+    try {
+      await assert.rejects(store.import("ghcr.io/test/gzip-bomb:1", await file("oci-gzip-bomb.tar", bomb.tar), { platform: "linux/amd64" }),
+        /^Error: cannot unpack the image \(layer 2 of 2\): layer 2 is refused: it unpacks to more than 1 MiB: at most 1 MiB is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
+      // A plain rootfs tarball, gzip'd, is held to the same cap.
+      await assert.rejects(store.import("local/gzip-bomb:1", await file("rootfs-bomb.tar.gz", gzip(tarBytes([{ path: "zeros", body: zeros }])))),
+        /^Error: cannot unpack the image: layer 1 is refused: it unpacks to more than 1 MiB/);
+      await assertStoreHolds(before);
+      // Under a cap it fits, the same archive unpacks whole.
+      process.env.MATCHLOCK_MAX_LAYER_BYTES = "9M";
+      const img = await store.import("ghcr.io/test/gzip-bomb:1", await file("oci-gzip-bomb.tar", bomb.tar), { platform: "linux/amd64" });
+      assert.equal((await readFile(join(img.rootfs, "zeros"))).length, 8 * 2 ** 20);
+      assert.ok(await store.remove("ghcr.io/test/gzip-bomb:1"));
     } finally {
       delete process.env.MATCHLOCK_MAX_LAYER_BYTES;
     }
