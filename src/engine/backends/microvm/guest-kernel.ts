@@ -1,16 +1,18 @@
 // The guest kernel fetched by scripts/fetch-guest-kernel.sh (Debian's linux-image-amd64, as an
 // uncompressed PVH vmlinux plus its module tree) and the initramfs built from it: our static init
 // (guest/microvm/init.c), the modules in load order and the shared static agent. The initramfs is
-// cached under <cache>/microvm/initramfs-<sha256 of its inputs>.cpio.
+// cached under <cache>/microvm/initramfs-<sha256 of its inputs>.cpio; old ones are pruned
+// (initramfs-cache.ts).
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError } from "../backend.js";
 import { buildOnce } from "./artifact.js";
+import { markUsed, pruneInitramfs } from "./initramfs-cache.js";
 import { guestModuleSets, parseModulesDep } from "./module-order.js";
 
 const run = promisify(execFile);
@@ -56,7 +58,15 @@ export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Pr
   const inputs = [initBinary, agentBinary, ...order.map((m) => join(modRoot, m))];
   const digest = await inputsDigest(`layout ${INITRAMFS_LAYOUT} ${kernel.release}`, inputs, (file) => file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
   const target = join(paths.cache(), "microvm", `initramfs-${digest.slice(0, 16)}.cpio`);
-  return buildOnce(target, (tmp) => writeInitramfs(tmp, { initBinary, agentBinary, modRoot, ...sets }));
+  let built = false;
+  await buildOnce(target, (tmp) => {
+    built = true;
+    return writeInitramfs(tmp, { initBinary, agentBinary, modRoot, ...sets });
+  });
+  // Pruning is housekeeping: a failure (e.g. a read-only cache) must not stop the VM.
+  if (built) await pruneInitramfs(dirname(target), target).catch(() => undefined);
+  else await markUsed(target);
+  return target;
 }
 
 /** Parsed module lists by modules.dep identity: parsing its ~4,000 entries took ~30 ms. */
