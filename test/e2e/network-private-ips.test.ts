@@ -17,4 +17,17 @@ try: urllib.request.urlopen("http://allowed.test/hello", timeout=20)
 except urllib.error.HTTPError as e: print(e.code, e.read().decode())'`);
     assert.equal(r.stdout, "403 Blocked by policy\n");
   });
+
+  test("on another port too (HTTP, TLS or raw): the connection is reset before any byte goes out", async () => {
+    const r = await suite.client.exec(`python3 -c '
+import socket
+for port in (8080, 8443, 7777):
+    s = socket.create_connection(("allowed.test", port), timeout=20)
+    try:
+        s.sendall(b"GET /hello HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n")
+        print(port, "answered" if s.recv(100) else "closed")
+    except OSError: print(port, "reset")'`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n").map((l) => l.replace(" closed", " reset")), ["8080 reset", "8443 reset", "7777 reset"]);
+  });
 });

@@ -99,9 +99,11 @@ export class PortSniffer {
     this.track(upstream);
     upstream.once("timeout", () => upstream.destroy(new Error("connect timed out")));
     upstream.once("connect", () => upstream.setTimeout(0));
-    // Before and after the decision alike, a failed upstream resets the guest (a deliberate
-    // destroy() when the proxy takes over emits no error).
+    // Before and after the decision alike, a failed upstream resets the guest, unless the
+    // proxy has taken the guest over and this connection was dropped unused.
+    let dropped = false;
     upstream.on("error", (err) => {
+      if (dropped) return;
       this.log(`tcp: ${url}: ${err.message}`);
       socket.resetAndDestroy();
     });
@@ -112,6 +114,7 @@ export class PortSniffer {
       return;
     }
     if (first.side === "client" && first.kind !== "raw") {
+      dropped = true;
       upstream.destroy(); // never written to: the proxy makes its own, checked connection
       socket.unshift(first.client);
       const facts = { port: dest.port, name };
