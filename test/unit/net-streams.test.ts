@@ -2,8 +2,10 @@
 // sniffing (the conntrack lookup has its own file).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { describe, test } from "node:test";
-import { sniff } from "../../src/engine/net/port-sniffer.js";
+import net, { type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, describe, test } from "node:test";
+import { firstSpeaker, sniff, type FirstSpeaker } from "../../src/engine/net/port-sniffer.js";
 import { ForbiddenBytesError, StreamReplacer } from "../../src/engine/net/stream-replace.js";
 import { encodeHeader, parseHeader, unmask, WebSocketFrameRewriter, WebSocketProtocolError } from "../../src/engine/net/websocket-frames.js";
 
@@ -183,5 +185,66 @@ describe("port sniffing", () => {
     assert.equal(sniff(Buffer.from("SSH-2.0-OpenSSH_9.2\r\n")), "raw");
     assert.equal(sniff(Buffer.from("hello echo\n")), "raw");
     assert.equal(sniff(Buffer.from("GETAWAY and more")), "raw");
+  });
+});
+
+/** Both ends of one loopback TCP connection: [the dialler's, the listener's]. */
+async function loopbackPair(): Promise<[Socket, Socket]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
+  const dialled = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1", allowHalfOpen: true });
+  const pair: [Socket, Socket] = [dialled, await accepted];
+  server.close();
+  return pair;
+}
+
+describe("who speaks first on a sniffed port", () => {
+  const open: Socket[] = [];
+  after(() => open.forEach((s) => s.destroy()));
+  /** app: the guest program; guest: the engine's end of it; upstream: the engine's connection; server: the real server. */
+  async function race(play: (app: Socket, server: Socket) => Promise<void>): Promise<FirstSpeaker> {
+    const [app, guest] = await loopbackPair();
+    const [upstream, server] = await loopbackPair();
+    open.push(app, guest, upstream, server);
+    guest.pause();
+    guest.on("error", () => guest.destroy()); // as the listener does
+    const decided = firstSpeaker(guest, upstream);
+    await play(app, server);
+    return decided;
+  }
+  const text = (r: FirstSpeaker) => (r.side === "gone" ? r : { ...r, client: r.client.toString("latin1"), server: r.server.toString("latin1") });
+
+  test("a client that sends its ClientHello late is still sniffed (no time limit)", async () => {
+    const r = await race(async (app) => {
+      await sleep(1200);
+      app.write(Buffer.from([0x16, 0x03, 0x01, 0x00]));
+    });
+    assert.deepEqual(text(r), { side: "client", kind: "tls", client: "\x16\x03\x01\x00", server: "" });
+  });
+
+  test("an HTTP request line arriving in pieces is HTTP", async () => {
+    const r = await race(async (app) => {
+      app.write("PO");
+      await sleep(100);
+      app.write("ST / HTTP/1.1\r\n");
+    });
+    assert.equal(r.side === "client" && r.kind, "http");
+  });
+
+  test("a server that speaks first makes it raw, keeping what the client had begun", async () => {
+    const r = await race(async (app, server) => {
+      app.write("PO"); // undecided
+      await sleep(100);
+      server.write("220 smtp ready\r\n");
+    });
+    assert.deepEqual(text(r), { side: "server", client: "PO", server: "220 smtp ready\r\n" });
+  });
+
+  test("a client that half-closes undecided is raw; one that resets is gone", async () => {
+    const ended = await race(async (app) => void app.end("PO"));
+    assert.deepEqual(text(ended), { side: "client", kind: "raw", client: "PO", server: "" });
+    const gone = await race(async (app) => void app.resetAndDestroy());
+    assert.deepEqual(gone, { side: "gone" });
   });
 });

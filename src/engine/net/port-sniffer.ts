@@ -146,7 +146,7 @@ export class PortSniffer {
   }
 }
 
-type FirstSpeaker =
+export type FirstSpeaker =
   | { side: "client"; kind: Sniffed; client: Buffer; server: Buffer }
   | { side: "server"; client: Buffer; server: Buffer }
   | { side: "gone" };
@@ -156,7 +156,7 @@ type FirstSpeaker =
  * upstream sends or ends first (then it is a raw relay with what the guest sent so far). Both
  * sockets are left paused with their listeners removed; the bytes read are returned, not lost.
  */
-function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpeaker> {
+export function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpeaker> {
   return new Promise((resolve) => {
     let client: Buffer = Buffer.alloc(0);
     let server: Buffer = Buffer.alloc(0);
