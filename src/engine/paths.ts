@@ -1,12 +1,7 @@
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-
-/** Root of all engine state: $MATCHLOCK_HOME, else ~/.matchlock. */
-export function matchlockHome(): string {
-  const fromEnv = process.env.MATCHLOCK_HOME;
-  return fromEnv && fromEnv.length > 0 ? fromEnv : join(homedir(), ".matchlock");
-}
+import { defaultEngineSocket, matchlockHome } from "../protocol/engine-home.js";
 
 /** The package root (this file is src/engine/paths.ts, compiled to dist/src/engine/paths.js). */
 const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -17,7 +12,7 @@ export const paths = {
   /** The image store; $MATCHLOCK_IMAGES puts it elsewhere (e.g. shared by test homes). */
   images: () => process.env.MATCHLOCK_IMAGES || join(matchlockHome(), "images"),
   /** Where `matchlock serve` listens by default (the directory is owner-only). */
-  engineSocket: () => join(matchlockHome(), "run", "engine.sock"),
+  engineSocket: () => defaultEngineSocket(),
   runscRoot: () => join(matchlockHome(), "runsc"),
   /** Built artifacts keyed by content (guest kernel, initramfs): $MATCHLOCK_CACHE, else ~/.cache/matchlock. */
   cache: () => process.env.MATCHLOCK_CACHE || join(homedir(), ".cache", "matchlock"),

@@ -1,6 +1,4 @@
 // Which binary the SDK runs, and with which argv (spec §1.1).
-import { homedir } from "node:os";
-import { join } from "node:path";
 import type { Config } from "./types.js";
 
 /** Config.binaryPath, else a non-empty MATCHLOCK_BIN, else `matchlock` from $PATH. */
@@ -8,14 +6,6 @@ export function resolveBinary(config: Config = {}, env: NodeJS.ProcessEnv = proc
   if (config.binaryPath) return config.binaryPath;
   const fromEnv = env.MATCHLOCK_BIN;
   return fromEnv ? fromEnv : "matchlock";
-}
-
-/**
- * Where `matchlock serve` listens by default when run as this user: $MATCHLOCK_HOME/run/engine.sock,
- * else ~/.matchlock/run/engine.sock (the engine's paths.engineSocket(), which must agree).
- */
-export function defaultEngineSocket(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.MATCHLOCK_HOME || join(homedir(), ".matchlock"), "run", "engine.sock");
 }
 
 /** Config.engineSocket, else a non-empty MATCHLOCK_ENGINE_SOCKET: the resident engine to connect to. */

@@ -1,7 +1,7 @@
 // Public surface of the matchlock TypeScript SDK.
 export { Client } from "./client.js";
 export { Sandbox } from "./sandbox.js";
-export { defaultEngineSocket } from "./engine-command.js";
+export { defaultEngineSocket } from "../protocol/engine-home.js";
 export { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 export type { FileContent } from "./file-transfer.js";
 export { ErrorCode, GoFileMode } from "../protocol/rpc.js";

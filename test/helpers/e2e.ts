@@ -114,7 +114,8 @@ export async function networkLeftovers(vmId: string): Promise<string[]> {
   if (tables.includes(`matchlock_${hex}`)) found.push("nft table");
   const allocations = process.env.MATCHLOCK_NET_STATE || "/run/matchlock/net";
   for (const f of await readdir(allocations).catch(() => [] as string[])) {
-    if ((await readFile(join(allocations, f), "utf8")).includes(vmId)) found.push("allocation");
+    // An allocation freed between the listing and the read is gone: not a leftover.
+    if ((await readFile(join(allocations, f), "utf8").catch(() => "")).includes(vmId)) found.push("allocation");
   }
   return found;
 }

@@ -280,12 +280,13 @@ describe("OCI image layouts", () => {
     const before = (await store.list()).map((i) => i.ref);
     // Not an image already stored (that would not be unpacked again).
     const zlayout = ociLayout({ amd64: spec("amd64-big") }, { zstd: true });
-    // 2 KiB: layer 1's entries (3 headers and 10 bytes) fit; layer 2's plain tar (2560 bytes) does not.
+    // 2 KiB: layer 1 applied would fit (3 headers and 10 bytes), but its decoded tar does not.
     process.env.MATCHLOCK_MAX_LAYER_BYTES = "2K";
     try {
       await assert.rejects(store.import("ghcr.io/test/zstd-big:1", await file("oci-zstd-big.tar", zlayout.tar), { platform: "linux/amd64" }),
-        // Layer 1 is read once here (an import has no diff_ids to check), so only layer 2 is decoded to disk.
-        /cannot unpack the image \(layer 2 of 2\): layer 2 is refused: it decodes to more than 2048 bytes: at most 2048 bytes is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
+        // Every zstd layer is decoded to disk once (its diff_id checked on the way): layer 1's
+        // decoded tar (3 headers, 10 bytes and the end blocks: 3072 bytes) is already too big.
+        /cannot unpack the image \(layer 1 of 2\): layer sha256:[0-9a-f]{64} is refused: it decodes to more than 2048 bytes: at most 2048 bytes is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
     } finally {
       delete process.env.MATCHLOCK_MAX_LAYER_BYTES;
     }
@@ -300,7 +301,7 @@ describe("OCI image layouts", () => {
     process.env.MATCHLOCK_MAX_LAYER_BYTES = "1M";
     try {
       await assert.rejects(store.import("ghcr.io/test/gzip-bomb:1", await file("oci-gzip-bomb.tar", bomb.tar), { platform: "linux/amd64" }),
-        /^Error: cannot unpack the image \(layer 2 of 2\): layer 2 is refused: it unpacks to more than 1 MiB: at most 1 MiB is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
+        /^Error: cannot unpack the image \(layer 2 of 2\): layer sha256:[0-9a-f]{64} is refused: it unpacks to more than 1 MiB: at most 1 MiB is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
       // A plain rootfs tarball, gzip'd, is held to the same cap.
       await assert.rejects(store.import("local/gzip-bomb:1", await file("rootfs-bomb.tar.gz", gzip(tarBytes([{ path: "zeros", body: zeros }])))),
         /^Error: cannot unpack the image: layer 1 is refused: it unpacks to more than 1 MiB/);
@@ -407,7 +408,12 @@ describe("a layer that does not match its config", () => {
     const evil = { layers: [tarBytes([{ path: "etc/", type: "Directory" }, { path: "etc/PWNED", body: "evil" }])], config: { Cmd: ["/bin/true"] } };
     const before = (await store.list()).map((i) => i.ref);
     const poisoned = ociLayout({ amd64: evil }, { configOf: genuine });
-    await assert.rejects(store.import("evil/thing:1", await file("poison.tar", poisoned.tar)), /uncompressed\) is corrupted/);
+    // Compressed layers are checked as the store decodes them to unpack (once): gzip and zstd.
+    const refused = /cannot unpack the image: layer sha256:[0-9a-f]{64} does not match the image config: its uncompressed content has digest sha256:[0-9a-f]{64}, the config's rootfs.diff_ids say sha256:[0-9a-f]{64}$/;
+    await assert.rejects(store.import("evil/thing:1", await file("poison.tar", poisoned.tar)), refused);
+    await assertStoreHolds(before);
+    const zstdPoisoned = ociLayout({ amd64: evil }, { configOf: genuine, zstd: true });
+    await assert.rejects(store.import("evil/thing:1", await file("poison-zstd.tar", zstdPoisoned.tar)), refused);
     await assertStoreHolds(before);
     const real = await store.import("library/genuine:1", await file("genuine.tar", ociLayout({ amd64: genuine }).tar));
     assert.equal(real.digest, poisoned.configDigests.amd64);

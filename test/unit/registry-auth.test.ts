@@ -223,6 +223,7 @@ describe("credential helpers (credHelpers, credsStore)", () => {
     await helper("none", "echo 'credentials not found in native keychain'; exit 1");
     await helper("broken", "echo 'the keyring is locked' >&2; exit 4");
     await helper("garbled", "echo 'Secret: the-garbled-secret-43 (not JSON)'");
+    await helper("flood", "printf '{\"Username\":\"u\",\"Secret\":\"the-flood-secret-44'; exec yes x");
   });
   after(async () => {
     process.env.PATH = savedPath;
@@ -266,6 +267,12 @@ describe("credential helpers (credHelpers, credsStore)", () => {
     await assert.rejects(freshStore().pull(name()), (err: Error) => {
       assert.match(err.message, /docker-credential-garbled .* answered for 127\.0\.0\.1:\d+ with something that is not JSON/);
       assert.ok(!err.message.includes("the-garbled-secret-43"), "what the helper printed is not repeated");
+      return true;
+    });
+    await dockerConfig({}, { credsStore: "flood" });
+    await assert.rejects(freshStore().pull(name()), (err: Error) => {
+      assert.match(err.message, /docker-credential-flood .* printed more than 64 KiB for 127\.0\.0\.1:\d+$/);
+      assert.ok(!err.message.includes("the-flood-secret-44"), "what the helper printed is not repeated");
       return true;
     });
     await dockerConfig({}, { credsStore: "../../bin/sh" });

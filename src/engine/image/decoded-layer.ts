@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { decompressed, fileCompression } from "./decompress.js";
-import { layerSizeLimit, size, type LayerSizeLimit } from "./layer-size-limit.js";
+import { formatBytes } from "../byte-size.js";
+import { layerSizeLimit, type LayerSizeLimit } from "./layer-size-limit.js";
 import { ZstdLimitError } from "./zstd-frames.js";
 
 /** A layer that decodes to more than the store will write for it: refused like a zstd window too big. */
@@ -40,7 +41,7 @@ export async function decodeZstdOnce(layer: string, dir: string, passes: number,
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
       written += chunk.length;
-      if (written > maxBytes) return done(new LayerTooLargeError(`it decodes to more than ${size(maxBytes)}: ${why}`));
+      if (written > maxBytes) return done(new LayerTooLargeError(`it decodes to more than ${formatBytes(maxBytes)}: ${why}`));
       hash.update(chunk);
       done(null, chunk);
     },

@@ -39,13 +39,6 @@ export async function sha256Uncompressed(file: string): Promise<string> {
 
 export class DigestMismatchError extends Error {}
 
-/** A layer's uncompressed content is not what the image config's rootfs.diff_ids say. */
-export class LayerMismatchError extends DigestMismatchError {
-  constructor(message: string, readonly layerIndex: number) {
-    super(message);
-  }
-}
-
 export function checkDigest(what: string, expected: string, actual: string): void {
   if (expected !== actual) {
     throw new DigestMismatchError(`${what} is corrupted: its content has digest ${actual}, expected ${expected}`);

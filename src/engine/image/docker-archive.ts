@@ -3,10 +3,9 @@
 // layer against the config's rootfs.diff_ids, and OCI-style "blobs/sha256/<hex>" names.
 import { z } from "zod";
 import { parseConfigJson } from "./config.js";
-import { checkDigest, sha256Bytes, sha256File, sha256Uncompressed } from "./digest.js";
-import { fileCompression } from "./decompress.js";
+import { checkDigest, sha256Bytes, sha256File } from "./digest.js";
 import { normalizeRef } from "./reference.js";
-import type { StagedArchive, UnpackPlan } from "./staging.js";
+import { diffIdToCheck, type StagedArchive, type UnpackPlan } from "./staging.js";
 
 const manifestSchema = z.array(z.looseObject({
   Config: z.string(),
@@ -56,14 +55,14 @@ export async function readDockerArchive(staged: StagedArchive, ref: string): Pro
   }
 
   const layers: string[] = [];
+  const unchecked: Array<string | undefined> = [];
+  const blobDigests: string[] = [];
   for (const [i, rel] of image.Layers.entries()) {
     const file = await staged.file(rel, "layer");
     const raw = await verifyNamedBlob(file, rel, `${staged.label}: layer ${rel}`);
-    const uncompressed = (await fileCompression(file)) === "none" ? raw : await sha256Uncompressed(file).catch((e: Error) => {
-      throw new Error(`${staged.label}: layer ${rel}: ${e.message}`, { cause: e });
-    });
-    checkDigest(`${staged.label}: layer ${rel}`, diffIds[i]!, uncompressed);
+    unchecked.push(await diffIdToCheck(file, raw, diffIds[i]!, `${staged.label}: layer ${rel}`));
+    blobDigests.push(raw);
     layers.push(file);
   }
-  return { digest, config, created, layers };
+  return { digest, config, created, layers, diffIds: unchecked, layerDigests: blobDigests };
 }

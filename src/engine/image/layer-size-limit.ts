@@ -6,6 +6,7 @@
 //   cleanly instead of filling the disk under the rest of the engine (and the host).
 // The free space is read once, not tracked: other writers meanwhile are not this layer's doing.
 import { statfs } from "node:fs/promises";
+import { formatBytes } from "../byte-size.js";
 
 export const DEFAULT_MAX_LAYER_BYTES = 64 * 2 ** 30;
 /** Left free on the store's disk whatever a layer needs. */
@@ -30,13 +31,10 @@ export interface LayerSizeLimit {
   why: string;
 }
 
-/** A size as people read it: bytes below 1 MiB (the tests' limits), else whole MiB. */
-export const size = (n: number): string => (n < 2 ** 20 ? `${n} bytes` : `${Math.floor(n / 2 ** 20)} MiB`);
-
 /** The limit for a layer decoded into `dir`. */
 export async function layerSizeLimit(dir: string, max = maxLayerBytes()): Promise<LayerSizeLimit> {
   const fs = await statfs(dir);
   const room = fs.bavail * fs.bsize - FREE_MARGIN;
-  if (room < max) return { bytes: Math.max(0, room), why: `${dir} has room for only ${size(Math.max(0, room))} (keeping ${size(FREE_MARGIN)} free)` };
-  return { bytes: max, why: `at most ${size(max)} is accepted (MATCHLOCK_MAX_LAYER_BYTES)` };
+  if (room < max) return { bytes: Math.max(0, room), why: `${dir} has room for only ${formatBytes(Math.max(0, room))} (keeping ${formatBytes(FREE_MARGIN)} free)` };
+  return { bytes: max, why: `at most ${formatBytes(max)} is accepted (MATCHLOCK_MAX_LAYER_BYTES)` };
 }

@@ -3,7 +3,8 @@
 // (1 GiB of zeros gzips to 1 MiB), so what a layer may write is bounded while it is written,
 // whatever its compression, and an entry past the cap is refused before any of it is written.
 import { LayerTooLargeError } from "./decoded-layer.js";
-import { layerSizeLimit, size, type LayerSizeLimit } from "./layer-size-limit.js";
+import { formatBytes } from "../byte-size.js";
+import { layerSizeLimit, type LayerSizeLimit } from "./layer-size-limit.js";
 import { RootfsWriter } from "./rootfs-writer.js";
 import { readTar } from "./tar-reader.js";
 import { applyWhiteouts, isWhiteoutPath, scanWhiteouts } from "./whiteouts.js";
@@ -26,7 +27,7 @@ export async function applyLayer(rootfs: string, layerFile: string, opts: ApplyO
   await readTar(layerFile, async (entry) => {
     if (isWhiteoutPath(entry.path)) return void entry.resume();
     charged += ENTRY_OVERHEAD + (entry.size ?? 0);
-    if (charged > maxBytes) throw new LayerTooLargeError(`it unpacks to more than ${size(maxBytes)}: ${why}`);
+    if (charged > maxBytes) throw new LayerTooLargeError(`it unpacks to more than ${formatBytes(maxBytes)}: ${why}`);
     await writer.write(entry);
   });
   writer.finish();

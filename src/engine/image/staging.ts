@@ -2,6 +2,8 @@
 // from the archive itself, so they are confined to the staging directory.
 import { readFile, realpath, stat } from "node:fs/promises";
 import { join, sep } from "node:path";
+import { fileCompression } from "./decompress.js";
+import { checkDigest } from "./digest.js";
 import type { ImageConfig } from "./types.js";
 
 export class StagedArchive {
@@ -43,12 +45,24 @@ export interface UnpackPlan {
   /** Absolute paths of the layer tarballs (gzip'd or not), lowest first, already verified. */
   layers: string[];
   /**
-   * The config's rootfs.diff_ids (each layer's uncompressed digest), when the layers have not been
-   * checked against them yet: the store then checks before unpacking. Every layer must match its
-   * config, because content is stored under the config's digest and later imports or pulls of
-   * that digest reuse it (a mismatch would poison it).
+   * The config's rootfs.diff_ids (each layer's uncompressed digest) for the layers not checked
+   * against them yet (undefined for one that was): the store checks each as it decodes the layer
+   * to unpack it, so a compressed layer is decoded once. Every layer must match its config,
+   * because content is stored under the config's digest and later imports or pulls of that digest
+   * reuse it (a mismatch would poison it).
    */
-  diffIds?: string[];
+  diffIds?: Array<string | undefined>;
   /** The layers' blob digests (pulls), for messages and for dropping a layer that fails its diff_id. */
   layerDigests?: string[];
+}
+
+/**
+ * The diff_id the store still has to check for an imported layer whose blob digest is known:
+ * none for a plain tar, whose blob digest is its diff_id (compared here, refused as `what` when
+ * they differ); a compressed layer's own, for the store to check while it decodes the layer.
+ */
+export async function diffIdToCheck(file: string, blobDigest: string, diffId: string, what: string): Promise<string | undefined> {
+  if ((await fileCompression(file)) !== "none") return diffId;
+  checkDigest(what, diffId, blobDigest);
+  return undefined;
 }

@@ -17,7 +17,7 @@ import { paths } from "../paths.js";
 // The import and pull machinery (tar, undici, layer unpacking) is loaded on first use, so that
 // resolving an already-stored image, what every `create` does, starts the engine fast.
 import { defaultConfig } from "./config.js";
-import { LayerMismatchError, SHA256_DIGEST, digestHex, sha256Uncompressed } from "./digest.js";
+import { SHA256_DIGEST, digestHex, sha256Uncompressed } from "./digest.js";
 import { pidAlive } from "../process-identity.js";
 import { withLock } from "./lock.js";
 import { hostPlatform, parsePlatform } from "./platform.js";
@@ -30,8 +30,12 @@ import { treeSize } from "./tree-size.js";
 import type { LocalImage, StoredImage } from "./types.js";
 import { ZstdLimitError } from "./zstd-frames.js";
 
-/** A layer whose blob is what its digest says but that the store will not unpack (e.g. a zstd window too big). */
-class LayerRefusedError extends Error {
+/**
+ * A layer whose blob is what its digest says but that the store will not unpack: its uncompressed
+ * content is not what the image config's rootfs.diff_ids say, or it is refused (a zstd window or
+ * decoded size too big). The image is bad as published; layerIndex says which layer.
+ */
+class BadLayerError extends Error {
   constructor(message: string, readonly layerIndex: number) {
     super(message);
   }
@@ -183,14 +187,13 @@ export class ImageStore {
       try {
         return await this.commit(canonical, pulled.plan, work, { source: "pull", blobs: pulled.blobs, repoDigest: pulled.manifestDigest, mustExist: pulled.alreadyStored });
       } catch (e) {
-        if (!(e instanceof LayerMismatchError || e instanceof LayerRefusedError)) throw e;
+        if (!(e instanceof BadLayerError)) throw e;
         // Each blob matched its digest, but a layer disagrees with the config or cannot be used:
         // the image is bad as published. Forget its manifests, config and that layer, so nothing
         // of it is reused.
         const bad = [...pulled.manifests, pulled.plan.digest, pulled.plan.layerDigests?.[e.layerIndex]];
         for (const digest of bad) if (digest) await this.blobs.remove(digest);
-        if (e instanceof LayerRefusedError) throw new LayerRefusedError(`${canonical}: ${e.message}`, e.layerIndex);
-        throw new LayerMismatchError(`${canonical}: ${e.message}`, e.layerIndex);
+        throw new BadLayerError(`${canonical}: ${e.message}`, e.layerIndex);
       }
     } finally {
       await rm(work, { recursive: true, force: true });
@@ -291,15 +294,15 @@ export class ImageStore {
         const actual = diffId && (decoded?.diffId ?? (await sha256Uncompressed(layer)));
         if (diffId && actual !== diffId) {
           const name = plan.layerDigests?.[i] ?? `${i + 1}`;
-          throw new LayerMismatchError(`layer ${name} does not match the image config: its uncompressed content has digest ${actual}, the config's rootfs.diff_ids say ${diffId}`, i);
+          throw new BadLayerError(`layer ${name} does not match the image config: its uncompressed content has digest ${actual}, the config's rootfs.diff_ids say ${diffId}`, i);
         }
         await applyLayer(rootfs, decoded?.file ?? layer, { lowerLayers: i > 0 });
       } catch (e) {
         const which = plan.layers.length > 1 ? ` (layer ${i + 1} of ${plan.layers.length})` : "";
         const refused = causeOf(e, ZstdLimitError);
-        if (refused) throw new LayerRefusedError(`cannot unpack the image${which}: layer ${plan.layerDigests?.[i] ?? i + 1} is refused: ${refused.message}`, i);
+        if (refused) throw new BadLayerError(`cannot unpack the image${which}: layer ${plan.layerDigests?.[i] ?? i + 1} is refused: ${refused.message}`, i);
         const message = `cannot unpack the image${which}: ${(e as Error).message}`;
-        throw e instanceof LayerMismatchError ? new LayerMismatchError(message, e.layerIndex) : new Error(message, { cause: e });
+        throw e instanceof BadLayerError ? new BadLayerError(message, e.layerIndex) : new Error(message, { cause: e });
       } finally {
         await decoded?.remove();
       }

@@ -3,6 +3,7 @@
 // frame header asks for (fzstd: up to ~2 GiB, zero-filled) before producing a byte, so a layer of
 // a few bytes could make the engine allocate gigabytes, and a layer of many tiny frames could make
 // it do so over and over. Format: RFC 8878 (frames, skippable frames, block headers).
+import { formatBytes } from "../byte-size.js";
 
 /** The largest window accepted: what zstd's own decoder accepts by default (2^27). */
 export const MAX_WINDOW = 128 * 1024 * 1024;
@@ -21,10 +22,6 @@ type State =
   | { at: "skip"; left: number; then: "magic" | "block" | "checksum-or-magic" }
   | { at: "block" }
   | { at: "checksum" };
-
-function mib(n: number): string {
-  return n >= 1024 * 1024 ? `${+(n / (1024 * 1024)).toFixed(1)} MiB` : `${n} bytes`;
-}
 
 export class ZstdFrameGuard {
   private state: State = { at: "magic" };
@@ -134,17 +131,17 @@ export class ZstdFrameGuard {
   private judge(window: number, contentSize: number | undefined): void {
     const where = `zstd frame at byte ${this.frameStart}`;
     if (window > this.maxWindow) {
-      throw new ZstdLimitError(`${where} asks for a ${mib(window)} window; at most ${mib(this.maxWindow)} is accepted`);
+      throw new ZstdLimitError(`${where} asks for a ${formatBytes(window)} window; at most ${formatBytes(this.maxWindow)} is accepted`);
     }
     // A frame that says how much it holds never needs a window beyond the power of two above that.
     if (contentSize !== undefined && window > Math.max(MIN_WINDOW, 2 ** Math.ceil(Math.log2(contentSize + 1)))) {
-      throw new ZstdLimitError(`${where} asks for a ${mib(window)} window for ${mib(contentSize)} of content`);
+      throw new ZstdLimitError(`${where} asks for a ${formatBytes(window)} window for ${formatBytes(contentSize)} of content`);
     }
     // Each frame's window is allocated afresh: frames must decode to about as much as they ask
     // for, or thousands of tiny frames would each allocate (and zero) a big window.
     this.windows += window;
     if (this.windows > this.maxWindow + 2 * this.decoded) {
-      throw new ZstdLimitError(`${where}: the frames so far asked for ${mib(this.windows)} of windows but decoded to only ${mib(this.decoded)}`);
+      throw new ZstdLimitError(`${where}: the frames so far asked for ${formatBytes(this.windows)} of windows but decoded to only ${formatBytes(this.decoded)}`);
     }
   }
 }

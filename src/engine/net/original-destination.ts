@@ -11,8 +11,8 @@
 // is still proportional to the table, but in a separate C process, not on the engine's event
 // loop; at most LOOKUPS_AT_ONCE run at a time (in turns shared fairly by sandboxes), and what the engine reads is one line. (`-G`
 // would be a hash lookup, but conntrack(8) wants the original tuple for it, which is the unknown.)
-import { spawn } from "node:child_process";
 import { isIPv4 } from "node:net";
+import { runCommand } from "./host-commands.js";
 
 export interface Destination {
   address: string;
@@ -130,43 +130,19 @@ const turns = new LookupTurns();
 const NO_OWNER = {};
 
 /** Runs conntrack, its output cut off at MAX_OUTPUT bytes and its time at timeoutMs. */
-function runConntrack(args: string[], opts: LookupOptions): Promise<string> {
+async function runConntrack(args: string[], opts: LookupOptions): Promise<string> {
   const command = opts.command ?? "conntrack";
-  return new Promise((resolve, reject) => {
-    const p = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    let outBytes = 0;
-    let err = "";
-    let failure: OriginalDestinationError | undefined;
-    const stop = (why: string) => {
-      failure ??= new OriginalDestinationError(why);
-      p.kill("SIGKILL");
-      // Not waiting for the pipes either: whatever else holds them open (a child of a wrapper).
-      p.stdout.destroy();
-      p.stderr.destroy();
-    };
-    const timer = setTimeout(() => stop(`conntrack did not answer within ${opts.timeoutMs ?? LOOKUP_TIMEOUT_MS} ms`), opts.timeoutMs ?? LOOKUP_TIMEOUT_MS);
-    p.stdout.on("data", (d: Buffer) => {
-      outBytes += d.length;
-      if (outBytes > MAX_OUTPUT) return stop(`conntrack printed more than ${MAX_OUTPUT} bytes for one connection`);
-      out.push(d);
-    });
-    p.stderr.on("data", (d: Buffer) => {
-      if (err.length < MAX_OUTPUT) err += d.toString();
-    });
-    p.once("error", (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new OriginalDestinationError(e.code === "ENOENT"
-        ? `${command} is not installed (Debian: apt-get install conntrack); it finds where a guest's connection to a port other than 80/443 was headed`
-        : `${command} could not run: ${e.message}`));
-    });
-    p.once("close", (code) => {
-      clearTimeout(timer);
-      if (failure) return reject(failure);
-      if (code !== 0) return reject(new OriginalDestinationError(`${command} failed (status ${code}): ${err.trim().split("\n").pop()?.slice(0, 300) ?? ""}`));
-      resolve(Buffer.concat(out).toString("utf8"));
-    });
-  });
+  const timeoutMs = opts.timeoutMs ?? LOOKUP_TIMEOUT_MS;
+  const r = await runCommand(command, args, { timeoutMs, maxOutputBytes: MAX_OUTPUT });
+  if (r.spawnError) {
+    throw new OriginalDestinationError(r.spawnError.code === "ENOENT"
+      ? `${command} is not installed (Debian: apt-get install conntrack); it finds where a guest's connection to a port other than 80/443 was headed`
+      : `${command} could not run: ${r.spawnError.message}`);
+  }
+  if (r.timedOut) throw new OriginalDestinationError(`conntrack did not answer within ${timeoutMs} ms`);
+  if (r.outputTooLong) throw new OriginalDestinationError(`conntrack printed more than ${MAX_OUTPUT} bytes for one connection`);
+  if (r.status !== 0) throw new OriginalDestinationError(`${command} failed (status ${r.status}): ${r.stderr.trim().split("\n").pop()?.slice(0, 300) ?? ""}`);
+  return r.stdout;
 }
 
 /** The original destination of an accepted TCP connection; throws a clear error when there is none. */

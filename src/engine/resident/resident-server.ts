@@ -17,9 +17,14 @@ export interface ResidentOptions {
   log: (line: string) => void;
 }
 
+/** An open connection: its session (once serve made it) and the end of that session. */
+interface Connection {
+  session?: Session;
+  ended: Promise<void>;
+}
+
 export class ResidentServer {
-  private readonly sessions = new Map<Socket, Promise<void>>();
-  private readonly served = new Map<Socket, Session>();
+  private readonly connections = new Map<Socket, Connection>();
   private connectionCount = 0;
   private server!: Server;
   private stopping?: Promise<void>;
@@ -48,10 +53,10 @@ export class ResidentServer {
    */
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
-      this.log(`stopping: ${reason}; ${this.sessions.size} session(s) open`);
+      this.log(`stopping: ${reason}; ${this.connections.size} session(s) open`);
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      for (const socket of this.sessions.keys()) socket.destroy();
-      await Promise.allSettled([...this.sessions.values()]);
+      const ended = [...this.connections].map(([socket, c]) => (socket.destroy(), c.ended));
+      await Promise.allSettled(ended);
       await closed;
       await this.releaseSocket();
     })();
@@ -64,8 +69,8 @@ export class ResidentServer {
    * goes on.
    */
   async stopRequested(): Promise<void> {
-    for (const [socket, session] of this.served) {
-      const id = session.sandboxId;
+    for (const [socket, { session }] of this.connections) {
+      const id = session?.sandboxId;
       if (id && (await takeStopRequest(id))) {
         this.log(`stopping ${id}: matchlock kill`);
         socket.destroy();
@@ -81,24 +86,21 @@ export class ResidentServer {
     const n = ++this.connectionCount;
     const log = (line: string) => this.log(`[session ${n}] ${line}`);
     socket.on("error", () => undefined); // a reset connection ends the session like EOF; serve sees it
-    let served: Session | undefined;
-    const onSession = (s: Session) => {
-      served = s;
-      this.served.set(socket, s);
-    };
-    const session = serve({ input: socket, output: socket, log, handleSignals: false, onSession })
+    // Made before serve runs: serve hands over its session before it returns.
+    const connection: Connection = { ended: Promise.resolve() };
+    this.connections.set(socket, connection);
+    const onSession = (s: Session) => (connection.session = s);
+    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
         log(vanished ? "the client disconnected" : `session ended: ${err.message}`);
       })
       .finally(() => {
-        this.sessions.delete(socket);
-        this.served.delete(socket);
+        this.connections.delete(socket);
         // A kill request that arrived as the session ended must not outlive it.
-        for (const id of served?.recordIds ?? []) void takeStopRequest(id);
+        for (const id of connection.session?.recordIds ?? []) void takeStopRequest(id);
         socket.end(); // after serve flushed its replies
         setTimeout(() => socket.destroy(), LINGER_MS).unref();
       });
-    this.sessions.set(socket, session);
   }
 }

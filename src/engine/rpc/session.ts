@@ -117,8 +117,7 @@ export class Session {
       }, abort.signal);
       if (abort.signal.aborted) {
         // Aborted just as it finished: nobody will learn this id, so undo it as a cancel would.
-        await sb.close(0).catch(() => {});
-        await removeVmDir(sb.id);
+        await this.undoCreate(sb);
         throw new CreateCancelledError(`create cancelled: sandbox ${sb.id} was stopped and its state removed`);
       }
       this.sandbox = sb; // here, not after `await making`: a teardown waiting on it must find it
@@ -257,11 +256,16 @@ export class Session {
       this.createdBy = undefined;
       this.lastId = undefined;
       this.log(`create of ${sb.id} was cancelled after it finished: stopping and removing it`);
-      await sb.close(0);
-      await removeVmDir(sb.id);
+      await this.undoCreate(sb);
       return { cancelled: true };
     }
     return { cancelled: false };
+  }
+
+  /** Undoes a create whose client gave up on it: the sandbox stops at once and its state goes. */
+  private async undoCreate(sb: Sandbox): Promise<void> {
+    await sb.close(0).catch((err) => this.log(`stopping ${sb.id} failed: ${(err as Error).message}`));
+    await removeVmDir(sb.id);
   }
 }
 

@@ -5,7 +5,7 @@
 // (initramfs-cache.ts).
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -13,6 +13,7 @@ import { paths } from "../../paths.js";
 import { BackendUnavailableError } from "../backend.js";
 import { buildOnce } from "./artifact.js";
 import { markUsed, pruneInitramfs } from "./initramfs-cache.js";
+import { FileMemo } from "./file-memo.js";
 import { guestModuleSets, parseModulesDep } from "./module-order.js";
 
 const run = promisify(execFile);
@@ -70,44 +71,25 @@ export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Pr
 }
 
 /** Parsed module lists by modules.dep identity: parsing its ~4,000 entries took ~30 ms. */
-const moduleSetsByIdentity = new Map<string, ReturnType<typeof guestModuleSets>>();
+const moduleSets = new FileMemo<ReturnType<typeof guestModuleSets>>();
 
-async function moduleSetsOf(modulesDep: string): Promise<ReturnType<typeof guestModuleSets>> {
-  const identity = await fileIdentity(modulesDep);
-  let sets = moduleSetsByIdentity.get(identity);
-  if (!sets) {
-    sets = guestModuleSets(parseModulesDep(await readFile(modulesDep, "utf8")));
-    moduleSetsByIdentity.set(identity, sets);
-  }
-  return sets;
+function moduleSetsOf(modulesDep: string): Promise<ReturnType<typeof guestModuleSets>> {
+  return moduleSets.get([modulesDep], async () => guestModuleSets(parseModulesDep(await readFile(modulesDep, "utf8"))));
 }
 
-/** Device, inode, size, change and modification times in ns: a file rewritten or replaced gets a new one. */
-async function fileIdentity(file: string): Promise<string> {
-  const st = await stat(file, { bigint: true });
-  return `${file}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
+/** Digests by the inputs' identities: hashing the inputs took ~40 ms of every VM start. */
+const digests = new FileMemo<string>();
 
-/**
- * Digests already computed in this engine, by the inputs' identities: hashing the inputs took
- * ~40 ms of every VM start.
- */
-const digestByIdentity = new Map<string, string>();
-
-async function inputsDigest(prefix: string, files: string[], nameOf: (file: string) => string): Promise<string> {
-  const ids = await Promise.all(files.map(fileIdentity));
-  const identity = `${prefix}\0${ids.join("\0")}`;
-  const known = digestByIdentity.get(identity);
-  if (known) return known;
-  const hash = createHash("sha256");
-  hash.update(`${prefix}\0`);
-  for (const file of files) {
-    hash.update(nameOf(file));
-    hash.update(await readFile(file));
-  }
-  const digest = hash.digest("hex");
-  digestByIdentity.set(identity, digest);
-  return digest;
+function inputsDigest(prefix: string, files: string[], nameOf: (file: string) => string): Promise<string> {
+  return digests.get(files, async () => {
+    const hash = createHash("sha256");
+    hash.update(`${prefix}\0`);
+    for (const file of files) {
+      hash.update(nameOf(file));
+      hash.update(await readFile(file));
+    }
+    return hash.digest("hex");
+  }, prefix);
 }
 
 async function writeInitramfs(

@@ -2,7 +2,7 @@
 // stdin and prints {"ServerURL","Username","Secret"}; "credentials not found" (with a non-zero
 // exit) means it has none for that registry. The secret never goes into a message or a log: a
 // helper's output is only echoed in errors when it could not have been a secret (it failed).
-import { spawn } from "node:child_process";
+import { runCommand } from "../../net/host-commands.js";
 
 export interface HelperCredentials {
   username: string;
@@ -28,7 +28,8 @@ function said(text: string): string {
 export async function helperCredentials(name: string, serverUrl: string, where: string): Promise<HelperCredentials | undefined> {
   const program = `docker-credential-${name}`;
   if (!NAME.test(name)) throw new CredentialHelperError(`${where} names the credential helper ${JSON.stringify(name)}, which is not a valid helper name`);
-  const { code, stdout, stderr, spawnError, timedOut } = await run(program, serverUrl);
+  const { status: code, stdout, stderr, spawnError, timedOut, outputTooLong } =
+    await runCommand(program, ["get"], { input: serverUrl, timeoutMs: TIMEOUT_MS, maxOutputBytes: MAX_OUTPUT });
   if (spawnError) {
     const missing = (spawnError as NodeJS.ErrnoException).code === "ENOENT";
     throw new CredentialHelperError(missing
@@ -36,6 +37,8 @@ export async function helperCredentials(name: string, serverUrl: string, where: 
       : `cannot run the credential helper ${program} (from ${where}): ${spawnError.message}`);
   }
   if (timedOut) throw new CredentialHelperError(`the credential helper ${program} (from ${where}) did not answer within ${TIMEOUT_MS / 1000} s`);
+  // Not echoed: what it printed may hold a secret.
+  if (outputTooLong) throw new CredentialHelperError(`the credential helper ${program} (from ${where}) printed more than ${MAX_OUTPUT / 1024} KiB for ${serverUrl}`);
   if (code !== 0) {
     const message = said(stdout || stderr);
     if (/credentials not found/i.test(message)) return undefined;
@@ -55,42 +58,4 @@ export async function helperCredentials(name: string, serverUrl: string, where: 
   }
   if (json.Secret === "") return undefined;
   return { username: json.Username, secret: json.Secret };
-}
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  spawnError?: Error;
-  timedOut: boolean;
-}
-
-function run(program: string, input: string): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let timedOut = false;
-    let spawnError: Error | undefined;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-      // A grandchild may hold the pipes open after the helper is gone: 'close' would never come.
-      child.stdout.destroy();
-      child.stderr.destroy();
-    }, TIMEOUT_MS);
-    const collect = (to: "out" | "err") => (d: Buffer) => {
-      if (to === "out" && stdout.length < MAX_OUTPUT) stdout += d.toString("utf8");
-      if (to === "err" && stderr.length < MAX_OUTPUT) stderr += d.toString("utf8");
-    };
-    child.stdout.on("data", collect("out"));
-    child.stderr.on("data", collect("err"));
-    child.stdin.on("error", () => undefined); // a helper that exits without reading: its exit status tells
-    child.on("error", (e) => (spawnError = e));
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, timedOut, ...(spawnError ? { spawnError } : {}) });
-    });
-    child.stdin.end(input);
-  });
 }
