@@ -145,7 +145,8 @@ function parseRequest(line: Buffer): Parsed {
   // Batches, scalars and a bad top-level id are parse errors, as upstream (spec 1.2, 1.3).
   // Checked by hand, not by a schema: this runs for every request and is on the exec round
   // trip, where a schema parse cost several times these few tests.
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+  // A request with no method key at all is a parse error too (the schema this replaced said so).
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !("method" in raw)) {
     return { ok: false, id: undefined, code: ErrorCode.PARSE_ERROR, message: "Parse error" };
   }
   const { method, params, id } = raw as { method?: unknown; params?: unknown; id?: unknown };
