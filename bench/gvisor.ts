@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     ["cold start: launch + first exec, resident engine", median(warm), "runsc run /bin/true", median(raw), parts(resident)],
     ["exec `true` round trip (SDK)", median(sdkExec), "runsc exec /bin/true", median(runscExec), `p99 ${p99(sdkExec).toFixed(1)} ms`],
     ["exec `true` round trip (SDK)", median(sdkExec), "native spawn /bin/true", median(native), ""],
-    ["exec `true` round trip (SDK), in turn with the next", median(pairs.sdk), "the same exec, no JSON-RPC", median(pairs.agent),
+    ["exec `true` round trip (SDK), execs paired one by one", median(pairs.sdk), "the same exec, no JSON-RPC", median(pairs.agent),
       `+${(median(pairs.sdk) - median(pairs.agent)).toFixed(2)} ms; p99 ${p99(pairs.sdk).toFixed(1)} vs ${p99(pairs.agent).toFixed(1)} ms`],
   ];
   console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, node ${process.version}; rounds ${ROUNDS}, execs ${EXECS}`);
