@@ -16,7 +16,6 @@ import { MessageWriter } from "./writer.js";
 import { RpcError, Session } from "./session.js";
 import { traceStartup } from "../trace/startup.js";
 
-
 export interface ServeOptions {
   input: Readable;
   output: Writable;
