@@ -1,5 +1,9 @@
 // Measurement helpers shared by the benchmarks: medians, percentiles, and the two SDK-level
 // measures every engine is compared on (cold start and exec round trip).
+import { GvisorBackend } from "../src/engine/backends/gvisor/runsc.js";
+import { createParamsSchema, mergeDefaults } from "../src/engine/sandbox/create-config.js";
+import { Sandbox as EngineSandbox } from "../src/engine/sandbox/sandbox.js";
+import { removeVmDir } from "../src/engine/sandbox/state.js";
 import { Client, Sandbox } from "../src/sdk/index.js";
 import { BUSYBOX, CLI, newClient } from "../test/helpers/e2e.js";
 
@@ -66,5 +70,48 @@ export async function sdkExecRoundTrips(execs: number, during?: (vmId: string) =
   } finally {
     await client.close();
     await client.remove();
+  }
+}
+
+/** Round trips of `exec("true")`, the SDK's next to the agent's own, one pair at a time. */
+export interface ExecPairs {
+  sdk: number[];
+  agent: number[];
+}
+
+/**
+ * `execs` pairs of exec round trips on gVisor: SDK `exec("true")` (SDK -> JSON-RPC -> engine ->
+ * agent and back) and then the same exec with no JSON-RPC, through the engine's own Sandbox
+ * driven in this process. The second sandbox is made by the same code from the same create
+ * params, so both send the agent the same frames (command, cwd, user, env) and boot with the
+ * same mounts: only the SDK, the pipe and the engine process differ. One of each in turn,
+ * because the load on a shared machine changes within milliseconds.
+ */
+export async function execRoundTripPairs(execs: number, warmUp = 50): Promise<ExecPairs> {
+  const config = mergeDefaults(createParamsSchema.parse({ image: BUSYBOX }));
+  const direct = await EngineSandbox.create(config, new GvisorBackend(), { log: () => {} });
+  const client = newClient();
+  const sink = { stdout() {}, stderr() {} };
+  const time = async (op: () => Promise<unknown>) => {
+    const t = performance.now();
+    await op();
+    return performance.now() - t;
+  };
+  try {
+    await client.launch(new Sandbox(BUSYBOX));
+    const viaSdk = () => client.exec("true");
+    const viaAgent = () => direct.exec("true", {}, sink);
+    for (let i = 0; i < warmUp; i++) await Promise.all([viaSdk(), viaAgent()]); // JIT, page cache
+    const pairs: ExecPairs = { sdk: [], agent: [] };
+    for (let i = 0; i < execs; i++) {
+      pairs.sdk.push(await time(viaSdk));
+      pairs.agent.push(await time(viaAgent));
+    }
+    return pairs;
+  } finally {
+    await client.close().catch(() => {});
+    await client.remove().catch(() => {});
+    await direct.close(2000).catch(() => {});
+    await removeVmDir(direct.id).catch(() => {});
   }
 }

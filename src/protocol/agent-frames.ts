@@ -43,11 +43,13 @@ export interface Frame {
 
 export function encodeFrame(type: FrameTypeCode, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   if (payload.length > MAX_PAYLOAD) throw new RangeError(`frame payload ${payload.length} exceeds ${MAX_PAYLOAD}`);
-  const header = Buffer.alloc(HEADER_BYTES);
-  header.writeUInt8(type, 0);
-  header.writeUInt32BE(id >>> 0, 1);
-  header.writeUInt32BE(payload.length, 5);
-  return Buffer.concat([header, payload]);
+  // One buffer for header and payload: frames are written on every exec's round trip.
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  frame.writeUInt8(type, 0);
+  frame.writeUInt32BE(id >>> 0, 1);
+  frame.writeUInt32BE(payload.length, 5);
+  payload.copy(frame, HEADER_BYTES);
+  return frame;
 }
 
 /** NUL-terminated strings, the payload encoding of EXEC, WRITE_OPEN, READ and LIST. */

@@ -210,7 +210,9 @@ export class AgentConnection {
       else signal.addEventListener("abort", onAbort, { once: true });
       result.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
     }
-    await this.send(type, id, payload);
+    // Most writes go straight into the pipe: only a full pipe makes this wait.
+    const drained = this.write(type, id, payload);
+    if (drained) await drained;
     return result;
   }
 
@@ -252,17 +254,28 @@ export class AgentConnection {
 
   /** Writes one frame, waiting for the pipe to drain: the agent's reading pace is the flow control. */
   private async send(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> {
+    await this.write(type, id, payload);
+  }
+
+  /**
+   * Writes one frame; returns a promise only when the pipe is full, which settles once it
+   * drains (or closes). Throws if the channel is lost.
+   */
+  private write(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> | undefined {
     if (this.lostError) throw this.lostError;
-    if (!this.toAgent.write(encodeFrame(type, id, payload))) {
-      // Wait for drain or close; then drop both listeners, or they pile up for the sandbox's life.
-      const stop = new AbortController();
-      const waits = [once(this.toAgent, "drain", { signal: stop.signal }), once(this.toAgent, "close", { signal: stop.signal })];
-      for (const w of waits) w.catch(() => {}); // the loser rejects with AbortError below
-      try {
-        await Promise.race(waits);
-      } finally {
-        stop.abort();
-      }
+    if (this.toAgent.write(encodeFrame(type, id, payload))) return undefined;
+    return this.drained();
+  }
+
+  private async drained(): Promise<void> {
+    // Wait for drain or close; then drop both listeners, or they pile up for the sandbox's life.
+    const stop = new AbortController();
+    const waits = [once(this.toAgent, "drain", { signal: stop.signal }), once(this.toAgent, "close", { signal: stop.signal })];
+    for (const w of waits) w.catch(() => {}); // the loser rejects with AbortError below
+    try {
+      await Promise.race(waits);
+    } finally {
+      stop.abort();
     }
   }
 
