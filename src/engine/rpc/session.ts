@@ -12,7 +12,6 @@ import { MountConfigError } from "../vfs/mounts.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
 import { FileTransfers, TRANSFER_METHODS } from "./file-transfers.js";
-import { execParams, wellFormedExecParams } from "./exec-params.js";
 
 export class RpcError extends Error {
   constructor(readonly code: number, message: string) {
@@ -20,6 +19,7 @@ export class RpcError extends Error {
   }
 }
 
+const execParams = z.object({ command: z.string().default(""), working_dir: z.string().optional() });
 const pathParams = z.object({ path: z.string() });
 const writeParams = z.object({
   path: z.string(),
@@ -166,7 +166,7 @@ export class Session {
 
   private async exec(params: unknown, id: RequestId | null | undefined, stream: boolean): Promise<Result> {
     const sb = this.current();
-    const p = wellFormedExecParams(params) ?? decode(execParams, params);
+    const p = decode(execParams, params);
     const abort = new AbortController();
     // Ids are the client's; if one is reused while its first request runs, cancel finds the first.
     const cancellable = id !== undefined && id !== null && !this.cancels.has(id);
