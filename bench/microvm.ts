@@ -1,8 +1,9 @@
 // Micro-VM timings side by side with gVisor and with a bare QEMU boot of the same kernel, kernel
-// command line and QEMU devices, but a minimal initramfs (busybox only, init = `busybox
-// poweroff -f`: no modules, no agent), measured in one run on this machine. Rounds interleave
-// bare boot, micro-VM and gVisor, so that other load on the machine hits all three alike.
-// Prints medians and ratios.
+// command line and QEMU devices, but a minimal initramfs (busybox only, init = `busybox echo`:
+// no modules, no agent), measured in one run on this machine. Issue 3's target pairs two of them:
+// "agent ready" (the backend's start, QEMU spawn included, to the agent's READY frame) against
+// the bare boot "to init" (QEMU spawn to init's first output). Rounds interleave all measures, so
+// that other load on the machine hits them alike. Prints medians and ratios.
 //   npm run bench:microvm    (needs root, QEMU, the guest kernel and the local images from `npm run setup`)
 import { execFile, spawn } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { chooseAccel, hostFacts } from "../src/engine/backends/microvm/accel.js";
 import { findGuestKernel, initramfsFor } from "../src/engine/backends/microvm/guest-kernel.js";
-import { qemuBinary } from "../src/engine/backends/microvm/microvm.js";
+import { MicrovmBackend, qemuBinary } from "../src/engine/backends/microvm/microvm.js";
 import { qemuArgs } from "../src/engine/backends/microvm/qemu-args.js";
 import { rootImageFor } from "../src/engine/backends/microvm/root-image.js";
 import { ImageStore } from "../src/engine/image/store.js";
@@ -33,7 +34,13 @@ async function minimalInitramfs(dir: string): Promise<string> {
   return out;
 }
 
-/** QEMU's arguments for a boot whose init powers off at once: the engine's, minus init and its instructions. */
+/** What the bare boot's init prints: its arrival on the console is "init ran". */
+const BARE_MARKER = "matchlock-bare-init";
+
+/**
+ * QEMU's arguments for a boot whose init prints a marker and exits (the kernel then panics into
+ * a reboot that -no-reboot turns into QEMU's exit): the engine's, minus init and its instructions.
+ */
 async function bareBootArgs(initramfs: string): Promise<string[]> {
   const image = await new ImageStore().resolve(BUSYBOX);
   if (!image) throw new Error(`${BUSYBOX} is not imported`);
@@ -46,19 +53,43 @@ async function bareBootArgs(initramfs: string): Promise<string[]> {
   args[args.indexOf("-initrd") + 1] = initramfs;
   const append = args.indexOf("-append") + 1;
   const kept = args[append]!.split(" ").filter((w) => !w.startsWith("matchlock.") && !w.startsWith("rdinit="));
-  args[append] = [...kept, "rdinit=/bin/busybox", "--", "poweroff", "-f"].join(" ");
+  args[append] = [...kept, "rdinit=/bin/busybox", "--", "echo", BARE_MARKER].join(" ");
   return args;
 }
 
-/** Spawn -> QEMU exit. */
-async function bareBoot(args: string[]): Promise<number> {
+/** Spawn -> init's marker on the console ("to init"), and spawn -> QEMU exit. */
+async function bareBoot(args: string[]): Promise<{ toInit: number; exit: number }> {
   const t = performance.now();
+  let toInit: number | undefined;
+  let output = "";
   await new Promise<void>((resolve, reject) => {
-    const p = spawn(qemuBinary(), args, { stdio: ["ignore", "ignore", "inherit", "pipe"] });
+    const p = spawn(qemuBinary(), args, { stdio: ["ignore", "pipe", "inherit", "pipe"] });
+    p.stdout!.on("data", (d: Buffer) => {
+      output += d.toString("latin1");
+      if (toInit === undefined && output.includes(BARE_MARKER)) toInit = performance.now() - t;
+    });
     p.on("error", reject);
-    p.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`bare boot: QEMU exited ${code}`))));
+    p.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`bare boot: QEMU exited ${code}`))));
   });
-  return performance.now() - t;
+  if (toInit === undefined) throw new Error(`bare boot: init's marker never reached the console:\n${output.slice(-2000)}`);
+  return { toInit, exit: performance.now() - t };
+}
+
+/**
+ * The backend's start() to the agent's READY frame: the guest kernel, initramfs and root image
+ * are cached by then, so this is QEMU's spawn to READY plus a few ms of cache look-ups. The
+ * same sandbox shape as the SDK's launch (busybox, 1 cpu, 512 MB, no mounts, no network).
+ */
+async function agentReady(backend: MicrovmBackend, rootfs: string, dir: string, round: number): Promise<number> {
+  const id = `vm-bench${round}`;
+  const t = performance.now();
+  const vm = await backend.start({
+    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: id, mounts: [],
+    stateDir: dir, logFile: join(dir, `${id}.log`),
+  });
+  const ms = performance.now() - t;
+  await vm.stop(5000);
+  return ms;
 }
 
 async function coldStart(backend: string): Promise<number> {
@@ -76,22 +107,29 @@ async function main(): Promise<void> {
   const accel = chooseAccel(await hostFacts());
   const tmp = await mkdtemp(join(tmpdir(), "matchlock-bench-"));
   const bare: number[] = [];
+  const bareExit: number[] = [];
+  const ready: number[] = [];
   const vmCold: number[] = [];
   const vmResident: number[] = [];
   const gvCold: number[] = [];
   try {
     const args = await bareBootArgs(await minimalInitramfs(tmp));
+    const image = await new ImageStore().resolve(BUSYBOX);
+    const backend = new MicrovmBackend();
     await coldStart("microvm"); // builds the initramfs and the root image outside the measured rounds
     // A resident engine (`matchlock serve`) takes the engine's own start out of the launch.
     const server = await startServer(join(tmp, "engine.sock"), { MATCHLOCK_BACKEND: "microvm" });
     try {
       await sdkColdStart(server.socketPath); // its first VM fills the server's caches
       for (let i = 0; i < ROUNDS; i++) {
-        bare.push(await bareBoot(args));
+        const b = await bareBoot(args);
+        bare.push(b.toInit);
+        bareExit.push(b.exit);
+        ready.push(await agentReady(backend, image!.rootfs, tmp, i));
         vmCold.push(await coldStart("microvm"));
         vmResident.push((await sdkColdStart(server.socketPath)).total);
         gvCold.push(await coldStart("gvisor"));
-        console.error(`round ${i + 1}/${ROUNDS}: bare ${bare[i]!.toFixed(0)} ms, micro-VM ${vmCold[i]!.toFixed(0)} ms, ` +
+        console.error(`round ${i + 1}/${ROUNDS}: bare to init ${bare[i]!.toFixed(0)} ms, agent ready ${ready[i]!.toFixed(0)} ms, micro-VM ${vmCold[i]!.toFixed(0)} ms, ` +
           `micro-VM resident ${vmResident[i]!.toFixed(0)} ms, gVisor ${gvCold[i]!.toFixed(0)} ms`);
       }
     } finally {
@@ -107,7 +145,9 @@ async function main(): Promise<void> {
   console.log("|---|---:|---:|---:|");
   const row = (what: string, ms: number, base: number | undefined, other: number | undefined) =>
     console.log(`| ${what} | ${ms.toFixed(1)} | ${base ? `${(ms / base).toFixed(2)}x` : ""} | ${other ? `${(ms / other).toFixed(2)}x` : ""} |`);
-  row("bare QEMU boot, same kernel, busybox-only initramfs, init = poweroff", median(bare), undefined, undefined);
+  row("bare QEMU boot to init (same kernel, busybox-only initramfs): spawn -> init's output", median(bare), undefined, undefined);
+  row("bare QEMU boot: spawn -> QEMU exit (init exits, kernel reboots)", median(bareExit), median(bare), undefined);
+  row("micro-VM: agent ready (backend start, QEMU spawn included -> READY frame)", median(ready), median(bare), undefined);
   row("micro-VM: SDK launch + first exec", median(vmCold), median(bare), median(gvCold));
   row("micro-VM: SDK launch + first exec, resident engine (`matchlock serve`)", median(vmResident), median(bare), undefined);
   row("gVisor: SDK launch + first exec", median(gvCold), undefined, undefined);

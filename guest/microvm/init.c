@@ -76,7 +76,7 @@ static void trace(const char *step)
     if (!cfg.trace) return;
     struct timespec ts;
     clock_gettime(CLOCK_BOOTTIME, &ts);
-    printf("matchlock-init: +%ld.%02lds %s\n", (long)ts.tv_sec, ts.tv_nsec / 10000000, step);
+    printf("matchlock-init: +%ld.%03lds %s\n", (long)ts.tv_sec, ts.tv_nsec / 1000000, step);
     fflush(stdout);
 }
 
@@ -156,6 +156,7 @@ static void load_modules(const char *list)
         if (fd < 0) fail("open %s: %s", line, strerror(errno));
         if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) fail("loading the kernel module %s: %s", line, strerror(errno));
         close(fd);
+        trace(line);
     }
     fclose(f);
 }

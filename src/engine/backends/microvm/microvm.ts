@@ -113,6 +113,7 @@ export class MicrovmBackend implements Backend {
     const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", qemuBinary(), ...args], {
       stdio: ["ignore", "pipe", "pipe", "pipe"],
     });
+    traceStartup("microvm: QEMU spawned");
     const consoleOut = new ConsoleCapture(log);
     child.stdout!.on("data", (d: Buffer) => consoleOut.write(d));
     child.stderr!.on("data", (d: Buffer) => consoleOut.write(d));
@@ -135,6 +136,7 @@ export class MicrovmBackend implements Backend {
     };
     try {
       await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
+      traceStartup("microvm: agent ready");
       await installGuestFiles(agent, net?.guestFiles ?? []);
     } catch (err) {
       await stop(0);
