@@ -8,13 +8,14 @@
 #                                             skipping the bzImage decompressor: ~3 s under TCG)
 #   $CACHE/microvm/kernel-<sha>/modules/       the unpacked lib/modules/<release> tree + modules.dep
 #   $CACHE/microvm/kernel-<sha>/release        the kernel release, e.g. 6.1.0-56-amd64
+#   $CACHE/microvm/kernel-<sha>/config         its build config (the engine checks an option in it)
 #   $CACHE/microvm/kernel -> kernel-<sha>      what the engine uses
 # Idempotent: does nothing when the link already points at a complete kernel.
 set -euo pipefail
 
 cache="${MATCHLOCK_CACHE:-$HOME/.cache/matchlock}/microvm"
 link="$cache/kernel"
-if [[ -f "$link/vmlinux" && -f "$link/modules/modules.dep" && -z "${MATCHLOCK_REFETCH_KERNEL:-}" ]]; then
+if [[ -f "$link/vmlinux" && -f "$link/modules/modules.dep" && -f "$link/config" && -z "${MATCHLOCK_REFETCH_KERNEL:-}" ]]; then
   echo "guest kernel: $(cat "$link/release") (cached)"
   exit 0
 fi
@@ -44,7 +45,7 @@ deb=$(ls "$work"/*.deb)
 sha=$(sha256sum "$deb" | cut -c1-16)
 dest="$cache/kernel-$sha"
 
-if [[ ! -f "$dest/vmlinux" ]]; then
+if [[ ! -f "$dest/vmlinux" || ! -f "$dest/config" ]]; then
   dpkg-deb -x "$deb" "$work/root"
   release=$(ls "$work/root/lib/modules")
   # The .deb ships no modules.dep; depmod -b generates it inside the unpacked tree.
@@ -54,6 +55,7 @@ if [[ ! -f "$dest/vmlinux" ]]; then
   # firmware-less docs and the compressed image we replace with the vmlinux below).
   mv "$work/root/lib/modules/$release" "$work/out/modules"
   echo "$release" > "$work/out/release"
+  cp "$work/root/boot/config-$release" "$work/out/config"
   # The bzImage's payload is one XZ stream; decompressing it gives the ELF vmlinux, which
   # carries the PVH entry note QEMU's -kernel uses.
   python3 - "$work/root/boot/vmlinuz-$release" "$work/out/vmlinux" <<'PY'

@@ -8,8 +8,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, statfs, writeFile } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { decodeZstdOnce, LayerTooLargeError } from "../../src/engine/image/decoded-layer.js";
-import { DEFAULT_MAX_LAYER_BYTES, FREE_MARGIN, layerSizeLimit, maxLayerBytes } from "../../src/engine/image/layer-size-limit.js";
+import { decodeZstdOnce } from "../../src/engine/image/decoded-layer.js";
+import { DEFAULT_MAX_LAYER_BYTES, FREE_MARGIN, LayerTooLargeError, layerSizeLimit, maxLayerBytes, NoRoomForLayerError } from "../../src/engine/image/layer-size-limit.js";
+import { ZstdLimitError } from "../../src/engine/image/zstd-frames.js";
 
 const zstd = (data: Buffer): Buffer => execFileSync("zstd", ["-q", "-c", "-19"], { input: data, maxBuffer: 1 << 30 });
 
@@ -41,6 +42,14 @@ describe("a zstd layer decoded to disk", () => {
     await writeFile(layer, zstd(Buffer.alloc(256 * 2 ** 20)));
     await assert.rejects(decodeZstdOnce(layer, work, 2, { bytes: 2 ** 20, why: "the test's limit" }),
       (e: unknown) => e instanceof LayerTooLargeError && e.message === "it decodes to more than 1 MiB: the test's limit");
+    assert.deepEqual(await readdir(work), []);
+  });
+
+  test("past a limit set by the disk's free space the error is not a refusal of the image", async () => {
+    // A pull treats a refused layer as a bad image and forgets its blobs; a full disk must not.
+    const layer = join(dir, "bomb.tar.zst");
+    await assert.rejects(decodeZstdOnce(layer, work, 2, { bytes: 2 ** 20, why: "the disk is full", noRoom: true }),
+      (e: unknown) => e instanceof NoRoomForLayerError && !(e instanceof ZstdLimitError) && e.message === "it decodes to more than 1 MiB: the disk is full");
     assert.deepEqual(await readdir(work), []);
   });
 

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import net, { type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
-import { firstSpeaker, sniff, type FirstSpeaker } from "../../src/engine/net/port-sniffer.js";
+import { firstSpeaker, PARTIAL_WAIT_MS, sniff, type FirstSpeaker } from "../../src/engine/net/port-sniffer.js";
 import { ForbiddenBytesError, StreamReplacer } from "../../src/engine/net/stream-replace.js";
 import { encodeHeader, parseHeader, unmask, WebSocketFrameRewriter, WebSocketProtocolError } from "../../src/engine/net/websocket-frames.js";
 
@@ -239,6 +239,22 @@ describe("who speaks first on a sniffed port", () => {
       server.write("220 smtp ready\r\n");
     });
     assert.deepEqual(text(r), { side: "server", client: "PO", server: "220 smtp ready\r\n" });
+  });
+
+  test("an upstream that only closes (idle) decides nothing: a late ClientHello still goes to the proxy", async () => {
+    const r = await race(async (app, server) => {
+      server.end();
+      await sleep(300);
+      app.write(Buffer.from([0x16, 0x03, 0x01, 0x00]));
+    });
+    assert.deepEqual(text(r), { side: "client", kind: "tls", client: "\x16\x03\x01\x00", server: "" });
+  });
+
+  test(`bytes left undecided for ${PARTIAL_WAIT_MS} ms are relayed raw (a token with no terminator)`, async () => {
+    const t0 = Date.now();
+    const r = await race(async (app) => void app.write("PING"));
+    assert.deepEqual(text(r), { side: "client", kind: "raw", client: "PING", server: "" });
+    assert.ok(Date.now() - t0 >= PARTIAL_WAIT_MS - 50, "not before the wait is over");
   });
 
   test("a client that half-closes undecided is raw; one that resets is gone", async () => {

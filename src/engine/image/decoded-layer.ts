@@ -11,12 +11,7 @@ import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { decompressed, fileCompression } from "./decompress.js";
-import { formatBytes } from "../byte-size.js";
-import { layerSizeLimit, type LayerSizeLimit } from "./layer-size-limit.js";
-import { ZstdLimitError } from "./zstd-frames.js";
-
-/** A layer that decodes to more than the store will write for it: refused like a zstd window too big. */
-export class LayerTooLargeError extends ZstdLimitError {}
+import { layerSizeLimit, LayerTooLargeError, NoRoomForLayerError, overLimit, type LayerSizeLimit } from "./layer-size-limit.js";
 
 export interface DecodedLayer {
   /** The plain tar. */
@@ -28,12 +23,12 @@ export interface DecodedLayer {
 
 /**
  * The layer's tar decoded into `dir` when it is zstd and will be read `passes` > 1 times; else
- * undefined. Decoding to more than `limit` (by default layerSizeLimit(dir)) is a LayerTooLargeError,
+ * undefined. Decoding to more than `limit` (by default layerSizeLimit(dir)) is overLimit's error,
  * and nothing is left behind.
  */
 export async function decodeZstdOnce(layer: string, dir: string, passes: number, limit?: LayerSizeLimit): Promise<DecodedLayer | undefined> {
   if (passes < 2 || (await fileCompression(layer)) !== "zstd") return undefined;
-  const { bytes: maxBytes, why } = limit ?? (await layerSizeLimit(dir));
+  const cap = limit ?? (await layerSizeLimit(dir));
   const file = join(dir, `decoded-${randomBytes(6).toString("hex")}.tar`);
   const remove = () => rm(file, { force: true });
   const hash = createHash("sha256");
@@ -41,7 +36,7 @@ export async function decodeZstdOnce(layer: string, dir: string, passes: number,
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
       written += chunk.length;
-      if (written > maxBytes) return done(new LayerTooLargeError(`it decodes to more than ${formatBytes(maxBytes)}: ${why}`));
+      if (written > cap.bytes) return done(overLimit(cap, "decodes"));
       hash.update(chunk);
       done(null, chunk);
     },
@@ -50,7 +45,7 @@ export async function decodeZstdOnce(layer: string, dir: string, passes: number,
     await pipeline(decompressed(createReadStream(layer), "zstd"), tap, createWriteStream(file, { mode: 0o600, flags: "wx" }));
   } catch (e) {
     await remove();
-    if (e instanceof LayerTooLargeError) throw e;
+    if (e instanceof LayerTooLargeError || e instanceof NoRoomForLayerError) throw e;
     throw new Error(`${layer}: not a readable zstd file: ${(e as Error).message}`, { cause: e });
   }
   return { file, diffId: `sha256:${hash.digest("hex")}`, remove };

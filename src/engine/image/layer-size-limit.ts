@@ -7,6 +7,7 @@
 // The free space is read once, not tracked: other writers meanwhile are not this layer's doing.
 import { statfs } from "node:fs/promises";
 import { formatBytes } from "../byte-size.js";
+import { ZstdLimitError } from "./zstd-frames.js";
 
 export const DEFAULT_MAX_LAYER_BYTES = 64 * 2 ** 30;
 /** Left free on the store's disk whatever a layer needs. */
@@ -29,12 +30,26 @@ export interface LayerSizeLimit {
   bytes: number;
   /** Why it is this much, for the error. */
   why: string;
+  /** The disk's free space set it, not MATCHLOCK_MAX_LAYER_BYTES: going over is no fault of the image. */
+  noRoom?: boolean;
+}
+
+/** A layer bigger than MATCHLOCK_MAX_LAYER_BYTES: the image's fault, refused like a zstd bomb. */
+export class LayerTooLargeError extends ZstdLimitError {}
+
+/** A layer that does not fit the disk's free space: the disk's state, nothing wrong with the image. */
+export class NoRoomForLayerError extends Error {}
+
+/** The error for a layer that grew past `limit` ("it decodes to more than ..."). */
+export function overLimit(limit: LayerSizeLimit, what: string): Error {
+  const message = `it ${what} to more than ${formatBytes(limit.bytes)}: ${limit.why}`;
+  return limit.noRoom ? new NoRoomForLayerError(message) : new LayerTooLargeError(message);
 }
 
 /** The limit for a layer decoded into `dir`. */
 export async function layerSizeLimit(dir: string, max = maxLayerBytes()): Promise<LayerSizeLimit> {
   const fs = await statfs(dir);
   const room = fs.bavail * fs.bsize - FREE_MARGIN;
-  if (room < max) return { bytes: Math.max(0, room), why: `${dir} has room for only ${formatBytes(Math.max(0, room))} (keeping ${formatBytes(FREE_MARGIN)} free)` };
+  if (room < max) return { bytes: Math.max(0, room), why: `${dir} has room for only ${formatBytes(Math.max(0, room))} (keeping ${formatBytes(FREE_MARGIN)} free)`, noRoom: true };
   return { bytes: max, why: `at most ${formatBytes(max)} is accepted (MATCHLOCK_MAX_LAYER_BYTES)` };
 }

@@ -2,9 +2,7 @@
 // store's byte cap for a layer (layer-size-limit.ts): a small gzip blob can expand a thousandfold
 // (1 GiB of zeros gzips to 1 MiB), so what a layer may write is bounded while it is written,
 // whatever its compression, and an entry past the cap is refused before any of it is written.
-import { LayerTooLargeError } from "./decoded-layer.js";
-import { formatBytes } from "../byte-size.js";
-import { layerSizeLimit, type LayerSizeLimit } from "./layer-size-limit.js";
+import { layerSizeLimit, overLimit, type LayerSizeLimit } from "./layer-size-limit.js";
 import { RootfsWriter } from "./rootfs-writer.js";
 import { readTar } from "./tar-reader.js";
 import { applyWhiteouts, isWhiteoutPath, scanWhiteouts } from "./whiteouts.js";
@@ -19,7 +17,7 @@ export interface ApplyOptions {
 }
 
 export async function applyLayer(rootfs: string, layerFile: string, opts: ApplyOptions): Promise<void> {
-  const { bytes: maxBytes, why } = opts.limit ?? (await layerSizeLimit(rootfs));
+  const limit = opts.limit ?? (await layerSizeLimit(rootfs));
   const writer = new RootfsWriter(rootfs);
   // Over an empty rootfs whiteouts hide nothing: spare the extra pass.
   if (opts.lowerLayers) await applyWhiteouts(writer, await scanWhiteouts(layerFile));
@@ -27,7 +25,7 @@ export async function applyLayer(rootfs: string, layerFile: string, opts: ApplyO
   await readTar(layerFile, async (entry) => {
     if (isWhiteoutPath(entry.path)) return void entry.resume();
     charged += ENTRY_OVERHEAD + (entry.size ?? 0);
-    if (charged > maxBytes) throw new LayerTooLargeError(`it unpacks to more than ${formatBytes(maxBytes)}: ${why}`);
+    if (charged > limit.bytes) throw overLimit(limit, "unpacks");
     await writer.write(entry);
   });
   writer.finish();

@@ -151,18 +151,26 @@ export type FirstSpeaker =
   | { side: "server"; client: Buffer; server: Buffer }
   | { side: "gone" };
 
+/** How long a guest may leave its first bytes undecided ("GE" of a GET, say) before they are relayed raw. */
+export const PARTIAL_WAIT_MS = 2000;
+
 /**
  * Waits, however long, until the guest's bytes sniff as something other than "more", or the
- * upstream sends or ends first (then it is a raw relay with what the guest sent so far). Both
- * sockets are left paused with their listeners removed; the bytes read are returned, not lost.
+ * upstream sends first (then it is a raw relay with what the guest sent so far). An upstream
+ * that only ends (an idle server closing) decides nothing: a slow TLS client must still reach the
+ * proxy. Bytes that stay undecided for PARTIAL_WAIT_MS go raw (a short token with no terminator
+ * would otherwise wait forever). Both sockets are left paused with their listeners removed; the
+ * bytes read are returned, not lost.
  */
 export function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpeaker> {
   return new Promise((resolve) => {
     let client: Buffer = Buffer.alloc(0);
     let server: Buffer = Buffer.alloc(0);
+    let partial: NodeJS.Timeout | undefined;
     const finish = (result: FirstSpeaker) => {
+      clearTimeout(partial);
       guest.off("data", onGuestData).off("end", onGuestEnd).off("close", onGone);
-      upstream.off("data", onServerData).off("end", onServerEnd).off("close", onGone);
+      upstream.off("data", onServerData).off("close", onGone);
       guest.pause();
       upstream.pause();
       resolve(result);
@@ -170,7 +178,9 @@ export function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpea
     const onGuestData = (d: Buffer) => {
       client = Buffer.concat([client, d]);
       const kind = sniff(client);
+      clearTimeout(partial);
       if (kind !== "more") finish({ side: "client", kind, client, server });
+      else partial = setTimeout(() => finish({ side: "client", kind: "raw", client, server }), PARTIAL_WAIT_MS);
     };
     // A guest that half-closes while still undecided sent nothing sniffable: relay what it sent.
     const onGuestEnd = () => finish({ side: "client", kind: "raw", client, server });
@@ -178,10 +188,9 @@ export function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpea
       server = d;
       finish({ side: "server", client, server });
     };
-    const onServerEnd = () => finish({ side: "server", client, server });
     const onGone = () => finish({ side: "gone" });
     guest.on("data", onGuestData).once("end", onGuestEnd).once("close", onGone);
-    upstream.on("data", onServerData).once("end", onServerEnd).once("close", onGone);
+    upstream.on("data", onServerData).once("close", onGone);
     guest.resume();
   });
 }

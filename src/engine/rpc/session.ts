@@ -117,7 +117,7 @@ export class Session {
       }, abort.signal);
       if (abort.signal.aborted) {
         // Aborted just as it finished: nobody will learn this id, so undo it as a cancel would.
-        await this.undoCreate(sb);
+        await this.undoCreate(sb).catch(() => {}); // logged; the record stays for gc
         throw new CreateCancelledError(`create cancelled: sandbox ${sb.id} was stopped and its state removed`);
       }
       this.sandbox = sb; // here, not after `await making`: a teardown waiting on it must find it
@@ -262,9 +262,18 @@ export class Session {
     return { cancelled: false };
   }
 
-  /** Undoes a create whose client gave up on it: the sandbox stops at once and its state goes. */
+  /**
+   * Undoes a create whose client gave up on it: the sandbox stops at once and its state goes.
+   * If stopping fails, the record stays (so that `list`, `kill` and gc still find what is left)
+   * and the error is rethrown.
+   */
   private async undoCreate(sb: Sandbox): Promise<void> {
-    await sb.close(0).catch((err) => this.log(`stopping ${sb.id} failed: ${(err as Error).message}`));
+    try {
+      await sb.close(0);
+    } catch (err) {
+      this.log(`stopping ${sb.id} failed, its record stays for gc: ${(err as Error).message}`);
+      throw err;
+    }
     await removeVmDir(sb.id);
   }
 }

@@ -30,6 +30,8 @@ export interface GuestKernel {
   dir: string;
   release: string;
   vmlinux: string;
+  /** CONFIG_MODULE_FORCE_LOAD=y in the kernel's config: modules without __versions still load. */
+  forceLoad: boolean;
 }
 
 export function kernelDir(): string {
@@ -47,7 +49,9 @@ export async function findGuestKernel(): Promise<GuestKernel> {
     );
   }
   const release = (await readFile(join(dir, "release"), "utf8")).trim();
-  return { dir, release, vmlinux: join(dir, "vmlinux") };
+  // The config is copied by the fetch script; a kernel fetched before that has none: no forcing.
+  const config = await readFile(join(dir, "config"), "utf8").catch(() => "");
+  return { dir, release, vmlinux: join(dir, "vmlinux"), forceLoad: /^CONFIG_MODULE_FORCE_LOAD=y$/m.test(config) };
 }
 
 /** Returns the initramfs for this kernel and agent, building it on first use. */
@@ -57,16 +61,18 @@ export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Pr
   const order = [...sets.core, ...sets.net, ...sets.ninep];
   const initBinary = initBinaryPath();
   const inputs = [initBinary, agentBinary, ...order.map((m) => join(modRoot, m))];
-  const digest = await inputsDigest(`layout ${INITRAMFS_LAYOUT} ${kernel.release}`, inputs, (file) => file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
+  const digest = await inputsDigest(`layout ${INITRAMFS_LAYOUT} ${kernel.release} force-load ${kernel.forceLoad}`, inputs, (file) => file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
   const target = join(paths.cache(), "microvm", `initramfs-${digest.slice(0, 16)}.cpio`);
+  // Marked used before it is looked for: an engine pruning the cache meanwhile then keeps it
+  // (marking a file that is not there yet fails quietly; building it below marks it anyway).
+  await markUsed(target);
   let built = false;
   await buildOnce(target, (tmp) => {
     built = true;
-    return writeInitramfs(tmp, { initBinary, agentBinary, modRoot, ...sets });
+    return writeInitramfs(tmp, { initBinary, agentBinary, modRoot, forceLoad: kernel.forceLoad, ...sets });
   });
   // Pruning is housekeeping: a failure (e.g. a read-only cache) must not stop the VM.
   if (built) await pruneInitramfs(dirname(target), target).catch(() => undefined);
-  else await markUsed(target);
   return target;
 }
 
@@ -93,7 +99,7 @@ function inputsDigest(prefix: string, files: string[], nameOf: (file: string) =>
 }
 
 async function writeInitramfs(
-  out: string, src: { initBinary: string; agentBinary: string; modRoot: string; core: string[]; net: string[]; ninep: string[] },
+  out: string, src: { initBinary: string; agentBinary: string; modRoot: string; forceLoad: boolean; core: string[]; net: string[]; ninep: string[] },
 ): Promise<void> {
   const stage = await mkdtemp(join(tmpdir(), "matchlock-initramfs-"));
   try {
@@ -103,7 +109,8 @@ async function writeInitramfs(
     await chmod(join(stage, "init"), 0o755);
     await copyFile(src.agentBinary, join(stage, "matchlock-agent"));
     await chmod(join(stage, "matchlock-agent"), 0o755);
-    for (const m of [...src.core, ...src.net, ...src.ninep]) await slimModule(join(src.modRoot, m), join(modDir, basename(m)));
+    const sections = src.forceLoad ? SLIMMED_SECTIONS : SLIMMED_SECTIONS.filter((name) => name !== "__versions");
+    for (const m of [...src.core, ...src.net, ...src.ninep]) await slimModule(join(src.modRoot, m), join(modDir, basename(m)), sections);
     // The init loads each list's files in order (dependencies first: module-order.ts).
     const list = (mods: string[]) => mods.map((m) => `/lib/modules/${basename(m)}\n`).join("");
     await writeFile(join(modDir, "order"), list(src.core));
@@ -129,15 +136,16 @@ async function writeInitramfs(
  *   kernel stack trace through these modules is marked unreliable, nothing else changes;
  * - __versions: the CRC of every symbol the module uses, each found by a linear scan (8 M).
  *   The kernel and its modules come from one package; the kernel still checks the module's
- *   version magic, and loads it as "forced" (a taint flag only).
+ *   version magic, and loads it as "forced" (a taint flag only). A kernel built without
+ *   CONFIG_MODULE_FORCE_LOAD would refuse such modules, so then __versions stays.
  * objcopy rewrites the ELF file, which also leaves Debian's appended signature behind: the kernel
  * does not enforce signatures outside Secure Boot, and the initramfs is the engine's own.
  */
 const SLIMMED_SECTIONS = [".BTF", "__mcount_loc", ".orc_unwind", ".orc_unwind_ip", "__versions"];
 
-async function slimModule(from: string, to: string): Promise<void> {
+async function slimModule(from: string, to: string, sections: string[]): Promise<void> {
   try {
-    await run("objcopy", [...SLIMMED_SECTIONS.map((name) => `--remove-section=${name}`), from, to]);
+    await run("objcopy", [...sections.map((name) => `--remove-section=${name}`), from, to]);
   } catch (err) {
     const e = err as { code?: string; stderr?: string; message: string };
     if (e.code === "ENOENT") throw new Error('objcopy was not found: install binutils ("npm run setup")');
