@@ -98,7 +98,12 @@ export class PortSniffer {
     const upstream = net.connect({ host: address, port: dest.port, allowHalfOpen: true, timeout: CONNECT_TIMEOUT_MS });
     this.track(upstream);
     upstream.once("timeout", () => upstream.destroy(new Error("connect timed out")));
-    upstream.once("connect", () => upstream.setTimeout(0));
+    // The relay's event reports the upstream's connect time, not how long the guest took to speak.
+    let connectMs: number | undefined;
+    upstream.once("connect", () => {
+      upstream.setTimeout(0);
+      connectMs = Date.now() - started;
+    });
     // Before and after the decision alike, a failed upstream resets the guest, unless the
     // proxy has taken the guest over and this connection was dropped unused.
     let dropped = false;
@@ -109,6 +114,7 @@ export class PortSniffer {
     });
     const first = await firstSpeaker(socket, upstream);
     if (first.side === "gone") {
+      if (!upstream.connecting) this.log(`tcp: ${url}: the guest left before either side spoke; its upstream connection closed unused`);
       upstream.destroy();
       if (!socket.destroyed) socket.resetAndDestroy();
       return;
@@ -120,13 +126,13 @@ export class PortSniffer {
       const facts = { port: dest.port, name };
       return first.kind === "tls" ? this.proxy.acceptTls(socket, facts) : this.proxy.acceptHttp(socket, facts);
     }
-    this.relay(socket, upstream, first, name, url, started);
+    this.relay(socket, upstream, first, name, url, () => connectMs ?? Date.now() - started);
   }
 
   /** Raw bytes both ways between the guest and its upstream, starting with what each already sent. */
-  private relay(guest: Socket, upstream: Socket, head: { client: Buffer; server: Buffer }, name: string, url: string, started: number): void {
+  private relay(guest: Socket, upstream: Socket, head: { client: Buffer; server: Buffer }, name: string, url: string, connectMs: () => number): void {
     // One event per relayed connection, when it opens (a raw stream has no request to report).
-    const opened = () => this.event({ host: name, url, blocked: false, duration_ms: Date.now() - started });
+    const opened = () => this.event({ host: name, url, blocked: false, duration_ms: connectMs() });
     if (upstream.connecting) upstream.once("connect", opened);
     else opened();
     // Written, not unshifted: a side may already have ended, and pipe() still forwards that end.
