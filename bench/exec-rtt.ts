@@ -1,7 +1,7 @@
 // Exec round trip on the gVisor engine: SDK `exec("true")` against the same exec without
 // JSON-RPC (see execRoundTripPairs), one of each in turn. Prints medians and p99 of each, the
 // difference of the medians and the median of the pairwise differences (issue 8's measure).
-//   npm run build && node dist/bench/exec-rtt.js      (BENCH_EXECS pairs, default 500)
+//   npm run bench:exec      (BENCH_EXECS pairs, default 500)
 import { cpus, loadavg } from "node:os";
 import { setUpE2E } from "../test/helpers/e2e.js";
 import { execRoundTripPairs, median, p99 } from "./measure.js";
