@@ -92,11 +92,6 @@ export async function execRoundTripPairs(execs: number, warmUp = 50): Promise<Ex
   const direct = await EngineSandbox.create(config, new GvisorBackend(), { log: () => {} });
   const client = newClient();
   const sink = { stdout() {}, stderr() {} };
-  const time = async (op: () => Promise<unknown>) => {
-    const t = performance.now();
-    await op();
-    return performance.now() - t;
-  };
   try {
     await client.launch(new Sandbox(BUSYBOX));
     const viaSdk = () => client.exec("true");
@@ -104,8 +99,8 @@ export async function execRoundTripPairs(execs: number, warmUp = 50): Promise<Ex
     for (let i = 0; i < warmUp; i++) await Promise.all([viaSdk(), viaAgent()]); // JIT, page cache
     const pairs: ExecPairs = { sdk: [], agent: [] };
     for (let i = 0; i < execs; i++) {
-      pairs.sdk.push(await time(viaSdk));
-      pairs.agent.push(await time(viaAgent));
+      pairs.sdk.push(await timed(1, viaSdk));
+      pairs.agent.push(await timed(1, viaAgent));
     }
     return pairs;
   } finally {

@@ -117,8 +117,8 @@ export class Session {
       }, abort.signal);
       if (abort.signal.aborted) {
         // Aborted just as it finished: nobody will learn this id, so undo it as a cancel would.
-        await this.undoCreate(sb).catch(() => {}); // logged; the record stays for gc
-        throw new CreateCancelledError(`create cancelled: sandbox ${sb.id} was stopped and its state removed`);
+        const undone = await this.undoCreate(sb).then(() => true, () => false); // a failure is logged
+        throw new CreateCancelledError(`create cancelled: sandbox ${sb.id} ${undone ? "was stopped and its state removed" : "could not be stopped; its record stays for gc"}`);
       }
       this.sandbox = sb; // here, not after `await making`: a teardown waiting on it must find it
       return sb;

@@ -49,9 +49,15 @@ export async function findGuestKernel(): Promise<GuestKernel> {
     );
   }
   const release = (await readFile(join(dir, "release"), "utf8")).trim();
-  // The config is copied by the fetch script; a kernel fetched before that has none: no forcing.
-  const config = await readFile(join(dir, "config"), "utf8").catch(() => "");
-  return { dir, release, vmlinux: join(dir, "vmlinux"), forceLoad: /^CONFIG_MODULE_FORCE_LOAD=y$/m.test(config) };
+  return { dir, release, vmlinux: join(dir, "vmlinux"), forceLoad: await allowsForcedModules(join(dir, "config")) };
+}
+
+/** The kernel configs' answers by file identity: a config is ~260 KB, and it is asked at every VM start. */
+const forcedModules = new FileMemo<boolean>();
+
+/** CONFIG_MODULE_FORCE_LOAD=y in this config. The fetch script copies it; a kernel fetched before that has none: no. */
+function allowsForcedModules(config: string): Promise<boolean> {
+  return forcedModules.get([config], async () => /^CONFIG_MODULE_FORCE_LOAD=y$/m.test(await readFile(config, "utf8"))).catch(() => false);
 }
 
 /** Returns the initramfs for this kernel and agent, building it on first use. */
