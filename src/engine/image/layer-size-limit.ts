@@ -10,6 +10,8 @@ import { formatBytes } from "../byte-size.js";
 import { ZstdLimitError } from "./zstd-frames.js";
 
 export const DEFAULT_MAX_LAYER_BYTES = 64 * 2 ** 30;
+/** What a tar entry costs beyond its data: one header block for its inode, so a flood of empty files counts too. */
+export const ENTRY_OVERHEAD = 512;
 /** Left free on the store's disk whatever a layer needs. */
 export const FREE_MARGIN = 256 * 2 ** 20;
 
@@ -40,9 +42,9 @@ export class LayerTooLargeError extends ZstdLimitError {}
 /** A layer that does not fit the disk's free space: the disk's state, nothing wrong with the image. */
 export class NoRoomForLayerError extends Error {}
 
-/** The error for a layer that grew past `limit` ("it decodes to more than ..."). */
-export function overLimit(limit: LayerSizeLimit, what: string): Error {
-  const message = `it ${what} to more than ${formatBytes(limit.bytes)}: ${limit.why}`;
+/** The error for a layer (or `subject`) that grew past `limit` ("it decodes to more than ..."). */
+export function overLimit(limit: LayerSizeLimit, what: string, subject = "it"): Error {
+  const message = `${subject} ${what} to more than ${formatBytes(limit.bytes)}: ${limit.why}`;
   return limit.noRoom ? new NoRoomForLayerError(message) : new LayerTooLargeError(message);
 }
 

@@ -2,13 +2,10 @@
 // store's byte cap for a layer (layer-size-limit.ts): a small gzip blob can expand a thousandfold
 // (1 GiB of zeros gzips to 1 MiB), so what a layer may write is bounded while it is written,
 // whatever its compression, and an entry past the cap is refused before any of it is written.
-import { layerSizeLimit, overLimit, type LayerSizeLimit } from "./layer-size-limit.js";
+import { ENTRY_OVERHEAD, layerSizeLimit, overLimit, type LayerSizeLimit } from "./layer-size-limit.js";
 import { RootfsWriter } from "./rootfs-writer.js";
 import { readTar } from "./tar-reader.js";
 import { applyWhiteouts, isWhiteoutPath, scanWhiteouts } from "./whiteouts.js";
-
-/** What an entry costs: its data plus one tar header block for its inode, so a flood of empty files counts too. */
-const ENTRY_OVERHEAD = 512;
 
 export interface ApplyOptions {
   lowerLayers: boolean;
