@@ -1,48 +1,20 @@
 // Cancelling an exec through the agent channel with a CancelSwitch (the engine's per-exec
 // cancel, which replaced an AbortController on the round-trip hot path): what reaches the agent.
 import assert from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { describe, mock, test } from "node:test";
-import { AgentConnection, SandboxLostError } from "../../src/engine/agent/connection.js";
+import { SandboxLostError } from "../../src/engine/agent/connection.js";
 import { CancelSwitch } from "../../src/engine/agent/cancel-switch.js";
-import { FrameType, encodeFrame } from "../../src/protocol/agent-frames.js";
+import { FrameType } from "../../src/protocol/agent-frames.js";
+import { fakeAgentChannel, settle } from "../helpers/fake-agent-channel.js";
 
 const sink = { stdout() {}, stderr() {} };
 const request = { command: "sleep 60", cwd: "/", user: "", env: ["PATH=/bin"] };
-
-function connect() {
-  const toAgent = new PassThrough();
-  const fromAgent = new PassThrough();
-  const conn = new AgentConnection(toAgent, fromAgent);
-  // What the engine sends (FrameDecoder reads only the agent's frame types): type, id, length, payload.
-  const sent: Array<{ type: number; id: number; payload: Buffer }> = [];
-  let bytes = Buffer.alloc(0);
-  toAgent.on("data", (chunk: Buffer) => {
-    bytes = Buffer.concat([bytes, chunk]);
-    while (bytes.length >= 9 && bytes.length >= 9 + bytes.readUInt32BE(5)) {
-      const end = 9 + bytes.readUInt32BE(5);
-      sent.push({ type: bytes[0]!, id: bytes.readUInt32BE(1), payload: bytes.subarray(9, end) });
-      bytes = bytes.subarray(end);
-    }
-  });
-  fromAgent.write(encodeFrame(FrameType.READY, 0, Buffer.from("test-agent")));
-  const exit = (id: number, code: number, signal = 0) => {
-    const payload = Buffer.alloc(8);
-    payload.writeInt32BE(code, 0);
-    payload.writeInt32BE(signal, 4);
-    fromAgent.write(encodeFrame(FrameType.EXIT, id, payload));
-  };
-  const signals = () => sent.filter((f) => f.type === FrameType.SIGNAL).map((f) => [f.id, f.payload[0]]);
-  return { conn, fromAgent, sent, exit, signals };
-}
-
-const settle = () => new Promise((r) => setImmediate(r));
 
 describe("exec cancel", () => {
   test("a switch flipped mid-exec sends SIGTERM, then SIGKILL 5 s later if the exec still runs", async () => {
     mock.timers.enable({ apis: ["setTimeout"] });
     try {
-      const { conn, exit, signals, sent } = connect();
+      const { conn, exit, signals, sent } = fakeAgentChannel();
       await conn.ready;
       const cancel = new CancelSwitch();
       const running = conn.exec(request, sink, cancel);
@@ -68,7 +40,7 @@ describe("exec cancel", () => {
   test("an exec that ends after SIGTERM gets no SIGKILL, and a later flip sends nothing", async () => {
     mock.timers.enable({ apis: ["setTimeout"] });
     try {
-      const { conn, exit, signals, sent } = connect();
+      const { conn, exit, signals, sent } = fakeAgentChannel();
       await conn.ready;
       const cancel = new CancelSwitch();
       const running = conn.exec(request, sink, cancel);
@@ -92,7 +64,7 @@ describe("exec cancel", () => {
   });
 
   test("a switch flipped before the exec starts signals it right after its EXEC frame", async () => {
-    const { conn, sent } = connect();
+    const { conn, sent } = fakeAgentChannel();
     await conn.ready;
     const cancel = new CancelSwitch();
     cancel.abort();
@@ -105,7 +77,7 @@ describe("exec cancel", () => {
   });
 
   test("a lost channel fails the exec; flipping the switch afterwards writes nothing", async () => {
-    const { conn, fromAgent, sent } = connect();
+    const { conn, fromAgent, sent } = fakeAgentChannel();
     await conn.ready;
     const cancel = new CancelSwitch();
     const running = conn.exec(request, sink, cancel);

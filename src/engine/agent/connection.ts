@@ -29,7 +29,8 @@ export interface ExecRequest {
   cwd: string;
   /** "" for root, else numeric "uid" or "uid:gid". */
   user: string;
-  env: string[];
+  /** NAME=value entries; freeze the array to have it encoded once (see encodedEnv). */
+  env: readonly string[];
 }
 
 /**
@@ -62,6 +63,7 @@ export class AgentConnection {
   private readonly lostListeners: Array<(err: Error) => void> = [];
 
   private pausedBy = 0;
+  private envMemo: { env: readonly string[]; encoded: Buffer } | undefined;
 
   constructor(private readonly toAgent: Writable, private readonly fromAgent: Readable, private readonly explainLoss?: LossExplainer) {
     this.ready = new Promise((resolve, reject) => {
@@ -113,13 +115,30 @@ export class AgentConnection {
 
   /** Runs a command; `cancel` stops it (SIGTERM to its process group, SIGKILL 5 s later). */
   exec(req: ExecRequest, sink: ExecSink, cancel?: CancelSwitch): Promise<ExitStatus> {
-    const payload = encodeStrings([req.cwd, req.user, req.command, ...req.env]);
+    let payload: Buffer;
+    try {
+      payload = Buffer.concat([encodeStrings([req.cwd, req.user, req.command]), this.encodedEnv(req.env)]);
+    } catch (err) {
+      return Promise.reject(err); // a NUL in a field: fail as a promise, like every other failure
+    }
     return this.run<ExitStatus>(FrameType.EXEC, payload, (frame, done) => {
       if (frame.type === FrameType.STDOUT) return sink.stdout(frame.payload);
       if (frame.type === FrameType.STDERR) return sink.stderr(frame.payload);
       if (frame.type === FrameType.EXIT) done.resolve(decodeExit(frame.payload));
       else done.unexpected();
     }, cancel);
+  }
+
+  /**
+   * The env's part of an EXEC payload. A sandbox passes the same frozen env to every exec, so
+   * it is encoded once, not on every round trip; an env that is not frozen could change, so it
+   * is encoded each time.
+   */
+  private encodedEnv(env: readonly string[]): Buffer {
+    if (this.envMemo?.env === env) return this.envMemo.encoded;
+    const encoded = encodeStrings(env);
+    if (Object.isFrozen(env)) this.envMemo = { env, encoded };
+    return encoded;
   }
 
   /** Sends a signal to the process group of a running exec (no-op for unknown ids). */

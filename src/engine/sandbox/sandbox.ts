@@ -57,7 +57,7 @@ export class Sandbox {
     readonly id: string,
     readonly config: SandboxConfig,
     private readonly running: RunningSandbox,
-    private readonly baseEnv: string[],
+    private readonly baseEnv: readonly string[],
     private readonly defaultUser: string,
     private readonly defaultCwd: string,
     private readonly seal: NetworkSeal | undefined,
@@ -104,7 +104,7 @@ export class Sandbox {
       const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
-      const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
+      const sandbox = new Sandbox(id, config, running, Object.freeze(env), user, config.workspace, seal);
       sandbox.armDeadline();
       return sandbox;
     } catch (err) {
