@@ -14,7 +14,7 @@ const DENSITY_MAX = Number(process.env.BENCH_DENSITY_MAX ?? 40);
 const LAUNCH_CONCURRENCY = 2;
 
 /** Every live descendant of this process, with its command line. */
-async function descendants(): Promise<Array<{ pid: number; args: string }>> {
+export async function descendants(): Promise<Array<{ pid: number; args: string }>> {
   const parent = new Map<number, number>();
   for (const name of await readdir("/proc")) {
     if (!/^\d+$/.test(name)) continue;

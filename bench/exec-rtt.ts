@@ -1,9 +1,11 @@
 // Exec round trip on the gVisor engine: SDK `exec("true")` against the same exec without
 // JSON-RPC (see execRoundTripPairs), one of each in turn. Prints medians and p99 of each, the
-// difference of the medians and the median of the pairwise differences (issue 8's measure).
-//   npm run bench:exec      (BENCH_EXECS pairs, default 500)
+// difference of the medians and the median of the pairwise differences (issue 8's measure); then
+// the CPU time per SDK exec of the engine and of the SDK, which the machine's load hardly moves.
+//   npm run bench:exec      (BENCH_EXECS pairs, default 500; as many execs for the CPU times)
 import { cpus, loadavg } from "node:os";
 import { setUpE2E } from "../test/helpers/e2e.js";
+import { execCpu } from "./exec-cpu.js";
 import { execRoundTripPairs, median, p99 } from "./measure.js";
 
 const EXECS = Number(process.env.BENCH_EXECS ?? 500);
@@ -18,6 +20,9 @@ async function main(): Promise<void> {
   console.log(line("same exec, no JSON-RPC   ", agent));
   const pairwise = sdk.map((t, i) => t - agent[i]!);
   console.log(`SDK overhead: difference of medians ${(median(sdk) - median(agent)).toFixed(2)} ms, median of pairwise differences ${median(pairwise).toFixed(2)} ms`);
+  const cpu = await execCpu(EXECS);
+  const us = (c: { user: number; system: number }) => `${(c.user + c.system).toFixed(0)} us (user ${c.user.toFixed(0)}, system ${c.system.toFixed(0)})`;
+  console.log(`CPU per SDK exec: engine ${us(cpu.engine)}, SDK ${us(cpu.sdk)}; load average now ${loadavg()[0]!.toFixed(1)}`);
 }
 
 await main();

@@ -22,8 +22,8 @@ export interface RequestOptions extends CallOptions {
 interface Pending {
   onNotification?: NotificationHandler;
   settle(error: Error | undefined, result?: JsonObject): void;
-  /** Settles with the request: a pause it asked for never outlives it. */
-  settled: Promise<void>;
+  /** Settles with the request: a pause it asked for never outlives it (made only with onNotification). */
+  settled?: Promise<void>;
 }
 
 type State = "idle" | "starting" | "running" | "stopped";
@@ -79,26 +79,30 @@ export class Transport {
     if (signal?.aborted) return Promise.reject(cancelledError(method, signal));
 
     const id = this.nextId++;
+    // Only what this call uses is made: an exec's round trip passes here (issue 8).
     return new Promise<JsonObject>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => this.cancel(id, cancelledError(method, signal!));
-      let markSettled!: () => void;
+      let onAbort: (() => void) | undefined;
+      let markSettled: (() => void) | undefined;
       const entry: Pending = {
         onNotification: opts.onNotification,
-        settled: new Promise((r) => (markSettled = r)),
         settle: (error, result) => {
-          markSettled();
+          markSettled?.();
           this.pending.delete(id);
           if (timer) clearTimeout(timer);
-          signal?.removeEventListener("abort", onAbort);
+          if (onAbort) signal!.removeEventListener("abort", onAbort);
           if (error) reject(error);
           else resolve(result ?? {});
         },
       };
+      if (opts.onNotification) entry.settled = new Promise((r) => (markSettled = r));
       this.pending.set(id, entry);
       if (timeoutMs !== undefined) timer = setTimeout(() => this.cancel(id, new TimeoutError(method, timeoutMs)), timeoutMs);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.send(method, params, id).catch((err: Error) => {
+      if (signal) {
+        onAbort = () => this.cancel(id, cancelledError(method, signal));
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+      this.send(method, params, id, (err) => {
         if (this.pending.get(id) === entry) {
           entry.settle(new MatchlockError(`failed to send ${method} request: ${err.message}`, { cause: err }));
         }
@@ -151,20 +155,21 @@ export class Transport {
     if (this.state === "starting") this.state = "running";
   }
 
-  private send(method: string, params: JsonObject, id: number): Promise<void> {
+  /** Writes one request line; `onError` hears if it could not be sent. */
+  private send(method: string, params: JsonObject, id: number, onError: (err: Error) => void): void {
     const message: RpcRequest = { jsonrpc: "2.0", method, id };
     if (Object.keys(params).length > 0) message.params = params;
     const line = encodeJsonLine(message); // params may hold Base64Data (file chunks)
     if (line.length > MAX_REQUEST_LINE) {
       // Engines refuse longer lines; fail here, clearly, instead of sending megabytes for nothing.
-      return Promise.reject(new Error(
+      return onError(new Error(
         `the request is ${line.length} bytes, over the engine's ${MAX_REQUEST_LINE}-byte limit per message (one write_file carries at most about 7.5 MB)`,
       ));
     }
     // One write() per message: Node queues writes in call order and never interleaves them,
     // which is all the serialisation NDJSON needs.
-    return new Promise((resolve, reject) => {
-      this.link!.input.write(line, (err) => (err ? reject(err) : resolve()));
+    this.link!.input.write(line, (err) => {
+      if (err) onError(err);
     });
   }
 
@@ -175,7 +180,7 @@ export class Transport {
     entry.settle(error);
     // The engine answers the cancelled request with -32003 (dropped: nobody waits for that id
     // any more); a seed engine answers the cancel itself with -32601, also dropped.
-    if (this.state === "running") this.send("cancel", { id }, this.nextId++).catch(() => undefined);
+    if (this.state === "running") this.send("cancel", { id }, this.nextId++, () => undefined);
   }
 
   private handleLine(line: Buffer): void {
@@ -216,7 +221,7 @@ export class Transport {
       } else if (typeof params.id === "number") {
         const entry = this.pending.get(params.id);
         const slowDown = entry?.onNotification?.(method, params);
-        if (slowDown) this.pauseUntil(Promise.race([slowDown, entry!.settled]));
+        if (slowDown) this.pauseUntil(entry!.settled ? Promise.race([slowDown, entry!.settled]) : slowDown);
       }
     } catch {
       // the client's handlers record their own failures

@@ -5,21 +5,22 @@ import { describe, test } from "node:test";
 import { shellQuote } from "../../src/cli/run.js";
 import { createParamsSchema, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
 import { toGoFileMode } from "../../src/engine/sandbox/file-mode.js";
-import { idOfSkippedLine, readLines, type LineEvent } from "../../src/engine/rpc/line-reader.js";
+import { consumeLines, idOfSkippedLine } from "../../src/engine/rpc/line-reader.js";
 import { MountConfigError, checkGuestPath } from "../../src/engine/vfs/mounts.js";
 import { resolveUser } from "../../src/engine/sandbox/users.js";
 
 const heads: Array<[string, string]> = [];
 async function collect(chunks: string[], max: number): Promise<Array<string | number>> {
   const out: Array<string | number> = [];
-  for await (const e of readLines(Readable.from(chunks.map((c) => Buffer.from(c))), max) as AsyncIterable<LineEvent>) {
+  await consumeLines(Readable.from(chunks.map((c) => Buffer.from(c))), max, (e) => {
     out.push("line" in e ? e.line.toString() : e.oversized);
     if ("oversized" in e) heads.push([e.head, e.tail]);
-  }
+    return undefined;
+  });
   return out;
 }
 
-describe("readLines", () => {
+describe("consumeLines", () => {
   test("splits across chunk boundaries and keeps a last unterminated line", async () => {
     assert.deepEqual(await collect(["ab", "c\nde", "f\n\ng"], 100), ["abc", "def", "", "g"]);
   });

@@ -3,6 +3,7 @@
 // malformed frames end the connection (see FrameDecoder), unknown ids are ignored.
 import type { Readable, Writable } from "node:stream";
 import { once } from "node:events";
+import type { CancelSwitch } from "./cancel-switch.js";
 import {
   AgentProtocolError, DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit,
   encodeFrame, encodeStrings, type DirEntry, type ExitStatus, type Frame, type FrameTypeCode,
@@ -28,7 +29,8 @@ export interface ExecRequest {
   cwd: string;
   /** "" for root, else numeric "uid" or "uid:gid". */
   user: string;
-  env: string[];
+  /** NAME=value entries; freeze the array to have it encoded once (see encodedEnv). */
+  env: readonly string[];
 }
 
 /**
@@ -61,6 +63,7 @@ export class AgentConnection {
   private readonly lostListeners: Array<(err: Error) => void> = [];
 
   private pausedBy = 0;
+  private envMemo: { env: readonly string[]; encoded: Buffer } | undefined;
 
   constructor(private readonly toAgent: Writable, private readonly fromAgent: Readable, private readonly explainLoss?: LossExplainer) {
     this.ready = new Promise((resolve, reject) => {
@@ -110,14 +113,32 @@ export class AgentConnection {
     if (!this.toAgent.writableEnded) this.toAgent.end();
   }
 
-  async exec(req: ExecRequest, sink: ExecSink, signal?: AbortSignal): Promise<ExitStatus> {
-    const payload = encodeStrings([req.cwd, req.user, req.command, ...req.env]);
+  /** Runs a command; `cancel` stops it (SIGTERM to its process group, SIGKILL 5 s later). */
+  exec(req: ExecRequest, sink: ExecSink, cancel?: CancelSwitch): Promise<ExitStatus> {
+    let payload: Buffer;
+    try {
+      payload = Buffer.concat([encodeStrings([req.cwd, req.user, req.command]), this.encodedEnv(req.env)]);
+    } catch (err) {
+      return Promise.reject(err); // a NUL in a field: fail as a promise, like every other failure
+    }
     return this.run<ExitStatus>(FrameType.EXEC, payload, (frame, done) => {
       if (frame.type === FrameType.STDOUT) return sink.stdout(frame.payload);
       if (frame.type === FrameType.STDERR) return sink.stderr(frame.payload);
       if (frame.type === FrameType.EXIT) done.resolve(decodeExit(frame.payload));
       else done.unexpected();
-    }, signal);
+    }, cancel);
+  }
+
+  /**
+   * The env's part of an EXEC payload. A sandbox passes the same frozen env to every exec, so
+   * it is encoded once, not on every round trip; an env that is not frozen could change, so it
+   * is encoded each time.
+   */
+  private encodedEnv(env: readonly string[]): Buffer {
+    if (this.envMemo?.env === env) return this.envMemo.encoded;
+    const encoded = encodeStrings(env);
+    if (Object.isFrozen(env)) this.envMemo = { env, encoded };
+    return encoded;
   }
 
   /** Sends a signal to the process group of a running exec (no-op for unknown ids). */
@@ -128,7 +149,7 @@ export class AgentConnection {
 
   async writeFile(path: string, mode: number, data: Buffer): Promise<void> {
     const id = this.allocId();
-    const result = this.track<void>(id, (frame, done) => {
+    const { result } = this.track<void>(id, (frame, done) => {
       if (frame.type === FrameType.OK) done.resolve();
       else done.unexpected();
     });
@@ -174,7 +195,7 @@ export class AgentConnection {
     type: FrameTypeCode, payload: Buffer, handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>,
   ): Promise<{ id: number; result: Promise<T> }> {
     const id = this.allocId();
-    const result = this.track(id, handle);
+    const { result } = this.track(id, handle);
     await this.send(type, id, payload);
     return { id, result };
   }
@@ -193,55 +214,51 @@ export class AgentConnection {
 
   // --- plumbing ---
 
-  private async run<T>(
+  /**
+   * Starts an operation and sends its opening frame. Not async, and no promise beyond the
+   * operation's own unless the pipe is full: this is every exec's round trip (issue 8).
+   */
+  private run<T>(
     type: FrameTypeCode, payload: Buffer,
-    handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>, signal?: AbortSignal,
+    handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>, cancel?: CancelSwitch,
   ): Promise<T> {
     const id = this.allocId();
-    const result = this.track(id, handle);
-    if (signal) {
-      // Cancellation: SIGTERM the exec's process group, SIGKILL if it is still there 5 s later.
-      const onAbort = () => {
-        this.signal(id, 15);
-        const timer = setTimeout(() => this.signal(id, 9), 5000);
-        result.finally(() => clearTimeout(timer)).catch(() => {});
-      };
-      if (signal.aborted) onAbort();
-      else signal.addEventListener("abort", onAbort, { once: true });
-      result.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
+    const op = this.track(id, handle);
+    let drained: Promise<void> | undefined;
+    try {
+      drained = this.write(type, id, payload); // most writes go straight into the pipe
+    } catch (err) {
+      return Promise.reject(err);
     }
-    // Most writes go straight into the pipe: only a full pipe makes this wait.
-    const drained = this.write(type, id, payload);
-    if (drained) await drained;
-    return result;
+    // After the opening frame, so that a switch already flipped signals an exec the agent knows.
+    if (cancel) this.armCancel(op, cancel);
+    return drained ? drained.then(() => op.result) : op.result;
+  }
+
+  /** Cancellation: SIGTERM the exec's process group, SIGKILL if it is still there 5 s later. */
+  private armCancel<T>(op: Operation<T>, cancel: CancelSwitch): void {
+    let killTimer: NodeJS.Timeout | undefined;
+    op.onEnd = () => {
+      cancel.disarm();
+      clearTimeout(killTimer);
+    };
+    cancel.whenAborted(() => {
+      if (op.ended) return;
+      this.signal(op.id, 15);
+      killTimer = setTimeout(() => this.signal(op.id, 9), 5000);
+    });
   }
 
   /**
-   * Registers operation `id`. The returned promise is marked handled here, because its caller
+   * Registers operation `id`. Its result promise is marked handled here, because its caller
    * may fail while sending (and throw that error instead): an unhandled rejection would
    * otherwise take the whole engine down.
    */
-  private track<T>(id: number, handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>): Promise<T> {
-    const promise = new Promise<T>((resolve, reject) => {
-      const finish = () => this.ops.delete(id);
-      const done: Completion<T> = {
-        resolve: (v) => { finish(); resolve(v); },
-        reject: (e) => { finish(); reject(e); },
-        unexpected: () => { /* replaced below */ },
-      };
-      const op: PendingOp = {
-        onFrame: (frame) => {
-          if (frame.type === FrameType.ERROR) return done.reject(new AgentOpError(frame.payload.toString("utf8")));
-          return handle(frame, done);
-        },
-        fail: (err) => reject(err),
-      };
-      done.unexpected = () => this.lose(new AgentProtocolError(`unexpected frame for operation ${id}`));
-      if (this.lostError) return reject(this.lostError);
-      this.ops.set(id, op);
-    });
-    promise.catch(() => {});
-    return promise;
+  private track<T>(id: number, handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>): Operation<T> {
+    const op = new Operation<T>(id, handle, this.ops, this);
+    if (this.lostError) op.fail(this.lostError);
+    else this.ops.set(id, op);
+    return op;
   }
 
   private allocId(): number {
@@ -317,4 +334,66 @@ export interface Completion<T> {
   resolve(value: T): void;
   reject(err: Error): void;
   unexpected(): void;
+}
+
+/**
+ * One operation in flight: its frames go to `handle` until it completes, fails, or the channel
+ * is lost. A class rather than a handful of closures: an exec round trip makes one.
+ */
+class Operation<T> implements PendingOp, Completion<T> {
+  readonly result: Promise<T>;
+  ended = false;
+  /** Runs once when the operation ends, however it ends (e.g. clears a kill timer). */
+  onEnd: (() => void) | undefined;
+  private resolveResult!: (value: T) => void;
+  private rejectResult!: (err: Error) => void;
+
+  constructor(
+    readonly id: number,
+    private readonly handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>,
+    private readonly ops: Map<number, PendingOp>,
+    private readonly channel: { lose(err: Error): void },
+  ) {
+    this.result = new Promise<T>((resolve, reject) => {
+      this.resolveResult = resolve;
+      this.rejectResult = reject;
+    });
+    this.result.catch(() => {});
+  }
+
+  onFrame(frame: Frame): void | Promise<unknown> {
+    if (frame.type === FrameType.ERROR) return this.reject(new AgentOpError(frame.payload.toString("utf8")));
+    return this.handle(frame, this);
+  }
+
+  resolve(value: T): void {
+    if (this.end()) this.resolveResult(value);
+  }
+
+  reject(err: Error): void {
+    if (this.end()) this.rejectResult(err);
+  }
+
+  unexpected(): void {
+    this.channel.lose(new AgentProtocolError(`unexpected frame for operation ${this.id}`));
+  }
+
+  /** The channel is gone (the connection clears its table of operations itself). */
+  fail(err: Error): void {
+    if (this.finish()) this.rejectResult(err);
+  }
+
+  /** Completes the operation: its id is free again. False if it had already ended. */
+  private end(): boolean {
+    if (!this.finish()) return false;
+    if (this.ops.get(this.id) === this) this.ops.delete(this.id);
+    return true;
+  }
+
+  private finish(): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    this.onEnd?.();
+    return true;
+  }
 }

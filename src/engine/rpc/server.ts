@@ -11,7 +11,7 @@
 import type { Readable, Writable } from "node:stream";
 import { ErrorCode, MAX_REQUEST_LINE, type RequestId } from "../../protocol/rpc.js";
 import { lineText } from "../../protocol/base64.js";
-import { idOfSkippedLine, readLines } from "./line-reader.js";
+import { STOP_READING, consumeLines, idOfSkippedLine, type LineEvent, type LineVerdict } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
 import { RpcError, Session } from "./session.js";
 import { traceStartup } from "../trace/startup.js";
@@ -59,64 +59,76 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // for a create) are chained here in arrival order, so the reader never stops: EOF, a server
   // stop or a `cancel` is seen at once and aborts the create.
   let queue: Promise<void> | undefined;
-  const enqueue = (job: () => Promise<void>) => {
-    const next: Promise<void> = (queue ?? Promise.resolve()).then(job).catch(() => {}).finally(() => {
+  const enqueue = (job: () => unknown) => {
+    const next: Promise<void> = (queue ?? Promise.resolve()).then(job).then(() => {}, () => {}).finally(() => {
       if (queue === next) queue = undefined;
     });
     queue = next;
   };
-  /** Runs one request; resolves when the requests after it may start. */
-  const dispatch = async (method: string, params: unknown, id: RequestId | null | undefined): Promise<void> => {
-    if (session.closed) return; // queued behind a `close`: the session is over, as for the line after it
+  /**
+   * Runs one request; returns a promise when the requests after it must wait for it (a create,
+   * a close). Not async: an exec must not cost the reader a pause and a resume.
+   */
+  const dispatch = (method: string, params: unknown, id: RequestId | null | undefined): Promise<unknown> | undefined => {
+    if (session.closed) return undefined; // queued behind a `close`: the session is over, as for the line after it
     if (ending) {
       writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran");
-      return;
+      return undefined;
     }
     if (method === "create") {
       const created = respond(session, writer, method, params, id);
       track(created);
-      await created; // the queue behind it waits for the create
-    } else if (method === "close") {
+      return created; // the queue behind it waits for the create
+    }
+    if (method === "close") {
       // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
       // the close up; then let them reply.
-      await respond(session, writer, method, params, id);
-      await Promise.allSettled([...inflight]);
-    } else {
-      track(respond(session, writer, method, params, id));
+      return respond(session, writer, method, params, id).then(() => Promise.allSettled([...inflight]));
     }
+    track(respond(session, writer, method, params, id));
+    return undefined;
+  };
+
+  /** One request line; a promise it returns holds the reading of the next line until it settles. */
+  const onLine = (event: LineEvent): LineVerdict => {
+    if (session.closed) return STOP_READING; // the line after `close` ends the session unprocessed
+    if ("oversized" in event) {
+      writer.error(idOfSkippedLine(event.head, event.tail), ErrorCode.INVALID_REQUEST,
+        `request line of ${event.oversized} bytes exceeds the ${opts.maxLine ?? MAX_REQUEST_LINE}-byte limit (a write_file carries at most about 7.5 MB)`);
+      return undefined;
+    }
+    if (event.line.length === 0 || event.line.every((b) => b === 32 || b === 9 || b === 13)) return undefined;
+    const parsed = parseRequest(event.line);
+    if (!parsed.ok) {
+      writer.error(parsed.id, parsed.code, parsed.message);
+      return undefined;
+    }
+    const { method, params, id } = parsed;
+    traceStartup(`request ${method}`);
+    if (method === "cancel") {
+      // Never queued behind others, but answered only once the requests read before it have
+      // started: a create read in the same chunk starts from the queue's microtasks, and the
+      // cancel must find it. Reading waits for the answer.
+      return new Promise((started) => setImmediate(started)).then(() => respond(session, writer, method, params, id));
+    }
+    if (method === "create") {
+      // Runs alone, like upstream: it starts once the requests before it are done.
+      const earlier = [...inflight];
+      enqueue(async () => {
+        await Promise.allSettled(earlier);
+        await dispatch(method, params, id);
+      });
+      return undefined;
+    }
+    if (queue) {
+      enqueue(() => dispatch(method, params, id));
+      return undefined;
+    }
+    return dispatch(method, params, id);
   };
 
   try {
-    for await (const event of readLines(opts.input, opts.maxLine ?? MAX_REQUEST_LINE)) {
-      if (session.closed) break; // the line after `close` ends the session unprocessed
-      if ("oversized" in event) {
-        writer.error(idOfSkippedLine(event.head, event.tail), ErrorCode.INVALID_REQUEST,
-          `request line of ${event.oversized} bytes exceeds the ${opts.maxLine ?? MAX_REQUEST_LINE}-byte limit (a write_file carries at most about 7.5 MB)`);
-        continue;
-      }
-      if (event.line.length === 0 || event.line.every((b) => b === 32 || b === 9 || b === 13)) continue;
-      const parsed = parseRequest(event.line);
-      if (!parsed.ok) {
-        writer.error(parsed.id, parsed.code, parsed.message);
-        continue;
-      }
-      const { method, params, id } = parsed;
-      traceStartup(`request ${method}`);
-      if (method === "cancel") {
-        await respond(session, writer, method, params, id); // immediate, never queued behind others
-      } else if (method === "create") {
-        // Runs alone, like upstream: it starts once the requests before it are done.
-        const earlier = [...inflight];
-        enqueue(async () => {
-          await Promise.allSettled(earlier);
-          await dispatch(method, params, id);
-        });
-      } else if (queue) {
-        enqueue(() => dispatch(method, params, id));
-      } else {
-        await dispatch(method, params, id);
-      }
-    }
+    await consumeLines(opts.input, opts.maxLine ?? MAX_REQUEST_LINE, onLine);
   } finally {
     ending = true;
     process.removeListener("SIGTERM", stopOnSignal);

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
 import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
+import { CancelSwitch } from "../agent/cancel-switch.js";
 import { chooseBackend } from "../backends/select.js";
 import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
@@ -34,7 +35,8 @@ export class Session {
   private sandbox: Sandbox | undefined;
   private lastId: string | undefined;
   closed = false;
-  private readonly cancels = new Map<RequestId, AbortController>();
+  /** What `cancel` can stop, by request id: an exec's CancelSwitch or a create's AbortController. */
+  private readonly cancels = new Map<RequestId, { abort(): void }>();
   private readonly transfers = new FileTransfers(() => this.current());
   /** The request id of the `create` that made the current sandbox: cancelling it later undoes it. */
   private createdBy: RequestId | undefined;
@@ -167,7 +169,7 @@ export class Session {
   private async exec(params: unknown, id: RequestId | null | undefined, stream: boolean): Promise<Result> {
     const sb = this.current();
     const p = decode(execParams, params);
-    const abort = new AbortController();
+    const abort = new CancelSwitch();
     // Ids are the client's; if one is reused while its first request runs, cancel finds the first.
     const cancellable = id !== undefined && id !== null && !this.cancels.has(id);
     if (cancellable) this.cancels.set(id, abort);
@@ -186,11 +188,11 @@ export class Session {
           abort.abort();
         });
     try {
-      const out = await sb.exec(p.command, { workingDir: p.working_dir, signal: abort.signal }, sink);
+      const out = await sb.exec(p.command, { workingDir: p.working_dir, cancel: abort }, sink);
       if (overflow) {
         throw new RpcError(ErrorCode.EXEC_FAILED, `exec error: output exceeds ${MAX_BUFFERED_OUTPUT} bytes; the command was stopped (use exec_stream for large output)`);
       }
-      if (abort.signal.aborted) throw new RpcError(ErrorCode.CANCELLED, "context canceled");
+      if (abort.aborted) throw new RpcError(ErrorCode.CANCELLED, "context canceled");
       // Matchlock extensions: the killing signal, and whether the OOM killer sent it.
       const extra = { ...(out.signal ? { signal: out.signal } : {}), ...(out.outOfMemory ? { out_of_memory: true } : {}) };
       return stream

@@ -17,11 +17,14 @@ export class MessageWriter {
   }
 
   result(id: RequestId | null | undefined, result: Record<string, unknown>): void {
-    this.write(withId({ jsonrpc: "2.0", result }, id));
+    // A response carries the request's id, or no id key at all when the request had none.
+    // Built whole, not spread into: every exec's reply passes here.
+    this.write(id === undefined || id === null ? { jsonrpc: "2.0", result } : { jsonrpc: "2.0", result, id });
   }
 
   error(id: RequestId | null | undefined, code: number, message: string): void {
-    this.write(withId({ jsonrpc: "2.0", error: { code, message } }, id));
+    const error = { code, message };
+    this.write(id === undefined || id === null ? { jsonrpc: "2.0", error } : { jsonrpc: "2.0", error, id });
   }
 
   /**
@@ -58,9 +61,4 @@ export class MessageWriter {
     this.broken = true;
     for (const l of this.brokenListeners) l();
   }
-}
-
-/** A response carries the request's id, or no id key at all when the request had none. */
-function withId(message: Record<string, unknown>, id: RequestId | null | undefined): object {
-  return id === undefined || id === null ? message : { ...message, id };
 }

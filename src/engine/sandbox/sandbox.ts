@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
+import type { CancelSwitch } from "../agent/cancel-switch.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
@@ -35,7 +36,8 @@ export class ImageNotFoundError extends Error {}
 export interface ExecOptions {
   workingDir?: string | undefined;
   user?: string | undefined;
-  signal?: AbortSignal | undefined;
+  /** Stops the command when flipped (a plain switch, not an AbortSignal: see cancel-switch.ts). */
+  cancel?: CancelSwitch | undefined;
 }
 
 export interface ExecOutcome {
@@ -55,7 +57,7 @@ export class Sandbox {
     readonly id: string,
     readonly config: SandboxConfig,
     private readonly running: RunningSandbox,
-    private readonly baseEnv: string[],
+    private readonly baseEnv: readonly string[],
     private readonly defaultUser: string,
     private readonly defaultCwd: string,
     private readonly seal: NetworkSeal | undefined,
@@ -102,7 +104,7 @@ export class Sandbox {
       const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
-      const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
+      const sandbox = new Sandbox(id, config, running, Object.freeze(env), user, config.workspace, seal);
       sandbox.armDeadline();
       return sandbox;
     } catch (err) {
@@ -144,7 +146,7 @@ export class Sandbox {
         env: this.baseEnv,
       },
       sink,
-      opts.signal,
+      opts.cancel,
     );
     const signal = status.signal > 0 ? status.signal : undefined;
     return { exitCode: signal ? 128 + signal : status.code, signal, outOfMemory: status.outOfMemory, durationMs: Date.now() - started };
