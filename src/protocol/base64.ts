@@ -25,9 +25,17 @@ export class Base64Data {
   constructor(readonly bytes: Buffer) {}
 
   toJSON(): string {
+    // Inside encodeJsonLine only a marker: the line gets the base64 text later, encoded once.
+    if (capturing) {
+      capturing.push(this.bytes);
+      return SLOT;
+    }
     return this.bytes.toString("base64");
   }
 }
+
+/** While encodeJsonLine runs JSON.stringify: where the Base64Data met so far put their bytes. */
+let capturing: Buffer[] | undefined;
 
 /** The text of a JSON line: latin1 decoding is a plain copy, and exact when the line is ASCII. */
 export function lineText(line: Buffer): string {
@@ -43,16 +51,16 @@ const SLOT_JSON = JSON.stringify(SLOT);
  * text is spliced in without a scan). Either way, the JSON is the same as JSON.stringify's.
  */
 export function encodeJsonLine(message: object): string | Buffer {
+  // JSON.stringify calls toJSON() before any replacer could see the Base64Data: a replacer
+  // would get the base64 text after it was made, so toJSON() itself leaves the marker.
   const blobs: Buffer[] = [];
-  // The replacer sees toJSON()'s result; the holder still has the Base64Data itself.
-  const text = JSON.stringify(message, function (this: Record<string, unknown>, key: string, value: unknown) {
-    const original = this[key];
-    if (original instanceof Base64Data) {
-      blobs.push(original.bytes);
-      return SLOT;
-    }
-    return value;
-  });
+  let text: string;
+  capturing = blobs;
+  try {
+    text = JSON.stringify(message);
+  } finally {
+    capturing = undefined;
+  }
   if (blobs.length === 0) return text + "\n";
   const parts = text.split(SLOT_JSON);
   // A string of the caller's that equals the marker: give up the shortcut (toJSON still works).
