@@ -14,7 +14,8 @@ import { isAscii } from "node:buffer";
  */
 export type Hole = "int" | "bool" | "base64";
 export type Shape = ReadonlyArray<Buffer | Hole>;
-export type HoleValue = number | boolean | string;
+/** A "base64" hole's value is the text's bytes, a view into the line: no string is made. */
+export type HoleValue = number | boolean | Buffer;
 
 /** Integers in our shapes are ids, handles and offsets: longer digit runs take the slow path. */
 const MAX_INT_DIGITS = 15;
@@ -62,7 +63,7 @@ export function matchShape(line: Buffer, s: Shape): HoleValue[] | undefined {
       if (end === -1) return undefined;
       const text = line.subarray(at, end);
       if (text.indexOf(0x5c) !== -1 || !isAscii(text)) return undefined; // escapes or UTF-8: not ours
-      values.push(text.toString("latin1"));
+      values.push(text);
       at = end;
     }
   }

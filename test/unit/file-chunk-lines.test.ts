@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
-import { Base64Data, encodeJsonLine } from "../../src/protocol/base64.js";
+import { Base64Data, Base64Text, encodeJsonLine } from "../../src/protocol/base64.js";
 import { parseReadChunkResult, parseWriteChunkRequest } from "../../src/protocol/file-chunk-lines.js";
 import { matchShape, shape } from "../../src/protocol/line-shape.js";
 
@@ -17,6 +17,11 @@ function line(message: object): Buffer {
 
 const bytes = randomBytes(100_003);
 
+/** The message with its Base64Text as the string JSON.parse would have made of it. */
+function withText<T extends object>(message: T): unknown {
+  return JSON.parse(JSON.stringify(message, (_k, v: unknown) => (v instanceof Base64Text ? v.text.toString("latin1") : v)));
+}
+
 describe("write_file_chunk requests", () => {
   // The SDK's request: {jsonrpc, method, id} and then params (src/sdk/transport.ts).
   const sdkLine = (id: number, offset: number, data: Buffer) =>
@@ -25,8 +30,10 @@ describe("write_file_chunk requests", () => {
   test("as the SDK writes them: the same as JSON.parse gives", () => {
     for (const [id, offset, data] of [[1, 0, bytes], [987654, 1048576, Buffer.alloc(0)], [0, 5, Buffer.from([0xff, 0xfe])]] as const) {
       const l = sdkLine(id, offset, data);
-      const parsed = JSON.parse(l.toString("latin1")) as Record<string, unknown>;
-      assert.deepEqual(parseWriteChunkRequest(l), { method: parsed.method, id: parsed.id, params: parsed.params });
+      const parsed = JSON.parse(l.toString("latin1")) as { method: string; id: number; params: { data: string } };
+      const fast = parseWriteChunkRequest(l)!;
+      assert.deepEqual(withText(fast), { method: parsed.method, id: parsed.id, params: parsed.params });
+      assert.deepEqual(fast.params.data.decode(), data);
     }
   });
 
@@ -62,7 +69,9 @@ describe("read_file_chunk results", () => {
     for (const [id, data, eof] of [[7, bytes, false], [8, Buffer.alloc(0), true], [123456789012345, bytes.subarray(0, 1), true]] as const) {
       const l = engineLine(id, data, eof);
       const parsed = JSON.parse(l.toString("latin1")) as Record<string, unknown>;
-      assert.deepEqual(parseReadChunkResult(l), { id: parsed.id, result: parsed.result });
+      const fast = parseReadChunkResult(l)!;
+      assert.deepEqual(withText(fast), { id: parsed.id, result: parsed.result });
+      assert.deepEqual(fast.result.data.decode(), data);
     }
   });
 
