@@ -44,6 +44,16 @@ export interface Frame {
   payload: Buffer;
 }
 
+/** The 9 header bytes of a frame whose payload is written separately (big payloads, uncopied). */
+export function encodeFrameHeader(type: FrameTypeCode, id: number, payloadBytes: number): Buffer {
+  if (payloadBytes > MAX_PAYLOAD) throw new RangeError(`frame payload ${payloadBytes} exceeds ${MAX_PAYLOAD}`);
+  const header = Buffer.allocUnsafe(HEADER_BYTES);
+  header.writeUInt8(type, 0);
+  header.writeUInt32BE(id >>> 0, 1);
+  header.writeUInt32BE(payloadBytes, 5);
+  return header;
+}
+
 export function encodeFrame(type: FrameTypeCode, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   if (payload.length > MAX_PAYLOAD) throw new RangeError(`frame payload ${payload.length} exceeds ${MAX_PAYLOAD}`);
   // One buffer for header and payload: frames are written on every exec's round trip.
