@@ -51,6 +51,14 @@ async function withTransfers(fn: (transfers: FileTransfers, release: () => void)
 
 const data = (s: string) => Buffer.from(s).toString("base64");
 
+/** The agent removes a dropped write's temporary file when the cancel reaches it: wait for that. */
+async function assertNoTemporaryFile(dir: string, target: string): Promise<void> {
+  const stem = target.replace(/\.[a-z]+$/, "");
+  const names = async () => (await readdir(dir)).filter((n) => n.includes(stem));
+  for (let i = 0; i < 100 && (await names()).length > 1; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(await names(), [target]);
+}
+
 describe("file_abort against write_file_close", () => {
   let dir: string;
   before(async () => (dir = await mkdtemp(join(tmpdir(), "matchlock-transfers-"))));
@@ -87,10 +95,7 @@ describe("file_abort against write_file_close", () => {
       await chunk.catch(() => {}); // the chunk may or may not have gone out before the abort
       await assert.rejects(closing, /aborted/);
       assert.equal(await readFile(target, "utf8"), "old");
-      // The agent removes the temporary file when the cancel reaches it.
-      const names = async () => (await readdir(dir)).filter((n) => n.includes("kept"));
-      for (let i = 0; i < 100 && (await names()).length > 1; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.deepEqual(await names(), ["kept.txt"]);
+      await assertNoTemporaryFile(dir, "kept.txt");
     }));
 });
 
@@ -130,9 +135,7 @@ describe("chunks in flight through the real agent", () => {
       await assert.rejects(third, new RegExp(`chunk at offset ${2 * MiB}, but ${MiB} bytes were written so far`));
       await assert.rejects(closing, /chunk at offset/, "every later step gets the same error");
       assert.equal(await readFile(target, "utf8"), "old");
-      const names = async () => (await readdir(dir)).filter((n) => n.includes("gap"));
-      for (let i = 0; i < 100 && (await names()).length > 1; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.deepEqual(await names(), ["gap.bin"]);
+      await assertNoTemporaryFile(dir, "gap.bin");
     }));
 
   test("read chunks asked for two at a time come back in order, each up to max_bytes", T, () =>
