@@ -19,9 +19,9 @@ export function decodeStrictBase64(s: string): Buffer | undefined {
 
 /**
  * Base64 text moves through here in pieces of this many characters (a multiple of 4), never as
- * one string per chunk: a string of a megabyte chunk's text lands in V8's large-object space,
- * and a few of those per MB drove the engine into a major GC every ~10 MB transferred (60 of
- * them per 600 MB, measured); pieces this small die young, in scavenges that cost next to nothing.
+ * one string per chunk: a megabyte chunk's text as one string would be another 1.4 MB copy in
+ * V8's large-object space, held until a major GC; pieces this small die young. (Measured: the
+ * engine's major GCs come from its small default heap and stayed about as many; see README.)
  */
 const PIECE_CHARS = 32 * 1024;
 const PIECE_BYTES = (PIECE_CHARS / 4) * 3;
