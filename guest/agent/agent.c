@@ -945,7 +945,8 @@ static void step_reads(struct agent *a)
             pp = &r->next;
             continue;
         }
-        ssize_t n = read(r->fd, a->chunk, CHUNK);
+        /* As big as an exec's output frames: under ptrace every read and frame is a syscall stop */
+        ssize_t n = read(r->fd, a->chunk, out_chunk());
         if (n < 0 && errno == EINTR) {
             pp = &r->next;
             continue;

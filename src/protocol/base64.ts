@@ -18,6 +18,48 @@ export function decodeStrictBase64(s: string): Buffer | undefined {
 }
 
 /**
+ * Base64 text moves through here in pieces of this many characters (a multiple of 4), never as
+ * one string per chunk: a megabyte chunk's text as one string would be another 1.4 MB copy in
+ * V8's large-object space, held until a major GC; pieces this small die young. (Measured: the
+ * engine's major GCs come from its small default heap and stayed about as many; see README.)
+ */
+const PIECE_CHARS = 32 * 1024;
+const PIECE_BYTES = (PIECE_CHARS / 4) * 3;
+
+/**
+ * Base64 text still in the bytes of the line it came in (see file-chunk-lines.ts), decoded
+ * without ever being one string.
+ */
+export class Base64Text {
+  constructor(readonly text: Buffer) {}
+
+  /** The decoded bytes, or undefined if the text is not strict standard base64 (as decodeStrictBase64). */
+  decode(): Buffer | undefined {
+    const t = this.text;
+    const n = t.length;
+    if (n % 4 !== 0) return undefined;
+    if (t.indexOf(0x2d /* - */) !== -1 || t.indexOf(0x5f /* _ */) !== -1) return undefined;
+    let pad = 0;
+    while (pad < n && t[n - 1 - pad] === 61 /* = */) pad++;
+    if (pad > 2) return undefined;
+    const size = (n / 4) * 3 - pad;
+    const out = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (let off = 0; off < n; off += PIECE_CHARS) at += out.write(t.toString("latin1", off, Math.min(off + PIECE_CHARS, n)), at, "base64");
+    // Any character the decoder skipped (or an inner "=") leaves the output short.
+    return at === size ? out : undefined;
+  }
+}
+
+/** Writes the base64 text of `bytes` into `out` at `at`, piece by piece; returns the end. */
+function writeBase64(out: Buffer, at: number, bytes: Buffer): number {
+  for (let off = 0; off < bytes.length; off += PIECE_BYTES) {
+    at += out.write(bytes.toString("base64", off, Math.min(off + PIECE_BYTES, bytes.length)), at, "latin1");
+  }
+  return at;
+}
+
+/**
  * Bytes to be sent as a base64 JSON string. encodeJsonLine() copies their base64 text into the
  * line as is, instead of having JSON.stringify scan it for characters to escape (it has none).
  */
@@ -25,9 +67,17 @@ export class Base64Data {
   constructor(readonly bytes: Buffer) {}
 
   toJSON(): string {
+    // Inside encodeJsonLine only a marker: the line gets the base64 text later, encoded once.
+    if (capturing) {
+      capturing.push(this.bytes);
+      return SLOT;
+    }
     return this.bytes.toString("base64");
   }
 }
+
+/** While encodeJsonLine runs JSON.stringify: where the Base64Data met so far put their bytes. */
+let capturing: Buffer[] | undefined;
 
 /** The text of a JSON line: latin1 decoding is a plain copy, and exact when the line is ASCII. */
 export function lineText(line: Buffer): string {
@@ -43,51 +93,35 @@ const SLOT_JSON = JSON.stringify(SLOT);
  * text is spliced in without a scan). Either way, the JSON is the same as JSON.stringify's.
  */
 export function encodeJsonLine(message: object): string | Buffer {
-  // Most messages (every exec request and reply) carry none: a replacer function would slow
-  // their JSON.stringify down by half for nothing. A Base64Data elsewhere still encodes right.
-  if (!carriesBase64(message)) return JSON.stringify(message) + "\n";
+  // JSON.stringify calls toJSON() before any replacer could see the Base64Data: a replacer
+  // would get the base64 text after it was made, so toJSON() itself leaves the marker.
   const blobs: Buffer[] = [];
-  // The replacer sees toJSON()'s result; the holder still has the Base64Data itself.
-  const text = JSON.stringify(message, function (this: Record<string, unknown>, key: string, value: unknown) {
-    const original = this[key];
-    if (original instanceof Base64Data) {
-      blobs.push(original.bytes);
-      return SLOT;
-    }
-    return value;
-  });
+  let text: string;
+  capturing = blobs;
+  try {
+    text = JSON.stringify(message);
+  } finally {
+    capturing = undefined;
+  }
   if (blobs.length === 0) return text + "\n";
   const parts = text.split(SLOT_JSON);
   // A string of the caller's that equals the marker: give up the shortcut (toJSON still works).
   if (parts.length !== blobs.length + 1) return JSON.stringify(message) + "\n";
   // One buffer of the exact size, each piece written into place: exec output crosses here at
   // hundreds of MB/s, where every extra copy of the base64 text shows.
-  const texts = blobs.map((b) => b.toString("base64"));
   let size = 1;
   for (const part of parts) size += Buffer.byteLength(part, "utf8");
-  for (const t of texts) size += t.length + 2;
+  for (const b of blobs) size += Math.ceil(b.length / 3) * 4 + 2;
   const out = Buffer.allocUnsafe(size);
   let at = 0;
   parts.forEach((part, i) => {
     at += out.write(part, at, "utf8");
-    if (i < texts.length) {
+    if (i < blobs.length) {
       out[at++] = 0x22; // "
-      at += out.write(texts[i]!, at, "latin1");
+      at = writeBase64(out, at, blobs[i]!);
       out[at++] = 0x22;
     }
   });
   out[at] = 0x0a;
   return out;
-}
-
-/** Whether a Base64Data sits where the protocol puts them: in the message, or one level down (params, result). */
-function carriesBase64(message: object): boolean {
-  for (const key in message) {
-    const value = (message as Record<string, unknown>)[key];
-    if (value instanceof Base64Data) return true;
-    if (typeof value === "object" && value !== null) {
-      for (const inner in value) if ((value as Record<string, unknown>)[inner] instanceof Base64Data) return true;
-    }
-  }
-  return false;
 }

@@ -1,7 +1,7 @@
 // Client side of the chunked file-transfer extension (README "Streamed file transfer"): files
 // move as a sequence of chunk requests with a small, fixed number in flight, so a transfer of
 // any size holds at most WINDOW × CHUNK_BYTES of file data in the SDK and in the engine.
-import { Base64Data } from "../protocol/base64.js";
+import { Base64Data, Base64Text } from "../protocol/base64.js";
 import { ErrorCode } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import type { JsonObject, Transport } from "./transport.js";
@@ -210,7 +210,7 @@ export async function* readChunked(transport: Transport, path: string, opts: Cal
       while (pending.length < READ_WINDOW) ask();
       const result = await control.guard(pending.shift()!);
       eof = result.eof === true;
-      const data = decodeBase64(result.data);
+      const data = result.data instanceof Base64Text ? decodedChunk(result.data) : decodeBase64(result.data);
       if (data.length > 0) yield data;
     }
   } catch (err) {
@@ -219,4 +219,11 @@ export async function* readChunked(transport: Transport, path: string, opts: Cal
     control.dispose();
     if (handle !== undefined && !eof) abandon(transport, handle);
   }
+}
+
+/** A chunk the transport read without JSON.parse (file-chunk-lines.ts); the engine sends strict base64. */
+function decodedChunk(text: Base64Text): Buffer {
+  const bytes = text.decode();
+  if (!bytes) throw new MatchlockError("read_file_chunk returned data that is not valid base64");
+  return bytes;
 }

@@ -2,6 +2,7 @@
 // NDJSON both ways, many concurrent requests matched by id, notifications routed by params.id.
 import { setTimeout as sleep } from "node:timers/promises";
 import { encodeJsonLine, lineText } from "../protocol/base64.js";
+import { parseReadChunkResult } from "../protocol/file-chunk-lines.js";
 import { ErrorCode, MAX_REQUEST_LINE, Notification, type RpcRequest } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import type { EngineLink } from "./engine-link.js";
@@ -186,6 +187,8 @@ export class Transport {
   private handleLine(line: Buffer): void {
     const output = parseOutputNotification(line);
     if (output) return this.handleNotification(output.method, output.params);
+    const chunk = parseReadChunkResult(line); // file data: megabyte lines that skip JSON.parse
+    if (chunk) return this.handleResponse(chunk.id, { result: chunk.result });
     let message: unknown;
     try {
       message = JSON.parse(lineText(line));

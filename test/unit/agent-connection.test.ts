@@ -102,3 +102,21 @@ describe("AgentConnection: explaining a lost sandbox", () => {
     assert.match(String(conn.lost?.message), /timeout/);
   });
 });
+
+describe("AgentConnection: frames on the way out", () => {
+  test("big payloads go out behind their own header: the same bytes as whole frames, in order", async () => {
+    const { conn, toAgent } = connect();
+    await conn.ready;
+    const small = Buffer.alloc(100, 1);
+    const big = Buffer.alloc(256 * 1024, 2);
+    const sent: Buffer[] = [];
+    toAgent.on("data", (chunk: Buffer) => sent.push(chunk));
+    await conn.sendFrame(FrameType.WRITE_DATA, 7, small);
+    await conn.sendFrame(FrameType.WRITE_DATA, 7, big);
+    await conn.sendFrame(FrameType.WRITE_DATA, 8, Buffer.alloc(0));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(Buffer.concat(sent).equals(Buffer.concat([
+      encodeFrame(FrameType.WRITE_DATA, 7, small), encodeFrame(FrameType.WRITE_DATA, 7, big), encodeFrame(FrameType.WRITE_DATA, 8),
+    ])));
+  });
+});

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FrameType, HEADER_BYTES, MAX_PAYLOAD, encodeFrame, encodeStrings } from "../../src/protocol/agent-frames.js";
+import { FrameType, HEADER_BYTES, MAX_PAYLOAD, READ_CHUNK, encodeFrame, encodeStrings } from "../../src/protocol/agent-frames.js";
 import { existsSync, readFileSync } from "node:fs";
 import { AGENT_BINARY, AgentDriver, type AgentOptions, type OpResult } from "../helpers/agent-driver.js";
 
@@ -311,7 +311,7 @@ test("write and read files: binary round trip, exact modes, parents, truncation,
     const r = await agent.readFile(path);
     assert.equal(r.ok, true);
     assert.deepEqual(r.stdout, data);
-    assert.ok(r.frames.slice(0, -1).every((f) => f.type === FrameType.STDOUT && f.payload.length <= 64 * 1024));
+    assert.ok(r.frames.slice(0, -1).every((f) => f.type === FrameType.STDOUT && f.payload.length <= READ_CHUNK));
 
     // overwrite with shorter content: truncated, and the new mode replaces the old one
     assert.equal((await agent.writeFile(path, 0o2640, Buffer.from("short"))).ok, true);

@@ -6,7 +6,7 @@ import { once } from "node:events";
 import type { CancelSwitch } from "./cancel-switch.js";
 import {
   AgentProtocolError, DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit,
-  encodeFrame, encodeStrings, type DirEntry, type ExitStatus, type Frame, type FrameTypeCode,
+  encodeFrame, encodeFrameHeader, encodeStrings, type DirEntry, type ExitStatus, type Frame, type FrameTypeCode,
 } from "../../protocol/agent-frames.js";
 
 /** The agent reported that an operation failed (bad cwd, ENOENT, EROFS, ...). */
@@ -51,6 +51,9 @@ interface PendingOp {
 export const MAX_LIST_ENTRIES = 100_000;
 
 const MAX_ID = 0xffffffff;
+
+/** Payloads from this size on are written uncopied (see corked()); smaller frames are one buffer. */
+const UNCOPIED_PAYLOAD = 64 * 1024;
 
 export class AgentConnection {
   private readonly ops = new Map<number, PendingOp>();
@@ -280,8 +283,22 @@ export class AgentConnection {
    */
   private write(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> | undefined {
     if (this.lostError) throw this.lostError;
-    if (this.toAgent.write(encodeFrame(type, id, payload))) return undefined;
+    const room = payload.length < UNCOPIED_PAYLOAD ? this.toAgent.write(encodeFrame(type, id, payload)) : this.corked(type, id, payload);
+    if (room) return undefined;
     return this.drained();
+  }
+
+  /**
+   * Writes a big payload (file data) behind its own header without copying it into one frame
+   * buffer: corked, the two go out in one writev. Returns the last write's `false` for "full".
+   */
+  private corked(type: FrameTypeCode, id: number, payload: Buffer): boolean {
+    const header = encodeFrameHeader(type, id, payload.length);
+    this.toAgent.cork();
+    this.toAgent.write(header);
+    const room = this.toAgent.write(payload);
+    this.toAgent.uncork();
+    return room;
   }
 
   private async drained(): Promise<void> {

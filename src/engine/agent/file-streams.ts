@@ -8,8 +8,12 @@ import {
 } from "../../protocol/agent-frames.js";
 import { AgentOpError, type AgentConnection, type Completion } from "./connection.js";
 
-/** Chunks of READ_CHUNK bytes a read may have on its way to us: its engine-side buffer bound. */
-export const READ_WINDOW_CHUNKS = 16;
+/**
+ * Chunks (of at most READ_CHUNK bytes) a read may have on its way to us: its engine-side buffer
+ * bound, 2 MiB. Twice the 1 MiB a JSON-RPC chunk request takes, so the agent reads the next
+ * MiB while the engine encodes and sends the last one.
+ */
+export const READ_WINDOW_CHUNKS = 8;
 
 /** Settles with the operation's final result and remembers whether it failed, synchronously visible. */
 function watch<T>(result: Promise<T>): { failure: () => Error | undefined } {
@@ -51,13 +55,19 @@ export class AgentWriteStream {
     return this.bytes;
   }
 
-  /** Sends `data`, resolving once the channel has taken it. Rejects if the write already failed. */
+  /**
+   * Sends `data`, resolving once the channel has taken it. Rejects if the write already failed.
+   * All its frames are queued at once and drained together: waiting for each frame to drain
+   * let the channel run dry between frames. What is queued is bounded by `data` (one chunk).
+   */
   async write(data: Buffer): Promise<void> {
     this.check();
+    const sends: Array<Promise<void>> = [];
     for (let off = 0; off < data.length; off += DATA_CHUNK) {
-      await this.conn.sendFrame(FrameType.WRITE_DATA, this.id, data.subarray(off, off + DATA_CHUNK));
-      this.check();
+      sends.push(this.conn.sendFrame(FrameType.WRITE_DATA, this.id, data.subarray(off, off + DATA_CHUNK)));
     }
+    await Promise.all(sends);
+    this.check();
     this.bytes += data.length;
   }
 

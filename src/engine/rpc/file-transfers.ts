@@ -10,7 +10,7 @@
 //   file_abort {handle}                     -> {aborted}   (a write leaves nothing behind; a write
 //                                              whose close already renamed it: {aborted: false, completed: true})
 import { z } from "zod";
-import { Base64Data } from "../../protocol/base64.js";
+import { Base64Data, Base64Text } from "../../protocol/base64.js";
 import { ErrorCode } from "../../protocol/rpc.js";
 import type { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Sandbox } from "../sandbox/sandbox.js";
@@ -30,7 +30,8 @@ export const TRANSFER_METHODS = new Set([
 
 const handleSchema = z.number().int().positive();
 const writeOpenParams = z.object({ path: z.string(), mode: z.number().int().min(0).max(0xffffffff).optional() });
-const writeChunkParams = z.object({ handle: handleSchema, offset: z.number().int().nonnegative(), data: z.string() });
+// data: base64, as a string, or as the bytes of a line read without JSON.parse (file-chunk-lines.ts).
+const writeChunkParams = z.object({ handle: handleSchema, offset: z.number().int().nonnegative(), data: z.union([z.string(), z.instanceof(Base64Text)]) });
 const readChunkParams = z.object({ handle: handleSchema, max_bytes: z.number().int().positive().optional() });
 const handleParams = z.object({ handle: handleSchema });
 const pathParams = z.object({ path: z.string() });
@@ -93,7 +94,7 @@ export class FileTransfers {
   private writeChunk(params: unknown): Promise<Result> {
     const p = decode(writeChunkParams, params);
     const t = this.get(p.handle, "write");
-    const data = decodeBase64(p.data);
+    const data = p.data instanceof Base64Text ? decodeText(p.data) : decodeBase64(p.data);
     if (data.length > MAX_CHUNK_BYTES) throw new RpcError(ErrorCode.INVALID_PARAMS, `chunk of ${data.length} bytes exceeds ${MAX_CHUNK_BYTES}`);
     const stream = t.stream as AgentWriteStream;
     return this.step(p.handle, t, async () => {
@@ -204,4 +205,10 @@ async function fileOp<T>(run: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw asRpcError(err, ErrorCode.FILE_FAILED, "");
   }
+}
+
+function decodeText(text: Base64Text): Buffer {
+  const bytes = text.decode();
+  if (!bytes) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
+  return bytes;
 }

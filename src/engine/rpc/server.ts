@@ -11,6 +11,7 @@
 import type { Readable, Writable } from "node:stream";
 import { ErrorCode, MAX_REQUEST_LINE, type RequestId } from "../../protocol/rpc.js";
 import { lineText } from "../../protocol/base64.js";
+import { parseWriteChunkRequest } from "../../protocol/file-chunk-lines.js";
 import { STOP_READING, consumeLines, idOfSkippedLine, type LineEvent, type LineVerdict } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
 import { RpcError, Session } from "./session.js";
@@ -98,7 +99,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
       return undefined;
     }
     if (event.line.length === 0 || event.line.every((b) => b === 32 || b === 9 || b === 13)) return undefined;
-    const parsed = parseRequest(event.line);
+    // File data arrives as megabyte lines: those of the one known shape skip JSON.parse.
+    const fast = parseWriteChunkRequest(event.line);
+    const parsed: Parsed = fast ? { ok: true, ...fast } : parseRequest(event.line);
     if (!parsed.ok) {
       writer.error(parsed.id, parsed.code, parsed.message);
       return undefined;
