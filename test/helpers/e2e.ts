@@ -91,8 +91,12 @@ export async function leftovers(vmId: string, home: string): Promise<string[]> {
   return found;
 }
 
-/** Polls until `check` returns an empty list or the time is up; returns the last result. */
-export async function eventually(check: () => Promise<string[]>, ms = 5000): Promise<string[]> {
+/**
+ * Polls until `check` returns an empty list or the time is up; returns the last result. The
+ * default is long: on a loaded 2-core CI machine tearing down runsc or QEMU can take many
+ * seconds, and a right answer ends the wait at once (a leak still fails, only later).
+ */
+export async function eventually(check: () => Promise<string[]>, ms = 60_000): Promise<string[]> {
   const deadline = Date.now() + ms;
   let last = await check();
   while (last.length > 0 && Date.now() < deadline) {
