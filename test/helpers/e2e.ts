@@ -74,6 +74,12 @@ export async function processesOf(vmId: string): Promise<string[]> {
   return stdout.split("\n").filter((l) => l.includes(vmId) && !l.includes("ps -eo"));
 }
 
+/** Processes (not zombies) of a process group, as "pid stat args" lines. */
+export async function liveProcessesInGroup(pgid: number): Promise<string[]> {
+  const { stdout } = await execFileP("ps", ["-eo", "pgid=,pid=,stat=,args="]);
+  return stdout.split("\n").map((l) => l.trim().split(/\s+/)).filter(([g, , stat]) => Number(g) === pgid && !stat?.startsWith("Z")).map((f) => f.slice(1).join(" "));
+}
+
 /**
  * Everything a sandbox of either engine could leave on the host: processes (runsc's or QEMU's),
  * runsc state, cgroups, the micro-VM's runtime directory (agent socket).
