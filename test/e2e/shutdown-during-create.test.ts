@@ -121,12 +121,14 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
         }
         run.kill("SIGTERM");
         const code = await exit;
-        if (code === 0 && out === "never\n") {
+        if (out.includes("never")) {
           // The sandbox booted and ran the command between the test's look and its SIGTERM (a
-          // loaded machine): not what is tested here. Remove it and try again.
+          // loaded machine; seen once): not what is tested here. Remove it and try again.
           assert.ok(attempt < 5, `the command ran before the SIGTERM, ${attempt} times`);
-          t.diagnostic(`attempt ${attempt}: the command ran first; trying again`);
-          assert.equal((await cli(["rm", id])).code, 0);
+          t.diagnostic(`attempt ${attempt}: the command ran first (exit ${code}); trying again`);
+          await cli(["kill", id]); // in case the SIGTERM came while it was being stopped
+          const rm = await cli(["rm", id]);
+          assert.equal(rm.code, 0, rm.stderr);
           await assertNothingLeft(id, home);
           continue;
         }
