@@ -30,8 +30,8 @@ describe("cancelled create", () => {
 
   /** Nothing of the sandboxes seen is left: no process, runsc state, cgroup or directory. */
   async function assertNothingLeft(seen: Set<string>): Promise<void> {
-    for (const id of seen) assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), [], id);
-    assert.deepEqual(await eventually(async () => readdir(join(home, "vms")), 10_000), []);
+    for (const id of seen) assert.deepEqual(await eventually(() => leftovers(id, home)), [], id);
+    assert.deepEqual(await eventually(async () => readdir(join(home, "vms"))), []);
   }
 
   test("create given up by timeoutMs: torn down, no state directory; the client can create again", async (t) => {

@@ -151,15 +151,15 @@ describe("fault loop", () => {
       }
       const found: string[] = [];
       for (const id of seen) {
-        found.push(...(await eventually(() => leftovers(id, home), 10_000)));
-        found.push(...(await eventually(() => mountsOf(id), 10_000)));
-        found.push(...(await eventually(async () => (await networkLeftovers(id)).map((n) => `${id} ${n}`), 10_000)));
+        found.push(...(await eventually(() => leftovers(id, home))));
+        found.push(...(await eventually(() => mountsOf(id))));
+        found.push(...(await eventually(async () => (await networkLeftovers(id)).map((n) => `${id} ${n}`))));
         if (existsSync(join(home, "vms", id, "overlay"))) found.push(`${id}/overlay`);
         // An engine that outlived its user tears down on its own, in its own time.
         found.push(...(await eventually(async () => {
           const record = (await readFile(join(home, "vms", id, "status"), "utf8").catch(() => "")).trim();
           return record === "running" && (await processTable()).some((p) => p.args.includes(id)) ? [`${id}: still running`] : [];
-        }, 15_000)));
+        })));
       }
       leaks += found.length;
       t.diagnostic(`#${i}: killed ${killed} during ${lastPhase || "start"} (wanted ${phase}, +${delayMs} ms); sandboxes ${[...seen].join(",") || "none yet"}; leaks ${found.length}${found.length ? `: ${found.join("; ")}` : ""}`);

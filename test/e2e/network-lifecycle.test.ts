@@ -25,7 +25,7 @@ describe("network seal: cleanup", () => {
     const id = await client.launch(new Sandbox(BUSYBOX).allowHost("allowed.test"));
     assert.deepEqual(await networkLeftovers(id), LIVE_TRACES);
     for (const line of await processesOf(id)) process.kill(Number(line.trim().split(/\s+/)[0]), "SIGKILL");
-    assert.deepEqual(await eventually(async () => (await processesOf(id)), 10_000), []);
+    assert.deepEqual(await eventually(async () => (await processesOf(id))), []);
     await client.close();
     await client.remove();
     assert.deepEqual(await networkLeftovers(id), []);
@@ -51,7 +51,7 @@ describe("network seal: cleanup", () => {
     process.kill(enginePid, "SIGKILL");
     await client.close().catch(() => {});
     assert.deepEqual(await networkLeftovers(id), LIVE_TRACES, "a killed engine cannot clean up");
-    assert.deepEqual(await eventually(async () => (await processesOf(id)), 10_000), [], "the sandbox follows its engine");
+    assert.deepEqual(await eventually(async () => (await processesOf(id))), [], "the sandbox follows its engine");
     const r = await cli(["gc"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`Freed network of ${id}`));
@@ -68,7 +68,7 @@ describe("network seal: cleanup", () => {
     assert.deepEqual(await networkLeftovers(id), LIVE_TRACES);
     const next = newClient();
     await next.start();
-    assert.deepEqual(await eventually(() => networkLeftovers(id), 10_000), []);
+    assert.deepEqual(await eventually(() => networkLeftovers(id)), []);
     await next.close();
   });
 });

@@ -35,7 +35,7 @@ describe(`resident engine, during a create on ${BACKEND}`, { timeout: 10 * 60_00
       assert.equal(create.id, 1);
       assert.equal(create.error?.code, -32003, JSON.stringify(create));
       await s.closed;
-      assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), []);
+      assert.deepEqual(await eventually(() => leftovers(id, home)), []);
       assert.deepEqual(await networkLeftovers(id), []);
       assert.deepEqual(await eventually(async () => readdir(join(home, "vms"))), []);
       assert.match(server.stderr(), /abandoning the create in progress/);
@@ -56,7 +56,7 @@ describe(`resident engine, during a create on ${BACKEND}`, { timeout: 10 * 60_00
       await writeFile(join(home, "vms", id, "stop_requested"), "");
       process.kill(server.proc.pid!, "SIGUSR2");
       await s.closed; // the session ends as if the client had gone
-      assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), []);
+      assert.deepEqual(await eventually(() => leftovers(id, home)), []);
       assert.deepEqual(await networkLeftovers(id), []);
       assert.doesNotMatch(server.stderr(), new RegExp(`created ${id}`), "the create ran to completion");
       assert.match(server.stderr(), new RegExp(`stopping ${id}: matchlock kill`));
@@ -78,7 +78,7 @@ describe(`resident engine, during a create on ${BACKEND}`, { timeout: 10 * 60_00
       const status = await readFile(join(home, "vms", id, "status"), "utf8").catch(() => "gone");
       assert.notEqual(status, "running");
       await s.closed;
-      assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), []);
+      assert.deepEqual(await eventually(() => leftovers(id, home)), []);
     } finally {
       s.socket.destroy();
     }
@@ -97,7 +97,7 @@ describe(`resident engine, during a create on ${BACKEND}`, { timeout: 10 * 60_00
       // The line after `close` ends the session unprocessed; our side is then ended, not reset.
       await s.closed;
       assert.equal(reset, false, "the server reset the connection instead of ending it");
-      assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), []);
+      assert.deepEqual(await eventually(() => leftovers(id, home)), []);
     } finally {
       s.socket.destroy();
     }

@@ -46,7 +46,7 @@ describe("resident engine", () => {
     const id = created.result.id as string;
     assert.ok((await leftovers(id, home)).length > 0, "the sandbox should be running");
     s.socket.destroy(); // no close, not even a clean EOF
-    assert.deepEqual(await eventually(() => leftovers(id, home), 10_000), []);
+    assert.deepEqual(await eventually(() => leftovers(id, home)), []);
     // The record is marked last, once everything is gone.
     assert.deepEqual(await eventually(async () => ((await status(home, id)) === "stopped" ? [] : [await status(home, id)])), []);
   });
@@ -69,7 +69,7 @@ describe("resident engine", () => {
     const [idA, idB] = await Promise.all([a.launch(new Sandbox(BUSYBOX)), b.launch(new Sandbox(BUSYBOX))]);
     const killed = await cli(["kill", idA]);
     assert.equal(killed.stdout, `Killed ${idA}\n`, killed.stderr);
-    assert.deepEqual(await eventually(() => leftovers(idA, home), 10_000), []);
+    assert.deepEqual(await eventually(() => leftovers(idA, home)), []);
     await assert.rejects(a.exec("true"), /closed unexpectedly|not running/);
     assert.equal((await b.exec("echo alive")).stdout, "alive\n");
     assert.equal(server.proc.exitCode, null, "the server keeps running");
@@ -87,7 +87,7 @@ describe("resident engine", () => {
     // The next engine (here a fresh server on the same socket, which is stale now) reclaims them.
     const next = await startServer(doomed.socketPath);
     try {
-      for (const id of ids) assert.deepEqual(await eventually(() => leftovers(id, home), 15_000), [], id);
+      for (const id of ids) assert.deepEqual(await eventually(() => leftovers(id, home)), [], id);
       const list = JSON.parse((await cli(["list", "--json"])).stdout) as Array<{ id: string; status: string }>;
       for (const id of ids) assert.equal(list.find((v) => v.id === id)?.status, "crashed");
       for (const id of ids) assert.match((await cli(["gc", id])).stdout, new RegExp(`${id}: no resources to clean`));

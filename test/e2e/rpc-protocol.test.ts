@@ -91,17 +91,30 @@ describe("matchlock rpc, raw", () => {
   });
 
   test("requests run concurrently and may finish out of order", async () => {
-    s.send({ jsonrpc: "2.0", method: "exec", params: { command: "sleep 1; echo slow" }, id: 40 });
+    // The first exec waits for a file that the test writes only once the second exec has answered
+    // (was: `sleep 1`, which a loaded TCG micro-VM can outlast before `echo fast` has run). Its
+    // wait has a limit, so that an engine running requests one by one fails the order check
+    // below instead of hanging.
+    const gate = "/tmp/order-gate";
+    s.send({ jsonrpc: "2.0", method: "exec", params: { command: `i=0; while [ ! -e ${gate} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; echo slow` }, id: 40 });
     s.send({ jsonrpc: "2.0", method: "exec", params: { command: "echo fast" }, id: 41 });
     const first = await s.next();
-    const second = await s.next();
     assert.equal(first.id, 41);
-    assert.equal(second.id, 40);
+    assert.equal(Buffer.from(first.result.stdout, "base64").toString(), "fast\n");
+    s.send({ jsonrpc: "2.0", method: "write_file", params: { path: gate, content: "eA==" }, id: 42 });
+    const rest = [await s.next(), await s.next()];
+    assert.deepEqual(rest.map((m) => m.id).sort(), [40, 42]);
+    assert.equal(Buffer.from(rest.find((m) => m.id === 40).result.stdout, "base64").toString(), "slow\n");
   });
 
   test("cancel stops a running exec", async () => {
-    s.send({ jsonrpc: "2.0", method: "exec", params: { command: "sleep 60" }, id: 50 });
-    await new Promise((r) => setTimeout(r, 300));
+    // Cancelled once it runs, which the test sees through a file it makes (was: a 300 ms sleep).
+    s.send({ jsonrpc: "2.0", method: "exec", params: { command: "touch /tmp/cancel-me-running; sleep 60" }, id: 50 });
+    const deadline = Date.now() + 60_000;
+    for (let id = 500; !(await s.call("read_file", { path: "/tmp/cancel-me-running" }, id)).result; id++) {
+      assert.ok(Date.now() < deadline, "the exec to cancel did not start");
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const replies = [await s.call("cancel", { id: 50 }, 51), await s.next()];
     const byId = new Map(replies.map((m) => [m.id, m]));
     assert.deepEqual(byId.get(51).result, { cancelled: true });

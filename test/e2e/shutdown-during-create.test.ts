@@ -105,26 +105,41 @@ describe(`shutdown during create on ${BACKEND}`, { timeout: 10 * 60_000 }, () =>
     }
   });
 
-  test("`matchlock run` given SIGTERM during its create: the create is undone, nothing is left", async () => {
-    const vms = firstVm(home);
-    const run = spawn(process.execPath, [CLI, "run", "--image", BUSYBOX, "--rm=false", "echo", "never"], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    run.stdout.on("data", (d: Buffer) => (out += d));
-    run.stderr.on("data", (d: Buffer) => (out += d));
-    const exit = new Promise<number | null>((resolve) => run.on("exit", (code) => resolve(code)));
-    try {
-      const id = await vms.id;
-      while ((await processesOf(id)).length === 0) {
-        assert.equal(out, "", "the command ran before the sandbox's processes were seen");
-        await new Promise((r) => setTimeout(r, 20));
+  test("`matchlock run` given SIGTERM during its create: the create is undone, nothing is left", async (t) => {
+    for (let attempt = 1; ; attempt++) {
+      const vms = firstVm(home);
+      const run = spawn(process.execPath, [CLI, "run", "--image", BUSYBOX, "--rm=false", "echo", "never"], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      run.stdout.on("data", (d: Buffer) => (out += d));
+      run.stderr.on("data", (d: Buffer) => (out += d));
+      const exit = new Promise<number | null>((resolve) => run.on("exit", (code) => resolve(code)));
+      try {
+        const id = await vms.id;
+        while ((await processesOf(id)).length === 0) {
+          assert.equal(out, "", "the command ran before the sandbox's processes were seen");
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        run.kill("SIGTERM");
+        const code = await exit;
+        if (out.includes("never")) {
+          // The sandbox booted and ran the command between the test's look and its SIGTERM (a
+          // loaded machine; seen once): not what is tested here. Remove it and try again.
+          assert.ok(attempt < 5, `the command ran before the SIGTERM, ${attempt} times`);
+          t.diagnostic(`attempt ${attempt}: the command ran first (exit ${code}); trying again`);
+          await cli(["kill", id]); // in case the SIGTERM came while it was being stopped
+          const rm = await cli(["rm", id]);
+          assert.equal(rm.code, 0, rm.stderr);
+          await assertNothingLeft(id, home);
+          continue;
+        }
+        assert.equal(code, 143, out);
+        assert.doesNotMatch(out, /never/);
+        await assertNothingLeft(id, home);
+        return;
+      } finally {
+        vms.stop();
+        run.kill("SIGKILL");
       }
-      run.kill("SIGTERM");
-      assert.equal(await exit, 143, out);
-      assert.doesNotMatch(out, /never/);
-      await assertNothingLeft(id, home);
-    } finally {
-      vms.stop();
-      run.kill("SIGKILL");
     }
   });
 

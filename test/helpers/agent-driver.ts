@@ -213,8 +213,12 @@ export class AgentDriver {
     this.proc.stdin.end();
   }
 
-  /** Closes stdin and waits for the agent to exit (SIGKILL after `timeoutMs`). */
-  async stop(timeoutMs = 5000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  /**
+   * Closes stdin and waits for the agent to exit (SIGKILL after `timeoutMs`, which callers see as
+   * a signal instead of exit 0: generous, as the agent's own reaping may wait 2 s and a loaded
+   * machine stretches that).
+   */
+  async stop(timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     this.closeInput();
     const timer = setTimeout(() => this.proc.kill("SIGKILL"), timeoutMs);
     try {

@@ -74,6 +74,12 @@ export async function processesOf(vmId: string): Promise<string[]> {
   return stdout.split("\n").filter((l) => l.includes(vmId) && !l.includes("ps -eo"));
 }
 
+/** Processes (not zombies) of a process group, as "pid stat args" lines. */
+export async function liveProcessesInGroup(pgid: number): Promise<string[]> {
+  const { stdout } = await execFileP("ps", ["-eo", "pgid=,pid=,stat=,args="]);
+  return stdout.split("\n").map((l) => l.trim().split(/\s+/)).filter(([g, , stat]) => Number(g) === pgid && !stat?.startsWith("Z")).map((f) => f.slice(1).join(" "));
+}
+
 /**
  * Everything a sandbox of either engine could leave on the host: processes (runsc's or QEMU's),
  * runsc state, cgroups, the micro-VM's runtime directory (agent socket).
@@ -91,8 +97,12 @@ export async function leftovers(vmId: string, home: string): Promise<string[]> {
   return found;
 }
 
-/** Polls until `check` returns an empty list or the time is up; returns the last result. */
-export async function eventually(check: () => Promise<string[]>, ms = 5000): Promise<string[]> {
+/**
+ * Polls until `check` returns an empty list or the time is up; returns the last result. The
+ * default is long: on a loaded 2-core CI machine tearing down runsc or QEMU can take many
+ * seconds, and a right answer ends the wait at once (a leak still fails, only later).
+ */
+export async function eventually(check: () => Promise<string[]>, ms = 60_000): Promise<string[]> {
   const deadline = Date.now() + ms;
   let last = await check();
   while (last.length > 0 && Date.now() < deadline) {

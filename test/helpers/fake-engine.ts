@@ -12,11 +12,12 @@
 // exec / exec_stream command = whitespace-separated tokens, run in order:
 //   echo:TEXT  stdout TEXT\n      out:HEX / err:HEX  raw bytes      big:N  N bytes of "x" to stdout
 //   sleep:MS   wait (cancellable)  exit:N  exit code                 cwd    stdout working_dir\n
+//   until:PATH wait until PATH exists (cancellable): a test decides when the call may go on
 //   noise:N    N bytes to the engine's own stderr                   event  emit an `event` notification
 //   garbage    junk lines on stdout                                  split  send the response in pieces
 //   fail       answer -32001                                         failmsg:TEXT  answer -32001 with TEXT
 //   die        print to stderr and exit 3 without answering
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -165,6 +166,7 @@ function serve(): void {
         case "big": output("stdout", Buffer.alloc(Number(arg), "x")); break;
         case "cwd": output("stdout", Buffer.from(`${String(params.working_dir ?? "")}\n`)); break;
         case "sleep": await sleep(Number(arg), undefined, { signal }); break;
+        case "until": while (!existsSync(arg)) await sleep(10, undefined, { signal }); break;
         case "exit": exitCode = Number(arg); break;
         case "noise": process.stderr.write(Buffer.alloc(Number(arg), "n")); break;
         case "event":

@@ -207,7 +207,7 @@ export class TestRegistry {
   }
 
   private async waitUp(): Promise<void> {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 60_000; // a start takes well under a second, except on a loaded machine
     for (;;) {
       if (this.proc.exitCode !== null) throw new Error(`docker-registry exited: ${this.logs()}`);
       try {

@@ -27,12 +27,16 @@ export function requestsOf(fake: FakeBinary, method: string): Array<Record<strin
   return fake.requests().filter((r) => r.method === method);
 }
 
-/** Polls until `check` stops throwing (the fake engine logs asynchronously), or rethrows after `ms`. */
-export async function eventually(check: () => void, ms = 3000): Promise<void> {
+/**
+ * Polls until `check` stops throwing (the fake engine logs asynchronously, a helper process acts
+ * in its own time), or rethrows after `ms`. The default is long because a loaded CI machine can
+ * take seconds to schedule a process; a right answer ends the wait at once.
+ */
+export async function eventually(check: () => void | Promise<void>, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     try {
-      return check();
+      return await check();
     } catch (err) {
       if (Date.now() > deadline) throw err;
       await new Promise((resolve) => setTimeout(resolve, 20));

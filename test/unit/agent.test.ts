@@ -3,13 +3,14 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { lstat, mkdir, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
-import { spawn } from "node:child_process";
+import { lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FrameType, HEADER_BYTES, MAX_PAYLOAD, READ_CHUNK, encodeFrame, encodeStrings } from "../../src/protocol/agent-frames.js";
-import { existsSync, readFileSync } from "node:fs";
+import { FrameType, HEADER_BYTES, MAX_PAYLOAD, READ_CHUNK, encodeFrame, encodeStrings, type Frame } from "../../src/protocol/agent-frames.js";
+import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, writeSync } from "node:fs";
 import { AGENT_BINARY, AgentDriver, type AgentOptions, type OpResult } from "../helpers/agent-driver.js";
 
 /** A broken agent must fail a test, not hang the run. */
@@ -44,10 +45,60 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function waitDead(pid: number, ms = 2000): Promise<void> {
+/** A signalled process is gone within milliseconds; the long deadline is for a loaded machine. */
+async function waitDead(pid: number, ms = 15_000): Promise<void> {
   for (const t0 = performance.now(); isAlive(pid); await sleep(10)) {
     assert.ok(performance.now() - t0 < ms, `pid ${pid} still alive after ${ms} ms`);
   }
+}
+
+/**
+ * Collects the output frames of execs and lets a test wait until some output has arrived: the
+ * tests below let a command go on only once its earlier output is seen, so that what they check
+ * does not depend on how the host schedules processes. A wait fails (instead of hanging) after
+ * `ms`: an agent that holds output back never sends it, however long one waits.
+ */
+class OutputLog {
+  /** [exec key, text] of every STDOUT/STDERR frame, in arrival order. */
+  readonly frames: Array<[string, string]> = [];
+  private wake: () => void = () => {};
+
+  onFrame(key: string): (f: Frame) => void {
+    return (f) => {
+      if (f.type !== FrameType.STDOUT && f.type !== FrameType.STDERR) return;
+      this.frames.push([key, f.payload.toString()]);
+      this.wake();
+    };
+  }
+
+  text(key: string): string {
+    return this.frames.filter(([k]) => k === key).map(([, t]) => t).join("");
+  }
+
+  async until(what: string, done: () => boolean, ms = 30_000): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!done()) {
+      const left = deadline - performance.now();
+      assert.ok(left > 0, `${what}: not there after ${ms} ms; frames so far: ${JSON.stringify(this.frames)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => { clearTimeout(timer); resolve(); };
+      });
+    }
+  }
+}
+
+/**
+ * A named pipe in `dir`: a command that opened it once (`exec 3< PATH`) blocks in `read x <&3`
+ * until the test opens the gate, which writes one line. The test holds it open read-write for its
+ * whole life (which never blocks, unlike a write-only open): a command that reopened it after
+ * each line could meet the previous writer still there and then read EOF.
+ */
+function gate(dir: string, name: string): { path: string; open: () => void; close: () => void } {
+  const path = join(dir, name);
+  execFileSync("mkfifo", [path]);
+  const fd = openSync(path, fsConstants.O_RDWR);
+  return { path, open: () => void writeSync(fd, "go\n"), close: () => closeSync(fd) };
 }
 
 function assertExit(r: OpResult, code: number, signal = 0): void {
@@ -178,12 +229,31 @@ test("exec runs with default signal dispositions and the umask the agent was giv
 });
 
 test("concurrent execs each get their own interleaved output", LIMIT, async () => {
-  await withAgent(async (agent) => {
+  await withAgent(async (agent, dir) => {
+    // Each job writes its next two lines only when the test opens its gate, and the test opens the
+    // next job's gate only once the lines before have arrived: the frames must alternate between
+    // the four execs in exactly this order, however the host schedules them (was: sleeps, which a
+    // loaded host can stretch until the jobs run one after the other).
+    const ROUNDS = 6;
+    const jobs = [1, 2, 3, 4];
+    const gates = new Map(jobs.map((k) => [k, gate(dir, `go${k}`)]));
     const script = (k: number) =>
-      `i=0; while [ $i -lt 6 ]; do echo "job${k} out $i"; echo "job${k} err $i" >&2; i=$((i+1)); sleep 0.03; done; exit ${k}`;
+      `exec 3< ${gates.get(k)!.path}; i=0; while [ $i -lt ${ROUNDS} ]; do read go <&3 || exit 99; echo "job${k} out $i"; echo "job${k} err $i" >&2; i=$((i+1)); done; exit ${k}`;
     const expected = (k: number, stream: string) =>
-      Array.from({ length: 6 }, (_, i) => `job${k} ${stream} ${i}\n`).join("");
-    const started = await Promise.all([1, 2, 3, 4].map((k) => agent.startExec(script(k))));
+      Array.from({ length: ROUNDS }, (_, i) => `job${k} ${stream} ${i}\n`).join("");
+    const log = new OutputLog();
+    const started = await Promise.all(jobs.map((k) => agent.startExec(script(k), {}, log.onFrame(String(k)))));
+    try {
+      for (let i = 0; i < ROUNDS; i++) {
+        for (const k of jobs) {
+          gates.get(k)!.open();
+          const both = (t: string) => t.includes(`job${k} out ${i}\n`) && t.includes(`job${k} err ${i}\n`);
+          await log.until(`job ${k}'s lines of round ${i}`, () => both(log.text(String(k))));
+        }
+      }
+    } finally {
+      for (const g of gates.values()) g.close();
+    }
     const results = await Promise.all(started.map((s) => s.done));
     results.forEach((r, i) => {
       const k = i + 1;
@@ -192,10 +262,10 @@ test("concurrent execs each get their own interleaved output", LIMIT, async () =
       assert.equal(r.stderr.toString(), expected(k, "err"));
     });
     // The frames really were interleaved on the channel, not one exec after the other.
-    const ids = new Set(started.map((s) => s.id));
-    const order = agent.arrivals.filter((id) => ids.has(id));
-    const switches = order.filter((id, i) => i > 0 && id !== order[i - 1]).length;
-    assert.ok(switches >= 10, `only ${switches} switches between execs`);
+    // (Output frames only: a job's EXIT may overtake the next job's lines of the last round.)
+    const order = log.frames.map(([k]) => Number(k));
+    const turns = order.filter((k, i) => i === 0 || k !== order[i - 1]);
+    assert.deepEqual(turns, Array.from({ length: ROUNDS }, () => jobs).flat(), "the execs' output alternated, round by round");
   });
 });
 
@@ -246,30 +316,40 @@ test("output written in many small writes is sent in few large frames", LIMIT, a
 });
 
 test("output after a quiet spell is sent at once, not held for more", LIMIT, async () => {
-  await withAgent(async (agent) => {
-    const seen: Array<{ text: string; at: number }> = [];
-    const t0 = performance.now();
-    const { done } = await agent.startExec("echo a; sleep 0.3; printf b; sleep 0.3; echo c; sleep 2", {}, (f) => {
-      if (f.type === FrameType.STDOUT) seen.push({ text: f.payload.toString(), at: performance.now() - t0 });
-    });
-    const r = await done;
+  await withAgent(async (agent, dir) => {
+    // After each piece the command blocks until the test opens a gate, and the test opens it only
+    // once that piece has arrived: an agent holding output for more (or for EXIT) never sends it,
+    // and OutputLog.until fails. (Was: sleeps between the writes and bounds on arrival times.)
+    const g = gate(dir, "g");
+    const log = new OutputLog();
+    let r: OpResult;
+    try {
+      const { done } = await agent.startExec(`exec 3< ${g.path}; echo a; read x <&3; printf b; read x <&3; echo c`, {}, log.onFrame("cmd"));
+      await log.until("'a' while the command waits", () => log.text("cmd") === "a\n");
+      g.open();
+      await log.until("'b' (no newline) while the command waits", () => log.text("cmd") === "a\nb");
+      g.open();
+      r = await done;
+    } finally {
+      g.close();
+    }
     assertExit(r, 0);
     assert.equal(r.stdout.toString(), "a\nbc\n");
-    assert.deepEqual(seen.map((s) => s.text), ["a\n", "b", "c\n"]);
-    // each piece arrives with its write (the shell sleeps 0.3 s between them), long before EXIT
-    assert.ok(seen[2]!.at < 1500, `the last line arrived after ${seen[2]!.at.toFixed(0)} ms`);
-    assert.ok(seen[1]!.at - seen[0]!.at < 600 && seen[2]!.at - seen[1]!.at < 600, JSON.stringify(seen));
+    assert.deepEqual(log.frames.map(([, text]) => text), ["a\n", "b", "c\n"]);
   });
 });
 
 test("a background process holding stdout does not delay EXIT", LIMIT, async () => {
   await withAgent(async (agent) => {
+    // The background process holds the pipes for 60 s: an agent waiting for their EOF answers after
+    // that, a right one within milliseconds; 30 s tells them apart on any machine.
     const t0 = performance.now();
-    const r = await agent.exec("sleep 5 & echo hi");
+    const r = await agent.exec("sleep 60 & echo $! >&2; echo hi");
     const elapsed = performance.now() - t0;
     assertExit(r, 0);
     assert.equal(r.stdout.toString(), "hi\n");
-    assert.ok(elapsed < 1000, `EXIT after ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed < 30_000, `EXIT after ${elapsed.toFixed(0)} ms`);
+    process.kill(Number(r.stderr.toString().trim()), "SIGKILL");
   });
 });
 
@@ -348,13 +428,28 @@ test("write and read errors", LIMIT, async () => {
 
 test("a huge READ does not starve a concurrent exec", LIMIT, async () => {
   await withAgent(async (agent, dir) => {
-    // large enough that a loaded host forks the shell before the whole file has gone out
     const data = randomBytes(48 * 1024 * 1024);
     const path = join(dir, "huge");
     assert.equal((await agent.writeFile(path, 0o644, data)).ok, true);
+    // The agent's writes block while nobody reads the channel, so the test holds the read back:
+    // it lets the channel through a little at a time until the agent has forked the exec's shell,
+    // then not at all until that shell has exited. Whatever the host's load, the exec can then
+    // only finish second if the agent serves the whole read before anything else. (Was: a race
+    // between a 48 MiB read and a fork.)
+    const channel = agent.proc.stdout;
+    channel.pause();
     const finished: string[] = [];
     const read = agent.readFile(path).then((r) => { finished.push("read"); return r; });
     const exec = agent.exec("echo hi").then((r) => { finished.push("exec"); return r; });
+    const children = async () => (await readFile(`/proc/${agent.proc.pid}/task/${agent.proc.pid}/children`, "utf8")).trim().split(/\s+/).filter(Boolean).map(Number);
+    let shell: number | undefined;
+    while ((shell = (await children())[0]) === undefined && finished.length === 0) {
+      channel.resume();
+      await Promise.race([once(channel, "data"), sleep(50)]);
+      channel.pause();
+    }
+    if (shell !== undefined) await waitDead(shell);
+    channel.resume();
     const [r, e] = await Promise.all([read, exec]);
     assert.equal(sha256(r.stdout), sha256(data));
     assertExit(e, 0);

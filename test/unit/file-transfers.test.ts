@@ -12,6 +12,7 @@ import { AgentReadStream, AgentWriteStream } from "../../src/engine/agent/file-s
 import { FileTransfers } from "../../src/engine/rpc/file-transfers.js";
 import type { Sandbox } from "../../src/engine/sandbox/sandbox.js";
 import { AGENT_BINARY } from "../helpers/agent-driver.js";
+import { eventually } from "../helpers/sdk-fixture.js";
 
 const T = { timeout: 30_000 };
 
@@ -55,8 +56,8 @@ const data = (s: string) => Buffer.from(s).toString("base64");
 async function assertNoTemporaryFile(dir: string, target: string): Promise<void> {
   const stem = target.replace(/\.[a-z]+$/, "");
   const names = async () => (await readdir(dir)).filter((n) => n.includes(stem));
-  for (let i = 0; i < 100 && (await names()).length > 1; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.deepEqual(await names(), [target]);
+  // The agent removes the temporary file when the abort or the failure reaches it.
+  await eventually(async () => assert.deepEqual(await names(), [target]));
 }
 
 describe("file_abort against write_file_close", () => {
@@ -72,8 +73,7 @@ describe("file_abort against write_file_close", () => {
       await transfers.handle("write_file_chunk", { handle, offset: 0, data: data("new content") });
       const closing = transfers.handle("write_file_close", { handle });
       // Let the close's step start: the agent gets the final frame and renames.
-      for (let i = 0; i < 50 && (await readFile(target, "utf8")) !== "new content"; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.equal(await readFile(target, "utf8"), "new content");
+      await eventually(async () => assert.equal(await readFile(target, "utf8"), "new content"));
       const aborting = transfers.handle("file_abort", { handle });
       release();
       assert.deepEqual(await aborting, { aborted: false, completed: true });

@@ -20,13 +20,16 @@ describe("process identity", () => {
 
   test("a zombie (exited, never reaped) is dead, not alive", async () => {
     // The child exits once its parent has become `sleep`, which never reaps it (a child that
-    // exits at once can be reaped by the shell before its exec).
-    const parent = spawn("sh", ["-c", "sleep 0.5 & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
+    // exits at once can be reaped by the shell before its exec). It waits for that exec rather than
+    // for a fixed time: a loaded machine may hold the shell back longer than any sleep.
+    const childScript = `( while read c < /proc/$$/comm && [ "$c" != sleep ]; do sleep 0.01; done ) & echo $!; exec sleep 30`;
+    const parent = spawn("sh", ["-c", childScript], { stdio: ["ignore", "pipe", "ignore"] });
     try {
       const [line] = (await once(parent.stdout!, "data")) as [Buffer];
       const zombie = Number(line.toString().trim());
       let state = "";
-      for (let i = 0; i < 300 && state !== "Z"; i++) {
+      // A deadline, not a count of polls: a loaded machine may take seconds to get here.
+      for (const deadline = Date.now() + 30_000; state !== "Z" && Date.now() < deadline;) {
         state = (await readFile(`/proc/${zombie}/stat`, "utf8")).split(") ")[1]!.split(" ")[0]!;
         if (state !== "Z") await new Promise((r) => setTimeout(r, 20));
       }

@@ -131,7 +131,9 @@ describe("SDK client: lifecycle", () => {
       const started = Date.now();
       await client.close();
       assert.equal(isAlive(pid), false);
-      assert.ok(Date.now() - started < 8000);
+      // By design close() gives the engine 3 s to exit before the SIGKILL; a close that never
+      // kills never returns. 30 s leaves a loaded machine room (it took 6.4 s against 8 s once).
+      assert.ok(Date.now() - started < 30_000, `closed after ${Date.now() - started} ms`);
     } finally {
       fake.cleanup();
     }

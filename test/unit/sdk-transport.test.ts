@@ -1,6 +1,9 @@
 // Wire-level behaviour of the SDK against a fake engine: framing, ids, routing, robustness.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client, MatchlockError, RPCError, Sandbox, TimeoutError, type ExecStreamOptions } from "../../src/sdk/index.js";
@@ -97,12 +100,21 @@ describe("SDK transport: framing and ids", () => {
 describe("SDK transport: concurrency", () => {
   it("matches out-of-order responses to their calls", T, () =>
     withClient(async ({ client }) => {
-      const order: string[] = [];
-      const slow = client.exec("sleep:300 echo:slow").then((r) => (order.push("slow"), r));
-      const fast = client.exec("echo:fast").then((r) => (order.push("fast"), r));
-      assert.equal((await fast).stdout, "fast\n");
-      assert.equal((await slow).stdout, "slow\n");
-      assert.deepEqual(order, ["fast", "slow"]);
+      // The first call goes on only when the test creates its gate file, after the second call's
+      // reply came (was: a 300 ms sleep, which a loaded machine can outlast before the second call).
+      const dir = mkdtempSync(join(tmpdir(), "matchlock-sdk-order-"));
+      try {
+        const gate = join(dir, "go");
+        const order: string[] = [];
+        const slow = client.exec(`until:${gate} echo:slow`).then((r) => (order.push("slow"), r));
+        const fast = client.exec("echo:fast").then((r) => (order.push("fast"), r));
+        assert.equal((await fast).stdout, "fast\n");
+        writeFileSync(gate, "");
+        assert.equal((await slow).stdout, "slow\n");
+        assert.deepEqual(order, ["fast", "slow"]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }));
 
   it("keeps 40 concurrent calls apart", T, () =>
@@ -217,13 +229,15 @@ describe("SDK transport: concurrency", () => {
 describe("SDK transport: cancellation", () => {
   it("timeoutMs rejects with TimeoutError and sends cancel for that request id", T, () =>
     withClient(async ({ fake, client }) => {
+      // The engine would answer after 60 s; the timeout ends the call at 150 ms. 20 s tells the two
+      // apart on any machine (was 2 s against a 5 s answer).
       const started = Date.now();
-      await assert.rejects(client.exec("sleep:5000 echo:late", { timeoutMs: 150 }), (err: unknown) => {
+      await assert.rejects(client.exec("sleep:60000 echo:late", { timeoutMs: 150 }), (err: unknown) => {
         assert.ok(err instanceof TimeoutError);
         assert.equal(err.code, RPCError.CANCELLED);
         return true;
       });
-      assert.ok(Date.now() - started < 2000);
+      assert.ok(Date.now() - started < 20_000, `rejected after ${Date.now() - started} ms`);
       // The engine's late -32003 reply for the cancelled id must not disturb later calls.
       assert.equal((await client.exec("echo:next")).stdout, "next\n");
       const exec = requestsOf(fake, "exec")[0]!;

@@ -12,7 +12,7 @@
 // loop; at most LOOKUPS_AT_ONCE run at a time (in turns shared fairly by sandboxes), and what the engine reads is one line. (`-G`
 // would be a hash lookup, but conntrack(8) wants the original tuple for it, which is the unknown.)
 import { isIPv4 } from "node:net";
-import { runCommand } from "./host-commands.js";
+import { runCommand } from "../host-commands.js";
 
 export interface Destination {
   address: string;

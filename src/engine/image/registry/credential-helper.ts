@@ -2,7 +2,7 @@
 // stdin and prints {"ServerURL","Username","Secret"}; "credentials not found" (with a non-zero
 // exit) means it has none for that registry. The secret never goes into a message or a log: a
 // helper's output is only echoed in errors when it could not have been a secret (it failed).
-import { runCommand } from "../../net/host-commands.js";
+import { runCommand } from "../../host-commands.js";
 
 export interface HelperCredentials {
   username: string;
