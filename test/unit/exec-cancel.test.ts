@@ -10,15 +10,24 @@ import { fakeAgentChannel, settle } from "../helpers/fake-agent-channel.js";
 const sink = { stdout() {}, stderr() {} };
 const request = { command: "sleep 60", cwd: "/", user: "", env: ["PATH=/bin"] };
 
+/** An exec started on a fake agent channel with a switch of its own, run under mock timers. */
+async function withRunningExec(body: (exec: ReturnType<typeof fakeAgentChannel> & { cancel: CancelSwitch; running: Promise<unknown> }) => Promise<void>): Promise<void> {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    const channel = fakeAgentChannel();
+    await channel.conn.ready;
+    const cancel = new CancelSwitch();
+    const running = channel.conn.exec(request, sink, cancel);
+    await settle();
+    await body({ ...channel, cancel, running });
+  } finally {
+    mock.timers.reset();
+  }
+}
+
 describe("exec cancel", () => {
-  test("a switch flipped mid-exec sends SIGTERM, then SIGKILL 5 s later if the exec still runs", async () => {
-    mock.timers.enable({ apis: ["setTimeout"] });
-    try {
-      const { conn, exit, signals, sent } = fakeAgentChannel();
-      await conn.ready;
-      const cancel = new CancelSwitch();
-      const running = conn.exec(request, sink, cancel);
-      await settle();
+  test("a switch flipped mid-exec sends SIGTERM, then SIGKILL 5 s later if the exec still runs", () =>
+    withRunningExec(async ({ exit, signals, sent, cancel, running }) => {
       const id = sent[0]!.id;
       assert.equal(sent[0]!.type, FrameType.EXEC);
       cancel.abort();
@@ -32,19 +41,10 @@ describe("exec cancel", () => {
       assert.deepEqual(signals(), [[id, 15], [id, 9]]);
       exit(id, -1, 9);
       assert.deepEqual(await running, { code: -1, signal: 9, outOfMemory: false });
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  test("an exec that ends after SIGTERM gets no SIGKILL, and a later flip sends nothing", async () => {
-    mock.timers.enable({ apis: ["setTimeout"] });
-    try {
-      const { conn, exit, signals, sent } = fakeAgentChannel();
-      await conn.ready;
-      const cancel = new CancelSwitch();
-      const running = conn.exec(request, sink, cancel);
-      await settle();
+  test("an exec that ends after SIGTERM gets no SIGKILL, and a later flip sends nothing", () =>
+    withRunningExec(async ({ conn, exit, signals, sent, cancel, running }) => {
       cancel.abort();
       exit(sent[0]!.id, -1, 15);
       await running;
@@ -58,10 +58,7 @@ describe("exec cancel", () => {
       other.abort();
       await settle();
       assert.deepEqual(signals(), [[sent[0]!.id, 15]]);
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
   test("a switch flipped before the exec starts signals it right after its EXEC frame", async () => {
     const { conn, sent } = fakeAgentChannel();
