@@ -297,10 +297,12 @@ static ssize_t write_charged_to_workload(int fd, const void *p, size_t len)
              * the cap (see above), so the cap goes instead: commands then run under the VM's
              * limit alone, as without the cgroups.
              */
-            fprintf(stderr, "matchlock-agent: cannot leave %s (%s); lifting the workload's memory cap\n",
-                    FILES_CGROUP, strerror(errno));
-            write_text(WORKLOAD_CGROUP "/memory.max", "max");
-            files_cgroup_procs_fd = -1;
+            int why = errno;
+            bool lifted = write_text(WORKLOAD_CGROUP "/memory.max", "max");
+            fprintf(stderr, "matchlock-agent: cannot leave %s (%s); %s\n", FILES_CGROUP, strerror(why),
+                    lifted ? "lifted the workload's memory cap"
+                           : "could not lift the workload's memory cap either: the agent may stall at it");
+            close_fd(&files_cgroup_procs_fd);
         }
         sigprocmask(SIG_SETMASK, &old, NULL);
     }
@@ -945,8 +947,9 @@ static void step_reads(struct agent *a)
             pp = &r->next;
             continue;
         }
-        /* As big as an exec's output frames: under ptrace every read and frame is a syscall stop */
-        ssize_t n = read(r->fd, a->chunk, out_chunk());
+        /* Big reads on both channels: under ptrace every read and frame is a syscall stop, and the
+         * engine's credit counts chunks, so 64 KiB chunks would quarter its 2 MiB read-ahead. */
+        ssize_t n = read(r->fd, a->chunk, OUT_CHUNK);
         if (n < 0 && errno == EINTR) {
             pp = &r->next;
             continue;

@@ -97,11 +97,12 @@ export function encodeJsonLine(message: object): string | Buffer {
   // would get the base64 text after it was made, so toJSON() itself leaves the marker.
   const blobs: Buffer[] = [];
   let text: string;
+  const outer = capturing; // a toJSON of the caller's may itself encode a line
   capturing = blobs;
   try {
     text = JSON.stringify(message);
   } finally {
-    capturing = undefined;
+    capturing = outer;
   }
   if (blobs.length === 0) return text + "\n";
   const parts = text.split(SLOT_JSON);

@@ -202,7 +202,7 @@ export async function* readChunked(transport: Transport, path: string, opts: Cal
     handle = await openTransfer(transport, control, "read_file_open", { path });
     const pending: Array<Promise<JsonObject>> = [];
     const ask = () => {
-      const p = transport.request("read_file_chunk", { handle, max_bytes: CHUNK_BYTES });
+      const p = transport.request("read_file_chunk", { handle, max_bytes: CHUNK_BYTES }, { fileChunk: true });
       p.catch(() => {}); // observed in order below; late ones after eof or an error are moot
       pending.push(p);
     };

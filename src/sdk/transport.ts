@@ -18,10 +18,16 @@ export type NotificationHandler = (method: string, params: JsonObject) => void |
 export interface RequestOptions extends CallOptions {
   /** Receives this request's notifications (e.g. exec_stream.stdout), before the response. */
   onNotification?: NotificationHandler;
+  /**
+   * The caller reads a `read_file_chunk` result and takes its `data` as a Base64Text (the text's
+   * bytes, read without JSON.parse) as well as a string; no other call sees a Base64Text.
+   */
+  fileChunk?: boolean;
 }
 
 interface Pending {
   onNotification?: NotificationHandler;
+  fileChunk?: boolean;
   settle(error: Error | undefined, result?: JsonObject): void;
   /** Settles with the request: a pause it asked for never outlives it (made only with onNotification). */
   settled?: Promise<void>;
@@ -87,6 +93,7 @@ export class Transport {
       let markSettled: (() => void) | undefined;
       const entry: Pending = {
         onNotification: opts.onNotification,
+        fileChunk: opts.fileChunk,
         settle: (error, result) => {
           markSettled?.();
           this.pending.delete(id);
@@ -188,7 +195,7 @@ export class Transport {
     const output = parseOutputNotification(line);
     if (output) return this.handleNotification(output.method, output.params);
     const chunk = parseReadChunkResult(line); // file data: megabyte lines that skip JSON.parse
-    if (chunk) return this.handleResponse(chunk.id, { result: chunk.result });
+    if (chunk && this.pending.get(chunk.id)?.fileChunk) return this.handleResponse(chunk.id, { result: chunk.result });
     let message: unknown;
     try {
       message = JSON.parse(lineText(line));

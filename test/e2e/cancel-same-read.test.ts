@@ -32,6 +32,33 @@ describe("a cancel in the same read as its request", () => {
     assert.equal(byId.get(1).error.code, -32003, JSON.stringify(byId.get(1)));
   });
 
+  test("an exec queued behind a create and its cancel: the command never runs, the create does", async () => {
+    const own = new RawSession();
+    try {
+      const line = (m: object) => JSON.stringify({ jsonrpc: "2.0", ...m });
+      own.sendLine([
+        line({ method: "create", params: { image: BUSYBOX }, id: 6 }),
+        line({ method: "exec", params: { command: "touch /tmp/ran" }, id: 7 }),
+        line({ method: "cancel", params: { id: 7 }, id: 8 }),
+      ].join("\n"));
+      const byId = new Map<number, any>();
+      for (let i = 0; i < 3; i++) {
+        const m = await own.next();
+        byId.set(m.id, m);
+      }
+      assert.deepEqual(byId.get(8).result, { cancelled: true });
+      assert.ok(byId.get(6).result?.id, JSON.stringify(byId.get(6)));
+      assert.equal(byId.get(7).error.code, -32003, JSON.stringify(byId.get(7)));
+      const check = await own.call("exec", { command: "test -e /tmp/ran" }, 9);
+      assert.equal(check.result?.exit_code, 1, JSON.stringify(check));
+      own.proc.stdin.end();
+      assert.equal(await own.exited, 0);
+      assert.deepEqual(await eventually(() => leftovers(byId.get(6).result.id, home)), []);
+    } finally {
+      own.proc.kill("SIGKILL");
+    }
+  });
+
   test("an exec and its cancel: the command is stopped", async () => {
     const created = await s.call("create", { image: BUSYBOX }, 3);
     assert.ok(created.result?.id, JSON.stringify(created));

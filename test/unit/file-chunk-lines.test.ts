@@ -3,10 +3,13 @@
 // every other form of them.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";
 import { Base64Data, Base64Text, encodeJsonLine } from "../../src/protocol/base64.js";
 import { parseReadChunkResult, parseWriteChunkRequest } from "../../src/protocol/file-chunk-lines.js";
 import { matchShape, shape } from "../../src/protocol/line-shape.js";
+import type { EngineLink } from "../../src/sdk/engine-link.js";
+import { Transport } from "../../src/sdk/transport.js";
 
 /** A line as encodeJsonLine writes it, without its newline. */
 function line(message: object): Buffer {
@@ -105,5 +108,29 @@ describe("encodeJsonLine", () => {
     const out = encodeJsonLine({ a: new Base64Data(data) });
     assert.equal(encodes, 1);
     assert.equal(out.toString(), JSON.stringify({ a: toString("base64") }) + "\n");
+  });
+});
+
+describe("the SDK takes the fast path for read chunks only where it asked for one", () => {
+  test("a read_file_chunk-shaped result of any other call comes as JSON.parse gives it", async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const link: EngineLink = { input, output, ended: new Promise(() => {}), endInput: () => input.end(), kill: () => output.end() };
+    const transport = new Transport(async () => link);
+    await transport.start();
+    const asked: number[] = [];
+    input.on("data", (d: Buffer) => {
+      for (const l of d.toString().split("\n").filter(Boolean)) {
+        const id = (JSON.parse(l) as { id: number }).id;
+        asked.push(id);
+        output.write(`{"jsonrpc":"2.0","result":{"data":"aGk=","eof":true},"id":${id}}\n`);
+      }
+    });
+    const plain = await transport.request("something_else", {});
+    assert.deepEqual(plain, { data: "aGk=", eof: true });
+    const chunk = await transport.request("read_file_chunk", { handle: 1 }, { fileChunk: true });
+    assert.ok(chunk.data instanceof Base64Text);
+    assert.equal(chunk.eof, true);
+    assert.deepEqual(asked, [1, 2]);
   });
 });

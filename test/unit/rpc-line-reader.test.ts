@@ -65,3 +65,17 @@ test("a stream that fails rejects after the lines that did arrive, and one close
   cut.destroy();
   await assert.rejects(early, { code: "ERR_STREAM_PREMATURE_CLOSE" });
 });
+
+test("a line handler that throws rejects the reading with its error, and no later line is handled", async () => {
+  const input = new PassThrough();
+  const seen: string[] = [];
+  const reading = consumeLines(input, 1024, (event) => {
+    if (!("line" in event)) return undefined;
+    seen.push(event.line.toString());
+    if (event.line.toString() === "b") throw new Error("handler broke");
+    return undefined;
+  });
+  input.write("a\nb\nc\n");
+  await assert.rejects(reading, /handler broke/);
+  assert.deepEqual(seen, ["a", "b"]);
+});

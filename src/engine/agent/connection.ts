@@ -2,7 +2,6 @@
 // Everything read from the stream comes from inside the sandbox and is treated as hostile:
 // malformed frames end the connection (see FrameDecoder), unknown ids are ignored.
 import type { Readable, Writable } from "node:stream";
-import { once } from "node:events";
 import type { CancelSwitch } from "./cancel-switch.js";
 import {
   AgentProtocolError, DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit,
@@ -66,6 +65,8 @@ export class AgentConnection {
   private readonly lostListeners: Array<(err: Error) => void> = [];
 
   private pausedBy = 0;
+  /** The one wait for the pipe to drain, while it is full (see drained()). */
+  private draining: Promise<void> | undefined;
   private envMemo: { env: readonly string[]; encoded: Buffer } | undefined;
 
   constructor(private readonly toAgent: Writable, private readonly fromAgent: Readable, private readonly explainLoss?: LossExplainer) {
@@ -301,16 +302,23 @@ export class AgentConnection {
     return room;
   }
 
-  private async drained(): Promise<void> {
-    // Wait for drain or close; then drop both listeners, or they pile up for the sandbox's life.
-    const stop = new AbortController();
-    const waits = [once(this.toAgent, "drain", { signal: stop.signal }), once(this.toAgent, "close", { signal: stop.signal })];
-    for (const w of waits) w.catch(() => {}); // the loser rejects with AbortError below
-    try {
-      await Promise.race(waits);
-    } finally {
-      stop.abort();
-    }
+  /**
+   * Settles once the pipe drains (or closes). One wait is shared by every writer that found the
+   * pipe full: a chunk's frames, parallel transfers and execs would otherwise each add a pair
+   * of listeners (Node warns past 10) for one and the same event.
+   */
+  private drained(): Promise<void> {
+    if (this.toAgent.destroyed) return Promise.resolve();
+    return (this.draining ??= new Promise<void>((resolve) => {
+      const done = () => {
+        this.toAgent.off("drain", done);
+        this.toAgent.off("close", done);
+        this.draining = undefined;
+        resolve();
+      };
+      this.toAgent.on("drain", done);
+      this.toAgent.on("close", done);
+    }));
   }
 
   /** Stops reading from the sandbox until `until` settles (nested pauses are counted). */

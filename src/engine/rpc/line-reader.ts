@@ -68,8 +68,8 @@ export class LineSplitter {
 /**
  * Feeds `input`'s lines to `onLine`, one at a time and in order. While a promise it returned is
  * pending, reading pauses and later lines wait. Resolves at the end of the input or when
- * `onLine` returns STOP_READING; rejects as a stream's async iterator would (an error, or
- * ERR_STREAM_PREMATURE_CLOSE when the stream closes before its end).
+ * `onLine` returns STOP_READING; rejects when `onLine` throws, or as a stream's async iterator
+ * would (an error, or ERR_STREAM_PREMATURE_CLOSE when the stream closes before its end).
  * Stopping leaves the stream alone (paused, not destroyed): on a socket, destroying it would
  * also cut the replies still being written.
  */
@@ -95,7 +95,13 @@ export function consumeLines(input: Readable, maxLine: number, onLine: (event: L
     // Runs the queued lines until one asks to wait or to stop.
     const drain = () => {
       while (next < queue.length && !over) {
-        const verdict = onLine(queue[next++]!);
+        let verdict: LineVerdict;
+        try {
+          verdict = onLine(queue[next++]!);
+        } catch (err) {
+          // It runs from stream events and promise reactions: a throw would escape them all.
+          return finish(err instanceof Error ? err : new Error(String(err)));
+        }
         if (verdict === STOP_READING) return finish();
         if (verdict) {
           waiting = true;

@@ -60,6 +60,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // for a create) are chained here in arrival order, so the reader never stops: EOF, a server
   // stop or a `cancel` is seen at once and aborts the create.
   let queue: Promise<void> | undefined;
+  // Ids of queued requests that have not started, and those of them a `cancel` reached first:
+  // they are answered "cancelled" when their turn comes instead of running (a create queued
+  // behind others must not boot a sandbox nobody waits for).
+  const notStarted = new Set<RequestId>();
+  const cancelledBeforeStart = new Set<RequestId>();
   const enqueue = (job: () => unknown) => {
     const next: Promise<void> = (queue ?? Promise.resolve()).then(job).then(() => {}, () => {}).finally(() => {
       if (queue === next) queue = undefined;
@@ -72,6 +77,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
    */
   const dispatch = (method: string, params: unknown, id: RequestId | null | undefined): Promise<unknown> | undefined => {
     if (session.closed) return undefined; // queued behind a `close`: the session is over, as for the line after it
+    if (id !== undefined && id !== null && notStarted.delete(id) && cancelledBeforeStart.delete(id)) {
+      writer.error(id, ErrorCode.CANCELLED, "context canceled");
+      return undefined;
+    }
     if (ending) {
       writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran");
       return undefined;
@@ -109,11 +118,21 @@ export async function serve(opts: ServeOptions): Promise<void> {
     const { method, params, id } = parsed;
     traceStartup(`request ${method}`);
     if (method === "cancel") {
-      // Never queued behind others, but answered only once the requests read before it have
-      // started: a create read in the same chunk starts from the queue's microtasks, and the
-      // cancel must find it. Reading waits for the answer.
-      return new Promise((started) => setImmediate(started)).then(() => respond(session, writer, method, params, id));
+      // Never queued behind others. A request still waiting in the queue is marked and answered
+      // "cancelled" when its turn comes; one that runs is stopped by the session. A create read
+      // in the same chunk starts from the queue's microtasks, so the answer waits one turn of the
+      // event loop for the requests read before it to start. Reading waits for the answer.
+      return new Promise((started) => setImmediate(started)).then(() => {
+        const target = (params as { id?: unknown } | null)?.id; // looked up only; the session validates
+        if (typeof target === "number" && notStarted.has(target) && !cancelledBeforeStart.has(target)) {
+          cancelledBeforeStart.add(target);
+          writer.result(id, { cancelled: true });
+          return undefined;
+        }
+        return respond(session, writer, method, params, id);
+      });
     }
+    if (id !== undefined && id !== null && (method === "create" || queue)) notStarted.add(id);
     if (method === "create") {
       // Runs alone, like upstream: it starts once the requests before it are done.
       const earlier = [...inflight];
