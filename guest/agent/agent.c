@@ -199,10 +199,10 @@ static long oom_kill_count(void)
  * The agent itself lives in the root cgroup, outside the cap: its own allocations must never
  * be the ones failing (a page fault at a memcg limit with nothing left to kill is retried
  * forever), and the reserve the cap leaves is where the agent and the kernel find room. The
- * OOM killer never picks PID 1 anyway, so memory.min/low for the agent would add nothing. When uploads fill the cap: the OOM killer takes the
- * largest command if there is one, else the write fails, reported as ENOSPC (a full disk is
- * what an upload into tmpfs looks like). memory.oom.group stays 0: one hog, not every
- * command, is killed. Best effort: without the cgroups, commands run under the VM's limit alone.
+ * OOM killer never picks PID 1 anyway, so memory.min/low for the agent would add nothing.
+ * When uploads fill the cap: the OOM killer takes the largest command if there is one, else
+ * the write fails, reported as ENOSPC (a full disk is what an upload into tmpfs looks like).
+ * memory.oom.group stays 0: one hog, not every command, is killed. Best effort: without the cgroups, commands run under the VM's limit alone.
  */
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define WORKLOAD_CGROUP CGROUP_ROOT "/matchlock"
@@ -265,9 +265,9 @@ static void setup_workload_memory_cgroup(void)
         exec_cgroup_procs_fd = exec_fd, files_cgroup_procs_fd = files_fd, root_cgroup_procs_fd = root_fd;
         return;
     }
-    if (exec_fd >= 0) close(exec_fd);
-    if (files_fd >= 0) close(files_fd);
-    if (root_fd >= 0) close(root_fd);
+    close_fd(&exec_fd);
+    close_fd(&files_fd);
+    close_fd(&root_fd);
 fail:
     fprintf(stderr, "matchlock-agent: no memory cgroup for commands (%s: %s); they run under the VM's limit alone\n",
             step, errno ? strerror(errno) : "too little memory");

@@ -33,8 +33,8 @@ export const MAX_PAYLOAD = 1024 * 1024;
 /** Largest chunk we put in one WRITE_DATA frame. */
 export const DATA_CHUNK = 256 * 1024;
 /**
- * Largest STDOUT frame the agent sends for a file read: its read size, 256 KiB on gVisor's
- * stdio channel (fewer syscall stops per MB under ptrace), 64 KiB on the micro-VM's channel.
+ * Largest STDOUT frame the agent sends for a file read: its read size on both channels (fewer
+ * syscall stops per MB under gVisor's ptrace; the engine's read credit counts such chunks).
  */
 export const READ_CHUNK = 256 * 1024;
 
@@ -44,23 +44,25 @@ export interface Frame {
   payload: Buffer;
 }
 
-/** The 9 header bytes of a frame whose payload is written separately (big payloads, uncopied). */
-export function encodeFrameHeader(type: FrameTypeCode, id: number, payloadBytes: number): Buffer {
+/** Writes a frame's 9 header bytes at the start of `into`. */
+function writeHeader(into: Buffer, type: FrameTypeCode, id: number, payloadBytes: number): void {
   if (payloadBytes > MAX_PAYLOAD) throw new RangeError(`frame payload ${payloadBytes} exceeds ${MAX_PAYLOAD}`);
+  into.writeUInt8(type, 0);
+  into.writeUInt32BE(id >>> 0, 1);
+  into.writeUInt32BE(payloadBytes, 5);
+}
+
+/** The header of a frame whose payload is written separately (big payloads, uncopied). */
+export function encodeFrameHeader(type: FrameTypeCode, id: number, payloadBytes: number): Buffer {
   const header = Buffer.allocUnsafe(HEADER_BYTES);
-  header.writeUInt8(type, 0);
-  header.writeUInt32BE(id >>> 0, 1);
-  header.writeUInt32BE(payloadBytes, 5);
+  writeHeader(header, type, id, payloadBytes);
   return header;
 }
 
 export function encodeFrame(type: FrameTypeCode, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  if (payload.length > MAX_PAYLOAD) throw new RangeError(`frame payload ${payload.length} exceeds ${MAX_PAYLOAD}`);
   // One buffer for header and payload: frames are written on every exec's round trip.
   const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-  frame.writeUInt8(type, 0);
-  frame.writeUInt32BE(id >>> 0, 1);
-  frame.writeUInt32BE(payload.length, 5);
+  writeHeader(frame, type, id, payload.length);
   payload.copy(frame, HEADER_BYTES);
   return frame;
 }

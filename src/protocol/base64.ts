@@ -8,13 +8,23 @@ import { isAscii } from "node:buffer";
  * checked by length: every skipped character makes the output shorter than `s` implies.
  */
 export function decodeStrictBase64(s: string): Buffer | undefined {
-  if (s.length % 4 !== 0) return undefined;
-  if (s.includes("-") || s.includes("_")) return undefined;
-  let pad = 0;
-  while (pad < s.length && s.charCodeAt(s.length - 1 - pad) === 61 /* = */) pad++;
-  if (pad > 2) return undefined;
+  const size = strictDecodedSize(s.length, s.includes("-") || s.includes("_"), (i) => s.charCodeAt(i));
+  if (size === undefined) return undefined;
   const out = Buffer.from(s, "base64");
-  return out.length === (s.length / 4) * 3 - pad ? out : undefined;
+  return out.length === size ? out : undefined;
+}
+
+/**
+ * The number of bytes `length` characters of strict standard base64 decode to, or undefined
+ * when the length, the URL alphabet or the padding already rule it out. A decode whose output
+ * is shorter than this skipped a character Node's decoder does not know (or an inner "=").
+ */
+function strictDecodedSize(length: number, urlAlphabet: boolean, codeAt: (i: number) => number): number | undefined {
+  if (length % 4 !== 0 || urlAlphabet) return undefined;
+  let pad = 0;
+  while (pad < length && codeAt(length - 1 - pad) === 61 /* = */) pad++;
+  if (pad > 2) return undefined;
+  return (length / 4) * 3 - pad;
 }
 
 /**
@@ -37,16 +47,11 @@ export class Base64Text {
   decode(): Buffer | undefined {
     const t = this.text;
     const n = t.length;
-    if (n % 4 !== 0) return undefined;
-    if (t.indexOf(0x2d /* - */) !== -1 || t.indexOf(0x5f /* _ */) !== -1) return undefined;
-    let pad = 0;
-    while (pad < n && t[n - 1 - pad] === 61 /* = */) pad++;
-    if (pad > 2) return undefined;
-    const size = (n / 4) * 3 - pad;
+    const size = strictDecodedSize(n, t.includes(0x2d /* - */) || t.includes(0x5f /* _ */), (i) => t[i]!);
+    if (size === undefined) return undefined;
     const out = Buffer.allocUnsafe(size);
     let at = 0;
     for (let off = 0; off < n; off += PIECE_CHARS) at += out.write(t.toString("latin1", off, Math.min(off + PIECE_CHARS, n)), at, "base64");
-    // Any character the decoder skipped (or an inner "=") leaves the output short.
     return at === size ? out : undefined;
   }
 }

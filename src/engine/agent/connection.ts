@@ -157,11 +157,11 @@ export class AgentConnection {
       if (frame.type === FrameType.OK) done.resolve();
       else done.unexpected();
     });
-    await this.send(FrameType.WRITE_OPEN, id, encodeStrings([path, String(mode)]));
+    await this.sendFrame(FrameType.WRITE_OPEN, id, encodeStrings([path, String(mode)]));
     for (let off = 0; off < data.length && !this.lostError; off += DATA_CHUNK) {
-      await this.send(FrameType.WRITE_DATA, id, data.subarray(off, off + DATA_CHUNK));
+      await this.sendFrame(FrameType.WRITE_DATA, id, data.subarray(off, off + DATA_CHUNK));
     }
-    await this.send(FrameType.WRITE_DATA, id, Buffer.alloc(0));
+    await this.sendFrame(FrameType.WRITE_DATA, id, Buffer.alloc(0));
     return result;
   }
 
@@ -200,13 +200,16 @@ export class AgentConnection {
   ): Promise<{ id: number; result: Promise<T> }> {
     const id = this.allocId();
     const { result } = this.track(id, handle);
-    await this.send(type, id, payload);
+    await this.sendFrame(type, id, payload);
     return { id, result };
   }
 
-  /** Sends one more frame of an operation started with startOp(), waiting for the pipe to drain. */
-  sendFrame(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> {
-    return this.send(type, id, payload);
+  /**
+   * Sends one frame (e.g. the next of an operation started with startOp()), waiting for the pipe
+   * to drain: the agent's reading pace is the flow control.
+   */
+  async sendFrame(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> {
+    await this.write(type, id, payload);
   }
 
   async ping(): Promise<void> {
@@ -271,11 +274,6 @@ export class AgentConnection {
       this.nextId = this.nextId >= MAX_ID ? 1 : this.nextId + 1;
       if (!this.ops.has(id)) return id;
     } while (true);
-  }
-
-  /** Writes one frame, waiting for the pipe to drain: the agent's reading pace is the flow control. */
-  private async send(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> {
-    await this.write(type, id, payload);
   }
 
   /**

@@ -65,7 +65,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // behind others must not boot a sandbox nobody waits for).
   const notStarted = new Set<RequestId>();
   const cancelledBeforeStart = new Set<RequestId>();
-  const enqueue = (job: () => unknown) => {
+  /** Queues request `id`'s job behind the others; it counts as not started until its turn. */
+  const enqueue = (id: RequestId | null | undefined, job: () => unknown) => {
+    if (id !== undefined && id !== null) notStarted.add(id);
     const next: Promise<void> = (queue ?? Promise.resolve()).then(job).then(() => {}, () => {}).finally(() => {
       if (queue === next) queue = undefined;
     });
@@ -132,18 +134,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
         return respond(session, writer, method, params, id);
       });
     }
-    if (id !== undefined && id !== null && (method === "create" || queue)) notStarted.add(id);
     if (method === "create") {
       // Runs alone, like upstream: it starts once the requests before it are done.
       const earlier = [...inflight];
-      enqueue(async () => {
+      enqueue(id, async () => {
         await Promise.allSettled(earlier);
         await dispatch(method, params, id);
       });
       return undefined;
     }
     if (queue) {
-      enqueue(() => dispatch(method, params, id));
+      enqueue(id, () => dispatch(method, params, id));
       return undefined;
     }
     return dispatch(method, params, id);
