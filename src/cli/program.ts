@@ -7,6 +7,7 @@ import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
+import { settings } from "../settings/settings.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -24,7 +25,7 @@ program
 program
   .command("version")
   .description("print the version")
-  .action(() => console.log(`matchlock ${pkg.version} (commit: ${process.env.MATCHLOCK_COMMIT ?? "unknown"}, built: unknown)`));
+  .action(() => console.log(`matchlock ${pkg.version} (commit: ${settings.commit.read()}, built: unknown)`));
 
 registerServeCommand(program);
 registerRunCommand(program);

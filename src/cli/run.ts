@@ -3,7 +3,8 @@ import type { Command } from "commander";
 import { once } from "node:events";
 import { resolve } from "node:path";
 import { chooseBackend } from "../engine/backends/select.js";
-import { createParamsSchema, describeZodError, mergeDefaults, type WireMount } from "../engine/sandbox/create-config.js";
+import { createParamsSchema, describeZodError, mergeDefaults } from "../engine/sandbox/create-config.js";
+import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
 

@@ -2,7 +2,7 @@
 // connection to a resident `matchlock serve`) = (at most) one VM.
 import { Readable } from "node:stream";
 import { Base64Data } from "../protocol/base64.js";
-import { Notification } from "../protocol/rpc.js";
+import { Method, Notification } from "../protocol/methods.js";
 import { connectEngine, spawnEngine } from "./engine-link.js";
 import { resolveBinary, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
@@ -82,7 +82,7 @@ export class Client implements AsyncDisposable {
   async create(options: CreateOptions, opts?: CallOptions): Promise<string> {
     const params = toCreateParams(checkCreateOptions(options));
     await this.start(); // lazily, so `new Client()` + `launch()` just works
-    const result = await this.transport.request("create", params, opts);
+    const result = await this.transport.request(Method.CREATE, params, opts);
     if (typeof result.id !== "string" || result.id === "") {
       throw new MatchlockError(`create returned no VM id: ${JSON.stringify(result)}`);
     }
@@ -92,7 +92,7 @@ export class Client implements AsyncDisposable {
 
   /** Runs `sh -c command` in the guest and buffers its output. A non-zero exit is a result, not an error. */
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    const result = await this.transport.request("exec", execParams(command, opts), opts);
+    const result = await this.transport.request(Method.EXEC, execParams(command, opts), opts);
     return toExecResult(result);
   }
 
@@ -104,7 +104,7 @@ export class Client implements AsyncDisposable {
     } as Record<string, OutputSink>;
     let result: JsonObject;
     try {
-      result = await this.transport.request("exec_stream", execParams(command, opts), {
+      result = await this.transport.request(Method.EXEC_STREAM, execParams(command, opts), {
         timeoutMs: opts.timeoutMs,
         signal: opts.signal,
         // A full target returns a promise: the transport reads no more from the engine until it settles.
@@ -157,7 +157,7 @@ export class Client implements AsyncDisposable {
         if (!isMethodNotFound(err)) throw err; // an older engine: one write_file, within its limit
       }
     }
-    await this.transport.request("write_file", { path, content: new Base64Data(bytes), mode }, opts);
+    await this.transport.request(Method.WRITE_FILE, { path, content: new Base64Data(bytes), mode }, opts);
   }
 
   /** Reads a whole guest file into a Buffer (transferred in chunks; see readFileStream for big files). */
@@ -170,7 +170,7 @@ export class Client implements AsyncDisposable {
       });
     } catch (err) {
       if (!isMethodNotFound(err) || parts.length > 0) throw err;
-      const result = await this.transport.request("read_file", { path }, opts); // an older engine
+      const result = await this.transport.request(Method.READ_FILE, { path }, opts); // an older engine
       return decodeBase64(result.content);
     }
     return Buffer.concat(parts);
@@ -190,14 +190,14 @@ export class Client implements AsyncDisposable {
       } catch (err) {
         if (!isMethodNotFound(err)) throw err;
         // An older engine has only read_file: the whole file in one message.
-        yield decodeBase64((await transport.request("read_file", { path }, opts)).content);
+        yield decodeBase64((await transport.request(Method.READ_FILE, { path }, opts)).content);
       }
     }
     return Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK_BYTES });
   }
 
   async listFiles(path: string, opts?: CallOptions): Promise<FileInfo[]> {
-    const result = await this.transport.request("list_files", { path: checkPath(path) }, opts);
+    const result = await this.transport.request(Method.LIST_FILES, { path: checkPath(path) }, opts);
     return toFileInfos(result);
   }
 
@@ -245,7 +245,7 @@ export class Client implements AsyncDisposable {
     if (this.transport.running) {
       // The engine tears the VM down on `close` (also at timeout 0, unlike the seed SDKs'
       // bare SIGKILL), so wait for that, but never forever.
-      const reply = this.transport.request("close", timeoutSeconds > 0 ? { timeout_seconds: timeoutSeconds } : {});
+      const reply = this.transport.request(Method.CLOSE, timeoutSeconds > 0 ? { timeout_seconds: timeoutSeconds } : {});
       reply.catch(() => undefined); // it may settle after we stopped waiting
       const waitMs = timeoutSeconds > 0 ? timeoutSeconds * 1000 + CLOSE_GRACE_MS : CLOSE_REPLY_WAIT_MS;
       const timer = new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref());

@@ -1,18 +1,17 @@
 // Which binary the SDK runs, and with which argv (spec §1.1).
 import type { Config } from "./types.js";
+import { settings } from "../settings/settings.js";
 
 /** Config.binaryPath, else a non-empty MATCHLOCK_BIN, else `matchlock` from $PATH. */
 export function resolveBinary(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string {
   if (config.binaryPath) return config.binaryPath;
-  const fromEnv = env.MATCHLOCK_BIN;
-  return fromEnv ? fromEnv : "matchlock";
+  return settings.bin.read(env);
 }
 
 /** Config.engineSocket, else a non-empty MATCHLOCK_ENGINE_SOCKET: the resident engine to connect to. */
 export function resolveEngineSocket(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (config.engineSocket) return config.engineSocket;
-  const fromEnv = env.MATCHLOCK_ENGINE_SOCKET;
-  return fromEnv ? fromEnv : undefined;
+  return settings.engineSocket.read(env);
 }
 
 /** argv of the RPC engine: `[bin, "rpc"]`, or `["sudo", bin, "rpc"]` with useSudo. */

@@ -3,13 +3,14 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { encodeJsonLine, lineText } from "../protocol/base64.js";
 import { parseReadChunkResult } from "../protocol/file-chunk-lines.js";
-import { ErrorCode, MAX_REQUEST_LINE, Notification, type RpcRequest } from "../protocol/rpc.js";
+import { ErrorCode, MAX_REQUEST_LINE, type RpcRequest } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import type { EngineLink } from "./engine-link.js";
-import { LineSplitter } from "./line-splitter.js";
+import { LineSplitter } from "../protocol/line-splitter.js";
 import { parseOutputNotification } from "./output-notification.js";
 import { OutputTail } from "./output-tail.js";
 import type { CallOptions } from "./types.js";
+import { Method, Notification } from "../protocol/methods.js";
 
 export type JsonObject = Record<string, unknown>;
 /** Returning a promise says "slow down": the transport stops reading the engine until it settles. */
@@ -86,7 +87,7 @@ export class Transport {
     if (signal?.aborted) return Promise.reject(cancelledError(method, signal));
 
     const id = this.nextId++;
-    // Only what this call uses is made: an exec's round trip passes here (issue 8).
+    // Only what this call uses is made: an exec's round trip passes here.
     return new Promise<JsonObject>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
@@ -188,7 +189,7 @@ export class Transport {
     entry.settle(error);
     // The engine answers the cancelled request with -32003 (dropped: nobody waits for that id
     // any more); a seed engine answers the cancel itself with -32601, also dropped.
-    if (this.state === "running") this.send("cancel", { id }, this.nextId++, () => undefined);
+    if (this.state === "running") this.send(Method.CANCEL, { id }, this.nextId++, () => undefined);
   }
 
   private handleLine(line: Buffer): void {

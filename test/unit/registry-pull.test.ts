@@ -322,7 +322,7 @@ describe("pull through the CLI", () => {
     p.stdout.on("data", (d) => (out += d));
     const code = await new Promise((r) => p.on("close", r));
     assert.equal(code, 0, out);
-    const bars = out.match(/\r\[[=> ]{30}\] [\d.]+ [kMG]?B \/ [\d.]+ [kMG]?B {2}\d\/4 layers\x1b\[K/g) ?? [];
+    const bars = out.match(/\r\[[=> ]{30}\] [\d.]+ (?:bytes|MiB) \/ [\d.]+ (?:bytes|MiB) {2}\d\/4 layers\x1b\[K/g) ?? [];
     assert.ok(bars.length >= 4, `a bar per finished layer at least (saw ${JSON.stringify(out)})`);
     assert.match(bars.at(-1)!, /\[=+>\] .* 4\/4 layers/, "the last bar is full");
     assert.doesNotMatch(out, /Resolved:|Downloaded/, "no plain lines on a terminal");

@@ -1,5 +1,5 @@
-// The request envelope is checked by hand, not by a schema (it is on every exec's round trip,
-// issue 8): it must accept and refuse exactly what the schema did (through serve(), in process).
+// The request envelope is checked by hand, not by a schema (it is on every exec's round trip):
+// it must accept and refuse exactly what JSON-RPC and the spec say (through serve(), in process).
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";

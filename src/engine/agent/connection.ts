@@ -223,7 +223,7 @@ export class AgentConnection {
 
   /**
    * Starts an operation and sends its opening frame. Not async, and no promise beyond the
-   * operation's own unless the pipe is full: this is every exec's round trip (issue 8).
+   * operation's own unless the pipe is full: this is every exec's round trip.
    */
   private run<T>(
     type: FrameTypeCode, payload: Buffer,

@@ -4,6 +4,7 @@
 import { BackendUnavailableError, type Backend } from "./backend.js";
 import { GvisorBackend } from "./gvisor/runsc.js";
 import { MicrovmBackend } from "./microvm/microvm.js";
+import { settings } from "../../settings/settings.js";
 
 export const BACKEND_NAMES = ["microvm", "gvisor", "auto"] as const;
 
@@ -15,7 +16,7 @@ export interface BackendChoice {
 
 /** `perSandbox` is the create request's `backend`; without it $MATCHLOCK_BACKEND decides. */
 export async function chooseBackend(perSandbox?: string): Promise<BackendChoice> {
-  const wanted = perSandbox || process.env.MATCHLOCK_BACKEND || "auto";
+  const wanted = perSandbox || settings.backend.read();
   const source = perSandbox ? "asked for by the sandbox" : "MATCHLOCK_BACKEND";
   switch (wanted) {
     case "gvisor":

@@ -72,11 +72,6 @@ interface RefRecord {
   repoDigest?: string;
 }
 
-/** $MATCHLOCK_IMAGES (lets several homes share one store, as the e2e tests do), else <home>/images. */
-export function defaultImagesRoot(): string {
-  return process.env.MATCHLOCK_IMAGES || paths.images();
-}
-
 async function exists(path: string): Promise<boolean> {
   return lstat(path).then(() => true, () => false);
 }
@@ -91,7 +86,7 @@ export class ImageStore {
   private readonly blobs: BlobCache;
   private readonly partials: PartialDownloads;
 
-  constructor(readonly root: string = defaultImagesRoot()) {
+  constructor(readonly root: string = paths.images()) {
     this.blobs = new BlobCache(join(root, "blobs"));
     this.partials = new PartialDownloads(join(root, "partial"));
   }

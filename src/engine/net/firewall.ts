@@ -3,7 +3,7 @@
 // ports 80/443 are DNAT'ed to the proxy, their other TCP ports to the port sniffer (which finds
 // the dialled port in conntrack), any DNS query to the engine's DNS; nothing is forwarded.
 // It must be on the host side: gVisor's netstack bypasses nftables inside the sandbox's netns.
-import { run, runQuietly } from "./host-commands.js";
+import { run, runQuietly } from "../host-commands.js";
 import { SYNTHETIC_CIDR } from "./dns-server.js";
 
 export interface FirewallSpec {

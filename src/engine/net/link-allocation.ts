@@ -4,8 +4,9 @@
 // engine process; allocations whose owner died are torn down and freed by the next engine.
 import { mkdir, open, readFile, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { runQuietly } from "./host-commands.js";
+import { runQuietly } from "../host-commands.js";
 import { processStart, sameProcessAlive } from "../process-identity.js";
+import { settings } from "../../settings/settings.js";
 
 export const LINK_PREFIX_LENGTH = 30;
 const SLOTS = 1 << 14; // /30s in 10.200.0.0/16
@@ -25,7 +26,7 @@ export interface LinkAllocation {
 }
 
 export function allocationDir(): string {
-  return process.env.MATCHLOCK_NET_STATE || "/run/matchlock/net";
+  return settings.netState.read();
 }
 
 export async function allocateLink(vmId: string): Promise<LinkAllocation> {

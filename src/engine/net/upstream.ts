@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
 import type { NetworkPolicy } from "./policy.js";
+import { settings } from "../../settings/settings.js";
 
 export class UpstreamBlockedError extends Error {}
 export class UpstreamResolveError extends Error {}
@@ -15,7 +16,7 @@ export class UpstreamResolveError extends Error {}
  * (names not in it do not resolve). Tests use it so no query ever leaves the machine.
  */
 function testHosts(): Map<string, string[]> | undefined {
-  const file = process.env.MATCHLOCK_TEST_HOSTS;
+  const file = settings.testHosts.read();
   if (!file) return undefined;
   const map = new Map<string, string[]>();
   for (const line of readFileSync(file, "utf8").split("\n")) {
@@ -79,7 +80,7 @@ let roots: string[] | undefined;
 /** Roots for verifying upstream servers: the system's, plus $MATCHLOCK_UPSTREAM_CA (a PEM file; for tests). */
 export function upstreamRoots(): string[] {
   if (!roots) {
-    const extra = process.env.MATCHLOCK_UPSTREAM_CA;
+    const extra = settings.upstreamCa.read();
     roots = [...rootCertificates, ...(extra ? [readFileSync(extra, "utf8")] : [])];
   }
   return roots;

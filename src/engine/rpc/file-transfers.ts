@@ -15,6 +15,7 @@ import { ErrorCode } from "../../protocol/rpc.js";
 import type { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Sandbox } from "../sandbox/sandbox.js";
 import { RpcError, asRpcError, decode, decodeBase64 } from "./session.js";
+import { Method } from "../../protocol/methods.js";
 
 /** Transfers one session may have open at once. */
 export const MAX_OPEN_TRANSFERS = 64;
@@ -23,10 +24,6 @@ export const MAX_QUEUED_CHUNKS = 8;
 /** Largest chunk, in raw bytes, either way (its base64 stays well under the line limit). */
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
 const DEFAULT_READ_CHUNK = 1024 * 1024;
-
-export const TRANSFER_METHODS = new Set([
-  "write_file_open", "write_file_chunk", "write_file_close", "read_file_open", "read_file_chunk", "file_abort",
-]);
 
 const handleSchema = z.number().int().positive();
 const writeOpenParams = z.object({ path: z.string(), mode: z.number().int().min(0).max(0xffffffff).optional() });
@@ -58,12 +55,12 @@ export class FileTransfers {
 
   async handle(method: string, params: unknown): Promise<Result> {
     switch (method) {
-      case "write_file_open": return this.openWrite(params);
-      case "write_file_chunk": return this.writeChunk(params);
-      case "write_file_close": return this.closeWrite(params);
-      case "read_file_open": return this.openRead(params);
-      case "read_file_chunk": return this.readChunk(params);
-      case "file_abort": return this.abort(params);
+      case Method.WRITE_FILE_OPEN: return this.openWrite(params);
+      case Method.WRITE_FILE_CHUNK: return this.writeChunk(params);
+      case Method.WRITE_FILE_CLOSE: return this.closeWrite(params);
+      case Method.READ_FILE_OPEN: return this.openRead(params);
+      case Method.READ_FILE_CHUNK: return this.readChunk(params);
+      case Method.FILE_ABORT: return this.abort(params);
       default: throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
     }
   }

@@ -16,6 +16,7 @@ import { STOP_READING, consumeLines, idOfSkippedLine, type LineEvent, type LineV
 import { MessageWriter } from "./writer.js";
 import { RpcError, Session } from "./session.js";
 import { traceStartup } from "../trace/startup.js";
+import { Method } from "../../protocol/methods.js";
 
 export interface ServeOptions {
   input: Readable;
@@ -87,12 +88,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
       writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran");
       return undefined;
     }
-    if (method === "create") {
+    if (method === Method.CREATE) {
       const created = respond(session, writer, method, params, id);
       track(created);
       return created; // the queue behind it waits for the create
     }
-    if (method === "close") {
+    if (method === Method.CLOSE) {
       // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
       // the close up; then let them reply.
       return respond(session, writer, method, params, id).then(() => Promise.allSettled([...inflight]));
@@ -119,7 +120,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }
     const { method, params, id } = parsed;
     traceStartup(`request ${method}`);
-    if (method === "cancel") {
+    if (method === Method.CANCEL) {
       // Never queued behind others. A request still waiting in the queue is marked and answered
       // "cancelled" when its turn comes; one that runs is stopped by the session. A create read
       // in the same chunk starts from the queue's microtasks, so the answer waits one turn of the
@@ -134,7 +135,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
         return respond(session, writer, method, params, id);
       });
     }
-    if (method === "create") {
+    if (method === Method.CREATE) {
       // Runs alone, like upstream: it starts once the requests before it are done.
       const earlier = [...inflight];
       enqueue(id, async () => {
@@ -179,7 +180,7 @@ function parseRequest(line: Buffer): Parsed {
   // Batches, scalars and a bad top-level id are parse errors, as upstream (spec 1.2, 1.3).
   // Checked by hand, not by a schema: this runs for every request and is on the exec round
   // trip, where a schema parse cost several times these few tests.
-  // A request with no method key at all is a parse error too (the schema this replaced said so).
+  // A request with no method key at all is a parse error too.
   if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !("method" in raw)) {
     return { ok: false, id: undefined, code: ErrorCode.PARSE_ERROR, message: "Parse error" };
   }

@@ -1,7 +1,7 @@
 // The methods of one `matchlock rpc` session, which owns at most one sandbox.
 import { z } from "zod";
 import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
-import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
+import { ErrorCode, MAX_TIMEOUT_SECONDS, type RequestId } from "../../protocol/rpc.js";
 import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
 import { chooseBackend } from "../backends/select.js";
@@ -12,7 +12,8 @@ import { removeVmDir } from "../sandbox/state.js";
 import { MountConfigError } from "../vfs/mounts.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
-import { FileTransfers, TRANSFER_METHODS } from "./file-transfers.js";
+import { FileTransfers } from "./file-transfers.js";
+import { Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
 
 export class RpcError extends Error {
   constructor(readonly code: number, message: string) {
@@ -58,16 +59,16 @@ export class Session {
   async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
     // Undoing a finished create by a late cancel holds only until the client moves on: ids need
     // only be unique among requests in flight, so a later request may reuse the create's.
-    if (method !== "cancel" && method !== "create") this.createdBy = undefined;
+    if (method !== Method.CANCEL && method !== Method.CREATE) this.createdBy = undefined;
     switch (method) {
-      case "create": return this.create(params, id);
-      case "close": return this.close(params);
-      case "exec": return this.exec(params, id, false);
-      case "exec_stream": return this.exec(params, id, true);
-      case "write_file": return this.writeFile(params);
-      case "read_file": return this.readFile(params);
-      case "list_files": return this.listFiles(params);
-      case "cancel": return this.cancel(params);
+      case Method.CREATE: return this.create(params, id);
+      case Method.CLOSE: return this.close(params);
+      case Method.EXEC: return this.exec(params, id, false);
+      case Method.EXEC_STREAM: return this.exec(params, id, true);
+      case Method.WRITE_FILE: return this.writeFile(params);
+      case Method.READ_FILE: return this.readFile(params);
+      case Method.LIST_FILES: return this.listFiles(params);
+      case Method.CANCEL: return this.cancel(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
         throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");

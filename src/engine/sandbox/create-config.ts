@@ -2,7 +2,7 @@
 // protocol spec (2.1) says: resources field by field, `network` and `vfs` replaced wholesale.
 import { isIP } from "node:net";
 import { z } from "zod";
-import { MAX_TIMEOUT_SECONDS } from "../../protocol/rpc.js";
+import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 
 const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
   z.looseObject({
@@ -13,14 +13,6 @@ const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
     lower: mountSchema.optional(),
   }),
 );
-
-export interface WireMount {
-  type: string;
-  host_path?: string | undefined;
-  readonly?: boolean | undefined;
-  upper?: WireMount | undefined;
-  lower?: WireMount | undefined;
-}
 
 const nonNegative = (what: string) =>
   z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);

@@ -20,6 +20,7 @@ import type { NetworkEventSink } from "../net/events.js";
 import { NetworkPolicy, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
 import { traceStartup } from "../trace/startup.js";
+import { settings } from "../../settings/settings.js";
 
 /** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
 const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
@@ -217,7 +218,7 @@ async function imageFor(ref: string): Promise<LocalImage> {
   const store = new ImageStore();
   const local = await store.resolve(ref);
   if (local) return local;
-  if (process.env.MATCHLOCK_PULL === "never") {
+  if (settings.pull.read() === "never") {
     throw new ImageNotFoundError(`image ${ref} is not in the local store and pulling is off (MATCHLOCK_PULL=never): import it with "matchlock image import ${ref} <tarball>"`);
   }
   try {

@@ -6,7 +6,7 @@ import { mkdir, realpath, stat } from "node:fs/promises";
 import { posix, join } from "node:path";
 import { promisify } from "node:util";
 import type { BackendMount } from "../backends/backend.js";
-import type { WireMount } from "../sandbox/create-config.js";
+import type { WireMount } from "../../protocol/rpc.js";
 
 const run = promisify(execFile);
 

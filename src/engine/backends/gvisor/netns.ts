@@ -1,7 +1,7 @@
 // gVisor's side of the network seal: a fresh netns per sandbox (runsc takes over the veth it
 // finds there and strips it from the kernel, so netns and link cannot be shared), a veth pair
 // between it and the host, and the wrapper for gVisor bug #10704 on kernels >= 6.7.
-import { run } from "../../net/host-commands.js";
+import { run } from "../../host-commands.js";
 import type { SandboxNetwork } from "../backend.js";
 import { hostEndCommands } from "../host-end.js";
 

@@ -13,11 +13,12 @@ import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, removeSandboxCgroups } from "./memory-cgroup.js";
+import { settings } from "../../../settings/settings.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
 export function runscBinary(): string {
-  return process.env.MATCHLOCK_RUNSC || "runsc";
+  return settings.runsc.read();
 }
 
 export class GvisorBackend implements Backend {

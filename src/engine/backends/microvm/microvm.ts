@@ -24,6 +24,7 @@ import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
 import { traceStartup } from "../../trace/startup.js";
 import { createTap } from "./tap.js";
+import { settings } from "../../../settings/settings.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
 const READY_TIMEOUT_MS = 60_000;
@@ -31,7 +32,7 @@ const READY_TIMEOUT_MS = 60_000;
 const AGENT_FD = 3;
 
 export function qemuBinary(): string {
-  return process.env.MATCHLOCK_QEMU || "qemu-system-x86_64";
+  return settings.qemu.read();
 }
 
 export class MicrovmBackend implements Backend {
@@ -102,7 +103,7 @@ export class MicrovmBackend implements Backend {
     const args = qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
-      trace: process.env.MATCHLOCK_TRACE_STARTUP === "1",
+      trace: settings.traceStartup.read() === "1",
       network: net && { tap: net.link.hostInterface, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
     });
     traceStartup("microvm: kernel, initramfs and root image ready");

@@ -3,7 +3,7 @@
 // filtered exactly like gVisor's veth end (../host-end.ts, src/engine/net/firewall.ts). Being
 // persistent, it outlives a QEMU that dies; the seal's release (or the next engine's reclaim of a
 // killed engine's links) deletes it.
-import { run } from "../../net/host-commands.js";
+import { run } from "../../host-commands.js";
 import type { SandboxNetwork } from "../backend.js";
 import { hostEndCommands } from "../host-end.js";
 

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { Agent, request, type Dispatcher } from "undici";
 import { allowsPlainHttp } from "./endpoint.js";
+import { settings } from "../../../settings/settings.js";
 
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -36,7 +37,7 @@ export class NetworkError extends Error {
 }
 
 function extraCa(): string[] | undefined {
-  const file = process.env.MATCHLOCK_REGISTRY_CA;
+  const file = settings.registryCa.read();
   if (!file) return undefined;
   let pem: string;
   try {
