@@ -3,6 +3,7 @@
 // in its own terms: conntrack lookups, Docker credential helpers; and `run` for the network tools
 // (ip, nft), which either work or throw. The one place the engine spawns a short host command.
 import { spawn } from "node:child_process";
+import { EngineError, type ErrorKind } from "../protocol/errors.js";
 
 export interface CommandLimits {
   /** Written to the command's stdin, which is closed after it (at once without it). */
@@ -81,7 +82,9 @@ export function runCommand(cmd: string, args: string[], limits: CommandLimits = 
   });
 }
 
-export class HostCommandError extends Error {}
+export class HostCommandError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 /** Runs a network tool (ip, nft) and returns its stdout; a HostCommandError when it fails. */
 export async function run(cmd: string, args: string[], input?: string): Promise<string> {

@@ -48,7 +48,7 @@ export class Client implements AsyncDisposable {
     this.useSudo = config.useSudo === true;
     const socket = resolveEngineSocket(config);
     if (socket !== undefined && this.useSudo) {
-      throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user");
+      throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user", { kind: "invalid_argument" });
     }
     const argv = rpcCommand({ binaryPath: this.binaryPath, useSudo: this.useSudo });
     const open = socket !== undefined ? () => connectEngine(socket) : () => spawnEngine(argv);
@@ -130,12 +130,12 @@ export class Client implements AsyncDisposable {
   async writeFile(path: string, content: FileContent, opts: WriteFileOptions = {}): Promise<void> {
     const mode = opts.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff) {
-      throw new MatchlockError(`mode must be a uint32 permission value (e.g. 0o644), got ${mode}`);
+      throw new MatchlockError(`mode must be a uint32 permission value (e.g. 0o644), got ${mode}`, { kind: "invalid_argument" });
     }
     checkPath(path);
     if (typeof content !== "string" && !(content instanceof Uint8Array)) {
       if (content === null || typeof content !== "object" || !(Symbol.asyncIterator in content)) {
-        throw new MatchlockError("writeFile content must be a string, a Uint8Array/Buffer, or an AsyncIterable (e.g. a Readable)");
+        throw new MatchlockError("writeFile content must be a string, a Uint8Array/Buffer, or an AsyncIterable (e.g. a Readable)", { kind: "invalid_argument" });
       }
       try {
         await writeChunked(this.transport, path, content, mode, opts); // no slot: its source decides when it ends
@@ -210,7 +210,7 @@ export class Client implements AsyncDisposable {
   close(timeoutSeconds = 0): Promise<void> {
     if (!this.closePromise) {
       if (!(timeoutSeconds >= 0 && Number.isFinite(timeoutSeconds))) {
-        return Promise.reject(new MatchlockError(`close timeout must be >= 0 seconds, got ${timeoutSeconds}`));
+        return Promise.reject(new MatchlockError(`close timeout must be >= 0 seconds, got ${timeoutSeconds}`, { kind: "invalid_argument" }));
       }
       this.closePromise = this.shutdown(timeoutSeconds);
     }
@@ -271,12 +271,12 @@ export class Client implements AsyncDisposable {
 }
 
 function checkPath(path: string): string {
-  if (typeof path !== "string" || path === "") throw new MatchlockError("path is required");
+  if (typeof path !== "string" || path === "") throw new MatchlockError("path is required", { kind: "invalid_argument" });
   return path;
 }
 
 function execParams(command: string, opts: ExecOptions): JsonObject {
-  if (typeof command !== "string") throw new MatchlockError("command must be a string");
+  if (typeof command !== "string") throw new MatchlockError("command must be a string", { kind: "invalid_argument" });
   const params: JsonObject = { command };
   if (opts.workingDir) params.working_dir = opts.workingDir;
   return params;

@@ -11,6 +11,7 @@ import { parseOutputNotification } from "./output-notification.js";
 import { OutputTail } from "./output-tail.js";
 import type { CallOptions } from "./types.js";
 import { Method, Notification } from "../protocol/methods.js";
+import { isErrorKind } from "../protocol/errors.js";
 
 export type JsonObject = Record<string, unknown>;
 /** Returning a promise says "slow down": the transport stops reading the engine until it settles. */
@@ -78,11 +79,11 @@ export class Transport {
 
   request(method: string, params: JsonObject = {}, opts: RequestOptions = {}): Promise<JsonObject> {
     if (this.state !== "running") {
-      return Promise.reject(new MatchlockError(`Matchlock process not running${this.deathDetail}`));
+      return Promise.reject(new MatchlockError(`Matchlock process not running${this.deathDetail}`, { kind: "engine_lost" }));
     }
     const { signal, timeoutMs } = opts;
     if (timeoutMs !== undefined && !(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
-      return Promise.reject(new MatchlockError(`timeoutMs must be a positive number, got ${timeoutMs}`));
+      return Promise.reject(new MatchlockError(`timeoutMs must be a positive number, got ${timeoutMs}`, { kind: "invalid_argument" }));
     }
     if (signal?.aborted) return Promise.reject(cancelledError(method, signal));
 
@@ -217,7 +218,8 @@ export class Transport {
     const error = message.error;
     if (isObject(error)) {
       const code = typeof error.code === "number" ? error.code : ErrorCode.INTERNAL_ERROR;
-      entry.settle(new RPCError(code, typeof error.message === "string" ? error.message : ""));
+      const kind = isObject(error.data) && isErrorKind(error.data.kind) ? error.data.kind : undefined;
+      entry.settle(new RPCError(code, typeof error.message === "string" ? error.message : "", kind ? { kind } : {}));
     } else {
       entry.settle(undefined, isObject(message.result) ? message.result : {});
     }
@@ -256,6 +258,7 @@ export class Transport {
     // error can say why.
     await Promise.race([Promise.all([this.exitPromise, this.stderrClosed]), sleep(DEATH_DETAILS_WAIT_MS)]);
     let message: string;
+    const kind = this.shuttingDown ? "cancelled" : "engine_lost";
     if (this.shuttingDown) {
       message = "Matchlock client closed";
     } else {
@@ -263,7 +266,7 @@ export class Transport {
       this.deathDetail = (this.exitStatus ? ` (${this.exitStatus})` : "") + (tail ? `: ${tail}` : "");
       message = `Matchlock process closed unexpectedly${this.deathDetail}`;
     }
-    for (const entry of [...this.pending.values()]) entry.settle(new MatchlockError(message));
+    for (const entry of [...this.pending.values()]) entry.settle(new MatchlockError(message, { kind }));
   }
 
   private async waitExit(ms: number): Promise<boolean> {

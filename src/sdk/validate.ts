@@ -12,7 +12,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function checkImage(image: unknown): string {
   if (typeof image !== "string" || image.trim() === "") {
-    throw new MatchlockError("image is required (e.g., alpine:latest)");
+    throw invalid("image is required (e.g., alpine:latest)");
   }
   return image;
 }
@@ -20,34 +20,34 @@ export function checkImage(image: unknown): string {
 /** cpus, memory and disk: the wire fields are Go ints where 0 means "default". */
 export function checkPositiveInt(what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
-    throw new MatchlockError(`${what} must be a positive integer, got ${String(value)}`);
+    throw invalid(`${what} must be a positive integer, got ${String(value)}`);
   }
   return value;
 }
 
 export function checkNonNegativeInt(what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new MatchlockError(`${what} must be a non-negative integer, got ${String(value)}`);
+    throw invalid(`${what} must be a non-negative integer, got ${String(value)}`);
   }
   return value;
 }
 
 export function checkTimeoutSeconds(what: string, value: unknown): number {
   const n = checkNonNegativeInt(what, value);
-  if (n > MAX_TIMEOUT_SECONDS) throw new MatchlockError(`${what} must be at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${n}`);
+  if (n > MAX_TIMEOUT_SECONDS) throw invalid(`${what} must be at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${n}`);
   return n;
 }
 
 export function checkHostPattern(host: unknown): string {
   if (typeof host !== "string" || host === "" || /\s/.test(host)) {
-    throw new MatchlockError(`invalid host pattern ${JSON.stringify(host)}: must be non-empty without whitespace`);
+    throw invalid(`invalid host pattern ${JSON.stringify(host)}: must be non-empty without whitespace`);
   }
   return host;
 }
 
 export function checkDnsServer(server: unknown): string {
   if (typeof server !== "string" || isIP(server) === 0) {
-    throw new MatchlockError(`invalid DNS server ${JSON.stringify(server)}: must be an IP address`);
+    throw invalid(`invalid DNS server ${JSON.stringify(server)}: must be an IP address`);
   }
   return server;
 }
@@ -55,7 +55,7 @@ export function checkDnsServer(server: unknown): string {
 /** Returns the path cleaned the way the engine cleans it, so map keys do not collide later. */
 export function checkGuestPath(what: string, p: unknown): string {
   if (typeof p !== "string" || !p.startsWith("/") || p.includes("\0")) {
-    throw new MatchlockError(`${what} must be an absolute guest path, got ${JSON.stringify(p)}`);
+    throw invalid(`${what} must be an absolute guest path, got ${JSON.stringify(p)}`);
   }
   const clean = path.posix.normalize(p);
   return clean.length > 1 && clean.endsWith("/") ? clean.slice(0, -1) : clean;
@@ -64,20 +64,20 @@ export function checkGuestPath(what: string, p: unknown): string {
 /** Relative host paths are resolved here: the engine inherits our cwd, so this is what it would do. */
 function checkHostPath(guestPath: string, p: unknown): string {
   if (typeof p !== "string" || p === "" || p.includes("\0")) {
-    throw new MatchlockError(`mount ${guestPath}: hostPath is required for this mount type`);
+    throw invalid(`mount ${guestPath}: hostPath is required for this mount type`);
   }
   return path.resolve(p);
 }
 
 export function checkMount(guestPath: string, config: MountConfig): MountConfig {
   if (config === null || typeof config !== "object" || !MOUNT_TYPES.includes(config.type)) {
-    throw new MatchlockError(
+    throw invalid(
       `mount ${guestPath}: type must be one of ${MOUNT_TYPES.join(", ")}, got ${JSON.stringify(config?.type)}`,
     );
   }
   const out: MountConfig = { type: config.type };
   if (config.type === "memory") {
-    if (config.hostPath) throw new MatchlockError(`mount ${guestPath}: memory mounts take no hostPath`);
+    if (config.hostPath) throw invalid(`mount ${guestPath}: memory mounts take no hostPath`);
   } else {
     out.hostPath = checkHostPath(guestPath, config.hostPath);
   }
@@ -87,15 +87,15 @@ export function checkMount(guestPath: string, config: MountConfig): MountConfig 
 
 export function checkSecret(secret: Secret): Secret {
   if (typeof secret?.name !== "string" || !ENV_NAME.test(secret.name)) {
-    throw new MatchlockError(
+    throw invalid(
       `invalid secret name ${JSON.stringify(secret?.name)}: must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
     );
   }
   // An empty value is nearly always an unset env var (process.env.X ?? ""), not a real secret.
   if (typeof secret.value !== "string" || secret.value === "") {
-    throw new MatchlockError(`secret ${secret.name} has an empty or non-string value`);
+    throw invalid(`secret ${secret.name} has an empty or non-string value`);
   }
-  if (!Array.isArray(secret.hosts)) throw new MatchlockError(`secret ${secret.name}: hosts must be an array`);
+  if (!Array.isArray(secret.hosts)) throw invalid(`secret ${secret.name}: hosts must be an array`);
   return { name: secret.name, value: secret.value, hosts: secret.hosts.map(checkHostPattern) };
 }
 
@@ -104,13 +104,13 @@ const BACKENDS: readonly BackendName[] = ["microvm", "gvisor", "auto"];
 
 export function checkBackend(backend: BackendName): BackendName {
   if (!BACKENDS.includes(backend)) {
-    throw new MatchlockError(`backend must be "microvm", "gvisor" or "auto", not ${JSON.stringify(backend)}`);
+    throw invalid(`backend must be "microvm", "gvisor" or "auto", not ${JSON.stringify(backend)}`);
   }
   return backend;
 }
 
 export function checkCreateOptions(opts: CreateOptions): CreateOptions {
-  if (opts === null || typeof opts !== "object") throw new MatchlockError("create options must be an object");
+  if (opts === null || typeof opts !== "object") throw invalid("create options must be an object");
   const out: CreateOptions = { image: checkImage(opts.image) };
   // 0 means "engine default" on the wire, so it is accepted here although the builder refuses it.
   if (opts.cpus !== undefined && opts.cpus !== 0) out.cpus = checkPositiveInt("cpus", opts.cpus);
@@ -133,7 +133,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
     const seen = new Set<string>();
     out.secrets = opts.secrets.map((s) => {
       const secret = checkSecret(s);
-      if (seen.has(secret.name)) throw new MatchlockError(`secret ${secret.name} is defined twice`);
+      if (seen.has(secret.name)) throw invalid(`secret ${secret.name} is defined twice`);
       seen.add(secret.name);
       return secret;
     });
@@ -143,4 +143,9 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   }
   if (opts.dnsServers !== undefined) out.dnsServers = opts.dnsServers.map(checkDnsServer);
   return out;
+}
+
+/** A bad argument, found before anything is sent. */
+function invalid(message: string): MatchlockError {
+  return new MatchlockError(message, { kind: "invalid_argument" });
 }

@@ -78,7 +78,7 @@ describe("README examples", async () => {
     Files: /^Hello, world!\nhello.txt 13 644 false\nscript.sh 18 755 false\n$/,
     Mounts: /^from-guest\n\n?$/,
     "Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
-    "Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
+    "Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 failed false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
   };
 
   for (const [i, block] of blocks.entries()) {

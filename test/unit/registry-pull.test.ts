@@ -219,7 +219,7 @@ describe("pull", () => {
   });
 
   test("unknown tags, repositories and registries are clear errors naming the image", async () => {
-    await assert.rejects(store.pull(ref("test/app:nope")), new RegExp(`^Error: ${registry.host}/test/app:nope: manifest unknown`));
+    await assert.rejects(store.pull(ref("test/app:nope")), new RegExp(`^RegistryError: ${registry.host}/test/app:nope: manifest unknown`));
     await assert.rejects(store.pull(ref("test/none:v1")), /test\/none:v1: (repository|manifest) unknown/);
     await assert.rejects(store.pull(`${registry.host}/test/app@sha256:${"1".repeat(64)}`), /manifest unknown/);
     await assert.rejects(store.pull("127.0.0.1:1/test/app:v1"), /127\.0\.0\.1:1\/test\/app:v1: registry 127\.0\.0\.1:1 is unreachable .*ECONNREFUSED/);

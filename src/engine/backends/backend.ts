@@ -1,6 +1,7 @@
 // The seam between sandbox lifecycle and isolation engines: gVisor (backends/gvisor) and
 // QEMU micro-VMs (backends/microvm) implement the same interface.
 import type { AgentConnection } from "../agent/connection.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** A mount as the backend must realise it inside the sandbox. */
 export type BackendMount =
@@ -67,4 +68,6 @@ export interface Backend {
   reclaim(id: string): Promise<string[]>;
 }
 
-export class BackendUnavailableError extends Error {}
+export class BackendUnavailableError extends EngineError {
+  readonly kind: ErrorKind = "unavailable";
+}

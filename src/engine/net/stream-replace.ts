@@ -2,6 +2,7 @@
 // catching a match split across pieces by holding back the last (longest pattern - 1) bytes
 // until more arrives or the stream ends. A forbidden pattern anywhere stops the stream before
 // any byte of it is released.
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 export interface Replacement {
   from: Buffer;
   to: Buffer;
@@ -13,7 +14,9 @@ export interface Forbidden {
   name: string;
 }
 
-export class ForbiddenBytesError extends Error {
+export class ForbiddenBytesError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+
   constructor(readonly forbidden: string) {
     super(`forbidden content: ${forbidden}`);
   }

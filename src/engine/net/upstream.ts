@@ -7,9 +7,14 @@ import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
 import type { NetworkPolicy } from "./policy.js";
 import { settings } from "../../settings/settings.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
-export class UpstreamBlockedError extends Error {}
-export class UpstreamResolveError extends Error {}
+export class UpstreamBlockedError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+}
+export class UpstreamResolveError extends EngineError {
+  readonly kind: ErrorKind = "not_found";
+}
 
 /**
  * $MATCHLOCK_TEST_HOSTS names a hosts-format file that replaces host resolution entirely

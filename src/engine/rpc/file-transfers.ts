@@ -14,7 +14,8 @@ import { Base64Data, Base64Text } from "../../protocol/base64.js";
 import { ErrorCode } from "../../protocol/rpc.js";
 import type { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Sandbox } from "../sandbox/sandbox.js";
-import { RpcError, asRpcError, decode, decodeBase64 } from "./session.js";
+import { RpcError } from "./errors.js";
+import { decode, decodeBase64 } from "./params.js";
 import { Method } from "../../protocol/methods.js";
 
 /** Transfers one session may have open at once. */
@@ -40,7 +41,7 @@ interface Transfer {
   tail: Promise<unknown>;
   queued: number;
   /** Set once a step failed: every later request of this transfer gets the same error. */
-  failed?: RpcError;
+  failed?: Error;
   /** A write's close once it has started: past that point an abort can no longer stop the rename. */
   closing?: Promise<unknown>;
 }
@@ -77,14 +78,14 @@ export class FileTransfers {
   private async openWrite(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(writeOpenParams, params);
-    const stream = await this.reserving(() => fileOp(() => sb.openWriteStream(p.path, p.mode || 0o644)));
+    const stream = await this.reserving(() => sb.openWriteStream(p.path, p.mode || 0o644));
     return { handle: this.add({ kind: "write", stream, tail: Promise.resolve(), queued: 0 }) };
   }
 
   private async openRead(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(pathParams, params);
-    const stream = await this.reserving(() => fileOp(() => sb.openReadStream(p.path)));
+    const stream = await this.reserving(() => sb.openReadStream(p.path));
     return { handle: this.add({ kind: "read", stream, tail: Promise.resolve(), queued: 0 }) };
   }
 
@@ -153,7 +154,7 @@ export class FileTransfers {
       try {
         return await run();
       } catch (err) {
-        t.failed ??= asRpcError(err, ErrorCode.FILE_FAILED, "");
+        t.failed ??= err instanceof Error ? err : new Error(String(err));
         t.stream.cancel();
         throw t.failed;
       }
@@ -193,14 +194,6 @@ export class FileTransfers {
     const handle = this.nextHandle++;
     this.open.set(handle, t);
     return handle;
-  }
-}
-
-async function fileOp<T>(run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (err) {
-    throw asRpcError(err, ErrorCode.FILE_FAILED, "");
   }
 }
 

@@ -14,7 +14,8 @@ import { lineText } from "../../protocol/base64.js";
 import { parseWriteChunkRequest } from "../../protocol/file-chunk-lines.js";
 import { STOP_READING, consumeLines, idOfSkippedLine, type LineEvent, type LineVerdict } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
-import { RpcError, Session } from "./session.js";
+import { Session } from "./session.js";
+import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
 import { Method } from "../../protocol/methods.js";
 
@@ -81,11 +82,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const dispatch = (method: string, params: unknown, id: RequestId | null | undefined): Promise<unknown> | undefined => {
     if (session.closed) return undefined; // queued behind a `close`: the session is over, as for the line after it
     if (id !== undefined && id !== null && notStarted.delete(id) && cancelledBeforeStart.delete(id)) {
-      writer.error(id, ErrorCode.CANCELLED, "context canceled");
+      writer.error(id, ErrorCode.CANCELLED, "context canceled", "cancelled");
       return undefined;
     }
     if (ending) {
-      writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran");
+      writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran", "cancelled");
       return undefined;
     }
     if (method === Method.CREATE) {
@@ -202,11 +203,7 @@ async function respond(session: Session, writer: MessageWriter, method: string, 
     const result = await session.handle(method, params, id);
     writer.result(id, result);
   } catch (err) {
-    if (err instanceof RpcError) {
-      writer.error(id, err.code, err.message);
-    } else {
-      // A bug of ours: say so, keep serving.
-      writer.error(id, ErrorCode.INTERNAL_ERROR, `internal error: ${(err as Error)?.message ?? String(err)}`);
-    }
+    const { code, message, kind } = toWireError(err, method);
+    writer.error(id, code, message, kind);
   }
 }

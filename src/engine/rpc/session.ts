@@ -1,25 +1,19 @@
 // The methods of one `matchlock rpc` session, which owns at most one sandbox.
 import { z } from "zod";
-import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
+import { Base64Data } from "../../protocol/base64.js";
+import { EngineError } from "../../protocol/errors.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, type RequestId } from "../../protocol/rpc.js";
-import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
 import { chooseBackend } from "../backends/select.js";
-import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
-import { CreateCancelledError, ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/sandbox.js";
+import { CreateCancelledError, Sandbox, secretRules } from "../sandbox/sandbox.js";
 import { removeVmDir } from "../sandbox/state.js";
-import { MountConfigError } from "../vfs/mounts.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
 import { FileTransfers } from "./file-transfers.js";
+import { RpcError } from "./errors.js";
+import { decode, decodeBase64 } from "./params.js";
 import { Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
-
-export class RpcError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
 
 const execParams = z.object({ command: z.string().default(""), working_dir: z.string().optional() });
 const pathParams = z.object({ path: z.string() });
@@ -130,11 +124,6 @@ export class Session {
     let sb: Sandbox;
     try {
       sb = await making;
-    } catch (err) {
-      if (err instanceof CreateCancelledError) throw new RpcError(ErrorCode.CANCELLED, err.message);
-      if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
-      if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError) throw new RpcError(ErrorCode.VM_FAILED, err.message);
-      throw new RpcError(ErrorCode.VM_FAILED, `failed to create sandbox: ${(err as Error).message}`);
     } finally {
       if (cancellable) this.cancels.delete(id);
       this.inCreate = undefined;
@@ -163,7 +152,8 @@ export class Session {
     if (!this.sandbox) {
       throw new RpcError(ErrorCode.VM_FAILED, this.lastId ? `VM ${this.lastId} is closed` : "VM not created");
     }
-    if (this.sandbox.lost) throw new RpcError(ErrorCode.VM_FAILED, `sandbox ${this.sandbox.id} is lost: ${this.sandbox.lost.message}`);
+    const lost = this.sandbox.lost;
+    if (lost) throw new RpcError(ErrorCode.VM_FAILED, `sandbox ${this.sandbox.id} is lost: ${lost.message}`, lost instanceof EngineError ? lost.kind : "sandbox_lost");
     return this.sandbox;
   }
 
@@ -205,8 +195,6 @@ export class Session {
             duration_ms: out.durationMs,
             ...extra,
           };
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.EXEC_FAILED, "exec error: ");
     } finally {
       if (cancellable) this.cancels.delete(id);
     }
@@ -216,32 +204,20 @@ export class Session {
     const sb = this.current();
     const p = decode(writeParams, params);
     const content = decodeBase64(p.content);
-    try {
-      await sb.writeFile(p.path, content, p.mode || 0o644);
-      return {};
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
-    }
+    await sb.writeFile(p.path, content, p.mode || 0o644);
+    return {};
   }
 
   private async readFile(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(pathParams, params);
-    try {
-      return { content: new Base64Data(await sb.readFile(p.path)) };
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
-    }
+    return { content: new Base64Data(await sb.readFile(p.path)) };
   }
 
   private async listFiles(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(pathParams, params);
-    try {
-      return { files: await sb.listFiles(p.path) };
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
-    }
+    return { files: await sb.listFiles(p.path) };
   }
 
   private async cancel(params: unknown): Promise<Result> {
@@ -293,28 +269,4 @@ function bufferedSink(stdout: Buffer[], stderr: Buffer[], onOverflow: () => void
     else into.push(d);
   };
   return { stdout: keep(stdout), stderr: keep(stderr) };
-}
-
-export function decode<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {
-  if (params === undefined || params === null) throw new RpcError(ErrorCode.INVALID_PARAMS, "params are required");
-  const r = schema.safeParse(params);
-  if (!r.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(r.error));
-  return r.data;
-}
-
-export function decodeBase64(s: string): Buffer {
-  // Go's decoder tolerates line breaks; skip the copy that drops them when there are none.
-  const compact = s.includes("\n") || s.includes("\r") ? s.replace(/[\r\n]/g, "") : s;
-  const bytes = decodeStrictBase64(compact);
-  if (!bytes) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
-  return bytes;
-}
-
-/** Maps sandbox-side failures to the protocol's codes; the guest's own message is kept. */
-export function asRpcError(err: unknown, code: number, prefix: string): RpcError {
-  if (err instanceof RpcError) return err;
-  if (err instanceof AgentOpError || err instanceof PathError) return new RpcError(code, prefix + err.message);
-  if (err instanceof OutOfMemoryError) return new RpcError(code, err.message); // it says "out of memory" first
-  if (err instanceof SandboxLostError) return new RpcError(code, `sandbox lost: ${err.message}`);
-  return new RpcError(code, prefix + ((err as Error)?.message ?? String(err)));
 }

@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join, posix } from "node:path";
-import { SandboxLostError, type ExecSink } from "../agent/connection.js";
+import { SandboxTimedOutError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
@@ -21,6 +21,7 @@ import { NetworkPolicy, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
 import { traceStartup } from "../trace/startup.js";
 import { settings } from "../../settings/settings.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
 const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
@@ -29,10 +30,14 @@ const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
 export const MAX_READ_BYTES = 64 * 1024 * 1024;
 
 /** The client gave up on a create: what was being made is stopped and its state removed. */
-export class CreateCancelledError extends Error {}
+export class CreateCancelledError extends EngineError {
+  readonly kind: ErrorKind = "cancelled";
+}
 
 /** The image could not be found or used; reported as a VM failure. */
-export class ImageNotFoundError extends Error {}
+export class ImageNotFoundError extends EngineError {
+  readonly kind: ErrorKind = "not_found";
+}
 
 export interface ExecOptions {
   workingDir?: string | undefined;
@@ -127,7 +132,7 @@ export class Sandbox {
     const seconds = this.config.deadlineSeconds;
     if (seconds === undefined) return;
     this.deadline = setTimeout(() => {
-      this.running.agent.lose(new SandboxLostError(`the sandbox reached its timeout of ${seconds} s and was stopped`));
+      this.running.agent.lose(new SandboxTimedOutError(`the sandbox reached its timeout of ${seconds} s and was stopped`));
       void this.close().catch(() => {});
     }, seconds * 1000);
     this.deadline.unref();
@@ -206,7 +211,9 @@ function guestPath(p: string): string {
   return posix.normalize(p);
 }
 
-export class PathError extends Error {}
+export class PathError extends EngineError {
+  readonly kind: ErrorKind = "invalid_argument";
+}
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

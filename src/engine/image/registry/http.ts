@@ -8,6 +8,7 @@ import { rootCertificates } from "node:tls";
 import { Agent, request, type Dispatcher } from "undici";
 import { allowsPlainHttp } from "./endpoint.js";
 import { settings } from "../../../settings/settings.js";
+import { EngineError, type ErrorKind } from "../../../protocol/errors.js";
 
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -25,7 +26,9 @@ export function header(res: HttpResponse, name: string): string | undefined {
 }
 
 /** A failure to talk to the server at all (refused, reset, TLS, timeout), as opposed to an HTTP status. */
-export class NetworkError extends Error {
+export class NetworkError extends EngineError {
+  readonly kind: ErrorKind = "unavailable";
+
   constructor(message: string, readonly code: string | undefined, options?: ErrorOptions) {
     super(message, options);
   }
