@@ -1,27 +1,23 @@
 // `matchlock doctor`: which isolation engines can run here, which one `auto` picks, and for
 // the micro-VM whether it gets KVM or software emulation (TCG), each with the reason.
 import type { Command } from "commander";
-import { GvisorBackend } from "../engine/backends/gvisor/runsc.js";
-import { MicrovmBackend } from "../engine/backends/microvm/microvm.js";
-import { availability, chooseBackend } from "../engine/backends/select.js";
+import { chooseDriver, drivers } from "../engine/backends/registry.js";
 
 export interface DoctorReport {
-  backends: Array<{ name: string; available: boolean; problem?: string; detail?: string }>;
+  backends: Array<{ name: string; description: string; available: boolean; rank: number; problem?: string; detail?: string }>;
   selected: { name: string; reason: string } | { error: string };
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
-  const microvm = new MicrovmBackend();
-  const accel = await microvm.accel();
   const backends: DoctorReport["backends"] = [];
-  for (const [backend, detail] of [[microvm, accel.reason], [new GvisorBackend(), undefined]] as const) {
-    const problem = await availability(backend);
-    backends.push({ name: backend.name, available: problem === undefined, ...(problem ? { problem } : {}), ...(detail ? { detail } : {}) });
+  for (const driver of drivers()) {
+    const { problem, rank, detail } = await driver.probe();
+    backends.push({ name: driver.name, description: driver.description, available: problem === undefined, rank, ...(problem ? { problem } : {}), detail });
   }
   let selected: DoctorReport["selected"];
   try {
-    const choice = await chooseBackend();
-    selected = { name: choice.backend.name, reason: choice.reason };
+    const choice = await chooseDriver();
+    selected = { name: choice.driver.name, reason: choice.reason };
   } catch (err) {
     selected = { error: (err as Error).message };
   }
@@ -41,7 +37,8 @@ export function registerDoctorCommand(program: Command): void {
       }
       for (const b of report.backends) {
         console.log(`${b.name}: ${b.available ? "available" : "NOT available"}`);
-        if (b.detail) console.log(`  accelerator: ${b.detail}`);
+        console.log(`  ${b.description}`);
+        if (b.detail) console.log(`  here: ${b.detail}`);
         if (b.problem) console.log(`  ${b.problem}`);
       }
       if ("error" in report.selected) console.log(`selected: none (${report.selected.error})`);

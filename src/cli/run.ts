@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { once } from "node:events";
 import { resolve } from "node:path";
-import { chooseBackend } from "../engine/backends/select.js";
+import { BACKEND_CHOICES, chooseDriver } from "../engine/backends/registry.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../engine/sandbox/create-config.js";
 import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, Sandbox } from "../engine/sandbox/sandbox.js";
@@ -52,7 +52,7 @@ export function registerRunCommand(program: Command): void {
     .option("--memory <mb>", "memory in MB")
     .option("--disk-size <mb>", "disk size in MB")
     .option("--workspace <path>", "guest workspace directory", "/workspace")
-    .option("--backend <name>", "isolation engine: microvm, gvisor or auto (default: $MATCHLOCK_BACKEND, else auto)")
+    .option("--backend <name>", `isolation engine: ${BACKEND_CHOICES.join(", ")} (default: $MATCHLOCK_BACKEND, else auto)`)
     .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
@@ -91,7 +91,7 @@ export function registerRunCommand(program: Command): void {
       process.once("SIGINT", stopOn(130));
       process.once("SIGTERM", stopOn(143));
       try {
-        sandbox = await Sandbox.create(config, (await chooseBackend(config.backend)).backend, {}, creating.signal);
+        sandbox = await Sandbox.create(config, (await chooseDriver(config.backend)).driver, {}, creating.signal);
       } catch (err) {
         if (stopped !== undefined && err instanceof CreateCancelledError) process.exit(stopped);
         throw err;

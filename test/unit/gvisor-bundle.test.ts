@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
 
 const spec = (memoryMb: number) => ({
-  id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", stateDir: "/s", logFile: "/l",
+  id: "t", image: { kind: "unpacked" as const, ref: "t", rootfs: "/r" }, cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", stateDir: "/s", logFile: "/l",
   mounts: [
     { kind: "bind" as const, guestPath: "/workspace/src", hostPath: "/h/src", readonly: false },
     { kind: "tmpfs" as const, guestPath: "/workspace" },

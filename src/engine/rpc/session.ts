@@ -4,7 +4,7 @@ import { Base64Data } from "../../protocol/base64.js";
 import { EngineError } from "../../protocol/errors.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, type RequestId } from "../../protocol/rpc.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
-import { chooseBackend } from "../backends/select.js";
+import { chooseDriver } from "../backends/registry.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
 import { CreateCancelledError, Sandbox, secretRules } from "../sandbox/sandbox.js";
 import { removeVmDir } from "../sandbox/state.js";
@@ -101,7 +101,7 @@ export class Session {
     const cancellable = id !== undefined && id !== null;
     if (cancellable) this.cancels.set(id, abort);
     const making = (async () => {
-      const { backend, reason } = await chooseBackend(config.backend);
+      const { driver: backend, reason } = await chooseDriver(config.backend);
       this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
       const sb = await Sandbox.create(config, backend, {
         secrets: secretRules(parsed.data.network?.secrets ?? {}),

@@ -3,6 +3,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
+import { BACKEND_CHOICES } from "../backends/registry.js";
 
 const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
   z.looseObject({
@@ -44,7 +45,9 @@ export const createParamsSchema = z.looseObject({
   }).nullish(),
   env: z.record(z.string(), z.string()).nullish(),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
-  backend: z.enum(["microvm", "gvisor", "auto"], { error: "backend must be microvm, gvisor or auto" }).optional(),
+  backend: z.string().refine((b) => BACKEND_CHOICES.includes(b), {
+    error: `backend must be ${BACKEND_CHOICES.slice(0, -1).join(", ")} or ${BACKEND_CHOICES.at(-1)}`,
+  }).optional(),
   id: z.undefined({ error: "id is internal-only and cannot be set" }).optional(),
 });
 
@@ -62,7 +65,7 @@ export interface SandboxConfig {
   mounts: Record<string, WireMount>;
   env: Record<string, string>;
   /** Isolation engine asked for by this sandbox; undefined = the engine-wide choice. */
-  backend: "microvm" | "gvisor" | "auto" | undefined;
+  backend: string | undefined;
   network: {
     allowedHosts: string[];
     blockPrivateIps: boolean;

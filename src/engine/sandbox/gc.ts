@@ -3,7 +3,7 @@
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { allBackends } from "../backends/select.js";
+import { driversFor } from "../backends/registry.js";
 import { paths } from "../paths.js";
 import { listVms, readVm, reconcile, type VmRecord } from "./state.js";
 
@@ -17,7 +17,8 @@ export async function reclaimVm(vm: VmRecord): Promise<GcResult> {
   const current = await reconcile(vm);
   if (current.status === "running") return { id: vm.id, cleaned: [], skipped: "running" };
   const cleaned: string[] = [];
-  for (const backend of allBackends()) cleaned.push(...(await backend.reclaim(vm.id)));
+  // Through the driver that made it, as its record says (every driver for a record without one).
+  for (const driver of driversFor(vm.config?.backend)) cleaned.push(...(await driver.reclaim(vm.id)));
   const overlay = join(paths.vm(vm.id), "overlay");
   if (existsSync(overlay)) {
     await rm(overlay, { recursive: true, force: true });

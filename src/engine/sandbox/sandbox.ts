@@ -6,7 +6,7 @@ import { join, posix } from "node:path";
 import { SandboxTimedOutError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
-import type { Backend, RunningSandbox } from "../backends/backend.js";
+import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
@@ -73,9 +73,10 @@ export class Sandbox {
    * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
-  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
+  static async create(config: SandboxConfig, backend: BackendDriver, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
     const secretRules = net.secrets ?? [];
-    await backend.checkAvailable();
+    const { problem } = await backend.probe();
+    if (problem) throw new BackendUnavailableError(problem);
     traceStartup("create: backend checked");
     const image = await imageFor(config.image);
     traceStartup("create: image resolved");
@@ -95,11 +96,20 @@ export class Sandbox {
         const { NetworkSeal } = await import("../net/seal.js");
         seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, dnsServers: config.network.dnsServers, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
       }
-      const sealed = seal;
+      if (seal) {
+        // The network comes up in one order for every driver: the link, the seal on its host
+        // end (DNS, proxy, firewall), then the boot, so the guest's first packet meets the seal.
+        if (!backend.makeLink || !backend.capabilities.network.includes("host-link")) {
+          throw new UnsupportedByBackendError(`the ${backend.name} backend cannot join a sealed network on this host`);
+        }
+        await backend.makeLink({ ...seal.link, prefixLength: seal.prefixLength });
+        await seal.attach();
+      }
       running = await backend.start({
-        id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
+        id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
+        cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
         mounts, stateDir, logFile: logFile(id), signal,
-        network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
+        network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));

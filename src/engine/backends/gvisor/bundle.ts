@@ -2,7 +2,7 @@
 // init, the image rootfs under a memory overlay, our mounts, limits.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { SandboxSpec } from "../backend.js";
+import { unpackedRootfs, type SandboxSpec } from "../backend.js";
 
 /** Where the agent binary appears inside the sandbox. */
 export const GUEST_AGENT_PATH = "/.matchlock/agent";
@@ -31,7 +31,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
     },
     // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
     // sandbox's memory: the shared image directory is never modified.
-    root: { path: spec.rootfs, readonly: false },
+    root: { path: unpackedRootfs(spec.image), readonly: false },
     hostname: spec.hostname,
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },

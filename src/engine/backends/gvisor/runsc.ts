@@ -7,7 +7,7 @@ import { access, constants, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
@@ -21,10 +21,38 @@ export function runscBinary(): string {
   return settings.runsc.read();
 }
 
-export class GvisorBackend implements Backend {
+export class GvisorBackend implements BackendDriver {
   readonly name = "gvisor";
+  readonly description = "gVisor (runsc): a user-space kernel per sandbox";
+  readonly capabilities: Capabilities = {
+    hostMounts: "files and directories",
+    overlay: true,
+    // The root's writable layer is memory-backed (--overlay2=root:memory): it counts against
+    // memory_mb, and disk_size_mb has nothing to cap.
+    diskLimit: false,
+    pty: false,
+    network: ["host-link"],
+    image: "unpacked",
+  };
 
-  async checkAvailable(): Promise<void> {
+  /** Ranked below a micro-VM with KVM and above one under TCG (see registry.ts). */
+  async probe(): Promise<Probe> {
+    const detail = "runsc, as root";
+    try {
+      await this.checkAvailable();
+      return { problem: undefined, rank: 50, detail };
+    } catch (err) {
+      if (err instanceof BackendUnavailableError) return { problem: err.message, rank: 50, detail };
+      throw err;
+    }
+  }
+
+  /** A fresh netns with a veth pair into it: runsc takes over the veth it finds there. */
+  async makeLink(link: HostLink): Promise<void> {
+    await createNetns(link);
+  }
+
+  private async checkAvailable(): Promise<void> {
     if (!(await findOnPath(runscBinary()))) {
       throw new BackendUnavailableError(
         `gVisor's runsc was not found (looked for "${runscBinary()}" on PATH): install it with "apt-get install runsc" or run "npm run setup"`,
@@ -56,12 +84,8 @@ export class GvisorBackend implements Backend {
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
-    let netns: string | undefined;
-    if (spec.network) {
-      await createNetns(spec.network);
-      await spec.network.attach();
-      netns = netnsPath(spec.network);
-    }
+    if (spec.network && spec.network.kind !== "host-link") throw new Error(`the gVisor backend has no ${spec.network.kind} network`);
+    const netns = spec.network && netnsPath(spec.network.link);
     // The seal's files (resolver, CA, trust bundles) as read-only binds over the image's own.
     const sealFiles = (spec.network?.guestFiles ?? []).map((f) => ({ kind: "bind" as const, ...f, readonly: true }));
     const bundle = await writeBundle({ ...spec, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
@@ -102,6 +126,8 @@ export class GvisorBackend implements Backend {
     return { agent, pid: child.pid, stop };
   }
 }
+
+export const gvisorDriver = new GvisorBackend();
 
 function globalFlags(network: "none" | "sandbox" = "none"): string[] {
   return ["--root", paths.runscRoot(), `--network=${network}`, "--overlay2=root:memory"];

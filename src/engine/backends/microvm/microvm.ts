@@ -14,8 +14,7 @@ import { open, readFile, readdir, stat } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { MountConfigError } from "../../vfs/mounts.js";
-import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, UnsupportedByBackendError, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
 import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
@@ -35,9 +34,37 @@ export function qemuBinary(): string {
   return settings.qemu.read();
 }
 
-export class MicrovmBackend implements Backend {
+export class MicrovmBackend implements BackendDriver {
   readonly name = "microvm";
+  readonly description = "QEMU micro-VM: a Linux kernel per sandbox (KVM, else TCG emulation)";
+  readonly capabilities: Capabilities = {
+    // virtio-9p shares directories; a file is refused before anything is made.
+    hostMounts: "directories",
+    overlay: true,
+    diskLimit: true,
+    pty: false,
+    network: ["host-link"],
+    image: "unpacked",
+  };
   private accelChoice: AccelChoice | undefined;
+
+  /** First with KVM (hardware isolation, fast); under TCG last, after gVisor. */
+  async probe(): Promise<Probe> {
+    const accel = await this.accel();
+    const rank = accel.accel === "kvm" ? 100 : 10;
+    try {
+      await this.checkAvailable();
+      return { problem: undefined, rank, detail: accel.reason };
+    } catch (err) {
+      if (err instanceof BackendUnavailableError) return { problem: err.message, rank, detail: accel.reason };
+      throw err;
+    }
+  }
+
+  /** A tap in the host's netns, which QEMU attaches to by name. */
+  async makeLink(link: HostLink): Promise<void> {
+    await createTap(link);
+  }
 
   /** KVM or TCG for this host, decided once per engine. */
   async accel(): Promise<AccelChoice> {
@@ -45,7 +72,7 @@ export class MicrovmBackend implements Backend {
     return this.accelChoice;
   }
 
-  async checkAvailable(): Promise<void> {
+  private async checkAvailable(): Promise<void> {
     if (!(await findOnPath(qemuBinary()))) {
       throw new BackendUnavailableError(
         `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
@@ -88,18 +115,15 @@ export class MicrovmBackend implements Backend {
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
     for (const m of spec.mounts) {
       if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
-        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
+        throw new UnsupportedByBackendError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
       }
     }
+    if (spec.network && spec.network.kind !== "host-link") throw new Error(`the micro-VM backend has no ${spec.network.kind} network`);
     const kernel = await findGuestKernel();
     const [initramfs, rootImage, accel] = await Promise.all([
-      initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),
+      initramfsFor(kernel, paths.agentBinary()), rootImageFor(unpackedRootfs(spec.image)), this.accel(),
     ]);
     const net = spec.network;
-    if (net) {
-      await createTap(net);
-      await net.attach();
-    }
     const args = qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
@@ -147,6 +171,8 @@ export class MicrovmBackend implements Backend {
     return { agent, pid: child.pid, stop };
   }
 }
+
+export const microvmDriver = new MicrovmBackend();
 
 /**
  * The seal's files (resolver, CA, trust bundles) written into the guest's root overlay before the

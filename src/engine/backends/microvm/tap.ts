@@ -4,10 +4,9 @@
 // persistent, it outlives a QEMU that dies; the seal's release (or the next engine's reclaim of a
 // killed engine's links) deletes it.
 import { run } from "../../host-commands.js";
-import type { SandboxNetwork } from "../backend.js";
+import type { HostLink } from "../backend.js";
 import { hostEndCommands } from "../host-end.js";
 
-export async function createTap(net: SandboxNetwork): Promise<void> {
-  const l = net.link;
+export async function createTap(l: HostLink): Promise<void> {
   await run("ip", ["-batch", "-"], [`tuntap add dev ${l.hostInterface} mode tap`, ...hostEndCommands(l)].join("\n") + "\n");
 }
