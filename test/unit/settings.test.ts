@@ -35,6 +35,11 @@ describe("settings", () => {
     for (const s of settingsTable) assert.ok(s.meaning.length > 0 && s.default.length > 0, `${s.name} has a meaning and a default`);
   });
 
+  test("docs/configuration.md lists every setting", async () => {
+    const doc = await readFile(join(SRC, "..", "docs", "configuration.md"), "utf8");
+    assert.deepEqual(settingsTable.map((s) => s.name).filter((n) => !doc.includes(`| \`${n}\` |`)), []);
+  });
+
   test("an empty value counts as unset; values are read at each call", () => {
     assert.equal(settings.runsc.read({}), "runsc");
     assert.equal(settings.runsc.read({ MATCHLOCK_RUNSC: "" }), "runsc");

@@ -4,9 +4,8 @@ import { Base64Data } from "../../protocol/base64.js";
 import { EngineError } from "../../protocol/errors.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, type RequestId } from "../../protocol/rpc.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
-import { chooseDriver } from "../backends/registry.js";
-import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
-import { CreateCancelledError, Sandbox, secretRules } from "../sandbox/sandbox.js";
+import { createSandbox, engineCreateDeps, parseCreateParams, type CreateDeps } from "../sandbox/create.js";
+import { CreateCancelledError, Sandbox } from "../sandbox/sandbox.js";
 import { removeVmDir } from "../sandbox/state.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
@@ -44,7 +43,11 @@ export class Session {
   /** The create in progress, which a shutdown aborts and waits for (it undoes what it made). */
   private inCreate: { abort: AbortController; done: Promise<unknown> } | undefined;
 
-  constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
+  private readonly createDeps: CreateDeps;
+
+  constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void, createDeps?: CreateDeps) {
+    this.createDeps = createDeps ?? engineCreateDeps(log);
+  }
 
   /** The id of the sandbox being made, from the moment its record exists until the create ends. */
   private creatingId: string | undefined;
@@ -93,12 +96,11 @@ export class Session {
   }
 
   private async create(params: unknown, id: RequestId | null | undefined): Promise<Result> {
-    const parsed = createParamsSchema.safeParse(params ?? {});
-    if (!parsed.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(parsed.error));
+    const request = parseCreateParams(params);
     if (this.sandbox) {
       throw new RpcError(ErrorCode.VM_FAILED, `this session already has sandbox ${this.sandbox.id}: close it first (one sandbox per session)`);
     }
-    const config = mergeDefaults(parsed.data);
+    const { config } = request;
     traceStartup("create: request parsed");
     // A client that gives up (timeout, abort) cancels its create: the server reads `cancel`
     // while a create runs, and what was being made is torn down and its record removed.
@@ -107,12 +109,9 @@ export class Session {
     const cancellable = id !== undefined && id !== null;
     if (cancellable) this.cancels.set(id, abort);
     const making = (async () => {
-      const { driver: backend, reason } = await chooseDriver(config.backend);
-      this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
-      const sb = await Sandbox.create(config, backend, {
-        secrets: secretRules(parsed.data.network?.secrets ?? {}),
+      const sb = await createSandbox(request, {
+        ...this.createDeps,
         onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
-        log: this.log,
         onRecord: (made) => {
           this.creatingId = made;
           this.recordIds.add(made);

@@ -7,9 +7,8 @@ import { SandboxTimedOutError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
-import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
-import { checkMountRequest, resolveMounts } from "../vfs/mounts.js";
+import { resolveMounts } from "../vfs/mounts.js";
 import type { SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
@@ -20,7 +19,6 @@ import type { NetworkEventSink } from "../net/events.js";
 import { NetworkPolicy, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
 import { traceStartup } from "../trace/startup.js";
-import { settings } from "../../settings/settings.js";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
@@ -76,17 +74,17 @@ export class Sandbox {
   private readonly defaultEnv: readonly string[];
 
   /**
-   * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
+   * Creates and boots a sandbox from a checked request (see create.ts, which finds the image and
+   * checks the driver first). On any failure nothing is left running and the record says stopped.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
-  static async create(config: SandboxConfig, backend: BackendDriver, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
+  static async create(
+    config: SandboxConfig, backend: BackendDriver, image: LocalImage, net: SandboxNetworkOptions = {}, signal?: AbortSignal,
+  ): Promise<Sandbox> {
     const secretRules = net.secrets ?? [];
-    checkMountRequest(config.workspace, config.mounts);
     const { problem } = await backend.probe();
     if (problem) throw new BackendUnavailableError(problem);
     traceStartup("create: backend checked");
-    const image = await imageFor(config.image);
-    traceStartup("create: image resolved");
     if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
@@ -236,24 +234,6 @@ export class PathError extends EngineError {
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/**
- * The image from the local store, pulled from its registry when missing, unless
- * $MATCHLOCK_PULL=never (offline use, and tests that must not reach the Internet).
- */
-async function imageFor(ref: string): Promise<LocalImage> {
-  const store = new ImageStore();
-  const local = await store.resolve(ref);
-  if (local) return local;
-  if (settings.pull.read() === "never") {
-    throw new ImageNotFoundError(`image ${ref} is not in the local store and pulling is off (MATCHLOCK_PULL=never): import it with "matchlock image import ${ref} <tarball>"`);
-  }
-  try {
-    return await store.pull(ref);
-  } catch (e) {
-    throw new ImageNotFoundError(`failed to pull image ${ref}: ${(e as Error).message}`, { cause: e });
-  }
-}
-
 /** Reads the guest's account files from inside the sandbox, never through the host's view of the image. */
 function guestFileReader(agent: RunningSandbox["agent"]): GuestFileReader {
   return (path) => agent.readFile(path, MAX_ACCOUNT_FILE);
@@ -266,11 +246,11 @@ export function interceptionOn(config: SandboxConfig, secrets: SecretRule[]): bo
 
 export interface SandboxNetworkOptions {
   /** Secrets with their real values; these stay in engine memory. */
-  secrets?: SecretRule[];
-  onEvent?: NetworkEventSink;
-  log?: (line: string) => void;
+  secrets?: SecretRule[] | undefined;
+  onEvent?: NetworkEventSink | undefined;
+  log?: ((line: string) => void) | undefined;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
-  onRecord?: (id: string) => void;
+  onRecord?: ((id: string) => void) | undefined;
 }
 
 /** Secret rules from the create params: placeholders as the spec says (4.3), values kept. */

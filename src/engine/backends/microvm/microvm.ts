@@ -10,11 +10,11 @@
 // agent (the guest's PID 1) exit, which panics the guest kernel into a reboot that -no-reboot
 // turns into QEMU's exit.
 import { spawn } from "node:child_process";
-import { open, readFile, readdir, stat } from "node:fs/promises";
+import { open, readFile, readdir } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, UnsupportedByBackendError, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
 import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
@@ -113,11 +113,6 @@ export class MicrovmBackend implements BackendDriver {
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
-    for (const m of spec.mounts) {
-      if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
-        throw new UnsupportedByBackendError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
-      }
-    }
     if (spec.network && spec.network.kind !== "host-link") throw new Error(`the micro-VM backend has no ${spec.network.kind} network`);
     const kernel = await findGuestKernel();
     const [initramfs, rootImage, accel] = await Promise.all([
