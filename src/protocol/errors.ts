@@ -56,6 +56,8 @@ export function kindOfCode(code: number): ErrorKind {
  */
 export abstract class EngineError extends Error {
   abstract readonly kind: ErrorKind;
+  /** The JSON-RPC code the protocol gives this error where its kind's code is not it. */
+  readonly rpcCode?: number;
 
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);

@@ -33,7 +33,7 @@ describe("engine errors on the wire", () => {
       [new BackendUnavailableError("runsc is not installed"), "create", ErrorCode.VM_FAILED, "runsc is not installed", "unavailable"],
       [new ImageNotFoundError("image x is not in the local store"), "create", ErrorCode.VM_FAILED, "image x is not in the local store", "not_found"],
       [new UnsafeEntryError("layer entry ../x escapes"), "create", ErrorCode.VM_FAILED, "failed to create sandbox: layer entry ../x escapes", "policy_refused"],
-      [new PathError("path must be absolute"), "read_file", ErrorCode.INVALID_PARAMS, "path must be absolute", "invalid_argument"],
+      [new PathError("path must be absolute"), "read_file", ErrorCode.FILE_FAILED, "path must be absolute", "invalid_argument"],
       [new Error("EIO"), "create", ErrorCode.VM_FAILED, "failed to create sandbox: EIO", "failed"],
       [new TypeError("x is undefined"), "exec", ErrorCode.INTERNAL_ERROR, "internal error: x is undefined", "internal"],
       [new RpcError(ErrorCode.VM_FAILED, "VM not created"), "exec", ErrorCode.VM_FAILED, "VM not created", "failed"],

@@ -37,7 +37,10 @@ export async function chooseDriver(perSandbox?: string): Promise<DriverChoice> {
   const source = perSandbox ? "asked for by the sandbox" : "MATCHLOCK_BACKEND";
   if (wanted !== "auto") {
     const driver = driverNamed(wanted);
-    if (!driver) throw new BackendUnavailableError(`unknown backend ${JSON.stringify(wanted)} in ${source} (use ${BACKEND_CHOICES.join(", ")})`);
+    if (!driver) {
+      const where = perSandbox ? "asked for by the sandbox" : "in MATCHLOCK_BACKEND";
+      throw new BackendUnavailableError(`unknown backend ${JSON.stringify(wanted)} ${where} (use ${BACKEND_CHOICES.join(", ")})`);
+    }
     return { driver, reason: `${source}: ${driver.name}` };
   }
   const probes = await probeAll();

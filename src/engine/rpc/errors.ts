@@ -7,10 +7,12 @@ import { ErrorCode } from "../../protocol/rpc.js";
 /** An error whose JSON-RPC code the protocol fixes directly (unknown method, no sandbox yet, ...). */
 export class RpcError extends EngineError {
   readonly kind: ErrorKind;
+  override readonly rpcCode: number;
 
   constructor(readonly code: number, message: string, kind: ErrorKind = kindOfCode(code)) {
     super(message);
     this.kind = kind;
+    this.rpcCode = code;
   }
 }
 
@@ -63,7 +65,8 @@ export function toWireError(err: unknown, method: string): WireError {
   if (err instanceof RpcError) return { code: err.code, message: err.message, kind: err.kind };
   const kind: ErrorKind = err instanceof EngineError ? err.kind : isBug(err) ? "internal" : "failed";
   const text = err instanceof Error ? err.message : String(err);
-  const { code, form } = WIRE[kind];
+  const { code: kindCode, form } = WIRE[kind];
+  const code = err instanceof EngineError && err.rpcCode !== undefined ? err.rpcCode : kindCode;
   const prefix = kind === "internal" ? "internal error: "
     : form === "prefixed" || (form === "lost" && method === Method.CREATE) ? methodPrefix(method)
     : form === "lost" ? "sandbox lost: "

@@ -14,7 +14,7 @@ import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./st
 import { paths } from "../paths.js";
 import { resolveUser, type GuestFileReader, type ResolvedUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
-import type { WireFileInfo } from "../../protocol/rpc.js";
+import { ErrorCode, type WireFileInfo } from "../../protocol/rpc.js";
 import type { NetworkEventSink } from "../net/events.js";
 import { NetworkPolicy, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
@@ -228,8 +228,10 @@ function guestPath(p: string): string {
   return posix.normalize(p);
 }
 
+/** A bad path in a file call: an invalid argument, reported as a file error as the protocol has it. */
 export class PathError extends EngineError {
   readonly kind: ErrorKind = "invalid_argument";
+  override readonly rpcCode = ErrorCode.FILE_FAILED;
 }
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
