@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { resolve } from "node:path";
 import { BACKEND_CHOICES } from "../engine/backends/registry.js";
 import { createSandbox, engineCreateDeps, parseCreateParams } from "../engine/sandbox/create.js";
+import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
@@ -25,11 +26,7 @@ interface RunOptions {
   dnsServer: string[];
   workdir?: string;
   rm: boolean;
-}
-
-/** One argv word for `sh -c`: single-quoted unless it is plainly safe. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_\-+=.,/:@%]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+  launchEntrypoint?: boolean;
 }
 
 /** For repeatable options: every value, in order. */
@@ -113,7 +110,11 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
   const networked = opts.allowHost.length > 0 || opts.secret.length > 0 || opts.dnsServer.length > 0 || opts.blockPrivateIps !== undefined;
   return {
     image: opts.image,
-    resources: { cpus: num(opts.cpus), memory_mb: num(opts.memory), disk_size_mb: num(opts.diskSize), timeout_seconds: num(opts.timeout) },
+    // --timeout is enforced (enforce_timeout), as the SDK's withTimeout() asks.
+    resources: {
+      cpus: num(opts.cpus), memory_mb: num(opts.memory), disk_size_mb: num(opts.diskSize),
+      timeout_seconds: num(opts.timeout), enforce_timeout: opts.timeout === undefined ? undefined : true,
+    },
     vfs: { workspace: opts.workspace, mounts },
     // As the SDK sends it: private ranges stay blocked unless --block-private-ips=false.
     network: networked
@@ -121,6 +122,7 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
       : undefined,
     env: parseEnv(opts.env),
     backend: opts.backend,
+    launch_entrypoint: opts.launchEntrypoint,
   };
 }
 
@@ -134,6 +136,7 @@ export function registerRunCommand(program: Command): void {
     .option("--memory <mb>", "memory in MB")
     .option("--disk-size <mb>", "disk size in MB")
     .option("--timeout <seconds>", "stop the sandbox after this long")
+    .option("--launch-entrypoint", "also start the image's ENTRYPOINT + CMD, detached, before the command")
     .option("--workspace <path>", "guest workspace directory", "/workspace")
     .option("--backend <name>", `isolation engine: ${BACKEND_CHOICES.join(", ")} (default: $MATCHLOCK_BACKEND, else auto)`)
     .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", collect, [])

@@ -11,6 +11,7 @@ export const Method = {
   LIST_FILES: "list_files",
   CLOSE: "close",
   CANCEL: "cancel",
+  SET_TIMEOUT: "set_timeout",
   WRITE_FILE_OPEN: "write_file_open",
   WRITE_FILE_CHUNK: "write_file_chunk",
   WRITE_FILE_CLOSE: "write_file_close",

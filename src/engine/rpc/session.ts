@@ -27,6 +27,8 @@ const writeParams = z.strictObject({
   mode: z.number().int().min(0).max(0xffffffff).optional(),
 });
 const closeParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS).optional() });
+// 0 clears the deadline; otherwise the sandbox stops that many seconds from now.
+const setTimeoutParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS) });
 const cancelParams = z.strictObject({ id: z.number().int().nonnegative() });
 
 type Result = Record<string, unknown>;
@@ -72,6 +74,7 @@ export class Session {
       case Method.READ_FILE: return this.readFile(params);
       case Method.LIST_FILES: return this.listFiles(params);
       case Method.CANCEL: return this.cancel(params);
+      case Method.SET_TIMEOUT: return this.setTimeout(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
         throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
@@ -149,6 +152,13 @@ export class Session {
     this.transfers.abortAll();
     // timeout 0 is "no deadline" in the spec; our stop is always bounded, so give it a short grace.
     if (sb) await sb.close(timeout > 0 ? timeout * 1000 : 2000);
+    return {};
+  }
+
+  /** A matchlock extension (E2B's setTimeout): moves the sandbox's deadline, counted from now. */
+  private async setTimeout(params: unknown): Promise<Result> {
+    const p = decode(setTimeoutParams, params);
+    this.current().setDeadline(p.timeout_seconds > 0 ? p.timeout_seconds : undefined);
     return {};
   }
 
