@@ -9,7 +9,7 @@ export class RpcError extends EngineError {
   readonly kind: ErrorKind;
   override readonly rpcCode: number;
 
-  constructor(readonly code: number, message: string, kind: ErrorKind = kindOfCode(code)) {
+  constructor(code: number, message: string, kind: ErrorKind = kindOfCode(code)) {
     super(message);
     this.kind = kind;
     this.rpcCode = code;
@@ -62,7 +62,7 @@ function isBug(err: unknown): boolean {
 
 /** The JSON-RPC error for `err`, thrown while serving `method`. */
 export function toWireError(err: unknown, method: string): WireError {
-  if (err instanceof RpcError) return { code: err.code, message: err.message, kind: err.kind };
+  if (err instanceof RpcError) return { code: err.rpcCode, message: err.message, kind: err.kind };
   const kind: ErrorKind = err instanceof EngineError ? err.kind : isBug(err) ? "internal" : "failed";
   const text = err instanceof Error ? err.message : String(err);
   const { code: kindCode, form } = WIRE[kind];
