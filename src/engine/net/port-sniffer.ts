@@ -79,7 +79,7 @@ export class PortSniffer {
       address = await pickAddress(this.policy, name, this.resolver);
     } catch (err) {
       const blocked = err instanceof UpstreamBlockedError;
-      this.event({ host: name, url, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
+      this.event({ host: name, url, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
       if (!blocked) this.log(`tcp: ${url}: ${(err as Error).message}`);
       return void socket.resetAndDestroy();
     }

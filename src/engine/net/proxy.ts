@@ -186,7 +186,7 @@ export class InterceptingProxy {
       address = await pickAddress(this.policy, target.host, this.resolver);
     } catch (err) {
       const blocked = err instanceof UpstreamBlockedError;
-      this.event({ ...base, url: fullUrl, host: target.host, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
+      this.event({ ...base, url: fullUrl, host: target.host, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
       req.resume();
       return blocked ? forbid(res) : fail(res);
     }
@@ -264,7 +264,8 @@ export class InterceptingProxy {
     let address: string;
     try {
       address = await pickAddress(this.policy, target.host, this.resolver);
-    } catch {
+    } catch (err) {
+      if (err instanceof UpstreamBlockedError) this.event({ ...base, url: urlOf(target, path), host: target.host, status_code: 403, blocked: true, block_reason: err.reason, duration_ms: Date.now() - started });
       socket.end(BLOCKED_RAW_REPLY);
       return;
     }
