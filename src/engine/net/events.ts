@@ -10,4 +10,5 @@ export const BlockReason = {
   SECRET: "secret placeholder sent to unauthorized host",
   PRIVATE: "destination resolves to a private address",
   HOST_ADDRESS: "destination is an address of the engine's own host",
+  CONNECTIONS: "too many open connections from this sandbox",
 } as const;

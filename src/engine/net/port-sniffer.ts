@@ -15,7 +15,7 @@ import type { SyntheticAddresses } from "./dns-server.js";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
 import { originalDestination, type Destination } from "./original-destination.js";
 import type { NetworkPolicy } from "./policy.js";
-import type { InterceptingProxy } from "./proxy.js";
+import type { GuestConnectionGate, InterceptingProxy } from "./proxy.js";
 import { isHttpResponse, sniff, sniffAtEnd, type Sniffed } from "./first-bytes.js";
 import { pickAddress, UpstreamBlockedError, type UpstreamResolver } from "./upstream.js";
 
@@ -27,6 +27,8 @@ export class PortSniffer {
   /** This sandbox's token in the engine-wide conntrack turns (src/engine/net/original-destination.ts). */
   private readonly lookupOwner = {};
 
+  private gate: GuestConnectionGate = () => true;
+
   constructor(
     private readonly policy: NetworkPolicy,
     private readonly addresses: SyntheticAddresses,
@@ -35,10 +37,14 @@ export class PortSniffer {
     private readonly log: (line: string) => void,
     private readonly resolver?: UpstreamResolver,
   ) {
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => void this.accept(s));
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+      if (this.gate(s)) void this.accept(s);
+    });
   }
 
-  listen(host: string): Promise<number> {
+  /** Listens on an ephemeral port of `host`; `gate` sees each guest connection first (the sandbox's connection limit). */
+  listen(host: string, gate: GuestConnectionGate = () => true): Promise<number> {
+    this.gate = gate;
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(0, host, () => {

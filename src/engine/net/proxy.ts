@@ -42,6 +42,8 @@ export interface ConnectionFacts {
   /** The TLS client's SNI, checked against the policy. */
   sni?: string;
 }
+/** Sees each accepted guest connection first: false when it has already refused (reset) it. */
+export type GuestConnectionGate = (socket: Socket) => boolean;
 const FACTS = Symbol("matchlock connection facts");
 type Annotated = Socket & { [FACTS]?: ConnectionFacts };
 const DEFAULT_PORT: Record<Scheme, number> = { http: 80, https: 443 };
@@ -49,7 +51,9 @@ const DEFAULT_PORT: Record<Scheme, number> = { http: 80, https: 443 };
 export class InterceptingProxy {
   private readonly httpFront: http.Server;
   private readonly httpsFront: http.Server;
+  private readonly httpListener: net.Server;
   private readonly tlsListener: net.Server;
+  private gate: GuestConnectionGate = () => true;
   private readonly sockets = new Set<Socket>();
   private readonly agents: Record<Scheme, http.Agent>;
 
@@ -62,19 +66,24 @@ export class InterceptingProxy {
   ) {
     this.httpFront = this.front("http");
     this.httpsFront = this.front("https");
-    this.tlsListener = net.createServer((raw) => this.acceptTls(raw, { port: 443 }));
+    // Guest connections arrive on plain listeners, so that each is counted once at the gate;
+    // the HTTP servers only ever get connections handed to them.
+    this.httpListener = net.createServer((raw) => this.gate(raw) && this.acceptHttp(raw, { port: 80 }));
+    this.tlsListener = net.createServer((raw) => this.gate(raw) && this.acceptTls(raw, { port: 443 }));
     this.agents = {
       http: new http.Agent({ keepAlive: true, maxFreeSockets: 16 }),
       https: new https.Agent({ keepAlive: true, maxFreeSockets: 16, ca: upstreamRoots() }),
     };
   }
 
-  /** Listens on ephemeral ports of `host`; the firewall DNATs the guest's 80/443 to them. */
-  async listen(host: string): Promise<{ http: number; https: number }> {
-    return { http: await listenOn(this.httpFront, host), https: await listenOn(this.tlsListener, host) };
+  /** Listens on ephemeral ports of `host`; the firewall DNATs the guest's 80/443 to them. `gate` sees each connection first. */
+  async listen(host: string, gate: GuestConnectionGate = () => true): Promise<{ http: number; https: number }> {
+    this.gate = gate;
+    return { http: await listenOn(this.httpListener, host), https: await listenOn(this.tlsListener, host) };
   }
 
   close(): void {
+    this.httpListener.close();
     this.httpFront.close();
     this.tlsListener.close();
     for (const s of this.sockets) s.destroy();
