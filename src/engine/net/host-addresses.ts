@@ -6,7 +6,7 @@
 // to it locally (an address on any interface, up or down, a `local` route, all of 127/8). Where
 // the host allows binding to any address (ip_nonlocal_bind), the routing table is asked instead.
 import { createSocket } from "node:dgram";
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { run } from "./host-commands.js";
 import { embeddedIpv4 } from "./private-ranges.js";
@@ -27,7 +27,7 @@ export async function isHostAddress(ip: string): Promise<boolean> {
   const family = isIP(address);
   if (family !== 4 && family !== 6) throw new HostAddressCheckError(`not an IP address: ${JSON.stringify(ip)}`);
   if (ALWAYS_LOCAL.check(address.replace(/%.*$/, ""), family === 4 ? "ipv4" : "ipv6")) return true;
-  return (await anyAddressBinds(family)) ? routesLocally(address) : bindsLocally(address, family);
+  return anyAddressBinds(family) ? routesLocally(address) : bindsLocally(address, family);
 }
 
 function bindsLocally(address: string, family: 4 | 6): Promise<boolean> {
@@ -45,10 +45,17 @@ function bindsLocally(address: string, family: 4 | 6): Promise<boolean> {
   });
 }
 
-/** net.ipv4/ipv6.ip_nonlocal_bind: binding then succeeds for any address and tells nothing. */
-async function anyAddressBinds(family: 4 | 6): Promise<boolean> {
-  const value = await readFile(`/proc/sys/net/ipv${family}/ip_nonlocal_bind`, "utf8").catch(() => "0");
-  return value.trim() !== "0";
+/**
+ * net.ipv4/ipv6.ip_nonlocal_bind: binding then succeeds for any address and tells nothing. Read
+ * synchronously: a procfs read of a few bytes is ~50 us, the async one went through the thread
+ * pool four times (~2 ms on a loaded host), on every upstream connection.
+ */
+function anyAddressBinds(family: 4 | 6): boolean {
+  try {
+    return readFileSync(`/proc/sys/net/ipv${family}/ip_nonlocal_bind`, "utf8").trim() !== "0";
+  } catch {
+    return false; // no such sysctl: binding is the kernel's plain answer
+  }
 }
 
 async function routesLocally(address: string): Promise<boolean> {

@@ -51,7 +51,6 @@ const DEFAULT_PORT: Record<Scheme, number> = { http: 80, https: 443 };
 export class InterceptingProxy {
   private readonly httpFront: http.Server;
   private readonly httpsFront: http.Server;
-  private readonly httpListener: net.Server;
   private readonly tlsListener: net.Server;
   private gate: GuestConnectionGate = () => true;
   private readonly sockets = new Set<Socket>();
@@ -66,9 +65,12 @@ export class InterceptingProxy {
   ) {
     this.httpFront = this.front("http");
     this.httpsFront = this.front("https");
-    // Guest connections arrive on plain listeners, so that each is counted once at the gate;
-    // the HTTP servers only ever get connections handed to them.
-    this.httpListener = net.createServer((raw) => this.gate(raw) && this.acceptHttp(raw, { port: 80 }));
+    // Each guest connection passes the gate once, where it was accepted: the HTTP front's own
+    // (port 80; one it refuses is already reset when the HTTP server sees it), not those the TLS
+    // path and the port sniffer hand to it.
+    this.httpFront.prependListener("connection", (s: Socket & { server?: unknown }) => {
+      if (s.server === this.httpFront) this.gate(s);
+    });
     this.tlsListener = net.createServer((raw) => this.gate(raw) && this.acceptTls(raw, { port: 443 }));
     this.agents = {
       http: new http.Agent({ keepAlive: true, maxFreeSockets: 16 }),
@@ -79,11 +81,10 @@ export class InterceptingProxy {
   /** Listens on ephemeral ports of `host`; the firewall DNATs the guest's 80/443 to them. `gate` sees each connection first. */
   async listen(host: string, gate: GuestConnectionGate = () => true): Promise<{ http: number; https: number }> {
     this.gate = gate;
-    return { http: await listenOn(this.httpListener, host), https: await listenOn(this.tlsListener, host) };
+    return { http: await listenOn(this.httpFront, host), https: await listenOn(this.tlsListener, host) };
   }
 
   close(): void {
-    this.httpListener.close();
     this.httpFront.close();
     this.tlsListener.close();
     for (const s of this.sockets) s.destroy();
