@@ -1,5 +1,5 @@
-// Chunked file transfer: the engine side of the protocol extension in README "Streamed file
-// transfer". `write_file`/`read_file` carry a whole file in one message; these methods move it
+// Chunked file transfer: the engine side of the protocol extension in docs/protocol-extensions.md
+// ("Streamed file transfer"). `write_file`/`read_file` carry a whole file in one message; these methods move it
 // as a sequence of bounded chunks, one request each, so the reply to each chunk is the
 // back-pressure: a client keeps a few chunks in flight and the engine never holds more.
 //   write_file_open {path, mode?}          -> {handle}
