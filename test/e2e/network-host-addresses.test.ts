@@ -139,19 +139,20 @@ describe("network seal: the host's own addresses", () => {
 });
 
 describe("the host's own addresses where any address can be bound (ip_nonlocal_bind)", () => {
-  test("the routing table is asked instead: the namespace's own address is local, another is not", async () => {
+  test("the routing table is asked instead: the namespace's own address is local; one routed elsewhere or unroutable is not", async () => {
     // In a network namespace of its own, so the host's setting is left alone.
     const ns = `mlnonlocal-${Math.floor(Math.random() * 0xffff).toString(16)}`;
     await exec("ip", ["netns", "add", ns]);
     try {
       await exec("ip", ["-n", ns, "addr", "add", "203.0.113.5/32", "dev", "lo"]);
       await exec("ip", ["-n", ns, "link", "set", "lo", "up"]);
+      await exec("ip", ["-n", ns, "route", "add", "198.51.100.0/24", "dev", "lo"]);
       await exec("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"]);
       const module = new URL("../../src/engine/net/host-addresses.js", import.meta.url).href;
       const script = `const { isHostAddress } = await import(${JSON.stringify(module)});
-        console.log(JSON.stringify(await Promise.all(["203.0.113.5", "203.0.113.6"].map(isHostAddress))));`;
+        console.log(JSON.stringify(await Promise.all(["203.0.113.5", "198.51.100.7", "203.0.113.6"].map(isHostAddress))));`;
       const { stdout } = await exec("ip", ["netns", "exec", ns, process.execPath, "--input-type=module", "-e", script]);
-      assert.deepEqual(JSON.parse(stdout), [true, false]);
+      assert.deepEqual(JSON.parse(stdout), [true, false, false]);
     } finally {
       await exec("ip", ["netns", "del", ns]).catch(() => {});
     }

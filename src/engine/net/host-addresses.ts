@@ -8,7 +8,7 @@
 import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
-import { run } from "./host-commands.js";
+import { runCommand } from "../host-commands.js";
 import { embeddedIpv4 } from "./private-ranges.js";
 
 /** Always the host: loopback and the unspecified address (a connect to 0.0.0.0 or :: lands on the host). */
@@ -59,8 +59,11 @@ function anyAddressBinds(family: 4 | 6): boolean {
 }
 
 async function routesLocally(address: string): Promise<boolean> {
-  const route = await run("ip", ["route", "get", address]).catch((err: Error) => {
-    throw new HostAddressCheckError(`cannot tell whether ${address} is an address of this host: ${err.message}`);
-  });
-  return /^local\s/.test(route);
+  const r = await runCommand("ip", ["route", "get", address], { timeoutMs: 10_000, maxOutputBytes: 4096 });
+  if (r.spawnError || r.timedOut || r.outputTooLong) {
+    const why = r.spawnError ? `ip could not run: ${r.spawnError.message} (install iproute2)` : "ip route get did not answer properly";
+    throw new HostAddressCheckError(`cannot tell whether ${address} is an address of this host: ${why}`);
+  }
+  // No route at all (unreachable): nothing delivers it locally, and a connect to it fails anyway.
+  return r.status === 0 && /^local\s/.test(r.stdout);
 }
