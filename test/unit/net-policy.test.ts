@@ -64,6 +64,9 @@ describe("private ranges", () => {
 describe("the host's own addresses", () => {
   test("loopback, unspecified, every interface's address (and their IPv4-mapped forms) are the host's", async () => {
     for (const a of ["127.0.0.1", "127.9.9.9", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1", "::ffff:7f00:1"]) assert.ok(await isHostAddress(a), a);
+    // Another sandbox's end of its link, a synthetic address: the engine's own, whoever holds them now.
+    for (const a of ["10.200.7.2", "10.200.255.254", "10.201.0.9", "::ffff:10.200.0.2"]) assert.ok(await isHostAddress(a), a);
+    assert.equal(await isHostAddress("10.202.0.1"), false);
     const own = Object.values(networkInterfaces()).flat().filter((i) => i && !i.address.startsWith("fe80")).map((i) => i!.address);
     assert.ok(own.length > 0);
     for (const a of own) assert.ok(await isHostAddress(a), a);

@@ -3,13 +3,12 @@
 // resident engine serves many sandboxes, and the conntrack table is the whole host's, so one
 // sandbox must not be able to take them all. Two engine-wide settings, read when a sandbox's
 // network is set up:
-//   MATCHLOCK_NET_MAX_CONNECTIONS   TCP connections one sandbox may have open in the engine at
-//                                   once (default 512); more are reset, with an event (one per
-//                                   EVENT_INTERVAL_MS at most while refusing). The sandbox's nft table caps tracked
-//                                   TCP connections and UDP flows at twice that (what the engine
-//                                   has closed but the guest has not, SYNs not yet accepted).
-//   MATCHLOCK_NET_CONNECTION_RATE   new TCP connections, and new UDP flows, per second (default
-//                                   100, bursts of twice that), enforced in the nft table.
+// - MATCHLOCK_NET_MAX_CONNECTIONS: TCP connections one sandbox may have open in the engine at
+//   once (default 512); more are reset, with an event (at most one per EVENT_INTERVAL_MS while
+//   refusing). The sandbox's nft table caps tracked TCP connections and UDP flows at twice that
+//   (what the engine has closed but the guest has not, SYNs not yet accepted).
+// - MATCHLOCK_NET_CONNECTION_RATE: new TCP connections, and new UDP flows, per second (default
+//   100, bursts of twice that), enforced in the nft table.
 import type { Socket } from "node:net";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
 

@@ -9,12 +9,22 @@ import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { runCommand } from "../host-commands.js";
+import { SYNTHETIC_CIDR } from "./dns-server.js";
+import { LINK_CIDR } from "./link-allocation.js";
 import { embeddedIpv4 } from "./private-ranges.js";
 
-/** Always the host: loopback and the unspecified address (a connect to 0.0.0.0 or :: lands on the host). */
+/**
+ * Always the host: loopback and the unspecified address (a connect to 0.0.0.0 or :: lands on the
+ * host), and the engine's own ranges: the sandboxes' links (the engine's connection to another
+ * sandbox's guest address would go straight down that sandbox's link) and the synthetic addresses.
+ */
 const ALWAYS_LOCAL = new BlockList();
 ALWAYS_LOCAL.addSubnet("127.0.0.0", 8, "ipv4");
 ALWAYS_LOCAL.addSubnet("0.0.0.0", 8, "ipv4");
+for (const cidr of [LINK_CIDR, SYNTHETIC_CIDR]) {
+  const [net, bits] = cidr.split("/") as [string, string];
+  ALWAYS_LOCAL.addSubnet(net, Number(bits), "ipv4");
+}
 ALWAYS_LOCAL.addAddress("::1", "ipv6");
 ALWAYS_LOCAL.addAddress("::", "ipv6");
 
