@@ -42,6 +42,7 @@ export interface CreateOptions {
   cpus?: number;
   memoryMb?: number;
   diskSizeMb?: number;
+  /** Lifetime in seconds: the engine stops the sandbox when it passes (0: no limit). */
   timeoutSeconds?: number;
   allowedHosts?: string[];
   blockPrivateIps?: boolean;
@@ -52,6 +53,8 @@ export interface CreateOptions {
   dnsServers?: string[];
   /** Isolation engine for this sandbox (a matchlock extension); default: the engine's choice. */
   backend?: BackendName;
+  /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up (what `launch` asks for). */
+  launchEntrypoint?: boolean;
 }
 
 export type BackendName = "microvm" | "gvisor" | "auto";
@@ -102,6 +105,8 @@ export interface CallOptions {
 export interface ExecOptions extends CallOptions {
   /** Guest working directory; default is the engine's (the workspace at the seed). */
   workingDir?: string;
+  /** Run as this user: "uid", "uid:gid" or a name from the guest's /etc/passwd; default the image's user. HOME follows it. */
+  user?: string;
 }
 
 /** Where streamed output goes: a writable stream, or a callback receiving decoded text. */
