@@ -19,6 +19,7 @@ import type {
   ExecResult,
   ExecStreamOptions,
   ExecStreamResult,
+  OutputTarget,
   FileInfo,
   SandboxEvent,
   WriteFileOptions,
@@ -104,6 +105,16 @@ export class Client implements AsyncDisposable {
     return toExecResult(result);
   }
 
+  /** exec() in `workingDir` (upstream SDK's name; "" = the default directory). */
+  execWithDir(command: string, workingDir = "", opts: CallOptions = {}): Promise<ExecResult> {
+    return this.exec(command, { ...opts, workingDir });
+  }
+
+  /** execStream() in `workingDir` with these targets (upstream SDK's name). */
+  execStreamWithDir(command: string, workingDir = "", stdout?: OutputTarget, stderr?: OutputTarget, opts: CallOptions = {}): Promise<ExecStreamResult> {
+    return this.execStream(command, { ...opts, workingDir, ...(stdout ? { stdout } : {}), ...(stderr ? { stderr } : {}) });
+  }
+
   /** Like exec(), but delivers output as it arrives to `stdout`/`stderr` (streams or callbacks). */
   async execStream(command: string, opts: ExecStreamOptions = {}): Promise<ExecStreamResult> {
     const sinks = {
@@ -135,6 +146,11 @@ export class Client implements AsyncDisposable {
    * Uint8Array/string chunks) are streamed in chunks with bounded memory, into a temporary file
    * that is renamed over `path` only once everything arrived.
    */
+  /** writeFile() with this mode (upstream SDK's name). */
+  writeFileMode(path: string, content: FileContent, mode: number, opts: CallOptions = {}): Promise<void> {
+    return this.writeFile(path, content, { ...opts, mode });
+  }
+
   async writeFile(path: string, content: FileContent, opts: WriteFileOptions = {}): Promise<void> {
     const mode = opts.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff) {

@@ -16,6 +16,11 @@ import {
   checkSecret,
 } from "./validate.js";
 
+/** The same as `new Sandbox(image)`. */
+export function createSandbox(image: string): Sandbox {
+  return new Sandbox(image);
+}
+
 export class Sandbox {
   private readonly opts: CreateOptions;
 
@@ -24,7 +29,7 @@ export class Sandbox {
   }
 
   /** Number of vCPUs (engine default 1). */
-  withCpus(cpus: number): this {
+  withCPUs(cpus: number): this {
     this.opts.cpus = checkPositiveInt("cpus", cpus);
     return this;
   }
@@ -70,8 +75,24 @@ export class Sandbox {
   }
 
   /** Blocks guest access to private IP ranges (10/8, 172.16/12, 192.168/16, ...). */
-  blockPrivateIps(block = true): this {
-    this.opts.blockPrivateIps = block;
+  blockPrivateIPs(block = true): this {
+    this.opts.blockPrivateIPs = block;
+    return this;
+  }
+
+  /** The same as blockPrivateIPs(on). */
+  withBlockPrivateIPs(on: boolean): this {
+    return this.blockPrivateIPs(on);
+  }
+
+  /** Lets the guest reach private ranges (only of allowed hosts: the allow-list still applies). */
+  allowPrivateIPs(): this {
+    return this.blockPrivateIPs(false);
+  }
+
+  /** Forgets blockPrivateIPs/allowPrivateIPs: the default (blocked) applies. */
+  unsetBlockPrivateIPs(): this {
+    delete this.opts.blockPrivateIPs;
     return this;
   }
 
@@ -91,7 +112,7 @@ export class Sandbox {
   }
 
   /** Replaces the guest's DNS servers (engine default 8.8.8.8, 8.8.4.4). */
-  withDnsServers(...servers: string[]): this {
+  withDNSServers(...servers: string[]): this {
     this.opts.dnsServers = servers.map(checkDnsServer);
     return this;
   }

@@ -45,7 +45,7 @@ export interface CreateOptions {
   /** Lifetime in seconds: the engine stops the sandbox when it passes (0: no limit). */
   timeoutSeconds?: number;
   allowedHosts?: string[];
-  blockPrivateIps?: boolean;
+  blockPrivateIPs?: boolean;
   /** Guest path → mount. */
   mounts?: Record<string, MountConfig>;
   secrets?: Secret[];

@@ -152,7 +152,7 @@ export function checkBackend(backend: BackendName): BackendName {
 }
 
 const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
-  "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIps",
+  "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
   "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig",
 ]);
 
@@ -170,7 +170,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
   if (opts.backend !== undefined) out.backend = checkBackend(opts.backend);
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
-  if (opts.blockPrivateIps !== undefined) out.blockPrivateIps = Boolean(opts.blockPrivateIps);
+  if (opts.blockPrivateIPs !== undefined) out.blockPrivateIPs = Boolean(opts.blockPrivateIPs);
   if (opts.mounts !== undefined) {
     out.mounts = {};
     for (const [guest, config] of Object.entries(opts.mounts)) {

@@ -14,7 +14,7 @@ export function toWireMount(m: MountConfig): WireMountConfig {
  * Params of `create`. As in the seed Python SDK: resources only with non-zero fields; network
  * only when something network-related is set; vfs only when mounts or a workspace are set.
  * Unlike the seed SDK, block_private_ips defaults to true (as later upstream SDKs do), so
- * allowHost() alone does not open private ranges; blockPrivateIps(false) opens them.
+ * allowHost() alone does not open private ranges; blockPrivateIPs(false) opens them.
  */
 export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const params: Record<string, unknown> = { image: opts.image };
@@ -47,10 +47,10 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const allowedHosts = opts.allowedHosts ?? [];
   const secrets = opts.secrets ?? [];
   const dnsServers = opts.dnsServers ?? [];
-  if (allowedHosts.length > 0 || opts.blockPrivateIps !== undefined || secrets.length > 0 || dnsServers.length > 0) {
+  if (allowedHosts.length > 0 || opts.blockPrivateIPs !== undefined || secrets.length > 0 || dnsServers.length > 0) {
     const network: Record<string, unknown> = {
       allowed_hosts: [...allowedHosts],
-      block_private_ips: opts.blockPrivateIps ?? true,
+      block_private_ips: opts.blockPrivateIPs ?? true,
     };
     if (secrets.length > 0) {
       network.secrets = Object.fromEntries(secrets.map((s) => [s.name, { value: s.value, hosts: [...s.hosts] }]));

@@ -129,7 +129,7 @@ describe("network seal: the host's own addresses", () => {
   });
 
   test("with private addresses open too, the host's addresses and loopback stay refused", async () => {
-    const client = await launch(new Sandbox(PYTHON).allowHost("*").blockPrivateIps(false));
+    const client = await launch(new Sandbox(PYTHON).allowHost("*").allowPrivateIPs());
     const names = ["hostself.test", "loop.test", "loop6.test"];
     const seen = await probe(client, names);
     assert.deepEqual(seen, Object.fromEntries(names.map((n) => [n, REFUSED])));

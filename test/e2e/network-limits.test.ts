@@ -103,7 +103,7 @@ describe("network seal: per-sandbox connection limits", () => {
   const launch = async (client: Client, events?: Array<Record<string, unknown>>): Promise<Client> => {
     clients.push(client);
     if (events) client.onEvent((e) => events.push((e as unknown as { network?: Record<string, unknown> }).network ?? {}));
-    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps(false));
+    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").allowPrivateIPs());
     for (const [name, text] of [["hold.py", HOLD_PY], ["burst.py", BURST_PY], ["recover.py", RECOVER_PY]] as const) await client.writeFile(`/tmp/${name}`, text);
     return client;
   };

@@ -27,6 +27,22 @@ describe("SDK client: files", () => {
       await assert.rejects(client.writeFile("", "y"), /path is required/);
     }));
 
+  it("upstream SDK's names: writeFileMode, execWithDir, execStreamWithDir", T, () =>
+    withClient(async ({ fake, client }) => {
+      await client.writeFileMode("/workspace/run.sh", "x", 0o700);
+      assert.deepEqual(requestsOf(fake, "write_file").map((r) => r.params), [{ path: "/workspace/run.sh", content: "eA==", mode: 448 }]);
+      await client.execWithDir("echo:a", "/tmp");
+      await client.execWithDir("echo:b");
+      const chunks: string[] = [];
+      await client.execStreamWithDir("echo:c", "/srv", (t) => chunks.push(t));
+      assert.deepEqual([...requestsOf(fake, "exec"), ...requestsOf(fake, "exec_stream")].map((r) => r.params), [
+        { command: "echo:a", working_dir: "/tmp" },
+        { command: "echo:b" },
+        { command: "echo:c", working_dir: "/srv" },
+      ]);
+      assert.equal(chunks.join(""), "c\n");
+    }));
+
   it("readFile returns the exact bytes as a Buffer (3 MB binary round trip)", T, () =>
     withClient(async ({ client }) => {
       const data = randomBytes(3 * 1024 * 1024);

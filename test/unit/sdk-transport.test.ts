@@ -15,7 +15,7 @@ const T = { timeout: 30_000 };
 describe("SDK transport: framing and ids", () => {
   it("sends NDJSON JSON-RPC 2.0 with ids counting from 1 and no empty params", T, () =>
     withClient(async ({ fake, client }) => {
-      const vmId = await client.launch(new Sandbox("alpine:latest").withCpus(2).allowHost("pypi.org"));
+      const vmId = await client.launch(new Sandbox("alpine:latest").withCPUs(2).allowHost("pypi.org"));
       assert.equal(vmId, "vm-0123abcd");
       assert.equal(client.vmId, "vm-0123abcd");
       await client.exec("echo:hi");
@@ -60,7 +60,7 @@ describe("SDK transport: framing and ids", () => {
         assert.equal(err.message, "[-32001] exec error: chdir /nope: no such file or directory");
         return true;
       });
-      await assert.rejects(client.create({ image: "fail-image" }), (err: unknown) => err instanceof RPCError && err.isVmError());
+      await assert.rejects(client.create({ image: "fail-image" }), (err: unknown) => err instanceof RPCError && err.isVMError());
       await assert.rejects(client.readFile("/workspace/missing"), (err: unknown) => err instanceof RPCError && err.isFileError());
       assert.equal(client.vmId, undefined);
     }));
