@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
+import { HANDSHAKE_METHOD, handshakeResult } from "../../protocol/handshake.js";
 import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
 import { chooseBackend } from "../backends/select.js";
@@ -68,6 +69,7 @@ export class Session {
       case "read_file": return this.readFile(params);
       case "list_files": return this.listFiles(params);
       case "cancel": return this.cancel(params);
+      case HANDSHAKE_METHOD: return { ...handshakeResult() };
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
         throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
