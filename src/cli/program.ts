@@ -7,6 +7,7 @@ import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
+import { registerSetupCommand } from "./setup.js";
 
 
 const program = new Command("matchlock")
@@ -30,6 +31,7 @@ registerRunCommand(program);
 registerVmCommands(program);
 registerImageCommands(program);
 registerDoctorCommand(program);
+registerSetupCommand(program);
 
 export function runCli(argv: string[]): void {
   program.parseAsync(argv).catch((err: unknown) => {
