@@ -4,18 +4,15 @@ import { HANDSHAKE_METHOD, PROTOCOL_VERSION } from "../protocol/handshake.js";
 import { MatchlockError, RPCError } from "./errors.js";
 import type { Transport } from "./transport.js";
 
-/** What the session's engine speaks: our protocol, or the seed protocol only. */
-export type EngineDialect = { kind: "matchlock"; version: string; protocol: number } | { kind: "seed" };
-
-/** Resolves with the engine's dialect; rejects when it speaks a protocol this SDK cannot drive. */
-export async function shakeHands(transport: Transport, engine: string): Promise<EngineDialect> {
+/** Resolves when this SDK can drive the engine; rejects when it speaks another protocol. */
+export async function shakeHands(transport: Transport, engine: string): Promise<void> {
   let result;
   try {
     result = await transport.request(HANDSHAKE_METHOD);
   } catch (err) {
     // Any error reply (a seed engine's "Method not found", or its own refusal of the name) is an
     // engine that predates the handshake: it is driven with the seed protocol, as the spec allows.
-    if (err instanceof RPCError) return { kind: "seed" };
+    if (err instanceof RPCError) return;
     throw err;
   }
   const version = typeof result.version === "string" ? result.version : "unknown version";
@@ -26,5 +23,4 @@ export async function shakeHands(transport: Transport, engine: string): Promise<
         "(leave Config.binaryPath unset), or install matching versions of both",
     );
   }
-  return { kind: "matchlock", version, protocol: PROTOCOL_VERSION };
 }
