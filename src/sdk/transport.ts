@@ -116,7 +116,7 @@ export class Transport {
         if (this.pending.get(id) === entry) {
           entry.settle(new MatchlockError(`failed to send ${method} request: ${err.message}`, { cause: err }));
         }
-      }, () => this.pending.get(id) === entry);
+      });
     });
   }
 
@@ -168,10 +168,10 @@ export class Transport {
   /**
    * Writes one request line; `onError` hears if it could not be sent. A write fails (EPIPE) when
    * the engine is gone: its exit status and the end of its stderr, which stdout's close reports
-   * to every pending call, say why far better than the write error, so that comes first while
-   * `stillPending` says the call waits.
+   * to every pending call, say why far better than the write error, so `onError` hears only
+   * after that report (or a bound), and a call it settled is not settled again.
    */
-  private send(method: string, params: JsonObject, id: number, onError: (err: Error) => void, stillPending: () => boolean = () => true): void {
+  private send(method: string, params: JsonObject, id: number, onError: (err: Error) => void): void {
     const message: RpcRequest = { jsonrpc: "2.0", method, id };
     if (Object.keys(params).length > 0) message.params = params;
     const line = encodeJsonLine(message); // params may hold Base64Data (file chunks)
@@ -185,9 +185,7 @@ export class Transport {
     // which is all the serialisation NDJSON needs.
     this.link!.input.write(line, (err) => {
       if (!err) return;
-      void this.stdoutClosedReported.then(() => {
-        if (stillPending()) onError(err);
-      });
+      void this.stdoutClosedReported.then(() => onError(err));
     });
   }
 
