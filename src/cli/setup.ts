@@ -5,6 +5,7 @@
 // `npm run setup` runs this too, so there is one way to prepare a machine.
 import { spawn } from "node:child_process";
 import type { Command } from "commander";
+import { runCommand } from "../engine/host-commands.js";
 import { paths } from "../engine/paths.js";
 import { SETUP_COMMAND } from "../engine/backends/backend.js";
 import { guestBinariesProblem } from "./guest-binaries.js";
@@ -27,21 +28,12 @@ interface SetupOptions {
   engine: "all" | Engine;
 }
 
+/** Runs a step whose output the user follows as it happens; resolves with its exit status. */
 function run(argv: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "inherit", "inherit"] });
     child.once("error", reject);
     child.once("close", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
-}
-
-function capture(argv: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
-    let stdout = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code: code ?? 1, stdout }));
   });
 }
 
@@ -62,8 +54,11 @@ export async function setup(opts: SetupOptions): Promise<number> {
   }
 
   console.log(`==> Debian packages: ${packages.join(" ")}`);
-  const missing = await capture(["bash", aptEnsure, "--missing", ...packages]);
-  if (missing.code !== 0) return missing.code;
+  const missing = await runCommand("bash", [aptEnsure, "--missing", ...packages]);
+  if (missing.status !== 0) {
+    process.stderr.write(missing.stderr || `${aptEnsure} failed: ${missing.spawnError?.message ?? "killed"}\n`);
+    return 1;
+  }
   const toInstall = missing.stdout.trim();
   if (toInstall === "") {
     console.log("    all installed");
