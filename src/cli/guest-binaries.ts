@@ -7,10 +7,13 @@
 import { createHash } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { arch } from "node:os";
+import { join } from "node:path";
 import { paths } from "../engine/paths.js";
 import { packageVersion } from "../protocol/handshake.js";
 
-export const MANIFEST = paths.packageFile("guest", "manifest.json");
+/** The package's own root; tests pass another. */
+const PACKAGE_ROOT = paths.packageFile();
+const manifestPath = (root: string): string => join(root, "guest", "manifest.json");
 
 /** Each binary, relative to the package root, with the sources it is built from. */
 const GUEST_BINARIES: Record<string, string[]> = {
@@ -30,10 +33,10 @@ interface Manifest {
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("hex");
 
 /** sha256 over the sources' contents, or undefined when they are not there (an installed package ships none). */
-async function sourcesHash(sources: string[]): Promise<string | undefined> {
+async function sourcesHash(root: string, sources: string[]): Promise<string | undefined> {
   const hash = createHash("sha256");
   for (const source of sources) {
-    const data = await readFile(paths.packageFile(source)).catch(() => undefined);
+    const data = await readFile(join(root, source)).catch(() => undefined);
     if (!data) return undefined;
     hash.update(`${source}\0${data.length}\0`).update(data);
   }
@@ -41,14 +44,14 @@ async function sourcesHash(sources: string[]): Promise<string | undefined> {
 }
 
 /** Records the binaries just built (`npm run build`, and so `prepack`). */
-export async function writeGuestManifest(): Promise<void> {
+export async function writeGuestManifest(root = PACKAGE_ROOT): Promise<void> {
   const manifest: Manifest = { version: packageVersion(), arch: GUEST_ARCH[arch()] ?? arch(), binaries: {} };
   for (const [binary, sources] of Object.entries(GUEST_BINARIES)) {
-    const hash = await sourcesHash(sources);
+    const hash = await sourcesHash(root, sources);
     if (!hash) throw new Error(`cannot record ${binary}: its sources ${sources.join(", ")} are missing`);
-    manifest.binaries[binary] = { sha256: sha256(await readFile(paths.packageFile(binary))), sources: hash };
+    manifest.binaries[binary] = { sha256: sha256(await readFile(join(root, binary))), sources: hash };
   }
-  await writeFile(MANIFEST, JSON.stringify(manifest, null, 2) + "\n");
+  await writeFile(manifestPath(root), JSON.stringify(manifest, null, 2) + "\n");
 }
 
 /**
@@ -56,13 +59,14 @@ export async function writeGuestManifest(): Promise<void> {
  * architecture; else what is wrong and what to do. $MATCHLOCK_AGENT (a binary the user picked)
  * is taken as it is.
  */
-export async function guestBinariesProblem(): Promise<string | undefined> {
+export async function guestBinariesProblem(root = PACKAGE_ROOT): Promise<string | undefined> {
   const fix = 'reinstall the package (npm i matchlock), or in a checkout of its repository run "npm run build"';
+  const manifestFile = manifestPath(root);
   let manifest: Manifest;
   try {
-    manifest = JSON.parse(await readFile(MANIFEST, "utf8")) as Manifest;
+    manifest = JSON.parse(await readFile(manifestFile, "utf8")) as Manifest;
   } catch (err) {
-    return `the guest binaries' manifest ${MANIFEST} is missing or unreadable (${(err as Error).message}): ${fix}`;
+    return `the guest binaries' manifest ${manifestFile} is missing or unreadable (${(err as Error).message}): ${fix}`;
   }
   if (manifest.version !== packageVersion()) {
     return `the guest binaries were built for matchlock ${manifest.version}, but this engine is ${packageVersion()} (a stale build): ${fix}`;
@@ -74,14 +78,15 @@ export async function guestBinariesProblem(): Promise<string | undefined> {
   for (const [binary, sources] of Object.entries(GUEST_BINARIES)) {
     if (binary.endsWith("matchlock-agent") && process.env.MATCHLOCK_AGENT) continue;
     const recorded = manifest.binaries[binary];
-    const data = await readFile(paths.packageFile(binary)).catch(() => undefined);
-    if (!recorded || !data) return `the guest binary ${paths.packageFile(binary)} is missing: ${fix}`;
+    const file = join(root, binary);
+    const data = await readFile(file).catch(() => undefined);
+    if (!recorded || !data) return `the guest binary ${file} is missing: ${fix}`;
     if (sha256(data) !== recorded.sha256) {
-      return `the guest binary ${paths.packageFile(binary)} is not the one this package's build made (its sha256 differs from ${MANIFEST}): ${fix}`;
+      return `the guest binary ${file} is not the one this package's build made (its sha256 differs from ${manifestFile}): ${fix}`;
     }
-    const now = await sourcesHash(sources);
+    const now = await sourcesHash(root, sources);
     if (now !== undefined && now !== recorded.sources) {
-      return `the guest binary ${paths.packageFile(binary)} is stale: ${sources.join(" or ")} changed since it was built; run "npm run build"`;
+      return `the guest binary ${file} is stale: ${sources.join(" or ")} changed since it was built; run "npm run build"`;
     }
   }
   return undefined;
