@@ -3,10 +3,18 @@ import type { WireNetworkEvent } from "../protocol/rpc.js";
 
 /** How to launch the engine. */
 export interface Config {
-  /** Path of the `matchlock` binary. Default: env MATCHLOCK_BIN if non-empty, else `matchlock` on $PATH. */
+  /**
+   * Path of the `matchlock` engine to run. Default: the engine of this SDK's own package; only
+   * when that is missing, env MATCHLOCK_BIN if non-empty, else `matchlock` on $PATH.
+   */
   binaryPath?: string;
-  /** Run `sudo <binary> rpc` (some backends need root). `remove()` never uses sudo. */
+  /** Run the engine through sudo (gVisor needs root); `remove()` then uses sudo too. */
   useSudo?: boolean;
+  /**
+   * `await using` closes the client and removes the sandbox's stopped record; true keeps the
+   * record (e.g. to read its logs with `matchlock get`). close() alone never removes it.
+   */
+  keepOnDispose?: boolean;
   /**
    * Unix socket of a resident engine (`matchlock serve`) to connect to instead of starting an
    * engine process per client. Default: env MATCHLOCK_ENGINE_SOCKET if non-empty, else none.
@@ -124,7 +132,7 @@ export interface ExecOptions extends CallOptions {
   user?: string;
 }
 
-/** Where streamed output goes: a writable stream, or a callback receiving decoded text. */
+/** Where streamed output goes: a writable stream (gets the raw bytes, as Buffers), or a callback receiving UTF-8 decoded text. */
 export type OutputTarget = NodeJS.WritableStream | ((chunk: string) => void);
 
 export interface ExecStreamOptions extends ExecOptions {
