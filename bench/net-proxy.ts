@@ -59,7 +59,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < REQUESTS; i++) newHost.push(await hostGet(lab.serverIp, "/hello", ca, new https.Agent({ keepAlive: false })));
     keep.destroy();
 
-    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps(false)); // the lab is on 10.254.x.x
+    await client.launch(new Sandbox(PYTHON).allowHost("allowed.test").allowPrivateIPs()); // the lab is on 10.254.x.x
     await client.writeFile("/tmp/bench.py", GUEST_PY);
     const r = await client.exec(`python3 /tmp/bench.py ${MB} ${REQUESTS}`);
     if (r.exitCode !== 0) throw new Error(r.stderr);

@@ -12,6 +12,8 @@ export const Method = {
   CLOSE: "close",
   CANCEL: "cancel",
   SET_TIMEOUT: "set_timeout",
+  /** Our extension: the engine's protocol version, asked first by our SDK. */
+  HANDSHAKE: "handshake",
   WRITE_FILE_OPEN: "write_file_open",
   WRITE_FILE_CHUNK: "write_file_chunk",
   WRITE_FILE_CLOSE: "write_file_close",

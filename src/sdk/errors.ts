@@ -51,13 +51,8 @@ export class RPCError extends MatchlockError {
   }
 
   // Exact equality, as in the seed SDKs: codes are identifiers, not ranges.
-  isVmError(): boolean {
-    return this.code === ErrorCode.VM_FAILED;
-  }
-
-  /** Upstream's spelling of isVmError(). */
   isVMError(): boolean {
-    return this.isVmError();
+    return this.code === ErrorCode.VM_FAILED;
   }
 
   isExecError(): boolean {

@@ -1,6 +1,6 @@
 // Public surface of the matchlock TypeScript SDK.
 export { Client } from "./client.js";
-export { Sandbox } from "./sandbox.js";
+export { Sandbox, createSandbox } from "./sandbox.js";
 export { defaultEngineSocket } from "../protocol/engine-home.js";
 export { MatchlockError, RPCError, TimeoutError, type ErrorKind, type MatchlockErrorOptions } from "./errors.js";
 export { ERROR_KINDS } from "../protocol/errors.js";
@@ -9,6 +9,7 @@ export { ErrorCode, GoFileMode } from "../protocol/rpc.js";
 export type {
   BackendName,
   CallOptions,
+  CallOptions as RequestOptions,
   Config,
   CreateOptions,
   ExecOptions,
@@ -16,6 +17,7 @@ export type {
   ExecStreamOptions,
   ExecStreamResult,
   FileInfo,
+  ImageConfig,
   MountConfig,
   MountType,
   OutputTarget,

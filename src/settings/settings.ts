@@ -41,6 +41,8 @@ export const settings = {
   maxLayerBytes: optional("MATCHLOCK_MAX_LAYER_BYTES", "engine", "largest accepted image layer: bytes, or with a K, M, G or T suffix", "64G"),
   insecureRegistries: optional("MATCHLOCK_INSECURE_REGISTRIES", "engine", "comma-separated registries (host or host:port) reached over plain HTTP; loopback always is", "none"),
   registryCa: optional("MATCHLOCK_REGISTRY_CA", "engine", "a PEM file of extra roots for registries", "none"),
+  netMaxConnections: optional("MATCHLOCK_NET_MAX_CONNECTIONS", "engine", "TCP connections one sandbox may have open through the seal at once", "512"),
+  netConnectionRate: optional("MATCHLOCK_NET_CONNECTION_RATE", "engine", "new TCP connections, and new UDP flows, per second per sandbox", "100"),
   netState: withDefault("MATCHLOCK_NET_STATE", "engine", "where network allocations (links, nft tables) are recorded", "/run/matchlock/net"),
   testHosts: optional("MATCHLOCK_TEST_HOSTS", "engine", "a hosts-format file that replaces the seal's name resolution (tests)", "none"),
   upstreamCa: optional("MATCHLOCK_UPSTREAM_CA", "engine", "a PEM file of extra roots for the seal's upstream TLS (tests)", "none"),

@@ -7,6 +7,9 @@
 import type { AgentConnection } from "../agent/connection.js";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
+/** What a user of the npm package runs to install what a backend is missing (src/cli/setup.ts). */
+export const SETUP_COMMAND = "npx matchlock setup";
+
 /** A mount as the backend must realise it inside the sandbox. */
 export type BackendMount =
   | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }

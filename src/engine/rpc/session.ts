@@ -3,6 +3,7 @@ import { z } from "zod";
 import { Base64Data } from "../../protocol/base64.js";
 import { EngineError } from "../../protocol/errors.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, type RequestId } from "../../protocol/rpc.js";
+import { HANDSHAKE_METHOD, handshakeResult } from "../../protocol/handshake.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
 import { createSandbox, engineCreateDeps, parseCreateParams, type CreateDeps } from "../sandbox/create.js";
 import { CreateCancelledError, Sandbox } from "../sandbox/sandbox.js";
@@ -30,6 +31,7 @@ const closeParams = z.strictObject({ timeout_seconds: z.number().nonnegative().m
 // 0 clears the deadline; otherwise the sandbox stops that many seconds from now.
 const setTimeoutParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS) });
 const cancelParams = z.strictObject({ id: z.number().int().nonnegative() });
+const handshakeParams = z.strictObject({});
 
 type Result = Record<string, unknown>;
 
@@ -74,6 +76,9 @@ export class Session {
       case Method.READ_FILE: return this.readFile(params);
       case Method.LIST_FILES: return this.listFiles(params);
       case Method.CANCEL: return this.cancel(params);
+      case HANDSHAKE_METHOD:
+        decode(handshakeParams, params ?? {}); // it takes none: any field is refused by name
+        return { ...handshakeResult() };
       case Method.SET_TIMEOUT: return this.setTimeout(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);

@@ -7,7 +7,7 @@ import { access, constants, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, SETUP_COMMAND, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
@@ -53,20 +53,21 @@ export class GvisorBackend implements BackendDriver {
   }
 
   private async checkAvailable(): Promise<void> {
-    if (!(await findOnPath(runscBinary()))) {
-      throw new BackendUnavailableError(
-        `gVisor's runsc was not found (looked for "${runscBinary()}" on PATH): install it with "apt-get install runsc" or run "npm run setup"`,
-      );
-    }
+    // Root first: a user without it learns that before any missing package.
     if (process.getuid?.() !== 0) {
       throw new BackendUnavailableError(
         "the gVisor backend needs root: runsc creates namespaces and cgroups for each sandbox. Run the engine as root, or use Config.useSudo in the SDK",
       );
     }
+    if (!(await findOnPath(runscBinary()))) {
+      throw new BackendUnavailableError(
+        `gVisor's runsc was not found (looked for "${runscBinary()}" on PATH): run "${SETUP_COMMAND}" (it installs runsc)`,
+      );
+    }
     try {
       await access(paths.agentBinary(), constants.X_OK);
     } catch {
-      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
+      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: reinstall matchlock (in its repository: "npm run build")`);
     }
   }
 

@@ -14,7 +14,7 @@ import { open, readFile, readdir } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, SETUP_COMMAND, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
 import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
@@ -75,17 +75,17 @@ export class MicrovmBackend implements BackendDriver {
   private async checkAvailable(): Promise<void> {
     if (!(await findOnPath(qemuBinary()))) {
       throw new BackendUnavailableError(
-        `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
+        `QEMU was not found (looked for "${qemuBinary()}" on PATH): run "${SETUP_COMMAND}" (it installs qemu-system-x86)`,
       );
     }
     for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
-      if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
+      if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: run "${SETUP_COMMAND}" (it installs ${pkg})`);
     }
     if (!(await findOnPath(initBinaryPath()))) {
-      throw new BackendUnavailableError(`the micro-VM's init binary is missing at ${initBinaryPath()}: build it with "npm run build"`);
+      throw new BackendUnavailableError(`the micro-VM's init binary is missing at ${initBinaryPath()}: reinstall matchlock (in its repository: "npm run build")`);
     }
     if (!(await findOnPath(paths.agentBinary()))) {
-      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
+      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: reinstall matchlock (in its repository: "npm run build")`);
     }
     await findGuestKernel();
   }
