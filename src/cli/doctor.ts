@@ -48,9 +48,9 @@ export function printDoctorReport(report: DoctorReport): void {
   if (report.guestBinaries) console.log(`guest binaries: ${report.guestBinaries}`);
   for (const b of report.backends) {
     console.log(`${b.name}: ${b.available ? "available" : "NOT available"}`);
+    if (b.problem) console.log(`  ${b.problem}`);
     console.log(`  ${b.description}`);
     if (b.detail) console.log(`  here: ${b.detail}`);
-    if (b.problem) console.log(`  ${b.problem}`);
   }
   if ("error" in report.selected) console.log(`selected: none (${report.selected.error})`);
   else console.log(`selected: ${report.selected.name} (${report.selected.reason})`);
