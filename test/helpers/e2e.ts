@@ -18,7 +18,8 @@ export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
 export const BUSYBOX = "local/busybox:latest";
 export const PYTHON = "local/python:3.11";
 
-const TARBALLS = process.env.MATCHLOCK_TEST_IMAGES || join(homedir(), ".cache", "matchlock", "test-images");
+/** Where the test images' tarballs are (made by setup). */
+export const TARBALLS = process.env.MATCHLOCK_TEST_IMAGES || join(homedir(), ".cache", "matchlock", "test-images");
 const SHARED_IMAGES = join(tmpdir(), "matchlock-e2e-images");
 
 /**

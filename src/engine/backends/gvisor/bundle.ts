@@ -30,7 +30,8 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       noNewPrivileges: false,
     },
     // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
-    // sandbox's memory: the shared image directory is never modified.
+    // sandbox's memory. The path is the per-sandbox overlay of private-mounts.ts, not the
+    // image's directory, which takes runsc's own mount points.
     root: { path: spec.rootfs, readonly: false },
     hostname: spec.hostname,
     mounts: [

@@ -3,14 +3,15 @@
 // sandbox dies with the engine: if the engine is killed, the agent reads EOF and exits, and
 // runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
 import { spawn, type ChildProcess } from "node:child_process";
-import { access, constants, open, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { access, constants, mkdir, open, readdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
-import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
+import { createNetns, netnsPath } from "./netns.js";
+import { inPrivateMounts, privateRootfs } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, removeSandboxCgroups } from "./memory-cgroup.js";
 
@@ -63,12 +64,14 @@ export class GvisorBackend implements Backend {
     }
     // The seal's files (resolver, CA, trust bundles) as read-only binds over the image's own.
     const sealFiles = (spec.network?.guestFiles ?? []).map((f) => ({ kind: "bind" as const, ...f, readonly: true }));
-    const bundle = await writeBundle({ ...spec, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
+    const rootfs = privateRootfs(spec.stateDir);
+    await mkdir(dirname(rootfs), { mode: 0o700 });
+    const bundle = await writeBundle({ ...spec, rootfs, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = netns ? hideNetSysctl(runscBinary(), runArgs) : [runscBinary(), runArgs];
+    const [cmd, args] = inPrivateMounts(spec.stateDir, spec.rootfs, netns !== undefined, runscBinary(), runArgs);
     const child = spawn(cmd, args, {
       stdio: ["pipe", "pipe", log.fd],
     });
