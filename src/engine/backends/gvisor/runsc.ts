@@ -8,12 +8,12 @@ import { dirname, join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
-import { writeBundle } from "./bundle.js";
+import { HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns, netnsPath } from "./netns.js";
 import { inPrivateMounts, privateRootfs } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
-import { MemoryCgroup, removeSandboxCgroups } from "./memory-cgroup.js";
+import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -77,10 +77,15 @@ export class GvisorBackend implements Backend {
     });
     traceStartup("gvisor: runsc spawned");
     await log.close(); // the child has its own copy of the descriptor
-    const outOfMemory = async () =>
-      memory && (await memory.oomKilled())
-        ? new OutOfMemoryError(`out of memory: the sandbox used more than its memory limit of ${spec.memoryMb} MiB, and the host's OOM killer stopped it with everything running in it`)
-        : undefined;
+    const outOfMemory = async () => {
+      if (memory && (await memory.oomKilled())) {
+        return new OutOfMemoryError(`out of memory: the sandbox used more than its memory limit of ${spec.memoryMb} MiB, and the host's OOM killer stopped it with everything running in it`);
+      }
+      if (await hostTaskLimitReached(spec.id)) {
+        return new SandboxLostError(`the sandbox reached its limit of ${HOST_TASK_LIMIT} host tasks (gVisor runs each guest process on several host threads) and stopped: too many processes or threads at once`);
+      }
+      return undefined;
+    };
     const agent = new AgentConnection(child.stdin!, child.stdout!, outOfMemory);
     child.once("error", (err) => agent.lose(new SandboxLostError(`could not start runsc: ${err.message}`)));
     // A runsc that could not be spawned never emits "exit": count "error" as the end too.
