@@ -35,10 +35,12 @@ export class GvisorBackend implements Backend {
         "the gVisor backend needs root: runsc creates namespaces and cgroups for each sandbox. Run the engine as root, or use Config.useSudo in the SDK",
       );
     }
-    try {
-      await access(paths.agentBinary(), constants.X_OK);
-    } catch {
-      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
+    for (const [what, binary] of [["sandbox agent binary", paths.agentBinary()], ["set-id guard (host/setid-guard)", paths.setidGuard()]]) {
+      try {
+        await access(binary, constants.X_OK);
+      } catch {
+        throw new BackendUnavailableError(`the ${what} is missing at ${binary}: build it with "npm run build"`);
+      }
     }
   }
 
@@ -72,7 +74,9 @@ export class GvisorBackend implements Backend {
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
     const [cmd, args] = inPrivateMounts(spec.stateDir, spec.rootfs, netns !== undefined, runscBinary(), runArgs);
-    const child = spawn(cmd, args, {
+    // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
+    // read-write host mount: under the guard those calls fail (EPERM) on the host.
+    const child = spawn(paths.setidGuard(), [cmd, ...args], {
       stdio: ["pipe", "pipe", log.fd],
     });
     traceStartup("gvisor: runsc spawned");
