@@ -42,6 +42,37 @@ async function hostDir(hostPath: string | undefined, guestPath: string): Promise
   return resolved;
 }
 
+const HOST_TYPES = ["real_fs", "host_fs"];
+const TYPES = ["memory", ...HOST_TYPES, "overlay"];
+
+/** The checks that need nothing but the request: run before anything is made for the sandbox. */
+export function checkMountRequest(workspace: string, mounts: Record<string, WireMount>): void {
+  checkGuestPath(workspace, "workspace");
+  for (const [guestPath, m] of Object.entries(mounts)) {
+    checkGuestPath(guestPath, "mount path");
+    if (!TYPES.includes(m.type)) throw new MountConfigError(`mount ${guestPath}: unknown type ${JSON.stringify(m.type)} (use memory, host_fs, real_fs or overlay)`);
+    checkFieldsFit(guestPath, m);
+  }
+}
+
+/** Refuses fields a mount's type has no use for, rather than dropping them. */
+function checkFieldsFit(guestPath: string, m: WireMount): void {
+  const refuse = (why: string) => { throw new MountConfigError(`mount ${guestPath}: ${why}`); };
+  if (m.host_path !== undefined && m.type === "memory") refuse("host_path does not apply to a memory mount");
+  if (m.readonly && !HOST_TYPES.includes(m.type)) refuse(`readonly applies to host_fs/real_fs mounts only, not ${m.type}`);
+  if ((m.upper || m.lower) && m.type !== "overlay") refuse(`upper and lower apply to overlay mounts only, not ${m.type}`);
+  if (m.type !== "overlay") return;
+  // The copy-on-write layer is the sandbox's own (gone at close), the lower one a host directory.
+  if (m.upper && (m.upper.type !== "memory" || m.upper.host_path || m.upper.upper || m.upper.lower)) refuse('overlay upper must be {"type":"memory"}');
+  const lower = m.lower;
+  if (lower) {
+    if (!HOST_TYPES.includes(lower.type) || !lower.host_path || lower.upper || lower.lower) {
+      refuse("overlay lower must be a host_fs/real_fs mount with a host_path");
+    }
+    if (m.host_path && m.host_path !== lower.host_path) refuse(`overlay host_path ${m.host_path} and lower.host_path ${lower.host_path} differ`);
+  }
+}
+
 /**
  * Resolves mounts. Overlay mounts get a private copy-on-write snapshot of their host directory
  * on the sandbox's snapshot disk (snapshot-disk.ts, deleted with the sandbox), so guest changes
@@ -50,11 +81,10 @@ async function hostDir(hostPath: string | undefined, guestPath: string): Promise
 export async function resolveMounts(
   workspace: string, mounts: Record<string, WireMount>, stateDir: string, diskSizeMb: number,
 ): Promise<BackendMount[]> {
-  checkGuestPath(workspace, "workspace");
+  checkMountRequest(workspace, mounts);
   const out: BackendMount[] = [];
   const overlays: Array<{ guestPath: string; source: string }> = [];
   for (const [guestPath, m] of Object.entries(mounts)) {
-    checkGuestPath(guestPath, "mount path");
     switch (m.type) {
       case "memory":
         out.push({ kind: "tmpfs", guestPath });
@@ -64,10 +94,8 @@ export async function resolveMounts(
         out.push({ kind: "bind", guestPath, hostPath: await hostDir(m.host_path, guestPath), readonly: m.readonly === true });
         break;
       case "overlay":
-        overlays.push({ guestPath, source: await hostDir(m.host_path ?? m.lower?.host_path, guestPath) });
+        overlays.push({ guestPath, source: await hostDir(m.host_path || m.lower?.host_path, guestPath) });
         break;
-      default:
-        throw new MountConfigError(`mount ${guestPath}: unknown type ${JSON.stringify(m.type)} (use memory, host_fs, real_fs or overlay)`);
     }
   }
   if (overlays.length > 0) {
