@@ -232,7 +232,19 @@ static bool join_cgroup(int procs_fd)
     return w == 1;
 }
 
-static void setup_workload_memory_cgroup(void)
+/*
+ * The workload's task cap (`--exec-tasks-max`): a fork bomb in a command stops at it with
+ * EAGAIN, inside the guest, and the agent (outside the cgroup) can still start commands and
+ * kill what is running. The guest kernel exempts root from RLIMIT_NPROC, so a cgroup it is.
+ */
+static void limit_workload_tasks(const char *tasks_max)
+{
+    if (!write_text(CGROUP_ROOT "/cgroup.subtree_control", "+pids") ||
+        !write_text(WORKLOAD_CGROUP "/pids.max", tasks_max))
+        fprintf(stderr, "matchlock-agent: no task limit for commands (%s)\n", strerror(errno));
+}
+
+static void setup_workload_memory_cgroup(const char *tasks_max)
 {
     long total_kb = proc_number("/proc/meminfo", "MemTotal:");
     long avail_kb = proc_number("/proc/meminfo", "\nMemFree:");
@@ -263,6 +275,7 @@ static void setup_workload_memory_cgroup(void)
     int root_fd = open(CGROUP_ROOT "/cgroup.procs", O_WRONLY | O_CLOEXEC);
     if (exec_fd >= 0 && files_fd >= 0 && root_fd >= 0) {
         exec_cgroup_procs_fd = exec_fd, files_cgroup_procs_fd = files_fd, root_cgroup_procs_fd = root_fd;
+        if (tasks_max) limit_workload_tasks(tasks_max);
         return;
     }
     close_fd(&exec_fd);
@@ -1236,11 +1249,15 @@ static void open_channel(const char *path)
 
 int main(int argc, char **argv)
 {
+    bool workload_cgroup = false;
+    const char *tasks_max = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--channel") && i + 1 < argc) open_channel(argv[++i]);
-        else if (!strcmp(argv[i], "--exec-memory-cgroup")) setup_workload_memory_cgroup();
-        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup] (default: stdin/stdout)");
+        else if (!strcmp(argv[i], "--exec-memory-cgroup")) workload_cgroup = true;
+        else if (!strcmp(argv[i], "--exec-tasks-max") && i + 1 < argc) tasks_max = argv[++i];
+        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup [--exec-tasks-max N]] (default: stdin/stdout)");
     }
+    if (workload_cgroup) setup_workload_memory_cgroup(tasks_max);
     struct agent agent;
     memset(&agent, 0, sizeof agent);
     struct agent *a = &agent;

@@ -46,6 +46,7 @@ static struct {
     const char *mounts;   /* comma-separated specs: t:<hex path> | 9:<tag>:<ro|rw>:<hex path> */
     const char *hostname; /* hex */
     const char *disk_mb;
+    const char *tasks_max; /* the commands' task cap, handed to the agent */
     const char *port;     /* virtio-serial port name of the agent's channel */
     const char *net;      /* <guest ip>/<prefix>,<gateway> */
     bool trace;
@@ -136,11 +137,12 @@ static void read_cmdline(char *buf, size_t cap)
         if (!strncmp(w, "matchlock.mounts=", 17)) cfg.mounts = v;
         else if (!strncmp(w, "matchlock.hostname=", 19)) cfg.hostname = v;
         else if (!strncmp(w, "matchlock.disk_mb=", 18)) cfg.disk_mb = v;
+        else if (!strncmp(w, "matchlock.tasks_max=", 20)) cfg.tasks_max = v;
         else if (!strncmp(w, "matchlock.port=", 15)) cfg.port = v;
         else if (!strncmp(w, "matchlock.net=", 14)) cfg.net = v;
         else if (!strncmp(w, "matchlock.trace=", 16)) cfg.trace = !strcmp(v, "1");
     }
-    if (!cfg.disk_mb || !cfg.port || !cfg.hostname) fail("the kernel command line lacks matchlock.disk_mb, .port or .hostname");
+    if (!cfg.disk_mb || !cfg.tasks_max || !cfg.port || !cfg.hostname) fail("the kernel command line lacks matchlock.disk_mb, .tasks_max, .port or .hostname");
 }
 
 /* Loads the modules named (one initramfs path per line) in a list, in order. */
@@ -411,6 +413,6 @@ int main(void)
     if (chdir("/newroot") != 0) fail("chdir /newroot: %s", strerror(errno));
     do_mount(".", "/", NULL, MS_MOVE, NULL);
     if (chroot(".") != 0 || chdir("/") != 0) fail("chroot into the new root: %s", strerror(errno));
-    execl("/.matchlock/agent", "agent", "--channel", channel, "--exec-memory-cgroup", (char *)NULL);
+    execl("/.matchlock/agent", "agent", "--channel", channel, "--exec-memory-cgroup", "--exec-tasks-max", cfg.tasks_max, (char *)NULL);
     fail("exec the agent: %s", strerror(errno));
 }

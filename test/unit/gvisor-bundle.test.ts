@@ -1,7 +1,8 @@
-// The gVisor bundle's mounts: what each mount kind becomes in runsc's config.json.
+// The gVisor bundle: what each mount kind becomes in runsc's config.json, and its task limits.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
+import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
+import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
 
 const spec = (memoryMb: number) => ({
   id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", stateDir: "/s", logFile: "/l",
@@ -26,4 +27,14 @@ test("host dirs are binds with their mode, parents before children", () => {
   assert.deepEqual(mounts[1]!.options, ["rbind", "rw"]);
   assert.deepEqual(mounts[2]!.options, ["rbind", "ro"]);
   assert.equal(mounts[2]!.source, "/h/cfg");
+});
+
+test("guest tasks are capped by RLIMIT_NPROC, and the sandbox's host tasks by its pids cgroup", () => {
+  const config = ociConfig(spec(512), "/agent") as {
+    process: { rlimits: Array<{ type: string; soft: number; hard: number }> };
+    linux: { resources: { pids: { limit: number } } };
+  };
+  assert.deepEqual(config.process.rlimits, [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }]);
+  assert.equal(config.linux.resources.pids.limit, HOST_TASK_LIMIT);
+  assert.ok(HOST_TASK_LIMIT > GUEST_TASK_LIMIT * 15, "room for ~15 host tasks per guest task");
 });

@@ -1,8 +1,7 @@
 // One sandbox's lifecycle: state record, image, mounts, backend start, exec and file
 // operations through the agent, and teardown. Shared by `matchlock rpc` and `matchlock run`.
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
 import { EntrypointFailedError, startEntrypoint } from "./entrypoint.js";
@@ -12,6 +11,7 @@ import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
 import { checkMountRequest, resolveMounts } from "../vfs/mounts.js";
+import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
@@ -90,7 +90,7 @@ export class Sandbox {
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     try {
-      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
+      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
@@ -127,7 +127,7 @@ export class Sandbox {
       await running?.stop(0).catch(() => {});
       await seal?.close();
       await markStopped(id);
-      await removeOverlaySnapshots(id);
+      await removeSnapshotDisk(paths.vm(id));
       // A refused entrypoint is a refused create (its output is in the error): nothing stays.
       if (err instanceof EntrypointFailedError) await removeVmDir(id);
       if (signal?.aborted) {
@@ -223,7 +223,7 @@ export class Sandbox {
       } finally {
         await this.seal?.close();
         await markStopped(this.id);
-        await removeOverlaySnapshots(this.id);
+        await removeSnapshotDisk(paths.vm(this.id));
       }
     })();
     return this.closing;
@@ -308,8 +308,4 @@ export function secretPlaceholders(secrets: Record<string, { placeholder?: strin
   return Object.fromEntries(
     Object.entries(secrets).map(([name, s]) => [name, s.placeholder || `SANDBOX_SECRET_${randomBytes(16).toString("hex")}`]),
   );
-}
-
-async function removeOverlaySnapshots(id: string): Promise<void> {
-  await rm(join(paths.vm(id), "overlay"), { recursive: true, force: true });
 }

@@ -3,11 +3,23 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { SandboxSpec } from "../backend.js";
+import { GUEST_TASK_LIMIT } from "../task-limit.js";
 
 /** Where the agent binary appears inside the sandbox. */
 export const GUEST_AGENT_PATH = "/.matchlock/agent";
 
 const CPU_PERIOD_US = 100_000;
+
+/**
+ * Host tasks (threads) the whole sandbox may use: runsc's own (~30 idle) and those running
+ * its guest. On the ptrace platform a guest process costs ~10-15 host tasks and more with
+ * churn (each Sentry thread that ran in an address space keeps a stub thread there, and idle
+ * address spaces are pooled, not freed): 256 live guest processes (GUEST_TASK_LIMIT) took
+ * ~2,700-4,700 here. A guest that gets past that anyway (forking as many users) reaches this
+ * limit, and then the Sentry, unable to make a thread, dies: its own sandbox is stopped, the
+ * host keeps its PIDs.
+ */
+export const HOST_TASK_LIMIT = 8192;
 
 export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: string): Record<string, unknown> {
   // Parents before children, so a mount at /workspace/src lands inside the /workspace mount.
@@ -28,9 +40,11 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       // and gVisor enforces these against its own kernel.
       capabilities: capabilitySet(),
       noNewPrivileges: false,
+      rlimits: [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }],
     },
     // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
-    // sandbox's memory: the shared image directory is never modified.
+    // sandbox's memory. The path is the per-sandbox overlay of private-mounts.ts, not the
+    // image's directory, which takes runsc's own mount points.
     root: { path: spec.rootfs, readonly: false },
     hostname: spec.hostname,
     mounts: [
@@ -51,6 +65,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       resources: {
         memory: { limit: spec.memoryMb * 1024 * 1024 },
         cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US },
+        pids: { limit: HOST_TASK_LIMIT },
       },
     },
   };

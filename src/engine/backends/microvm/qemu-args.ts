@@ -2,6 +2,7 @@
 // the exact shape is unit-tested; microvm.ts only supplies the paths.
 import type { BackendMount } from "../backend.js";
 import type { AccelChoice } from "./accel.js";
+import { GUEST_TASK_LIMIT } from "../task-limit.js";
 
 /** Name of the virtio-serial port the guest's init hands to the agent. */
 export const AGENT_PORT_NAME = "matchlock.agent";
@@ -75,6 +76,7 @@ export function kernelCmdline(plan: VmPlan): string {
     "pci=off", "rdinit=/init",
     `matchlock.hostname=${hex(plan.hostname)}`,
     `matchlock.disk_mb=${plan.diskSizeMb}`,
+    `matchlock.tasks_max=${GUEST_TASK_LIMIT}`,
     `matchlock.port=${AGENT_PORT_NAME}`,
     ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
     ...(plan.trace ? ["matchlock.trace=1"] : []),
