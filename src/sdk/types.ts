@@ -52,6 +52,8 @@ export interface CreateOptions {
   dnsServers?: string[];
   /** Isolation engine for this sandbox (a matchlock extension); default: the engine's choice. */
   backend?: BackendName;
+  /** Commands run with every capability, no no_new_privs and no seccomp filter (default false). */
+  privileged?: boolean;
 }
 
 export type BackendName = "microvm" | "gvisor" | "auto";

@@ -120,6 +120,10 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   }
   if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
   if (opts.backend !== undefined) out.backend = checkBackend(opts.backend);
+  if (opts.privileged !== undefined) {
+    if (typeof opts.privileged !== "boolean") throw new MatchlockError(`privileged must be true or false, not ${JSON.stringify(opts.privileged)}`);
+    out.privileged = opts.privileged;
+  }
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
   if (opts.blockPrivateIps !== undefined) out.blockPrivateIps = Boolean(opts.blockPrivateIps);
   if (opts.mounts !== undefined) {

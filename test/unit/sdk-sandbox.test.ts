@@ -221,6 +221,15 @@ describe("checkCreateOptions (hand-written CreateOptions)", () => {
     throwsMatchlock(() => checkCreateOptions({ image: "a", backend: "kvm" as never }), /backend must be/);
   });
 
+  it("withPrivileged() sends privileged: true; anything but a boolean is refused", () => {
+    assert.equal(wire(new Sandbox("img").withPrivileged()).privileged, true);
+    assert.equal(wire(new Sandbox("img").withPrivileged(false)).privileged, undefined);
+    assert.equal(wire(new Sandbox("img")).privileged, undefined);
+    throwsMatchlock(() => new Sandbox("img").withPrivileged("yes" as never), /privileged must be true or false, not "yes"/);
+    assert.equal(checkCreateOptions({ image: "a", privileged: true }).privileged, true);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", privileged: 1 as never }), /privileged must be true or false/);
+  });
+
   it("applies the builder's rules", () => {
     throwsMatchlock(() => checkCreateOptions({ image: "" }), /^image is required/);
     throwsMatchlock(() => checkCreateOptions({ image: "a", cpus: Number.NaN }), /cpus must be a positive integer/);

@@ -64,7 +64,7 @@ export class Sandbox {
   ) {}
 
   /**
-   * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
+   * Creates and boots a sandbox. On any failure nothing is left: no process, link or record.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
   static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
@@ -76,11 +76,11 @@ export class Sandbox {
     if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
-    const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
-    traceStartup("create: record written");
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     try {
+      const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+      traceStartup("create: record written");
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
@@ -92,7 +92,7 @@ export class Sandbox {
       const sealed = seal;
       running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        mounts, stateDir, logFile: logFile(id), signal,
+        privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
         network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
       });
       traceStartup("create: backend started, agent ready");
@@ -108,14 +108,17 @@ export class Sandbox {
       sandbox.armDeadline();
       return sandbox;
     } catch (err) {
-      await running?.stop(0).catch(() => {});
+      // A refused create is undone whole: the client never learns this id, so no record may
+      // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
+      // record (as stopped), for `matchlock gc` to reclaim.
+      const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
       await seal?.close();
       await markStopped(id);
       await removeOverlaySnapshots(id);
+      if (stoppedCleanly) await removeVmDir(id);
       if (signal?.aborted) {
-        // The client never learns this id: leave no record it would have to find and remove.
-        await removeVmDir(id);
-        throw new CreateCancelledError(`create cancelled: sandbox ${id} was stopped and its state removed`, { cause: err });
+        const what = stoppedCleanly ? "was stopped and its state removed" : "could not be stopped; its record stays for gc";
+        throw new CreateCancelledError(`create cancelled: sandbox ${id} ${what}`, { cause: err });
       }
       throw err;
     }

@@ -16,6 +16,8 @@ export interface VmPlan {
   memoryMb: number;
   diskSizeMb: number;
   hostname: string;
+  /** Commands keep every capability (the guest init starts the agent with --privileged). */
+  privileged: boolean;
   accel: AccelChoice;
   vmlinux: string;
   initramfs: string;
@@ -78,6 +80,7 @@ export function kernelCmdline(plan: VmPlan): string {
     `matchlock.port=${AGENT_PORT_NAME}`,
     ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
     ...(plan.trace ? ["matchlock.trace=1"] : []),
+    ...(plan.privileged ? ["matchlock.privileged=1"] : []),
     ...(plan.network ? [`matchlock.net=${plan.network.guestIp}/${plan.network.prefixLength},${plan.network.gateway}`] : []),
   ];
   const line = parts.join(" ");
