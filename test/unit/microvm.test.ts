@@ -165,7 +165,7 @@ test("the jail: namespaces, read-only view, the user and capabilities dropped la
   const base: JailPlan = {
     dir: "/state/vm-1/jail", qemu: "/usr/bin/qemu-system-x86_64", uid: 65534, gid: 65534, groups: [],
     files: [{ host: "/cache/vmlinux", jail: JAIL_PATHS.vmlinux }],
-    shares: [], devices: ["/dev/null"], rootLinks: [{ name: "bin", target: "usr/bin" }], capabilities: [], isolateNetwork: true,
+    shares: [], devices: ["/dev/null"], ownDevices: [{ path: "/dev/net/tun", major: 10, minor: 200 }], rootLinks: [{ name: "bin", target: "usr/bin" }], capabilities: [], isolateNetwork: true,
   };
   const [cmd, args] = jailedCommand(base, ["-M", "microvm"]);
   assert.equal(cmd, "setpriv");
@@ -184,11 +184,11 @@ test("the jail: namespaces, read-only view, the user and capabilities dropped la
   };
   const [dirs, links, entries, drop] = sections(1);
   assert.equal(script[0], "/state/vm-1/jail");
-  assert.deepEqual(dirs, ["usr", "etc", "dev", "vm"]);
+  assert.deepEqual(dirs, ["usr", "etc", "dev", "dev/net", "vm"]);
   assert.deepEqual(links, ["usr/bin"]);
   assert.deepEqual(entries, [
     "dir", "/usr", "/usr", "file", "/etc/ld.so.cache", "/etc/ld.so.cache",
-    "dev", "/dev/null", "/dev/null", "file", "/cache/vmlinux", "/vm/vmlinux",
+    "dev", "/dev/null", "/dev/null", "chardev", "10:200:65534:65534", "/dev/net/tun", "file", "/cache/vmlinux", "/vm/vmlinux",
   ]);
   assert.deepEqual(drop, [
     "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all", "--bounding-set", "-all",

@@ -52,6 +52,11 @@ export interface JailPlan {
   shares: Array<{ host: string; jail: string; readonly: boolean }>;
   /** Host device nodes, bound at the same path (read-only mount: usable, not changeable). */
   devices: string[];
+  /**
+   * Character devices made in the jail for QEMU's user alone (mode 0600), by number: the host's
+   * node may be root's only (e.g. /dev/net/tun 0600), and changing the host's is not ours to do.
+   */
+  ownDevices: Array<{ path: string; major: number; minor: number }>;
   /** The top-level links of a merged /usr (/bin -> usr/bin ...), recreated in the jail. */
   rootLinks: Array<{ name: string; target: string }>;
   /** Capabilities QEMU keeps (ambient); [] for none at all. */
@@ -64,13 +69,16 @@ export interface JailPlan {
  * Runs as root inside the new namespaces. Arguments: the jail directory; the directories to make
  * in it, up to "--"; the links to make at its top (merged-/usr targets, named after their last
  * component), up to "--"; entries of three words (kind, source, jail path) up to "--"; then the
- * command to run chrooted. Every path is its own argument, so no byte of a path is ever parsed by
- * the shell. Each external command costs a process start, a real share of the boot time on a
+ * command to run chrooted. The tmpfs allows device nodes (the ones made here: QEMU, without
+ * CAP_MKNOD, can make none, and the tmpfs is read-only before QEMU starts). Every path is its own argument, so no byte of a path is ever parsed by
+ * the shell, and mount takes it as given (--no-canonicalize): a share's source is a descriptor
+ * the engine holds (/proc/<engine>/fd/<n>, see HeldHostPaths), which the kernel must resolve
+ * itself, to the directory that was checked, not to whatever its path names by now. Each external command costs a process start, a real share of the boot time on a
  * loaded machine: directories and links are made by one command each.
  */
 const JAIL_SCRIPT = `set -eu
 jail=$1; shift
-mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev matchlock-jail "$jail"
+mount -t tmpfs -o mode=0755,size=1m,nosuid matchlock-jail "$jail"
 cd "$jail"
 dirs=; while [ "$1" != -- ]; do dirs="$dirs $1"; shift; done; shift
 [ -z "$dirs" ] || mkdir -p $dirs
@@ -80,12 +88,13 @@ while [ "$1" != -- ]; do
   kind=$1 src=$2 dst=$jail$3; shift 3
   case $kind in
     proc) mount -t proc -o nosuid,nodev,noexec proc "$dst"; continue ;;
+    chardev) maj=\${src%%:*} rest=\${src#*:}; mknod -m 0600 "$dst" c "$maj" "\${rest%%:*}"; chown "\${rest#*:}" "$dst"; continue ;;
     file|dev) : > "$dst" ;;
   esac
   case $kind in
-    dev) mount --bind -o ro,nosuid "$src" "$dst" ;;
-    rw) mount --bind -o nosuid,nodev "$src" "$dst" ;;
-    *) mount --bind -o ro,nosuid,nodev "$src" "$dst" ;;
+    dev) mount --no-canonicalize --bind -o ro,nosuid "$src" "$dst" ;;
+    rw) mount --no-canonicalize --bind -o nosuid,nodev "$src" "$dst" ;;
+    *) mount --no-canonicalize --bind -o ro,nosuid,nodev "$src" "$dst" ;;
   esac
 done
 shift
@@ -99,6 +108,7 @@ export function jailedCommand(plan: JailPlan, qemuArgs: string[]): [string, stri
     ["dir", "/usr", "/usr"],
     ["file", "/etc/ld.so.cache", "/etc/ld.so.cache"],
     ...plan.devices.map((d): [string, string, string] => ["dev", d, d]),
+    ...plan.ownDevices.map((d): [string, string, string] => ["chardev", `${d.major}:${d.minor}:${plan.uid}:${plan.gid}`, d.path]),
     ...plan.files.map((f): [string, string, string] => ["file", f.host, f.jail]),
     ...(inUsr ? [] : [["file", plan.qemu, JAIL_PATHS.qemu] as [string, string, string]]),
     ...plan.shares.map((s): [string, string, string] => [s.readonly ? "dir" : "rw", s.host, s.jail]),

@@ -95,7 +95,7 @@ export class MicrovmBackend implements Backend {
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
     for (const m of spec.mounts) {
       if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
-        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
+        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.shownPath ?? m.hostPath} is a file: mount its directory instead`);
       }
     }
     const kernel = await findGuestKernel();
@@ -132,7 +132,8 @@ export class MicrovmBackend implements Backend {
         { host: rootImage, jail: JAIL_PATHS.rootImage },
       ],
       shares,
-      devices: ["/dev/null", ...(net ? ["/dev/net/tun"] : []), ...(kvm ? ["/dev/kvm"] : [])],
+      devices: ["/dev/null", ...(kvm ? ["/dev/kvm"] : [])],
+      ownDevices: net ? [await charDevice("/dev/net/tun")] : [],
       rootLinks: await usrRootLinks(),
       capabilities: shares.length > 0 ? SHARE_CAPABILITIES : [],
       isolateNetwork: !net,
@@ -176,6 +177,13 @@ export class MicrovmBackend implements Backend {
     }
     return { agent, pid: child.pid, stop };
   }
+}
+
+/** A host character device's numbers, to make the same device in QEMU's jail. */
+async function charDevice(path: string): Promise<{ path: string; major: number; minor: number }> {
+  const { rdev } = await stat(path);
+  // Linux's dev_t: major in bits 8-19 (and 32-43), minor in bits 0-7 and 20-31.
+  return { path, major: ((rdev >> 8) & 0xfff), minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
 }
 
 /**
