@@ -26,7 +26,7 @@ const SHARED_IMAGES = join(tmpdir(), "matchlock-e2e-images");
  * image store, importing the test images into it if they are not there yet.
  */
 export async function setUpE2E(): Promise<string> {
-  if (process.getuid?.() !== 0) throw new Error("the end-to-end tests need root: gVisor's runsc needs it, and QEMU's 9p shares run as the caller");
+  if (process.getuid?.() !== 0) throw new Error("the end-to-end tests need root: gVisor's runsc needs it, and so does confining QEMU (namespaces, chroot, its own user)");
   const home = await mkdtemp(join(tmpdir(), "matchlock-e2e-"));
   process.env.MATCHLOCK_HOME = home;
   process.env.MATCHLOCK_IMAGES = SHARED_IMAGES;

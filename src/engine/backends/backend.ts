@@ -4,8 +4,7 @@ import type { AgentConnection } from "../agent/connection.js";
 
 /** A mount as the backend must realise it inside the sandbox. */
 export type BackendMount =
-  /** hostPath: what the backend opens (may be a held /proc/<engine>/fd/<n>); shownPath: the path for messages. */
-  | { kind: "bind"; guestPath: string; hostPath: string; shownPath?: string; readonly: boolean }
+  | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }
   | { kind: "tmpfs"; guestPath: string };
 
 export interface SandboxSpec {

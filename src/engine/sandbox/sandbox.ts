@@ -9,7 +9,7 @@ import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
-import { HeldHostPaths, resolveMounts } from "../vfs/mounts.js";
+import { resolveMounts } from "../vfs/mounts.js";
 import type { SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
@@ -78,11 +78,10 @@ export class Sandbox {
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
-    const held = new HeldHostPaths();
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
-      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, held);
+      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
@@ -97,7 +96,6 @@ export class Sandbox {
         network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
       });
       traceStartup("create: backend started, agent ready");
-      await held.release(); // mounted by now
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
       const env = composeEnv(image.config.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
@@ -114,7 +112,6 @@ export class Sandbox {
       // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
       // record (as stopped), for `matchlock gc` to reclaim.
       const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
-      await held.release();
       await seal?.close();
       await markStopped(id);
       await removeOverlaySnapshots(id);

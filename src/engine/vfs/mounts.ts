@@ -2,8 +2,7 @@
 // anything unsafe: relative or unnormalised guest paths, mounts over system directories,
 // missing host directories.
 import { execFile } from "node:child_process";
-import { constants } from "node:fs";
-import { mkdir, open, readlink, stat, type FileHandle } from "node:fs/promises";
+import { lstat, mkdir, readlink, stat } from "node:fs/promises";
 import { posix, join } from "node:path";
 import { promisify } from "node:util";
 import type { BackendMount } from "../backends/backend.js";
@@ -27,54 +26,40 @@ export function checkGuestPath(p: string, what: string): void {
   }
 }
 
-/** Linux's O_PATH (the same number on x86-64 and arm64); Node's fs.constants lacks it. */
-const O_PATH = 0o10000000;
+async function hostDir(hostPath: string | undefined, guestPath: string): Promise<string> {
+  if (!hostPath) throw new MountConfigError(`mount ${guestPath}: host_path is required`);
+  if (!hostPath.startsWith("/")) throw new MountConfigError(`mount ${guestPath}: host_path must be absolute: ${hostPath}`);
+  const path = posix.normalize(hostPath);
+  await refuseSymlinks(path, guestPath);
+  const st = await stat(path);
+  if (!st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${hostPath}`);
+  return path;
+}
 
 /**
- * Host paths the sandbox being made will mount, each held open (O_PATH) from the moment it was
- * checked until the backend has mounted it: the backend is handed /proc/<engine>/fd/<n>, which
- * the kernel resolves to the very directory checked, so a link swapped in after the check (by a
- * sandbox writing the parent directory) changes nothing. Release once the sandbox runs or failed.
+ * A host path is taken only when none of its components is a symlink. A link inside a directory
+ * that a sandbox can write (a read-write mount) may have been planted by that sandbox, and
+ * following it would hand a later sandbox whatever host directory the link names (e.g. /etc).
+ * Refusing every link, by name, is simple to reason about; the client can pass the real path.
  */
-export class HeldHostPaths {
-  private readonly handles: FileHandle[] = [];
-
-  /** Opens `path` one component at a time without following links; a link anywhere is refused. */
-  async hold(hostPath: string | undefined, guestPath: string): Promise<{ held: string; path: string }> {
-    if (!hostPath) throw new MountConfigError(`mount ${guestPath}: host_path is required`);
-    if (!hostPath.startsWith("/")) throw new MountConfigError(`mount ${guestPath}: host_path must be absolute: ${hostPath}`);
-    const path = posix.normalize(hostPath);
-    let handle = await open("/", O_PATH | constants.O_DIRECTORY);
+async function refuseSymlinks(path: string, guestPath: string): Promise<void> {
+  let prefix = "";
+  for (const part of path.split("/").filter(Boolean)) {
+    prefix += `/${part}`;
+    let st;
     try {
-      let prefix = "";
-      for (const part of path.split("/").filter(Boolean)) {
-        prefix += `/${part}`;
-        // openat(handle, part, O_NOFOLLOW), written as a path through the handle's /proc entry.
-        const next = await open(`/proc/self/fd/${handle.fd}/${part}`, O_PATH | constants.O_NOFOLLOW).catch(() => undefined);
-        if (!next) throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is missing)`);
-        await handle.close();
-        handle = next;
-        const st = await handle.stat();
-        if (st.isSymbolicLink()) {
-          const target = await readlink(prefix).catch(() => "?");
-          throw new MountConfigError(
-            `mount ${guestPath}: host path ${path} goes through the symbolic link ${prefix} (-> ${target}); ` +
-              "host paths must not contain symlinks (one a sandbox planted could redirect the mount): pass the link-free path",
-          );
-        }
-        if (prefix !== path && !st.isDirectory()) throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is not a directory)`);
-        if (prefix === path && !st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${path}`);
-      }
-    } catch (err) {
-      await handle.close();
-      throw err;
+      st = await lstat(prefix);
+    } catch {
+      throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is missing)`);
     }
-    this.handles.push(handle);
-    return { held: `/proc/${process.pid}/fd/${handle.fd}`, path };
-  }
-
-  async release(): Promise<void> {
-    await Promise.all(this.handles.splice(0).map((h) => h.close().catch(() => {})));
+    if (st.isSymbolicLink()) {
+      const target = await readlink(prefix).catch(() => "?");
+      throw new MountConfigError(
+        `mount ${guestPath}: host path ${path} goes through the symbolic link ${prefix} (-> ${target}); ` +
+          "host paths must not contain symlinks (one a sandbox planted could redirect the mount): pass the link-free path",
+      );
+    }
+    if (prefix !== path && !st.isDirectory()) throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is not a directory)`);
   }
 }
 
@@ -83,7 +68,7 @@ export class HeldHostPaths {
  * under `stateDir/overlay/` (deleted with the sandbox), so guest changes never reach the host.
  */
 export async function resolveMounts(
-  workspace: string, mounts: Record<string, WireMount>, stateDir: string, held: HeldHostPaths,
+  workspace: string, mounts: Record<string, WireMount>, stateDir: string,
 ): Promise<BackendMount[]> {
   checkGuestPath(workspace, "workspace");
   const out: BackendMount[] = [];
@@ -96,19 +81,14 @@ export async function resolveMounts(
         break;
       case "real_fs":
       case "host_fs":
-      {
-        const source = await held.hold(m.host_path, guestPath);
-        out.push({ kind: "bind", guestPath, hostPath: source.held, shownPath: source.path, readonly: m.readonly === true });
+        out.push({ kind: "bind", guestPath, hostPath: await hostDir(m.host_path, guestPath), readonly: m.readonly === true });
         break;
-      }
       case "overlay": {
-        const source = await held.hold(m.host_path ?? m.lower?.host_path, guestPath);
+        const source = await hostDir(m.host_path ?? m.lower?.host_path, guestPath);
         const snapshot = join(stateDir, "overlay", `mount-${++overlayCount}`);
         await mkdir(join(stateDir, "overlay"), { recursive: true, mode: 0o700 });
         // cp -a keeps modes, owners, symlinks and times; --reflink=auto makes it cheap where the fs can.
-        // From the held directory's contents ("/."): the held path itself is a /proc link, which -a would copy as one.
-        const isDir = (await stat(source.held)).isDirectory();
-        await run("cp", ["-a", "--reflink=auto", "--", isDir ? `${source.held}/.` : source.held, snapshot]);
+        await run("cp", ["-a", "--reflink=auto", "--", source, snapshot]);
         out.push({ kind: "bind", guestPath, hostPath: snapshot, readonly: false });
         break;
       }

@@ -71,9 +71,7 @@ export interface JailPlan {
  * component), up to "--"; entries of three words (kind, source, jail path) up to "--"; then the
  * command to run chrooted. The tmpfs allows device nodes (the ones made here: QEMU, without
  * CAP_MKNOD, can make none, and the tmpfs is read-only before QEMU starts). Every path is its own argument, so no byte of a path is ever parsed by
- * the shell, and mount takes it as given (--no-canonicalize): a share's source is a descriptor
- * the engine holds (/proc/<engine>/fd/<n>, see HeldHostPaths), which the kernel must resolve
- * itself, to the directory that was checked, not to whatever its path names by now. Each external command costs a process start, a real share of the boot time on a
+ * the shell. Each external command costs a process start, a real share of the boot time on a
  * loaded machine: directories and links are made by one command each.
  */
 const JAIL_SCRIPT = `set -eu
@@ -92,9 +90,9 @@ while [ "$1" != -- ]; do
     file|dev) : > "$dst" ;;
   esac
   case $kind in
-    dev) mount --no-canonicalize --bind -o ro,nosuid "$src" "$dst" ;;
-    rw) mount --no-canonicalize --bind -o nosuid,nodev "$src" "$dst" ;;
-    *) mount --no-canonicalize --bind -o ro,nosuid,nodev "$src" "$dst" ;;
+    dev) mount --bind -o ro,nosuid "$src" "$dst" ;;
+    rw) mount --bind -o nosuid,nodev "$src" "$dst" ;;
+    *) mount --bind -o ro,nosuid,nodev "$src" "$dst" ;;
   esac
 done
 shift

@@ -95,7 +95,7 @@ export class MicrovmBackend implements Backend {
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
     for (const m of spec.mounts) {
       if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
-        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.shownPath ?? m.hostPath} is a file: mount its directory instead`);
+        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
       }
     }
     const kernel = await findGuestKernel();

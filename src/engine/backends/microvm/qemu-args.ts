@@ -93,7 +93,8 @@ export function kernelCmdline(plan: VmPlan): string {
 /**
  * Writable shares use mapped-xattr: the guest's owners, modes and special files live in
  * extended attributes, so a guest root cannot create a setuid binary or a device node that
- * would be real on the host (with "none", QEMU running as root would make them for real).
+ * would be real on the host (with "none", QEMU would try to make them for real), and QEMU needs
+ * no CAP_CHOWN or CAP_MKNOD (see jail.ts for the two capabilities it keeps for shares).
  */
 export function qemuArgs(plan: VmPlan): string[] {
   if (!Number.isInteger(plan.memoryMb) || plan.memoryMb < MIN_MEMORY_MB) {
