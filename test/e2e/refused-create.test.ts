@@ -73,13 +73,11 @@ describe(`a create refused late leaves nothing behind on ${BACKEND}`, () => {
     await assertNothingLeft(ids);
   });
 
-  test("matchlock run: a missing volume, and an isolation engine that fails to boot", async () => {
+  test("matchlock run: a volume refused after the record was written", async () => {
     const volume = await watchingVms(() => cli(["run", "--image", BUSYBOX, "-v", `${missing}:/data`, "--", "true"]));
-    assert.notEqual(volume.result.code, 0);
+    assert.notEqual(volume.result.code, 0, `exit 0: ${volume.result.stdout}${volume.result.stderr}`);
     assert.match(volume.result.stderr, /host path does not exist/);
-    const boot = await watchingVms(() => cli(["run", "--image", BUSYBOX, "--", "true"], undefined, FAILING_ENGINE));
-    assert.notEqual(boot.result.code, 0);
-    assert.match(boot.result.stderr, /failed to start/);
-    await assertNothingLeft([...volume.ids, ...boot.ids]);
+    assert.equal(volume.ids.length, 1, "the create got as far as its state directory");
+    await assertNothingLeft(volume.ids);
   });
 });

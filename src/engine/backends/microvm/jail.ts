@@ -96,7 +96,7 @@ while [ "$1" != -- ]; do
   esac
 done
 shift
-mount -o remount,ro,nosuid,nodev "$jail"
+mount -o remount,ro,nosuid "$jail"
 exec chroot "$jail" "$@"`;
 
 /** The command that runs `qemuArgs` confined by `plan`; QEMU dies with the engine (pdeathsig at both ends). */
