@@ -11,8 +11,11 @@ import { before, describe, test } from "node:test";
 import { BACKEND, BUSYBOX, cli, eventually, leftovers, networkLeftovers, setUpE2E } from "../helpers/e2e.js";
 import { RawSession } from "../helpers/raw-rpc.js";
 
-/** An engine whose isolation engine exits at once instead of booting: `false` in place of runsc or QEMU. */
-const FAILING_ENGINE: Record<string, string> = BACKEND === "microvm" ? { MATCHLOCK_QEMU: "/bin/false" } : { MATCHLOCK_RUNSC: "/bin/false" };
+/**
+ * A sandbox that cannot boot: on the micro-VM, `false` in place of QEMU; on gVisor, a real runsc
+ * whose container init (the agent) is `false`, so the sandbox exits before its agent is ready.
+ */
+const FAILING_ENGINE: Record<string, string> = BACKEND === "microvm" ? { MATCHLOCK_QEMU: "/bin/false" } : { MATCHLOCK_AGENT: "/bin/false" };
 
 describe(`a create refused late leaves nothing behind on ${BACKEND}`, () => {
   let home: string;

@@ -69,10 +69,11 @@ export interface JailPlan {
  * Runs as root inside the new namespaces. Arguments: the jail directory; the directories to make
  * in it, up to "--"; the links to make at its top (merged-/usr targets, named after their last
  * component), up to "--"; entries of three words (kind, source, jail path) up to "--"; then the
- * command to run chrooted. The tmpfs allows device nodes (the ones made here: QEMU, without
- * CAP_MKNOD, can make none, and the tmpfs is read-only before QEMU starts). Every path is its own argument, so no byte of a path is ever parsed by
- * the shell. Each external command costs a process start, a real share of the boot time on a
- * loaded machine: directories and links are made by one command each.
+ * command to run chrooted. Every path is its own argument, so no byte of a path is ever parsed
+ * by the shell. The tmpfs allows device nodes (those made here; QEMU, without CAP_MKNOD, can make
+ * none, and the tmpfs is read-only before QEMU starts). Each external command costs a process
+ * start, a real share of the boot time on a loaded machine: directories and links are made by
+ * one command each.
  */
 const JAIL_SCRIPT = `set -eu
 jail=$1; shift
