@@ -42,6 +42,7 @@ export interface CreateOptions {
   cpus?: number;
   memoryMb?: number;
   diskSizeMb?: number;
+  /** Lifetime in seconds: the engine stops the sandbox when it passes (0: no limit). */
   timeoutSeconds?: number;
   allowedHosts?: string[];
   blockPrivateIps?: boolean;
@@ -54,6 +55,8 @@ export interface CreateOptions {
   backend?: BackendName;
   /** Commands run with every capability, no no_new_privs and no seccomp filter (default false). */
   privileged?: boolean;
+  /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up (what `launch` asks for). */
+  launchEntrypoint?: boolean;
 }
 
 export type BackendName = "microvm" | "gvisor" | "auto";

@@ -5,6 +5,7 @@ import { rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
+import { startEntrypoint } from "./entrypoint.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
@@ -112,7 +113,11 @@ export class Sandbox {
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
       const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
-      sandbox.armDeadline();
+      if (config.launchEntrypoint) {
+        // It runs until it ends or the sandbox stops (stopping the sandbox ends every process).
+        await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), image.config, logFile(id));
+      }
+      sandbox.setDeadline(config.deadlineSeconds);
       return sandbox;
     } catch (err) {
       // A refused create is undone whole: the client never learns this id, so no record may
@@ -131,9 +136,13 @@ export class Sandbox {
     }
   }
 
-  /** With a timeout, the sandbox is stopped when it passes; every pending and later call says why. */
-  private armDeadline(): void {
-    const seconds = this.config.deadlineSeconds;
+  /**
+   * Stops the sandbox `seconds` from now (undefined: never), replacing any earlier deadline;
+   * every pending and later call then says why.
+   */
+  setDeadline(seconds: number | undefined): void {
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
     if (seconds === undefined) return;
     this.deadline = setTimeout(() => {
       this.running.agent.lose(new SandboxLostError(`the sandbox reached its timeout of ${seconds} s and was stopped`));
