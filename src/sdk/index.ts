@@ -15,6 +15,7 @@ export type {
   ExecStreamOptions,
   ExecStreamResult,
   FileInfo,
+  ImageConfig,
   MountConfig,
   MountType,
   OutputTarget,

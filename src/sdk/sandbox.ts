@@ -1,10 +1,12 @@
 // Fluent builder for CreateOptions, mirroring the seed Python SDK's Sandbox. Each setter
 // validates its input at once, so a mistake is reported where it was made.
 import { MatchlockError } from "./errors.js";
-import type { BackendName, CreateOptions, MountConfig } from "./types.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig } from "./types.js";
 import {
   checkBackend,
   checkDnsServer,
+  checkEnvMap,
+  checkImageConfig,
   checkGuestPath,
   checkHostPattern,
   checkImage,
@@ -128,6 +130,41 @@ export class Sandbox {
   /** Copy-on-write view of a host directory; the host is never modified. */
   mountOverlay(guestPath: string, hostPath: string): this {
     return this.mount(guestPath, { type: "overlay", hostPath });
+  }
+
+  /** Sets one variable of every command's environment. */
+  withEnv(name: string, value: string): this {
+    return this.withEnvMap({ [name]: value });
+  }
+
+  /** Sets several variables of every command's environment (merged with those set before). */
+  withEnvMap(env: Record<string, string>): this {
+    this.opts.env = { ...this.opts.env, ...checkEnvMap("env", env) };
+    return this;
+  }
+
+  /** The default user of every command: "uid", "uid:gid" or a name from the guest's /etc/passwd. */
+  withUser(user: string): this {
+    return this.withImageConfig({ user });
+  }
+
+  /** Replaces the image's ENTRYPOINT (what `launch` starts, followed by CMD). */
+  withEntrypoint(...argv: string[]): this {
+    const entrypoint = [...argv];
+    this.opts.imageConfig = { ...this.opts.imageConfig, ...checkImageConfig({ entrypoint }) };
+    return this;
+  }
+
+  /**
+   * Replaces parts of the image's config: each non-empty field given replaces the one set
+   * before (env wholesale); null or undefined changes nothing.
+   */
+  withImageConfig(config: ImageConfig | null | undefined): this {
+    if (config === null || config === undefined) return this;
+    const checked = checkImageConfig(config);
+    const nonEmpty = Object.fromEntries(Object.entries(checked).filter(([, v]) => (Array.isArray(v) ? v.length > 0 : typeof v === "object" ? Object.keys(v).length > 0 : v !== "")));
+    this.opts.imageConfig = { ...this.opts.imageConfig, ...nonEmpty };
+    return this;
   }
 
   /** A copy of the options built so far; changing it does not affect the builder. */

@@ -57,6 +57,21 @@ export interface CreateOptions {
   privileged?: boolean;
   /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up (what `launch` asks for). */
   launchEntrypoint?: boolean;
+  /** Environment of every command: over the image's, under the network's CA variables and secret placeholders. */
+  env?: Record<string, string>;
+  /** Replaces parts of the image's OCI config (user, working dir, entrypoint, cmd, env). */
+  imageConfig?: ImageConfig;
+}
+
+/** Parts of an image's OCI config to replace: an empty user or working dir keeps the image's; a given list or env replaces it. */
+export interface ImageConfig {
+  /** "uid", "uid:gid" or a name from the guest's /etc/passwd: the default user of every command. */
+  user?: string;
+  /** The default working directory of every command (made if missing). */
+  workingDir?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: Record<string, string>;
 }
 
 export type BackendName = "microvm" | "gvisor" | "auto";

@@ -32,6 +32,18 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   }
   if (Object.keys(resources).length > 0) params.resources = resources;
   if (opts.launchEntrypoint) params.launch_entrypoint = true;
+  if (opts.env && Object.keys(opts.env).length > 0) params.env = { ...opts.env };
+  if (opts.imageConfig) {
+    // As upstream's SDK: sent whenever set; user and working_dir only when non-empty.
+    const c = opts.imageConfig;
+    params.image_config = {
+      ...(c.user ? { user: c.user } : {}),
+      ...(c.workingDir ? { working_dir: c.workingDir } : {}),
+      ...(c.entrypoint ? { entrypoint: [...c.entrypoint] } : {}),
+      ...(c.cmd ? { cmd: [...c.cmd] } : {}),
+      ...(c.env ? { env: { ...c.env } } : {}),
+    };
+  }
 
   const allowedHosts = opts.allowedHosts ?? [];
   const secrets = opts.secrets ?? [];

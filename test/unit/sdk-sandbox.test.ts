@@ -143,6 +143,32 @@ describe("Sandbox builder → create params", () => {
   });
 });
 
+describe("Sandbox builder: env and image config", () => {
+  it("withEnv and withEnvMap merge into env; withUser, withEntrypoint and withImageConfig into image_config", () => {
+    const s = new Sandbox("a")
+      .withEnv("A", "1")
+      .withEnvMap({ B: "2", A: "3" })
+      .withUser("nobody")
+      .withEntrypoint("/bin/sh", "-c")
+      .withImageConfig({ workingDir: "/srv", cmd: ["echo hi"], user: "" });
+    assert.deepEqual(wire(s), {
+      image: "a",
+      env: { A: "3", B: "2" },
+      image_config: { user: "nobody", working_dir: "/srv", entrypoint: ["/bin/sh", "-c"], cmd: ["echo hi"] },
+    });
+    assert.deepEqual(wire(new Sandbox("a").withImageConfig(null)), { image: "a" });
+    assert.deepEqual(wire(new Sandbox("a").withImageConfig({ env: { X: "y" } })), { image: "a", image_config: { env: { X: "y" } } });
+  });
+
+  it("refuses bad names, values and fields", () => {
+    throwsMatchlock(() => new Sandbox("a").withEnv("1BAD", "x"), /invalid environment variable name "1BAD"/);
+    throwsMatchlock(() => new Sandbox("a").withEnvMap({ A: 1 as unknown as string }), /env\.A must be a string/);
+    throwsMatchlock(() => new Sandbox("a").withImageConfig({ workingDir: "rel" }), /imageConfig\.workingDir must be an absolute guest path/);
+    throwsMatchlock(() => new Sandbox("a").withImageConfig({ User: "x" } as never), /unknown imageConfig field User/);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", extraDisks: [] } as never), /unknown create option extraDisks: not supported by this SDK/);
+  });
+});
+
 describe("Sandbox validation", () => {
   it("requires an image", () => {
     throwsMatchlock(() => new Sandbox(""), /^image is required \(e\.g\., alpine:latest\)$/);

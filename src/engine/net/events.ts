@@ -9,4 +9,6 @@ export const BlockReason = {
   HOST: "host not in allowlist",
   SECRET: "secret placeholder sent to unauthorized host",
   PRIVATE: "destination resolves to a private address",
+  HOST_ADDRESS: "destination is an address of the engine's own host",
+  CONNECTIONS: "too many open connections from this sandbox",
 } as const;

@@ -6,12 +6,13 @@ import { join, posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
 import { startEntrypoint } from "./entrypoint.js";
+import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
 import { checkMountRequest, resolveMounts } from "../vfs/mounts.js";
-import type { SandboxConfig } from "./create-config.js";
+import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
 import { resolveUser, type GuestFileReader, type ResolvedUser } from "./users.js";
@@ -105,17 +106,20 @@ export class Sandbox {
       });
       traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
-      const env = composeEnv(image.config.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
+      const imageConfig = applyImageConfig(image.config, config.imageConfig);
+      const env = composeEnv(imageConfig.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       const agent = running.agent;
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
       // host, the image's symlinks could point the engine at host files.
-      const user = await resolveUser(guestFileReader(agent), image.config.user);
+      const user = await resolveUser(guestFileReader(agent), imageConfig.user);
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
-      const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
+      // The image's WORKDIR, as upstream and Docker run commands; else the workspace.
+      const sandbox = new Sandbox(id, config, running, env, user, imageConfig.workingDir || config.workspace, seal);
+      if (imageConfig.workingDir) await sandbox.makeWorkingDir(imageConfig.workingDir);
       if (config.launchEntrypoint) {
         // It runs until it ends or the sandbox stops (stopping the sandbox ends every process).
-        await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), image.config, logFile(id));
+        await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), imageConfig, logFile(id));
       }
       sandbox.setDeadline(config.deadlineSeconds);
       return sandbox;
@@ -134,6 +138,14 @@ export class Sandbox {
       }
       throw err;
     }
+  }
+
+  /** Docker makes a missing WORKDIR at run time; so does create (as root). */
+  private async makeWorkingDir(dir: string): Promise<void> {
+    const failed: Buffer[] = [];
+    const keep = (d: Buffer) => void failed.push(d);
+    const out = await this.exec(`mkdir -p -- ${shellQuote(dir)}`, { workingDir: "/", user: "0:0" }, { stdout: keep, stderr: keep });
+    if (out.exitCode !== 0) throw new Error(`cannot make the working directory ${dir}: ${Buffer.concat(failed).toString().trim()}`);
   }
 
   /**
