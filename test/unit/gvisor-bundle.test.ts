@@ -5,7 +5,7 @@ import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bun
 import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
 
 const spec = (memoryMb: number) => ({
-  id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", stateDir: "/s", logFile: "/l",
+  id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", privileged: false, stateDir: "/s", logFile: "/l",
   mounts: [
     { kind: "bind" as const, guestPath: "/workspace/src", hostPath: "/h/src", readonly: false },
     { kind: "tmpfs" as const, guestPath: "/workspace" },
@@ -19,6 +19,22 @@ test("tmpfs mounts and /tmp are capped at half the memory, so filling one is ENO
   for (const dest of ["/tmp", "/workspace"]) {
     assert.ok(mounts.find((m) => m.destination === dest)?.options?.includes("size=256m"), dest);
   }
+});
+
+test("capabilities: the default set with no_new_privs unless privileged; the agent is told which", () => {
+  const process = (privileged: boolean) => ociConfig({ ...spec(512), privileged }, "/agent").process as {
+    args: string[]; noNewPrivileges: boolean; capabilities: Record<string, string[]>;
+  };
+  const confined = process(false);
+  assert.equal(confined.noNewPrivileges, true);
+  assert.deepEqual(confined.args, ["/.matchlock/agent"]);
+  assert.equal(confined.capabilities.bounding!.length, 13);
+  assert.ok(!confined.capabilities.bounding!.includes("CAP_SYS_ADMIN") && !confined.capabilities.bounding!.includes("CAP_NET_RAW"));
+  assert.deepEqual(confined.capabilities.inheritable, []);
+  const privileged = process(true);
+  assert.equal(privileged.noNewPrivileges, false);
+  assert.deepEqual(privileged.args, ["/.matchlock/agent", "--privileged"]);
+  assert.ok(privileged.capabilities.effective!.includes("CAP_SYS_ADMIN"));
 });
 
 test("host dirs are binds with their mode, parents before children", () => {

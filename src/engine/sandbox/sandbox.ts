@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
-import { EntrypointFailedError, startEntrypoint } from "./entrypoint.js";
+import { startEntrypoint } from "./entrypoint.js";
 import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
@@ -72,7 +72,7 @@ export class Sandbox {
   private readonly defaultEnv: readonly string[];
 
   /**
-   * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
+   * Creates and boots a sandbox. On any failure nothing is left: no process, link or record.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
   static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
@@ -85,11 +85,11 @@ export class Sandbox {
     if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
-    const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
-    traceStartup("create: record written");
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     try {
+      const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+      traceStartup("create: record written");
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
@@ -101,7 +101,7 @@ export class Sandbox {
       const sealed = seal;
       running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        mounts, stateDir, logFile: logFile(id), signal,
+        privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
         network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
       });
       traceStartup("create: backend started, agent ready");
@@ -124,16 +124,17 @@ export class Sandbox {
       sandbox.setDeadline(config.deadlineSeconds);
       return sandbox;
     } catch (err) {
-      await running?.stop(0).catch(() => {});
+      // A refused create is undone whole: the client never learns this id, so no record may
+      // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
+      // record (as stopped), for `matchlock gc` to reclaim.
+      const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
       await seal?.close();
       await markStopped(id);
       await removeSnapshotDisk(paths.vm(id));
-      // A refused entrypoint is a refused create (its output is in the error): nothing stays.
-      if (err instanceof EntrypointFailedError) await removeVmDir(id);
+      if (stoppedCleanly) await removeVmDir(id);
       if (signal?.aborted) {
-        // The client never learns this id: leave no record it would have to find and remove.
-        await removeVmDir(id);
-        throw new CreateCancelledError(`create cancelled: sandbox ${id} was stopped and its state removed`, { cause: err });
+        const what = stoppedCleanly ? "was stopped and its state removed" : "could not be stopped; its record stays for gc";
+        throw new CreateCancelledError(`create cancelled: sandbox ${id} ${what}`, { cause: err });
       }
       throw err;
     }

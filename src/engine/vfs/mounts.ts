@@ -2,7 +2,7 @@
 // anything unsafe: relative or unnormalised guest paths, mounts over system directories,
 // missing host directories.
 import { execFile } from "node:child_process";
-import { realpath, stat } from "node:fs/promises";
+import { lstat, readlink, stat } from "node:fs/promises";
 import { posix, join } from "node:path";
 import { promisify } from "node:util";
 import type { BackendMount } from "../backends/backend.js";
@@ -31,15 +31,38 @@ export function checkGuestPath(p: string, what: string): void {
 async function hostDir(hostPath: string | undefined, guestPath: string): Promise<string> {
   if (!hostPath) throw new MountConfigError(`mount ${guestPath}: host_path is required`);
   if (!hostPath.startsWith("/")) throw new MountConfigError(`mount ${guestPath}: host_path must be absolute: ${hostPath}`);
-  let resolved: string;
-  try {
-    resolved = await realpath(hostPath);
-  } catch {
-    throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${hostPath}`);
-  }
-  const st = await stat(resolved);
+  const path = posix.normalize(hostPath);
+  await refuseSymlinks(path, guestPath);
+  const st = await stat(path);
   if (!st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${hostPath}`);
-  return resolved;
+  return path;
+}
+
+/**
+ * A host path is taken only when none of its components is a symlink. A link inside a directory
+ * that a sandbox can write (a read-write mount) may have been planted by that sandbox, and
+ * following it would hand a later sandbox whatever host directory the link names (e.g. /etc).
+ * Refusing every link, by name, is simple to reason about; the client can pass the real path.
+ */
+async function refuseSymlinks(path: string, guestPath: string): Promise<void> {
+  let prefix = "";
+  for (const part of path.split("/").filter(Boolean)) {
+    prefix += `/${part}`;
+    let st;
+    try {
+      st = await lstat(prefix);
+    } catch {
+      throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is missing)`);
+    }
+    if (st.isSymbolicLink()) {
+      const target = await readlink(prefix).catch(() => "?");
+      throw new MountConfigError(
+        `mount ${guestPath}: host path ${path} goes through the symbolic link ${prefix} (-> ${target}); ` +
+          "host paths must not contain symlinks (one a sandbox planted could redirect the mount): pass the link-free path",
+      );
+    }
+    if (prefix !== path && !st.isDirectory()) throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is not a directory)`);
+  }
 }
 
 const HOST_TYPES = ["real_fs", "host_fs"];

@@ -33,13 +33,15 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [GUEST_AGENT_PATH],
+      // Unprivileged, the agent also confines each command itself (capabilities, no_new_privs,
+      // seccomp), exactly as in a micro-VM, whose guest kernel has no OCI runtime.
+      args: [GUEST_AGENT_PATH, ...(spec.privileged ? ["--privileged"] : [])],
       env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
       cwd: "/",
-      // Default Docker-like capability set: the sandbox's root is not the host's root,
-      // and gVisor enforces these against its own kernel.
-      capabilities: capabilitySet(),
-      noNewPrivileges: false,
+      // Docker's default capability set (every capability when privileged): the sandbox's root
+      // is not the host's root, and gVisor enforces these against its own kernel.
+      capabilities: capabilitySet(spec.privileged ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES),
+      noNewPrivileges: !spec.privileged,
       rlimits: [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }],
     },
     // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
@@ -71,13 +73,32 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
   };
 }
 
-function capabilitySet(): Record<string, string[]> {
-  const caps = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-  ];
-  return { bounding: caps, effective: caps, permitted: caps, inheritable: caps, ambient: [] };
+/**
+ * Docker's default set without CAP_NET_RAW, which runsc withholds anyway (raw sockets need its
+ * --net-raw) and the network seal makes useless (it drops ICMP and every raw IP packet). The
+ * agent's DEFAULT_CAPS (guest/agent/agent.c) is the same set, so both engines agree.
+ */
+export const DEFAULT_CAPABILITIES = [
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+  "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+  "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+];
+
+/** For privileged sandboxes: every capability this runsc knows (up to CAP_AUDIT_READ; it refuses later ones). */
+const ALL_CAPABILITIES = [
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+  "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+  "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+  "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+  "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+  "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+  "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+  "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+];
+
+/** Nothing inheritable or ambient (as Docker since 20.10.14): exec of a file with capabilities gains none. */
+function capabilitySet(caps: string[]): Record<string, string[]> {
+  return { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] };
 }
 
 export async function writeBundle(spec: SandboxSpec, agentBinary: string, netnsPath?: string): Promise<string> {

@@ -17,6 +17,8 @@ export interface VmPlan {
   memoryMb: number;
   diskSizeMb: number;
   hostname: string;
+  /** Commands keep every capability (the guest init starts the agent with --privileged). */
+  privileged: boolean;
   accel: AccelChoice;
   vmlinux: string;
   initramfs: string;
@@ -80,6 +82,7 @@ export function kernelCmdline(plan: VmPlan): string {
     `matchlock.port=${AGENT_PORT_NAME}`,
     ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
     ...(plan.trace ? ["matchlock.trace=1"] : []),
+    ...(plan.privileged ? ["matchlock.privileged=1"] : []),
     ...(plan.network ? [`matchlock.net=${plan.network.guestIp}/${plan.network.prefixLength},${plan.network.gateway}`] : []),
   ];
   const line = parts.join(" ");
@@ -92,7 +95,8 @@ export function kernelCmdline(plan: VmPlan): string {
 /**
  * Writable shares use mapped-xattr: the guest's owners, modes and special files live in
  * extended attributes, so a guest root cannot create a setuid binary or a device node that
- * would be real on the host (with "none", QEMU running as root would make them for real).
+ * would be real on the host (with "none", QEMU would try to make them for real), and QEMU needs
+ * no CAP_CHOWN or CAP_MKNOD (see jail.ts for the two capabilities it keeps for shares).
  */
 export function qemuArgs(plan: VmPlan): string[] {
   if (!Number.isInteger(plan.memoryMb) || plan.memoryMb < MIN_MEMORY_MB) {
