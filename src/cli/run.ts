@@ -27,6 +27,7 @@ interface RunOptions {
   workdir?: string;
   rm: boolean;
   launchEntrypoint?: boolean;
+  privileged?: boolean;
 }
 
 /** For repeatable options: every value, in order. */
@@ -123,6 +124,7 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
     env: parseEnv(opts.env),
     backend: opts.backend,
     launch_entrypoint: opts.launchEntrypoint,
+    privileged: opts.privileged === true ? true : undefined,
   };
 }
 
@@ -148,6 +150,7 @@ export function registerRunCommand(program: Command): void {
     .option("--dns-server <ip>", "resolver the engine asks for allowed names (repeatable)", collect, [])
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
+    .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
     .argument("[command...]", "command and arguments (use -- before a command with options)")
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {

@@ -61,6 +61,16 @@ export class Sandbox {
     return this;
   }
 
+  /**
+   * Skips the hardening every command otherwise gets (Docker's default capability set,
+   * no_new_privs, a seccomp filter): commands run with every capability the engine allows.
+   */
+  withPrivileged(privileged = true): this {
+    if (typeof privileged !== "boolean") throw new MatchlockError(`privileged must be true or false, not ${JSON.stringify(privileged)}`);
+    this.opts.privileged = privileged;
+    return this;
+  }
+
   /** Guest directory where the VFS is mounted (engine default /workspace). */
   withWorkspace(guestPath: string): this {
     this.opts.workspace = checkGuestPath("workspace", guestPath);

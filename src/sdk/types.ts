@@ -61,6 +61,8 @@ export interface CreateOptions {
   dnsServers?: string[];
   /** Isolation engine for this sandbox (a matchlock extension); default: the engine's choice. */
   backend?: BackendName;
+  /** Commands run with every capability, no no_new_privs and no seccomp filter (default false). */
+  privileged?: boolean;
   /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up (what `launch` asks for). */
   launchEntrypoint?: boolean;
   /** Environment of every command: over the image's, under the network's CA variables and secret placeholders. */

@@ -152,7 +152,7 @@ export function checkBackend(backend: BackendName): BackendName {
 
 const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
   "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
-  "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig",
+  "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
 ]);
 
 export function checkCreateOptions(opts: CreateOptions): CreateOptions {
@@ -168,6 +168,10 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   }
   if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
   if (opts.backend !== undefined) out.backend = checkBackend(opts.backend);
+  if (opts.privileged !== undefined) {
+    if (typeof opts.privileged !== "boolean") throw new MatchlockError(`privileged must be true or false, not ${JSON.stringify(opts.privileged)}`);
+    out.privileged = opts.privileged;
+  }
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
   if (opts.blockPrivateIPs !== undefined) out.blockPrivateIPs = Boolean(opts.blockPrivateIPs);
   if (opts.mounts !== undefined) {

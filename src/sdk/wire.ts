@@ -19,6 +19,7 @@ export function toWireMount(m: MountConfig): WireMount {
 export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const params: Record<string, unknown> = { image: opts.image };
   if (opts.backend) params.backend = opts.backend;
+  if (opts.privileged) params.privileged = true;
 
   const resources: Record<string, number | boolean> = {};
   if (opts.cpus) resources.cpus = opts.cpus;

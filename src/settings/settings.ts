@@ -34,6 +34,7 @@ export const settings = {
   backend: withDefault("MATCHLOCK_BACKEND", "engine", "isolation engine for sandboxes that do not ask for one: microvm, gvisor or auto", "auto"),
   runsc: withDefault("MATCHLOCK_RUNSC", "engine", "the runsc binary", "runsc"),
   qemu: withDefault("MATCHLOCK_QEMU", "engine", "the QEMU binary", "qemu-system-x86_64"),
+  qemuUser: optional("MATCHLOCK_QEMU_USER", "engine", "uid:gid QEMU runs as inside its jail (not 0)", "65534:65534"),
   microvmAccel: withDefault("MATCHLOCK_MICROVM_ACCEL", "engine", "micro-VM accelerator: kvm, tcg or auto (KVM only with real vmx/svm)", "auto"),
   traceStartup: optional("MATCHLOCK_TRACE_STARTUP", "engine", "1: write start-up timestamps to stderr", "off"),
   entrypointGraceMs: withDefault("MATCHLOCK_ENTRYPOINT_GRACE_MS", "engine", "how long launch_entrypoint watches the image's command: one that fails within it fails the create", "500"),

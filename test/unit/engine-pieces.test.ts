@@ -100,7 +100,6 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse(plain).success, true);
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
     for (const [p, name] of [
-      [{ privileged: true }, "privileged"],
       [{ extra_disks: [{ host_path: "/d", guest_mount: "/d" }] }, "extra_disks"],
       [{ network: { intercept: true } }, "network.intercept"],
       [{ network: { hostname: "box" } }, "network.hostname"],

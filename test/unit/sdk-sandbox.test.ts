@@ -177,7 +177,7 @@ describe("Sandbox builder: env and image config", () => {
     throwsMatchlock(() => new Sandbox("a").withEnvMap({ A: 1 as unknown as string }), /env\.A must be a string/);
     throwsMatchlock(() => new Sandbox("a").withImageConfig({ workingDir: "rel" }), /imageConfig\.workingDir must be an absolute guest path/);
     throwsMatchlock(() => new Sandbox("a").withImageConfig({ User: "x" } as never), /unknown imageConfig field User/);
-    throwsMatchlock(() => checkCreateOptions({ image: "a", privileged: true } as never), /unknown create option privileged: not supported by this SDK/);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", extraDisks: [] } as never), /unknown create option extraDisks: not supported by this SDK/);
   });
 });
 
@@ -258,6 +258,15 @@ describe("checkCreateOptions (hand-written CreateOptions)", () => {
     throwsMatchlock(() => new Sandbox("img").withBackend("Fire cracker"), /backend must be a backend name such as "microvm", "gvisor" or "auto", not "Fire cracker"/);
     assert.equal(checkCreateOptions({ image: "a", backend: "gvisor" }).backend, "gvisor");
     throwsMatchlock(() => checkCreateOptions({ image: "a", backend: 7 as never }), /backend must be/);
+  });
+
+  it("withPrivileged() sends privileged: true; anything but a boolean is refused", () => {
+    assert.equal(wire(new Sandbox("img").withPrivileged()).privileged, true);
+    assert.equal(wire(new Sandbox("img").withPrivileged(false)).privileged, undefined);
+    assert.equal(wire(new Sandbox("img")).privileged, undefined);
+    throwsMatchlock(() => new Sandbox("img").withPrivileged("yes" as never), /privileged must be true or false, not "yes"/);
+    assert.equal(checkCreateOptions({ image: "a", privileged: true }).privileged, true);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", privileged: 1 as never }), /privileged must be true or false/);
   });
 
   it("applies the builder's rules", () => {

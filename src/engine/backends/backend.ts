@@ -85,6 +85,8 @@ export interface SandboxSpec {
   /** Cap on what the sandbox may write to its root file system. */
   diskSizeMb: number;
   hostname: string;
+  /** Commands keep every capability; otherwise the agent confines each (guest/agent/agent.c). */
+  privileged: boolean;
   mounts: BackendMount[];
   /** Per-sandbox state directory (logs, bundle, sockets). */
   stateDir: string;

@@ -61,7 +61,7 @@ const networkSchema = z.strictObject({
 
 export const createParamsSchema = z.strictObject({
   image: z.string({ error: "image is required (e.g., alpine:latest)" }).min(1, "image is required (e.g., alpine:latest)"),
-  privileged: notYet("privileged", z.boolean(), isEmpty),
+  privileged: z.boolean({ error: "privileged must be true or false" }).optional(),
   resources: z.strictObject({
     cpus: nonNegative("resources.cpus").optional(),
     memory_mb: nonNegative("resources.memory_mb").pipe(z.number().int("resources.memory_mb must be an integer")).optional(),
@@ -118,6 +118,8 @@ export interface SandboxConfig {
   workspace: string;
   mounts: Record<string, WireMount>;
   env: Record<string, string>;
+  /** Commands keep every capability, without no_new_privs or seccomp filter (spec 2.1). */
+  privileged: boolean;
   /** Isolation engine asked for by this sandbox; undefined = the engine-wide choice. */
   backend: string | undefined;
   network: {
@@ -149,6 +151,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
   const net = p.network;
   return {
     image: p.image,
+    privileged: p.privileged === true,
     cpus: positiveOr(r.cpus, DEFAULTS.cpus),
     memoryMb: positiveOr(r.memory_mb, DEFAULTS.memoryMb),
     diskSizeMb: positiveOr(r.disk_size_mb, DEFAULTS.diskSizeMb),

@@ -1,8 +1,6 @@
 // Reclaims what sandboxes whose owning engine died left behind (`matchlock gc`, and before
 // `rm`/`prune`). A running sandbox with a live owner is never touched.
-import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { driversFor } from "../backends/registry.js";
 import { paths } from "../paths.js";
 import { listVms, readVm, reconcile, type VmRecord } from "./state.js";
@@ -19,11 +17,7 @@ export async function reclaimVm(vm: VmRecord): Promise<GcResult> {
   const cleaned: string[] = [];
   // Through the driver that made it, as its record says (every driver for a record without one).
   for (const driver of driversFor(vm.config?.backend)) cleaned.push(...(await driver.reclaim(vm.id)));
-  const overlay = join(paths.vm(vm.id), "overlay");
-  if (existsSync(overlay)) {
-    await rm(overlay, { recursive: true, force: true });
-    cleaned.push("overlay snapshots");
-  }
+  if (await removeSnapshotDisk(paths.vm(vm.id))) cleaned.push("overlay snapshots");
   return { id: vm.id, cleaned };
 }
 

@@ -1,16 +1,16 @@
 // One sandbox's lifecycle: state record, image, mounts, backend start, exec and file
 // operations through the agent, and teardown. Shared by `matchlock rpc` and `matchlock run`.
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { posix } from "node:path";
 import { SandboxTimedOutError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
-import { EntrypointFailedError, startEntrypoint } from "./entrypoint.js";
+import { startEntrypoint } from "./entrypoint.js";
 import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
 import type { LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
+import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
@@ -77,7 +77,7 @@ export class Sandbox {
 
   /**
    * Creates and boots a sandbox from a checked request (see create.ts, which finds the image and
-   * checks the driver first). On any failure nothing is left running and the record says stopped.
+   * checks the driver first). On any failure nothing is left: no process, link or record.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
   static async create(
@@ -90,12 +90,12 @@ export class Sandbox {
     if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
-    const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
-    traceStartup("create: record written");
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     try {
-      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
+      const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+      traceStartup("create: record written");
+      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
@@ -115,7 +115,7 @@ export class Sandbox {
       running = await backend.start({
         id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
         cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        mounts, stateDir, logFile: logFile(id), signal,
+        privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
         network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
@@ -138,16 +138,17 @@ export class Sandbox {
       sandbox.setDeadline(config.deadlineSeconds);
       return sandbox;
     } catch (err) {
-      await running?.stop(0).catch(() => {});
+      // A refused create is undone whole: the client never learns this id, so no record may
+      // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
+      // record (as stopped), for `matchlock gc` to reclaim.
+      const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
       await seal?.close();
       await markStopped(id);
-      await removeOverlaySnapshots(id);
-      // A refused entrypoint is a refused create (its output is in the error): nothing stays.
-      if (err instanceof EntrypointFailedError) await removeVmDir(id);
+      await removeSnapshotDisk(paths.vm(id));
+      if (stoppedCleanly) await removeVmDir(id);
       if (signal?.aborted) {
-        // The client never learns this id: leave no record it would have to find and remove.
-        await removeVmDir(id);
-        throw new CreateCancelledError(`create cancelled: sandbox ${id} was stopped and its state removed`, { cause: err });
+        const what = stoppedCleanly ? "was stopped and its state removed" : "could not be stopped; its record stays for gc";
+        throw new CreateCancelledError(`create cancelled: sandbox ${id} ${what}`, { cause: err });
       }
       throw err;
     }
@@ -237,7 +238,7 @@ export class Sandbox {
       } finally {
         await this.seal?.close();
         await markStopped(this.id);
-        await removeOverlaySnapshots(this.id);
+        await removeSnapshotDisk(paths.vm(this.id));
       }
     })();
     return this.closing;
@@ -308,8 +309,4 @@ export function secretPlaceholders(secrets: Record<string, { placeholder?: strin
   return Object.fromEntries(
     Object.entries(secrets).map(([name, s]) => [name, s.placeholder || `SANDBOX_SECRET_${randomBytes(16).toString("hex")}`]),
   );
-}
-
-async function removeOverlaySnapshots(id: string): Promise<void> {
-  await rm(join(paths.vm(id), "overlay"), { recursive: true, force: true });
 }

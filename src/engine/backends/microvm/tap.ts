@@ -7,6 +7,7 @@ import { run } from "../../host-commands.js";
 import type { HostLink } from "../backend.js";
 import { hostEndCommands } from "../host-end.js";
 
-export async function createTap(l: HostLink): Promise<void> {
-  await run("ip", ["-batch", "-"], [`tuntap add dev ${l.hostInterface} mode tap`, ...hostEndCommands(l)].join("\n") + "\n");
+/** `owner`: the unprivileged user QEMU runs as, which may then attach to this tap (and no other). */
+export async function createTap(l: HostLink, owner: { uid: number; gid: number }): Promise<void> {
+  await run("ip", ["-batch", "-"], [`tuntap add dev ${l.hostInterface} mode tap user ${owner.uid} group ${owner.gid}`, ...hostEndCommands(l)].join("\n") + "\n");
 }
