@@ -20,5 +20,6 @@ export type {
   OutputTarget,
   SandboxEvent,
   Secret,
+  SecretOptions,
   WriteFileOptions,
 } from "./types.js";

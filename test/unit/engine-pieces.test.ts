@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { shellQuote } from "../../src/cli/run.js";
-import { createParamsSchema, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
+import { createParamsSchema, describeZodError, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
 import { toGoFileMode } from "../../src/engine/sandbox/file-mode.js";
 import { consumeLines, idOfSkippedLine } from "../../src/engine/rpc/line-reader.js";
 import { MountConfigError, checkGuestPath } from "../../src/engine/vfs/mounts.js";
@@ -71,12 +71,19 @@ describe("create params", () => {
     assert.match(dns.error?.issues[0]?.message ?? "", /invalid DNS server "dns.example": must be an IP address/);
     assert.deepEqual(merge({ image: "a", network: { dns_servers: ["10.0.0.53", "fd00::53"] } }).network.dnsServers, ["10.0.0.53", "fd00::53"]);
     const c = merge({ image: "a", network: { secrets: { K: { value: "real", hosts: ["h"] } } } });
-    assert.deepEqual(c.network.secrets, { K: { hosts: ["h"] } });
+    assert.deepEqual(c.network.secrets, { K: { hosts: ["h"], allowCleartext: false } });
     assert.ok(!JSON.stringify(c).includes("real"));
   });
 
   test("unknown fields are ignored, as upstream does", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", future_field: { x: 1 } }).success, true);
+  });
+
+  test("but not in a secret, where a misspelt opt-in must not pass unread; allow_cleartext is a boolean", () => {
+    const secret = (s: unknown) => createParamsSchema.safeParse({ image: "a", network: { secrets: { K: { value: "v", ...(s as object) } } } });
+    assert.match(describeZodError(secret({ allow_cleartxt: true }).error!), /^network\.secrets\.K: unknown secret field "allow_cleartxt" \(known: value, hosts, placeholder, allow_cleartext\)$/);
+    assert.match(describeZodError(secret({ allow_cleartext: "yes" }).error!), /^network\.secrets\.K\.allow_cleartext: must be a boolean$/);
+    assert.deepEqual(mergeDefaults(secret({ allow_cleartext: true }).data!).network.secrets, { K: { hosts: [], allowCleartext: true } });
   });
 });
 

@@ -9,4 +9,10 @@ export const BlockReason = {
   HOST: "host not in allowlist",
   SECRET: "secret placeholder sent to unauthorized host",
   PRIVATE: "destination resolves to a private address",
+  /** A placeholder in a plain HTTP request, for a secret not allowed to travel unencrypted. */
+  CLEARTEXT: "secret placeholder sent over cleartext HTTP",
+  /** Framing the proxy will not pass on: it could hide a second request from the checks. */
+  MALFORMED: "malformed or ambiguous request",
+  /** A secret's host answered in a form the proxy cannot scan for the secret's value. */
+  UNSCANNABLE: "response from a secret's host cannot be scanned",
 } as const;

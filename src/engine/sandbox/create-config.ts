@@ -39,11 +39,14 @@ export const createParamsSchema = z.looseObject({
   network: z.looseObject({
     allowed_hosts: z.array(z.string()).nullish(),
     block_private_ips: z.boolean().optional(),
-    secrets: z.record(z.string(), z.looseObject({
+    // Strict: a misspelt key (an opt-in such as allow_cleartext above all) must not be dropped unread.
+    secrets: z.record(z.string(), z.strictObject({
       value: z.string(),
       hosts: z.array(z.string()).nullish(),
       placeholder: z.string().optional(),
-    })).nullish(),
+      // A matchlock extension: the value may also be substituted into plain HTTP requests.
+      allow_cleartext: z.boolean({ error: "must be a boolean" }).optional(),
+    }, { error: (i) => (i.code === "unrecognized_keys" ? `unknown secret field ${i.keys.map((k) => JSON.stringify(k)).join(", ")} (known: value, hosts, placeholder, allow_cleartext)` : undefined) })).nullish(),
     dns_servers: z.array(z.string().refine((s) => isIP(s) !== 0, { error: (i) => `invalid DNS server ${JSON.stringify(i.input)}: must be an IP address` })).nullish(),
   }).nullish(),
   vfs: z.looseObject({
@@ -74,7 +77,7 @@ export interface SandboxConfig {
   network: {
     allowedHosts: string[];
     blockPrivateIps: boolean;
-    secrets: Record<string, { hosts: string[] }>;
+    secrets: Record<string, { hosts: string[]; allowCleartext: boolean }>;
     /**
      * The resolvers the engine asks for allowed names. Empty (the default): the host's own
      * resolver. The guest never talks to them: its only resolver is the engine (spec: written
@@ -116,7 +119,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       // Absent `network` means block_private_ips=true; a present one without the key means false.
       blockPrivateIps: net ? net.block_private_ips === true : true,
       // Only the hosts are kept: secret values never reach persisted state.
-      secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])] }])),
+      secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])], allowCleartext: s.allow_cleartext === true }])),
       dnsServers: [...(net?.dns_servers ?? [])],
     },
   };
