@@ -216,6 +216,32 @@ describe("network seal: attacks on the proxy", () => {
       }
     });
 
+    test("a raw TCP relay from a secret's host (server speaks first) is scanned too", async () => {
+      const r = await client.exec(`python3 -c '
+import socket
+s = socket.create_connection(("secret.test", 7777), timeout=30)
+got = b""
+while b"echo-server" not in got: got += s.recv(100)
+s.sendall(b"load:hdr\\n")
+while not got.endswith(b"\\n") or b"loaded " not in got: got += s.recv(100)
+print([l for l in got.decode().split("\\n") if l.startswith("loaded ")][0])'`);
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(r.stdout, `loaded ${placeholder}\n`);
+    });
+
+    test("a server-sent event stream from a secret's host still streams event by event while it is scanned", async () => {
+      const r = await client.exec(`python3 -c '
+import http.client
+c = http.client.HTTPSConnection("secret.test", timeout=30)
+c.request("GET", "/sse?id=scanned"); resp = c.getresponse()
+first = resp.readline()
+c2 = http.client.HTTPSConnection("secret.test", timeout=30)
+c2.request("GET", "/sse-release?id=scanned"); released = c2.getresponse().read().decode().strip()
+print(first.decode().strip(), resp.read().decode().count("data:"), released)'`);
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(r.stdout, "data: event 0 2 released\n");
+    });
+
     test("a secret's host may not be upgraded to a protocol the proxy cannot scan (h2c)", async () => {
       const r = await raw([{ host: "secret.test", port: 443, requests: ["GET / HTTP/1.1\r\nHost: secret.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"] }]);
       assert.equal((r[0]![0] as { status: number }).status, 403);

@@ -141,6 +141,15 @@ function listen(server: net.Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => server.once("error", reject).listen(port, host, resolve));
 }
 
+function rawEcho(s: net.Socket): void {
+  s.on("error", () => s.destroy());
+  s.write("echo-server\n");
+  s.on("data", (d: Buffer) => {
+    s.write(d);
+    for (const [, id] of d.toString("latin1").matchAll(/^load:(\S*)$/gm)) s.write(`loaded ${stored.get(id!) ?? ""}\n`);
+  });
+}
+
 const rawLog: string[] = [];
 const REQUEST_LINE = /^[A-Z]+ \S+ HTTP\/\d\.\d$/;
 
@@ -200,8 +209,8 @@ const servers: Array<[net.Server, number, string]> = [
   [http.createServer(handle).on("upgrade", upgrade), 8080, serverIp!],
   [https.createServer(tlsOptions, handle).on("upgrade", upgrade), 443, serverIp!],
   [https.createServer(tlsOptions, handle).on("upgrade", upgrade), 8443, serverIp!],
-  // Raw TCP: says who it is, then echoes.
-  [net.createServer((s) => { s.write("echo-server\n"); s.pipe(s); s.on("error", () => s.destroy()); }), 7777, serverIp!],
+  // Raw TCP: says who it is, then echoes (and answers a "load:<id>" line with what /store kept).
+  [net.createServer(rawEcho), 7777, serverIp!],
   [net.createServer(rawUpstream), 80, rawIp!],
   [tls.createServer(tlsOptions, rawUpstream), 443, rawIp!],
 ];

@@ -87,7 +87,7 @@ describe("secrets", () => {
     assert.deepEqual(names("api.test", "cleartext"), ["x", "plain", "any"]);
     assert.deepEqual(names("other.test", "tls"), ["any"]);
     const d = p.secretsFor("api.test", "tls", ["/nothing"]);
-    assert.ok(d.ok && d.used.length === 0 && d.redacted.length === 3);
+    assert.ok(d.ok && d.used.length === 0 && d.scope.redacted.length === 3);
   });
 
   test("events and logs: every real value becomes its placeholder", () => {

@@ -37,7 +37,7 @@ export interface NetworkPolicyInput {
 }
 
 export type SecretDecision =
-  | { ok: true; apply: (text: string) => string; used: SecretRule[]; redacted: SecretRule[] }
+  | { ok: true; apply: (text: string) => string; used: SecretRule[]; scope: SecretScope }
   | { ok: false; secret: string; reason: string };
 
 export class NetworkPolicy {
@@ -92,12 +92,13 @@ export class NetworkPolicy {
    * A placeholder of a forbidden secret anywhere in them blocks the whole request.
    */
   secretsFor(host: string, transport: Transport, texts: string[]): SecretDecision {
-    const { usable, forbidden, redacted } = this.secretScope(host, transport);
+    const scope = this.secretScope(host, transport);
+    const { usable, forbidden } = scope;
     for (const { secret, reason } of forbidden) if (texts.some((t) => t.includes(secret.placeholder))) return { ok: false, secret: secret.name, reason };
     return {
       ok: true,
       used: usable.filter((s) => texts.some((t) => t.includes(s.placeholder))),
-      redacted,
+      scope,
       apply: (text) => usable.reduce((acc, s) => (acc.includes(s.placeholder) ? acc.split(s.placeholder).join(s.value) : acc), text),
     };
   }

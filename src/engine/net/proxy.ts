@@ -124,9 +124,13 @@ export class InterceptingProxy {
   /** Bytes Node's parser refused: the guest hears why (400), and the connection ends. */
   private refuseUnparsed(err: Error, socket: Socket): void {
     const reply = parserErrorReply(err);
-    if (!reply || !socket.writable) return void socket.destroy();
+    // A pipelined request's error while an earlier answer is still being written: a reply now
+    // would land inside that answer's body (Node's own default handler checks the same).
+    const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true;
+    if (!reply || !socket.writable || answering) return void socket.destroy();
     const facts = (socket as Annotated)[FACTS];
-    this.event({ host: facts?.sni ?? facts?.name ?? "(unparsed request)", status_code: reply.status, blocked: true, block_reason: BlockReason.MALFORMED });
+    // A request that stalled half-sent (408) is no attempt to hide anything: no event for it.
+    if (reply.status !== 408) this.event({ host: facts?.sni ?? facts?.name ?? "(unparsed request)", status_code: reply.status, blocked: true, block_reason: BlockReason.MALFORMED });
     socket.end(rawReply({ status: reply.status, message: `Bad request: ${reply.message}` }));
   }
 
@@ -201,7 +205,7 @@ export class InterceptingProxy {
     if (!decision.ok) return blocked(decision.reason);
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q) + "?" + decision.apply(url.slice(q + 1));
-    const scanned = decision.redacted.length > 0;
+    const scanned = decision.scope.redacted.length > 0;
     const headers = rawHeaders
       .filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !(scanned && UNSCANNABLE_ASKS.has(k.toLowerCase())))
       .map(([k, v]) => [k, decision.apply(v)] as [string, string]);
@@ -210,7 +214,7 @@ export class InterceptingProxy {
     if (framing.body === "chunked") headers.push(["Transfer-Encoding", "chunked"]);
     return {
       target: { scheme, host, port }, path, shownUrl: urlOf({ scheme, host, port }, url), headers,
-      redactions: redactionsOf(decision.redacted), scope: this.policy.secretScope(host, transport),
+      redactions: redactionsOf(decision.scope.redacted), scope: decision.scope,
     };
   }
 
@@ -259,6 +263,7 @@ export class InterceptingProxy {
       } catch (err) {
         up.destroy();
         this.log(`proxy: ${shownUrl}: the answer cannot be passed on: ${(err as Error).message}`);
+        this.event({ ...shown, status_code: 502, blocked: false, duration_ms: Date.now() - started });
         return fail(res);
       }
       res.flushHeaders(); // streaming bodies (SSE) must not wait for the first chunk to be buffered
