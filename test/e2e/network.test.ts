@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { Sandbox, type Client } from "../../src/sdk/index.js";
 import { createHash } from "node:crypto";
 import { newClient, PYTHON, setUpE2E } from "../helpers/e2e.js";
-import { WS_PY, type WsResult } from "../helpers/guest-net-scripts.js";
+import { STREAM_PY, WS_PY, type WsResult } from "../helpers/guest-net-scripts.js";
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
 
 const sha256 = (v: string) => createHash("sha256").update(v).digest("hex");
@@ -146,16 +146,8 @@ print(len(ids), len(set(ids)))'`);
   });
 
   test("chunked and server-sent-event bodies stream through, chunk by chunk", async () => {
-    const r = await client.exec(`python3 -c '
-import http.client, time
-c = http.client.HTTPSConnection("allowed.test", timeout=20)
-c.request("GET", "/sse?id=s1"); resp = c.getresponse()
-first = resp.readline()
-c2 = http.client.HTTPSConnection("allowed.test", timeout=20)
-c2.request("GET", "/sse-release?id=s1"); released = c2.getresponse().read().decode().strip()
-rest = resp.read()
-print(resp.getheader("Content-Type"), first.decode().strip(), rest.decode().count("data:"), released)
-c.request("GET", "/chunked"); r2 = c.getresponse(); print(r2.getheader("Transfer-Encoding"), r2.read().decode().count("chunk"))'`);
+    await client.writeFile("/tmp/stream.py", STREAM_PY);
+    const r = await client.exec("python3 /tmp/stream.py allowed.test s1");
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout, "text/event-stream data: event 0 2 released\nchunked 5\n");
   });

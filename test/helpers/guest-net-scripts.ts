@@ -103,3 +103,23 @@ print(json.dumps(results))
 `;
 
 export type RawAnswer = { status: number; body: string } | { closed: true };
+
+/**
+ * Streaming bodies from one host, over HTTPS: stream.py HOST ID reads the first event of
+ * /sse?id=ID, only then releases the rest (over another connection: a proxy that held the first
+ * event back would never let that happen), and prints the content type, the first event, how
+ * many events followed and the release's answer; then, on the first connection, /chunked's
+ * transfer coding and how many chunks it had.
+ */
+export const STREAM_PY = `
+import http.client, sys
+host, sse_id = sys.argv[1], sys.argv[2]
+c = http.client.HTTPSConnection(host, timeout=30)
+c.request("GET", "/sse?id=" + sse_id); resp = c.getresponse()
+first = resp.readline()
+c2 = http.client.HTTPSConnection(host, timeout=30)
+c2.request("GET", "/sse-release?id=" + sse_id); released = c2.getresponse().read().decode().strip()
+rest = resp.read()
+print(resp.getheader("Content-Type"), first.decode().strip(), rest.decode().count("data:"), released)
+c.request("GET", "/chunked"); r2 = c.getresponse(); print(r2.getheader("Transfer-Encoding"), r2.read().decode().count("chunk"))
+`;

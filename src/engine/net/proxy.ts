@@ -328,8 +328,10 @@ export class InterceptingProxy {
     let address: string;
     try {
       address = await pickAddress(this.policy, target.host, this.resolver);
-    } catch {
-      socket.end(rawReply({ status: 403, message: BLOCKED_BODY }));
+    } catch (err) {
+      const blocked = err instanceof UpstreamBlockedError;
+      this.event({ ...shown, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
+      socket.end(rawReply(blocked ? { status: 403, message: BLOCKED_BODY } : { status: 502, message: "Failed to connect" }));
       return;
     }
     const websocket = /websocket/i.test(String(req.headers.upgrade ?? ""));
@@ -385,10 +387,14 @@ export class InterceptingProxy {
       }
       const lines = [`HTTP/1.1 ${res.statusCode} ${answer.statusMessage}`, ...answer.headers.map(([k, v]) => `${k}: ${v}`), "Connection: close"];
       socket.write(lines.join("\r\n") + "\r\n\r\n");
+      this.event({ ...shown, status_code: res.statusCode ?? 0, blocked: false, duration_ms: Date.now() - started });
       answer.body.pipe(socket);
       answer.body.on("error", () => socket.destroy());
     });
-    up.on("error", () => socket.destroy());
+    up.on("error", (err) => {
+      this.log(`proxy: ${shownUrl}: ${err.message}`);
+      socket.destroy();
+    });
     up.end();
   }
 
