@@ -31,7 +31,7 @@ function strictDecodedSize(length: number, urlAlphabet: boolean, codeAt: (i: num
  * Base64 text moves through here in pieces of this many characters (a multiple of 4), never as
  * one string per chunk: a megabyte chunk's text as one string would be another 1.4 MB copy in
  * V8's large-object space, held until a major GC; pieces this small die young. (Measured: the
- * engine's major GCs come from its small default heap and stayed about as many; see README.)
+ * engine's major GCs come from its small default heap and stayed about as many; see docs/performance.md.)
  */
 const PIECE_CHARS = 32 * 1024;
 const PIECE_BYTES = (PIECE_CHARS / 4) * 3;

@@ -1,7 +1,7 @@
 // Reads a JSON line of one exact, known shape without JSON.parse. File chunks cross the JSON-RPC
 // wire as lines of about 1.4 MB, almost all base64 text; JSON.parse scans every character of
 // it for escapes and copies it into a new string, and for bulk transfers that cost more than
-// everything else on the path (measured: bench/files.ts, README "File transfer").
+// everything else on the path (measured: bench/files.ts, docs/performance.md "File transfer").
 // A shape is a list of literal pieces and holes. A line that is not exactly that shape (other
 // key order, spaces, escapes, huge numbers) gives undefined, and the caller parses it as usual:
 // what the fast path accepts, JSON.parse reads the same way (but see "base64" below). One

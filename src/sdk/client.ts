@@ -279,5 +279,9 @@ function execParams(command: string, opts: ExecOptions): JsonObject {
   if (typeof command !== "string") throw new MatchlockError("command must be a string");
   const params: JsonObject = { command };
   if (opts.workingDir) params.working_dir = opts.workingDir;
+  if (opts.user !== undefined) {
+    if (typeof opts.user !== "string") throw new MatchlockError("user must be a string");
+    if (opts.user) params.user = opts.user;
+  }
   return params;
 }

@@ -1,4 +1,4 @@
-// Client side of the chunked file-transfer extension (README "Streamed file transfer"): files
+// Client side of the chunked file-transfer extension (docs/protocol-extensions.md): files
 // move as a sequence of chunk requests with a small, fixed number in flight, so a transfer of
 // any size holds at most WINDOW × CHUNK_BYTES of file data in the SDK and in the engine.
 import { Base64Data, Base64Text } from "../protocol/base64.js";

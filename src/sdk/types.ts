@@ -115,6 +115,8 @@ export interface CallOptions {
 export interface ExecOptions extends CallOptions {
   /** Guest working directory; default is the engine's (the workspace at the seed). */
   workingDir?: string;
+  /** Run as this user: "uid", "uid:gid" or a name from the guest's /etc/passwd; default the image's user. HOME follows it. */
+  user?: string;
 }
 
 /** Where streamed output goes: a writable stream, or a callback receiving decoded text. */

@@ -60,7 +60,7 @@ describe(`mount kinds on ${BACKEND}`, () => {
     // Guest: its own files plus appends to its log, by exec; more files by writeFile.
     // Host: its own files plus appends to its log. All at the same time. (Appends from both
     // sides to ONE file are not atomic across the boundary: the guest's O_APPEND offset comes
-    // from its view of the size, as over NFS. The README says so; this test does not pretend.)
+    // from its view of the size, as over NFS. docs/limits.md says so; this test does not pretend.)
     const guestExec = client.exec(
       `cd /workspace/rw && i=0; while [ $i -lt ${FILES} ]; do ` +
       `printf '%-4096s' "guest-$i-" | tr ' ' . > g-$i; ` +

@@ -21,7 +21,7 @@ const ESCAPING_LINKS = ["abs-etc", "abs-outside", "rel-outside", "deep-up"];
 /**
  * The micro-VM serves writable shares with QEMU's mapped-xattr model, which reads a link's
  * target from a file it opens with O_NOFOLLOW: a link made on the host is ELOOP in the guest
- * (a known limit, in the README). Links the guest makes, and links in read-only shares, work.
+ * (a known limit, in docs/limits.md). Links the guest makes, and links in read-only shares, work.
  */
 const hostLinksWork = (mount: string) => BACKEND !== "microvm" || mount === "ro";
 

@@ -1,36 +1,50 @@
-// Every TypeScript example in the README runs verbatim: each ```ts block that imports "matchlock"
-// is type-checked and compiled by tsc in a scratch project that depends on this package, then
-// run against the real engine.
+// Every TypeScript example in README.md and docs/*.md runs verbatim: each ```ts block imports
+// "matchlock" and is type-checked and compiled by tsc in a scratch project that depends on this
+// package, then run against the real engine and its output matched.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { documents } from "../helpers/docs.js";
 import { CLI, ROOT, setUpE2E } from "../helpers/e2e.js";
 import { startServer, type Server } from "../helpers/resident.js";
 import { defaultEngineSocket } from "../../src/sdk/index.js";
 
-function examples(readme: string): Array<{ title: string; code: string }> {
-  const out: Array<{ title: string; code: string }> = [];
+interface Example {
+  /** "README.md: Quick start": the file and the heading the block sits under. */
+  name: string;
+  code: string;
+}
+
+/** The ```ts blocks of a page, each named by the heading it sits under. */
+function examples(file: string, text: string): Example[] {
+  const out: Example[] = [];
   let title = "";
-  const lines = readme.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i]!.startsWith("#")) title = lines[i]!.replace(/^#+\s*/, "");
-    if (lines[i] !== "```ts") continue;
-    const end = lines.indexOf("```", i + 1);
-    const code = lines.slice(i + 1, end).join("\n");
-    if (code.includes('from "matchlock"')) out.push({ title, code });
-    i = end;
+  let block: { lang: string; lines: string[] } | undefined;
+  for (const line of text.split("\n")) {
+    if (block) {
+      if (line !== "```") block.lines.push(line);
+      else {
+        if (block.lang === "ts") out.push({ name: `${file}: ${title}`, code: block.lines.join("\n") });
+        block = undefined;
+      }
+      continue;
+    }
+    const fence = /^```(\S*)$/.exec(line);
+    if (fence) block = { lang: fence[1]!, lines: [] };
+    else if (line.startsWith("#")) title = line.replace(/^#+\s*/, "");
   }
   return out;
 }
 
-function run(file: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(file: string, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [file], { env: { ...process.env, MATCHLOCK_BIN: CLI }, stdio: ["ignore", "pipe", "pipe"] });
+    // In the scratch project: examples that make files of their own make them there.
+    const p = spawn(process.execPath, [file], { cwd, env: { ...process.env, MATCHLOCK_BIN: CLI }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));
@@ -39,9 +53,10 @@ function run(file: string): Promise<{ code: number | null; stdout: string; stder
   });
 }
 
-describe("README examples", async () => {
-  const readme = await readFile(join(ROOT, "README.md"), "utf8");
-  const blocks = examples(readme);
+describe("README and docs examples", async () => {
+  const all = (await documents()).flatMap(({ file, text }) => examples(file, text));
+  // Only a block that uses the SDK can run; the first test below fails on any other.
+  const blocks = all.filter((b) => b.code.includes('from "matchlock"'));
   let dir: string;
   let server: Server | undefined;
   before(async () => {
@@ -59,7 +74,7 @@ describe("README examples", async () => {
     }));
     for (const [i, block] of blocks.entries()) await writeFile(join(dir, `example-${i}.ts`), block.code);
     await promisify(execFile)(join(ROOT, "node_modules", ".bin", "tsc"), ["-p", dir]).catch((err: { stdout?: string }) => {
-      throw new Error(`README examples do not compile:\n${err.stdout ?? String(err)}`);
+      throw new Error(`README/docs examples do not compile:\n${err.stdout ?? String(err)}`);
     });
   });
 
@@ -67,26 +82,32 @@ describe("README examples", async () => {
     await server?.stop();
   });
 
-  test("the README has runnable examples", () => {
-    assert.ok(blocks.length >= 6, `found ${blocks.length}`);
-  });
-
   const expected: Record<string, RegExp> = {
-    "Quick start": /^hello from the sandbox\n/,
-    "Builder and exec": /^vm-[0-9a-f]{8} 0 2\n\nSANDBOX_SECRET_[0-9a-f]{32}\n\n$/,
-    Streaming: /^1\n2\n3\n0 \d+\n$/,
-    Files: /^Hello, world!\nhello.txt 13 644 false\nscript.sh 18 755 false\n$/,
-    Mounts: /^from-guest\n\n?$/,
-    "Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
-    "Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
+    "README.md: Quick start": /^hello from the sandbox\n/,
+    "README.md: Builder and exec": /^vm-[0-9a-f]{8} 0 2\n\nSANDBOX_SECRET_[0-9a-f]{32}\n\n$/,
+    "README.md: Streaming": /^1\n2\n3\n0 \d+\n$/,
+    "README.md: Files": /^Hello, world!\nhello.txt 13 644 false\nscript.sh 18 755 false\n$/,
+    "README.md: Large files": /^8388608 16777216\n$/,
+    "README.md: Mounts": /^from-guest\n\n?$/,
+    "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
+    "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
   };
 
+  test("every example runs, and every expected output has its example", () => {
+    // A fragment would go stale unnoticed: every ```ts block is a whole program that runs.
+    const notRunnable = all.filter((b) => !blocks.includes(b)).map((b) => b.name);
+    assert.deepEqual(notRunnable, [], "these ```ts blocks do not import \"matchlock\", so they cannot run");
+    const names = blocks.map((b) => b.name);
+    assert.deepEqual(names.filter((n, i) => names.indexOf(n) !== i), [], "two examples under one heading cannot be told apart");
+    assert.deepEqual(Object.keys(expected).filter((n) => !names.includes(n)), [], "expected outputs whose example is gone");
+  });
+
   for (const [i, block] of blocks.entries()) {
-    test(`"${block.title}" runs`, async () => {
-      const r = await run(join(dir, `example-${i}.js`));
+    test(`"${block.name}" runs`, async () => {
+      const r = await run(join(dir, `example-${i}.js`), dir);
       assert.equal(r.code, 0, r.stderr);
-      const want = expected[block.title];
-      assert.ok(want, `no expected output for "${block.title}"`);
+      const want = expected[block.name];
+      assert.ok(want, `no expected output for "${block.name}"`);
       assert.match(r.stdout, want);
     });
   }

@@ -28,6 +28,16 @@ describe(`exec on a ${BACKEND} sandbox`, () => {
     assert.ok(Number.isInteger(r.durationMs) && r.durationMs >= 0);
   });
 
+  test("a command runs as the user asked for, with that user's HOME; by default as root", async () => {
+    assert.equal((await client.exec("id -u; id -g; echo $HOME")).stdout, "0\n0\n/root\n");
+    assert.equal((await client.exec("id -u; id -g; echo $HOME", { user: "nobody" })).stdout, "65534\n65534\n/nonexistent\n");
+    assert.equal((await client.exec("id -u; id -g; echo $HOME", { user: "1234:5" })).stdout, "1234\n5\n/\n");
+    const chunks: string[] = [];
+    await client.execStream("id -u", { user: "65534", stdout: (t) => chunks.push(t) });
+    assert.equal(chunks.join(""), "65534\n");
+    await assert.rejects(client.exec("true", { user: "ghost" }), (e: RPCError) => e.code === -32001 && /"ghost" is not defined in the sandbox's \/etc\/passwd/.test(e.message));
+  });
+
   test("a non-zero exit is a result, not an error", async () => {
     assert.equal((await client.exec("exit 3")).exitCode, 3);
     assert.equal((await client.exec("false")).exitCode, 1);

@@ -75,13 +75,57 @@ describe("create params", () => {
     assert.ok(!JSON.stringify(c).includes("real"));
   });
 
-  test("unknown fields are ignored, as upstream does", () => {
-    assert.equal(createParamsSchema.safeParse({ image: "a", future_field: { x: 1 } }).success, true);
+  const refusal = (p: unknown) => {
+    const r = createParamsSchema.safeParse(p);
+    assert.equal(r.success, false, JSON.stringify(p));
+    return describeZodError(r.error!);
+  };
+
+  test("an unknown field is refused by name, at any depth", () => {
+    assert.equal(refusal({ image: "a", future_field: { x: 1 } }), "unknown field future_field: not part of the protocol this engine speaks");
+    assert.match(refusal({ image: "a", network: { allowed_hosts: [], proxy: "x" } }), /^unknown field network\.proxy:/);
+    assert.match(refusal({ image: "a", resources: { gpus: 1 } }), /^unknown field resources\.gpus:/);
+    assert.match(refusal({ image: "a", vfs: { mounts: { "/w": { type: "memory", size: 5 } } } }), /^unknown field vfs\.mounts\.\/w\.size:/);
+    assert.match(refusal({ image: "a", network: { secrets: { K: { value: "v", scope: "x" } } } }), /^unknown field network\.secrets\.K\.scope:/);
   });
 
-  test("but not in a secret, where a misspelt opt-in must not pass unread; allow_cleartext is a boolean", () => {
+  test("protocol fields this engine does not implement pass only when they ask for nothing", () => {
+    // What upstream's SDKs send for a plain create: all four resources, an empty network block.
+    const plain = {
+      image: "a", privileged: false, launch_entrypoint: false, extra_disks: [], image_config: {},
+      resources: { cpus: 1, memory_mb: 512, disk_size_mb: 5120, timeout_seconds: 300 },
+      network: { allowed_hosts: [], block_private_ips: true, intercept: false, add_hosts: [], hostname: "", mtu: 0, policy_script: "" },
+      vfs: { direct_mounts: {}, interception: null },
+    };
+    assert.equal(createParamsSchema.safeParse(plain).success, true);
+    assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
+    for (const [p, name] of [
+      [{ launch_entrypoint: true }, "launch_entrypoint"],
+      [{ privileged: true }, "privileged"],
+      [{ image_config: { user: "app" } }, "image_config"],
+      [{ extra_disks: [{ host_path: "/d", guest_mount: "/d" }] }, "extra_disks"],
+      [{ network: { intercept: true } }, "network.intercept"],
+      [{ network: { hostname: "box" } }, "network.hostname"],
+      [{ network: { mtu: 1400 } }, "network.mtu"],
+      [{ network: { add_hosts: [{ host: "a", ip: "10.0.0.1" }] } }, "network.add_hosts"],
+      [{ network: { interception: { rules: [{ action: "block" }] } } }, "network.interception"],
+      [{ network: { policy_script: "deny all" } }, "network.policy_script"],
+      [{ vfs: { interception: { rules: [{ action: "block" }] } } }, "vfs.interception"],
+      [{ vfs: { direct_mounts: { "/x": { host_path: "/x" } } } }, "vfs.direct_mounts"],
+    ] as const) {
+      assert.match(refusal({ image: "a", ...p }), new RegExp(`^${name.replace(".", "\\.")} is not supported by this engine yet$`));
+    }
+  });
+
+  test("no_network is what a sandbox without hosts or secrets has; with them it is a contradiction", () => {
+    assert.equal(createParamsSchema.safeParse({ image: "a", network: { no_network: true, dns_servers: ["10.0.0.53"] } }).success, true);
+    assert.match(refusal({ image: "a", network: { no_network: true, allowed_hosts: ["x.test"] } }), /network\.no_network cannot be combined with network\.allowed_hosts/);
+    assert.match(refusal({ image: "a", network: { no_network: true, secrets: { K: { value: "v" } } } }), /network\.no_network cannot be combined with network\.secrets/);
+  });
+
+  test("a secret's allow_cleartext (an extension) is a boolean; a misspelt opt-in is refused by name", () => {
     const secret = (s: unknown) => createParamsSchema.safeParse({ image: "a", network: { secrets: { K: { value: "v", ...(s as object) } } } });
-    assert.match(describeZodError(secret({ allow_cleartxt: true }).error!), /^network\.secrets\.K: unknown secret field "allow_cleartxt" \(known: value, hosts, placeholder, allow_cleartext\)$/);
+    assert.match(describeZodError(secret({ allow_cleartxt: true }).error!), /^unknown field network\.secrets\.K\.allow_cleartxt: /);
     assert.match(describeZodError(secret({ allow_cleartext: "yes" }).error!), /^network\.secrets\.K\.allow_cleartext: must be a boolean$/);
     assert.deepEqual(mergeDefaults(secret({ allow_cleartext: true }).data!).network.secrets, { K: { hosts: [], allowCleartext: true } });
   });
@@ -126,18 +170,24 @@ describe("resolveUser", () => {
     if (!(p in files)) throw new Error("No such file or directory");
     return Buffer.from(files[p]!);
   };
-  test("names and numbers, with the passwd group for a bare user", async () => {
-    assert.equal(await resolveUser(read, ""), "");
-    assert.equal(await resolveUser(read, "app"), "1000:1001");
-    assert.equal(await resolveUser(read, "1000"), "1000:1001");
-    assert.equal(await resolveUser(read, "4242"), "4242");
-    assert.equal(await resolveUser(read, "app:staff"), "1000:50");
-    assert.equal(await resolveUser(read, "7:8"), "7:8");
+  test("names and numbers, with the passwd group for a bare user and the passwd home", async () => {
+    assert.deepEqual(await resolveUser(read, ""), { id: "", home: "/root" });
+    assert.deepEqual(await resolveUser(read, "app"), { id: "1000:1001", home: "/home/app" });
+    assert.deepEqual(await resolveUser(read, "1000"), { id: "1000:1001", home: "/home/app" });
+    assert.deepEqual(await resolveUser(read, "4242"), { id: "4242", home: "/" });
+    assert.deepEqual(await resolveUser(read, "app:staff"), { id: "1000:50", home: "/home/app" });
+    assert.deepEqual(await resolveUser(read, "7:8"), { id: "7:8", home: "/" });
+    assert.deepEqual(await resolveUser(read, "0:50"), { id: "0:50", home: "/root" });
+  });
+  test("numeric users need no account files", async () => {
+    const none = async () => { throw new Error("No such file or directory"); };
+    assert.deepEqual(await resolveUser(none, "7:8"), { id: "7:8", home: "/" });
+    assert.deepEqual(await resolveUser(none, "0"), { id: "0", home: "/root" });
   });
   test("unknown names are clear errors", async () => {
-    await assert.rejects(resolveUser(read, "ghost"), /"ghost" is not defined in the image's \/etc\/passwd/);
-    await assert.rejects(resolveUser(read, "app:nogroup"), /"nogroup" is not defined in the image's \/etc\/group/);
-    await assert.rejects(resolveUser(async () => { throw new Error("gone"); }, "app"), /reading \/etc\/passwd in the image failed/);
+    await assert.rejects(resolveUser(read, "ghost"), /"ghost" is not defined in the sandbox's \/etc\/passwd/);
+    await assert.rejects(resolveUser(read, "app:nogroup"), /"nogroup" is not defined in the sandbox's \/etc\/group/);
+    await assert.rejects(resolveUser(async () => { throw new Error("gone"); }, "app"), /cannot resolve user "app": reading \/etc\/passwd in the image failed/);
   });
 });
 

@@ -1,5 +1,5 @@
-// Chunked file transfer: the engine side of the protocol extension in README "Streamed file
-// transfer". `write_file`/`read_file` carry a whole file in one message; these methods move it
+// Chunked file transfer: the engine side of the protocol extension in docs/protocol-extensions.md
+// ("Streamed file transfer"). `write_file`/`read_file` carry a whole file in one message; these methods move it
 // as a sequence of bounded chunks, one request each, so the reply to each chunk is the
 // back-pressure: a client keeps a few chunks in flight and the engine never holds more.
 //   write_file_open {path, mode?}          -> {handle}
@@ -29,12 +29,12 @@ export const TRANSFER_METHODS = new Set([
 ]);
 
 const handleSchema = z.number().int().positive();
-const writeOpenParams = z.object({ path: z.string(), mode: z.number().int().min(0).max(0xffffffff).optional() });
+const writeOpenParams = z.strictObject({ path: z.string(), mode: z.number().int().min(0).max(0xffffffff).optional() });
 // data: base64, as a string, or as the bytes of a line read without JSON.parse (file-chunk-lines.ts).
-const writeChunkParams = z.object({ handle: handleSchema, offset: z.number().int().nonnegative(), data: z.union([z.string(), z.instanceof(Base64Text)]) });
-const readChunkParams = z.object({ handle: handleSchema, max_bytes: z.number().int().positive().optional() });
-const handleParams = z.object({ handle: handleSchema });
-const pathParams = z.object({ path: z.string() });
+const writeChunkParams = z.strictObject({ handle: handleSchema, offset: z.number().int().nonnegative(), data: z.union([z.string(), z.instanceof(Base64Text)]) });
+const readChunkParams = z.strictObject({ handle: handleSchema, max_bytes: z.number().int().positive().optional() });
+const handleParams = z.strictObject({ handle: handleSchema });
+const pathParams = z.strictObject({ path: z.string() });
 
 interface Transfer {
   kind: "write" | "read";

@@ -20,14 +20,20 @@ export class RpcError extends Error {
   }
 }
 
-const execParams = z.object({ command: z.string().default(""), working_dir: z.string().optional() });
-const pathParams = z.object({ path: z.string() });
-const writeParams = z.object({
+const execParams = z.strictObject({
+  command: z.string().default(""),
+  working_dir: z.string().optional(),
+  // "uid", "uid:gid" or a name from the guest's /etc/passwd; empty = the image's user.
+  user: z.string().optional(),
+});
+const pathParams = z.strictObject({ path: z.string() });
+const writeParams = z.strictObject({
   path: z.string(),
   content: z.string(),
   mode: z.number().int().min(0).max(0xffffffff).optional(),
 });
-const cancelParams = z.object({ id: z.number().int().nonnegative() });
+const closeParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS).optional() });
+const cancelParams = z.strictObject({ id: z.number().int().nonnegative() });
 
 type Result = Record<string, unknown>;
 
@@ -147,8 +153,7 @@ export class Session {
   }
 
   private async close(params: unknown): Promise<Result> {
-    const parsed = z.object({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS).optional() }).safeParse(params ?? {});
-    const timeout = parsed.success ? parsed.data.timeout_seconds ?? 0 : 0;
+    const timeout = decode(closeParams, params ?? {}).timeout_seconds ?? 0;
     this.closed = true;
     const sb = this.sandbox;
     this.sandbox = undefined;
@@ -188,7 +193,7 @@ export class Session {
           abort.abort();
         });
     try {
-      const out = await sb.exec(p.command, { workingDir: p.working_dir, cancel: abort }, sink);
+      const out = await sb.exec(p.command, { workingDir: p.working_dir, user: p.user, cancel: abort }, sink);
       if (overflow) {
         throw new RpcError(ErrorCode.EXEC_FAILED, `exec error: output exceeds ${MAX_BUFFERED_OUTPUT} bytes; the command was stopped (use exec_stream for large output)`);
       }

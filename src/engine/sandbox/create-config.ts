@@ -4,8 +4,21 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS } from "../../protocol/rpc.js";
 
+// Every object is strict: a field this engine does not know is refused by name, never dropped.
+// Fields of the protocol (spec 2.1, 5.2) that this engine does not implement yet are accepted only
+// with the value that asks for nothing (false, empty, absent); anything else is refused by name.
+
+/** A protocol field this engine does not implement: only its do-nothing values pass. */
+function notYet(name: string, schema: z.ZodType, isNoop: (v: never) => boolean) {
+  return schema.refine((v) => isNoop(v as never), { error: `${name} is not supported by this engine yet` }).optional();
+}
+const isEmpty = (v: unknown) =>
+  v === null || v === undefined || v === false || v === "" || v === 0 ||
+  (Array.isArray(v) && v.length === 0) ||
+  (typeof v === "object" && !Array.isArray(v) && Object.values(v as object).every(isEmpty));
+
 const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
-  z.looseObject({
+  z.strictObject({
     type: z.string().default("memory"),
     host_path: z.string().optional(),
     readonly: z.boolean().optional(),
@@ -25,10 +38,39 @@ export interface WireMount {
 const nonNegative = (what: string) =>
   z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);
 
-export const createParamsSchema = z.looseObject({
+const networkSchema = z.strictObject({
+  allowed_hosts: z.array(z.string()).nullish(),
+  block_private_ips: z.boolean().optional(),
+  secrets: z.record(z.string(), z.strictObject({
+    value: z.string(),
+    hosts: z.array(z.string()).nullish(),
+    placeholder: z.string().optional(),
+    // A matchlock extension: the value may also be substituted into plain HTTP requests.
+    allow_cleartext: z.boolean({ error: "must be a boolean" }).optional(),
+  })).nullish(),
+  dns_servers: z.array(z.string().refine((s) => isIP(s) !== 0, { error: (i) => `invalid DNS server ${JSON.stringify(i.input)}: must be an IP address` })).nullish(),
+  // A sandbox without allowed hosts or secrets has no network device: that is no_network.
+  no_network: z.boolean().optional(),
+  policy_script: notYet("network.policy_script", z.string(), isEmpty),
+  intercept: notYet("network.intercept", z.boolean(), isEmpty),
+  interception: notYet("network.interception", z.unknown(), isEmpty),
+  add_hosts: notYet("network.add_hosts", z.array(z.unknown()).nullable(), isEmpty),
+  hostname: notYet("network.hostname", z.string().nullable(), isEmpty),
+  // 1500 is the MTU every sandbox link has.
+  mtu: notYet("network.mtu", z.number().nullable(), (v: number | null) => !v || v === 1500),
+}).superRefine((n, ctx) => {
+  if (!n.no_network) return;
+  const clash = [
+    (n.allowed_hosts?.length ?? 0) > 0 && "network.allowed_hosts",
+    Object.keys(n.secrets ?? {}).length > 0 && "network.secrets",
+  ].find(Boolean);
+  if (clash) ctx.addIssue({ code: "custom", path: [], message: `invalid configuration: network.no_network cannot be combined with ${clash}` });
+});
+
+export const createParamsSchema = z.strictObject({
   image: z.string({ error: "image is required (e.g., alpine:latest)" }).min(1, "image is required (e.g., alpine:latest)"),
-  privileged: z.boolean().optional(),
-  resources: z.looseObject({
+  privileged: notYet("privileged", z.boolean(), isEmpty),
+  resources: z.strictObject({
     cpus: nonNegative("resources.cpus").optional(),
     memory_mb: nonNegative("resources.memory_mb").pipe(z.number().int("resources.memory_mb must be an integer")).optional(),
     disk_size_mb: nonNegative("resources.disk_size_mb").pipe(z.number().int("resources.disk_size_mb must be an integer")).optional(),
@@ -36,24 +78,17 @@ export const createParamsSchema = z.looseObject({
       .pipe(z.number().max(MAX_TIMEOUT_SECONDS, `resources.timeout_seconds must be at most ${MAX_TIMEOUT_SECONDS} (7 days)`))
       .optional(),
   }).nullish(),
-  network: z.looseObject({
-    allowed_hosts: z.array(z.string()).nullish(),
-    block_private_ips: z.boolean().optional(),
-    // Strict: a misspelt key (an opt-in such as allow_cleartext above all) must not be dropped unread.
-    secrets: z.record(z.string(), z.strictObject({
-      value: z.string(),
-      hosts: z.array(z.string()).nullish(),
-      placeholder: z.string().optional(),
-      // A matchlock extension: the value may also be substituted into plain HTTP requests.
-      allow_cleartext: z.boolean({ error: "must be a boolean" }).optional(),
-    }, { error: (i) => (i.code === "unrecognized_keys" ? `unknown secret field ${i.keys.map((k) => JSON.stringify(k)).join(", ")} (known: value, hosts, placeholder, allow_cleartext)` : undefined) })).nullish(),
-    dns_servers: z.array(z.string().refine((s) => isIP(s) !== 0, { error: (i) => `invalid DNS server ${JSON.stringify(i.input)}: must be an IP address` })).nullish(),
-  }).nullish(),
-  vfs: z.looseObject({
+  network: networkSchema.nullish(),
+  vfs: z.strictObject({
     workspace: z.string().optional(),
     mounts: z.record(z.string(), mountSchema).nullish(),
+    direct_mounts: notYet("vfs.direct_mounts", z.record(z.string(), z.unknown()).nullable(), isEmpty),
+    interception: notYet("vfs.interception", z.unknown(), isEmpty),
   }).nullish(),
   env: z.record(z.string(), z.string()).nullish(),
+  image_config: notYet("image_config", z.record(z.string(), z.unknown()).nullable(), isEmpty),
+  launch_entrypoint: notYet("launch_entrypoint", z.boolean(), isEmpty),
+  extra_disks: notYet("extra_disks", z.array(z.unknown()).nullable(), isEmpty),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
   backend: z.enum(["microvm", "gvisor", "auto"], { error: "backend must be microvm, gvisor or auto" }).optional(),
   id: z.undefined({ error: "id is internal-only and cannot be set" }).optional(),
@@ -130,5 +165,9 @@ export function describeZodError(err: z.ZodError): string {
   const issue = err.issues[0];
   if (!issue) return "invalid params";
   const where = issue.path.join(".");
+  if (issue.code === "unrecognized_keys") {
+    const names = issue.keys.map((k) => (where ? `${where}.${k}` : k));
+    return `unknown field${names.length > 1 ? "s" : ""} ${names.join(", ")}: not part of the protocol this engine speaks`;
+  }
   return where && !issue.message.startsWith(where) ? `${where}: ${issue.message}` : issue.message;
 }

@@ -9,11 +9,11 @@ import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
-import { resolveMounts } from "../vfs/mounts.js";
+import { checkMountRequest, resolveMounts } from "../vfs/mounts.js";
 import type { SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
-import { resolveUser } from "./users.js";
+import { resolveUser, type GuestFileReader, type ResolvedUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
 import type { WireFileInfo } from "../../protocol/rpc.js";
 import type { NetworkEventSink } from "../net/events.js";
@@ -57,11 +57,17 @@ export class Sandbox {
     readonly id: string,
     readonly config: SandboxConfig,
     private readonly running: RunningSandbox,
+    /** The composed env, without a HOME the image or the request did not set. */
     private readonly baseEnv: readonly string[],
-    private readonly defaultUser: string,
+    private readonly defaultUser: ResolvedUser,
     private readonly defaultCwd: string,
     private readonly seal: NetworkSeal | undefined,
-  ) {}
+  ) {
+    this.defaultEnv = withHome(baseEnv, defaultUser.home);
+  }
+
+  /** The default user's env, made once: a plain exec allocates none. */
+  private readonly defaultEnv: readonly string[];
 
   /**
    * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
@@ -69,6 +75,7 @@ export class Sandbox {
    */
   static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
     const secretRules = net.secrets ?? [];
+    checkMountRequest(config.workspace, config.mounts);
     await backend.checkAvailable();
     traceStartup("create: backend checked");
     const image = await imageFor(config.image);
@@ -98,13 +105,13 @@ export class Sandbox {
       traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
       const env = composeEnv(image.config.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
+      const agent = running.agent;
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
       // host, the image's symlinks could point the engine at host files.
-      const agent = running.agent;
-      const user = await resolveUser((path) => agent.readFile(path, MAX_ACCOUNT_FILE), image.config.user);
+      const user = await resolveUser(guestFileReader(agent), image.config.user);
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
-      const sandbox = new Sandbox(id, config, running, Object.freeze(env), user, config.workspace, seal);
+      const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
       sandbox.armDeadline();
       return sandbox;
     } catch (err) {
@@ -138,12 +145,14 @@ export class Sandbox {
 
   async exec(command: string, opts: ExecOptions, sink: ExecSink): Promise<ExecOutcome> {
     const started = Date.now();
+    // A user asked for by name is looked up in the guest, as the image's USER was.
+    const user = opts.user ? await resolveUser(guestFileReader(this.running.agent), opts.user) : this.defaultUser;
     const status = await this.running.agent.exec(
       {
         command,
         cwd: opts.workingDir || this.defaultCwd,
-        user: opts.user ?? this.defaultUser,
-        env: this.baseEnv,
+        user: user.id,
+        env: opts.user ? withHome(this.baseEnv, user.home) : this.defaultEnv,
       },
       sink,
       opts.cancel,
@@ -227,7 +236,11 @@ async function imageFor(ref: string): Promise<LocalImage> {
   }
 }
 
-/** image env < create `env` < secret placeholders; later entries win. */
+/** Reads the guest's account files from inside the sandbox, never through the host's view of the image. */
+function guestFileReader(agent: RunningSandbox["agent"]): GuestFileReader {
+  return (path) => agent.readFile(path, MAX_ACCOUNT_FILE);
+}
+
 /** Network interception is on when the merged config has allowed hosts or secrets (spec 4.2). */
 export function interceptionOn(config: SandboxConfig, secrets: SecretRule[]): boolean {
   return config.network.allowedHosts.length > 0 || secrets.length > 0 || Object.keys(config.network.secrets).length > 0;
@@ -260,11 +273,15 @@ function composeEnv(imageEnv: string[], extra: Record<string, string>, secrets: 
     if (eq > 0) env.set(entry.slice(0, eq), entry);
   };
   put(DEFAULT_PATH);
-  put("HOME=/root");
   imageEnv.forEach(put);
   for (const [k, v] of Object.entries(extra)) put(`${k}=${v}`);
   for (const [k, v] of Object.entries(secrets)) put(`${k}=${v}`);
   return [...env.values()];
+}
+
+/** The env with the user's home as HOME, unless the image or the create request set HOME (as Docker does). */
+function withHome(env: readonly string[], home: string): readonly string[] {
+  return Object.freeze(env.some((e) => e.startsWith("HOME=")) ? env : [...env, `HOME=${home}`]);
 }
 
 /** A fresh `SANDBOX_SECRET_<32 hex>` for each secret without an explicit placeholder. */

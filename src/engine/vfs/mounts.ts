@@ -40,6 +40,37 @@ async function hostDir(hostPath: string | undefined, guestPath: string): Promise
   return resolved;
 }
 
+const HOST_TYPES = ["real_fs", "host_fs"];
+const TYPES = ["memory", ...HOST_TYPES, "overlay"];
+
+/** The checks that need nothing but the request: run before anything is made for the sandbox. */
+export function checkMountRequest(workspace: string, mounts: Record<string, WireMount>): void {
+  checkGuestPath(workspace, "workspace");
+  for (const [guestPath, m] of Object.entries(mounts)) {
+    checkGuestPath(guestPath, "mount path");
+    if (!TYPES.includes(m.type)) throw new MountConfigError(`mount ${guestPath}: unknown type ${JSON.stringify(m.type)} (use memory, host_fs, real_fs or overlay)`);
+    checkFieldsFit(guestPath, m);
+  }
+}
+
+/** Refuses fields a mount's type has no use for, rather than dropping them. */
+function checkFieldsFit(guestPath: string, m: WireMount): void {
+  const refuse = (why: string) => { throw new MountConfigError(`mount ${guestPath}: ${why}`); };
+  if (m.host_path !== undefined && m.type === "memory") refuse("host_path does not apply to a memory mount");
+  if (m.readonly && !HOST_TYPES.includes(m.type)) refuse(`readonly applies to host_fs/real_fs mounts only, not ${m.type}`);
+  if ((m.upper || m.lower) && m.type !== "overlay") refuse(`upper and lower apply to overlay mounts only, not ${m.type}`);
+  if (m.type !== "overlay") return;
+  // The copy-on-write layer is the sandbox's own (gone at close), the lower one a host directory.
+  if (m.upper && (m.upper.type !== "memory" || m.upper.host_path || m.upper.upper || m.upper.lower)) refuse('overlay upper must be {"type":"memory"}');
+  const lower = m.lower;
+  if (lower) {
+    if (!HOST_TYPES.includes(lower.type) || !lower.host_path || lower.upper || lower.lower) {
+      refuse("overlay lower must be a host_fs/real_fs mount with a host_path");
+    }
+    if (m.host_path && m.host_path !== lower.host_path) refuse(`overlay host_path ${m.host_path} and lower.host_path ${lower.host_path} differ`);
+  }
+}
+
 /**
  * Resolves mounts. Overlay mounts get a private copy-on-write snapshot of their host directory
  * under `stateDir/overlay/` (deleted with the sandbox), so guest changes never reach the host.
@@ -47,11 +78,10 @@ async function hostDir(hostPath: string | undefined, guestPath: string): Promise
 export async function resolveMounts(
   workspace: string, mounts: Record<string, WireMount>, stateDir: string,
 ): Promise<BackendMount[]> {
-  checkGuestPath(workspace, "workspace");
+  checkMountRequest(workspace, mounts);
   const out: BackendMount[] = [];
   let overlayCount = 0;
   for (const [guestPath, m] of Object.entries(mounts)) {
-    checkGuestPath(guestPath, "mount path");
     switch (m.type) {
       case "memory":
         out.push({ kind: "tmpfs", guestPath });
@@ -61,7 +91,7 @@ export async function resolveMounts(
         out.push({ kind: "bind", guestPath, hostPath: await hostDir(m.host_path, guestPath), readonly: m.readonly === true });
         break;
       case "overlay": {
-        const source = await hostDir(m.host_path ?? m.lower?.host_path, guestPath);
+        const source = await hostDir(m.host_path || m.lower?.host_path, guestPath);
         const snapshot = join(stateDir, "overlay", `mount-${++overlayCount}`);
         await mkdir(join(stateDir, "overlay"), { recursive: true, mode: 0o700 });
         // cp -a keeps modes, owners, symlinks and times; --reflink=auto makes it cheap where the fs can.
@@ -69,8 +99,6 @@ export async function resolveMounts(
         out.push({ kind: "bind", guestPath, hostPath: snapshot, readonly: false });
         break;
       }
-      default:
-        throw new MountConfigError(`mount ${guestPath}: unknown type ${JSON.stringify(m.type)} (use memory, host_fs, real_fs or overlay)`);
     }
   }
   // Always serve the workspace root, even when only sub-directories of it are mounted.
