@@ -75,16 +75,20 @@ export class NetworkPolicy {
    * redacted from its answers: the host may hold a value stored there by an earlier request.
    */
   secretScope(host: string, transport: Transport): SecretScope {
-    const h = normalizeHost(host);
-    const scope: SecretScope = { usable: [], forbidden: [], redacted: [] };
+    const bound = new Set(this.boundTo(host));
+    const scope: SecretScope = { usable: [], forbidden: [], redacted: [...bound] };
     for (const s of this.secrets) {
-      const bound = s.hosts.length === 0 || s.hosts.some((p) => matchGlob(normalizeHost(p), h));
-      if (bound) scope.redacted.push(s);
-      if (!bound) scope.forbidden.push({ secret: s, reason: BlockReason.SECRET });
+      if (!bound.has(s)) scope.forbidden.push({ secret: s, reason: BlockReason.SECRET });
       else if (transport === "cleartext" && !s.allowCleartext) scope.forbidden.push({ secret: s, reason: BlockReason.CLEARTEXT });
       else scope.usable.push(s);
     }
     return scope;
+  }
+
+  /** The secrets that may go to `host` (hosts empty or matching): what it answers is scanned for their values. */
+  boundTo(host: string): SecretRule[] {
+    const h = normalizeHost(host);
+    return this.secrets.filter((s) => s.hosts.length === 0 || s.hosts.some((p) => matchGlob(normalizeHost(p), h)));
   }
 
   /**

@@ -138,7 +138,7 @@ export class PortSniffer {
     else opened();
     // What a secret's host sends is scanned here too: it may hand back a value stored there
     // over HTTPS. Only verbatim copies can be caught (an encrypted protocol such as SSH cannot).
-    const secrets = this.policy.secretScope(name, "tls").redacted;
+    const secrets = this.policy.boundTo(name);
     const toGuest = secrets.length ? new RedactStream(redactions(secrets)) : guest;
     if (toGuest !== guest) toGuest.pipe(guest);
     // Written, not unshifted: a side may already have ended, and pipe() still forwards that end.
