@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { once } from "node:events";
 import { resolve } from "node:path";
 import { chooseBackend } from "../engine/backends/select.js";
+import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import { createParamsSchema, describeZodError, mergeDefaults, type WireMount } from "../engine/sandbox/create-config.js";
 import { CreateCancelledError, Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
@@ -19,10 +20,6 @@ interface RunOptions {
   rm: boolean;
 }
 
-/** One argv word for `sh -c`: single-quoted unless it is plainly safe. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_\-+=.,/:@%]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
 
 function parseBool(v: string): boolean {
   if (["true", "1", "yes"].includes(v)) return true;

@@ -23,7 +23,7 @@ import type {
   SandboxEvent,
   WriteFileOptions,
 } from "./types.js";
-import { checkCreateOptions } from "./validate.js";
+import { checkCreateOptions, checkTimeoutSeconds } from "./validate.js";
 import { decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfos } from "./wire.js";
 
 /** How long close(0) waits for the engine's reply to `close` before killing it anyway. */
@@ -73,9 +73,17 @@ export class Client implements AsyncDisposable {
     return () => this.eventListeners.delete(listener);
   }
 
-  /** Creates the VM described by a Sandbox builder; returns its id. */
+  /** Creates the VM described by a Sandbox builder and starts the image's ENTRYPOINT + CMD in it, detached; returns its id. */
   launch(sandbox: Sandbox, opts?: CallOptions): Promise<string> {
-    return this.create(sandbox.options(), opts);
+    return this.create({ ...sandbox.options(), launchEntrypoint: true }, opts);
+  }
+
+  /**
+   * Moves the sandbox's deadline: it stops `seconds` from now (0: no limit), whatever
+   * `withTimeout` set. A matchlock extension (`set_timeout`).
+   */
+  async setTimeout(seconds: number, opts?: CallOptions): Promise<void> {
+    await this.transport.request("set_timeout", { timeout_seconds: checkTimeoutSeconds("timeout (seconds)", seconds) }, opts);
   }
 
   /** Creates (pulls, boots) the VM; returns its id. Options are validated locally first. */

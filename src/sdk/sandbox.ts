@@ -40,7 +40,7 @@ export class Sandbox {
     return this;
   }
 
-  /** Sandbox lifetime in seconds; 0 = engine default. The seed engine stores but does not enforce it. */
+  /** Sandbox lifetime in seconds: the engine stops the sandbox when it passes; 0 = no limit. Upstream's engine stores it without enforcing it. */
   withTimeout(seconds: number): this {
     this.opts.timeoutSeconds = checkTimeoutSeconds("timeout (seconds)", seconds);
     return this;

@@ -55,6 +55,7 @@ export interface CreateOptions {
   cpus?: number;
   memoryMb?: number;
   diskSizeMb?: number;
+  /** Lifetime in seconds: the engine stops the sandbox when it passes (0: no limit). */
   timeoutSeconds?: number;
   allowedHosts?: string[];
   blockPrivateIps?: boolean;
@@ -65,6 +66,8 @@ export interface CreateOptions {
   dnsServers?: string[];
   /** Isolation engine for this sandbox (a matchlock extension); default: the engine's choice. */
   backend?: BackendName;
+  /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up (what `launch` asks for). */
+  launchEntrypoint?: boolean;
 }
 
 export type BackendName = "microvm" | "gvisor" | "auto";

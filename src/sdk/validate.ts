@@ -129,8 +129,15 @@ export function checkBackend(backend: BackendName): BackendName {
   return backend;
 }
 
+const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
+  "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIps",
+  "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint",
+]);
+
 export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts === null || typeof opts !== "object") throw new MatchlockError("create options must be an object");
+  const unknown = Object.keys(opts).filter((k) => !CREATE_OPTIONS.has(k) && (opts as unknown as Record<string, unknown>)[k] !== undefined);
+  if (unknown.length > 0) throw new MatchlockError(`unknown create option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: not supported by this SDK`);
   const out: CreateOptions = { image: checkImage(opts.image) };
   // 0 means "engine default" on the wire, so it is accepted here although the builder refuses it.
   if (opts.cpus !== undefined && opts.cpus !== 0) out.cpus = checkPositiveInt("cpus", opts.cpus);
@@ -162,5 +169,6 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
     out.workspace = checkGuestPath("workspace", opts.workspace);
   }
   if (opts.dnsServers !== undefined) out.dnsServers = opts.dnsServers.map(checkDnsServer);
+  if (opts.launchEntrypoint) out.launchEntrypoint = true;
   return out;
 }

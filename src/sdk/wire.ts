@@ -20,12 +20,17 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const params: Record<string, unknown> = { image: opts.image };
   if (opts.backend) params.backend = opts.backend;
 
-  const resources: Record<string, number> = {};
+  const resources: Record<string, number | boolean> = {};
   if (opts.cpus) resources.cpus = opts.cpus;
   if (opts.memoryMb) resources.memory_mb = opts.memoryMb;
   if (opts.diskSizeMb) resources.disk_size_mb = opts.diskSizeMb;
-  if (opts.timeoutSeconds) resources.timeout_seconds = opts.timeoutSeconds;
+  if (opts.timeoutSeconds) {
+    // enforce_timeout (an extension): upstream engines store timeout_seconds without enforcing it.
+    resources.timeout_seconds = opts.timeoutSeconds;
+    resources.enforce_timeout = true;
+  }
   if (Object.keys(resources).length > 0) params.resources = resources;
+  if (opts.launchEntrypoint) params.launch_entrypoint = true;
 
   const allowedHosts = opts.allowedHosts ?? [];
   const secrets = opts.secrets ?? [];

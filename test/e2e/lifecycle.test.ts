@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import { MatchlockError, RPCError, Sandbox } from "../../src/sdk/index.js";
+import { RawSession } from "../helpers/raw-rpc.js";
 import { BACKEND, BUSYBOX, CLI, PYTHON, ROOT, cli, eventually, leftovers, liveProcessesInGroup, newClient, setUpE2E } from "../helpers/e2e.js";
 
 describe("lifecycle", () => {
@@ -85,6 +86,27 @@ describe("lifecycle", () => {
     });
     await assert.rejects(client.exec("true"), /timeout of 2 s/);
     assert.deepEqual(await eventually(() => leftovers(id, home)), []);
+  });
+
+  test("set_timeout moves the deadline, counted from then", async () => {
+    await using client = newClient();
+    await client.launch(new Sandbox(BUSYBOX).withTimeout(3600));
+    await client.setTimeout(1);
+    await assert.rejects(client.exec("sleep 600"), /timeout of 1 s/);
+  });
+
+  test("a plain timeout_seconds, as upstream's SDKs always send, is stored, not enforced", async () => {
+    const s = new RawSession();
+    try {
+      const created = await s.call("create", { image: BUSYBOX, resources: { timeout_seconds: 1 } }, 1);
+      assert.match(created.result?.id ?? JSON.stringify(created), /^vm-/);
+      // Ends at least 3 s after the create: any enforced 1 s deadline would have stopped it.
+      const r = await s.call("exec", { command: "sleep 3; echo alive" }, 2);
+      assert.equal(Buffer.from(r.result?.stdout ?? "", "base64").toString(), "alive\n", JSON.stringify(r));
+      assert.equal((await s.call("close", {}, 3)).error, undefined);
+    } finally {
+      s.proc.kill("SIGKILL");
+    }
   });
 
   test("an unknown image is a VM error naming the image", async () => {

@@ -2,13 +2,13 @@
 // registry on 127.0.0.1 on first use (gzip or zstd layers), boots a sandbox from it with its env, and next
 // time starts from the store without the registry; an unknown tag is a -32000 error naming it.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir, homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { RPCError, Sandbox } from "../../src/sdk/index.js";
-import { newClient, setUpE2E } from "../helpers/e2e.js";
+import { eventually, newClient, setUpE2E } from "../helpers/e2e.js";
 import { tarBytes } from "../helpers/image-tarballs.js";
 import { blob, compressedLayer, image, layer, TestRegistry } from "../helpers/registry.js";
 
@@ -18,9 +18,10 @@ describe("sandboxes from registry images", () => {
   let registry: TestRegistry;
   let images: string;
   let name: string;
+  let home: string;
 
   before(async () => {
-    await setUpE2E();
+    home = await setUpE2E();
     // A private, empty store, so the image really is pulled; pulling is on for this file (the
     // registry is on loopback, the only network the tests may use).
     images = await mkdtemp(join(tmpdir(), "matchlock-e2e-pulled-"));
@@ -39,6 +40,9 @@ describe("sandboxes from registry images", () => {
     const zBusybox = compressedLayer(await readFile(join(TARBALLS, "busybox.tar")), "zstd");
     const zApp = compressedLayer(tarBytes([{ path: "app/", type: "Directory" }, { path: "app/msg", body: "hello from zstd\n" }]), "zstd");
     await registry.pushImage("e2e/busybox-zstd", image([zBusybox, zApp], { WorkingDir: "/app" }), "1");
+    // Images whose ENTRYPOINT + CMD a launch starts: a service that runs on, and one that fails.
+    await registry.pushImage("e2e/service", image([busybox], { Entrypoint: ["/bin/sh", "-c"], Cmd: ["echo up > /tmp/started; echo to-the-log; exec sleep 100000"] }), "1");
+    await registry.pushImage("e2e/broken", image([busybox], { Cmd: ["sh", "-c", "echo boom >&2; exit 3"] }), "1");
   });
   after(async () => {
     await registry?.stop();
@@ -69,6 +73,38 @@ describe("sandboxes from registry images", () => {
       assert.match(err.message, /failed to pull image .*e2e\/busybox:nope: .*manifest unknown/);
       return true;
     });
+  });
+
+  test("launch starts the image's ENTRYPOINT + CMD detached, its output in the log; create does not", async () => {
+    await using client = newClient();
+    const id = await client.launch(new Sandbox(`${registry.host}/e2e/service:1`));
+    const r = await client.exec("while [ ! -f /tmp/started ]; do sleep 0.1; done; cat /tmp/started");
+    assert.equal(r.stdout, "up\n");
+    // The output reaches the log through the agent and the engine: wait for it, not for a time.
+    const inLog = async () => ((await readFile(join(home, "vms", id, "logs", "vm.log"), "utf8")).includes("to-the-log") ? [] : ["not in vm.log yet"]);
+    assert.deepEqual(await eventually(inLog), []);
+    await using plain = newClient();
+    await plain.create({ image: `${registry.host}/e2e/service:1` });
+    assert.equal((await plain.exec("ls /tmp/started")).exitCode, 1);
+  });
+
+  test("an entrypoint that fails at once fails the launch, quoting its output, and leaves nothing", async () => {
+    // The protocol watches for 500 ms; a loaded host may not even start the command by then.
+    process.env.MATCHLOCK_ENTRYPOINT_GRACE_MS = "120000";
+    const records = () => readdir(join(home, "vms")).catch(() => []);
+    const before = await records();
+    try {
+      await using client = newClient();
+      await assert.rejects(client.launch(new Sandbox(`${registry.host}/e2e/broken:1`)), (err: unknown) => {
+        assert.ok(err instanceof RPCError);
+        assert.equal(err.code, -32000);
+        assert.match(err.message, /start image entrypoint: exit code 3; its output ended with: boom/);
+        return true;
+      });
+      assert.deepEqual(await records(), before);
+    } finally {
+      delete process.env.MATCHLOCK_ENTRYPOINT_GRACE_MS;
+    }
   });
 
   test("next time the image comes from the store: the registry is not needed", async () => {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { describe, test } from "node:test";
-import { shellQuote } from "../../src/cli/run.js";
+import { shellQuote } from "../../src/engine/sandbox/shell-quote.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
 import { toGoFileMode } from "../../src/engine/sandbox/file-mode.js";
 import { consumeLines, idOfSkippedLine } from "../../src/engine/rpc/line-reader.js";
@@ -100,7 +100,6 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse(plain).success, true);
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
     for (const [p, name] of [
-      [{ launch_entrypoint: true }, "launch_entrypoint"],
       [{ privileged: true }, "privileged"],
       [{ image_config: { user: "app" } }, "image_config"],
       [{ extra_disks: [{ host_path: "/d", guest_mount: "/d" }] }, "extra_disks"],
@@ -115,6 +114,13 @@ describe("create params", () => {
     ] as const) {
       assert.match(refusal({ image: "a", ...p }), new RegExp(`^${name.replace(".", "\\.")} is not supported by this engine yet$`));
     }
+  });
+
+  test("timeout_seconds alone is stored, as upstream does; enforce_timeout asks for the deadline", () => {
+    assert.equal(merge({ image: "a", resources: { timeout_seconds: 300 } }).deadlineSeconds, undefined);
+    assert.equal(merge({ image: "a", resources: { timeout_seconds: 30, enforce_timeout: true } }).deadlineSeconds, 30);
+    assert.match(refusal({ image: "a", resources: { enforce_timeout: true } }), /enforce_timeout needs a positive resources\.timeout_seconds/);
+    assert.equal(merge({ image: "a", launch_entrypoint: true }).launchEntrypoint, true);
   });
 
   test("no_network is what a sandbox without hosts or secrets has; with them it is a contradiction", () => {

@@ -34,7 +34,7 @@ describe("Sandbox builder → create params", () => {
       .withDnsServers("1.1.1.1", "2606:4700:4700::1111");
     assert.deepEqual(wire(sandbox), {
       image: "python:3.12-alpine",
-      resources: { cpus: 2, memory_mb: 512, disk_size_mb: 2048, timeout_seconds: 300 },
+      resources: { cpus: 2, memory_mb: 512, disk_size_mb: 2048, timeout_seconds: 300, enforce_timeout: true },
       network: {
         allowed_hosts: ["api.openai.com", "pypi.org"],
         block_private_ips: true,

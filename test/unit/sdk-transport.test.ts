@@ -29,6 +29,7 @@ describe("SDK transport: framing and ids", () => {
             image: "alpine:latest",
             resources: { cpus: 2 },
             network: { allowed_hosts: ["pypi.org"], block_private_ips: true },
+            launch_entrypoint: true,
           },
           id: 1,
         },

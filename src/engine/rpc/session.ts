@@ -9,6 +9,7 @@ import { BackendUnavailableError } from "../backends/backend.js";
 import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
 import { CreateCancelledError, ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/sandbox.js";
 import { removeVmDir } from "../sandbox/state.js";
+import { EntrypointFailedError } from "../sandbox/entrypoint.js";
 import { MountConfigError } from "../vfs/mounts.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
@@ -33,6 +34,8 @@ const writeParams = z.strictObject({
   mode: z.number().int().min(0).max(0xffffffff).optional(),
 });
 const closeParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS).optional() });
+// 0 clears the deadline; otherwise the sandbox stops that many seconds from now.
+const setTimeoutParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS) });
 const cancelParams = z.strictObject({ id: z.number().int().nonnegative() });
 
 type Result = Record<string, unknown>;
@@ -74,6 +77,7 @@ export class Session {
       case "read_file": return this.readFile(params);
       case "list_files": return this.listFiles(params);
       case "cancel": return this.cancel(params);
+      case "set_timeout": return this.setTimeout(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
         throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
@@ -138,7 +142,7 @@ export class Session {
     } catch (err) {
       if (err instanceof CreateCancelledError) throw new RpcError(ErrorCode.CANCELLED, err.message);
       if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
-      if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError) throw new RpcError(ErrorCode.VM_FAILED, err.message);
+      if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError || err instanceof EntrypointFailedError) throw new RpcError(ErrorCode.VM_FAILED, err.message);
       throw new RpcError(ErrorCode.VM_FAILED, `failed to create sandbox: ${(err as Error).message}`);
     } finally {
       if (cancellable) this.cancels.delete(id);
@@ -160,6 +164,13 @@ export class Session {
     this.transfers.abortAll();
     // timeout 0 is "no deadline" in the spec; our stop is always bounded, so give it a short grace.
     if (sb) await sb.close(timeout > 0 ? timeout * 1000 : 2000);
+    return {};
+  }
+
+  /** A matchlock extension (E2B's setTimeout): moves the sandbox's deadline, counted from now. */
+  private async setTimeout(params: unknown): Promise<Result> {
+    const p = decode(setTimeoutParams, params);
+    this.current().setDeadline(p.timeout_seconds > 0 ? p.timeout_seconds : undefined);
     return {};
   }
 

@@ -77,7 +77,14 @@ export const createParamsSchema = z.strictObject({
     timeout_seconds: nonNegative("resources.timeout_seconds")
       .pipe(z.number().max(MAX_TIMEOUT_SECONDS, `resources.timeout_seconds must be at most ${MAX_TIMEOUT_SECONDS} (7 days)`))
       .optional(),
-  }).nullish(),
+    // A matchlock extension: stop the sandbox when timeout_seconds pass. Upstream stores
+    // timeout_seconds without enforcing it and its SDKs always send 300, so a plain one is not enforced.
+    enforce_timeout: z.boolean().optional(),
+  }).nullish().superRefine((r, ctx) => {
+    if (r?.enforce_timeout && !(r.timeout_seconds! > 0)) {
+      ctx.addIssue({ code: "custom", path: ["enforce_timeout"], message: "resources.enforce_timeout needs a positive resources.timeout_seconds" });
+    }
+  }),
   network: networkSchema.nullish(),
   vfs: z.strictObject({
     workspace: z.string().optional(),
@@ -87,7 +94,7 @@ export const createParamsSchema = z.strictObject({
   }).nullish(),
   env: z.record(z.string(), z.string()).nullish(),
   image_config: notYet("image_config", z.record(z.string(), z.unknown()).nullable(), isEmpty),
-  launch_entrypoint: notYet("launch_entrypoint", z.boolean(), isEmpty),
+  launch_entrypoint: z.boolean().optional(),
   extra_disks: notYet("extra_disks", z.array(z.unknown()).nullable(), isEmpty),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
   backend: z.enum(["microvm", "gvisor", "auto"], { error: "backend must be microvm, gvisor or auto" }).optional(),
@@ -102,8 +109,10 @@ export interface SandboxConfig {
   memoryMb: number;
   diskSizeMb: number;
   timeoutSeconds: number;
-  /** Set only when the request asked for a timeout: then the sandbox is stopped when it passes. */
+  /** Set only when the request asked for an enforced timeout: then the sandbox is stopped when it passes. */
   deadlineSeconds: number | undefined;
+  /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up. */
+  launchEntrypoint: boolean;
   workspace: string;
   mounts: Record<string, WireMount>;
   env: Record<string, string>;
@@ -142,9 +151,8 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     memoryMb: positiveOr(r.memory_mb, DEFAULTS.memoryMb),
     diskSizeMb: positiveOr(r.disk_size_mb, DEFAULTS.diskSizeMb),
     timeoutSeconds: positiveOr(r.timeout_seconds, DEFAULTS.timeoutSeconds),
-    // Upstream stores the default 300 s and never enforces it; we enforce what was asked for,
-    // and do not stop sandboxes that never asked for a timeout.
-    deadlineSeconds: r.timeout_seconds !== undefined && r.timeout_seconds > 0 ? r.timeout_seconds : undefined,
+    deadlineSeconds: r.enforce_timeout ? r.timeout_seconds : undefined,
+    launchEntrypoint: p.launch_entrypoint === true,
     workspace,
     mounts,
     env: { ...(p.env ?? {}) },

@@ -5,6 +5,7 @@ import { rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
+import { EntrypointFailedError, startEntrypoint } from "./entrypoint.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
@@ -112,13 +113,19 @@ export class Sandbox {
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
       const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
-      sandbox.armDeadline();
+      if (config.launchEntrypoint) {
+        // It runs until it ends or the sandbox stops (stopping the sandbox ends every process).
+        await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), image.config, logFile(id));
+      }
+      sandbox.setDeadline(config.deadlineSeconds);
       return sandbox;
     } catch (err) {
       await running?.stop(0).catch(() => {});
       await seal?.close();
       await markStopped(id);
       await removeOverlaySnapshots(id);
+      // A refused entrypoint is a refused create (its output is in the error): nothing stays.
+      if (err instanceof EntrypointFailedError) await removeVmDir(id);
       if (signal?.aborted) {
         // The client never learns this id: leave no record it would have to find and remove.
         await removeVmDir(id);
@@ -128,9 +135,13 @@ export class Sandbox {
     }
   }
 
-  /** With a timeout, the sandbox is stopped when it passes; every pending and later call says why. */
-  private armDeadline(): void {
-    const seconds = this.config.deadlineSeconds;
+  /**
+   * Stops the sandbox `seconds` from now (undefined: never), replacing any earlier deadline;
+   * every pending and later call then says why.
+   */
+  setDeadline(seconds: number | undefined): void {
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
     if (seconds === undefined) return;
     this.deadline = setTimeout(() => {
       this.running.agent.lose(new SandboxLostError(`the sandbox reached its timeout of ${seconds} s and was stopped`));
