@@ -29,7 +29,7 @@ async function agentOnly(rootfs: string, work: string, data: Buffer, rounds: num
   const stateDir = join(work, id);
   await mkdir(stateDir, { recursive: true });
   const sandbox = await backend.start({
-    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, mounts: [], stateDir, logFile: join(stateDir, "log"),
+    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, privileged: false, mounts: [], stateDir, logFile: join(stateDir, "log"),
   });
   try {
     const write = await timed(rounds, async () => {

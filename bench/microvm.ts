@@ -47,7 +47,7 @@ async function bareBootArgs(initramfs: string): Promise<string[]> {
   const kernel = await findGuestKernel();
   const accel = chooseAccel(await hostFacts());
   const args = qemuArgs({
-    id: "bench", cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: "bench", accel, vmlinux: kernel.vmlinux,
+    id: "bench", cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: "bench", privileged: false, accel, vmlinux: kernel.vmlinux,
     initramfs: await initramfsFor(kernel, paths.agentBinary()), rootImage: await rootImageFor(image.rootfs), agentFd: 3, mounts: [],
   });
   args[args.indexOf("-initrd") + 1] = initramfs;
@@ -84,7 +84,7 @@ async function agentReady(backend: MicrovmBackend, rootfs: string, dir: string, 
   const id = `vm-bench${round}`;
   const t = performance.now();
   const vm = await backend.start({
-    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: id, mounts: [],
+    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: id, privileged: false, mounts: [],
     stateDir: dir, logFile: join(dir, `${id}.log`),
   });
   const ms = performance.now() - t;

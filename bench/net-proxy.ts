@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     keep.destroy();
 
     const sandbox = new Sandbox(PYTHON).allowHost("allowed.test").addSecret("BENCH_KEY", "bench-secret-value-7c1d", "secret.test");
-    await client.launch(sandbox.blockPrivateIps(false)); // the lab is on 10.254.x.x
+    await client.launch(sandbox.allowPrivateIPs()); // the lab is on 10.254.x.x
     await client.writeFile("/tmp/bench.py", GUEST_PY);
     const r = await client.exec(`python3 /tmp/bench.py ${MB} ${REQUESTS} "$BENCH_KEY"`);
     if (r.exitCode !== 0) throw new Error(r.stderr);

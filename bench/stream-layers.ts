@@ -71,7 +71,7 @@ async function agentOnly(rounds: number): Promise<number> {
   const stateDir = join(work, id);
   await mkdir(stateDir, { recursive: true });
   const sandbox = await backend.start({
-    id, rootfs: image.rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, mounts: [], stateDir, logFile: join(stateDir, "log"),
+    id, rootfs: image.rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, privileged: false, mounts: [], stateDir, logFile: join(stateDir, "log"),
   });
   try {
     return await timed(rounds, async () => {

@@ -16,22 +16,6 @@ force=0
 
 log() { echo "==> $*" >&2; }
 
-ensure_packages() {
-  local missing=() p
-  for p in busybox-static mmdebstrap; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  ((${#missing[@]})) || return 0
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "build-test-images: needs ${missing[*]} (apt-get install needs root)" >&2
-    exit 1
-  fi
-  log "apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
 
 # Reproducible tar of a directory: numeric root ownership kept as-is, sorted, fixed mtimes.
@@ -110,7 +94,7 @@ build() {
   echo "$tarball"
 }
 
-ensure_packages
+bash "$(dirname "$0")/apt-ensure.sh" busybox-static mmdebstrap
 mkdir -p "$out"
 trap 'rm -f "$out"/.*.partial.tar' EXIT # a failed build leaves no half-written tarball
 build busybox "busybox-static=$(pkg_version busybox-static)"

@@ -18,6 +18,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -25,8 +26,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -232,7 +240,19 @@ static bool join_cgroup(int procs_fd)
     return w == 1;
 }
 
-static void setup_workload_memory_cgroup(void)
+/*
+ * The workload's task cap (`--exec-tasks-max`): a fork bomb in a command stops at it with
+ * EAGAIN, inside the guest, and the agent (outside the cgroup) can still start commands and
+ * kill what is running. The guest kernel exempts root from RLIMIT_NPROC, so a cgroup it is.
+ */
+static void limit_workload_tasks(const char *tasks_max)
+{
+    if (!write_text(CGROUP_ROOT "/cgroup.subtree_control", "+pids") ||
+        !write_text(WORKLOAD_CGROUP "/pids.max", tasks_max))
+        fprintf(stderr, "matchlock-agent: no task limit for commands (%s)\n", strerror(errno));
+}
+
+static void setup_workload_memory_cgroup(const char *tasks_max)
 {
     long total_kb = proc_number("/proc/meminfo", "MemTotal:");
     long avail_kb = proc_number("/proc/meminfo", "\nMemFree:");
@@ -263,6 +283,7 @@ static void setup_workload_memory_cgroup(void)
     int root_fd = open(CGROUP_ROOT "/cgroup.procs", O_WRONLY | O_CLOEXEC);
     if (exec_fd >= 0 && files_fd >= 0 && root_fd >= 0) {
         exec_cgroup_procs_fd = exec_fd, files_cgroup_procs_fd = files_fd, root_cgroup_procs_fd = root_fd;
+        if (tasks_max) limit_workload_tasks(tasks_max);
         return;
     }
     close_fd(&exec_fd);
@@ -431,10 +452,113 @@ static bool id_in_use(const struct agent *a, uint32_t id)
     return false;
 }
 
+/* ---------- exec confinement ---------- */
+
+/*
+ * Unless the sandbox is privileged (--privileged), every command starts as a container would
+ * under Docker's defaults, on both engines: the capability set below (bounding, permitted and
+ * effective; nothing inheritable or ambient), no_new_privs, and a seccomp filter. The agent
+ * itself keeps what it has: it is the sandbox's PID 1, and a command cannot ptrace or signal a
+ * process whose capabilities exceed its own.
+ */
+static bool confine_execs = true;
+
+#define CAPS(c) (1ULL << (c))
+/*
+ * Docker's default set without CAP_NET_RAW (0xa80405fb), as gVisor runs Docker's (it withholds
+ * raw sockets); the network seal drops raw IP anyway. The engine's gVisor spec has the same list.
+ */
+static const uint64_t DEFAULT_CAPS =
+    CAPS(CAP_CHOWN) | CAPS(CAP_DAC_OVERRIDE) | CAPS(CAP_FOWNER) | CAPS(CAP_FSETID) | CAPS(CAP_KILL) |
+    CAPS(CAP_SETGID) | CAPS(CAP_SETUID) | CAPS(CAP_SETPCAP) | CAPS(CAP_NET_BIND_SERVICE) |
+    CAPS(CAP_SYS_CHROOT) | CAPS(CAP_MKNOD) | CAPS(CAP_AUDIT_WRITE) | CAPS(CAP_SETFCAP);
+
+/*
+ * System calls a confined command gets EPERM for (upstream's list, plus what Docker's default
+ * profile keeps from containers and no capability guards): other processes' memory, kernel
+ * keyrings, BPF, userfaultfd, perf, io_uring, kexec, new user namespaces (clone/unshare with
+ * CLONE_NEWUSER; clone3 says ENOSYS so that libc falls back to clone, whose flags we can see),
+ * and any system call of another ABI (i386, x32), whose numbers this list does not cover.
+ */
+static const int DENIED_SYSCALLS[] = {
+    SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_kexec_load, SYS_kexec_file_load,
+    SYS_add_key, SYS_request_key, SYS_keyctl, SYS_bpf, SYS_userfaultfd, SYS_perf_event_open,
+    SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register, SYS_open_by_handle_at,
+    SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_acct, SYS_swapon, SYS_swapoff,
+    SYS_reboot, SYS_pivot_root, SYS_setns,
+};
+#define X32_SYSCALL_BIT 0x40000000
+#define DENY SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)
+#define NR_DENIED (sizeof DENIED_SYSCALLS / sizeof *DENIED_SYSCALLS)
+#define FILTER_LEN (2 * NR_DENIED + 16)
+
+static struct sock_filter exec_filter[FILTER_LEN];
+static struct sock_fprog exec_filter_prog;
+
+/* Built once at start: the child only installs it (no allocation after fork). */
+static void build_exec_filter(void)
+{
+    struct sock_filter *f = exec_filter;
+    size_t n = 0;
+#define ADD(stmt) (f[n++] = (struct sock_filter)stmt)
+    ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+    ADD(BPF_STMT(BPF_RET | BPF_K, DENY));
+    ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+    ADD(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1));
+    ADD(BPF_STMT(BPF_RET | BPF_K, DENY));
+    for (size_t i = 0; i < NR_DENIED; i++) {
+        ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)DENIED_SYSCALLS[i], 0, 1));
+        ADD(BPF_STMT(BPF_RET | BPF_K, DENY));
+    }
+    ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1));
+    ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)));
+    /* clone and unshare: flags are the first argument (its low 32 bits hold every CLONE_NEW*). */
+    ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 1, 0));
+    ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 0, 3));
+    ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])));
+    ADD(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NEWUSER, 0, 1));
+    ADD(BPF_STMT(BPF_RET | BPF_K, DENY));
+    ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+#undef ADD
+    exec_filter_prog = (struct sock_fprog){.len = (unsigned short)n, .filter = exec_filter};
+}
+
+/* The highest capability number this kernel knows (gVisor's may know fewer than Linux's). */
+static int last_cap = -1;
+
+static void find_last_cap(void)
+{
+    while (prctl(PR_CAPBSET_READ, last_cap + 1, 0, 0, 0) >= 0) last_cap++;
+}
+
+/* In the child, as root, before any user change: bounding set, then permitted/effective, to the default set. */
+static bool drop_capabilities(void)
+{
+    for (int c = 0; c <= last_cap; c++)
+        if (!(DEFAULT_CAPS & CAPS(c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0) return false;
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &hdr, data) != 0) return false;
+    uint64_t keep = (((uint64_t)data[1].permitted << 32) | data[0].permitted) & DEFAULT_CAPS;
+    for (int i = 0; i < 2; i++) {
+        data[i].permitted = data[i].effective = (uint32_t)(keep >> (32 * i));
+        data[i].inheritable = 0;
+    }
+    if (syscall(SYS_capset, &hdr, data) != 0) return false;
+    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0 || errno == EINVAL;
+}
+
+/* Last before execve: no_new_privs (which also lets an unprivileged process install the filter), then the filter. */
+static bool restrict_syscalls(void)
+{
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &exec_filter_prog, 0, 0) == 0;
+}
+
 /* ---------- EXEC ---------- */
 
 /* What the child reports through its error pipe when it cannot get to execve(). */
-enum child_stage { ST_SETSID, ST_DEVNULL, ST_DUP, ST_CHDIR, ST_SETGROUPS, ST_SETGID, ST_SETUID, ST_EXEC };
+enum child_stage { ST_SETSID, ST_DEVNULL, ST_DUP, ST_CHDIR, ST_CAPS, ST_SETGROUPS, ST_SETGID, ST_SETUID, ST_SECCOMP, ST_EXEC };
 struct child_error {
     int stage;
     int err;
@@ -485,12 +609,14 @@ static _Noreturn void run_child(const struct child_setup *cs)
         if (!cs->as_user || (errno != EACCES && errno != EPERM)) child_fail(cs, ST_CHDIR);
         chdir_later = true;
     }
+    if (confine_execs && !drop_capabilities()) child_fail(cs, ST_CAPS);
     if (cs->as_user) {
         if (setgroups(0, NULL) < 0) child_fail(cs, ST_SETGROUPS);
         if (setgid(cs->gid) < 0) child_fail(cs, ST_SETGID);
         if (setuid(cs->uid) < 0) child_fail(cs, ST_SETUID);
     }
     if (chdir_later && chdir(cs->cwd) < 0) child_fail(cs, ST_CHDIR);
+    if (confine_execs && !restrict_syscalls()) child_fail(cs, ST_SECCOMP);
     execve("/bin/sh", cs->argv, cs->envp);
     child_fail(cs, ST_EXEC);
 }
@@ -501,6 +627,8 @@ static void report_child_error(struct agent *a, uint32_t id, const struct child_
     const char *why = strerror(ce->err);
     switch (ce->stage) {
     case ST_SETSID: send_error(a, id, "setsid: %s", why); break;
+    case ST_CAPS: send_error(a, id, "dropping capabilities: %s", why); break;
+    case ST_SECCOMP: send_error(a, id, "no_new_privs and seccomp filter: %s", why); break;
     case ST_DEVNULL: send_error(a, id, "open /dev/null: %s", why); break;
     case ST_DUP: send_error(a, id, "dup2: %s", why); break;
     case ST_CHDIR: send_error(a, id, "chdir %s: %s", cs->cwd, why); break;
@@ -1236,11 +1364,18 @@ static void open_channel(const char *path)
 
 int main(int argc, char **argv)
 {
+    bool workload_cgroup = false;
+    const char *tasks_max = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--channel") && i + 1 < argc) open_channel(argv[++i]);
-        else if (!strcmp(argv[i], "--exec-memory-cgroup")) setup_workload_memory_cgroup();
-        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup] (default: stdin/stdout)");
+        else if (!strcmp(argv[i], "--exec-memory-cgroup")) workload_cgroup = true;
+        else if (!strcmp(argv[i], "--exec-tasks-max") && i + 1 < argc) tasks_max = argv[++i];
+        else if (!strcmp(argv[i], "--privileged")) confine_execs = false;
+        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup [--exec-tasks-max N]] [--privileged] (default: stdin/stdout)");
     }
+    if (workload_cgroup) setup_workload_memory_cgroup(tasks_max);
+    find_last_cap();
+    build_exec_filter();
     struct agent agent;
     memset(&agent, 0, sizeof agent);
     struct agent *a = &agent;

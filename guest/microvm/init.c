@@ -46,9 +46,11 @@ static struct {
     const char *mounts;   /* comma-separated specs: t:<hex path> | 9:<tag>:<ro|rw>:<hex path> */
     const char *hostname; /* hex */
     const char *disk_mb;
+    const char *tasks_max; /* the commands' task cap, handed to the agent */
     const char *port;     /* virtio-serial port name of the agent's channel */
     const char *net;      /* <guest ip>/<prefix>,<gateway> */
     bool trace;
+    bool privileged;      /* commands keep every capability: the agent gets --privileged */
 } cfg;
 
 static void poweroff_now(void)
@@ -136,11 +138,13 @@ static void read_cmdline(char *buf, size_t cap)
         if (!strncmp(w, "matchlock.mounts=", 17)) cfg.mounts = v;
         else if (!strncmp(w, "matchlock.hostname=", 19)) cfg.hostname = v;
         else if (!strncmp(w, "matchlock.disk_mb=", 18)) cfg.disk_mb = v;
+        else if (!strncmp(w, "matchlock.tasks_max=", 20)) cfg.tasks_max = v;
         else if (!strncmp(w, "matchlock.port=", 15)) cfg.port = v;
         else if (!strncmp(w, "matchlock.net=", 14)) cfg.net = v;
         else if (!strncmp(w, "matchlock.trace=", 16)) cfg.trace = !strcmp(v, "1");
+        else if (!strncmp(w, "matchlock.privileged=", 21)) cfg.privileged = !strcmp(v, "1");
     }
-    if (!cfg.disk_mb || !cfg.port || !cfg.hostname) fail("the kernel command line lacks matchlock.disk_mb, .port or .hostname");
+    if (!cfg.disk_mb || !cfg.tasks_max || !cfg.port || !cfg.hostname) fail("the kernel command line lacks matchlock.disk_mb, .tasks_max, .port or .hostname");
 }
 
 /* Loads the modules named (one initramfs path per line) in a list, in order. */
@@ -404,6 +408,13 @@ int main(void)
     warm_shell();
     trace("root and mounts ready, starting the agent");
     if (umount("/sys") != 0) fail("umount /sys: %s", strerror(errno));
+    /* Yama: a process may ptrace only its own descendants unless it has CAP_SYS_PTRACE (which
+       only a privileged sandbox's commands keep). Best effort: a kernel without Yama has no file. */
+    int yama = open("/newroot/proc/sys/kernel/yama/ptrace_scope", O_WRONLY | O_CLOEXEC);
+    if (yama >= 0) {
+        if (write(yama, "1", 1) != 1) fail("set kernel.yama.ptrace_scope: %s", strerror(errno));
+        close(yama);
+    }
 
     remove_tree("/lib");
     unlink("/matchlock-agent");
@@ -411,6 +422,8 @@ int main(void)
     if (chdir("/newroot") != 0) fail("chdir /newroot: %s", strerror(errno));
     do_mount(".", "/", NULL, MS_MOVE, NULL);
     if (chroot(".") != 0 || chdir("/") != 0) fail("chroot into the new root: %s", strerror(errno));
-    execl("/.matchlock/agent", "agent", "--channel", channel, "--exec-memory-cgroup", (char *)NULL);
+    /* A privileged sandbox's agent leaves its commands unconfined; the NULL ends the list otherwise. */
+    execl("/.matchlock/agent", "agent", "--channel", channel, "--exec-memory-cgroup", "--exec-tasks-max", cfg.tasks_max,
+          cfg.privileged ? "--privileged" : (char *)NULL, (char *)NULL);
     fail("exec the agent: %s", strerror(errno));
 }

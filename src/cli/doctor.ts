@@ -1,13 +1,21 @@
 // `matchlock doctor`: which isolation engines can run here, which one `auto` picks, and for
-// the micro-VM whether it gets KVM or software emulation (TCG), each with the reason.
+// the micro-VM whether it gets KVM or software emulation (TCG), each with the reason. Exits
+// non-zero when the engine that would be used cannot run sandboxes.
 import type { Command } from "commander";
 import { GvisorBackend } from "../engine/backends/gvisor/runsc.js";
 import { MicrovmBackend } from "../engine/backends/microvm/microvm.js";
 import { availability, chooseBackend } from "../engine/backends/select.js";
+import { guestBinariesProblem } from "./guest-binaries.js";
 
 export interface DoctorReport {
+  /** Set when the engine's guest binaries are missing or do not match it: then nothing runs. */
+  guestBinaries?: string;
+  /** Set when this process is not root: gVisor needs it (or the SDK's useSudo). */
+  notRoot?: string;
   backends: Array<{ name: string; available: boolean; problem?: string; detail?: string }>;
   selected: { name: string; reason: string } | { error: string };
+  /** True when the selected engine can run sandboxes. */
+  ok: boolean;
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
@@ -21,30 +29,45 @@ export async function doctorReport(): Promise<DoctorReport> {
   let selected: DoctorReport["selected"];
   try {
     const choice = await chooseBackend();
-    selected = { name: choice.backend.name, reason: choice.reason };
+    const chosen = backends.find((b) => b.name === choice.backend.name);
+    selected = chosen?.available === false
+      ? { error: `${choice.reason}, which cannot run here: ${chosen.problem}` }
+      : { name: choice.backend.name, reason: choice.reason };
   } catch (err) {
     selected = { error: (err as Error).message };
   }
-  return { backends, selected };
+  const guestBinaries = await guestBinariesProblem();
+  const uid = process.getuid?.() ?? 0;
+  return {
+    ...(guestBinaries ? { guestBinaries } : {}),
+    ...(uid !== 0 ? { notRoot: `running as uid ${uid}: gVisor needs root (run as root, or use Config.useSudo in the SDK)` } : {}),
+    backends,
+    selected,
+    ok: guestBinaries === undefined && !("error" in selected),
+  };
+}
+
+export function printDoctorReport(report: DoctorReport): void {
+  if (report.notRoot) console.log(report.notRoot);
+  if (report.guestBinaries) console.log(`guest binaries: ${report.guestBinaries}`);
+  for (const b of report.backends) {
+    console.log(`${b.name}: ${b.available ? "available" : "NOT available"}`);
+    if (b.detail) console.log(`  accelerator: ${b.detail}`);
+    if (b.problem) console.log(`  ${b.problem}`);
+  }
+  if ("error" in report.selected) console.log(`selected: none (${report.selected.error})`);
+  else console.log(`selected: ${report.selected.name} (${report.selected.reason})`);
 }
 
 export function registerDoctorCommand(program: Command): void {
   program
     .command("doctor")
-    .description("say which isolation engines work here (gVisor, micro-VM with KVM or TCG) and why")
+    .description("say which isolation engines work here (gVisor, micro-VM with KVM or TCG) and why; exits 1 when none would")
     .option("--json", "print the report as JSON")
     .action(async (opts: { json?: boolean }) => {
       const report = await doctorReport();
-      if (opts.json) {
-        console.log(JSON.stringify(report, null, 2));
-        return;
-      }
-      for (const b of report.backends) {
-        console.log(`${b.name}: ${b.available ? "available" : "NOT available"}`);
-        if (b.detail) console.log(`  accelerator: ${b.detail}`);
-        if (b.problem) console.log(`  ${b.problem}`);
-      }
-      if ("error" in report.selected) console.log(`selected: none (${report.selected.error})`);
-      else console.log(`selected: ${report.selected.name} (${report.selected.reason})`);
+      if (opts.json) console.log(JSON.stringify(report, null, 2));
+      else printDoctorReport(report);
+      if (!report.ok) process.exitCode = 1;
     });
 }

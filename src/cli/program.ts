@@ -1,18 +1,18 @@
 // The `matchlock` command line. Every failure prints one "Error: ..." line on stderr and exits 1.
 import { Command } from "commander";
-import { readFileSync } from "node:fs";
+import { packageVersion } from "../protocol/handshake.js";
 import { registerDoctorCommand } from "./doctor.js";
 import { registerImageCommands } from "./image.js";
 import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
+import { registerSetupCommand } from "./setup.js";
 
-const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
 const program = new Command("matchlock")
   .description("Sandboxes for AI agents' code: isolated Linux environments booted from OCI images")
-  .version(`matchlock version ${pkg.version}`, "--version", "print the version")
+  .version(`matchlock version ${packageVersion()}`, "--version", "print the version")
   .showHelpAfterError()
   .configureOutput({ outputError: (str, write) => write(str) });
 
@@ -24,13 +24,14 @@ program
 program
   .command("version")
   .description("print the version")
-  .action(() => console.log(`matchlock ${pkg.version} (commit: ${process.env.MATCHLOCK_COMMIT ?? "unknown"}, built: unknown)`));
+  .action(() => console.log(`matchlock ${packageVersion()} (commit: ${process.env.MATCHLOCK_COMMIT ?? "unknown"}, built: unknown)`));
 
 registerServeCommand(program);
 registerRunCommand(program);
 registerVmCommands(program);
 registerImageCommands(program);
 registerDoctorCommand(program);
+registerSetupCommand(program);
 
 export function runCli(argv: string[]): void {
   program.parseAsync(argv).catch((err: unknown) => {

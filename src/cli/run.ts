@@ -18,6 +18,7 @@ interface RunOptions {
   volume: string[];
   workdir?: string;
   rm: boolean;
+  privileged?: boolean;
 }
 
 
@@ -52,6 +53,7 @@ export function registerRunCommand(program: Command): void {
     .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
+    .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
     .argument("[command...]", "command and arguments (use -- before a command with options)")
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {
@@ -67,6 +69,7 @@ export function registerRunCommand(program: Command): void {
         resources: { cpus: num(opts.cpus), memory_mb: num(opts.memory), disk_size_mb: num(opts.diskSize) },
         vfs: { workspace: opts.workspace, mounts },
         backend: opts.backend,
+        privileged: opts.privileged === true ? true : undefined,
       });
       if (!params.success) throw new Error(describeZodError(params.error));
       const config = mergeDefaults(params.data);

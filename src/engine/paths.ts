@@ -18,6 +18,8 @@ export const paths = {
   cache: () => process.env.MATCHLOCK_CACHE || join(homedir(), ".cache", "matchlock"),
   /** Files shipped with the package, e.g. guest/microvm/build/matchlock-init. */
   packageFile: (...parts: string[]) => join(packageRoot, ...parts),
+  /** The host helper that runs runsc under a filter refusing set-id mode bits (host/setid-guard). */
+  setidGuard: () => join(packageRoot, "host", "setid-guard", "build", "matchlock-setid-guard"),
   /** The static agent binary put into every sandbox; $MATCHLOCK_AGENT overrides it. */
   agentBinary: () => process.env.MATCHLOCK_AGENT || join(packageRoot, "guest", "agent", "build", "matchlock-agent"),
 };

@@ -4,9 +4,10 @@ import { Readable } from "node:stream";
 import { Base64Data } from "../protocol/base64.js";
 import { Notification } from "../protocol/rpc.js";
 import { connectEngine, spawnEngine } from "./engine-link.js";
-import { resolveBinary, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
+import { engineCommand, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
 import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
+import { shakeHands } from "./handshake.js";
 import { OutputSink } from "./output-sink.js";
 import { runCommand } from "./run-command.js";
 import type { Sandbox } from "./sandbox.js";
@@ -19,6 +20,7 @@ import type {
   ExecResult,
   ExecStreamOptions,
   ExecStreamResult,
+  OutputTarget,
   FileInfo,
   SandboxEvent,
   WriteFileOptions,
@@ -33,8 +35,11 @@ const CLOSE_GRACE_MS = 5_000;
 const EXIT_GRACE_MS = 3_000;
 
 export class Client implements AsyncDisposable {
-  private readonly binaryPath: string;
+  /** The engine command without its subcommand: `rpc` and `rm` run the same engine. */
+  private readonly engine: string[];
   private readonly useSudo: boolean;
+  private readonly keepOnDispose: boolean;
+  private readonly socket: string | undefined;
   private readonly transport: Transport;
   private readonly eventListeners = new Set<(event: SandboxEvent) => void>();
   private startPromise?: Promise<void>;
@@ -43,14 +48,15 @@ export class Client implements AsyncDisposable {
   private readonly transferSlots = new TransferSlots();
 
   constructor(config: Config = {}) {
-    // Resolved once, so `rpc` and `rm` run the same binary even if MATCHLOCK_BIN changes later.
-    this.binaryPath = resolveBinary(config);
+    // Resolved once, so `rpc` and `rm` run the same engine even if MATCHLOCK_BIN changes later.
+    this.engine = engineCommand(config);
     this.useSudo = config.useSudo === true;
-    const socket = resolveEngineSocket(config);
+    this.keepOnDispose = config.keepOnDispose === true;
+    const socket = (this.socket = resolveEngineSocket(config));
     if (socket !== undefined && this.useSudo) {
       throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user");
     }
-    const argv = rpcCommand({ binaryPath: this.binaryPath, useSudo: this.useSudo });
+    const argv = rpcCommand(this.engine, this.useSudo);
     const open = socket !== undefined ? () => connectEngine(socket) : () => spawnEngine(argv);
     this.transport = new Transport(open, (params) => this.dispatchEvent(params));
   }
@@ -60,10 +66,15 @@ export class Client implements AsyncDisposable {
     return this.currentVmId;
   }
 
-  /** Starts the engine process (or connects to the resident engine). Idempotent; a closed client cannot be restarted. */
+  /**
+   * Starts the engine process (or connects to the resident engine) and checks that it speaks
+   * this SDK's protocol. Idempotent; a closed client cannot be restarted.
+   */
   start(): Promise<void> {
     if (this.closePromise) return Promise.reject(new MatchlockError("Client is closed"));
-    this.startPromise ??= this.transport.start();
+    this.startPromise ??= this.transport.start().then(async () => {
+      await shakeHands(this.transport, this.socket ?? this.engine.join(" "));
+    });
     return this.startPromise;
   }
 
@@ -104,6 +115,16 @@ export class Client implements AsyncDisposable {
     return toExecResult(result);
   }
 
+  /** exec() in `workingDir` (upstream SDK's name; "" = the default directory). */
+  execWithDir(command: string, workingDir = "", opts: CallOptions = {}): Promise<ExecResult> {
+    return this.exec(command, { ...opts, workingDir });
+  }
+
+  /** execStream() in `workingDir` with these targets (upstream SDK's name). */
+  execStreamWithDir(command: string, workingDir = "", stdout?: OutputTarget, stderr?: OutputTarget, opts: CallOptions = {}): Promise<ExecStreamResult> {
+    return this.execStream(command, { ...opts, workingDir, ...(stdout ? { stdout } : {}), ...(stderr ? { stderr } : {}) });
+  }
+
   /** Like exec(), but delivers output as it arrives to `stdout`/`stderr` (streams or callbacks). */
   async execStream(command: string, opts: ExecStreamOptions = {}): Promise<ExecStreamResult> {
     const sinks = {
@@ -135,6 +156,11 @@ export class Client implements AsyncDisposable {
    * Uint8Array/string chunks) are streamed in chunks with bounded memory, into a temporary file
    * that is renamed over `path` only once everything arrived.
    */
+  /** writeFile() with this mode (upstream SDK's name). */
+  writeFileMode(path: string, content: FileContent, mode: number, opts: CallOptions = {}): Promise<void> {
+    return this.writeFile(path, content, { ...opts, mode });
+  }
+
   async writeFile(path: string, content: FileContent, opts: WriteFileOptions = {}): Promise<void> {
     const mode = opts.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff) {
@@ -225,11 +251,11 @@ export class Client implements AsyncDisposable {
     return this.closePromise;
   }
 
-  /** Deletes the stopped VM's state with `<binary> rm <vmId>` (never via sudo). No-op without a VM id. */
+  /** Deletes the stopped VM's state with `<engine> rm <vmId>` (through sudo with useSudo). No-op without a VM id. */
   async remove(): Promise<void> {
     const id = this.currentVmId;
     if (!id) return;
-    const argv = rmCommand(id, { binaryPath: this.binaryPath, useSudo: this.useSudo });
+    const argv = rmCommand(id, this.engine, this.useSudo);
     let result;
     try {
       result = await runCommand(argv);
@@ -243,8 +269,14 @@ export class Client implements AsyncDisposable {
     this.currentVmId = undefined;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+  /**
+   * `await using`: closes the client and removes the sandbox it made (its stopped record and
+   * state directory), unless Config.keepOnDispose asks to keep them for inspection. A resident
+   * engine's sandboxes are cleaned up by that engine when the connection ends.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+    if (!this.keepOnDispose && this.socket === undefined) await this.remove();
   }
 
   private async shutdown(timeoutSeconds: number): Promise<void> {

@@ -1,11 +1,27 @@
-// Which binary the SDK runs, and with which argv (spec §1.1).
+// Which engine the SDK runs, and with which argv (spec §1.1).
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import type { Config } from "./types.js";
 
-/** Config.binaryPath, else a non-empty MATCHLOCK_BIN, else `matchlock` from $PATH. */
-export function resolveBinary(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string {
-  if (config.binaryPath) return config.binaryPath;
-  const fromEnv = env.MATCHLOCK_BIN;
-  return fromEnv ? fromEnv : "matchlock";
+/**
+ * The engine of this very package (dist/src/cli/main.js beside dist/src/sdk/): the one this SDK
+ * was built and tested with, so it comes before anything the environment names.
+ */
+export const OWN_ENGINE = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+
+/**
+ * The command that starts the engine, without its subcommand: Config.binaryPath, else this
+ * package's own engine (run by this Node.js), else a non-empty MATCHLOCK_BIN, else `matchlock`
+ * from $PATH. `ownEngine` is null when the package has no engine (an SDK copied alone).
+ */
+export function engineCommand(
+  config: Config = {},
+  env: NodeJS.ProcessEnv = process.env,
+  ownEngine: string | null = existsSync(OWN_ENGINE) ? OWN_ENGINE : null,
+): string[] {
+  if (config.binaryPath) return [config.binaryPath];
+  if (ownEngine) return [process.execPath, ownEngine];
+  return [env.MATCHLOCK_BIN || "matchlock"];
 }
 
 /** Config.engineSocket, else a non-empty MATCHLOCK_ENGINE_SOCKET: the resident engine to connect to. */
@@ -15,17 +31,15 @@ export function resolveEngineSocket(config: Config = {}, env: NodeJS.ProcessEnv 
   return fromEnv ? fromEnv : undefined;
 }
 
-/** argv of the RPC engine: `[bin, "rpc"]`, or `["sudo", bin, "rpc"]` with useSudo. */
-export function rpcCommand(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string[] {
-  const bin = resolveBinary(config, env);
-  return config.useSudo ? ["sudo", bin, "rpc"] : [bin, "rpc"];
+/** argv of the RPC engine: `[...engine, "rpc"]`, or `["sudo", ...engine, "rpc"]` with useSudo. */
+export function rpcCommand(engine: readonly string[], useSudo = false): string[] {
+  return useSudo ? ["sudo", ...engine, "rpc"] : [...engine, "rpc"];
 }
 
 /**
  * argv of `remove()`. Unlike the seed SDKs, through sudo when the engine runs through sudo: the
  * state lives in the engine's (root's) home, which the user's own `rm` cannot see or change.
  */
-export function rmCommand(vmId: string, config: Config = {}, env: NodeJS.ProcessEnv = process.env): string[] {
-  const bin = resolveBinary(config, env);
-  return config.useSudo ? ["sudo", bin, "rm", vmId] : [bin, "rm", vmId];
+export function rmCommand(vmId: string, engine: readonly string[], useSudo = false): string[] {
+  return useSudo ? ["sudo", ...engine, "rm", vmId] : [...engine, "rm", vmId];
 }

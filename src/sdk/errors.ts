@@ -37,7 +37,7 @@ export class RPCError extends MatchlockError {
   }
 
   // Exact equality, as in the seed SDKs: codes are identifiers, not ranges.
-  isVmError(): boolean {
+  isVMError(): boolean {
     return this.code === ErrorCode.VM_FAILED;
   }
 

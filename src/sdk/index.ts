@@ -1,6 +1,6 @@
 // Public surface of the matchlock TypeScript SDK.
 export { Client } from "./client.js";
-export { Sandbox } from "./sandbox.js";
+export { Sandbox, createSandbox } from "./sandbox.js";
 export { defaultEngineSocket } from "../protocol/engine-home.js";
 export { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 export type { FileContent } from "./file-transfer.js";
@@ -8,6 +8,7 @@ export { ErrorCode, GoFileMode } from "../protocol/rpc.js";
 export type {
   BackendName,
   CallOptions,
+  CallOptions as RequestOptions,
   Config,
   CreateOptions,
   ExecOptions,
@@ -15,6 +16,7 @@ export type {
   ExecStreamOptions,
   ExecStreamResult,
   FileInfo,
+  ImageConfig,
   MountConfig,
   MountType,
   OutputTarget,

@@ -1,6 +1,7 @@
-// Delivers one exec_stream output stream to the caller's target as text. Chunks have no
-// UTF-8 alignment (spec §2.3), so a StringDecoder carries partial characters over to the
-// next chunk instead of turning them into U+FFFD.
+// Delivers one exec_stream output stream to the caller's target. A Writable gets the bytes
+// exactly as the command wrote them (Buffers: output may be binary). A callback gets text:
+// chunks have no UTF-8 alignment (spec §2.3), so a StringDecoder carries partial characters
+// over to the next chunk instead of turning them into U+FFFD.
 //
 // Back-pressure: when the target Writable says it is full (write() returns false), write()
 // returns a promise that settles on 'drain'; the transport stops reading the engine until then,
@@ -10,39 +11,43 @@ import { StringDecoder } from "node:string_decoder";
 import type { OutputTarget } from "./types.js";
 
 export class OutputSink {
-  private readonly decoder = new StringDecoder("utf8");
+  /** Only for a callback target. */
+  private readonly decoder: StringDecoder | undefined;
   private lastWrite: Promise<void> = Promise.resolve();
   /** The pending wait for 'drain', shared by every write made while the target is full. */
   private drain: Promise<void> | undefined;
   /** First failure of the caller's target; reported once the exec finishes. */
   error: unknown;
 
-  constructor(private readonly target: OutputTarget | undefined) {}
+  constructor(private readonly target: OutputTarget | undefined) {
+    if (typeof target === "function") this.decoder = new StringDecoder("utf8");
+  }
 
   /** Undefined when the target can take more now; else a promise that settles when it can. */
   write(bytes: Buffer): Promise<void> | undefined {
-    return this.target ? this.emit(this.decoder.write(bytes)) : undefined;
+    if (!this.target) return undefined;
+    return this.emit(this.decoder ? this.decoder.write(bytes) : bytes);
   }
 
-  /** Flushes a trailing partial character (as U+FFFD) and waits until the target took every write. */
+  /** Flushes a callback's trailing partial character (as U+FFFD) and waits until the target took every write. */
   async end(): Promise<void> {
     if (!this.target) return;
-    this.emit(this.decoder.end());
+    if (this.decoder) this.emit(this.decoder.end());
     await this.lastWrite;
   }
 
-  private emit(text: string): Promise<void> | undefined {
-    if (text === "" || this.error !== undefined) return undefined;
+  private emit(chunk: string | Buffer): Promise<void> | undefined {
+    if (chunk.length === 0 || this.error !== undefined) return undefined;
     const target = this.target!;
     try {
       if (typeof target === "function") {
-        target(text);
+        target(chunk as string);
         return undefined;
       }
       // Write callbacks run in order, so waiting for the last one means all were flushed.
       let hasRoom = true;
       this.lastWrite = new Promise((resolve) => {
-        hasRoom = target.write(text, (err?: Error | null) => {
+        hasRoom = target.write(chunk, (err?: Error | null) => {
           if (err && this.error === undefined) this.error = err;
           resolve();
         });

@@ -1,10 +1,12 @@
 // Fluent builder for CreateOptions, mirroring the seed Python SDK's Sandbox. Each setter
 // validates its input at once, so a mistake is reported where it was made.
 import { MatchlockError } from "./errors.js";
-import type { BackendName, CreateOptions, MountConfig, SecretOptions } from "./types.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig, SecretOptions } from "./types.js";
 import {
   checkBackend,
   checkDnsServer,
+  checkEnvMap,
+  checkImageConfig,
   checkGuestPath,
   checkHostPattern,
   checkImage,
@@ -15,6 +17,11 @@ import {
   secretOptions,
 } from "./validate.js";
 
+/** The same as `new Sandbox(image)`. */
+export function createSandbox(image: string): Sandbox {
+  return new Sandbox(image);
+}
+
 export class Sandbox {
   private readonly opts: CreateOptions;
 
@@ -23,7 +30,7 @@ export class Sandbox {
   }
 
   /** Number of vCPUs (engine default 1). */
-  withCpus(cpus: number): this {
+  withCPUs(cpus: number): this {
     this.opts.cpus = checkPositiveInt("cpus", cpus);
     return this;
   }
@@ -55,6 +62,16 @@ export class Sandbox {
     return this;
   }
 
+  /**
+   * Skips the hardening every command otherwise gets (Docker's default capability set,
+   * no_new_privs, a seccomp filter): commands run with every capability the engine allows.
+   */
+  withPrivileged(privileged = true): this {
+    if (typeof privileged !== "boolean") throw new MatchlockError(`privileged must be true or false, not ${JSON.stringify(privileged)}`);
+    this.opts.privileged = privileged;
+    return this;
+  }
+
   /** Guest directory where the VFS is mounted (engine default /workspace). */
   withWorkspace(guestPath: string): this {
     this.opts.workspace = checkGuestPath("workspace", guestPath);
@@ -69,8 +86,24 @@ export class Sandbox {
   }
 
   /** Blocks guest access to private IP ranges (10/8, 172.16/12, 192.168/16, ...). */
-  blockPrivateIps(block = true): this {
-    this.opts.blockPrivateIps = block;
+  blockPrivateIPs(block = true): this {
+    this.opts.blockPrivateIPs = block;
+    return this;
+  }
+
+  /** The same as blockPrivateIPs(on). */
+  withBlockPrivateIPs(on: boolean): this {
+    return this.blockPrivateIPs(on);
+  }
+
+  /** Lets the guest reach private ranges (only of allowed hosts: the allow-list still applies). */
+  allowPrivateIPs(): this {
+    return this.blockPrivateIPs(false);
+  }
+
+  /** Forgets blockPrivateIPs/allowPrivateIPs: the default (blocked) applies. */
+  unsetBlockPrivateIPs(): this {
+    delete this.opts.blockPrivateIPs;
     return this;
   }
 
@@ -93,7 +126,7 @@ export class Sandbox {
   }
 
   /** Replaces the guest's DNS servers (engine default 8.8.8.8, 8.8.4.4). */
-  withDnsServers(...servers: string[]): this {
+  withDNSServers(...servers: string[]): this {
     this.opts.dnsServers = servers.map(checkDnsServer);
     return this;
   }
@@ -122,6 +155,41 @@ export class Sandbox {
   /** Copy-on-write view of a host directory; the host is never modified. */
   mountOverlay(guestPath: string, hostPath: string): this {
     return this.mount(guestPath, { type: "overlay", hostPath });
+  }
+
+  /** Sets one variable of every command's environment. */
+  withEnv(name: string, value: string): this {
+    return this.withEnvMap({ [name]: value });
+  }
+
+  /** Sets several variables of every command's environment (merged with those set before). */
+  withEnvMap(env: Record<string, string>): this {
+    this.opts.env = { ...this.opts.env, ...checkEnvMap("env", env) };
+    return this;
+  }
+
+  /** The default user of every command: "uid", "uid:gid" or a name from the guest's /etc/passwd. */
+  withUser(user: string): this {
+    return this.withImageConfig({ user });
+  }
+
+  /** Replaces the image's ENTRYPOINT (what `launch` starts, followed by CMD). */
+  withEntrypoint(...argv: string[]): this {
+    const entrypoint = [...argv];
+    this.opts.imageConfig = { ...this.opts.imageConfig, ...checkImageConfig({ entrypoint }) };
+    return this;
+  }
+
+  /**
+   * Replaces parts of the image's config: each non-empty field given replaces the one set
+   * before (env wholesale); null or undefined changes nothing.
+   */
+  withImageConfig(config: ImageConfig | null | undefined): this {
+    if (config === null || config === undefined) return this;
+    const checked = checkImageConfig(config);
+    const nonEmpty = Object.fromEntries(Object.entries(checked).filter(([, v]) => (Array.isArray(v) ? v.length > 0 : typeof v === "object" ? Object.keys(v).length > 0 : v !== "")));
+    this.opts.imageConfig = { ...this.opts.imageConfig, ...nonEmpty };
+    return this;
   }
 
   /** A copy of the options built so far; changing it does not affect the builder. */

@@ -58,6 +58,8 @@ export class Transport {
   private deathDetail = "";
   /** How many slow-down requests hold the engine's stdout paused. */
   private pausedBy = 0;
+  private markStdoutClosed!: () => void;
+  private readonly stdoutClosedDone = new Promise<void>((resolve) => (this.markStdoutClosed = resolve));
 
   constructor(
     /** Spawns the engine or connects to one. */
@@ -163,7 +165,12 @@ export class Transport {
     if (this.state === "starting") this.state = "running";
   }
 
-  /** Writes one request line; `onError` hears if it could not be sent. */
+  /**
+   * Writes one request line; `onError` hears if it could not be sent. A write fails (EPIPE) when
+   * the engine is gone: its exit status and the end of its stderr, which stdout's close reports
+   * to every pending call, say why far better than the write error, so `onError` hears only
+   * after that report (or a bound), and a call it settled is not settled again.
+   */
   private send(method: string, params: JsonObject, id: number, onError: (err: Error) => void): void {
     const message: RpcRequest = { jsonrpc: "2.0", method, id };
     if (Object.keys(params).length > 0) message.params = params;
@@ -177,7 +184,8 @@ export class Transport {
     // One write() per message: Node queues writes in call order and never interleaves them,
     // which is all the serialisation NDJSON needs.
     this.link!.input.write(line, (err) => {
-      if (err) onError(err);
+      if (!err) return;
+      void this.stdoutClosedReported.then(() => onError(err));
     });
   }
 
@@ -249,6 +257,11 @@ export class Transport {
     });
   }
 
+  /** Settles once a closed stdout failed every pending call (with the engine's exit status and stderr), or after a bound. */
+  private get stdoutClosedReported(): Promise<void> {
+    return Promise.race([this.stdoutClosedDone, sleep(2 * DEATH_DETAILS_WAIT_MS, undefined, { ref: false })]).then(() => undefined);
+  }
+
   private async onStdoutClosed(): Promise<void> {
     this.state = "stopped";
     // No more responses can arrive. Let the exit status and last stderr lines come in, so the
@@ -263,6 +276,7 @@ export class Transport {
       message = `Matchlock process closed unexpectedly${this.deathDetail}`;
     }
     for (const entry of [...this.pending.values()]) entry.settle(new MatchlockError(message));
+    this.markStdoutClosed();
   }
 
   private async waitExit(ms: number): Promise<boolean> {

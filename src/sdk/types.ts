@@ -3,10 +3,18 @@ import type { WireNetworkEvent } from "../protocol/rpc.js";
 
 /** How to launch the engine. */
 export interface Config {
-  /** Path of the `matchlock` binary. Default: env MATCHLOCK_BIN if non-empty, else `matchlock` on $PATH. */
+  /**
+   * Path of the `matchlock` engine to run. Default: the engine of this SDK's own package; only
+   * when that is missing, env MATCHLOCK_BIN if non-empty, else `matchlock` on $PATH.
+   */
   binaryPath?: string;
-  /** Run `sudo <binary> rpc` (some backends need root). `remove()` never uses sudo. */
+  /** Run the engine through sudo (gVisor needs root); `remove()` then uses sudo too. */
   useSudo?: boolean;
+  /**
+   * `await using` closes the client and removes the sandbox's stopped record; true keeps the
+   * record (e.g. to read its logs with `matchlock get`). close() alone never removes it.
+   */
+  keepOnDispose?: boolean;
   /**
    * Unix socket of a resident engine (`matchlock serve`) to connect to instead of starting an
    * engine process per client. Default: env MATCHLOCK_ENGINE_SOCKET if non-empty, else none.
@@ -58,7 +66,7 @@ export interface CreateOptions {
   /** Lifetime in seconds: the engine stops the sandbox when it passes (0: no limit). */
   timeoutSeconds?: number;
   allowedHosts?: string[];
-  blockPrivateIps?: boolean;
+  blockPrivateIPs?: boolean;
   /** Guest path → mount. */
   mounts?: Record<string, MountConfig>;
   secrets?: Secret[];
@@ -66,8 +74,25 @@ export interface CreateOptions {
   dnsServers?: string[];
   /** Isolation engine for this sandbox (a matchlock extension); default: the engine's choice. */
   backend?: BackendName;
+  /** Commands run with every capability, no no_new_privs and no seccomp filter (default false). */
+  privileged?: boolean;
   /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up (what `launch` asks for). */
   launchEntrypoint?: boolean;
+  /** Environment of every command: over the image's, under the network's CA variables and secret placeholders. */
+  env?: Record<string, string>;
+  /** Replaces parts of the image's OCI config (user, working dir, entrypoint, cmd, env). */
+  imageConfig?: ImageConfig;
+}
+
+/** Parts of an image's OCI config to replace: an empty user or working dir keeps the image's; a given list or env replaces it. */
+export interface ImageConfig {
+  /** "uid", "uid:gid" or a name from the guest's /etc/passwd: the default user of every command. */
+  user?: string;
+  /** The default working directory of every command (made if missing). */
+  workingDir?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: Record<string, string>;
 }
 
 export type BackendName = "microvm" | "gvisor" | "auto";
@@ -122,7 +147,7 @@ export interface ExecOptions extends CallOptions {
   user?: string;
 }
 
-/** Where streamed output goes: a writable stream, or a callback receiving decoded text. */
+/** Where streamed output goes: a writable stream (gets the raw bytes, as Buffers), or a callback receiving UTF-8 decoded text. */
 export type OutputTarget = NodeJS.WritableStream | ((chunk: string) => void);
 
 export interface ExecStreamOptions extends ExecOptions {

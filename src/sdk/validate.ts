@@ -5,7 +5,7 @@ import { MAX_TIMEOUT_SECONDS } from "../protocol/rpc.js";
 import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
-import type { BackendName, CreateOptions, MountConfig, MountType, Secret, SecretOptions } from "./types.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig, MountType, Secret, SecretOptions } from "./types.js";
 
 const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -98,6 +98,48 @@ export function secretOptions(name: string, rest: unknown[]): Omit<Secret, "name
   return { hosts: opts.hosts ?? [], ...(opts.allowCleartext !== undefined ? { allowCleartext: opts.allowCleartext } : {}) };
 }
 
+export function checkEnvName(what: string, name: unknown): string {
+  if (typeof name !== "string" || !ENV_NAME.test(name)) {
+    throw new MatchlockError(`${what}: invalid environment variable name ${JSON.stringify(name)}`);
+  }
+  return name;
+}
+
+export function checkEnvMap(what: string, env: unknown): Record<string, string> {
+  if (env === null || typeof env !== "object" || Array.isArray(env)) throw new MatchlockError(`${what} must be an object of strings`);
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => {
+    if (typeof v !== "string" || v.includes("\0")) throw new MatchlockError(`${what}.${k} must be a string without NUL`);
+    return [checkEnvName(what, k), v];
+  }));
+}
+
+function checkArgv(what: string, argv: unknown): string[] {
+  if (!Array.isArray(argv) || argv.some((a) => typeof a !== "string")) throw new MatchlockError(`${what} must be an array of strings`);
+  return [...argv];
+}
+
+const IMAGE_CONFIG_KEYS = new Set(["user", "workingDir", "entrypoint", "cmd", "env"]);
+
+export function checkImageConfig(c: ImageConfig): ImageConfig {
+  if (typeof c !== "object" || Array.isArray(c)) throw new MatchlockError("imageConfig must be an object");
+  const unknown = Object.keys(c).filter((k) => !IMAGE_CONFIG_KEYS.has(k) && (c as Record<string, unknown>)[k] !== undefined);
+  if (unknown.length > 0) throw new MatchlockError(`unknown imageConfig field ${unknown.join(", ")}`);
+  const out: ImageConfig = {};
+  if (c.user !== undefined) out.user = checkString("imageConfig.user", c.user);
+  if (c.workingDir !== undefined) {
+    out.workingDir = c.workingDir === "" ? "" : checkGuestPath("imageConfig.workingDir", c.workingDir);
+  }
+  if (c.entrypoint !== undefined) out.entrypoint = checkArgv("imageConfig.entrypoint", c.entrypoint);
+  if (c.cmd !== undefined) out.cmd = checkArgv("imageConfig.cmd", c.cmd);
+  if (c.env !== undefined) out.env = checkEnvMap("imageConfig.env", c.env);
+  return out;
+}
+
+function checkString(what: string, v: unknown): string {
+  if (typeof v !== "string") throw new MatchlockError(`${what} must be a string`);
+  return v;
+}
+
 export function checkSecret(secret: Secret): Secret {
   if (typeof secret?.name !== "string" || !ENV_NAME.test(secret.name)) {
     throw new MatchlockError(
@@ -130,8 +172,8 @@ export function checkBackend(backend: BackendName): BackendName {
 }
 
 const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
-  "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIps",
-  "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint",
+  "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
+  "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
 ]);
 
 export function checkCreateOptions(opts: CreateOptions): CreateOptions {
@@ -147,8 +189,12 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   }
   if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
   if (opts.backend !== undefined) out.backend = checkBackend(opts.backend);
+  if (opts.privileged !== undefined) {
+    if (typeof opts.privileged !== "boolean") throw new MatchlockError(`privileged must be true or false, not ${JSON.stringify(opts.privileged)}`);
+    out.privileged = opts.privileged;
+  }
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
-  if (opts.blockPrivateIps !== undefined) out.blockPrivateIps = Boolean(opts.blockPrivateIps);
+  if (opts.blockPrivateIPs !== undefined) out.blockPrivateIPs = Boolean(opts.blockPrivateIPs);
   if (opts.mounts !== undefined) {
     out.mounts = {};
     for (const [guest, config] of Object.entries(opts.mounts)) {
@@ -170,5 +216,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   }
   if (opts.dnsServers !== undefined) out.dnsServers = opts.dnsServers.map(checkDnsServer);
   if (opts.launchEntrypoint) out.launchEntrypoint = true;
+  if (opts.env !== undefined) out.env = checkEnvMap("env", opts.env);
+  if (opts.imageConfig !== undefined && opts.imageConfig !== null) out.imageConfig = checkImageConfig(opts.imageConfig);
   return out;
 }

@@ -14,11 +14,12 @@ export function toWireMount(m: MountConfig): WireMountConfig {
  * Params of `create`. As in the seed Python SDK: resources only with non-zero fields; network
  * only when something network-related is set; vfs only when mounts or a workspace are set.
  * Unlike the seed SDK, block_private_ips defaults to true (as later upstream SDKs do), so
- * allowHost() alone does not open private ranges; blockPrivateIps(false) opens them.
+ * allowHost() alone does not open private ranges; blockPrivateIPs(false) opens them.
  */
 export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const params: Record<string, unknown> = { image: opts.image };
   if (opts.backend) params.backend = opts.backend;
+  if (opts.privileged) params.privileged = true;
 
   const resources: Record<string, number | boolean> = {};
   if (opts.cpus) resources.cpus = opts.cpus;
@@ -31,14 +32,26 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   }
   if (Object.keys(resources).length > 0) params.resources = resources;
   if (opts.launchEntrypoint) params.launch_entrypoint = true;
+  if (opts.env && Object.keys(opts.env).length > 0) params.env = { ...opts.env };
+  if (opts.imageConfig) {
+    // As upstream's SDK: sent whenever set; user and working_dir only when non-empty.
+    const c = opts.imageConfig;
+    params.image_config = {
+      ...(c.user ? { user: c.user } : {}),
+      ...(c.workingDir ? { working_dir: c.workingDir } : {}),
+      ...(c.entrypoint ? { entrypoint: [...c.entrypoint] } : {}),
+      ...(c.cmd ? { cmd: [...c.cmd] } : {}),
+      ...(c.env ? { env: { ...c.env } } : {}),
+    };
+  }
 
   const allowedHosts = opts.allowedHosts ?? [];
   const secrets = opts.secrets ?? [];
   const dnsServers = opts.dnsServers ?? [];
-  if (allowedHosts.length > 0 || opts.blockPrivateIps !== undefined || secrets.length > 0 || dnsServers.length > 0) {
+  if (allowedHosts.length > 0 || opts.blockPrivateIPs !== undefined || secrets.length > 0 || dnsServers.length > 0) {
     const network: Record<string, unknown> = {
       allowed_hosts: [...allowedHosts],
-      block_private_ips: opts.blockPrivateIps ?? true,
+      block_private_ips: opts.blockPrivateIPs ?? true,
     };
     if (secrets.length > 0) {
       network.secrets = Object.fromEntries(

@@ -1,7 +1,8 @@
 // End to end: the `matchlock` command line.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { before, describe, test } from "node:test";
-import { BACKEND, BUSYBOX, cli, setUpE2E } from "../helpers/e2e.js";
+import { BACKEND, BUSYBOX, CLI, cli, setUpE2E } from "../helpers/e2e.js";
 import { chooseAccel, hostFacts } from "../../src/engine/backends/microvm/accel.js";
 
 describe("matchlock CLI", () => {
@@ -12,7 +13,7 @@ describe("matchlock CLI", () => {
   test("--help lists the commands; --version names matchlock", async () => {
     const help = await cli(["--help"]);
     assert.equal(help.code, 0);
-    for (const c of ["run", "list", "get", "kill", "rm", "prune", "rpc", "version", "image", "doctor"]) assert.match(help.stdout, new RegExp(`\\b${c}\\b`));
+    for (const c of ["run", "list", "get", "kill", "rm", "prune", "rpc", "version", "image", "doctor", "setup"]) assert.match(help.stdout, new RegExp(`\\b${c}\\b`));
     assert.match((await cli(["--version"])).stdout, /matchlock/);
     assert.match((await cli(["version"])).stdout, /^matchlock .*commit:/);
   });
@@ -38,7 +39,21 @@ describe("matchlock CLI", () => {
     const pending = cli(["doctor"]);
     if (saved === undefined) delete process.env.MATCHLOCK_BACKEND;
     else process.env.MATCHLOCK_BACKEND = saved;
-    assert.match((await pending).stdout, /^selected: none \(unknown backend "bogus" in MATCHLOCK_BACKEND \(use microvm, gvisor, auto\)\)$/m);
+    const bogus = await pending;
+    assert.match(bogus.stdout, /^selected: none \(unknown backend "bogus" in MATCHLOCK_BACKEND \(use microvm, gvisor, auto\)\)$/m);
+    assert.equal(bogus.code, 1, "no engine would run: doctor fails");
+  });
+
+  test("doctor run by another user says first that gVisor needs root", async () => {
+    const r = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const p = spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI, "doctor"], { stdio: ["ignore", "pipe", "inherit"] });
+      let stdout = "";
+      p.stdout.on("data", (d: Buffer) => (stdout += d));
+      p.once("error", reject);
+      p.once("close", (code) => resolve({ code, stdout }));
+    });
+    assert.match(r.stdout, /^running as uid 65534: gVisor needs root \(run as root, or use Config\.useSudo in the SDK\)\n/);
+    assert.match(r.stdout, /^gvisor: NOT available\n  the gVisor backend needs root/m);
   });
 
   test("run streams output and exits with the command's code", async () => {

@@ -173,8 +173,8 @@ describe("lifecycle", () => {
   test("the seed README's builder example runs python", async () => {
     await using client = newClient();
     await client.launch(
-      new Sandbox(PYTHON).withCpus(2).withMemory(512).withDiskSize(2048).withTimeout(300)
-        .allowHost("api.openai.com", "pypi.org").blockPrivateIps()
+      new Sandbox(PYTHON).withCPUs(2).withMemory(512).withDiskSize(2048).withTimeout(300)
+        .allowHost("api.openai.com", "pypi.org").blockPrivateIPs()
         .addSecret("API_KEY", "sk-test", "api.openai.com"),
     );
     const r = await client.exec("python3 -c 'print(1+1)'");

@@ -9,7 +9,7 @@ import { labSandbox } from "../helpers/net-lab.js";
 
 describe("network seal: dns_servers", () => {
   // dnsonly.test is known to the lab's DNS server only, not to the engine's test hosts file.
-  const suite = labSandbox((lab) => new Sandbox(PYTHON).allowHost("dnsonly.test", "allowed.test").withDnsServers(lab.serverIp).blockPrivateIps(false));
+  const suite = labSandbox((lab) => new Sandbox(PYTHON).allowHost("dnsonly.test", "allowed.test").withDNSServers(lab.serverIp).allowPrivateIPs());
 
   test("the engine resolves allowed names through them; the guest still asks only the engine", async () => {
     const r = await suite.client.exec(`python3 -c '

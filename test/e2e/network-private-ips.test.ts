@@ -8,7 +8,7 @@ import { PYTHON } from "../helpers/e2e.js";
 import { labSandbox } from "../helpers/net-lab.js";
 
 describe("network seal: block_private_ips", () => {
-  const suite = labSandbox(() => new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIps());
+  const suite = labSandbox(() => new Sandbox(PYTHON).allowHost("allowed.test").blockPrivateIPs());
 
   test("an allowed name that resolves to a private address is refused (403, nothing sent)", async () => {
     const r = await suite.client.exec(`python3 -c '

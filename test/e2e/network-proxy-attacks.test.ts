@@ -77,7 +77,7 @@ describe("network seal: attacks on the proxy", () => {
       new Sandbox(PYTHON).allowHost("allowed.test", RAW_NAME)
         .addSecret("API_KEY", SECRET, "secret.test")
         .addSecret("PLAIN_KEY", PLAIN_SECRET, { hosts: ["secret.test"], allowCleartext: true })
-        .blockPrivateIps(false), // the lab lives on 10.254.x.x
+        .allowPrivateIPs(), // the lab lives on 10.254.x.x
     );
     await client.writeFile("/tmp/fetch.py", FETCH_PY);
     await client.writeFile("/tmp/raw.py", RAW_HTTP_PY);

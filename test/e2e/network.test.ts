@@ -48,7 +48,7 @@ describe("network seal", () => {
     // The lab's servers live on private addresses (10.x in the test's own netns), which the SDK
     // blocks by default: open private ranges for this suite; the next one tests the blocking.
     await client.launch(
-      new Sandbox(PYTHON).allowHost("Allowed.test", "*.wild.test").addSecret("API_KEY", SECRET, "secret.test").blockPrivateIps(false),
+      new Sandbox(PYTHON).allowHost("Allowed.test", "*.wild.test").addSecret("API_KEY", SECRET, "secret.test").allowPrivateIPs(),
     );
     await client.writeFile("/tmp/fetch.py", FETCH_PY);
     await client.writeFile("/tmp/ws.py", WS_PY);

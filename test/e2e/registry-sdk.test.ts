@@ -57,6 +57,16 @@ describe("sandboxes from registry images", () => {
     assert.equal(r.exitCode, 0);
   });
 
+  test("commands start in the image's WORKDIR, as its USER; env and image config replace what they name", async () => {
+    await using client = newClient();
+    await client.launch(new Sandbox(name).withEnv("EXTRA", "x"));
+    assert.equal((await client.exec("pwd; echo $GREETING $EXTRA")).stdout, "/app\nhi x\n");
+    await using other = newClient();
+    await other.launch(new Sandbox(name).withUser("nobody").withImageConfig({ workingDir: "/made/here", env: { ONLY: "this" } }));
+    const r = await other.exec("pwd; id -u; echo \"$GREETING|$ONLY|$HOME\"");
+    assert.equal(r.stdout, "/made/here\n65534\n|this|/nonexistent\n");
+  });
+
   test("an image of zstd layers pulls and runs", async () => {
     await using client = newClient();
     await client.launch(new Sandbox(`${registry.host}/e2e/busybox-zstd:1`));

@@ -107,7 +107,7 @@ describe("mounts and builder options", () => {
     client = newClient();
     await client.launch(
       new Sandbox(BUSYBOX)
-        .withCpus(1)
+        .withCPUs(1)
         .withMemory(256)
         .withWorkspace("/work")
         .mountHostDir("/work/src", rw)

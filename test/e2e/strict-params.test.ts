@@ -26,7 +26,6 @@ describe("strict params, raw", () => {
     const refused: Array<[object, RegExp]> = [
       [{ image: BUSYBOX, future: 1 }, /^unknown field future: /],
       [{ image: BUSYBOX, network: { allowed_hosts: ["a.test"], proxy: "x" } }, /^unknown field network\.proxy: /],
-      [{ image: BUSYBOX, launch_entrypoint: true }, /^launch_entrypoint is not supported by this engine yet$/],
       [{ image: BUSYBOX, network: { allowed_hosts: [], hostname: "box" } }, /^network\.hostname is not supported by this engine yet$/],
       [{ image: BUSYBOX, network: { interception: { rules: [{ action: "block" }] } } }, /^network\.interception is not supported/],
       [{ image: BUSYBOX, vfs: { interception: { rules: [{ action: "block" }] } } }, /^vfs\.interception is not supported/],

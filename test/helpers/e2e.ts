@@ -18,7 +18,8 @@ export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
 export const BUSYBOX = "local/busybox:latest";
 export const PYTHON = "local/python:3.11";
 
-const TARBALLS = process.env.MATCHLOCK_TEST_IMAGES || join(homedir(), ".cache", "matchlock", "test-images");
+/** Where scripts/build-test-images.sh put the test images as tarballs (busybox.tar, python.tar). */
+export const TARBALLS = process.env.MATCHLOCK_TEST_IMAGES || join(homedir(), ".cache", "matchlock", "test-images");
 const SHARED_IMAGES = join(tmpdir(), "matchlock-e2e-images");
 
 /**
@@ -26,7 +27,7 @@ const SHARED_IMAGES = join(tmpdir(), "matchlock-e2e-images");
  * image store, importing the test images into it if they are not there yet.
  */
 export async function setUpE2E(): Promise<string> {
-  if (process.getuid?.() !== 0) throw new Error("the end-to-end tests need root: gVisor's runsc needs it, and QEMU's 9p shares run as the caller");
+  if (process.getuid?.() !== 0) throw new Error("the end-to-end tests need root: gVisor's runsc needs it, and so does confining QEMU (namespaces, chroot, its own user)");
   const home = await mkdtemp(join(tmpdir(), "matchlock-e2e-"));
   process.env.MATCHLOCK_HOME = home;
   process.env.MATCHLOCK_IMAGES = SHARED_IMAGES;
@@ -51,10 +52,10 @@ export function newClient(): Client {
 
 export interface CliResult { code: number; stdout: string; stderr: string }
 
-/** Runs the real `matchlock` CLI with the current MATCHLOCK_* environment. */
-export function cli(args: string[], input?: string): Promise<CliResult> {
+/** Runs the real `matchlock` CLI with the current MATCHLOCK_* environment (plus `env`). */
+export function cli(args: string[], input?: string, env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));

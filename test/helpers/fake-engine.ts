@@ -8,6 +8,8 @@
 //   FAKE_ARGV_FILE   append argv (as JSON) here on every invocation
 //   FAKE_IGNORE_EOF  "1": keep running after stdin EOF (to test SIGKILL on close)
 //   FAKE_RM_FAIL     "1": `rm` fails the way the real CLI does
+//   FAKE_HANDSHAKE   JSON result for `handshake` (without it: Method not found, as a seed engine)
+//   FAKE_EXIT_AT_START  print this to stderr and exit 3 at once, reading nothing (a foreign engine)
 //
 // exec / exec_stream command = whitespace-separated tokens, run in order:
 //   echo:TEXT  stdout TEXT\n      out:HEX / err:HEX  raw bytes      big:N  N bytes of "x" to stdout
@@ -55,6 +57,10 @@ class RpcFailure extends Error {
 }
 
 function serve(): void {
+  if (env.FAKE_EXIT_AT_START) {
+    process.stderr.write(env.FAKE_EXIT_AT_START + "\n");
+    process.exit(3);
+  }
   if (env.FAKE_PID_FILE) writeFileSync(env.FAKE_PID_FILE, String(process.pid));
   const files = new Map<string, { content: Buffer; mode: number }>();
   const inflight = new Map<number, AbortController>();
@@ -141,6 +147,9 @@ function serve(): void {
       }
       case "close":
         return { result: {} };
+      case "handshake":
+        if (env.FAKE_HANDSHAKE) return { result: JSON.parse(env.FAKE_HANDSHAKE) as Json };
+        throw new RpcFailure(-32601, "Method not found");
       default:
         throw new RpcFailure(-32601, "Method not found");
     }

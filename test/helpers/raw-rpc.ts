@@ -47,8 +47,9 @@ export class RawSession extends JsonLineSession {
   readonly proc: ChildProcessWithoutNullStreams;
   readonly exited: Promise<number | null>;
 
-  constructor() {
-    const proc = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "pipe"] });
+  /** `env`: added to this process's environment for the engine. */
+  constructor(env: Record<string, string> = {}) {
+    const proc = spawn(process.execPath, [CLI, "rpc"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
     super(proc.stdin, proc.stdout);
     this.proc = proc;
     this.proc.stderr.resume();

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { shellQuote } from "../../src/engine/sandbox/shell-quote.js";
-import { createParamsSchema, describeZodError, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
+import { applyImageConfig, createParamsSchema, describeZodError, mergeDefaults } from "../../src/engine/sandbox/create-config.js";
 import { toGoFileMode } from "../../src/engine/sandbox/file-mode.js";
 import { consumeLines, idOfSkippedLine } from "../../src/engine/rpc/line-reader.js";
 import { MountConfigError, checkGuestPath } from "../../src/engine/vfs/mounts.js";
@@ -100,8 +100,6 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse(plain).success, true);
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
     for (const [p, name] of [
-      [{ privileged: true }, "privileged"],
-      [{ image_config: { user: "app" } }, "image_config"],
       [{ extra_disks: [{ host_path: "/d", guest_mount: "/d" }] }, "extra_disks"],
       [{ network: { intercept: true } }, "network.intercept"],
       [{ network: { hostname: "box" } }, "network.hostname"],
@@ -121,6 +119,16 @@ describe("create params", () => {
     assert.equal(merge({ image: "a", resources: { timeout_seconds: 30, enforce_timeout: true } }).deadlineSeconds, 30);
     assert.match(refusal({ image: "a", resources: { enforce_timeout: true } }), /enforce_timeout needs a positive resources\.timeout_seconds/);
     assert.equal(merge({ image: "a", launch_entrypoint: true }).launchEntrypoint, true);
+  });
+
+  test("image_config replaces as spec 5.2 says: a non-empty user or working_dir, any given list or env", () => {
+    const image = { user: "app", workingDir: "/srv", entrypoint: ["/init"], cmd: ["serve"], env: ["A=1"] };
+    const apply = (c: unknown) => applyImageConfig(image, merge({ image: "a", image_config: c }).imageConfig);
+    assert.deepEqual(apply(undefined), image);
+    assert.deepEqual(apply({ user: "", working_dir: "" }), image);
+    assert.deepEqual(apply({ user: "1000", working_dir: "/w", cmd: [], env: { B: "2" } }), { user: "1000", workingDir: "/w", entrypoint: ["/init"], cmd: [], env: ["B=2"] });
+    assert.deepEqual(apply({ entrypoint: ["sh", "-c"] }).entrypoint, ["sh", "-c"]);
+    assert.match(refusal({ image: "a", image_config: { User: "x" } }), /^unknown field image_config\.User:/);
   });
 
   test("no_network is what a sandbox without hosts or secrets has; with them it is a contradiction", () => {

@@ -1,10 +1,11 @@
-// The gVisor bundle's mounts: what each mount kind becomes in runsc's config.json.
+// The gVisor bundle: what each mount kind becomes in runsc's config.json, and its task limits.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
+import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
+import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
 
 const spec = (memoryMb: number) => ({
-  id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", stateDir: "/s", logFile: "/l",
+  id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", privileged: false, stateDir: "/s", logFile: "/l",
   mounts: [
     { kind: "bind" as const, guestPath: "/workspace/src", hostPath: "/h/src", readonly: false },
     { kind: "tmpfs" as const, guestPath: "/workspace" },
@@ -20,10 +21,36 @@ test("tmpfs mounts and /tmp are capped at half the memory, so filling one is ENO
   }
 });
 
+test("capabilities: the default set with no_new_privs unless privileged; the agent is told which", () => {
+  const process = (privileged: boolean) => ociConfig({ ...spec(512), privileged }, "/agent").process as {
+    args: string[]; noNewPrivileges: boolean; capabilities: Record<string, string[]>;
+  };
+  const confined = process(false);
+  assert.equal(confined.noNewPrivileges, true);
+  assert.deepEqual(confined.args, ["/.matchlock/agent"]);
+  assert.equal(confined.capabilities.bounding!.length, 13);
+  assert.ok(!confined.capabilities.bounding!.includes("CAP_SYS_ADMIN") && !confined.capabilities.bounding!.includes("CAP_NET_RAW"));
+  assert.deepEqual(confined.capabilities.inheritable, []);
+  const privileged = process(true);
+  assert.equal(privileged.noNewPrivileges, false);
+  assert.deepEqual(privileged.args, ["/.matchlock/agent", "--privileged"]);
+  assert.ok(privileged.capabilities.effective!.includes("CAP_SYS_ADMIN"));
+});
+
 test("host dirs are binds with their mode, parents before children", () => {
   const mounts = (ociConfig(spec(512), "/agent").mounts as OciMount[]).filter((m) => m.destination.startsWith("/workspace"));
   assert.deepEqual(mounts.map((m) => m.destination), ["/workspace", "/workspace/src", "/workspace/cfg"]);
   assert.deepEqual(mounts[1]!.options, ["rbind", "rw"]);
   assert.deepEqual(mounts[2]!.options, ["rbind", "ro"]);
   assert.equal(mounts[2]!.source, "/h/cfg");
+});
+
+test("guest tasks are capped by RLIMIT_NPROC, and the sandbox's host tasks by its pids cgroup", () => {
+  const config = ociConfig(spec(512), "/agent") as {
+    process: { rlimits: Array<{ type: string; soft: number; hard: number }> };
+    linux: { resources: { pids: { limit: number } } };
+  };
+  assert.deepEqual(config.process.rlimits, [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }]);
+  assert.equal(config.linux.resources.pids.limit, HOST_TASK_LIMIT);
+  assert.ok(HOST_TASK_LIMIT > GUEST_TASK_LIMIT * 15, "room for ~15 host tasks per guest task");
 });

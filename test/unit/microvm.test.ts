@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { ConsoleCapture } from "../../src/engine/backends/microvm/console-capture.js";
 import { chooseAccel, tscKhzFrom, type HostFacts } from "../../src/engine/backends/microvm/accel.js";
 import { GUEST_9P_MODULES, GUEST_MODULES, GUEST_NET_MODULES, guestModuleSets, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
+import { JAIL_PATHS, SHARE_CAPABILITIES, jailedCommand, qemuUser, type JailPlan } from "../../src/engine/backends/microvm/jail.js";
 import { MAX_KERNEL_CMDLINE, guestMounts, kernelCmdline, qemuArgs, qemuOpt, type VmPlan } from "../../src/engine/backends/microvm/qemu-args.js";
 
 const cpuinfo = (flags: string) => `processor\t: 0\ncpu MHz\t\t: 2445.410\nflags\t\t: fpu sse2 ${flags} avx\n`;
@@ -95,7 +96,7 @@ test("module names: - and _ are the same; unknown modules, broken lines and cycl
 });
 
 const plan = (over: Partial<VmPlan> = {}): VmPlan => ({
-  id: "vm-0123abcd", cpus: 1.5, memoryMb: 512, diskSizeMb: 2048, hostname: "vm-0123abcd",
+  id: "vm-0123abcd", cpus: 1.5, memoryMb: 512, diskSizeMb: 2048, hostname: "vm-0123abcd", privileged: false,
   accel: { accel: "tcg", reason: "test", tscKhz: 2445410 },
   vmlinux: "/k/vmlinux", initramfs: "/k/initramfs.cpio", rootImage: "/img/rootfs.ext4", agentFd: 3,
   mounts: [
@@ -155,6 +156,60 @@ test("kernel command line: TCG fixes, panic reboots, hex-encoded hostname and mo
   // The guest init's step timestamps only on request.
   assert.ok(!line.includes("matchlock.trace"));
   assert.ok(kernelCmdline(plan({ trace: true })).split(" ").includes("matchlock.trace=1"));
+  // A privileged sandbox's agent leaves its commands unconfined.
+  assert.ok(!line.includes("matchlock.privileged"));
+  assert.ok(kernelCmdline(plan({ privileged: true })).split(" ").includes("matchlock.privileged=1"));
+});
+
+test("the jail: namespaces, read-only view, the user and capabilities dropped last, then QEMU", () => {
+  const base: JailPlan = {
+    dir: "/state/vm-1/jail", qemu: "/usr/bin/qemu-system-x86_64", uid: 65534, gid: 65534, groups: [],
+    files: [{ host: "/cache/vmlinux", jail: JAIL_PATHS.vmlinux }],
+    shares: [], devices: ["/dev/null"], ownDevices: [{ path: "/dev/net/tun", major: 10, minor: 200 }], rootLinks: [{ name: "bin", target: "usr/bin" }], capabilities: [], isolateNetwork: true,
+  };
+  const [cmd, args] = jailedCommand(base, ["-M", "microvm"]);
+  assert.equal(cmd, "setpriv");
+  assert.deepEqual(args.slice(0, 4), ["--pdeathsig", "KILL", "--", "unshare"]);
+  const unshare = args.slice(4, args.indexOf("sh"));
+  for (const flag of ["--mount", "--pid", "--fork", "--kill-child", "--ipc", "--uts", "--net"]) assert.ok(unshare.includes(flag), flag);
+  const script = args.slice(args.indexOf("matchlock-jail") + 1);
+  const sections = (from: number): string[][] => {
+    const out: string[][] = [];
+    let rest = script.slice(from);
+    for (let i = 0; i < 3; i++) {
+      out.push(rest.slice(0, rest.indexOf("--")));
+      rest = rest.slice(rest.indexOf("--") + 1);
+    }
+    return [...out, rest];
+  };
+  const [dirs, links, entries, drop] = sections(1);
+  assert.equal(script[0], "/state/vm-1/jail");
+  assert.deepEqual(dirs, ["usr", "etc", "dev", "dev/net", "vm"]);
+  assert.deepEqual(links, ["usr/bin"]);
+  assert.deepEqual(entries, [
+    "dir", "/usr", "/usr", "file", "/etc/ld.so.cache", "/etc/ld.so.cache",
+    "dev", "/dev/null", "/dev/null", "chardev", "10:200:65534:65534", "/dev/net/tun", "file", "/cache/vmlinux", "/vm/vmlinux",
+  ]);
+  assert.deepEqual(drop, [
+    "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all", "--bounding-set", "-all",
+    "--no-new-privs", "--pdeathsig", "KILL", "--", "/usr/bin/qemu-system-x86_64", "-M", "microvm",
+  ]);
+  // With shares (and a NIC): the shares, a /proc for 9p, two ambient capabilities, the host's network namespace.
+  const [, shared] = jailedCommand({ ...base, shares: [{ host: "/h/a", jail: "/shares/0", readonly: false }], capabilities: SHARE_CAPABILITIES, isolateNetwork: false }, []);
+  assert.ok(!shared.includes("--net"));
+  const tail = shared.join(" ");
+  assert.ok(tail.includes("rw /h/a /shares/0 proc proc /proc --"), tail);
+  assert.ok(tail.includes("--inh-caps -all,+dac_override,+fowner --ambient-caps +dac_override,+fowner --bounding-set -all,+dac_override,+fowner"), tail);
+  // A QEMU outside /usr is bound at a fixed place and run from there.
+  const [, custom] = jailedCommand({ ...base, qemu: "/opt/my qemu/bin/qemu" }, []);
+  assert.ok(custom.join(" ").includes("file /opt/my qemu/bin/qemu /qemu"));
+  assert.equal(custom[custom.length - 1], "/qemu");
+});
+
+test("MATCHLOCK_QEMU_USER: uid:gid, never root", () => {
+  assert.deepEqual(qemuUser(undefined), { uid: 65534, gid: 65534 });
+  assert.deepEqual(qemuUser("1234:99"), { uid: 1234, gid: 99 });
+  for (const bad of ["0:0", "nobody", "1:", "-1:2", "1:2:3"]) assert.throws(() => qemuUser(bad), /MATCHLOCK_QEMU_USER must be "uid:gid"/, bad);
 });
 
 test("a sealed network: the engine's tap as a virtio-net device, the guest's address and route on the kernel command line", () => {

@@ -74,7 +74,8 @@ describe("original destination: running conntrack", () => {
       `echo '${LINE}'`,
     ].join("\n"));
     const lookups = 3 * LOOKUPS_AT_ONCE;
-    const answers = await Promise.all(Array.from({ length: lookups }, () => originalDestination(tuple, { command: cmd })));
+    // A long per-lookup limit: a loaded machine's spawns of 12 shells must not reach it.
+    const answers = await Promise.all(Array.from({ length: lookups }, () => originalDestination(tuple, { command: cmd, timeoutMs: 120_000 })));
     assert.deepEqual(answers, Array(lookups).fill({ address: "10.201.0.3", port: 7777 }));
     let now = 0;
     let most = 0;
@@ -95,9 +96,9 @@ describe("original destination: running conntrack", () => {
     let floodAnswered = 0;
     // All asked in the same tick: the flooder's lookups fill every slot and its whole waiting line first.
     const flooding = Array.from({ length: flood }, (_, i) =>
-      originalDestination({ ...tuple, remotePort: 20000 + i }, { command: cmd, owner: flooder }).then((d) => (floodAnswered++, d)));
+      originalDestination({ ...tuple, remotePort: 20000 + i }, { command: cmd, owner: flooder, timeoutMs: 120_000 }).then((d) => (floodAnswered++, d)));
     const overflow = originalDestination({ ...tuple, remotePort: 30000 }, { command: cmd, owner: flooder });
-    const mine = originalDestination({ ...tuple, remotePort: 40000 }, { command: cmd, owner: other });
+    const mine = originalDestination({ ...tuple, remotePort: 40000 }, { command: cmd, owner: other, timeoutMs: 120_000 });
     await assert.rejects(overflow, failsWith(new RegExp(`^more than ${MAX_WAITING_PER_SANDBOX} of this sandbox's connections are waiting`)));
     assert.deepEqual(await mine, { address: "10.201.0.3", port: 7777 });
     // First come first served, it would wait for all 68; by turns it starts in the second round. Half is a

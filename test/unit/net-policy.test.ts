@@ -5,6 +5,10 @@ import { describe, test } from "node:test";
 import { SandboxDnsServer, SyntheticAddresses } from "../../src/engine/net/dns-server.js";
 import { matchGlob, NetworkPolicy, normalizeHost } from "../../src/engine/net/policy.js";
 import { isPrivateAddress } from "../../src/engine/net/private-ranges.js";
+import { networkInterfaces } from "node:os";
+import { BlockReason } from "../../src/engine/net/events.js";
+import { isHostAddress } from "../../src/engine/net/host-addresses.js";
+import { pickAddress, UpstreamBlockedError } from "../../src/engine/net/upstream.js";
 
 describe("allowed_hosts patterns", () => {
   test("the spec's glob forms", () => {
@@ -54,6 +58,39 @@ describe("private ranges", () => {
     assert.ok(!p.isAddressAllowed("10.0.0.1"));
     assert.ok(!p.isHostAllowed("127.0.0.1"));
     assert.ok(p.isAddressAllowed("93.184.216.34"));
+  });
+});
+
+describe("the host's own addresses", () => {
+  test("loopback, unspecified, every interface's address (and their IPv4-mapped forms) are the host's", async () => {
+    for (const a of ["127.0.0.1", "127.9.9.9", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1", "::ffff:7f00:1"]) assert.ok(await isHostAddress(a), a);
+    // Another sandbox's end of its link, a synthetic address: the engine's own, whoever holds them now.
+    for (const a of ["10.200.7.2", "10.200.255.254", "10.201.0.9", "::ffff:10.200.0.2"]) assert.ok(await isHostAddress(a), a);
+    assert.equal(await isHostAddress("10.202.0.1"), false);
+    const own = Object.values(networkInterfaces()).flat().filter((i) => i && !i.address.startsWith("fe80")).map((i) => i!.address);
+    assert.ok(own.length > 0);
+    for (const a of own) assert.ok(await isHostAddress(a), a);
+    const v4 = own.find((a) => !a.includes(":") && !a.startsWith("127."));
+    if (v4) assert.ok(await isHostAddress(`::ffff:${v4}`), `::ffff:${v4}`);
+  });
+
+  test("an address nobody here owns is not; garbage is an error", async () => {
+    // TEST-NET-3 and the IPv6 documentation range, never assigned on a test machine.
+    assert.equal(await isHostAddress("203.0.113.254"), false);
+    assert.equal(await isHostAddress("2001:db8:ffff::254"), false);
+    await assert.rejects(isHostAddress("not-an-ip"), /not an IP address/);
+  });
+
+  test("pickAddress refuses them whether or not private addresses are blocked, and picks another address of the name", async () => {
+    const open = new NetworkPolicy({ allowedHosts: ["*"], blockPrivateIps: false, secrets: [] });
+    const blocking = new NetworkPolicy({ allowedHosts: ["*"], blockPrivateIps: true, secrets: [] });
+    const resolver = (addresses: string[]) => ({ resolve: async () => addresses }) as unknown as Parameters<typeof pickAddress>[2];
+    for (const policy of [open, blocking]) {
+      const err = await pickAddress(policy, "self.test", resolver(["::1", "127.0.0.1"])).catch((e: unknown) => e);
+      assert.ok(err instanceof UpstreamBlockedError);
+      assert.equal(err.reason, policy === open ? BlockReason.HOST_ADDRESS : BlockReason.PRIVATE);
+    }
+    assert.equal(await pickAddress(open, "mixed.test", resolver(["127.0.0.1", "203.0.113.254"])), "203.0.113.254");
   });
 });
 

@@ -5,7 +5,8 @@ import { randomBytes } from "node:crypto";
 import net, { type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, describe, test } from "node:test";
-import { firstSpeaker, PARTIAL_WAIT_MS, sniff, type FirstSpeaker } from "../../src/engine/net/port-sniffer.js";
+import { isHttpResponse, MAX_SNIFF_BYTES, sniff, sniffAtEnd } from "../../src/engine/net/first-bytes.js";
+import { firstSpeaker, type FirstSpeaker } from "../../src/engine/net/port-sniffer.js";
 import { ForbiddenBytesError, StreamReplacer } from "../../src/engine/net/stream-replace.js";
 import { encodeHeader, parseHeader, unmask, WebSocketFrameRewriter, WebSocketProtocolError } from "../../src/engine/net/websocket-frames.js";
 
@@ -196,15 +197,61 @@ describe("WebSocketFrameRewriter", () => {
 });
 
 describe("port sniffing", () => {
+  const kind = (text: string | Buffer) => sniff(Buffer.isBuffer(text) ? text : Buffer.from(text, "latin1"));
+
   test("TLS, HTTP, raw, and undecided", () => {
-    assert.equal(sniff(Buffer.from([0x16, 0x03, 0x01])), "tls");
-    assert.equal(sniff(Buffer.from("GET / HTTP/1.1\r\n")), "http");
-    assert.equal(sniff(Buffer.from("POST /x HTTP/1.1\r\n")), "http");
-    assert.equal(sniff(Buffer.from("PO")), "more");
-    assert.equal(sniff(Buffer.from("")), "more");
-    assert.equal(sniff(Buffer.from("SSH-2.0-OpenSSH_9.2\r\n")), "raw");
-    assert.equal(sniff(Buffer.from("hello echo\n")), "raw");
-    assert.equal(sniff(Buffer.from("GETAWAY and more")), "raw");
+    assert.equal(kind(Buffer.from([0x16, 0x03, 0x01])), "tls");
+    assert.equal(kind("GET / HTTP/1.1\r\n"), "http");
+    assert.equal(kind("POST /x HTTP/1.1\r\n"), "http");
+    assert.equal(kind("PO"), "more");
+    assert.equal(kind(""), "more");
+    assert.equal(kind("SSH-2.0-OpenSSH_9.2\r\n"), "raw");
+    assert.equal(kind("hello echo\n"), "raw");
+    assert.equal(kind("GETAWAY and more\n"), "raw");
+    assert.equal(kind("PING\r\n"), "raw");
+    assert.equal(kind("*2\r\n$3\r\nGET\r\n"), "raw");
+    assert.equal(kind("\x00\x01binary"), "raw");
+  });
+
+  test("what servers read as a request is HTTP: after empty lines or blanks, any method naming HTTP/, HTTP/0.9", () => {
+    assert.equal(kind("\r\n\r\nGET / HTTP/1.1\r\nHost: other.test\r\n\r\n"), "http");
+    assert.equal(kind("\n \tGET / HTTP/1.1\r\n"), "http");
+    assert.equal(kind("FROBNICATE /x HTTP/1.1\r\n"), "http");
+    assert.equal(kind("get / http/1.0\r\n"), "http");
+    assert.equal(kind("GET /path\r\n"), "http");
+    assert.equal(kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "http");
+  });
+
+  test("every prefix of a request, down to one byte at a time, waits; none is raw", () => {
+    for (const request of ["\r\n\r\nGET / HTTP/1.1\r\nHost: other.test\r\n\r\n", "FROBNICATE /long/path?q=1 HTTP/1.1\r\n", Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]).toString("latin1")]) {
+      const whole = Buffer.from(request, "latin1");
+      const verdicts = new Set<string>();
+      for (let n = 1; n <= whole.length; n++) verdicts.add(sniff(whole.subarray(0, n)));
+      assert.ok(!verdicts.has("raw"), `${JSON.stringify(request)}: ${[...verdicts].join(",")}`);
+      assert.notEqual(sniff(whole), "more");
+    }
+    assert.equal(kind("PING"), "more", "a token may still become a method");
+    assert.equal(kind("\r\n\r\n"), "more");
+    assert.equal(kind("FROBNICATE /x"), "more", "a first line may still name HTTP/");
+  });
+
+  test(`undecided past ${MAX_SNIFF_BYTES} bytes goes to the proxy, not raw`, () => {
+    assert.equal(kind("FROBNICATE /" + "a".repeat(MAX_SNIFF_BYTES)), "http");
+    assert.equal(kind("\r\n".repeat(MAX_SNIFF_BYTES)), "http");
+  });
+
+  test("at the client's half-close: nothing sent is raw, an undecided prefix goes to the proxy", () => {
+    assert.equal(sniffAtEnd(Buffer.alloc(0)), "raw");
+    assert.equal(sniffAtEnd(Buffer.from("GE")), "http");
+    assert.equal(sniffAtEnd(Buffer.from("\r\n")), "http");
+    assert.equal(sniffAtEnd(Buffer.from("hello\n")), "raw");
+  });
+
+  test("a server's first bytes that start an HTTP response", () => {
+    assert.ok(isHttpResponse(Buffer.from("HTTP/1.1 408 Request Timeout\r\n")));
+    assert.ok(isHttpResponse(Buffer.from("HT")));
+    assert.ok(!isHttpResponse(Buffer.from("220 smtp ready\r\n")));
+    assert.ok(!isHttpResponse(Buffer.from("SSH-2.0-x\r\n")));
   });
 });
 
@@ -270,16 +317,21 @@ describe("who speaks first on a sniffed port", () => {
     assert.deepEqual(text(r), { side: "client", kind: "tls", client: "\x16\x03\x01\x00", server: "" });
   });
 
-  test(`bytes left undecided for ${PARTIAL_WAIT_MS} ms are relayed raw (a token with no terminator)`, async () => {
-    const t0 = Date.now();
-    const r = await race(async (app) => void app.write("PING"));
-    assert.deepEqual(text(r), { side: "client", kind: "raw", client: "PING", server: "" });
-    assert.ok(Date.now() - t0 >= PARTIAL_WAIT_MS - 50, "not before the wait is over");
+  test("a method sent a byte at a time waits as long as it takes (no timer decides raw)", async () => {
+    // A decision is final: had a timer decided while the guest paused, this would be raw.
+    const r = await race(async (app) => {
+      app.write("\r\nGE");
+      await sleep(2500);
+      app.write("T / HTTP/1.1\r\nHost: other.test\r\n\r\n");
+    });
+    assert.deepEqual(text(r), { side: "client", kind: "http", client: "\r\nGET / HTTP/1.1\r\nHost: other.test\r\n\r\n", server: "" });
   });
 
-  test("a client that half-closes undecided is raw; one that resets is gone", async () => {
+  test("a client that half-closes undecided goes to the proxy, with nothing sent is raw; one that resets is gone", async () => {
     const ended = await race(async (app) => void app.end("PO"));
-    assert.deepEqual(text(ended), { side: "client", kind: "raw", client: "PO", server: "" });
+    assert.deepEqual(text(ended), { side: "client", kind: "http", client: "PO", server: "" });
+    const silent = await race(async (app) => void app.end());
+    assert.deepEqual(text(silent), { side: "client", kind: "raw", client: "", server: "" });
     const gone = await race(async (app) => void app.resetAndDestroy());
     assert.deepEqual(gone, { side: "gone" });
   });

@@ -2,9 +2,13 @@
 // resolution, local validation.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Client, GoFileMode, MatchlockError, RPCError, Sandbox } from "../../src/sdk/index.js";
-import { resolveBinary, rmCommand, rpcCommand } from "../../src/sdk/engine-command.js";
+import { PROTOCOL_VERSION } from "../../src/protocol/handshake.js";
+import { OWN_ENGINE, engineCommand, rmCommand, rpcCommand } from "../../src/sdk/engine-command.js";
 import { isAlive, makeFakeBinary } from "../helpers/fake-binary.js";
 import { eventually, requestsOf, withClient } from "../helpers/sdk-fixture.js";
 
@@ -25,6 +29,22 @@ describe("SDK client: files", () => {
       ]);
       await assert.rejects(client.writeFile("/x", "y", { mode: -1 }), /mode must be a uint32/);
       await assert.rejects(client.writeFile("", "y"), /path is required/);
+    }));
+
+  it("upstream SDK's names: writeFileMode, execWithDir, execStreamWithDir", T, () =>
+    withClient(async ({ fake, client }) => {
+      await client.writeFileMode("/workspace/run.sh", "x", 0o700);
+      assert.deepEqual(requestsOf(fake, "write_file").map((r) => r.params), [{ path: "/workspace/run.sh", content: "eA==", mode: 448 }]);
+      await client.execWithDir("echo:a", "/tmp");
+      await client.execWithDir("echo:b");
+      const chunks: string[] = [];
+      await client.execStreamWithDir("echo:c", "/srv", (t) => chunks.push(t));
+      assert.deepEqual([...requestsOf(fake, "exec"), ...requestsOf(fake, "exec_stream")].map((r) => r.params), [
+        { command: "echo:a", working_dir: "/tmp" },
+        { command: "echo:b" },
+        { command: "echo:c", working_dir: "/srv" },
+      ]);
+      assert.equal(chunks.join(""), "c\n");
     }));
 
   it("readFile returns the exact bytes as a Buffer (3 MB binary round trip)", T, () =>
@@ -105,7 +125,7 @@ describe("SDK client: lifecycle", () => {
       await first;
       await client.close();
       assert.equal(isAlive(pid), false);
-      assert.deepEqual(requestsOf(fake, "close"), [{ jsonrpc: "2.0", method: "close", id: 2 }]);
+      assert.deepEqual(requestsOf(fake, "close"), [{ jsonrpc: "2.0", method: "close", id: 3 }]);
       assert.equal(client.vmId, "vm-0123abcd", "the id is kept for remove()");
       await assert.rejects(client.exec("echo:x"), /^MatchlockError: Matchlock process not running$/);
       await assert.rejects(client.start(), /Client is closed/);
@@ -179,6 +199,76 @@ describe("SDK client: lifecycle", () => {
   });
 });
 
+describe("SDK client: disposal", () => {
+  it("await using removes the sandbox it made; keepOnDispose keeps it", T, async () => {
+    for (const keepOnDispose of [false, true]) {
+      const fake = makeFakeBinary();
+      try {
+        {
+          await using client = new Client({ binaryPath: fake.bin, keepOnDispose });
+          await client.launch(new Sandbox("img"));
+        }
+        const removals = fake.invocations().filter((argv) => argv[0] === "rm");
+        assert.deepEqual(removals, keepOnDispose ? [] : [["rm", "vm-0123abcd"]]);
+        assert.equal(requestsOf(fake, "close").length, 1);
+      } finally {
+        fake.cleanup();
+      }
+    }
+  });
+});
+
+describe("SDK client: version handshake", () => {
+  it("asks first, and drives an engine that does not know the handshake in seed mode", T, () =>
+    withClient(async ({ fake, client }) => {
+      assert.equal((await client.exec("echo:seed")).stdout, "seed\n");
+      assert.deepEqual(fake.requests().slice(0, 2).map((r) => r.method), ["handshake", "exec"]);
+    }));
+
+  it("accepts an engine of the same protocol", T, async () => {
+    const fake = makeFakeBinary({ FAKE_HANDSHAKE: JSON.stringify({ engine: "matchlock", version: "9.9.9", protocol: PROTOCOL_VERSION }) });
+    try {
+      await using client = new Client({ binaryPath: fake.bin });
+      await client.start();
+      assert.equal((await client.exec("echo:same")).stdout, "same\n");
+    } finally {
+      fake.cleanup();
+    }
+  });
+
+  it("refuses an engine of another protocol, saying which", T, async () => {
+    const fake = makeFakeBinary({ FAKE_HANDSHAKE: JSON.stringify({ engine: "matchlock", version: "0.0.1", protocol: PROTOCOL_VERSION + 1 }) });
+    try {
+      const client = new Client({ binaryPath: fake.bin });
+      await assert.rejects(client.launch(new Sandbox("img")), (err: unknown) => {
+        assert.ok(err instanceof MatchlockError);
+        assert.match(err.message, new RegExp(`matchlock 0\\.0\\.1\\) speaks protocol ${PROTOCOL_VERSION + 1}, but this SDK speaks protocol ${PROTOCOL_VERSION}`));
+        return true;
+      });
+      assert.deepEqual(requestsOf(fake, "create"), [], "nothing is sent to a mismatched engine");
+      await client.close();
+    } finally {
+      fake.cleanup();
+    }
+  });
+
+  it("an engine that exits at once is reported with its exit status and stderr, not EPIPE", T, async () => {
+    const fake = makeFakeBinary({ FAKE_EXIT_AT_START: "flag provided but not defined: -foreign" });
+    try {
+      const client = new Client({ binaryPath: fake.bin });
+      await assert.rejects(client.launch(new Sandbox("img")), (err: unknown) => {
+        assert.ok(err instanceof MatchlockError);
+        assert.match(err.message, /exit code 3\): flag provided but not defined: -foreign/);
+        assert.doesNotMatch(err.message, /EPIPE/);
+        return true;
+      });
+      await client.close();
+    } finally {
+      fake.cleanup();
+    }
+  });
+});
+
 describe("SDK client: remove", () => {
   it("runs `<bin> rm <vmId>` and then forgets the id", T, async () => {
     const fake = makeFakeBinary();
@@ -230,34 +320,39 @@ describe("SDK client: remove", () => {
 });
 
 describe("SDK client: which binary runs", () => {
-  it("resolves Config.binaryPath, then a non-empty MATCHLOCK_BIN, then `matchlock`", () => {
-    assert.equal(resolveBinary({ binaryPath: "/opt/ml" }, { MATCHLOCK_BIN: "/env/ml" }), "/opt/ml");
-    assert.equal(resolveBinary({}, { MATCHLOCK_BIN: "/env/ml" }), "/env/ml");
-    assert.equal(resolveBinary({ binaryPath: "" }, { MATCHLOCK_BIN: "/env/ml" }), "/env/ml");
-    assert.equal(resolveBinary({}, { MATCHLOCK_BIN: "" }), "matchlock");
-    assert.equal(resolveBinary({}, {}), "matchlock");
+  it("resolves Config.binaryPath, then its own package's engine, then a non-empty MATCHLOCK_BIN, then `matchlock`", () => {
+    const own = "/pkg/dist/src/cli/main.js";
+    assert.deepEqual(engineCommand({ binaryPath: "/opt/ml" }, { MATCHLOCK_BIN: "/env/ml" }, own), ["/opt/ml"]);
+    assert.deepEqual(engineCommand({}, { MATCHLOCK_BIN: "/env/ml" }, own), [process.execPath, own]);
+    assert.deepEqual(engineCommand({ binaryPath: "" }, { MATCHLOCK_BIN: "/env/ml" }, own), [process.execPath, own]);
+    assert.deepEqual(engineCommand({}, { MATCHLOCK_BIN: "/env/ml" }, null), ["/env/ml"]);
+    assert.deepEqual(engineCommand({}, { MATCHLOCK_BIN: "" }, null), ["matchlock"]);
+    assert.deepEqual(engineCommand({}, {}, null), ["matchlock"]);
+    assert.deepEqual(engineCommand({}, {}), [process.execPath, OWN_ENGINE], "the built package has its engine");
   });
 
-  it("uses sudo only for rpc", () => {
-    assert.deepEqual(rpcCommand({ binaryPath: "/b/ml" }, {}), ["/b/ml", "rpc"]);
-    assert.deepEqual(rpcCommand({ binaryPath: "/b/ml", useSudo: true }, {}), ["sudo", "/b/ml", "rpc"]);
-    assert.deepEqual(rmCommand("vm-1", { binaryPath: "/b/ml", useSudo: true }, {}), ["sudo", "/b/ml", "rm", "vm-1"]);
-    assert.deepEqual(rmCommand("vm-1", { binaryPath: "/b/ml" }, {}), ["/b/ml", "rm", "vm-1"]);
+  it("uses sudo for rpc and rm alike when asked", () => {
+    assert.deepEqual(rpcCommand(["/b/ml"]), ["/b/ml", "rpc"]);
+    assert.deepEqual(rpcCommand(["/b/ml"], true), ["sudo", "/b/ml", "rpc"]);
+    assert.deepEqual(rmCommand("vm-1", ["node", "/b/main.js"], true), ["sudo", "node", "/b/main.js", "rm", "vm-1"]);
+    assert.deepEqual(rmCommand("vm-1", ["/b/ml"]), ["/b/ml", "rm", "vm-1"]);
   });
 
-  it("honours MATCHLOCK_BIN when no binaryPath is given", T, async () => {
+  it("runs its own package's engine, not the one MATCHLOCK_BIN names", T, async () => {
     const fake = makeFakeBinary();
-    const saved = process.env.MATCHLOCK_BIN;
+    const saved = { bin: process.env.MATCHLOCK_BIN, home: process.env.MATCHLOCK_HOME };
     process.env.MATCHLOCK_BIN = fake.bin;
+    process.env.MATCHLOCK_HOME = mkdtempSync(join(tmpdir(), "matchlock-own-engine-"));
     try {
       const client = new Client();
-      await client.start();
-      assert.equal((await client.exec("echo:via-env")).stdout, "via-env\n");
+      await client.start(); // the real engine answers the handshake
       await client.close();
-      assert.deepEqual(fake.invocations(), [["rpc"]]);
+      assert.deepEqual(fake.invocations(), []);
     } finally {
-      if (saved === undefined) delete process.env.MATCHLOCK_BIN;
-      else process.env.MATCHLOCK_BIN = saved;
+      for (const [key, value] of [["MATCHLOCK_BIN", saved.bin], ["MATCHLOCK_HOME", saved.home]] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
       fake.cleanup();
     }
   });

@@ -34,10 +34,10 @@ describe("SDK errors", () => {
     const exec = new RPCError(RPCError.EXEC_FAILED, "x");
     const file = new RPCError(RPCError.FILE_FAILED, "x");
     const other = new RPCError(-32005, "x");
-    assert.deepEqual([vm.isVmError(), vm.isExecError(), vm.isFileError()], [true, false, false]);
-    assert.deepEqual([exec.isVmError(), exec.isExecError(), exec.isFileError()], [false, true, false]);
-    assert.deepEqual([file.isVmError(), file.isExecError(), file.isFileError()], [false, false, true]);
-    assert.deepEqual([other.isVmError(), other.isExecError(), other.isFileError()], [false, false, false]);
+    assert.deepEqual([vm.isVMError(), vm.isExecError(), vm.isFileError()], [true, false, false]);
+    assert.deepEqual([exec.isVMError(), exec.isExecError(), exec.isFileError()], [false, true, false]);
+    assert.deepEqual([file.isVMError(), file.isExecError(), file.isFileError()], [false, false, true]);
+    assert.deepEqual([other.isVMError(), other.isExecError(), other.isFileError()], [false, false, false]);
     assert.equal(new RPCError(RPCError.CANCELLED, "x").isCancelled(), true);
     assert.equal(vm.isCancelled(), false);
   });

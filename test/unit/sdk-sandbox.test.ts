@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { MatchlockError, Sandbox, type MountConfig } from "../../src/sdk/index.js";
+import { MatchlockError, Sandbox, createSandbox, type MountConfig } from "../../src/sdk/index.js";
 import { checkCreateOptions } from "../../src/sdk/validate.js";
 import { toCreateParams } from "../../src/sdk/wire.js";
 
@@ -23,15 +23,15 @@ describe("Sandbox builder → create params", () => {
 
   it("serialises the README example exactly like the seed Python SDK", () => {
     const sandbox = new Sandbox("python:3.12-alpine")
-      .withCpus(2)
+      .withCPUs(2)
       .withMemory(512)
       .withDiskSize(2048)
       .withTimeout(300)
       .withWorkspace("/home/user/code")
       .allowHost("api.openai.com", "pypi.org")
-      .blockPrivateIps()
+      .blockPrivateIPs()
       .addSecret("API_KEY", "sk-real", "api.openai.com")
-      .withDnsServers("1.1.1.1", "2606:4700:4700::1111");
+      .withDNSServers("1.1.1.1", "2606:4700:4700::1111");
     assert.deepEqual(wire(sandbox), {
       image: "python:3.12-alpine",
       resources: { cpus: 2, memory_mb: 512, disk_size_mb: 2048, timeout_seconds: 300, enforce_timeout: true },
@@ -55,15 +55,15 @@ describe("Sandbox builder → create params", () => {
       image: "a",
       network: { allowed_hosts: ["x.com", "*.y.org"], block_private_ips: true },
     });
-    assert.equal((wire(new Sandbox("a").allowHost("x.com").blockPrivateIps(false)).network as { block_private_ips: boolean }).block_private_ips, false);
+    assert.equal((wire(new Sandbox("a").allowHost("x.com").allowPrivateIPs()).network as { block_private_ips: boolean }).block_private_ips, false);
   });
 
-  it("network: blockPrivateIps alone sends an empty allow-list", () => {
-    assert.deepEqual(wire(new Sandbox("a").blockPrivateIps()), {
+  it("network: blockPrivateIPs alone sends an empty allow-list", () => {
+    assert.deepEqual(wire(new Sandbox("a").blockPrivateIPs()), {
       image: "a",
       network: { allowed_hosts: [], block_private_ips: true },
     });
-    assert.deepEqual(wire(new Sandbox("a").blockPrivateIps().blockPrivateIps(false)), {
+    assert.deepEqual(wire(new Sandbox("a").blockPrivateIPs().allowPrivateIPs()), {
       image: "a",
       network: { allowed_hosts: [], block_private_ips: false },
     });
@@ -94,7 +94,7 @@ describe("Sandbox builder → create params", () => {
   });
 
   it("network: DNS servers alone", () => {
-    assert.deepEqual(wire(new Sandbox("a").withDnsServers("9.9.9.9")).network, {
+    assert.deepEqual(wire(new Sandbox("a").withDNSServers("9.9.9.9")).network, {
       allowed_hosts: [],
       block_private_ips: true,
       dns_servers: ["9.9.9.9"],
@@ -151,10 +151,48 @@ describe("Sandbox builder → create params", () => {
     });
   });
 
-  it("withDnsServers replaces, allowHost appends", () => {
-    const opts = new Sandbox("a").withDnsServers("1.1.1.1").withDnsServers("8.8.8.8").allowHost("a").allowHost("b").options();
+  it("withDNSServers replaces, allowHost appends", () => {
+    const opts = new Sandbox("a").withDNSServers("1.1.1.1").withDNSServers("8.8.8.8").allowHost("a").allowHost("b").options();
     assert.deepEqual(opts.dnsServers, ["8.8.8.8"]);
     assert.deepEqual(opts.allowedHosts, ["a", "b"]);
+  });
+});
+
+describe("Sandbox builder: upstream SDK's names", () => {
+  it("createSandbox, withCPUs, withDNSServers and the private-IP switches", () => {
+    const net = (s: Sandbox) => (wire(s.allowHost("x.test")).network as { block_private_ips: boolean }).block_private_ips;
+    assert.deepEqual(wire(createSandbox("a").withCPUs(2).withDNSServers("1.1.1.1")), { image: "a", resources: { cpus: 2 }, network: { allowed_hosts: [], block_private_ips: true, dns_servers: ["1.1.1.1"] } });
+    assert.equal(net(new Sandbox("a").allowPrivateIPs()), false);
+    assert.equal(net(new Sandbox("a").withBlockPrivateIPs(false)), false);
+    assert.equal(net(new Sandbox("a").blockPrivateIPs()), true);
+    assert.equal(net(new Sandbox("a").allowPrivateIPs().unsetBlockPrivateIPs()), true);
+    assert.equal(new Sandbox("a").allowPrivateIPs().unsetBlockPrivateIPs().options().blockPrivateIPs, undefined);
+  });
+});
+
+describe("Sandbox builder: env and image config", () => {
+  it("withEnv and withEnvMap merge into env; withUser, withEntrypoint and withImageConfig into image_config", () => {
+    const s = new Sandbox("a")
+      .withEnv("A", "1")
+      .withEnvMap({ B: "2", A: "3" })
+      .withUser("nobody")
+      .withEntrypoint("/bin/sh", "-c")
+      .withImageConfig({ workingDir: "/srv", cmd: ["echo hi"], user: "" });
+    assert.deepEqual(wire(s), {
+      image: "a",
+      env: { A: "3", B: "2" },
+      image_config: { user: "nobody", working_dir: "/srv", entrypoint: ["/bin/sh", "-c"], cmd: ["echo hi"] },
+    });
+    assert.deepEqual(wire(new Sandbox("a").withImageConfig(null)), { image: "a" });
+    assert.deepEqual(wire(new Sandbox("a").withImageConfig({ env: { X: "y" } })), { image: "a", image_config: { env: { X: "y" } } });
+  });
+
+  it("refuses bad names, values and fields", () => {
+    throwsMatchlock(() => new Sandbox("a").withEnv("1BAD", "x"), /invalid environment variable name "1BAD"/);
+    throwsMatchlock(() => new Sandbox("a").withEnvMap({ A: 1 as unknown as string }), /env\.A must be a string/);
+    throwsMatchlock(() => new Sandbox("a").withImageConfig({ workingDir: "rel" }), /imageConfig\.workingDir must be an absolute guest path/);
+    throwsMatchlock(() => new Sandbox("a").withImageConfig({ User: "x" } as never), /unknown imageConfig field User/);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", extraDisks: [] } as never), /unknown create option extraDisks: not supported by this SDK/);
   });
 });
 
@@ -168,11 +206,11 @@ describe("Sandbox validation", () => {
   it("rejects non-positive, fractional and non-finite resources", () => {
     const s = new Sandbox("a");
     for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
-      throwsMatchlock(() => s.withCpus(bad), /^cpus must be a positive integer/);
+      throwsMatchlock(() => s.withCPUs(bad), /^cpus must be a positive integer/);
       throwsMatchlock(() => s.withMemory(bad), /^memory \(MB\) must be a positive integer/);
       throwsMatchlock(() => s.withDiskSize(bad), /^disk size \(MB\) must be a positive integer/);
     }
-    throwsMatchlock(() => s.withCpus("2" as unknown as number), /cpus must be a positive integer, got 2/);
+    throwsMatchlock(() => s.withCPUs("2" as unknown as number), /cpus must be a positive integer, got 2/);
   });
 
   it("rejects negative or fractional timeouts but accepts 0", () => {
@@ -198,8 +236,8 @@ describe("Sandbox validation", () => {
   });
 
   it("rejects DNS servers that are not IP addresses", () => {
-    throwsMatchlock(() => new Sandbox("a").withDnsServers("dns.google"), /invalid DNS server "dns.google"/);
-    throwsMatchlock(() => new Sandbox("a").withDnsServers("1.1.1.1", "999.1.1.1"), /invalid DNS server "999.1.1.1"/);
+    throwsMatchlock(() => new Sandbox("a").withDNSServers("dns.google"), /invalid DNS server "dns.google"/);
+    throwsMatchlock(() => new Sandbox("a").withDNSServers("1.1.1.1", "999.1.1.1"), /invalid DNS server "999.1.1.1"/);
   });
 
   it("rejects relative guest paths and bad mount configs", () => {
@@ -212,8 +250,8 @@ describe("Sandbox validation", () => {
   });
 
   it("a failed setter leaves the builder unchanged", () => {
-    const s = new Sandbox("a").withCpus(2);
-    assert.throws(() => s.withCpus(-1));
+    const s = new Sandbox("a").withCPUs(2);
+    assert.throws(() => s.withCPUs(-1));
     assert.throws(() => s.allowHost("ok", ""));
     assert.deepEqual(s.options(), { image: "a", cpus: 2 });
   });
@@ -234,6 +272,15 @@ describe("checkCreateOptions (hand-written CreateOptions)", () => {
     throwsMatchlock(() => new Sandbox("img").withBackend("firecracker" as never), /backend must be "microvm", "gvisor" or "auto", not "firecracker"/);
     assert.equal(checkCreateOptions({ image: "a", backend: "gvisor" }).backend, "gvisor");
     throwsMatchlock(() => checkCreateOptions({ image: "a", backend: "kvm" as never }), /backend must be/);
+  });
+
+  it("withPrivileged() sends privileged: true; anything but a boolean is refused", () => {
+    assert.equal(wire(new Sandbox("img").withPrivileged()).privileged, true);
+    assert.equal(wire(new Sandbox("img").withPrivileged(false)).privileged, undefined);
+    assert.equal(wire(new Sandbox("img")).privileged, undefined);
+    throwsMatchlock(() => new Sandbox("img").withPrivileged("yes" as never), /privileged must be true or false, not "yes"/);
+    assert.equal(checkCreateOptions({ image: "a", privileged: true }).privileged, true);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", privileged: 1 as never }), /privileged must be true or false/);
   });
 
   it("applies the builder's rules", () => {

@@ -15,13 +15,14 @@ const T = { timeout: 30_000 };
 describe("SDK transport: framing and ids", () => {
   it("sends NDJSON JSON-RPC 2.0 with ids counting from 1 and no empty params", T, () =>
     withClient(async ({ fake, client }) => {
-      const vmId = await client.launch(new Sandbox("alpine:latest").withCpus(2).allowHost("pypi.org"));
+      const vmId = await client.launch(new Sandbox("alpine:latest").withCPUs(2).allowHost("pypi.org"));
       assert.equal(vmId, "vm-0123abcd");
       assert.equal(client.vmId, "vm-0123abcd");
       await client.exec("echo:hi");
       await client.exec("echo:there", { workingDir: "/tmp" });
       await client.close();
       assert.deepEqual(fake.requests(), [
+        { jsonrpc: "2.0", method: "handshake", id: 1 },
         {
           jsonrpc: "2.0",
           method: "create",
@@ -31,11 +32,11 @@ describe("SDK transport: framing and ids", () => {
             network: { allowed_hosts: ["pypi.org"], block_private_ips: true },
             launch_entrypoint: true,
           },
-          id: 1,
+          id: 2,
         },
-        { jsonrpc: "2.0", method: "exec", params: { command: "echo:hi" }, id: 2 },
-        { jsonrpc: "2.0", method: "exec", params: { command: "echo:there", working_dir: "/tmp" }, id: 3 },
-        { jsonrpc: "2.0", method: "close", id: 4 },
+        { jsonrpc: "2.0", method: "exec", params: { command: "echo:hi" }, id: 3 },
+        { jsonrpc: "2.0", method: "exec", params: { command: "echo:there", working_dir: "/tmp" }, id: 4 },
+        { jsonrpc: "2.0", method: "close", id: 5 },
       ]);
     }));
 
@@ -60,7 +61,7 @@ describe("SDK transport: framing and ids", () => {
         assert.equal(err.message, "[-32001] exec error: chdir /nope: no such file or directory");
         return true;
       });
-      await assert.rejects(client.create({ image: "fail-image" }), (err: unknown) => err instanceof RPCError && err.isVmError());
+      await assert.rejects(client.create({ image: "fail-image" }), (err: unknown) => err instanceof RPCError && err.isVMError());
       await assert.rejects(client.readFile("/workspace/missing"), (err: unknown) => err instanceof RPCError && err.isFileError());
       assert.equal(client.vmId, undefined);
     }));
@@ -170,18 +171,27 @@ describe("SDK transport: concurrency", () => {
 
   it("writes to Writable targets and waits for them to flush", T, () =>
     withClient(async ({ client }) => {
-      const received: string[] = [];
+      const received: Buffer[] = [];
       const slowSink = new Writable({
         decodeStrings: false,
-        write(chunk: string, _enc, done) {
+        write(chunk: Buffer, _enc, done) {
           setTimeout(() => (received.push(chunk), done()), 10);
         },
       });
       await client.execStream("echo:one echo:two echo:three", { stdout: slowSink });
-      assert.equal(received.join(""), "one\ntwo\nthree\n");
+      assert.ok(received.every((c) => Buffer.isBuffer(c)), "a Writable gets Buffers");
+      assert.equal(Buffer.concat(received).toString(), "one\ntwo\nthree\n");
       // Compile-time check: the process's own streams are valid targets.
       const typed: ExecStreamOptions = { stdout: process.stdout, stderr: process.stderr };
       assert.equal(typeof typed.stdout, "object");
+    }));
+
+  it("gives a Writable the exact bytes: binary output and characters split across chunks", T, () =>
+    withClient(async ({ client }) => {
+      const received: Buffer[] = [];
+      const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (received.push(chunk), done()) });
+      await client.execStream("out:fffe0080 out:e2 out:82ac out:e2", { stdout: sink });
+      assert.equal(Buffer.concat(received).toString("hex"), "fffe0080e282ace2");
     }));
 
   it("delivers output that came before an error, then rejects", T, () =>
@@ -271,7 +281,7 @@ describe("SDK transport: cancellation", () => {
       await assert.rejects(client.exec("echo:x", { timeoutMs: -1 }), /timeoutMs must be a positive number/);
       await client.exec("echo:y");
       assert.deepEqual(requestsOf(fake, "exec").map((r) => r.params), [{ command: "echo:y" }]);
-      assert.equal(requestsOf(fake, "exec")[0]!.id, 1);
+      assert.equal(requestsOf(fake, "exec")[0]!.id, 2, "no id was spent after the handshake's");
     }));
 });
 

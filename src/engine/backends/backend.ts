@@ -2,6 +2,9 @@
 // QEMU micro-VMs (backends/microvm) implement the same interface.
 import type { AgentConnection } from "../agent/connection.js";
 
+/** What a user of the npm package runs to install what a backend is missing (src/cli/setup.ts). */
+export const SETUP_COMMAND = "npx matchlock setup";
+
 /** A mount as the backend must realise it inside the sandbox. */
 export type BackendMount =
   | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }
@@ -16,6 +19,8 @@ export interface SandboxSpec {
   /** Cap on what the sandbox may write to its root file system. */
   diskSizeMb: number;
   hostname: string;
+  /** Commands keep every capability; otherwise the agent confines each (guest/agent/agent.c). */
+  privileged: boolean;
   mounts: BackendMount[];
   /** Per-sandbox state directory (logs, bundle, sockets). */
   stateDir: string;

@@ -9,6 +9,8 @@ export const BlockReason = {
   HOST: "host not in allowlist",
   SECRET: "secret placeholder sent to unauthorized host",
   PRIVATE: "destination resolves to a private address",
+  HOST_ADDRESS: "destination is an address of the engine's own host",
+  CONNECTIONS: "too many open connections from this sandbox",
   /** A placeholder in a plain HTTP request, for a secret not allowed to travel unencrypted. */
   CLEARTEXT: "secret placeholder sent over cleartext HTTP",
   /** Framing the proxy will not pass on: it could hide a second request from the checks. */

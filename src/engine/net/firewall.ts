@@ -3,7 +3,13 @@
 // ports 80/443 are DNAT'ed to the proxy, their other TCP ports to the port sniffer (which finds
 // the dialled port in conntrack), any DNS query to the engine's DNS; nothing is forwarded.
 // It must be on the host side: gVisor's netstack bypasses nftables inside the sandbox's netns.
+// The input chain also bounds what the sandbox can put in the host's conntrack table (which all
+// of the host shares): new TCP connections and UDP flows per second, and how many it may have
+// tracked at once (connection-limits.ts). Refused with a reset or an ICMP error, so a guest's
+// client fails at once instead of retrying into the limit; a refused packet's entry is never
+// confirmed into the table.
 import { run, runQuietly } from "./host-commands.js";
+import type { ConnectionLimits } from "./connection-limits.js";
 import { SYNTHETIC_CIDR } from "./dns-server.js";
 
 export interface FirewallSpec {
@@ -12,11 +18,16 @@ export interface FirewallSpec {
   hostIp: string;
   /** Where the engine listens on hostIp: ephemeral ports, so nothing else on the host can collide. */
   ports: { http: number; https: number; other: number; dns: number };
+  limits: ConnectionLimits;
 }
 
 export function rules(f: FirewallSpec): string {
   const i = `iifname "${f.hostInterface}"`;
   const { http, https, other, dns } = f.ports;
+  const rate = `limit rate over ${f.limits.perSecond}/second burst ${2 * f.limits.perSecond} packets`;
+  // Twice the engine's own limit: the engine refuses (and reports) first; this also bounds what
+  // it no longer holds (connections it closed that the guest keeps half-open) or has yet to accept.
+  const tracked = `ct count over ${2 * f.limits.open}`;
   return `table inet ${f.table} {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
@@ -27,6 +38,10 @@ export function rules(f: FirewallSpec): string {
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
+    ${i} meta l4proto tcp ct state new ${rate} reject with tcp reset
+    ${i} meta l4proto udp ct state new ${rate} reject
+    ${i} meta l4proto tcp ct state new ${tracked} reject with tcp reset
+    ${i} meta l4proto udp ct state new ${tracked} reject
     ${i} ip daddr ${f.hostIp} tcp dport { ${http}, ${https}, ${other} } accept
     ${i} ip daddr ${f.hostIp} udp dport ${dns} accept
     ${i} drop

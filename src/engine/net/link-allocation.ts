@@ -8,7 +8,9 @@ import { runQuietly } from "./host-commands.js";
 import { processStart, sameProcessAlive } from "../process-identity.js";
 
 export const LINK_PREFIX_LENGTH = 30;
-const SLOTS = 1 << 14; // /30s in 10.200.0.0/16
+/** Where every sandbox's link lives, on the host. */
+export const LINK_CIDR = "10.200.0.0/16";
+const SLOTS = 1 << 14; // /30s in LINK_CIDR
 
 export interface LinkAllocation {
   slot: number;

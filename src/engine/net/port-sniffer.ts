@@ -2,42 +2,33 @@
 // connection tracking which address and port the guest dialled and maps the address back to the
 // allowed name our DNS handed it out for. It then connects to the real host on that port at once
 // (the name checked, the address picked by the policy) and lets whichever side speaks first
-// decide, with no time limit: a client that speaks first is sniffed (a TLS ClientHello goes to
-// the intercepting proxy's TLS path, an HTTP request line to its HTTP path, both with the
-// dialled port, so secrets work on e.g. :8080 and :8443 too; the early upstream connection is
-// then closed unused), anything else from the client, or any byte from the server first (SMTP,
-// SSH banners), makes it a raw relay to that upstream (spec 4.2 "passthrough", never scanned).
-// A timeout would decide wrongly for a slow client (a TLS context built after connecting, under
-// TCG): its ClientHello would go out unintercepted, with no secret substitution.
+// decide, with no time limit: a client that speaks first is sniffed (first-bytes.ts: a TLS
+// ClientHello goes to the intercepting proxy's TLS path, anything an HTTP server could read as a
+// request to its HTTP path, both with the dialled port, so secrets work on e.g. :8080 and :8443
+// too; the early upstream connection is then closed unused), bytes that cannot be HTTP or TLS,
+// or any byte from the server first (SMTP, SSH banners), make it a raw relay to that upstream
+// (spec 4.2 "passthrough", never scanned). A timeout would decide wrongly for a slow client (a
+// TLS context built after connecting under TCG, a request line sent a byte at a time): its
+// request would go out unchecked.
 import net, { type Socket } from "node:net";
 import type { SyntheticAddresses } from "./dns-server.js";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
 import { originalDestination, type Destination } from "./original-destination.js";
 import type { NetworkPolicy } from "./policy.js";
-import type { InterceptingProxy } from "./proxy.js";
+import type { GuestConnectionGate, InterceptingProxy } from "./proxy.js";
+import { isHttpResponse, sniff, sniffAtEnd, type Sniffed } from "./first-bytes.js";
 import { RedactStream, redactions } from "./redact-stream.js";
 import { pickAddress, UpstreamBlockedError, type UpstreamResolver } from "./upstream.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
-const HTTP_METHOD = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONNECT|PROPFIND|MKCOL|COPY|MOVE|LOCK|UNLOCK|PURGE) /;
-
-export type Sniffed = "tls" | "http" | "raw" | "more";
-
-/** What the first bytes of a client's stream are; "more" while they could still be an HTTP method. */
-export function sniff(first: Buffer): Sniffed {
-  if (first.length === 0) return "more";
-  if (first[0] === 0x16) return "tls"; // TLS handshake record
-  const text = first.subarray(0, 12).toString("latin1");
-  if (HTTP_METHOD.test(text)) return "http";
-  if (first.length < 12 && /^[A-Z]+$/.test(text)) return "more";
-  return "raw";
-}
 
 export class PortSniffer {
   private readonly server: net.Server;
   private readonly sockets = new Set<Socket>();
   /** This sandbox's token in the engine-wide conntrack turns (src/engine/net/original-destination.ts). */
   private readonly lookupOwner = {};
+
+  private gate: GuestConnectionGate = () => true;
 
   constructor(
     private readonly policy: NetworkPolicy,
@@ -47,10 +38,14 @@ export class PortSniffer {
     private readonly log: (line: string) => void,
     private readonly resolver?: UpstreamResolver,
   ) {
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => void this.accept(s));
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+      if (this.gate(s)) void this.accept(s);
+    });
   }
 
-  listen(host: string): Promise<number> {
+  /** Listens on an ephemeral port of `host`; `gate` sees each guest connection first (the sandbox's connection limit). */
+  listen(host: string, gate: GuestConnectionGate = () => true): Promise<number> {
+    this.gate = gate;
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(0, host, () => {
@@ -91,7 +86,7 @@ export class PortSniffer {
       address = await pickAddress(this.policy, name, this.resolver);
     } catch (err) {
       const blocked = err instanceof UpstreamBlockedError;
-      this.event({ host: name, url, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
+      this.event({ host: name, url, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
       if (!blocked) this.log(`tcp: ${url}: ${(err as Error).message}`);
       return void socket.resetAndDestroy();
     }
@@ -119,6 +114,13 @@ export class PortSniffer {
       upstream.destroy();
       if (!socket.destroyed) socket.resetAndDestroy();
       return;
+    }
+    if (first.side === "server" && isHttpResponse(first.server)) {
+      // An HTTP server that answers before any request (a 408 on an idle connection): relayed raw,
+      // the guest's next request would reach it unchecked.
+      this.log(`tcp: ${url}: the server sent an HTTP response before the guest sent a request; connection closed`);
+      upstream.destroy();
+      return void socket.resetAndDestroy();
     }
     if (first.side === "client" && first.kind !== "raw") {
       dropped = true;
@@ -163,24 +165,18 @@ export type FirstSpeaker =
   | { side: "server"; client: Buffer; server: Buffer }
   | { side: "gone" };
 
-/** How long a guest may leave its first bytes undecided ("GE" of a GET, say) before they are relayed raw. */
-export const PARTIAL_WAIT_MS = 2000;
-
 /**
- * Waits, however long, until the guest's bytes sniff as something other than "more", or the
- * upstream sends first (then it is a raw relay with what the guest sent so far). An upstream
- * that only ends (an idle server closing) decides nothing: a slow TLS client must still reach the
- * proxy. Bytes that stay undecided for PARTIAL_WAIT_MS go raw (a short token with no terminator
- * would otherwise wait forever). Both sockets are left paused with their listeners removed; the
- * bytes read are returned, not lost.
+ * Waits, however long, until the guest's bytes sniff as something other than "more", the guest
+ * half-closes (sniffAtEnd), or the upstream sends first (then it is a raw relay with what the
+ * guest sent so far). An upstream that only ends (an idle server closing) decides nothing: a slow
+ * TLS client must still reach the proxy. Both sockets are left paused with their listeners
+ * removed; the bytes read are returned, not lost.
  */
 export function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpeaker> {
   return new Promise((resolve) => {
     let client: Buffer = Buffer.alloc(0);
     let server: Buffer = Buffer.alloc(0);
-    let partial: NodeJS.Timeout | undefined;
     const finish = (result: FirstSpeaker) => {
-      clearTimeout(partial);
       guest.off("data", onGuestData).off("end", onGuestEnd).off("close", onGone);
       upstream.off("data", onServerData).off("close", onGone);
       guest.pause();
@@ -190,12 +186,9 @@ export function firstSpeaker(guest: Socket, upstream: Socket): Promise<FirstSpea
     const onGuestData = (d: Buffer) => {
       client = Buffer.concat([client, d]);
       const kind = sniff(client);
-      clearTimeout(partial);
       if (kind !== "more") finish({ side: "client", kind, client, server });
-      else partial = setTimeout(() => finish({ side: "client", kind: "raw", client, server }), PARTIAL_WAIT_MS);
     };
-    // A guest that half-closes while still undecided sent nothing sniffable: relay what it sent.
-    const onGuestEnd = () => finish({ side: "client", kind: "raw", client, server });
+    const onGuestEnd = () => finish({ side: "client", kind: sniffAtEnd(client), client, server });
     const onServerData = (d: Buffer) => {
       server = d;
       finish({ side: "server", client, server });

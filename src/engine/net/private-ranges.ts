@@ -25,7 +25,7 @@ export function isPrivateAddress(host: string): boolean {
 }
 
 /** The IPv4 address inside ::ffff:a.b.c.d, ::a.b.c.d and their hex spellings. */
-function embeddedIpv4(v6: string): string | undefined {
+export function embeddedIpv4(v6: string): string | undefined {
   const words = expandIpv6(v6);
   if (!words) return undefined;
   const zeros = words.slice(0, 5).every((w) => w === 0);

@@ -66,6 +66,8 @@ export interface ConnectionFacts {
   /** The TLS client's SNI, checked against the policy. */
   sni?: string;
 }
+/** Sees each accepted guest connection first: false when it has already refused (reset) it. */
+export type GuestConnectionGate = (socket: Socket) => boolean;
 const FACTS = Symbol("matchlock connection facts");
 type Annotated = Socket & { [FACTS]?: ConnectionFacts };
 const DEFAULT_PORT: Record<Scheme, number> = { http: 80, https: 443 };
@@ -74,6 +76,7 @@ export class InterceptingProxy {
   private readonly httpFront: http.Server;
   private readonly httpsFront: http.Server;
   private readonly tlsListener: net.Server;
+  private gate: GuestConnectionGate = () => true;
   private readonly sockets = new Set<Socket>();
   private readonly agents: Record<Scheme, http.Agent>;
 
@@ -86,15 +89,22 @@ export class InterceptingProxy {
   ) {
     this.httpFront = this.front("http");
     this.httpsFront = this.front("https");
-    this.tlsListener = net.createServer((raw) => this.acceptTls(raw, { port: 443 }));
+    // Each guest connection passes the gate once, where it was accepted: the HTTP front's own
+    // (port 80; one it refuses is already reset when the HTTP server sees it), not those the TLS
+    // path and the port sniffer hand to it.
+    this.httpFront.prependListener("connection", (s: Socket & { server?: unknown }) => {
+      if (s.server === this.httpFront) this.gate(s);
+    });
+    this.tlsListener = net.createServer((raw) => this.gate(raw) && this.acceptTls(raw, { port: 443 }));
     this.agents = {
       http: new http.Agent({ keepAlive: true, maxFreeSockets: 16 }),
       https: new https.Agent({ keepAlive: true, maxFreeSockets: 16, ca: upstreamRoots() }),
     };
   }
 
-  /** Listens on ephemeral ports of `host`; the firewall DNATs the guest's 80/443 to them. */
-  async listen(host: string): Promise<{ http: number; https: number }> {
+  /** Listens on ephemeral ports of `host`; the firewall DNATs the guest's 80/443 to them. `gate` sees each connection first. */
+  async listen(host: string, gate: GuestConnectionGate = () => true): Promise<{ http: number; https: number }> {
+    this.gate = gate;
     return { http: await listenOn(this.httpFront, host), https: await listenOn(this.tlsListener, host) };
   }
 
@@ -234,7 +244,7 @@ export class InterceptingProxy {
       address = await pickAddress(this.policy, target.host, this.resolver);
     } catch (err) {
       const blocked = err instanceof UpstreamBlockedError;
-      this.event({ ...shown, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
+      this.event({ ...shown, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
       req.resume();
       return blocked ? forbid(res) : fail(res);
     }
@@ -330,7 +340,7 @@ export class InterceptingProxy {
       address = await pickAddress(this.policy, target.host, this.resolver);
     } catch (err) {
       const blocked = err instanceof UpstreamBlockedError;
-      this.event({ ...shown, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: BlockReason.PRIVATE } : {}), duration_ms: Date.now() - started });
+      this.event({ ...shown, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
       socket.end(rawReply(blocked ? { status: 403, message: BLOCKED_BODY } : { status: 502, message: "Failed to connect" }));
       return;
     }

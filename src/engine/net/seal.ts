@@ -4,6 +4,7 @@
 // the link, the DNS server, the proxy and the firewall. close() undoes all of it.
 import { lstat, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { ConnectionBudget, connectionLimits, type ConnectionLimits } from "./connection-limits.js";
 import { SandboxDnsServer, SyntheticAddresses } from "./dns-server.js";
 import type { NetworkEvent, NetworkEventSink } from "./events.js";
 import { installFirewall } from "./firewall.js";
@@ -48,9 +49,11 @@ export class NetworkSeal {
     readonly link: LinkAllocation,
     private readonly ca: MitmCa,
     readonly guestFiles: GuestFile[],
+    private readonly limits: ConnectionLimits,
   ) {}
 
   static async open(opts: SealOptions): Promise<NetworkSeal> {
+    const limits = connectionLimits(); // a bad setting fails the create before anything is allocated
     const link = await allocateLink(opts.vmId);
     try {
       const ca = await MitmCa.create(opts.vmId);
@@ -68,7 +71,7 @@ export class NetworkSeal {
       const others = [];
       for (const p of OTHER_BUNDLES) if (await exists(join(opts.rootfs, p))) others.push(p);
       await put("ca-bundle.crt", existing + (existing && !existing.endsWith("\n") ? "\n" : "") + ca.certificatePem, [GUEST_CA_BUNDLE, ...others]);
-      return new NetworkSeal(opts, link, ca, files);
+      return new NetworkSeal(opts, link, ca, files, limits);
     } catch (err) {
       await releaseLink(link);
       throw err;
@@ -100,11 +103,15 @@ export class NetworkSeal {
     const resolver = new UpstreamResolver(this.opts.dnsServers ?? []);
     this.dns = new SandboxDnsServer(policy, addresses, log);
     const dns = await this.dns.listen(this.link.hostIp, 0);
+    // One count of open guest connections for all of this sandbox's listeners.
+    const { admit } = new ConnectionBudget(this.limits.open, onEvent, log);
     this.proxy = new InterceptingProxy(policy, this.ca, onEvent, log, resolver);
-    const { http, https } = await this.proxy.listen(this.link.hostIp);
+    const { http, https } = await this.proxy.listen(this.link.hostIp, admit);
     this.sniffer = new PortSniffer(policy, addresses, this.proxy, onEvent, log, resolver);
-    const other = await this.sniffer.listen(this.link.hostIp);
-    await installFirewall({ table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, other, dns } });
+    const other = await this.sniffer.listen(this.link.hostIp, admit);
+    await installFirewall({
+      table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, other, dns }, limits: this.limits,
+    });
   }
 
   /** Stops the services and removes the link, netns, firewall and allocation. Idempotent. */

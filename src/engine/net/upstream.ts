@@ -5,9 +5,16 @@ import { lookup, Resolver } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { rootCertificates } from "node:tls";
+import { BlockReason } from "./events.js";
+import { isHostAddress } from "./host-addresses.js";
 import type { NetworkPolicy } from "./policy.js";
 
-export class UpstreamBlockedError extends Error {}
+/** The policy refuses every address a name resolves to; `reason` is the event's block_reason. */
+export class UpstreamBlockedError extends Error {
+  constructor(readonly reason: string, message: string) {
+    super(message);
+  }
+}
 export class UpstreamResolveError extends Error {}
 
 /**
@@ -66,12 +73,16 @@ export class UpstreamResolver {
 
 const HOST_RESOLVER = new UpstreamResolver();
 
-/** The first resolved address the policy lets the sandbox reach. */
+/**
+ * The first resolved address the policy lets the sandbox reach and that is not the host's own
+ * (checked now, at connect time: the host's addresses change).
+ */
 export async function pickAddress(policy: NetworkPolicy, name: string, resolver: UpstreamResolver = HOST_RESOLVER): Promise<string> {
   const addresses = await resolver.resolve(name);
-  const ok = addresses.find((a) => policy.isAddressAllowed(a));
-  if (!ok) throw new UpstreamBlockedError(`${name} resolves only to private addresses (${addresses.join(", ")})`);
-  return ok;
+  const allowed = addresses.filter((a) => policy.isAddressAllowed(a));
+  if (!allowed.length) throw new UpstreamBlockedError(BlockReason.PRIVATE, `${name} resolves only to private addresses (${addresses.join(", ")})`);
+  for (const a of allowed) if (!(await isHostAddress(a))) return a;
+  throw new UpstreamBlockedError(BlockReason.HOST_ADDRESS, `${name} resolves only to addresses of the engine's own host (${allowed.join(", ")})`);
 }
 
 let roots: string[] | undefined;

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
 import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
+import { HANDSHAKE_METHOD, handshakeResult } from "../../protocol/handshake.js";
 import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
 import { chooseBackend } from "../backends/select.js";
@@ -37,6 +38,7 @@ const closeParams = z.strictObject({ timeout_seconds: z.number().nonnegative().m
 // 0 clears the deadline; otherwise the sandbox stops that many seconds from now.
 const setTimeoutParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS) });
 const cancelParams = z.strictObject({ id: z.number().int().nonnegative() });
+const handshakeParams = z.strictObject({});
 
 type Result = Record<string, unknown>;
 
@@ -77,6 +79,9 @@ export class Session {
       case "read_file": return this.readFile(params);
       case "list_files": return this.listFiles(params);
       case "cancel": return this.cancel(params);
+      case HANDSHAKE_METHOD:
+        decode(handshakeParams, params ?? {}); // it takes none: any field is refused by name
+        return { ...handshakeResult() };
       case "set_timeout": return this.setTimeout(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);

@@ -3,6 +3,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS } from "../../protocol/rpc.js";
+import type { ImageConfig } from "../image/types.js";
 
 // Every object is strict: a field this engine does not know is refused by name, never dropped.
 // Fields of the protocol (spec 2.1, 5.2) that this engine does not implement yet are accepted only
@@ -69,7 +70,7 @@ const networkSchema = z.strictObject({
 
 export const createParamsSchema = z.strictObject({
   image: z.string({ error: "image is required (e.g., alpine:latest)" }).min(1, "image is required (e.g., alpine:latest)"),
-  privileged: notYet("privileged", z.boolean(), isEmpty),
+  privileged: z.boolean({ error: "privileged must be true or false" }).optional(),
   resources: z.strictObject({
     cpus: nonNegative("resources.cpus").optional(),
     memory_mb: nonNegative("resources.memory_mb").pipe(z.number().int("resources.memory_mb must be an integer")).optional(),
@@ -93,7 +94,13 @@ export const createParamsSchema = z.strictObject({
     interception: notYet("vfs.interception", z.unknown(), isEmpty),
   }).nullish(),
   env: z.record(z.string(), z.string()).nullish(),
-  image_config: notYet("image_config", z.record(z.string(), z.unknown()).nullable(), isEmpty),
+  image_config: z.strictObject({
+    user: z.string().nullish(),
+    working_dir: z.string().nullish(),
+    entrypoint: z.array(z.string()).nullish(),
+    cmd: z.array(z.string()).nullish(),
+    env: z.record(z.string(), z.string()).nullish(),
+  }).nullish(),
   launch_entrypoint: z.boolean().optional(),
   extra_disks: notYet("extra_disks", z.array(z.unknown()).nullable(), isEmpty),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
@@ -113,9 +120,13 @@ export interface SandboxConfig {
   deadlineSeconds: number | undefined;
   /** Start the image's ENTRYPOINT + CMD, detached, once the sandbox is up. */
   launchEntrypoint: boolean;
+  /** Overrides of the image's OCI config (spec 5.2), merged over it at create. */
+  imageConfig: ImageConfigOverride;
   workspace: string;
   mounts: Record<string, WireMount>;
   env: Record<string, string>;
+  /** Commands keep every capability, without no_new_privs or seccomp filter (spec 2.1). */
+  privileged: boolean;
   /** Isolation engine asked for by this sandbox; undefined = the engine-wide choice. */
   backend: "microvm" | "gvisor" | "auto" | undefined;
   network: {
@@ -147,12 +158,14 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
   const net = p.network;
   return {
     image: p.image,
+    privileged: p.privileged === true,
     cpus: positiveOr(r.cpus, DEFAULTS.cpus),
     memoryMb: positiveOr(r.memory_mb, DEFAULTS.memoryMb),
     diskSizeMb: positiveOr(r.disk_size_mb, DEFAULTS.diskSizeMb),
     timeoutSeconds: positiveOr(r.timeout_seconds, DEFAULTS.timeoutSeconds),
     deadlineSeconds: r.enforce_timeout ? r.timeout_seconds : undefined,
     launchEntrypoint: p.launch_entrypoint === true,
+    imageConfig: imageConfigOverride(p.image_config),
     workspace,
     mounts,
     env: { ...(p.env ?? {}) },
@@ -165,6 +178,38 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])], allowCleartext: s.allow_cleartext === true }])),
       dnsServers: [...(net?.dns_servers ?? [])],
     },
+  };
+}
+
+/** What `image_config` replaces: a field is set only when the request replaces it. */
+export interface ImageConfigOverride {
+  user?: string;
+  workingDir?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: Record<string, string>;
+}
+
+/** Spec 5.2: a non-empty user or working_dir replaces; a present entrypoint, cmd or env replaces, even when empty. */
+function imageConfigOverride(c: CreateParams["image_config"]): ImageConfigOverride {
+  if (!c) return {};
+  return {
+    ...(c.user ? { user: c.user } : {}),
+    ...(c.working_dir ? { workingDir: c.working_dir } : {}),
+    ...(c.entrypoint ? { entrypoint: [...c.entrypoint] } : {}),
+    ...(c.cmd ? { cmd: [...c.cmd] } : {}),
+    ...(c.env ? { env: { ...c.env } } : {}),
+  };
+}
+
+/** The image's config with the request's overrides applied. */
+export function applyImageConfig(image: ImageConfig, o: ImageConfigOverride): ImageConfig {
+  return {
+    user: o.user ?? image.user,
+    workingDir: o.workingDir ?? image.workingDir,
+    entrypoint: o.entrypoint ?? image.entrypoint,
+    cmd: o.cmd ?? image.cmd,
+    env: o.env ? Object.entries(o.env).map(([k, v]) => `${k}=${v}`) : image.env,
   };
 }
 

@@ -1,8 +1,6 @@
 // Reclaims what sandboxes whose owning engine died left behind (`matchlock gc`, and before
 // `rm`/`prune`). A running sandbox with a live owner is never touched.
-import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { allBackends } from "../backends/select.js";
 import { paths } from "../paths.js";
 import { listVms, readVm, reconcile, type VmRecord } from "./state.js";
@@ -18,11 +16,7 @@ export async function reclaimVm(vm: VmRecord): Promise<GcResult> {
   if (current.status === "running") return { id: vm.id, cleaned: [], skipped: "running" };
   const cleaned: string[] = [];
   for (const backend of allBackends()) cleaned.push(...(await backend.reclaim(vm.id)));
-  const overlay = join(paths.vm(vm.id), "overlay");
-  if (existsSync(overlay)) {
-    await rm(overlay, { recursive: true, force: true });
-    cleaned.push("overlay snapshots");
-  }
+  if (await removeSnapshotDisk(paths.vm(vm.id))) cleaned.push("overlay snapshots");
   return { id: vm.id, cleaned };
 }
 

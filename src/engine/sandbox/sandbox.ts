@@ -1,17 +1,18 @@
 // One sandbox's lifecycle: state record, image, mounts, backend start, exec and file
 // operations through the agent, and teardown. Shared by `matchlock rpc` and `matchlock run`.
 import { randomBytes } from "node:crypto";
-import { rm } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { posix } from "node:path";
 import { SandboxLostError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
-import { EntrypointFailedError, startEntrypoint } from "./entrypoint.js";
+import { startEntrypoint } from "./entrypoint.js";
+import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Backend, RunningSandbox } from "../backends/backend.js";
 import { ImageStore } from "../image/store.js";
 import type { LocalImage } from "../image/types.js";
 import { checkMountRequest, resolveMounts } from "../vfs/mounts.js";
-import type { SandboxConfig } from "./create-config.js";
+import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
+import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
 import { resolveUser, type GuestFileReader, type ResolvedUser } from "./users.js";
@@ -71,7 +72,7 @@ export class Sandbox {
   private readonly defaultEnv: readonly string[];
 
   /**
-   * Creates and boots a sandbox. On any failure nothing is left running and the record says stopped.
+   * Creates and boots a sandbox. On any failure nothing is left: no process, link or record.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
   static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
@@ -84,12 +85,12 @@ export class Sandbox {
     if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
-    const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
-    traceStartup("create: record written");
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     try {
-      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir);
+      const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+      traceStartup("create: record written");
+      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
@@ -100,39 +101,51 @@ export class Sandbox {
       const sealed = seal;
       running = await backend.start({
         id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        mounts, stateDir, logFile: logFile(id), signal,
+        privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
         network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
       });
       traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
-      const env = composeEnv(image.config.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
+      const imageConfig = applyImageConfig(image.config, config.imageConfig);
+      const env = composeEnv(imageConfig.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       const agent = running.agent;
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
       // host, the image's symlinks could point the engine at host files.
-      const user = await resolveUser(guestFileReader(agent), image.config.user);
+      const user = await resolveUser(guestFileReader(agent), imageConfig.user);
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
-      const sandbox = new Sandbox(id, config, running, env, user, config.workspace, seal);
+      // The image's WORKDIR, as upstream and Docker run commands; else the workspace.
+      const sandbox = new Sandbox(id, config, running, env, user, imageConfig.workingDir || config.workspace, seal);
+      if (imageConfig.workingDir) await sandbox.makeWorkingDir(imageConfig.workingDir);
       if (config.launchEntrypoint) {
         // It runs until it ends or the sandbox stops (stopping the sandbox ends every process).
-        await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), image.config, logFile(id));
+        await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), imageConfig, logFile(id));
       }
       sandbox.setDeadline(config.deadlineSeconds);
       return sandbox;
     } catch (err) {
-      await running?.stop(0).catch(() => {});
+      // A refused create is undone whole: the client never learns this id, so no record may
+      // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
+      // record (as stopped), for `matchlock gc` to reclaim.
+      const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
       await seal?.close();
       await markStopped(id);
-      await removeOverlaySnapshots(id);
-      // A refused entrypoint is a refused create (its output is in the error): nothing stays.
-      if (err instanceof EntrypointFailedError) await removeVmDir(id);
+      await removeSnapshotDisk(paths.vm(id));
+      if (stoppedCleanly) await removeVmDir(id);
       if (signal?.aborted) {
-        // The client never learns this id: leave no record it would have to find and remove.
-        await removeVmDir(id);
-        throw new CreateCancelledError(`create cancelled: sandbox ${id} was stopped and its state removed`, { cause: err });
+        const what = stoppedCleanly ? "was stopped and its state removed" : "could not be stopped; its record stays for gc";
+        throw new CreateCancelledError(`create cancelled: sandbox ${id} ${what}`, { cause: err });
       }
       throw err;
     }
+  }
+
+  /** Docker makes a missing WORKDIR at run time; so does create (as root). */
+  private async makeWorkingDir(dir: string): Promise<void> {
+    const failed: Buffer[] = [];
+    const keep = (d: Buffer) => void failed.push(d);
+    const out = await this.exec(`mkdir -p -- ${shellQuote(dir)}`, { workingDir: "/", user: "0:0" }, { stdout: keep, stderr: keep });
+    if (out.exitCode !== 0) throw new Error(`cannot make the working directory ${dir}: ${Buffer.concat(failed).toString().trim()}`);
   }
 
   /**
@@ -211,7 +224,7 @@ export class Sandbox {
       } finally {
         await this.seal?.close();
         await markStopped(this.id);
-        await removeOverlaySnapshots(this.id);
+        await removeSnapshotDisk(paths.vm(this.id));
       }
     })();
     return this.closing;
@@ -300,8 +313,4 @@ export function secretPlaceholders(secrets: Record<string, { placeholder?: strin
   return Object.fromEntries(
     Object.entries(secrets).map(([name, s]) => [name, s.placeholder || `SANDBOX_SECRET_${randomBytes(16).toString("hex")}`]),
   );
-}
-
-async function removeOverlaySnapshots(id: string): Promise<void> {
-  await rm(join(paths.vm(id), "overlay"), { recursive: true, force: true });
 }

@@ -6,6 +6,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { paths } from "../paths.js";
 import { pidAlive, processStart, sameProcessAlive } from "../process-identity.js";
+import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 
 export type VmStatus = "running" | "stopped" | "crashed";
 
@@ -149,5 +150,7 @@ export async function takeStopRequest(id: string): Promise<boolean> {
 }
 
 export async function removeVmDir(id: string): Promise<void> {
+  // Its overlay snapshots' disk first: a mounted file system would stop the rm half-way.
+  await removeSnapshotDisk(paths.vm(id));
   await rm(paths.vm(id), { recursive: true, force: true });
 }

@@ -2,11 +2,13 @@
 // anything unsafe: relative or unnormalised guest paths, mounts over system directories,
 // missing host directories.
 import { execFile } from "node:child_process";
-import { mkdir, realpath, stat } from "node:fs/promises";
+import { lstat, readlink, stat } from "node:fs/promises";
 import { posix, join } from "node:path";
 import { promisify } from "node:util";
 import type { BackendMount } from "../backends/backend.js";
 import type { WireMount } from "../sandbox/create-config.js";
+import { treeUsage } from "../image/tree-size.js";
+import { mountSnapshotDisk, snapshotDiskGeometry } from "./snapshot-disk.js";
 
 const run = promisify(execFile);
 
@@ -29,15 +31,38 @@ export function checkGuestPath(p: string, what: string): void {
 async function hostDir(hostPath: string | undefined, guestPath: string): Promise<string> {
   if (!hostPath) throw new MountConfigError(`mount ${guestPath}: host_path is required`);
   if (!hostPath.startsWith("/")) throw new MountConfigError(`mount ${guestPath}: host_path must be absolute: ${hostPath}`);
-  let resolved: string;
-  try {
-    resolved = await realpath(hostPath);
-  } catch {
-    throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${hostPath}`);
-  }
-  const st = await stat(resolved);
+  const path = posix.normalize(hostPath);
+  await refuseSymlinks(path, guestPath);
+  const st = await stat(path);
   if (!st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${hostPath}`);
-  return resolved;
+  return path;
+}
+
+/**
+ * A host path is taken only when none of its components is a symlink. A link inside a directory
+ * that a sandbox can write (a read-write mount) may have been planted by that sandbox, and
+ * following it would hand a later sandbox whatever host directory the link names (e.g. /etc).
+ * Refusing every link, by name, is simple to reason about; the client can pass the real path.
+ */
+async function refuseSymlinks(path: string, guestPath: string): Promise<void> {
+  let prefix = "";
+  for (const part of path.split("/").filter(Boolean)) {
+    prefix += `/${part}`;
+    let st;
+    try {
+      st = await lstat(prefix);
+    } catch {
+      throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is missing)`);
+    }
+    if (st.isSymbolicLink()) {
+      const target = await readlink(prefix).catch(() => "?");
+      throw new MountConfigError(
+        `mount ${guestPath}: host path ${path} goes through the symbolic link ${prefix} (-> ${target}); ` +
+          "host paths must not contain symlinks (one a sandbox planted could redirect the mount): pass the link-free path",
+      );
+    }
+    if (prefix !== path && !st.isDirectory()) throw new MountConfigError(`mount ${guestPath}: host path does not exist: ${path} (${prefix} is not a directory)`);
+  }
 }
 
 const HOST_TYPES = ["real_fs", "host_fs"];
@@ -73,14 +98,15 @@ function checkFieldsFit(guestPath: string, m: WireMount): void {
 
 /**
  * Resolves mounts. Overlay mounts get a private copy-on-write snapshot of their host directory
- * under `stateDir/overlay/` (deleted with the sandbox), so guest changes never reach the host.
+ * on the sandbox's snapshot disk (snapshot-disk.ts, deleted with the sandbox), so guest changes
+ * never reach the host, and what the guest writes there is capped at `diskSizeMb`.
  */
 export async function resolveMounts(
-  workspace: string, mounts: Record<string, WireMount>, stateDir: string,
+  workspace: string, mounts: Record<string, WireMount>, stateDir: string, diskSizeMb: number,
 ): Promise<BackendMount[]> {
   checkMountRequest(workspace, mounts);
   const out: BackendMount[] = [];
-  let overlayCount = 0;
+  const overlays: Array<{ guestPath: string; source: string }> = [];
   for (const [guestPath, m] of Object.entries(mounts)) {
     switch (m.type) {
       case "memory":
@@ -90,15 +116,19 @@ export async function resolveMounts(
       case "host_fs":
         out.push({ kind: "bind", guestPath, hostPath: await hostDir(m.host_path, guestPath), readonly: m.readonly === true });
         break;
-      case "overlay": {
-        const source = await hostDir(m.host_path || m.lower?.host_path, guestPath);
-        const snapshot = join(stateDir, "overlay", `mount-${++overlayCount}`);
-        await mkdir(join(stateDir, "overlay"), { recursive: true, mode: 0o700 });
-        // cp -a keeps modes, owners, symlinks and times; --reflink=auto makes it cheap where the fs can.
-        await run("cp", ["-a", "--reflink=auto", "--", source, snapshot]);
-        out.push({ kind: "bind", guestPath, hostPath: snapshot, readonly: false });
+      case "overlay":
+        overlays.push({ guestPath, source: await hostDir(m.host_path || m.lower?.host_path, guestPath) });
         break;
-      }
+    }
+  }
+  if (overlays.length > 0) {
+    const usage = await Promise.all(overlays.map((o) => treeUsage(o.source)));
+    const disk = await mountSnapshotDisk(stateDir, snapshotDiskGeometry(usage, diskSizeMb));
+    for (const [i, o] of overlays.entries()) {
+      const snapshot = join(disk, `mount-${i + 1}`);
+      // cp -a keeps modes, owners, symlinks and times; --reflink=auto makes it cheap where the fs can.
+      await run("cp", ["-a", "--reflink=auto", "--", o.source, snapshot]);
+      out.push({ kind: "bind", guestPath: o.guestPath, hostPath: snapshot, readonly: false });
     }
   }
   // Always serve the workspace root, even when only sub-directories of it are mounted.

@@ -55,6 +55,18 @@ export class MemoryCgroup {
   }
 }
 
+/**
+ * Whether the sandbox's pids cgroup ever refused a task (its "max" event), while the cgroup is
+ * there: runsc may remove it first, and then the loss stays unexplained.
+ */
+export async function hostTaskLimitReached(id: string): Promise<boolean> {
+  const v1 = join(V2_ROOT, "pids", CGROUP_PARENT, id, "pids.events");
+  const v2 = join(V2_ROOT, CGROUP_PARENT, id, "pids.events");
+  const text = (await readFile(v1, "utf8").catch(() => undefined)) ?? (await readFile(v2, "utf8").catch(() => ""));
+  const m = /^max (\d+)$/m.exec(text);
+  return m !== null && Number(m[1]) > 0;
+}
+
 /** Scans the kernel log (/dev/kmsg, root only) for an OOM kill in memory cgroup `cgroup`. */
 function kernelLogNamesOomOf(cgroup: string): boolean {
   let fd: number;

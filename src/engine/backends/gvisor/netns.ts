@@ -1,6 +1,6 @@
 // gVisor's side of the network seal: a fresh netns per sandbox (runsc takes over the veth it
 // finds there and strips it from the kernel, so netns and link cannot be shared), a veth pair
-// between it and the host, and the wrapper for gVisor bug #10704 on kernels >= 6.7.
+// between it and the host (gVisor bug #10704's workaround is in private-mounts.ts).
 import { run } from "../../net/host-commands.js";
 import type { SandboxNetwork } from "../backend.js";
 import { hostEndCommands } from "../host-end.js";
@@ -22,13 +22,4 @@ export async function createNetns(net: SandboxNetwork): Promise<void> {
 
 export function netnsPath(net: SandboxNetwork): string {
   return `/var/run/netns/${net.link.netns}`;
-}
-
-/**
- * runsc refuses --network=sandbox when it thinks it is in the root netns, and on kernels from
- * about 6.7 every netns looks like the root one to it (gVisor #10704). Hiding /proc/sys/net in
- * a private mount namespace for the `runsc run` process alone avoids the false positive.
- */
-export function hideNetSysctl(cmd: string, args: string[]): [string, string[]] {
-  return ["unshare", ["-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs -o size=4k matchlock /proc/sys/net && exec "$@"', "sh", cmd, ...args]];
 }

@@ -3,16 +3,17 @@
 // sandbox dies with the engine: if the engine is killed, the agent reads EOF and exits, and
 // runsc tears the sandbox down (no subreaper needed, no orphaned sandbox).
 import { spawn, type ChildProcess } from "node:child_process";
-import { access, constants, open, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { access, constants, mkdir, open, readdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
-import { writeBundle } from "./bundle.js";
+import { BackendUnavailableError, SETUP_COMMAND, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
-import { createNetns, hideNetSysctl, netnsPath } from "./netns.js";
+import { createNetns, netnsPath } from "./netns.js";
+import { inPrivateMounts, privateRootfs } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
-import { MemoryCgroup, removeSandboxCgroups } from "./memory-cgroup.js";
+import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -24,20 +25,23 @@ export class GvisorBackend implements Backend {
   readonly name = "gvisor";
 
   async checkAvailable(): Promise<void> {
-    if (!(await findOnPath(runscBinary()))) {
-      throw new BackendUnavailableError(
-        `gVisor's runsc was not found (looked for "${runscBinary()}" on PATH): install it with "apt-get install runsc" or run "npm run setup"`,
-      );
-    }
+    // Root first: a user without it learns that before any missing package.
     if (process.getuid?.() !== 0) {
       throw new BackendUnavailableError(
         "the gVisor backend needs root: runsc creates namespaces and cgroups for each sandbox. Run the engine as root, or use Config.useSudo in the SDK",
       );
     }
-    try {
-      await access(paths.agentBinary(), constants.X_OK);
-    } catch {
-      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
+    if (!(await findOnPath(runscBinary()))) {
+      throw new BackendUnavailableError(
+        `gVisor's runsc was not found (looked for "${runscBinary()}" on PATH): run "${SETUP_COMMAND}" (it installs runsc)`,
+      );
+    }
+    for (const [what, binary] of [["sandbox agent binary", paths.agentBinary()], ["set-id guard (host/setid-guard)", paths.setidGuard()]]) {
+      try {
+        await access(binary, constants.X_OK);
+      } catch {
+        throw new BackendUnavailableError(`the ${what} is missing at ${binary}: reinstall matchlock (in its repository: "npm run build")`);
+      }
     }
   }
 
@@ -63,21 +67,30 @@ export class GvisorBackend implements Backend {
     }
     // The seal's files (resolver, CA, trust bundles) as read-only binds over the image's own.
     const sealFiles = (spec.network?.guestFiles ?? []).map((f) => ({ kind: "bind" as const, ...f, readonly: true }));
-    const bundle = await writeBundle({ ...spec, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
+    const rootfs = privateRootfs(spec.stateDir);
+    await mkdir(dirname(rootfs), { mode: 0o700 });
+    const bundle = await writeBundle({ ...spec, rootfs, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = netns ? hideNetSysctl(runscBinary(), runArgs) : [runscBinary(), runArgs];
-    const child = spawn(cmd, args, {
+    const [cmd, args] = inPrivateMounts(spec.stateDir, spec.rootfs, netns !== undefined, runscBinary(), runArgs);
+    // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
+    // read-write host mount: under the guard those calls fail (EPERM) on the host.
+    const child = spawn(paths.setidGuard(), [cmd, ...args], {
       stdio: ["pipe", "pipe", log.fd],
     });
     traceStartup("gvisor: runsc spawned");
     await log.close(); // the child has its own copy of the descriptor
-    const outOfMemory = async () =>
-      memory && (await memory.oomKilled())
-        ? new OutOfMemoryError(`out of memory: the sandbox used more than its memory limit of ${spec.memoryMb} MiB, and the host's OOM killer stopped it with everything running in it`)
-        : undefined;
+    const outOfMemory = async () => {
+      if (memory && (await memory.oomKilled())) {
+        return new OutOfMemoryError(`out of memory: the sandbox used more than its memory limit of ${spec.memoryMb} MiB, and the host's OOM killer stopped it with everything running in it`);
+      }
+      if (await hostTaskLimitReached(spec.id)) {
+        return new SandboxLostError(`the sandbox reached its limit of ${HOST_TASK_LIMIT} host tasks (gVisor runs each guest process on several host threads) and stopped: too many processes or threads at once`);
+      }
+      return undefined;
+    };
     const agent = new AgentConnection(child.stdin!, child.stdout!, outOfMemory);
     child.once("error", (err) => agent.lose(new SandboxLostError(`could not start runsc: ${err.message}`)));
     // A runsc that could not be spawned never emits "exit": count "error" as the end too.

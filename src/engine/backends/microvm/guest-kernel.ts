@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError } from "../backend.js";
+import { BackendUnavailableError, SETUP_COMMAND } from "../backend.js";
 import { buildOnce } from "./artifact.js";
 import { markUsed, pruneInitramfs } from "./initramfs-cache.js";
 import { FileMemo } from "./file-memo.js";
@@ -45,7 +45,7 @@ export async function findGuestKernel(): Promise<GuestKernel> {
     await access(join(dir, "modules", "modules.dep"));
   } catch {
     throw new BackendUnavailableError(
-      `the micro-VM guest kernel is missing at ${dir}: fetch it with "bash scripts/fetch-guest-kernel.sh" (part of "npm run setup")`,
+      `the micro-VM guest kernel is missing at ${dir}: run "${SETUP_COMMAND}" (it fetches Debian's kernel)`,
     );
   }
   const release = (await readFile(join(dir, "release"), "utf8")).trim();
@@ -154,7 +154,7 @@ async function slimModule(from: string, to: string, sections: string[]): Promise
     await run("objcopy", [...sections.map((name) => `--remove-section=${name}`), from, to]);
   } catch (err) {
     const e = err as { code?: string; stderr?: string; message: string };
-    if (e.code === "ENOENT") throw new Error('objcopy was not found: install binutils ("npm run setup")');
+    if (e.code === "ENOENT") throw new Error(`objcopy was not found: run "${SETUP_COMMAND}" (it installs binutils)`);
     throw new Error(`preparing the guest kernel module ${from} failed: ${e.stderr?.trim() || e.message}`);
   }
 }

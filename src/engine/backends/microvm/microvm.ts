@@ -5,17 +5,19 @@
 //
 // The agent channel is a socketpair made at spawn time (QEMU's fd 3): no socket file, nothing
 // another local process could connect to first, nothing left on disk if the engine dies.
-// The VM dies with the engine twice over: QEMU runs under `setpriv --pdeathsig KILL`, so the
-// kernel kills it when the engine dies; and the engine's end of the channel closing makes the
+// QEMU runs confined (jail.ts: namespaces, chroot, unprivileged user, no capabilities, seccomp).
+// The VM dies with the engine twice over: the jail's wrappers and QEMU run with pdeathsig KILL,
+// so the kernel kills them when the engine dies; and the engine's end of the channel closing makes the
 // agent (the guest's PID 1) exit, which panics the guest kernel into a reboot that -no-reboot
 // turns into QEMU's exit.
 import { spawn } from "node:child_process";
-import { open, readFile, readdir, stat } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, realpath, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
 import { MountConfigError } from "../../vfs/mounts.js";
-import { BackendUnavailableError, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, SETUP_COMMAND, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
 import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
@@ -24,6 +26,7 @@ import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
 import { traceStartup } from "../../trace/startup.js";
 import { createTap } from "./tap.js";
+import { JAIL_PATHS, QEMU_SANDBOX, SHARE_CAPABILITIES, jailedCommand, qemuUser, usrRootLinks } from "./jail.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
 const READY_TIMEOUT_MS = 60_000;
@@ -47,17 +50,22 @@ export class MicrovmBackend implements Backend {
   async checkAvailable(): Promise<void> {
     if (!(await findOnPath(qemuBinary()))) {
       throw new BackendUnavailableError(
-        `QEMU was not found (looked for "${qemuBinary()}" on PATH): install it with "apt-get install --no-install-recommends qemu-system-x86" or run "npm run setup"`,
+        `QEMU was not found (looked for "${qemuBinary()}" on PATH): run "${SETUP_COMMAND}" (it installs qemu-system-x86)`,
       );
     }
-    for (const [tool, pkg] of [["setpriv", "util-linux"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
-      if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: install ${pkg} ("npm run setup")`);
+    if (process.getuid?.() !== 0) {
+      throw new BackendUnavailableError(
+        "the micro-VM backend needs root: it confines each QEMU in its own namespaces and chroot as an unprivileged user. Run the engine as root, or use Config.useSudo in the SDK",
+      );
+    }
+    for (const [tool, pkg] of [["setpriv", "util-linux"], ["unshare", "util-linux"], ["chroot", "coreutils"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
+      if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: run "${SETUP_COMMAND}" (it installs ${pkg})`);
     }
     if (!(await findOnPath(initBinaryPath()))) {
-      throw new BackendUnavailableError(`the micro-VM's init binary is missing at ${initBinaryPath()}: build it with "npm run build"`);
+      throw new BackendUnavailableError(`the micro-VM's init binary is missing at ${initBinaryPath()}: reinstall matchlock (in its repository: "npm run build")`);
     }
     if (!(await findOnPath(paths.agentBinary()))) {
-      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: build it with "npm run build"`);
+      throw new BackendUnavailableError(`the sandbox agent binary is missing at ${paths.agentBinary()}: reinstall matchlock (in its repository: "npm run build")`);
     }
     await findGuestKernel();
   }
@@ -94,23 +102,47 @@ export class MicrovmBackend implements Backend {
     const [initramfs, rootImage, accel] = await Promise.all([
       initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),
     ]);
+    const user = qemuUser();
     const net = spec.network;
     if (net) {
-      await createTap(net);
+      await createTap(net, user);
       await net.attach();
     }
-    const args = qemuArgs({
+    // QEMU sees its files at fixed places inside its jail (jail.ts), never the host's paths.
+    const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly }] : []));
+    const jailedMounts = spec.mounts.map((m, i) => (m.kind === "bind" ? { ...m, hostPath: JAIL_PATHS.share(i) } : m));
+    const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
-      accel, vmlinux: kernel.vmlinux, initramfs, rootImage, agentFd: AGENT_FD, mounts: spec.mounts,
+      privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
       trace: process.env.MATCHLOCK_TRACE_STARTUP === "1",
       network: net && { tap: net.link.hostInterface, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
-    });
+    }), "-sandbox", QEMU_SANDBOX];
+    const jailDir = join(spec.stateDir, "jail");
+    await mkdir(jailDir, { mode: 0o700 });
+    const kvm = accel.accel === "kvm" ? await stat("/dev/kvm") : undefined;
+    const [command, commandArgs] = jailedCommand({
+      dir: jailDir,
+      // The real file: a link's own path may not exist inside the jail (e.g. /bin is a link to usr/bin).
+      qemu: await realpath((await findOnPath(qemuBinary()))!),
+      ...user,
+      groups: kvm ? [kvm.gid] : [],
+      files: [
+        { host: kernel.vmlinux, jail: JAIL_PATHS.vmlinux },
+        { host: initramfs, jail: JAIL_PATHS.initramfs },
+        { host: rootImage, jail: JAIL_PATHS.rootImage },
+      ],
+      shares,
+      devices: ["/dev/null", ...(kvm ? ["/dev/kvm"] : [])],
+      ownDevices: net ? [await charDevice("/dev/net/tun")] : [],
+      rootLinks: await usrRootLinks(),
+      capabilities: shares.length > 0 ? SHARE_CAPABILITIES : [],
+      isolateNetwork: !net,
+    }, args);
     traceStartup("microvm: kernel, initramfs and root image ready");
 
     const log = await open(spec.logFile, "a");
     await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
-    // setpriv: QEMU gets SIGKILL from the kernel the moment the engine dies, however it dies.
-    const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", qemuBinary(), ...args], {
+    const child = spawn(command, commandArgs, {
       stdio: ["ignore", "pipe", "pipe", "pipe"],
     });
     traceStartup("microvm: QEMU spawned");
@@ -145,6 +177,13 @@ export class MicrovmBackend implements Backend {
     }
     return { agent, pid: child.pid, stop };
   }
+}
+
+/** A host character device's numbers, to make the same device in QEMU's jail. */
+async function charDevice(path: string): Promise<{ path: string; major: number; minor: number }> {
+  const { rdev } = await stat(path);
+  // Linux's dev_t: major in bits 8-19 (and 32-43), minor in bits 0-7 and 20-31.
+  return { path, major: ((rdev >> 8) & 0xfff), minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
 }
 
 /**

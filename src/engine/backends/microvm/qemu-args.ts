@@ -2,6 +2,7 @@
 // the exact shape is unit-tested; microvm.ts only supplies the paths.
 import type { BackendMount } from "../backend.js";
 import type { AccelChoice } from "./accel.js";
+import { GUEST_TASK_LIMIT } from "../task-limit.js";
 
 /** Name of the virtio-serial port the guest's init hands to the agent. */
 export const AGENT_PORT_NAME = "matchlock.agent";
@@ -16,6 +17,8 @@ export interface VmPlan {
   memoryMb: number;
   diskSizeMb: number;
   hostname: string;
+  /** Commands keep every capability (the guest init starts the agent with --privileged). */
+  privileged: boolean;
   accel: AccelChoice;
   vmlinux: string;
   initramfs: string;
@@ -75,9 +78,11 @@ export function kernelCmdline(plan: VmPlan): string {
     "pci=off", "rdinit=/init",
     `matchlock.hostname=${hex(plan.hostname)}`,
     `matchlock.disk_mb=${plan.diskSizeMb}`,
+    `matchlock.tasks_max=${GUEST_TASK_LIMIT}`,
     `matchlock.port=${AGENT_PORT_NAME}`,
     ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
     ...(plan.trace ? ["matchlock.trace=1"] : []),
+    ...(plan.privileged ? ["matchlock.privileged=1"] : []),
     ...(plan.network ? [`matchlock.net=${plan.network.guestIp}/${plan.network.prefixLength},${plan.network.gateway}`] : []),
   ];
   const line = parts.join(" ");
@@ -90,7 +95,8 @@ export function kernelCmdline(plan: VmPlan): string {
 /**
  * Writable shares use mapped-xattr: the guest's owners, modes and special files live in
  * extended attributes, so a guest root cannot create a setuid binary or a device node that
- * would be real on the host (with "none", QEMU running as root would make them for real).
+ * would be real on the host (with "none", QEMU would try to make them for real), and QEMU needs
+ * no CAP_CHOWN or CAP_MKNOD (see jail.ts for the two capabilities it keeps for shares).
  */
 export function qemuArgs(plan: VmPlan): string[] {
   if (!Number.isInteger(plan.memoryMb) || plan.memoryMb < MIN_MEMORY_MB) {

@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { treeSize } from "../../image/tree-size.js";
 import { buildOnce } from "./artifact.js";
+import { SETUP_COMMAND } from "../backend.js";
 
 const run = promisify(execFile);
 const MB = 1024 * 1024;
@@ -26,7 +27,7 @@ export async function rootImageFor(rootfs: string): Promise<string> {
       ], { maxBuffer: 4 * MB });
     } catch (err) {
       const e = err as { code?: string; stderr?: string; message: string };
-      if (e.code === "ENOENT") throw new Error('mkfs.ext4 was not found: install e2fsprogs ("npm run setup")');
+      if (e.code === "ENOENT") throw new Error(`mkfs.ext4 was not found: run "${SETUP_COMMAND}" (it installs e2fsprogs)`);
       throw new Error(`building the micro-VM root image from ${rootfs} failed: ${e.stderr?.trim() || e.message}`);
     }
   });

@@ -7,7 +7,8 @@ import { run } from "../../net/host-commands.js";
 import type { SandboxNetwork } from "../backend.js";
 import { hostEndCommands } from "../host-end.js";
 
-export async function createTap(net: SandboxNetwork): Promise<void> {
+/** `owner`: the unprivileged user QEMU runs as, which may then attach to this tap (and no other). */
+export async function createTap(net: SandboxNetwork, owner: { uid: number; gid: number }): Promise<void> {
   const l = net.link;
-  await run("ip", ["-batch", "-"], [`tuntap add dev ${l.hostInterface} mode tap`, ...hostEndCommands(l)].join("\n") + "\n");
+  await run("ip", ["-batch", "-"], [`tuntap add dev ${l.hostInterface} mode tap user ${owner.uid} group ${owner.gid}`, ...hostEndCommands(l)].join("\n") + "\n");
 }

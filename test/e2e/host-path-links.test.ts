@@ -1,0 +1,87 @@
+// End to end: a mount's host path is never resolved through a symlink. A sandbox with a
+// read-write mount of D may plant D/sub -> /etc; a later sandbox that asks to mount D/sub (or a
+// path below it) must be refused, with the link named, and must never get the host's /etc.
+import assert from "node:assert/strict";
+import { lstat, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { RPCError, Sandbox } from "../../src/sdk/index.js";
+import { BACKEND, BUSYBOX, cli, newClient, setUpE2E } from "../helpers/e2e.js";
+import { RawSession } from "../helpers/raw-rpc.js";
+
+describe(`host paths through symlinks are refused on ${BACKEND}`, () => {
+  let base: string;
+  let shared: string;
+
+  before(async () => {
+    await setUpE2E();
+    base = await mkdtemp(join(tmpdir(), "matchlock-host-links-"));
+    shared = join(base, "shared");
+    await mkdir(join(base, "real"), { recursive: true });
+    await mkdir(shared);
+    await writeFile(join(base, "real", "inside.txt"), "inside");
+    await symlink(join(base, "real"), join(base, "link"));
+    await symlink("/etc", join(base, "etc-link"));
+  });
+
+  test("a link planted by a sandbox in its read-write mount never hands a later sandbox the host's /etc", async (t) => {
+    {
+      await using a = newClient();
+      await a.launch(new Sandbox(BUSYBOX).mountHostDir("/workspace/d", shared));
+      const planted = await a.exec("ln -s /etc /workspace/d/sub && ls -ld /workspace/d/sub");
+      assert.equal(planted.exitCode, 0, planted.stderr);
+    }
+    // gVisor makes the guest's link a real host symlink; the micro-VM's mapped-xattr share
+    // stores it as a regular file holding the target (the host sees no link at all).
+    const onHost = await lstat(join(shared, "sub"));
+    t.diagnostic(`the planted D/sub on the host: ${onHost.isSymbolicLink() ? "a symlink" : onHost.isFile() ? "a regular file" : "other"}`);
+    assert.equal(onHost.isSymbolicLink(), BACKEND !== "microvm");
+
+    for (const hostPath of [join(shared, "sub"), join(shared, "sub", "ssl")]) {
+      await using b = newClient();
+      const err = await b.launch(new Sandbox(BUSYBOX).mountHostDirReadonly("/workspace/x", hostPath)).then(
+        () => assert.fail(`a sandbox got ${hostPath} mounted`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof RPCError, String(err));
+      assert.equal(err.code, -32602, err.message);
+      const why = onHost.isSymbolicLink()
+        ? new RegExp(`goes through the symbolic link ${join(shared, "sub")} \\(-> /etc\\)`)
+        : /shares directories only|is not a directory/;
+      assert.match(err.message, why, hostPath);
+    }
+  });
+
+  test("a host-made link anywhere on the path is refused, naming it; the link-free path mounts", async () => {
+    const s = new RawSession();
+    try {
+      let id = 1;
+      for (const [type, hostPath, link] of [
+        ["host_fs", join(base, "link"), join(base, "link")],
+        ["host_fs", join(base, "etc-link", "ssl"), join(base, "etc-link")],
+        ["overlay", join(base, "link"), join(base, "link")],
+      ] as const) {
+        const r = await s.call("create", { image: BUSYBOX, vfs: { mounts: { "/workspace/x": { type, host_path: hostPath } } } }, id++);
+        assert.equal(r.error?.code, -32602, JSON.stringify(r));
+        assert.match(r.error.message, new RegExp(`symbolic link ${link} \\(->`), hostPath);
+      }
+    } finally {
+      s.proc.stdin.end();
+      await s.exited;
+    }
+    await using c = newClient();
+    await c.launch(new Sandbox(BUSYBOX).mountHostDirReadonly("/workspace/x", join(base, "real")));
+    assert.equal((await c.exec("cat /workspace/x/inside.txt")).stdout, "inside");
+  });
+
+  test("matchlock run -v through a link is refused the same way", async () => {
+    const r = await cli(["run", "--image", BUSYBOX, "-v", `${join(base, "etc-link")}:/data:ro`, "--", "cat", "/data/hostname"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`symbolic link ${join(base, "etc-link")} \\(-> /etc\\)`));
+    assert.doesNotMatch(r.stdout, /\S/, "nothing of the host's /etc was printed");
+  });
+
+  // base holds only the test's own files, and links, which rm removes without following.
+  after(() => rm(base, { recursive: true, force: true }));
+});
