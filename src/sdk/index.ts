@@ -22,5 +22,6 @@ export type {
   OutputTarget,
   SandboxEvent,
   Secret,
+  SecretOptions,
   WriteFileOptions,
 } from "./types.js";
