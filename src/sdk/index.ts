@@ -23,5 +23,6 @@ export type {
   OutputTarget,
   SandboxEvent,
   Secret,
+  SecretOptions,
   WriteFileOptions,
 } from "./types.js";

@@ -1,7 +1,7 @@
 // Fluent builder for CreateOptions, mirroring the seed Python SDK's Sandbox. Each setter
 // validates its input at once, so a mistake is reported where it was made.
 import { MatchlockError } from "./errors.js";
-import type { BackendName, CreateOptions, ImageConfig, MountConfig } from "./types.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig, SecretOptions } from "./types.js";
 import {
   checkBackend,
   checkDnsServer,
@@ -14,6 +14,7 @@ import {
   checkTimeoutSeconds,
   checkPositiveInt,
   checkSecret,
+  secretOptions,
 } from "./validate.js";
 
 /** The same as `new Sandbox(image)`. */
@@ -108,10 +109,13 @@ export class Sandbox {
 
   /**
    * Injects a secret: the guest sees a placeholder in env var `name`, and the proxy swaps in
-   * `value` only on requests to `hosts` (none = any host).
+   * `value` only on requests to `hosts` (none = any host), and only over TLS unless
+   * `{ allowCleartext: true }` (the options form: `addSecret(name, value, { hosts, allowCleartext })`).
    */
-  addSecret(name: string, value: string, ...hosts: string[]): this {
-    const secret = checkSecret({ name, value, hosts });
+  addSecret(name: string, value: string, ...hosts: string[]): this;
+  addSecret(name: string, value: string, options: SecretOptions): this;
+  addSecret(name: string, value: string, ...rest: string[] | [SecretOptions]): this {
+    const secret = checkSecret({ name, value, ...secretOptions(name, rest) });
     const secrets = this.opts.secrets ?? [];
     // The wire form is a map keyed by name, so a second secret would silently replace the first.
     if (secrets.some((s) => s.name === secret.name)) {

@@ -42,6 +42,19 @@ export interface Secret {
   value: string;
   /** Host patterns the secret may be sent to; empty means any host. */
   hosts: string[];
+  /**
+   * Also substitute the value into plain-HTTP requests (port 80, or HTTP on any other port),
+   * where anyone on the path can read it. Default false: such a request is refused (403).
+   */
+  allowCleartext?: boolean;
+}
+
+/** `addSecret`'s options form. */
+export interface SecretOptions {
+  /** Host patterns the secret may be sent to; none means any host. */
+  hosts?: string[];
+  /** See Secret.allowCleartext. */
+  allowCleartext?: boolean;
 }
 
 /** Everything `create` can set. Unset (or 0) fields take the engine's defaults. */

@@ -5,7 +5,7 @@ import { MAX_TIMEOUT_SECONDS } from "../protocol/rpc.js";
 import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
-import type { BackendName, CreateOptions, ImageConfig, MountConfig, MountType, Secret } from "./types.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig, MountType, Secret, SecretOptions } from "./types.js";
 
 const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -85,6 +85,19 @@ export function checkMount(guestPath: string, config: MountConfig): MountConfig 
   return out;
 }
 
+const SECRET_FIELDS = new Set(["name", "value", "hosts", "allowCleartext"]);
+const SECRET_OPTIONS = new Set(["hosts", "allowCleartext"]);
+
+/** addSecret's arguments after the value: host patterns, or one options object. */
+export function secretOptions(name: string, rest: unknown[]): Omit<Secret, "name" | "value"> {
+  const [first] = rest;
+  if (rest.length !== 1 || first === null || typeof first !== "object" || Array.isArray(first)) return { hosts: rest as string[] };
+  const unknown = Object.keys(first).filter((k) => !SECRET_OPTIONS.has(k));
+  if (unknown.length) throw new MatchlockError(`secret ${name}: unknown option ${unknown.join(", ")} (known: ${[...SECRET_OPTIONS].join(", ")})`);
+  const opts = first as SecretOptions;
+  return { hosts: opts.hosts ?? [], ...(opts.allowCleartext !== undefined ? { allowCleartext: opts.allowCleartext } : {}) };
+}
+
 export function checkEnvName(what: string, name: unknown): string {
   if (typeof name !== "string" || !ENV_NAME.test(name)) {
     throw new MatchlockError(`${what}: invalid environment variable name ${JSON.stringify(name)}`);
@@ -138,7 +151,14 @@ export function checkSecret(secret: Secret): Secret {
     throw invalid(`secret ${secret.name} has an empty or non-string value`);
   }
   if (!Array.isArray(secret.hosts)) throw invalid(`secret ${secret.name}: hosts must be an array`);
-  return { name: secret.name, value: secret.value, hosts: secret.hosts.map(checkHostPattern) };
+  const unknown = Object.keys(secret).filter((k) => !SECRET_FIELDS.has(k));
+  if (unknown.length) throw invalid(`secret ${secret.name}: unknown field ${unknown.join(", ")} (known: ${[...SECRET_FIELDS].join(", ")})`);
+  const out: Secret = { name: secret.name, value: secret.value, hosts: secret.hosts.map(checkHostPattern) };
+  if (secret.allowCleartext !== undefined) {
+    if (typeof secret.allowCleartext !== "boolean") throw invalid(`secret ${secret.name}: allowCleartext must be a boolean`);
+    if (secret.allowCleartext) out.allowCleartext = true;
+  }
+  return out;
 }
 
 /** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */

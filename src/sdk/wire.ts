@@ -54,7 +54,9 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
       block_private_ips: opts.blockPrivateIPs ?? true,
     };
     if (secrets.length > 0) {
-      network.secrets = Object.fromEntries(secrets.map((s) => [s.name, { value: s.value, hosts: [...s.hosts] }]));
+      network.secrets = Object.fromEntries(
+        secrets.map((s) => [s.name, { value: s.value, hosts: [...s.hosts], ...(s.allowCleartext ? { allow_cleartext: true } : {}) }]),
+      );
     }
     if (dnsServers.length > 0) network.dns_servers = [...dnsServers];
     params.network = network;

@@ -4,7 +4,10 @@
 // on :7777; a UDP sink on :9999; a DNS server on :53 answering every test name (and
 // dnsonly.test, which the engine's test hosts file lacks) with this server's address.
 // /udp-log and /dns-log say what the last two received, so a test can prove nothing arrived.
-// Started with: node net-lab-server.js <cert.pem> <key.pem> <server ip> <name>...
+// On a second address, a raw upstream (HTTP on :80, HTTPS on :443) that logs every line it
+// receives that looks like a request line, wherever it is in the byte stream (/raw-log on the
+// main address lists them): a test of request smuggling proves what never arrived.
+// Started with: node net-lab-server.js <cert.pem> <key.pem> <server ip> <raw ip> <name>...
 import dnsPacket from "dns-packet";
 import { createHash } from "node:crypto";
 import { createSocket } from "node:dgram";
@@ -12,13 +15,21 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import net, { type Socket } from "node:net";
+import tls from "node:tls";
+import zlib from "node:zlib";
 import { WebSocketServer } from "ws";
 
-const [certFile, keyFile, serverIp, ...names] = process.argv.slice(2);
+const [certFile, keyFile, serverIp, rawIp, ...names] = process.argv.slice(2);
 const DNS_ONLY = "dnsonly.test";
 const udpLog: string[] = [];
 const dnsLog: string[] = [];
 const sha = (v: string | Buffer) => createHash("sha256").update(v).digest("hex");
+/** What /store kept (and /load, or a websocket "load:<id>" message, hands back), by id. */
+const stored = new Map<string, string>();
+/** Content codings /load can force on its body, whatever the request accepted ("zstd": labelled only). */
+const ENCODE: Record<string, (b: Buffer) => Buffer> = {
+  identity: (b) => b, gzip: (b) => zlib.gzipSync(b), deflate: (b) => zlib.deflateSync(b), br: (b) => zlib.brotliCompressSync(b), zstd: (b) => b,
+};
 /** /sse streams waiting for their /sse-release, by the id the client chose. */
 const sseWaiting = new Map<string, () => void>();
 
@@ -32,6 +43,29 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       return void res.end(JSON.stringify(udpLog));
     case "/dns-log":
       return void res.end(JSON.stringify(dnsLog));
+    case "/raw-log":
+      return void res.end(JSON.stringify(rawLog));
+    case "/store": {
+      // Keeps what the request carried (the proxy put the secret's value in): a header or the query.
+      const value = String(req.headers["x-store"] ?? url.searchParams.get("value") ?? "");
+      stored.set(url.searchParams.get("id") ?? "", value);
+      return void res.end(`stored ${value.length} bytes\n`);
+    }
+    case "/load": {
+      // Hands it back in the status text, a header and the body, in the coding asked for in the
+      // query (never what the request accepted), and honours a byte range of the plain body.
+      const value = stored.get(url.searchParams.get("id") ?? "") ?? "";
+      const coding = url.searchParams.get("enc") ?? "identity";
+      let body = Buffer.from(JSON.stringify({ loaded: value, range: req.headers.range ?? null }));
+      const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers.range ?? ""));
+      if (range) body = body.subarray(Number(range[1]), Number(range[2]) + 1);
+      const encoded = ENCODE[coding]!(body);
+      res.writeHead(range ? 206 : 200, `Loaded ${value}`, { "Content-Type": "application/json", "Content-Encoding": coding, "Content-Length": encoded.length, "X-Loaded": value });
+      return void res.end(encoded);
+    }
+    case "/hangup":
+      // An upstream that fails: the connection closes with no answer.
+      return void req.socket.destroy();
     case "/echo": {
       // Echoes everything the proxy sent us: the test checks what a secret became upstream.
       // Digests too, so a test can check what arrived even where the proxy redacts the echo.
@@ -94,6 +128,8 @@ const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
 wss.on("connection", (ws, req) => {
   ws.on("message", (data, binary) => {
     const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
+    const load = /^load:(.*)$/.exec(buf.toString());
+    if (load) return void ws.send(stored.get(load[1]!) ?? "");
     ws.send(JSON.stringify({ text: buf.toString(), sha: sha(buf), binary, host: req.headers.host, extensions: req.headers["sec-websocket-extensions"] ?? null }));
   });
 });
@@ -101,18 +137,82 @@ function upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
   wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
 }
 
-function listen(server: net.Server, port: number): Promise<void> {
-  return new Promise((resolve, reject) => server.once("error", reject).listen(port, resolve));
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => server.once("error", reject).listen(port, host, resolve));
+}
+
+function rawEcho(s: net.Socket): void {
+  s.on("error", () => s.destroy());
+  s.write("echo-server\n");
+  s.on("data", (d: Buffer) => {
+    s.write(d);
+    for (const [, id] of d.toString("latin1").matchAll(/^load:(\S*)$/gm)) s.write(`loaded ${stored.get(id!) ?? ""}\n`);
+  });
+}
+
+const rawLog: string[] = [];
+const REQUEST_LINE = /^[A-Z]+ \S+ HTTP\/\d\.\d$/;
+
+/**
+ * The raw upstream on one connection: every line that looks like a request line goes to
+ * rawLog, wherever it is (a body too); each request it parses (head, then a Content-Length or
+ * chunked body) gets a 200 naming its request line and body, and the connection stays open.
+ */
+function rawUpstream(socket: net.Socket): void {
+  socket.on("error", () => socket.destroy());
+  let lines = Buffer.alloc(0);
+  let pending = Buffer.alloc(0);
+  socket.on("data", (d: Buffer) => {
+    lines = Buffer.concat([lines, d]);
+    for (let nl = lines.indexOf(10); nl >= 0; nl = lines.indexOf(10)) {
+      const line = lines.subarray(0, nl).toString("latin1").replace(/\r$/, "");
+      if (REQUEST_LINE.test(line)) rawLog.push(line);
+      lines = lines.subarray(nl + 1);
+    }
+    pending = Buffer.concat([pending, d]);
+    for (let request = takeRequest(pending); request; request = takeRequest(pending)) {
+      pending = pending.subarray(request.size);
+      const answer = JSON.stringify({ request: request.line, body: request.body });
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(answer)}\r\n\r\n${answer}`);
+    }
+  });
+}
+
+/** One whole request at the start of `buf`, or undefined while it is incomplete. */
+function takeRequest(buf: Buffer): { line: string; body: string; size: number } | undefined {
+  const end = buf.indexOf("\r\n\r\n");
+  if (end < 0) return undefined;
+  const [line, ...headers] = buf.subarray(0, end).toString("latin1").split("\r\n");
+  const header = (name: string) => headers.find((h) => h.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
+  let at = end + 4;
+  if (header("transfer-encoding")?.toLowerCase() === "chunked") {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const eol = buf.indexOf("\r\n", at);
+      if (eol < 0) return undefined;
+      const size = parseInt(buf.subarray(at, eol).toString("latin1"), 16);
+      if (buf.length < eol + 2 + size + 2) return undefined;
+      parts.push(buf.subarray(eol + 2, eol + 2 + size));
+      at = eol + 2 + size + 2;
+      if (size === 0) break;
+    }
+    return { line: line!, body: Buffer.concat(parts).toString("latin1"), size: at };
+  }
+  const length = Number(header("content-length") ?? 0);
+  if (buf.length < at + length) return undefined;
+  return { line: line!, body: buf.subarray(at, at + length).toString("latin1"), size: at + length };
 }
 
 const tlsOptions = { cert: readFileSync(certFile!), key: readFileSync(keyFile!) };
-const servers: Array<[net.Server, number]> = [
-  [http.createServer(handle).on("upgrade", upgrade), 80],
-  [http.createServer(handle).on("upgrade", upgrade), 8080],
-  [https.createServer(tlsOptions, handle).on("upgrade", upgrade), 443],
-  [https.createServer(tlsOptions, handle).on("upgrade", upgrade), 8443],
-  // Raw TCP: says who it is, then echoes.
-  [net.createServer((s) => { s.write("echo-server\n"); s.pipe(s); s.on("error", () => s.destroy()); }), 7777],
+const servers: Array<[net.Server, number, string]> = [
+  [http.createServer(handle).on("upgrade", upgrade), 80, serverIp!],
+  [http.createServer(handle).on("upgrade", upgrade), 8080, serverIp!],
+  [https.createServer(tlsOptions, handle).on("upgrade", upgrade), 443, serverIp!],
+  [https.createServer(tlsOptions, handle).on("upgrade", upgrade), 8443, serverIp!],
+  // Raw TCP: says who it is, then echoes (and answers a "load:<id>" line with what /store kept).
+  [net.createServer(rawEcho), 7777, serverIp!],
+  [net.createServer(rawUpstream), 80, rawIp!],
+  [tls.createServer(tlsOptions, rawUpstream), 443, rawIp!],
 ];
 
 const udp = createSocket("udp4").on("message", (msg, r) => udpLog.push(`${r.address}:${msg.toString()}`));
@@ -128,7 +228,7 @@ const dns = createSocket("udp4").on("message", (msg, r) => {
   dns.send(dnsPacket.encode({ id: q.id, type: "response", flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | (known ? 0 : 3), questions: [question], answers }), r.port, r.address);
 });
 
-for (const [server, port] of servers) await listen(server, port);
+for (const [server, port, host] of servers) await listen(server, port, host);
 await new Promise<void>((resolve) => udp.bind(9999, resolve));
 await new Promise<void>((resolve) => dns.bind(53, resolve));
 process.stdout.write("ready\n");

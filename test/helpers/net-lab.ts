@@ -1,7 +1,8 @@
 // A private upstream world for network tests: a network namespace with test servers
 // (net-lab-server.ts), reachable from the host over a veth, a test CA the engine trusts for
 // upstream verification ($MATCHLOCK_UPSTREAM_CA), and a hosts file mapping the test names to
-// the server ($MATCHLOCK_TEST_HOSTS). No traffic leaves this machine.
+// the server ($MATCHLOCK_TEST_HOSTS): NAMES to its main address, RAW_NAME to a second one where
+// a raw upstream logs every request line it receives. No traffic leaves this machine.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
@@ -19,9 +20,12 @@ const exec = promisify(execFile);
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 export const NAMES = ["allowed.test", "other.test", "secret.test", "sub.wild.test"];
+/** The raw upstream's name (net-lab-server.ts): HTTP on :80 and HTTPS on :443 of rawIp. */
+export const RAW_NAME = "raw.test";
 
 export interface NetLab {
   serverIp: string;
+  rawIp: string;
   dir: string;
   hostsFile: string;
   caFile: string;
@@ -36,21 +40,23 @@ export async function startNetLab(): Promise<NetLab> {
   const third = 1 + Math.floor(Math.random() * 250);
   const hostIp = `10.254.${third}.1`;
   const serverIp = `10.254.${third}.2`;
+  const rawIp = `10.254.${third}.3`;
   const dir = await mkdtemp(join(tmpdir(), "matchlock-netlab-"));
-  const { caPem, certPem, keyPem } = await testCertificates(NAMES);
+  const { caPem, certPem, keyPem } = await testCertificates([...NAMES, RAW_NAME]);
   await writeFile(join(dir, "ca.pem"), caPem);
   await writeFile(join(dir, "cert.pem"), certPem);
   await writeFile(join(dir, "key.pem"), keyPem);
-  await writeFile(join(dir, "hosts"), `${serverIp} ${NAMES.join(" ")}\n`);
+  await writeFile(join(dir, "hosts"), `${serverIp} ${NAMES.join(" ")}\n${rawIp} ${RAW_NAME}\n`);
   await exec("ip", ["netns", "add", ns]);
   await exec("ip", ["link", "add", `mlt${tag}`, "type", "veth", "peer", "name", "eth0", "netns", ns]);
-  await exec("ip", ["addr", "add", `${hostIp}/30`, "dev", `mlt${tag}`]);
+  await exec("ip", ["addr", "add", `${hostIp}/29`, "dev", `mlt${tag}`]);
   await exec("ip", ["link", "set", `mlt${tag}`, "up"]);
-  await exec("ip", ["-n", ns, "addr", "add", `${serverIp}/30`, "dev", "eth0"]);
+  await exec("ip", ["-n", ns, "addr", "add", `${serverIp}/29`, "dev", "eth0"]);
+  await exec("ip", ["-n", ns, "addr", "add", `${rawIp}/29`, "dev", "eth0"]);
   await exec("ip", ["-n", ns, "link", "set", "eth0", "up"]);
   await exec("ip", ["-n", ns, "link", "set", "lo", "up"]);
   const script = join(dirname(fileURLToPath(import.meta.url)), "net-lab-server.js");
-  const server: ChildProcess = spawn("ip", ["netns", "exec", ns, process.execPath, script, join(dir, "cert.pem"), join(dir, "key.pem"), serverIp, ...NAMES], { stdio: ["ignore", "pipe", "inherit"] });
+  const server: ChildProcess = spawn("ip", ["netns", "exec", ns, process.execPath, script, join(dir, "cert.pem"), join(dir, "key.pem"), serverIp, rawIp, ...NAMES], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     server.stdout!.once("data", () => resolve());
     server.once("exit", (code) => reject(new Error(`test server exited (${code})`)));
@@ -59,7 +65,7 @@ export async function startNetLab(): Promise<NetLab> {
   process.env.MATCHLOCK_TEST_HOSTS = join(dir, "hosts");
   process.env.MATCHLOCK_UPSTREAM_CA = join(dir, "ca.pem");
   return {
-    serverIp, dir, hostsFile: join(dir, "hosts"), caFile: join(dir, "ca.pem"),
+    serverIp, rawIp, dir, hostsFile: join(dir, "hosts"), caFile: join(dir, "ca.pem"),
     async stop() {
       server.kill("SIGKILL");
       await exec("ip", ["link", "del", `mlt${tag}`]).catch(() => {});

@@ -71,7 +71,7 @@ describe("create params", () => {
     assert.match(dns.error?.issues[0]?.message ?? "", /invalid DNS server "dns.example": must be an IP address/);
     assert.deepEqual(merge({ image: "a", network: { dns_servers: ["10.0.0.53", "fd00::53"] } }).network.dnsServers, ["10.0.0.53", "fd00::53"]);
     const c = merge({ image: "a", network: { secrets: { K: { value: "real", hosts: ["h"] } } } });
-    assert.deepEqual(c.network.secrets, { K: { hosts: ["h"] } });
+    assert.deepEqual(c.network.secrets, { K: { hosts: ["h"], allowCleartext: false } });
     assert.ok(!JSON.stringify(c).includes("real"));
   });
 
@@ -135,6 +135,13 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { no_network: true, dns_servers: ["10.0.0.53"] } }).success, true);
     assert.match(refusal({ image: "a", network: { no_network: true, allowed_hosts: ["x.test"] } }), /network\.no_network cannot be combined with network\.allowed_hosts/);
     assert.match(refusal({ image: "a", network: { no_network: true, secrets: { K: { value: "v" } } } }), /network\.no_network cannot be combined with network\.secrets/);
+  });
+
+  test("a secret's allow_cleartext (an extension) is a boolean; a misspelt opt-in is refused by name", () => {
+    const secret = (s: unknown) => createParamsSchema.safeParse({ image: "a", network: { secrets: { K: { value: "v", ...(s as object) } } } });
+    assert.match(describeZodError(secret({ allow_cleartxt: true }).error!), /^unknown field network\.secrets\.K\.allow_cleartxt: /);
+    assert.match(describeZodError(secret({ allow_cleartext: "yes" }).error!), /^network\.secrets\.K\.allow_cleartext: must be a boolean$/);
+    assert.deepEqual(mergeDefaults(secret({ allow_cleartext: true }).data!).network.secrets, { K: { hosts: [], allowCleartext: true } });
   });
 });
 

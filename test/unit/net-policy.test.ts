@@ -39,7 +39,7 @@ describe("allowed_hosts patterns", () => {
   });
 
   test("a secret's hosts are allowed automatically", () => {
-    const p = new NetworkPolicy({ allowedHosts: [], blockPrivateIps: false, secrets: [{ name: "K", placeholder: "P", value: "v", hosts: ["api.test"] }] });
+    const p = new NetworkPolicy({ allowedHosts: [], blockPrivateIps: false, secrets: [{ name: "K", placeholder: "P", value: "v", hosts: ["api.test"], allowCleartext: false }] });
     assert.ok(p.isHostAllowed("api.test"));
   });
 });
@@ -95,19 +95,40 @@ describe("the host's own addresses", () => {
 });
 
 describe("secrets", () => {
-  const p = new NetworkPolicy({ allowedHosts: ["*"], blockPrivateIps: false, secrets: [{ name: "K", placeholder: "SANDBOX_SECRET_x", value: "real", hosts: ["api.test"] }] });
+  const rule = (name: string, hosts: string[], allowCleartext = false) => ({ name, placeholder: `SANDBOX_SECRET_${name}`, value: `real-${name}`, hosts, allowCleartext });
+  const p = new NetworkPolicy({ allowedHosts: ["*"], blockPrivateIps: false, secrets: [rule("x", ["api.test"]), rule("plain", ["api.test"], true), rule("any", [])] });
 
   test("replaced for its host", () => {
-    const d = p.secretsFor("API.test", ["Bearer SANDBOX_SECRET_x"]);
+    const d = p.secretsFor("API.test", "tls", ["Bearer SANDBOX_SECRET_x"]);
     assert.ok(d.ok);
-    if (d.ok) assert.equal(d.apply("Bearer SANDBOX_SECRET_x"), "Bearer real");
+    if (d.ok) assert.equal(d.apply("Bearer SANDBOX_SECRET_x"), "Bearer real-x");
   });
 
   test("a placeholder for another host blocks the request; without it the request passes unchanged", () => {
-    assert.deepEqual(p.secretsFor("evil.test", ["/x?k=SANDBOX_SECRET_x"]), { ok: false, secret: "K" });
-    const d = p.secretsFor("evil.test", ["/x"]);
+    assert.deepEqual(p.secretsFor("evil.test", "tls", ["/x?k=SANDBOX_SECRET_x"]), { ok: false, secret: "x", reason: "secret placeholder sent to unauthorized host" });
+    const d = p.secretsFor("evil.test", "tls", ["/x"]);
     assert.ok(d.ok);
     if (d.ok) assert.equal(d.apply("SANDBOX_SECRET_x"), "SANDBOX_SECRET_x");
+  });
+
+  test("over cleartext only a secret that allows it is substituted; another one's placeholder blocks", () => {
+    assert.deepEqual(p.secretsFor("api.test", "cleartext", ["SANDBOX_SECRET_x"]), { ok: false, secret: "x", reason: "secret placeholder sent over cleartext HTTP" });
+    assert.deepEqual(p.secretsFor("other.test", "cleartext", ["SANDBOX_SECRET_any"]), { ok: false, secret: "any", reason: "secret placeholder sent over cleartext HTTP" });
+    const d = p.secretsFor("api.test", "cleartext", ["SANDBOX_SECRET_plain"]);
+    assert.ok(d.ok);
+    if (d.ok) assert.equal(d.apply("k=SANDBOX_SECRET_plain"), "k=real-plain");
+  });
+
+  test("every secret bound to a host is redacted from its answers, whatever the request carried", () => {
+    const names = (host: string, t: "tls" | "cleartext") => p.secretScope(host, t).redacted.map((s) => s.name);
+    assert.deepEqual(names("api.test", "cleartext"), ["x", "plain", "any"]);
+    assert.deepEqual(names("other.test", "tls"), ["any"]);
+    const d = p.secretsFor("api.test", "tls", ["/nothing"]);
+    assert.ok(d.ok && d.used.length === 0 && d.scope.redacted.length === 3);
+  });
+
+  test("events and logs: every real value becomes its placeholder", () => {
+    assert.equal(p.redactValues("https://api.test/?k=real-x&j=real-any real-x"), "https://api.test/?k=SANDBOX_SECRET_x&j=SANDBOX_SECRET_any SANDBOX_SECRET_x");
   });
 });
 
@@ -140,7 +161,7 @@ describe("the sandbox's DNS answers", () => {
 describe("redacting echoed secret values", () => {
   test("a value split across chunks is still replaced", async () => {
     const { RedactStream } = await import("../../src/engine/net/redact-stream.js");
-    const s = new RedactStream([{ value: Buffer.from("sk-REAL"), placeholder: Buffer.from("SANDBOX_SECRET_p") }]);
+    const s = new RedactStream([{ from: Buffer.from("sk-REAL"), to: Buffer.from("SANDBOX_SECRET_p") }]);
     const out: Buffer[] = [];
     s.on("data", (d: Buffer) => out.push(d));
     const done = new Promise((r) => s.on("end", r));

@@ -27,11 +27,18 @@ describe("StreamReplacer", () => {
     assert.equal(replaceAll(text.split("")), want);
   });
 
-  test("holds back only what could start a match", () => {
+  test("holds back only an end that could start a match: a streamed event goes out at once", () => {
     const r = new StreamReplacer([{ from: Buffer.from(PH), to: Buffer.from(VALUE) }]);
-    const out = r.push(Buffer.from("x".repeat(100)));
-    assert.equal(out.length, 100 - (PH.length - 1));
-    assert.equal(r.flush().length, PH.length - 1);
+    assert.equal(r.push(Buffer.from("data: event 0\n\n")).toString(), "data: event 0\n\n");
+    assert.equal(r.push(Buffer.from(`x ${PH.slice(0, 20)}`)).toString(), "x ");
+    assert.equal(r.push(Buffer.from(PH[20]!)).toString(), "", "still a possible start");
+    assert.equal(r.push(Buffer.from("!")).toString(), `${PH.slice(0, 21)}!`, "no longer one");
+    assert.equal(r.push(Buffer.from("x S")).toString(), "x ", "an end that is the first byte of a start is held");
+    // Overlapping candidates: the longest end that is a start is held.
+    const o = new StreamReplacer([{ from: Buffer.from("aab"), to: Buffer.from("X") }]);
+    assert.equal(o.push(Buffer.from("caa")).toString(), "c");
+    assert.equal(o.push(Buffer.from("b")).toString(), "X");
+    assert.equal(o.flush().length, 0);
   });
 
   test("a forbidden pattern throws before any byte of it is released, even split", () => {

@@ -78,6 +78,21 @@ describe("Sandbox builder → create params", () => {
     });
   });
 
+  it("network: a secret's cleartext opt-in (options form) is sent only when on", () => {
+    const params = wire(new Sandbox("a").addSecret("PLAIN", "p", { hosts: ["a.com"], allowCleartext: true }).addSecret("TLS", "t", { allowCleartext: false }));
+    assert.deepEqual((params.network as Record<string, unknown>).secrets, {
+      PLAIN: { value: "p", hosts: ["a.com"], allow_cleartext: true },
+      TLS: { value: "t", hosts: [] },
+    });
+  });
+
+  it("a secret's options are checked strictly", () => {
+    throwsMatchlock(() => new Sandbox("a").addSecret("K", "v", { allowClearText: true } as never), /secret K: unknown option allowClearText \(known: hosts, allowCleartext\)/);
+    throwsMatchlock(() => new Sandbox("a").addSecret("K", "v", { allowCleartext: "yes" } as never), /secret K: allowCleartext must be a boolean/);
+    throwsMatchlock(() => new Sandbox("a").addSecret("K", "v", { hosts: "a.com" } as never), /secret K: hosts must be an array/);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", secrets: [{ name: "K", value: "v", hosts: [], cleartext: true } as never] }), /secret K: unknown field cleartext/);
+  });
+
   it("network: DNS servers alone", () => {
     assert.deepEqual(wire(new Sandbox("a").withDNSServers("9.9.9.9")).network, {
       allowed_hosts: [],

@@ -2,6 +2,7 @@
 // scoping. Semantics of the protocol spec (4.2, 4.3) with our deliberate improvements:
 // matching is case-insensitive and ignores a trailing dot; an empty allowlist with
 // interception on denies everything; the private ranges are wider (see private-ranges.ts).
+import { BlockReason } from "./events.js";
 import { isPrivateAddress } from "./private-ranges.js";
 
 export interface SecretRule {
@@ -12,6 +13,21 @@ export interface SecretRule {
   value: string;
   /** Patterns of hosts the value may be sent to; empty means any allowed host (spec 4.3). */
   hosts: string[];
+  /** The value may also go into plain HTTP requests (an extension; by default only into TLS). */
+  allowCleartext: boolean;
+}
+
+/** How a request travels to its host: TLS, or readable by anyone on the way (plain HTTP). */
+export type Transport = "tls" | "cleartext";
+
+/** What the secrets mean for one request to one host. */
+export interface SecretScope {
+  /** Substituted for their placeholders in this request. */
+  usable: SecretRule[];
+  /** A placeholder of one of these blocks the request, for `reason`. */
+  forbidden: Array<{ secret: SecretRule; reason: string }>;
+  /** Whose real values are turned back into placeholders in whatever the host answers. */
+  redacted: SecretRule[];
 }
 
 export interface NetworkPolicyInput {
@@ -21,8 +37,8 @@ export interface NetworkPolicyInput {
 }
 
 export type SecretDecision =
-  | { ok: true; apply: (text: string) => string; used: SecretRule[] }
-  | { ok: false; secret: string };
+  | { ok: true; apply: (text: string) => string; used: SecretRule[]; scope: SecretScope }
+  | { ok: false; secret: string; reason: string };
 
 export class NetworkPolicy {
   readonly allowedHosts: string[];
@@ -52,30 +68,48 @@ export class NetworkPolicy {
     return !(this.blockPrivateIps && isPrivateAddress(ip));
   }
 
-  /** The secrets that may go to `host` (usable) and those whose placeholders must not (forbidden). */
-  secretScope(host: string): { usable: SecretRule[]; forbidden: SecretRule[] } {
-    const h = normalizeHost(host);
-    const usable: SecretRule[] = [];
-    const forbidden: SecretRule[] = [];
+  /**
+   * The secrets for a request to `host`: those bound to it (hosts empty or matching) are usable,
+   * unless the request goes in cleartext and the secret was not allowed that; every other
+   * secret is forbidden. Whatever the request carried, every secret bound to the host is
+   * redacted from its answers: the host may hold a value stored there by an earlier request.
+   */
+  secretScope(host: string, transport: Transport): SecretScope {
+    const bound = new Set(this.boundTo(host));
+    const scope: SecretScope = { usable: [], forbidden: [], redacted: [...bound] };
     for (const s of this.secrets) {
-      if (s.hosts.length === 0 || s.hosts.some((p) => matchGlob(normalizeHost(p), h))) usable.push(s);
-      else forbidden.push(s);
+      if (!bound.has(s)) scope.forbidden.push({ secret: s, reason: BlockReason.SECRET });
+      else if (transport === "cleartext" && !s.allowCleartext) scope.forbidden.push({ secret: s, reason: BlockReason.CLEARTEXT });
+      else scope.usable.push(s);
     }
-    return { usable, forbidden };
+    return scope;
+  }
+
+  /** The secrets that may go to `host` (hosts empty or matching): what it answers is scanned for their values. */
+  boundTo(host: string): SecretRule[] {
+    const h = normalizeHost(host);
+    return this.secrets.filter((s) => s.hosts.length === 0 || s.hosts.some((p) => matchGlob(normalizeHost(p), h)));
   }
 
   /**
    * Checks every secret against a request to `host` whose header values and URL are `texts`.
-   * A placeholder headed for a host outside its secret's hosts blocks the whole request.
+   * A placeholder of a forbidden secret anywhere in them blocks the whole request.
    */
-  secretsFor(host: string, texts: string[]): SecretDecision {
-    const { usable, forbidden } = this.secretScope(host);
-    for (const s of forbidden) if (texts.some((t) => t.includes(s.placeholder))) return { ok: false, secret: s.name };
+  secretsFor(host: string, transport: Transport, texts: string[]): SecretDecision {
+    const scope = this.secretScope(host, transport);
+    const { usable, forbidden } = scope;
+    for (const { secret, reason } of forbidden) if (texts.some((t) => t.includes(secret.placeholder))) return { ok: false, secret: secret.name, reason };
     return {
       ok: true,
       used: usable.filter((s) => texts.some((t) => t.includes(s.placeholder))),
+      scope,
       apply: (text) => usable.reduce((acc, s) => (acc.includes(s.placeholder) ? acc.split(s.placeholder).join(s.value) : acc), text),
     };
+  }
+
+  /** `text` with every secret's real value turned into its placeholder (for events and logs). */
+  redactValues(text: string): string {
+    return this.secrets.reduce((acc, s) => (s.value && acc.includes(s.value) ? acc.split(s.value).join(s.placeholder) : acc), text);
   }
 }
 

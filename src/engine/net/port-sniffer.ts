@@ -17,6 +17,7 @@ import { originalDestination, type Destination } from "./original-destination.js
 import type { NetworkPolicy } from "./policy.js";
 import type { GuestConnectionGate, InterceptingProxy } from "./proxy.js";
 import { isHttpResponse, sniff, sniffAtEnd, type Sniffed } from "./first-bytes.js";
+import { RedactStream, redactions } from "./redact-stream.js";
 import { pickAddress, UpstreamBlockedError, type UpstreamResolver } from "./upstream.js";
 
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -137,11 +138,16 @@ export class PortSniffer {
     const opened = () => this.event({ host: name, url, blocked: false, duration_ms: connectMs() });
     if (upstream.connecting) upstream.once("connect", opened);
     else opened();
+    // What a secret's host sends is scanned here too: it may hand back a value stored there
+    // over HTTPS. Only verbatim copies can be caught (an encrypted protocol such as SSH cannot).
+    const secrets = this.policy.boundTo(name);
+    const toGuest = secrets.length ? new RedactStream(redactions(secrets)) : guest;
+    if (toGuest !== guest) toGuest.pipe(guest);
     // Written, not unshifted: a side may already have ended, and pipe() still forwards that end.
     if (head.client.length) upstream.write(head.client);
-    if (head.server.length) guest.write(head.server);
+    if (head.server.length) toGuest.write(head.server);
     guest.pipe(upstream);
-    upstream.pipe(guest);
+    upstream.pipe(toGuest);
     guest.on("error", () => upstream.destroy());
     guest.once("close", () => upstream.destroy());
     upstream.once("close", (hadError) => {

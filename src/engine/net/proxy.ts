@@ -1,27 +1,31 @@
 // The transparent HTTP/1.1 proxy behind the sandbox's ports 80 and 443, and behind any other
 // port where the port sniffer (port-sniffer.ts) recognised HTTP or TLS. TLS is
 // terminated with a leaf from the sandbox's CA for the client's SNI; both then share one
-// request path: policy check on the host name, secret placeholder check and substitution
-// (headers and query string only), and a fresh upstream request to an address the engine
-// resolved and checked itself. Redirects are passed back, never followed.
-import http, { type IncomingMessage, type ServerResponse } from "node:http";
+// request path: framing check (request-framing.ts), policy check on the host name, secret
+// placeholder check and substitution (headers and query string only; over plain HTTP only for
+// secrets allowed there), and a fresh upstream request, its body framed explicitly, to an
+// address the engine resolved and checked itself. Everything a secret's host answers is scanned
+// for its secrets' values (guest-answer.ts). Redirects are passed back, never followed.
+import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import net, { type Socket } from "node:net";
 import tls, { type TLSSocket } from "node:tls";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
+import { guestAnswer, HOP_BY_HOP } from "./guest-answer.js";
 import type { MitmCa } from "./mitm-ca.js";
-import { normalizeHost, type NetworkPolicy } from "./policy.js";
-import { redact, RedactStream, type Redaction } from "./redact-stream.js";
+import { normalizeHost, type NetworkPolicy, type SecretScope } from "./policy.js";
+import { redactions as redactionsOf, redactText } from "./redact-stream.js";
+import { parserErrorReply, requestFraming } from "./request-framing.js";
+import type { Replacement } from "./stream-replace.js";
 import { pickAddress, upstreamRoots, UpstreamBlockedError, type UpstreamResolver } from "./upstream.js";
 import { relayWebSocket } from "./websocket-relay.js";
 
-const HOP_BY_HOP = new Set([
-  "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-  "te", "trailer", "transfer-encoding", "upgrade",
-]);
 const BLOCKED_BODY = "Blocked by policy";
-/** The same refusal written straight to a socket that has no HTTP response object (upgrades). */
-const BLOCKED_RAW_REPLY = `HTTP/1.1 403 Forbidden\r\nContent-Length: ${BLOCKED_BODY.length}\r\nConnection: close\r\n\r\n${BLOCKED_BODY}`;
+/**
+ * Request headers not sent to a secret's host: a byte range could cut the secret's value into
+ * pieces that no longer match it, and a compressed answer must be decoded before it is scanned.
+ */
+const UNSCANNABLE_ASKS = new Set(["range", "if-range", "accept-encoding"]);
 const UPSTREAM_TIMEOUT_MS = 30_000;
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 
@@ -31,6 +35,26 @@ interface Target {
   scheme: Scheme;
   host: string;
   port: number;
+}
+
+/** A request the proxy passes on. */
+interface Admitted {
+  target: Target;
+  /** Origin-form path with secrets substituted in the query: what goes upstream. */
+  path: string;
+  /** The URL with placeholders left in: what events and logs show. */
+  shownUrl: string;
+  headers: Array<[string, string]>;
+  /** Secret values to turn back into placeholders in whatever the host answers. */
+  redactions: Replacement[];
+  scope: SecretScope;
+}
+
+/** A request the proxy answers itself: 400 (framing) or 403 (policy). */
+interface Refusal {
+  status: number;
+  reason: string;
+  message: string;
 }
 
 /** What the listener learnt about a guest connection before HTTP parsing starts. */
@@ -98,11 +122,26 @@ export class InterceptingProxy {
   }
 
   private front(scheme: Scheme): http.Server {
-    const server = http.createServer({ requireHostHeader: false }, (req, res) => void this.handle(scheme, req, res));
+    // The strict parser whatever flags Node runs with: lenient parsing is how a second request
+    // hides in the first (request-framing.ts).
+    const server = http.createServer({ requireHostHeader: false, insecureHTTPParser: false }, (req, res) => void this.handle(scheme, req, res));
     server.on("connection", (s: Socket) => this.track(s));
     server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => void this.upgrade(scheme, req, socket, head));
-    server.on("clientError", (_err, socket: Socket) => socket.destroy());
+    server.on("clientError", (err: Error, socket: Socket) => this.refuseUnparsed(err, socket));
     return server;
+  }
+
+  /** Bytes Node's parser refused: the guest hears why (400), and the connection ends. */
+  private refuseUnparsed(err: Error, socket: Socket): void {
+    const reply = parserErrorReply(err);
+    // A pipelined request's error while an earlier answer is still being written: a reply now
+    // would land inside that answer's body (Node's own default handler checks the same).
+    const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true;
+    if (!reply || !socket.writable || answering) return void socket.destroy();
+    const facts = (socket as Annotated)[FACTS];
+    // A request that stalled half-sent (408) is no attempt to hide anything: no event for it.
+    if (reply.status !== 408) this.event({ host: facts?.sni ?? facts?.name ?? "(unparsed request)", status_code: reply.status, blocked: true, block_reason: BlockReason.MALFORMED });
+    socket.end(rawReply({ status: reply.status, message: `Bad request: ${reply.message}` }));
   }
 
   /** A plain HTTP connection the port sniffer recognised (its first bytes are unshifted back). */
@@ -140,19 +179,23 @@ export class InterceptingProxy {
     });
   }
 
-  /** Checks policy and secrets; returns the upstream target and the rewritten request, or answers 403 itself. */
-  private admit(
-    scheme: Scheme, req: IncomingMessage,
-  ): { target: Target; path: string; headers: Array<[string, string]>; redactions: Redaction[] } | { blocked: string } {
+  /**
+   * Checks framing, policy and secrets; returns the upstream target and the rewritten request,
+   * or why it is refused (the caller answers).
+   */
+  private admit(scheme: Scheme, req: IncomingMessage, upgrade: boolean): Admitted | Refusal {
+    const framing = requestFraming(req, upgrade);
+    if ("refused" in framing) return { status: 400, reason: BlockReason.MALFORMED, message: `Bad request: ${framing.refused}` };
+    const blocked = (reason: string): Refusal => ({ status: 403, reason, message: BLOCKED_BODY });
     const facts = (req.socket as Annotated)[FACTS];
     const port = facts?.port ?? DEFAULT_PORT[scheme];
     const hostHeader = normalizeHost(req.headers.host ?? "");
     const host = scheme === "https" ? facts!.sni! : hostHeader || facts?.name || "";
     // Inside TLS the Host header must name the SNI host: no fronting one allowed name with another.
-    if (!host || (scheme === "https" && hostHeader && hostHeader !== host)) return { blocked: BlockReason.HOST };
+    if (!host || (scheme === "https" && hostHeader && hostHeader !== host)) return blocked(BlockReason.HOST);
     // Nor, where the dialled name is known, a Host header naming another one.
-    if (facts?.name !== undefined && host !== facts.name) return { blocked: BlockReason.HOST };
-    if (!this.policy.isHostAllowed(host)) return { blocked: BlockReason.HOST };
+    if (facts?.name !== undefined && host !== facts.name) return blocked(BlockReason.HOST);
+    if (!this.policy.isHostAllowed(host)) return blocked(BlockReason.HOST);
     let url = req.url ?? "/";
     if (!url.startsWith("/")) {
       // Absolute form ("GET http://x/ HTTP/1.1"): only for the Host it names, sent on in origin form.
@@ -160,66 +203,86 @@ export class InterceptingProxy {
       try {
         parsed = new URL(url);
       } catch {
-        return { blocked: BlockReason.HOST };
+        return blocked(BlockReason.HOST);
       }
-      if (normalizeHost(parsed.host) !== host) return { blocked: BlockReason.HOST };
+      if (normalizeHost(parsed.host) !== host) return blocked(BlockReason.HOST);
       url = parsed.pathname + parsed.search;
     }
     const rawHeaders: Array<[string, string]> = [];
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) rawHeaders.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
-    const decision = this.policy.secretsFor(host, [url, ...rawHeaders.map(([, v]) => v)]);
-    if (!decision.ok) return { blocked: BlockReason.SECRET };
+    const transport = scheme === "https" ? "tls" : "cleartext";
+    const decision = this.policy.secretsFor(host, transport, [url, ...rawHeaders.map(([, v]) => v)]);
+    if (!decision.ok) return blocked(decision.reason);
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q) + "?" + decision.apply(url.slice(q + 1));
-    const redactions = decision.used.map((s) => ({ value: Buffer.from(s.value), placeholder: Buffer.from(s.placeholder) }));
+    const scanned = decision.scope.redacted.length > 0;
     const headers = rawHeaders
-      // With a secret in the request, the response must be readable to redact echoes of it.
-      .filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !(redactions.length && k.toLowerCase() === "accept-encoding"))
+      .filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !(scanned && UNSCANNABLE_ASKS.has(k.toLowerCase())))
       .map(([k, v]) => [k, decision.apply(v)] as [string, string]);
-    if (redactions.length) headers.push(["Accept-Encoding", "identity"]);
-    return { target: { scheme, host, port }, path, headers, redactions };
+    if (scanned) headers.push(["Accept-Encoding", "identity"]);
+    // The body's framing, stated: Node would send a GET's body unframed, as a second request.
+    if (framing.body === "chunked") headers.push(["Transfer-Encoding", "chunked"]);
+    return {
+      target: { scheme, host, port }, path, shownUrl: urlOf({ scheme, host, port }, url), headers,
+      redactions: redactionsOf(decision.scope.redacted), scope: decision.scope,
+    };
   }
 
   private async handle(scheme: Scheme, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = Date.now();
     const base = { method: req.method ?? "", url: req.url ?? "", request_bytes: Number(req.headers["content-length"]) || 0 };
-    const admitted = this.admit(scheme, req);
-    if ("blocked" in admitted) {
-      this.event({ ...base, host: normalizeHost(req.headers.host ?? ""), status_code: 403, blocked: true, block_reason: admitted.blocked, duration_ms: Date.now() - started });
+    const admitted = this.admit(scheme, req, false);
+    if ("reason" in admitted) {
+      this.event({ ...base, host: normalizeHost(req.headers.host ?? ""), status_code: admitted.status, blocked: true, block_reason: admitted.reason, duration_ms: Date.now() - started });
       req.resume();
-      return forbid(res);
+      return refuse(res, admitted);
     }
-    const { target, path, headers, redactions } = admitted;
-    const fullUrl = urlOf(target, path);
+    const { target, path, shownUrl, headers, redactions } = admitted;
+    const shown = { ...base, url: shownUrl, host: target.host };
     let address: string;
     try {
       address = await pickAddress(this.policy, target.host, this.resolver);
     } catch (err) {
       const blocked = err instanceof UpstreamBlockedError;
-      this.event({ ...base, url: fullUrl, host: target.host, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
+      this.event({ ...shown, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
       req.resume();
       return blocked ? forbid(res) : fail(res);
     }
-    const upstream = this.request(target, address, req.method ?? "GET", path, headers);
+    let upstream: http.ClientRequest;
+    try {
+      upstream = this.request(target, address, req.method ?? "GET", path, headers);
+    } catch (err) {
+      // Node refuses what cannot go on the wire (a secret's value with a line break, say).
+      this.log(`proxy: ${shownUrl}: ${(err as Error).message}`);
+      this.event({ ...shown, status_code: 502, blocked: false, duration_ms: Date.now() - started });
+      req.resume();
+      return fail(res);
+    }
     let responded = false;
     upstream.on("response", (up) => {
       responded = true;
-      const out: Array<[string, string]> = [];
-      for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
-        const name = up.rawHeaders[i]!;
-        if (HOP_BY_HOP.has(name.toLowerCase())) continue;
-        // Redaction can change the body's length: then it goes chunked.
-        if (redactions.length && name.toLowerCase() === "content-length") continue;
-        out.push([name, redactHeader(up.rawHeaders[i + 1]!, redactions)]);
+      const answer = guestAnswer(up, redactions);
+      if ("unscannable" in answer) {
+        up.destroy();
+        this.log(`proxy: ${shownUrl}: answered in ${answer.unscannable}, which cannot be scanned for secrets: refused`);
+        this.event({ ...shown, status_code: 502, blocked: true, block_reason: BlockReason.UNSCANNABLE, duration_ms: Date.now() - started });
+        return fail(res, `Refused: ${target.host} answered in ${answer.unscannable}, which the proxy cannot scan for secrets`);
       }
-      res.writeHead(up.statusCode ?? 502, up.statusMessage, out.flat());
+      try {
+        res.writeHead(up.statusCode ?? 502, answer.statusMessage, answer.headers.flat());
+      } catch (err) {
+        up.destroy();
+        this.log(`proxy: ${shownUrl}: the answer cannot be passed on: ${(err as Error).message}`);
+        this.event({ ...shown, status_code: 502, blocked: false, duration_ms: Date.now() - started });
+        return fail(res);
+      }
       res.flushHeaders(); // streaming bodies (SSE) must not wait for the first chunk to be buffered
-      if (redactions.length) up.pipe(new RedactStream(redactions)).pipe(res);
-      else up.pipe(res);
+      answer.body.pipe(res);
+      answer.body.on("error", () => res.destroy());
       up.on("error", () => res.destroy());
       res.once("close", () => {
         if (!up.complete) up.destroy();
-        this.event({ ...base, url: fullUrl, host: target.host, status_code: up.statusCode ?? 0, response_bytes: Number(up.headers["content-length"]) || 0, blocked: false, duration_ms: Date.now() - started });
+        this.event({ ...shown, status_code: up.statusCode ?? 0, response_bytes: Number(up.headers["content-length"]) || 0, blocked: false, duration_ms: Date.now() - started });
       });
     });
     // No answer from upstream in time: give up (once a response has started, it may idle, e.g. SSE).
@@ -227,7 +290,7 @@ export class InterceptingProxy {
       if (!responded) upstream.destroy(new Error("upstream did not answer in time"));
     });
     upstream.on("error", (err) => {
-      this.log(`proxy: ${fullUrl}: ${err.message}`);
+      this.log(`proxy: ${shownUrl}: ${err.message}`);
       if (!res.headersSent) fail(res);
       else res.destroy();
     });
@@ -264,43 +327,52 @@ export class InterceptingProxy {
     const started = Date.now();
     const base = { method: req.method ?? "", url: req.url ?? "", request_bytes: 0, response_bytes: 0 };
     socket.on("error", () => socket.destroy());
-    const admitted = this.admit(scheme, req);
-    if ("blocked" in admitted) {
-      this.event({ ...base, host: normalizeHost(req.headers.host ?? ""), status_code: 403, blocked: true, block_reason: admitted.blocked, duration_ms: Date.now() - started });
-      socket.end(BLOCKED_RAW_REPLY);
+    const admitted = this.admit(scheme, req, true);
+    if ("reason" in admitted) {
+      this.event({ ...base, host: normalizeHost(req.headers.host ?? ""), status_code: admitted.status, blocked: true, block_reason: admitted.reason, duration_ms: Date.now() - started });
+      socket.end(rawReply(admitted));
       return;
     }
-    const { target, path } = admitted;
+    const { target, path, shownUrl, redactions, scope } = admitted;
+    const shown = { ...base, url: shownUrl, host: target.host };
     let address: string;
     try {
       address = await pickAddress(this.policy, target.host, this.resolver);
     } catch (err) {
-      if (err instanceof UpstreamBlockedError) this.event({ ...base, url: urlOf(target, path), host: target.host, status_code: 403, blocked: true, block_reason: err.reason, duration_ms: Date.now() - started });
-      socket.end(BLOCKED_RAW_REPLY);
+      const blocked = err instanceof UpstreamBlockedError;
+      this.event({ ...shown, status_code: blocked ? 403 : 502, blocked, ...(blocked ? { block_reason: err.reason } : {}), duration_ms: Date.now() - started });
+      socket.end(rawReply(blocked ? { status: 403, message: BLOCKED_BODY } : { status: 502, message: "Failed to connect" }));
       return;
     }
     const websocket = /websocket/i.test(String(req.headers.upgrade ?? ""));
-    const { redactions } = admitted;
     if (!websocket && redactions.length) {
-      // Another protocol (h2c, ...) would carry the substituted secret into a relay nobody scans
-      // for echoes of it: a request with a secret may upgrade to websocket only.
-      this.event({ ...base, host: target.host, status_code: 403, blocked: true, block_reason: BlockReason.SECRET, duration_ms: Date.now() - started });
-      socket.end(BLOCKED_RAW_REPLY);
+      // Another protocol (h2c, ...) would be relayed unscanned: the secret's host could hand
+      // back its value, or receive a substituted one nobody sees echoed. Websocket only.
+      this.event({ ...shown, status_code: 403, blocked: true, block_reason: BlockReason.UNSCANNABLE, duration_ms: Date.now() - started });
+      socket.end(rawReply({ status: 403, message: BLOCKED_BODY }));
       return;
     }
     // Compressed frames (permessage-deflate) could not be scanned: no extension is offered upstream.
     const offered = websocket && this.policy.secrets.length ? admitted.headers.filter(([k]) => k.toLowerCase() !== "sec-websocket-extensions") : admitted.headers;
     const headers = [...offered, ["Connection", "Upgrade"] as [string, string], ["Upgrade", String(req.headers.upgrade ?? "")] as [string, string]];
-    const url = urlOf(target, path);
-    const up = this.request(target, address, req.method ?? "GET", path, headers, false);
+    let up: http.ClientRequest;
+    try {
+      up = this.request(target, address, req.method ?? "GET", path, headers, false);
+    } catch (err) {
+      this.log(`proxy: ${shownUrl}: ${(err as Error).message}`);
+      socket.end(rawReply({ status: 502, message: "Failed to connect" }));
+      return;
+    }
     up.on("upgrade", (upRes, upSocket, upHead) => {
-      const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ""}`];
+      const lines = [`HTTP/1.1 ${upRes.statusCode} ${redactText(upRes.statusMessage ?? "", redactions)}`];
       // Headers may echo what the request carried (a placeholder in Sec-WebSocket-Protocol): redact.
-      for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${redactHeader(upRes.rawHeaders[i + 1]!, redactions)}`);
+      for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) {
+        lines.push(`${redactText(upRes.rawHeaders[i]!, redactions)}: ${redactText(upRes.rawHeaders[i + 1]!, redactions)}`);
+      }
       socket.write(lines.join("\r\n") + "\r\n\r\n");
-      this.event({ ...base, url, host: target.host, status_code: upRes.statusCode ?? 0, blocked: false, duration_ms: Date.now() - started });
+      this.event({ ...shown, status_code: upRes.statusCode ?? 0, blocked: false, duration_ms: Date.now() - started });
       if (!websocket) {
-        // Another protocol: relayed like raw TCP to an allowed name, unscanned.
+        // Another protocol, to a host without secrets: relayed like raw TCP to an allowed name, unscanned.
         if (upHead.length) socket.write(upHead);
         if (head.length) upSocket.write(head);
         upSocket.pipe(socket).pipe(upSocket);
@@ -309,18 +381,30 @@ export class InterceptingProxy {
         upSocket.on("close", () => socket.destroy());
         return;
       }
-      relayWebSocket(this.policy, target.host, socket, head, upSocket, upHead, {
-        onBlocked: () => this.event({ ...base, method: "WEBSOCKET", url, host: target.host, blocked: true, block_reason: BlockReason.SECRET, duration_ms: Date.now() - started }),
-        onError: (message) => this.log(`proxy: websocket ${url}: ${message}`),
+      relayWebSocket(this.policy.secrets.length ? scope : undefined, socket, head, upSocket, upHead, {
+        onBlocked: (reason) => this.event({ ...shown, method: "WEBSOCKET", blocked: true, block_reason: reason, duration_ms: Date.now() - started }),
+        onError: (message) => this.log(`proxy: websocket ${shownUrl}: ${message}`),
       });
     });
     up.on("response", (res) => {
-      // The server refused the upgrade: pass its answer on and close.
-      // Its body may echo the request's headers, secrets substituted: redact like any response.
-      socket.write(`HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ""}\r\nConnection: close\r\n\r\n`);
-      (redactions.length ? res.pipe(new RedactStream(redactions)) : res).pipe(socket);
+      // The server refused the upgrade: pass its answer on, scanned like any other, and close.
+      const answer = guestAnswer(res, redactions);
+      if ("unscannable" in answer) {
+        res.destroy();
+        this.event({ ...shown, status_code: 502, blocked: true, block_reason: BlockReason.UNSCANNABLE, duration_ms: Date.now() - started });
+        socket.end(rawReply({ status: 502, message: `Refused: ${target.host} answered in ${answer.unscannable}, which the proxy cannot scan for secrets` }));
+        return;
+      }
+      const lines = [`HTTP/1.1 ${res.statusCode} ${answer.statusMessage}`, ...answer.headers.map(([k, v]) => `${k}: ${v}`), "Connection: close"];
+      socket.write(lines.join("\r\n") + "\r\n\r\n");
+      this.event({ ...shown, status_code: res.statusCode ?? 0, blocked: false, duration_ms: Date.now() - started });
+      answer.body.pipe(socket);
+      answer.body.on("error", () => socket.destroy());
     });
-    up.on("error", () => socket.destroy());
+    up.on("error", (err) => {
+      this.log(`proxy: ${shownUrl}: ${err.message}`);
+      socket.destroy();
+    });
     up.end();
   }
 
@@ -336,14 +420,21 @@ function urlOf(t: Target, path: string): string {
 }
 
 function forbid(res: ServerResponse): void {
-  res.writeHead(403, { "Content-Type": "text/plain", "Content-Length": BLOCKED_BODY.length, Connection: "close" });
-  res.end(BLOCKED_BODY);
+  refuse(res, { status: 403, message: BLOCKED_BODY });
 }
 
-function fail(res: ServerResponse): void {
-  const body = "Failed to connect";
-  res.writeHead(502, { "Content-Type": "text/plain", "Content-Length": body.length, Connection: "close" });
-  res.end(body);
+function fail(res: ServerResponse, body = "Failed to connect"): void {
+  refuse(res, { status: 502, message: body });
+}
+
+function refuse(res: ServerResponse, r: Pick<Refusal, "status" | "message">): void {
+  res.writeHead(r.status, { "Content-Type": "text/plain", "Content-Length": Buffer.byteLength(r.message), Connection: "close" });
+  res.end(r.message);
+}
+
+/** A refusal written straight to a socket that has no HTTP response object (upgrades, parse errors). */
+function rawReply(r: Pick<Refusal, "status" | "message">): string {
+  return `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ""}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(r.message)}\r\nConnection: close\r\n\r\n${r.message}`;
 }
 
 function listenOn(server: net.Server, host: string): Promise<number> {
@@ -354,9 +445,4 @@ function listenOn(server: net.Server, host: string): Promise<number> {
       resolve((server.address() as net.AddressInfo).port);
     });
   });
-}
-
-/** A response header value with every echo of a secret the request carried turned back into its placeholder. */
-function redactHeader(value: string, redactions: Redaction[]): string {
-  return redactions.length ? redact(Buffer.from(value, "latin1"), redactions).toString("latin1") : value;
 }

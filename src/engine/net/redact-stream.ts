@@ -1,46 +1,38 @@
-// Puts placeholders back where an upstream response echoes a secret's real value (e.g. an API
-// that reflects the Authorization header), so the value never reaches the guest. Streams: a
-// match split across chunks is caught by holding back the last (longest value - 1) bytes.
+// Puts placeholders back where an upstream answer holds a secret's real value (an API that
+// reflects the Authorization header, or hands back a value stored there earlier), so the value
+// never reaches the guest. The matching is StreamReplacer's: linear in the bytes, and a value
+// split across chunks is caught.
 import { Transform, type TransformCallback } from "node:stream";
+import type { SecretRule } from "./policy.js";
+import { StreamReplacer, type Replacement } from "./stream-replace.js";
 
-export interface Redaction {
-  value: Buffer;
-  placeholder: Buffer;
+/** Value → placeholder, for each secret whose value must not reach the guest. */
+export function redactions(secrets: readonly SecretRule[]): Replacement[] {
+  return secrets.map((s) => ({ from: Buffer.from(s.value), to: Buffer.from(s.placeholder) }));
 }
 
 export class RedactStream extends Transform {
-  private carry: Buffer = Buffer.alloc(0);
-  private readonly keep: number;
+  private readonly replacer: StreamReplacer;
 
-  constructor(private readonly redactions: Redaction[]) {
+  constructor(replacements: Replacement[]) {
     super();
-    this.keep = Math.max(0, ...redactions.map((r) => r.value.length - 1));
+    this.replacer = new StreamReplacer(replacements);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const data = redact(Buffer.concat([this.carry, chunk]), this.redactions);
-    const cut = Math.max(0, data.length - this.keep);
-    this.carry = data.subarray(cut);
-    cb(null, data.subarray(0, cut));
+    const out = this.replacer.push(chunk);
+    cb(null, out.length ? out : undefined);
   }
 
   override _flush(cb: TransformCallback): void {
-    cb(null, redact(this.carry, this.redactions));
+    const out = this.replacer.flush();
+    cb(null, out.length ? out : undefined);
   }
 }
 
-export function redact(data: Buffer, redactions: Redaction[]): Buffer {
-  let out = data;
-  for (const r of redactions) {
-    if (r.value.length === 0 || out.indexOf(r.value) < 0) continue;
-    const parts: Buffer[] = [];
-    let from = 0;
-    for (let at = out.indexOf(r.value); at >= 0; at = out.indexOf(r.value, from)) {
-      parts.push(out.subarray(from, at), r.placeholder);
-      from = at + r.value.length;
-    }
-    parts.push(out.subarray(from));
-    out = Buffer.concat(parts);
-  }
-  return out;
+/** One short text (a header, a status line), redacted whole; bytes kept as they came (latin1). */
+export function redactText(text: string, replacements: Replacement[]): string {
+  if (!replacements.length) return text;
+  const r = new StreamReplacer(replacements);
+  return Buffer.concat([r.push(Buffer.from(text, "latin1")), r.flush()]).toString("latin1");
 }

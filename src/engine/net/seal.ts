@@ -6,7 +6,7 @@ import { lstat, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ConnectionBudget, connectionLimits, type ConnectionLimits } from "./connection-limits.js";
 import { SandboxDnsServer, SyntheticAddresses } from "./dns-server.js";
-import type { NetworkEventSink } from "./events.js";
+import type { NetworkEvent, NetworkEventSink } from "./events.js";
 import { installFirewall } from "./firewall.js";
 import { allocateLink, LINK_PREFIX_LENGTH, releaseLink, type LinkAllocation } from "./link-allocation.js";
 import { MitmCa } from "./mitm-ca.js";
@@ -94,7 +94,11 @@ export class NetworkSeal {
 
   /** Called once the driver has made the link (makeLink) and its host end carries link.hostIp. */
   async attach(): Promise<void> {
-    const { policy, onEvent, log } = this.opts;
+    const { policy } = this.opts;
+    // Events and log lines show placeholders only, whatever a URL or an upstream's error
+    // message carried: the last word on what leaves the seal toward the client.
+    const onEvent: NetworkEventSink = (e) => this.opts.onEvent(redactEvent(policy, e));
+    const log = (line: string) => this.opts.log(policy.redactValues(line));
     const addresses = new SyntheticAddresses();
     const resolver = new UpstreamResolver(this.opts.dnsServers ?? []);
     this.dns = new SandboxDnsServer(policy, addresses, log);
@@ -119,6 +123,12 @@ export class NetworkSeal {
     this.sniffer?.close();
     await releaseLink(this.link);
   }
+}
+
+function redactEvent(policy: NetworkPolicy, e: NetworkEvent): NetworkEvent {
+  const out: Record<string, unknown> = { ...e };
+  for (const [k, v] of Object.entries(out)) if (typeof v === "string") out[k] = policy.redactValues(v);
+  return out as unknown as NetworkEvent;
 }
 
 /** The image's own bundle. Only a regular file is read: a symlink in an image could point anywhere on the host. */

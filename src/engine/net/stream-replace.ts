@@ -1,7 +1,9 @@
 // Replaces byte strings in a stream cut into arbitrary pieces (websocket frames, TCP reads),
-// catching a match split across pieces by holding back the last (longest pattern - 1) bytes
-// until more arrives or the stream ends. A forbidden pattern anywhere stops the stream before
-// any byte of it is released.
+// catching a match split across pieces by holding back a piece's end while it could be the
+// start of a pattern, until more arrives or the stream ends. Only such an end is held, not a
+// fixed (longest pattern - 1) bytes: a server-sent event or a prompt that ends a piece goes out
+// at once unless it really ends like the start of a secret. A forbidden pattern anywhere stops
+// the stream before any byte of it is released.
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 export interface Replacement {
   from: Buffer;
@@ -24,7 +26,6 @@ export class ForbiddenBytesError extends EngineError {
 
 export class StreamReplacer {
   private carry: Buffer = Buffer.alloc(0);
-  private readonly keep: number;
   private readonly patterns: Array<{ bytes: Buffer; to?: Buffer; name?: string }>;
 
   constructor(replacements: Replacement[], forbidden: Forbidden[] = []) {
@@ -32,7 +33,6 @@ export class StreamReplacer {
       ...forbidden.filter((f) => f.bytes.length).map((f) => ({ bytes: f.bytes, name: f.name })),
       ...replacements.filter((r) => r.from.length).map((r) => ({ bytes: r.from, to: r.to })),
     ];
-    this.keep = Math.max(0, ...this.patterns.map((p) => p.bytes.length - 1));
   }
 
   get idle(): boolean {
@@ -52,7 +52,7 @@ export class StreamReplacer {
   private run(chunk: Buffer, final: boolean): Buffer {
     if (this.idle) return chunk;
     const data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
-    const cut = final ? data.length : Math.max(0, data.length - this.keep);
+    const cut = final ? data.length : data.length - this.unfinished(data);
     const out: Buffer[] = [];
     // Each pattern's next occurrence at or after pos, searched for again only once a replacement
     // has moved pos past it: every pattern scans the data about once, however many matches (or
@@ -82,5 +82,23 @@ export class StreamReplacer {
     out.push(data.subarray(pos, end));
     this.carry = Buffer.from(data.subarray(end));
     return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /** How many bytes at the end of `data` could be the start of a pattern (the longest such end). */
+  private unfinished(data: Buffer): number {
+    let held = 0;
+    for (const { bytes } of this.patterns) {
+      // Candidate starts: the pattern's first byte, within (its length - 1) of the end; the
+      // earliest one that fits is the longest end, and only one longer than `held` matters.
+      for (let at = data.indexOf(bytes[0]!, Math.max(0, data.length - bytes.length + 1)); at >= 0; at = data.indexOf(bytes[0]!, at + 1)) {
+        const n = data.length - at;
+        if (n <= held) break;
+        if (data.subarray(at).equals(bytes.subarray(0, n))) {
+          held = n;
+          break;
+        }
+      }
+    }
+    return held;
   }
 }

@@ -39,6 +39,8 @@ const networkSchema = z.strictObject({
     value: z.string(),
     hosts: z.array(z.string()).nullish(),
     placeholder: z.string().optional(),
+    // A matchlock extension: the value may also be substituted into plain HTTP requests.
+    allow_cleartext: z.boolean({ error: "must be a boolean" }).optional(),
   })).nullish(),
   dns_servers: z.array(z.string().refine((s) => isIP(s) !== 0, { error: (i) => `invalid DNS server ${JSON.stringify(i.input)}: must be an IP address` })).nullish(),
   // A sandbox without allowed hosts or secrets has no network device: that is no_network.
@@ -125,7 +127,7 @@ export interface SandboxConfig {
   network: {
     allowedHosts: string[];
     blockPrivateIps: boolean;
-    secrets: Record<string, { hosts: string[] }>;
+    secrets: Record<string, { hosts: string[]; allowCleartext: boolean }>;
     /**
      * The resolvers the engine asks for allowed names. Empty (the default): the host's own
      * resolver. The guest never talks to them: its only resolver is the engine (spec: written
@@ -168,7 +170,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       // Absent `network` means block_private_ips=true; a present one without the key means false.
       blockPrivateIps: net ? net.block_private_ips === true : true,
       // Only the hosts are kept: secret values never reach persisted state.
-      secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])] }])),
+      secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])], allowCleartext: s.allow_cleartext === true }])),
       dnsServers: [...(net?.dns_servers ?? [])],
     },
   };

@@ -280,9 +280,13 @@ export interface SandboxNetworkOptions {
 }
 
 /** Secret rules from the create params: placeholders as the spec says (4.3), values kept. */
-export function secretRules(secrets: Record<string, { value: string; hosts?: string[] | null | undefined; placeholder?: string | undefined }>): SecretRule[] {
+export function secretRules(
+  secrets: Record<string, { value: string; hosts?: string[] | null | undefined; placeholder?: string | undefined; allow_cleartext?: boolean | undefined }>,
+): SecretRule[] {
   const placeholders = secretPlaceholders(secrets);
-  return Object.entries(secrets).map(([name, s]) => ({ name, placeholder: placeholders[name]!, value: s.value, hosts: [...(s.hosts ?? [])] }));
+  return Object.entries(secrets).map(([name, s]) => ({
+    name, placeholder: placeholders[name]!, value: s.value, hosts: [...(s.hosts ?? [])], allowCleartext: s.allow_cleartext === true,
+  }));
 }
 
 /** image env < create `env` < network env and secret placeholders; later entries win. */
