@@ -93,37 +93,37 @@ export function secretOptions(name: string, rest: unknown[]): Omit<Secret, "name
   const [first] = rest;
   if (rest.length !== 1 || first === null || typeof first !== "object" || Array.isArray(first)) return { hosts: rest as string[] };
   const unknown = Object.keys(first).filter((k) => !SECRET_OPTIONS.has(k));
-  if (unknown.length) throw new MatchlockError(`secret ${name}: unknown option ${unknown.join(", ")} (known: ${[...SECRET_OPTIONS].join(", ")})`);
+  if (unknown.length) throw invalid(`secret ${name}: unknown option ${unknown.join(", ")} (known: ${[...SECRET_OPTIONS].join(", ")})`);
   const opts = first as SecretOptions;
   return { hosts: opts.hosts ?? [], ...(opts.allowCleartext !== undefined ? { allowCleartext: opts.allowCleartext } : {}) };
 }
 
 export function checkEnvName(what: string, name: unknown): string {
   if (typeof name !== "string" || !ENV_NAME.test(name)) {
-    throw new MatchlockError(`${what}: invalid environment variable name ${JSON.stringify(name)}`);
+    throw invalid(`${what}: invalid environment variable name ${JSON.stringify(name)}`);
   }
   return name;
 }
 
 export function checkEnvMap(what: string, env: unknown): Record<string, string> {
-  if (env === null || typeof env !== "object" || Array.isArray(env)) throw new MatchlockError(`${what} must be an object of strings`);
+  if (env === null || typeof env !== "object" || Array.isArray(env)) throw invalid(`${what} must be an object of strings`);
   return Object.fromEntries(Object.entries(env).map(([k, v]) => {
-    if (typeof v !== "string" || v.includes("\0")) throw new MatchlockError(`${what}.${k} must be a string without NUL`);
+    if (typeof v !== "string" || v.includes("\0")) throw invalid(`${what}.${k} must be a string without NUL`);
     return [checkEnvName(what, k), v];
   }));
 }
 
 function checkArgv(what: string, argv: unknown): string[] {
-  if (!Array.isArray(argv) || argv.some((a) => typeof a !== "string")) throw new MatchlockError(`${what} must be an array of strings`);
+  if (!Array.isArray(argv) || argv.some((a) => typeof a !== "string")) throw invalid(`${what} must be an array of strings`);
   return [...argv];
 }
 
 const IMAGE_CONFIG_KEYS = new Set(["user", "workingDir", "entrypoint", "cmd", "env"]);
 
 export function checkImageConfig(c: ImageConfig): ImageConfig {
-  if (typeof c !== "object" || Array.isArray(c)) throw new MatchlockError("imageConfig must be an object");
+  if (typeof c !== "object" || Array.isArray(c)) throw invalid("imageConfig must be an object");
   const unknown = Object.keys(c).filter((k) => !IMAGE_CONFIG_KEYS.has(k) && (c as Record<string, unknown>)[k] !== undefined);
-  if (unknown.length > 0) throw new MatchlockError(`unknown imageConfig field ${unknown.join(", ")}`);
+  if (unknown.length > 0) throw invalid(`unknown imageConfig field ${unknown.join(", ")}`);
   const out: ImageConfig = {};
   if (c.user !== undefined) out.user = checkString("imageConfig.user", c.user);
   if (c.workingDir !== undefined) {
@@ -136,7 +136,7 @@ export function checkImageConfig(c: ImageConfig): ImageConfig {
 }
 
 function checkString(what: string, v: unknown): string {
-  if (typeof v !== "string") throw new MatchlockError(`${what} must be a string`);
+  if (typeof v !== "string") throw invalid(`${what} must be a string`);
   return v;
 }
 
@@ -189,7 +189,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
   if (opts.backend !== undefined) out.backend = checkBackend(opts.backend);
   if (opts.privileged !== undefined) {
-    if (typeof opts.privileged !== "boolean") throw new MatchlockError(`privileged must be true or false, not ${JSON.stringify(opts.privileged)}`);
+    if (typeof opts.privileged !== "boolean") throw invalid(`privileged must be true or false, not ${JSON.stringify(opts.privileged)}`);
     out.privileged = opts.privileged;
   }
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
