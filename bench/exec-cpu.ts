@@ -1,6 +1,6 @@
 // CPU time per SDK exec("true"), split between this process (the SDK) and its `matchlock rpc`
 // engine. Unlike round-trip times, CPU time per exec hardly moves with the machine's load, so it
-// compares builds fairly on a busy machine (issue 8: what the JSON-RPC hop costs).
+// compares builds fairly on a busy machine (what the JSON-RPC hop costs).
 import { readFile } from "node:fs/promises";
 import { Sandbox } from "../src/sdk/index.js";
 import { BUSYBOX, CLI, newClient } from "../test/helpers/e2e.js";

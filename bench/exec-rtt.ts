@@ -1,6 +1,6 @@
 // Exec round trip on the gVisor engine: SDK `exec("true")` against the same exec without
 // JSON-RPC (see execRoundTripPairs), one of each in turn. Prints medians and p99 of each, the
-// difference of the medians and the median of the pairwise differences (issue 8's measure); then
+// difference of the medians and the median of the pairwise differences; then
 // the CPU time per SDK exec of the engine and of the SDK, which the machine's load hardly moves.
 //   npm run bench:exec      (BENCH_EXECS pairs, default 500; as many execs for the CPU times)
 import { cpus, loadavg } from "node:os";

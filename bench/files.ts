@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentReadStream, AgentWriteStream } from "../src/engine/agent/file-streams.js";
-import { chooseBackend } from "../src/engine/backends/select.js";
+import { chooseDriver } from "../src/engine/backends/registry.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { Sandbox } from "../src/sdk/index.js";
 import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
@@ -24,12 +24,12 @@ const GUEST_FILE = "/tmp/bench.bin";
 
 /** The same transfers driven in-process over the agent channel, without JSON-RPC or base64. */
 async function agentOnly(rootfs: string, work: string, data: Buffer, rounds: number): Promise<{ write: number; read: number }> {
-  const { backend } = await chooseBackend();
+  const { driver: backend } = await chooseDriver();
   const id = "vm-fbench" + String(Date.now() % 10000).padStart(4, "0");
   const stateDir = join(work, id);
   await mkdir(stateDir, { recursive: true });
   const sandbox = await backend.start({
-    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, privileged: false, mounts: [], stateDir, logFile: join(stateDir, "log"),
+    id, image: { kind: "unpacked", ref: id, rootfs }, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, privileged: false, mounts: [], stateDir, logFile: join(stateDir, "log"),
   });
   try {
     const write = await timed(rounds, async () => {

@@ -26,7 +26,7 @@ function run(cmd: string, args: string[]): Promise<number> {
 }
 
 async function rawRunscBundle(rootfs: string, dir: string, args: string[]): Promise<string> {
-  const config = ociConfig({ id: "bench", rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: "bench", privileged: false, mounts: [], stateDir: dir, logFile: "/dev/null" }, "/bin/true");
+  const config = ociConfig({ id: "bench", image: { kind: "unpacked", ref: "bench", rootfs }, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: "bench", privileged: false, mounts: [], stateDir: dir, logFile: "/dev/null" }, "/bin/true");
   (config.process as { args: string[] }).args = args;
   (config as { mounts: unknown[] }).mounts = (config.mounts as Array<{ destination: string }>).filter((m) => m.destination !== "/.matchlock/agent");
   await mkdir(dir, { recursive: true });

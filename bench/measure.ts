@@ -1,8 +1,7 @@
 // Measurement helpers shared by the benchmarks: medians, percentiles, and the two SDK-level
 // measures every engine is compared on (cold start and exec round trip).
-import { GvisorBackend } from "../src/engine/backends/gvisor/runsc.js";
-import { createParamsSchema, mergeDefaults } from "../src/engine/sandbox/create-config.js";
-import { Sandbox as EngineSandbox } from "../src/engine/sandbox/sandbox.js";
+import { gvisorDriver } from "../src/engine/backends/gvisor/runsc.js";
+import { createSandbox, engineCreateDeps, parseCreateParams } from "../src/engine/sandbox/create.js";
 import { removeVmDir } from "../src/engine/sandbox/state.js";
 import { Client, Sandbox } from "../src/sdk/index.js";
 import { BUSYBOX, CLI, newClient } from "../test/helpers/e2e.js";
@@ -88,8 +87,8 @@ export interface ExecPairs {
  * because the load on a shared machine changes within milliseconds.
  */
 export async function execRoundTripPairs(execs: number, warmUp = 50): Promise<ExecPairs> {
-  const config = mergeDefaults(createParamsSchema.parse({ image: BUSYBOX }));
-  const direct = await EngineSandbox.create(config, new GvisorBackend(), { log: () => {} });
+  const gvisor = async () => ({ driver: gvisorDriver, reason: "the exec bench measures gVisor" });
+  const direct = await createSandbox(parseCreateParams({ image: BUSYBOX }), { ...engineCreateDeps(() => {}), chooseDriver: gvisor });
   const client = newClient();
   const sink = { stdout() {}, stderr() {} };
   try {

@@ -84,7 +84,7 @@ async function agentReady(backend: MicrovmBackend, rootfs: string, dir: string, 
   const id = `vm-bench${round}`;
   const t = performance.now();
   const vm = await backend.start({
-    id, rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: id, privileged: false, mounts: [],
+    id, image: { kind: "unpacked", ref: id, rootfs }, cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: id, privileged: false, mounts: [],
     stateDir: dir, logFile: join(dir, `${id}.log`),
   });
   const ms = performance.now() - t;

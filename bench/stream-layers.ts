@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { chooseBackend } from "../src/engine/backends/select.js";
+import { chooseDriver } from "../src/engine/backends/registry.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { Sandbox, type Client } from "../src/sdk/index.js";
 import { BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
@@ -65,13 +65,13 @@ export async function timeInSandbox(client: Client, command: string): Promise<nu
 async function agentOnly(rounds: number): Promise<number> {
   const image = await new ImageStore().resolve(BUSYBOX);
   if (!image) throw new Error(`${BUSYBOX} is not imported`);
-  const { backend } = await chooseBackend();
+  const { driver: backend } = await chooseDriver();
   const work = await mkdtemp(join(tmpdir(), "matchlock-sbench-"));
   const id = "vm-sbench" + String(Date.now() % 10000).padStart(4, "0");
   const stateDir = join(work, id);
   await mkdir(stateDir, { recursive: true });
   const sandbox = await backend.start({
-    id, rootfs: image.rootfs, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, privileged: false, mounts: [], stateDir, logFile: join(stateDir, "log"),
+    id, image: { kind: "unpacked", ref: BUSYBOX, rootfs: image.rootfs }, cpus: 1, memoryMb: 512, diskSizeMb: 1024, hostname: id, privileged: false, mounts: [], stateDir, logFile: join(stateDir, "log"),
   });
   try {
     return await timed(rounds, async () => {

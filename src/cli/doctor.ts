@@ -2,9 +2,7 @@
 // the micro-VM whether it gets KVM or software emulation (TCG), each with the reason. Exits
 // non-zero when the engine that would be used cannot run sandboxes.
 import type { Command } from "commander";
-import { GvisorBackend } from "../engine/backends/gvisor/runsc.js";
-import { MicrovmBackend } from "../engine/backends/microvm/microvm.js";
-import { availability, chooseBackend } from "../engine/backends/select.js";
+import { chooseDriver, drivers } from "../engine/backends/registry.js";
 import { guestBinariesProblem } from "./guest-binaries.js";
 
 export interface DoctorReport {
@@ -12,27 +10,25 @@ export interface DoctorReport {
   guestBinaries?: string;
   /** Set when this process is not root: gVisor needs it (or the SDK's useSudo). */
   notRoot?: string;
-  backends: Array<{ name: string; available: boolean; problem?: string; detail?: string }>;
+  backends: Array<{ name: string; description: string; available: boolean; rank: number; problem?: string; detail?: string }>;
   selected: { name: string; reason: string } | { error: string };
   /** True when the selected engine can run sandboxes. */
   ok: boolean;
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
-  const microvm = new MicrovmBackend();
-  const accel = await microvm.accel();
   const backends: DoctorReport["backends"] = [];
-  for (const [backend, detail] of [[microvm, accel.reason], [new GvisorBackend(), undefined]] as const) {
-    const problem = await availability(backend);
-    backends.push({ name: backend.name, available: problem === undefined, ...(problem ? { problem } : {}), ...(detail ? { detail } : {}) });
+  for (const driver of drivers()) {
+    const { problem, rank, detail } = await driver.probe();
+    backends.push({ name: driver.name, description: driver.description, available: problem === undefined, rank, ...(problem ? { problem } : {}), detail });
   }
   let selected: DoctorReport["selected"];
   try {
-    const choice = await chooseBackend();
-    const chosen = backends.find((b) => b.name === choice.backend.name);
+    const choice = await chooseDriver();
+    const chosen = backends.find((b) => b.name === choice.driver.name);
     selected = chosen?.available === false
       ? { error: `${choice.reason}, which cannot run here: ${chosen.problem}` }
-      : { name: choice.backend.name, reason: choice.reason };
+      : { name: choice.driver.name, reason: choice.reason };
   } catch (err) {
     selected = { error: (err as Error).message };
   }
@@ -52,8 +48,9 @@ export function printDoctorReport(report: DoctorReport): void {
   if (report.guestBinaries) console.log(`guest binaries: ${report.guestBinaries}`);
   for (const b of report.backends) {
     console.log(`${b.name}: ${b.available ? "available" : "NOT available"}`);
-    if (b.detail) console.log(`  accelerator: ${b.detail}`);
     if (b.problem) console.log(`  ${b.problem}`);
+    console.log(`  ${b.description}`);
+    if (b.detail) console.log(`  here: ${b.detail}`);
   }
   if ("error" in report.selected) console.log(`selected: none (${report.selected.error})`);
   else console.log(`selected: ${report.selected.name} (${report.selected.reason})`);

@@ -10,6 +10,7 @@ import { arch } from "node:os";
 import { join } from "node:path";
 import { paths } from "../engine/paths.js";
 import { packageVersion } from "../protocol/handshake.js";
+import { settings } from "../settings/settings.js";
 
 /** The package's own root; tests pass another. */
 const PACKAGE_ROOT = paths.packageFile();
@@ -76,7 +77,7 @@ export async function guestBinariesProblem(root = PACKAGE_ROOT): Promise<string 
     return `the guest binaries are built for ${manifest.arch}, but this host is ${hostArch}: matchlock's package ships ${manifest.arch} binaries only; build it from its repository on this host ("npm run build")`;
   }
   for (const [binary, sources] of Object.entries(GUEST_BINARIES)) {
-    if (binary.endsWith("matchlock-agent") && process.env.MATCHLOCK_AGENT) continue;
+    if (binary.endsWith("matchlock-agent") && settings.agent.read()) continue;
     const recorded = manifest.binaries[binary];
     const file = join(root, binary);
     const data = await readFile(file).catch(() => undefined);

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { ImageStore } from "../engine/image/store.js";
 import { printTable } from "./table.js";
-import { humanSize } from "./format.js";
+import { formatBytes } from "../engine/byte-size.js";
 import { PullProgress } from "./pull-progress.js";
 
 export function registerImageCommands(program: Command): void {
@@ -20,7 +20,7 @@ export function registerImageCommands(program: Command): void {
         return;
       }
       console.log(`Digest: ${img.repoDigest}`);
-      console.log(`Pulled ${img.ref} (${humanSize(img.sizeBytes)})`);
+      console.log(`Pulled ${img.ref} (${formatBytes(img.sizeBytes)})`);
     });
 
   const image = program.command("image").description("manage local images");
@@ -34,7 +34,7 @@ export function registerImageCommands(program: Command): void {
     .action(async (ref: string, tarball: string, opts: { json?: boolean }) => {
       const img = await new ImageStore().import(ref, tarball);
       if (opts.json) console.log(JSON.stringify({ ref: img.ref, digest: img.digest, size: img.sizeBytes }, null, 2));
-      else console.log(`Imported ${img.ref} (${img.digest}, ${humanSize(img.sizeBytes)})`);
+      else console.log(`Imported ${img.ref} (${img.digest}, ${formatBytes(img.sizeBytes)})`);
     });
 
   image
@@ -48,7 +48,7 @@ export function registerImageCommands(program: Command): void {
         console.log(JSON.stringify(images.map((i) => ({ ref: i.ref, digest: i.digest, repo_digest: i.repoDigest ?? null, size: i.sizeBytes, created: i.created, source: i.source })), null, 2));
         return;
       }
-      printTable(["TAG", "SOURCE", "SIZE", "CREATED"], images.map((i) => [i.ref, i.source, humanSize(i.sizeBytes), i.created]));
+      printTable(["TAG", "SOURCE", "SIZE", "CREATED"], images.map((i) => [i.ref, i.source, formatBytes(i.sizeBytes), i.created]));
     });
 
   image
@@ -70,6 +70,6 @@ export function registerImageCommands(program: Command): void {
     .action(async (opts: { json?: boolean }) => {
       const r = await new ImageStore().prune();
       if (opts.json) console.log(JSON.stringify({ images_removed: r.images, blobs_removed: r.blobs, blob_bytes_freed: r.blobBytes, partial_downloads_removed: r.partials }));
-      else console.log(`Removed ${r.images} unused images, ${r.blobs} cached blobs (${humanSize(r.blobBytes)}) and ${r.partials} partial downloads`);
+      else console.log(`Removed ${r.images} unused images, ${r.blobs} cached blobs (${formatBytes(r.blobBytes)}) and ${r.partials} partial downloads`);
     });
 }

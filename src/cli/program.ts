@@ -7,6 +7,7 @@ import { registerRunCommand } from "./run.js";
 import { registerVmCommands } from "./vms.js";
 import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
+import { settings } from "../settings/settings.js";
 import { registerSetupCommand } from "./setup.js";
 
 
@@ -24,7 +25,7 @@ program
 program
   .command("version")
   .description("print the version")
-  .action(() => console.log(`matchlock ${packageVersion()} (commit: ${process.env.MATCHLOCK_COMMIT ?? "unknown"}, built: unknown)`));
+  .action(() => console.log(`matchlock ${packageVersion()} (commit: ${settings.commit.read()}, built: unknown)`));
 
 registerServeCommand(program);
 registerRunCommand(program);

@@ -1,7 +1,7 @@
 // What `matchlock pull` shows while it works: on a terminal one redrawn progress bar (bytes and
 // layers); otherwise (logs, pipes, CI) one plain line per step.
 import type { PullEvent } from "../engine/image/registry/pull.js";
-import { humanSize } from "./format.js";
+import { formatBytes } from "../engine/byte-size.js";
 
 const short = (digest: string) => digest.replace(/^sha256:/, "").slice(0, 12);
 
@@ -21,7 +21,7 @@ export class PullProgress {
         this.remember(e);
         this.layers = e.layers.length;
         this.total = e.layers.reduce((n, l) => n + l.size, 0);
-        if (!this.tty) this.out.write(`Resolved: ${e.manifestDigest} (${e.layers.length} layers, ${humanSize(this.total)})\n`);
+        if (!this.tty) this.out.write(`Resolved: ${e.manifestDigest} (${e.layers.length} layers, ${formatBytes(this.total)})\n`);
         break;
       case "progress":
         this.done.set(e.digest, e.bytes);
@@ -32,7 +32,7 @@ export class PullProgress {
         const layer = this.layerSize(e.digest);
         this.done.set(e.digest, layer);
         if (this.tty) this.draw();
-        else this.out.write(`${short(e.digest)}: ${e.cached ? "Already exists" : `Downloaded ${humanSize(layer)}`} (${this.finished}/${this.layers})\n`);
+        else this.out.write(`${short(e.digest)}: ${e.cached ? "Already exists" : `Downloaded ${formatBytes(layer)}`} (${this.finished}/${this.layers})\n`);
         break;
       }
       case "up-to-date":
@@ -64,6 +64,6 @@ export class PullProgress {
     const width = 30;
     const fill = Math.round(frac * width);
     const bar = `${"=".repeat(Math.max(0, fill - 1))}${fill > 0 ? ">" : ""}${" ".repeat(width - fill)}`;
-    this.out.write(`\r[${bar}] ${humanSize(bytes)} / ${humanSize(this.total)}  ${this.finished}/${this.layers} layers\x1b[K`);
+    this.out.write(`\r[${bar}] ${formatBytes(bytes)} / ${formatBytes(this.total)}  ${this.finished}/${this.layers} layers\x1b[K`);
   }
 }

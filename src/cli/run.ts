@@ -2,10 +2,11 @@
 import type { Command } from "commander";
 import { once } from "node:events";
 import { resolve } from "node:path";
-import { chooseBackend } from "../engine/backends/select.js";
+import { BACKEND_CHOICES } from "../engine/backends/registry.js";
+import { createSandbox, engineCreateDeps, parseCreateParams } from "../engine/sandbox/create.js";
 import { shellQuote } from "../engine/sandbox/shell-quote.js";
-import { createParamsSchema, describeZodError, mergeDefaults, type WireMount } from "../engine/sandbox/create-config.js";
-import { CreateCancelledError, Sandbox } from "../engine/sandbox/sandbox.js";
+import type { WireMount } from "../protocol/rpc.js";
+import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
 
 interface RunOptions {
@@ -13,14 +14,26 @@ interface RunOptions {
   cpus?: string;
   memory?: string;
   diskSize?: string;
+  timeout?: string;
   workspace: string;
   backend?: string;
   volume: string[];
+  mount: string[];
+  env: string[];
+  allowHost: string[];
+  blockPrivateIps?: boolean;
+  secret: string[];
+  dnsServer: string[];
   workdir?: string;
   rm: boolean;
+  launchEntrypoint?: boolean;
   privileged?: boolean;
 }
 
+/** For repeatable options: every value, in order. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
 
 function parseBool(v: string): boolean {
   if (["true", "1", "yes"].includes(v)) return true;
@@ -35,8 +48,84 @@ function parseVolume(spec: string, workspace: string): [string, WireMount] {
   if (parts.length < 2 || parts.length > 3 || (parts.length === 3 && !readonly)) {
     throw new Error(`invalid volume mount ${JSON.stringify(spec)}: use HOST:GUEST or HOST:GUEST:ro`);
   }
-  const guest = parts[1]!.startsWith("/") ? parts[1]! : `${workspace}/${parts[1]}`;
-  return [guest, { type: "host_fs", host_path: resolve(parts[0]!), readonly }];
+  return [underWorkspace(parts[1]!, workspace), { type: "host_fs", host_path: resolve(parts[0]!), readonly }];
+}
+
+/** --mount GUEST:TYPE[:HOST][:ro], any mount type of the create params (memory, host_fs, real_fs, overlay). */
+function parseMount(spec: string, workspace: string): [string, WireMount] {
+  const [guest, type, ...rest] = spec.split(":");
+  const readonly = rest.at(-1) === "ro";
+  if (readonly) rest.pop();
+  if (!guest || !type || rest.length > 1) {
+    throw new Error(`invalid mount ${JSON.stringify(spec)}: use GUEST:TYPE, GUEST:TYPE:HOST or GUEST:TYPE:HOST:ro (TYPE: memory, host_fs, real_fs, overlay)`);
+  }
+  const mount: WireMount = { type };
+  if (rest[0]) mount.host_path = resolve(rest[0]);
+  if (readonly) mount.readonly = true;
+  return [underWorkspace(guest, workspace), mount];
+}
+
+function underWorkspace(guest: string, workspace: string): string {
+  return guest.startsWith("/") ? guest : `${workspace}/${guest}`;
+}
+
+/** -e KEY=VALUE */
+function parseEnv(specs: string[]): Record<string, string> | undefined {
+  if (specs.length === 0) return undefined;
+  return Object.fromEntries(specs.map((spec) => {
+    const eq = spec.indexOf("=");
+    if (eq <= 0) throw new Error(`invalid environment variable ${JSON.stringify(spec)}: use KEY=VALUE`);
+    return [spec.slice(0, eq), spec.slice(eq + 1)];
+  }));
+}
+
+/**
+ * --secret NAME@HOST[,HOST...]: the value is the environment variable NAME's, never a word of the
+ * command line (which other users can read in ps); the guest sees only a placeholder.
+ */
+function parseSecret(spec: string, env: NodeJS.ProcessEnv): [string, { value: string; hosts: string[] }] {
+  const at = spec.indexOf("@");
+  const name = at === -1 ? spec : spec.slice(0, at);
+  const hosts = at === -1 ? [] : spec.slice(at + 1).split(",").filter(Boolean);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || (at !== -1 && hosts.length === 0)) {
+    throw new Error(`invalid secret ${JSON.stringify(spec)}: use NAME@HOST[,HOST...] with the value in the environment variable NAME`);
+  }
+  const value = env[name];
+  if (!value) throw new Error(`secret ${name}: set the environment variable ${name} to its value (it is not taken from the command line)`);
+  return [name, { value, hosts }];
+}
+
+/** The `create` params these flags ask for, as an SDK would send them. */
+export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const mounts: Record<string, WireMount> = { [opts.workspace]: { type: "memory" } };
+  for (const v of opts.volume) {
+    const [guest, m] = parseVolume(v, opts.workspace);
+    mounts[guest] = m;
+  }
+  for (const v of opts.mount) {
+    const [guest, m] = parseMount(v, opts.workspace);
+    mounts[guest] = m;
+  }
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const secrets = Object.fromEntries(opts.secret.map((s) => parseSecret(s, env)));
+  const networked = opts.allowHost.length > 0 || opts.secret.length > 0 || opts.dnsServer.length > 0 || opts.blockPrivateIps !== undefined;
+  return {
+    image: opts.image,
+    // --timeout is enforced (enforce_timeout), as the SDK's withTimeout() asks.
+    resources: {
+      cpus: num(opts.cpus), memory_mb: num(opts.memory), disk_size_mb: num(opts.diskSize),
+      timeout_seconds: num(opts.timeout), enforce_timeout: opts.timeout === undefined ? undefined : true,
+    },
+    vfs: { workspace: opts.workspace, mounts },
+    // As the SDK sends it: private ranges stay blocked unless --block-private-ips=false.
+    network: networked
+      ? { allowed_hosts: opts.allowHost, block_private_ips: opts.blockPrivateIps ?? true, secrets, dns_servers: opts.dnsServer }
+      : undefined,
+    env: parseEnv(opts.env),
+    backend: opts.backend,
+    launch_entrypoint: opts.launchEntrypoint,
+    privileged: opts.privileged === true ? true : undefined,
+  };
 }
 
 export function registerRunCommand(program: Command): void {
@@ -48,9 +137,17 @@ export function registerRunCommand(program: Command): void {
     .option("--cpus <n>", "vCPUs")
     .option("--memory <mb>", "memory in MB")
     .option("--disk-size <mb>", "disk size in MB")
+    .option("--timeout <seconds>", "stop the sandbox after this long")
+    .option("--launch-entrypoint", "also start the image's ENTRYPOINT + CMD, detached, before the command")
     .option("--workspace <path>", "guest workspace directory", "/workspace")
-    .option("--backend <name>", "isolation engine: microvm, gvisor or auto (default: $MATCHLOCK_BACKEND, else auto)")
-    .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
+    .option("--backend <name>", `isolation engine: ${BACKEND_CHOICES.join(", ")} (default: $MATCHLOCK_BACKEND, else auto)`)
+    .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", collect, [])
+    .option("--mount <guest:type[:host][:ro]>", "a mount of any type: memory, host_fs, real_fs, overlay (repeatable)", collect, [])
+    .option("-e, --env <key=value>", "environment variable for the sandbox (repeatable)", collect, [])
+    .option("--allow-host <pattern>", "seal the network and allow this host (glob, repeatable)", collect, [])
+    .option("--block-private-ips [bool]", "with a sealed network, refuse private, loopback and link-local addresses (default true)", parseBool)
+    .option("--secret <name@host[,host]>", "inject the value of the environment variable NAME for these hosts only (repeatable)", collect, [])
+    .option("--dns-server <ip>", "resolver the engine asks for allowed names (repeatable)", collect, [])
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
@@ -58,21 +155,8 @@ export function registerRunCommand(program: Command): void {
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {
       if (command.length === 0) throw new Error("command required");
-      const mounts: Record<string, WireMount> = { [opts.workspace]: { type: "memory" } };
-      for (const v of opts.volume) {
-        const [guest, m] = parseVolume(v, opts.workspace);
-        mounts[guest] = m;
-      }
-      const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-      const params = createParamsSchema.safeParse({
-        image: opts.image,
-        resources: { cpus: num(opts.cpus), memory_mb: num(opts.memory), disk_size_mb: num(opts.diskSize) },
-        vfs: { workspace: opts.workspace, mounts },
-        backend: opts.backend,
-        privileged: opts.privileged === true ? true : undefined,
-      });
-      if (!params.success) throw new Error(describeZodError(params.error));
-      const config = mergeDefaults(params.data);
+      const request = parseCreateParams(runParams(opts));
+      const config = request.config;
       // A signal during the create aborts it (it undoes what it made); after, it stops the sandbox.
       const creating = new AbortController();
       let stopped: number | undefined;
@@ -90,7 +174,7 @@ export function registerRunCommand(program: Command): void {
       process.once("SIGINT", stopOn(130));
       process.once("SIGTERM", stopOn(143));
       try {
-        sandbox = await Sandbox.create(config, (await chooseBackend(config.backend)).backend, {}, creating.signal);
+        sandbox = await createSandbox(request, engineCreateDeps(() => {}), creating.signal);
       } catch (err) {
         if (stopped !== undefined && err instanceof CreateCancelledError) process.exit(stopped);
         throw err;

@@ -1,8 +1,9 @@
 // Runs a short host program and tells the caller everything that happened (status, output, a
 // timeout, output over a cap, a program that is not there), so that it can say what went wrong
-// in its own terms: conntrack lookups, Docker credential helpers, and the network tools through
-// net/host-commands.ts. The one place the engine spawns a short host command and waits for it.
+// in its own terms: conntrack lookups, Docker credential helpers; and `run` for the network tools
+// (ip, nft), which either work or throw. The one place the engine spawns a short host command.
 import { spawn } from "node:child_process";
+import { EngineError, type ErrorKind } from "../protocol/errors.js";
 
 export interface CommandLimits {
   /** Written to the command's stdin, which is closed after it (at once without it). */
@@ -79,4 +80,21 @@ export function runCommand(cmd: string, args: string[], limits: CommandLimits = 
     p.stdin.on("error", () => {}); // a command that exits before reading its input: its status says what happened
     p.stdin.end(limits.input ?? "");
   });
+}
+
+export class HostCommandError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
+
+/** Runs a network tool (ip, nft) and returns its stdout; a HostCommandError when it fails. */
+export async function run(cmd: string, args: string[], input?: string): Promise<string> {
+  const r = await runCommand(cmd, args, input === undefined ? {} : { input });
+  if (r.spawnError) throw new HostCommandError(`${cmd} could not run: ${r.spawnError.message} (install iproute2 and nftables)`);
+  if (r.status !== 0) throw new HostCommandError(`${cmd} ${args.join(" ")} failed (status ${r.status}): ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Like run, but a failure is ignored: for teardown of things that may already be gone. */
+export async function runQuietly(cmd: string, args: string[]): Promise<void> {
+  await run(cmd, args).catch(() => {});
 }

@@ -1,5 +1,6 @@
 // Codec for the engine <-> agent channel. The byte layout is specified in
 // guest/agent/PROTOCOL.md; this file is its only TypeScript implementation.
+import { EngineError, type ErrorKind } from "./errors.js";
 
 export const FrameType = {
   EXEC: 0x01,
@@ -132,7 +133,9 @@ export function decodeEntries(payload: Buffer): DirEntry[] {
 }
 
 /** The guest is hostile: anything malformed coming from it is reported as this error. */
-export class AgentProtocolError extends Error {}
+export class AgentProtocolError extends EngineError {
+  readonly kind: ErrorKind = "sandbox_lost";
+}
 
 /**
  * Incremental decoder for frames coming *from the agent*. Rejects oversized frames and frame

@@ -4,12 +4,13 @@
 // (another client's key order, spaces) returns undefined and is parsed as usual.
 import { Base64Text } from "./base64.js";
 import { matchShape, shape } from "./line-shape.js";
+import { Method } from "./methods.js";
 
-const WRITE_CHUNK_REQUEST = shape('{"jsonrpc":"2.0","method":"write_file_chunk","id":{int},"params":{"handle":{int},"offset":{int},"data":"{base64}"}}');
+const WRITE_CHUNK_REQUEST = shape(`{"jsonrpc":"2.0","method":"${Method.WRITE_FILE_CHUNK}","id":{int},"params":{"handle":{int},"offset":{int},"data":"{base64}"}}`);
 const READ_CHUNK_RESULT = shape('{"jsonrpc":"2.0","result":{"data":"{base64}","eof":{bool}},"id":{int}}');
 
 export interface WriteChunkRequest {
-  method: "write_file_chunk";
+  method: typeof Method.WRITE_FILE_CHUNK;
   id: number;
   /** As JSON.parse would give them, except that data is the base64 text's bytes. */
   params: { handle: number; offset: number; data: Base64Text };
@@ -18,7 +19,7 @@ export interface WriteChunkRequest {
 export function parseWriteChunkRequest(line: Buffer): WriteChunkRequest | undefined {
   const v = matchShape(line, WRITE_CHUNK_REQUEST);
   if (!v) return undefined;
-  return { method: "write_file_chunk", id: v[0] as number, params: { handle: v[1] as number, offset: v[2] as number, data: new Base64Text(v[3] as Buffer) } };
+  return { method: Method.WRITE_FILE_CHUNK, id: v[0] as number, params: { handle: v[1] as number, offset: v[2] as number, data: new Base64Text(v[3] as Buffer) } };
 }
 
 export interface ReadChunkResult {

@@ -3,8 +3,9 @@
 // protocol generation (e.g. a stale or foreign `matchlock` binary) without saying so. Engines of
 // the seed protocol answer it with "Method not found" and are driven with seed methods only.
 import { readFileSync } from "node:fs";
+import { Method } from "./methods.js";
 
-export const HANDSHAKE_METHOD = "handshake";
+export const HANDSHAKE_METHOD = Method.HANDSHAKE;
 
 /** Bumped whenever either half starts relying on something the other half's older releases lack. */
 export const PROTOCOL_VERSION = 1;

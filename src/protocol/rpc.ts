@@ -40,22 +40,16 @@ export interface RpcNotification {
   params: Record<string, unknown>;
 }
 
-export const Notification = {
-  EXEC_STDOUT: "exec_stream.stdout",
-  EXEC_STDERR: "exec_stream.stderr",
-  EVENT: "event",
-} as const;
-
 /** Upstream's request line limit; ours answers longer lines with an error instead of exiting. */
 export const MAX_REQUEST_LINE = 10 * 1024 * 1024;
 
 /** Wire form of a mount (create params `vfs.mounts[guestPath]`). */
-export interface WireMountConfig {
+export interface WireMount {
   type: string;
-  host_path?: string;
-  readonly?: boolean;
-  upper?: WireMountConfig;
-  lower?: WireMountConfig;
+  host_path?: string | undefined;
+  readonly?: boolean | undefined;
+  upper?: WireMount | undefined;
+  lower?: WireMount | undefined;
 }
 
 /** Wire form of `list_files` entries: mode uses Go's os.FileMode bit layout (see spec 2.6). */

@@ -2,7 +2,7 @@
 // connection to a resident `matchlock serve`) = (at most) one VM.
 import { Readable } from "node:stream";
 import { Base64Data } from "../protocol/base64.js";
-import { Notification } from "../protocol/rpc.js";
+import { Method, Notification } from "../protocol/methods.js";
 import { connectEngine, spawnEngine } from "./engine-link.js";
 import { engineCommand, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
@@ -54,7 +54,7 @@ export class Client implements AsyncDisposable {
     this.keepOnDispose = config.keepOnDispose === true;
     const socket = (this.socket = resolveEngineSocket(config));
     if (socket !== undefined && this.useSudo) {
-      throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user");
+      throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user", { kind: "invalid_argument" });
     }
     const argv = rpcCommand(this.engine, this.useSudo);
     const open = socket !== undefined ? () => connectEngine(socket) : () => spawnEngine(argv);
@@ -94,14 +94,14 @@ export class Client implements AsyncDisposable {
    * `withTimeout` set. A matchlock extension (`set_timeout`).
    */
   async setTimeout(seconds: number, opts?: CallOptions): Promise<void> {
-    await this.transport.request("set_timeout", { timeout_seconds: checkTimeoutSeconds("timeout (seconds)", seconds) }, opts);
+    await this.transport.request(Method.SET_TIMEOUT, { timeout_seconds: checkTimeoutSeconds("timeout (seconds)", seconds) }, opts);
   }
 
   /** Creates (pulls, boots) the VM; returns its id. Options are validated locally first. */
   async create(options: CreateOptions, opts?: CallOptions): Promise<string> {
     const params = toCreateParams(checkCreateOptions(options));
     await this.start(); // lazily, so `new Client()` + `launch()` just works
-    const result = await this.transport.request("create", params, opts);
+    const result = await this.transport.request(Method.CREATE, params, opts);
     if (typeof result.id !== "string" || result.id === "") {
       throw new MatchlockError(`create returned no VM id: ${JSON.stringify(result)}`);
     }
@@ -111,7 +111,7 @@ export class Client implements AsyncDisposable {
 
   /** Runs `sh -c command` in the guest and buffers its output. A non-zero exit is a result, not an error. */
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    const result = await this.transport.request("exec", execParams(command, opts), opts);
+    const result = await this.transport.request(Method.EXEC, execParams(command, opts), opts);
     return toExecResult(result);
   }
 
@@ -133,7 +133,7 @@ export class Client implements AsyncDisposable {
     } as Record<string, OutputSink>;
     let result: JsonObject;
     try {
-      result = await this.transport.request("exec_stream", execParams(command, opts), {
+      result = await this.transport.request(Method.EXEC_STREAM, execParams(command, opts), {
         timeoutMs: opts.timeoutMs,
         signal: opts.signal,
         // A full target returns a promise: the transport reads no more from the engine until it settles.
@@ -164,12 +164,12 @@ export class Client implements AsyncDisposable {
   async writeFile(path: string, content: FileContent, opts: WriteFileOptions = {}): Promise<void> {
     const mode = opts.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff) {
-      throw new MatchlockError(`mode must be a uint32 permission value (e.g. 0o644), got ${mode}`);
+      throw new MatchlockError(`mode must be a uint32 permission value (e.g. 0o644), got ${mode}`, { kind: "invalid_argument" });
     }
     checkPath(path);
     if (typeof content !== "string" && !(content instanceof Uint8Array)) {
       if (content === null || typeof content !== "object" || !(Symbol.asyncIterator in content)) {
-        throw new MatchlockError("writeFile content must be a string, a Uint8Array/Buffer, or an AsyncIterable (e.g. a Readable)");
+        throw new MatchlockError("writeFile content must be a string, a Uint8Array/Buffer, or an AsyncIterable (e.g. a Readable)", { kind: "invalid_argument" });
       }
       try {
         await writeChunked(this.transport, path, content, mode, opts); // no slot: its source decides when it ends
@@ -191,7 +191,7 @@ export class Client implements AsyncDisposable {
         if (!isMethodNotFound(err)) throw err; // an older engine: one write_file, within its limit
       }
     }
-    await this.transport.request("write_file", { path, content: new Base64Data(bytes), mode }, opts);
+    await this.transport.request(Method.WRITE_FILE, { path, content: new Base64Data(bytes), mode }, opts);
   }
 
   /** Reads a whole guest file into a Buffer (transferred in chunks; see readFileStream for big files). */
@@ -204,7 +204,7 @@ export class Client implements AsyncDisposable {
       });
     } catch (err) {
       if (!isMethodNotFound(err) || parts.length > 0) throw err;
-      const result = await this.transport.request("read_file", { path }, opts); // an older engine
+      const result = await this.transport.request(Method.READ_FILE, { path }, opts); // an older engine
       return decodeBase64(result.content);
     }
     return Buffer.concat(parts);
@@ -224,14 +224,14 @@ export class Client implements AsyncDisposable {
       } catch (err) {
         if (!isMethodNotFound(err)) throw err;
         // An older engine has only read_file: the whole file in one message.
-        yield decodeBase64((await transport.request("read_file", { path }, opts)).content);
+        yield decodeBase64((await transport.request(Method.READ_FILE, { path }, opts)).content);
       }
     }
     return Readable.from(chunks(), { objectMode: false, highWaterMark: CHUNK_BYTES });
   }
 
   async listFiles(path: string, opts?: CallOptions): Promise<FileInfo[]> {
-    const result = await this.transport.request("list_files", { path: checkPath(path) }, opts);
+    const result = await this.transport.request(Method.LIST_FILES, { path: checkPath(path) }, opts);
     return toFileInfos(result);
   }
 
@@ -244,7 +244,7 @@ export class Client implements AsyncDisposable {
   close(timeoutSeconds = 0): Promise<void> {
     if (!this.closePromise) {
       if (!(timeoutSeconds >= 0 && Number.isFinite(timeoutSeconds))) {
-        return Promise.reject(new MatchlockError(`close timeout must be >= 0 seconds, got ${timeoutSeconds}`));
+        return Promise.reject(new MatchlockError(`close timeout must be >= 0 seconds, got ${timeoutSeconds}`, { kind: "invalid_argument" }));
       }
       this.closePromise = this.shutdown(timeoutSeconds);
     }
@@ -285,7 +285,7 @@ export class Client implements AsyncDisposable {
     if (this.transport.running) {
       // The engine tears the VM down on `close` (also at timeout 0, unlike the seed SDKs'
       // bare SIGKILL), so wait for that, but never forever.
-      const reply = this.transport.request("close", timeoutSeconds > 0 ? { timeout_seconds: timeoutSeconds } : {});
+      const reply = this.transport.request(Method.CLOSE, timeoutSeconds > 0 ? { timeout_seconds: timeoutSeconds } : {});
       reply.catch(() => undefined); // it may settle after we stopped waiting
       const waitMs = timeoutSeconds > 0 ? timeoutSeconds * 1000 + CLOSE_GRACE_MS : CLOSE_REPLY_WAIT_MS;
       const timer = new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref());
@@ -311,12 +311,12 @@ export class Client implements AsyncDisposable {
 }
 
 function checkPath(path: string): string {
-  if (typeof path !== "string" || path === "") throw new MatchlockError("path is required");
+  if (typeof path !== "string" || path === "") throw new MatchlockError("path is required", { kind: "invalid_argument" });
   return path;
 }
 
 function execParams(command: string, opts: ExecOptions): JsonObject {
-  if (typeof command !== "string") throw new MatchlockError("command must be a string");
+  if (typeof command !== "string") throw new MatchlockError("command must be a string", { kind: "invalid_argument" });
   const params: JsonObject = { command };
   if (opts.workingDir) params.working_dir = opts.workingDir;
   if (opts.user !== undefined) {

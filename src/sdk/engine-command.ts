@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Config } from "./types.js";
+import { settings } from "../settings/settings.js";
 
 /**
  * The engine of this very package (dist/src/cli/main.js beside dist/src/sdk/): the one this SDK
@@ -21,14 +22,13 @@ export function engineCommand(
 ): string[] {
   if (config.binaryPath) return [config.binaryPath];
   if (ownEngine) return [process.execPath, ownEngine];
-  return [env.MATCHLOCK_BIN || "matchlock"];
+  return [settings.bin.read(env)];
 }
 
 /** Config.engineSocket, else a non-empty MATCHLOCK_ENGINE_SOCKET: the resident engine to connect to. */
 export function resolveEngineSocket(config: Config = {}, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (config.engineSocket) return config.engineSocket;
-  const fromEnv = env.MATCHLOCK_ENGINE_SOCKET;
-  return fromEnv ? fromEnv : undefined;
+  return settings.engineSocket.read(env);
 }
 
 /** argv of the RPC engine: `[...engine, "rpc"]`, or `["sudo", ...engine, "rpc"]` with useSudo. */

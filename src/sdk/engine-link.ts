@@ -86,10 +86,10 @@ function spawnError(argv: readonly string[], err: NodeJS.ErrnoException): Matchl
     return new MatchlockError(
       `Cannot start the matchlock engine (${command}): ${argv[0]} not found. ` +
         "Install matchlock, or set Config.binaryPath or the MATCHLOCK_BIN environment variable to its path.",
-      { cause: err },
+      { cause: err, kind: "unavailable" },
     );
   }
-  return new MatchlockError(`Cannot start the matchlock engine (${command}): ${err.message}`, { cause: err });
+  return new MatchlockError(`Cannot start the matchlock engine (${command}): ${err.message}`, { cause: err, kind: "unavailable" });
 }
 
 function connectError(socketPath: string, err: NodeJS.ErrnoException): MatchlockError {
@@ -100,7 +100,7 @@ function connectError(socketPath: string, err: NodeJS.ErrnoException): Matchlock
     ENOTSOCK: "that path is not a socket",
   };
   const reason = why[err.code ?? ""] ?? err.message;
-  return new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: ${reason}`, { cause: err });
+  return new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: ${reason}`, { cause: err, kind: "unavailable" });
 }
 
 /**
@@ -115,8 +115,8 @@ async function checkEngineSocket(socketPath: string): Promise<void> {
     throw connectError(socketPath, err as NodeJS.ErrnoException);
   }
   const uid = process.getuid?.() ?? 0;
-  if (!st.isSocket()) throw new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: that path is not a socket`);
+  if (!st.isSocket()) throw new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: that path is not a socket`, { kind: "unavailable" });
   if (st.uid !== uid && st.uid !== 0) {
-    throw new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: the socket belongs to uid ${st.uid}, not to this user (uid ${uid}) or root; refusing to send it anything`);
+    throw new MatchlockError(`Cannot connect to the matchlock engine at ${socketPath}: the socket belongs to uid ${st.uid}, not to this user (uid ${uid}) or root; refusing to send it anything`, { kind: "policy_refused" });
   }
 }

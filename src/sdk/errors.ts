@@ -1,12 +1,25 @@
 // Error classes thrown by the SDK. Every SDK failure is a MatchlockError, so callers can
-// catch one type; engine-reported failures are RPCErrors carrying the JSON-RPC code.
+// catch one type; engine-reported failures are RPCErrors carrying the JSON-RPC code. Each has
+// a `kind` (protocol/errors.ts) to switch on: "timeout", "cancelled", "not_found",
+// "out_of_memory", "sandbox_lost", "policy_refused", "invalid_argument", ...
+import { kindOfCode, type ErrorKind } from "../protocol/errors.js";
 import { ErrorCode } from "../protocol/rpc.js";
+
+export type { ErrorKind };
+
+export interface MatchlockErrorOptions extends ErrorOptions {
+  /** What happened; default "failed". */
+  kind?: ErrorKind;
+}
 
 /** Base class of every error the SDK throws (local validation, process death, RPC errors). */
 export class MatchlockError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  readonly kind: ErrorKind;
+
+  constructor(message: string, options?: MatchlockErrorOptions) {
     super(message, options);
     this.name = "MatchlockError";
+    this.kind = options?.kind ?? "failed";
   }
 }
 
@@ -29,8 +42,9 @@ export class RPCError extends MatchlockError {
   /** The engine's error text without the code prefix. */
   readonly rpcMessage: string;
 
-  constructor(code: number, message: string, options?: ErrorOptions) {
-    super(`[${code}] ${message}`, options);
+  /** `kind`: the engine's `error.data.kind` when it sent one, else what the code implies. */
+  constructor(code: number, message: string, options?: MatchlockErrorOptions) {
+    super(`[${code}] ${message}`, { ...options, kind: options?.kind ?? kindOfCode(code) });
     this.name = "RPCError";
     this.code = code;
     this.rpcMessage = message;
@@ -66,7 +80,7 @@ export class TimeoutError extends RPCError {
   readonly timeoutMs: number;
 
   constructor(method: string, timeoutMs: number) {
-    super(ErrorCode.CANCELLED, `${method} timed out after ${timeoutMs} ms`);
+    super(ErrorCode.CANCELLED, `${method} timed out after ${timeoutMs} ms`, { kind: "timeout" });
     this.name = "TimeoutError";
     this.timeoutMs = timeoutMs;
   }

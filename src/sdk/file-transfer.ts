@@ -7,6 +7,7 @@ import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import type { JsonObject, Transport } from "./transport.js";
 import type { CallOptions } from "./types.js";
 import { decodeBase64 } from "./wire.js";
+import { Method } from "../protocol/methods.js";
 
 /** Raw bytes per chunk request (its base64 line is ~1.4 MB, far under the 10 MiB line limit). */
 export const CHUNK_BYTES = 1024 * 1024;
@@ -134,7 +135,7 @@ function handleOf(result: JsonObject, method: string): number {
 
 /** Tells the engine to drop the transfer (a write leaves nothing behind); best effort. */
 function abandon(transport: Transport, handle: number): void {
-  if (transport.running) transport.request("file_abort", { handle }).catch(() => undefined);
+  if (transport.running) transport.request(Method.FILE_ABORT, { handle }).catch(() => undefined);
 }
 
 /**
@@ -161,13 +162,13 @@ export async function writeChunked(
 ): Promise<number> {
   const control = new TransferControl("writeFile", opts);
   try {
-    const handle = await openTransfer(transport, control, "write_file_open", { path, mode });
+    const handle = await openTransfer(transport, control, Method.WRITE_FILE_OPEN, { path, mode });
     let offset = 0;
     const inflight = new Set<Promise<unknown>>();
     try {
       for await (const chunk of rechunk(source)) {
         control.check();
-        const sent = transport.request("write_file_chunk", { handle, offset, data: new Base64Data(chunk) });
+        const sent = transport.request(Method.WRITE_FILE_CHUNK, { handle, offset, data: new Base64Data(chunk) });
         sent.catch(() => {}); // observed through the window below
         inflight.add(sent);
         sent.then(() => inflight.delete(sent), () => {});
@@ -176,7 +177,7 @@ export async function writeChunked(
         while (inflight.size >= WRITE_WINDOW) await control.guard(Promise.race(inflight));
       }
       await control.guard(Promise.all(inflight));
-      const closed = await control.guard(transport.request("write_file_close", { handle }));
+      const closed = await control.guard(transport.request(Method.WRITE_FILE_CLOSE, { handle }));
       return typeof closed.size === "number" ? closed.size : offset;
     } catch (err) {
       abandon(transport, handle);
@@ -199,10 +200,10 @@ export async function* readChunked(transport: Transport, path: string, opts: Cal
   let handle: number | undefined;
   let eof = false;
   try {
-    handle = await openTransfer(transport, control, "read_file_open", { path });
+    handle = await openTransfer(transport, control, Method.READ_FILE_OPEN, { path });
     const pending: Array<Promise<JsonObject>> = [];
     const ask = () => {
-      const p = transport.request("read_file_chunk", { handle, max_bytes: CHUNK_BYTES }, { fileChunk: true });
+      const p = transport.request(Method.READ_FILE_CHUNK, { handle, max_bytes: CHUNK_BYTES }, { fileChunk: true });
       p.catch(() => {}); // observed in order below; late ones after eof or an error are moot
       pending.push(p);
     };

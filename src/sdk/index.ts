@@ -2,7 +2,8 @@
 export { Client } from "./client.js";
 export { Sandbox, createSandbox } from "./sandbox.js";
 export { defaultEngineSocket } from "../protocol/engine-home.js";
-export { MatchlockError, RPCError, TimeoutError } from "./errors.js";
+export { MatchlockError, RPCError, TimeoutError, type ErrorKind, type MatchlockErrorOptions } from "./errors.js";
+export { ERROR_KINDS } from "../protocol/errors.js";
 export type { FileContent } from "./file-transfer.js";
 export { ErrorCode, GoFileMode } from "../protocol/rpc.js";
 export type {

@@ -5,7 +5,7 @@
 // escapes) returns undefined, and the caller parses the line as usual: the result is the same
 // either way (line-shape.ts does the matching, as for file chunks).
 import { matchShape, shape } from "../protocol/line-shape.js";
-import { Notification } from "../protocol/rpc.js";
+import { Notification } from "../protocol/methods.js";
 
 const SHAPES = [Notification.EXEC_STDOUT, Notification.EXEC_STDERR].map((method) =>
   [shape(`{"jsonrpc":"2.0","method":"${method}","params":{"id":{int},"data":"{base64}"}}`), method] as const);

@@ -3,13 +3,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { encodeJsonLine, lineText } from "../protocol/base64.js";
 import { parseReadChunkResult } from "../protocol/file-chunk-lines.js";
-import { ErrorCode, MAX_REQUEST_LINE, Notification, type RpcRequest } from "../protocol/rpc.js";
+import { ErrorCode, MAX_REQUEST_LINE, type RpcRequest } from "../protocol/rpc.js";
 import { MatchlockError, RPCError, TimeoutError } from "./errors.js";
 import type { EngineLink } from "./engine-link.js";
-import { LineSplitter } from "./line-splitter.js";
+import { LineSplitter } from "../protocol/line-splitter.js";
 import { parseOutputNotification } from "./output-notification.js";
 import { OutputTail } from "./output-tail.js";
 import type { CallOptions } from "./types.js";
+import { Method, Notification } from "../protocol/methods.js";
+import { isErrorKind } from "../protocol/errors.js";
 
 export type JsonObject = Record<string, unknown>;
 /** Returning a promise says "slow down": the transport stops reading the engine until it settles. */
@@ -79,16 +81,16 @@ export class Transport {
 
   request(method: string, params: JsonObject = {}, opts: RequestOptions = {}): Promise<JsonObject> {
     if (this.state !== "running") {
-      return Promise.reject(new MatchlockError(`Matchlock process not running${this.deathDetail}`));
+      return Promise.reject(new MatchlockError(`Matchlock process not running${this.deathDetail}`, { kind: "engine_lost" }));
     }
     const { signal, timeoutMs } = opts;
     if (timeoutMs !== undefined && !(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
-      return Promise.reject(new MatchlockError(`timeoutMs must be a positive number, got ${timeoutMs}`));
+      return Promise.reject(new MatchlockError(`timeoutMs must be a positive number, got ${timeoutMs}`, { kind: "invalid_argument" }));
     }
     if (signal?.aborted) return Promise.reject(cancelledError(method, signal));
 
     const id = this.nextId++;
-    // Only what this call uses is made: an exec's round trip passes here (issue 8).
+    // Only what this call uses is made: an exec's round trip passes here.
     return new Promise<JsonObject>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
@@ -196,7 +198,7 @@ export class Transport {
     entry.settle(error);
     // The engine answers the cancelled request with -32003 (dropped: nobody waits for that id
     // any more); a seed engine answers the cancel itself with -32601, also dropped.
-    if (this.state === "running") this.send("cancel", { id }, this.nextId++, () => undefined);
+    if (this.state === "running") this.send(Method.CANCEL, { id }, this.nextId++, () => undefined);
   }
 
   private handleLine(line: Buffer): void {
@@ -224,7 +226,8 @@ export class Transport {
     const error = message.error;
     if (isObject(error)) {
       const code = typeof error.code === "number" ? error.code : ErrorCode.INTERNAL_ERROR;
-      entry.settle(new RPCError(code, typeof error.message === "string" ? error.message : ""));
+      const kind = isObject(error.data) && isErrorKind(error.data.kind) ? error.data.kind : undefined;
+      entry.settle(new RPCError(code, typeof error.message === "string" ? error.message : "", kind ? { kind } : {}));
     } else {
       entry.settle(undefined, isObject(message.result) ? message.result : {});
     }
@@ -268,6 +271,7 @@ export class Transport {
     // error can say why.
     await Promise.race([Promise.all([this.exitPromise, this.stderrClosed]), sleep(DEATH_DETAILS_WAIT_MS)]);
     let message: string;
+    const kind = this.shuttingDown ? "cancelled" : "engine_lost";
     if (this.shuttingDown) {
       message = "Matchlock client closed";
     } else {
@@ -275,7 +279,7 @@ export class Transport {
       this.deathDetail = (this.exitStatus ? ` (${this.exitStatus})` : "") + (tail ? `: ${tail}` : "");
       message = `Matchlock process closed unexpectedly${this.deathDetail}`;
     }
-    for (const entry of [...this.pending.values()]) entry.settle(new MatchlockError(message));
+    for (const entry of [...this.pending.values()]) entry.settle(new MatchlockError(message, { kind }));
     this.markStdoutClosed();
   }
 

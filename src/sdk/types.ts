@@ -95,7 +95,11 @@ export interface ImageConfig {
   env?: Record<string, string>;
 }
 
-export type BackendName = "microvm" | "gvisor" | "auto";
+/**
+ * A backend the engine knows (`matchlock doctor` lists them), or "auto". The engine checks the
+ * name: the SDK does not need to know every engine's drivers.
+ */
+export type BackendName = "microvm" | "gvisor" | "auto" | (string & {});
 
 export interface ExecResult {
   /** The exit status; 128 + N when the command was killed by signal N. */

@@ -12,7 +12,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function checkImage(image: unknown): string {
   if (typeof image !== "string" || image.trim() === "") {
-    throw new MatchlockError("image is required (e.g., alpine:latest)");
+    throw invalid("image is required (e.g., alpine:latest)");
   }
   return image;
 }
@@ -20,34 +20,34 @@ export function checkImage(image: unknown): string {
 /** cpus, memory and disk: the wire fields are Go ints where 0 means "default". */
 export function checkPositiveInt(what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
-    throw new MatchlockError(`${what} must be a positive integer, got ${String(value)}`);
+    throw invalid(`${what} must be a positive integer, got ${String(value)}`);
   }
   return value;
 }
 
 export function checkNonNegativeInt(what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new MatchlockError(`${what} must be a non-negative integer, got ${String(value)}`);
+    throw invalid(`${what} must be a non-negative integer, got ${String(value)}`);
   }
   return value;
 }
 
 export function checkTimeoutSeconds(what: string, value: unknown): number {
   const n = checkNonNegativeInt(what, value);
-  if (n > MAX_TIMEOUT_SECONDS) throw new MatchlockError(`${what} must be at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${n}`);
+  if (n > MAX_TIMEOUT_SECONDS) throw invalid(`${what} must be at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${n}`);
   return n;
 }
 
 export function checkHostPattern(host: unknown): string {
   if (typeof host !== "string" || host === "" || /\s/.test(host)) {
-    throw new MatchlockError(`invalid host pattern ${JSON.stringify(host)}: must be non-empty without whitespace`);
+    throw invalid(`invalid host pattern ${JSON.stringify(host)}: must be non-empty without whitespace`);
   }
   return host;
 }
 
 export function checkDnsServer(server: unknown): string {
   if (typeof server !== "string" || isIP(server) === 0) {
-    throw new MatchlockError(`invalid DNS server ${JSON.stringify(server)}: must be an IP address`);
+    throw invalid(`invalid DNS server ${JSON.stringify(server)}: must be an IP address`);
   }
   return server;
 }
@@ -55,7 +55,7 @@ export function checkDnsServer(server: unknown): string {
 /** Returns the path cleaned the way the engine cleans it, so map keys do not collide later. */
 export function checkGuestPath(what: string, p: unknown): string {
   if (typeof p !== "string" || !p.startsWith("/") || p.includes("\0")) {
-    throw new MatchlockError(`${what} must be an absolute guest path, got ${JSON.stringify(p)}`);
+    throw invalid(`${what} must be an absolute guest path, got ${JSON.stringify(p)}`);
   }
   const clean = path.posix.normalize(p);
   return clean.length > 1 && clean.endsWith("/") ? clean.slice(0, -1) : clean;
@@ -64,20 +64,20 @@ export function checkGuestPath(what: string, p: unknown): string {
 /** Relative host paths are resolved here: the engine inherits our cwd, so this is what it would do. */
 function checkHostPath(guestPath: string, p: unknown): string {
   if (typeof p !== "string" || p === "" || p.includes("\0")) {
-    throw new MatchlockError(`mount ${guestPath}: hostPath is required for this mount type`);
+    throw invalid(`mount ${guestPath}: hostPath is required for this mount type`);
   }
   return path.resolve(p);
 }
 
 export function checkMount(guestPath: string, config: MountConfig): MountConfig {
   if (config === null || typeof config !== "object" || !MOUNT_TYPES.includes(config.type)) {
-    throw new MatchlockError(
+    throw invalid(
       `mount ${guestPath}: type must be one of ${MOUNT_TYPES.join(", ")}, got ${JSON.stringify(config?.type)}`,
     );
   }
   const out: MountConfig = { type: config.type };
   if (config.type === "memory") {
-    if (config.hostPath) throw new MatchlockError(`mount ${guestPath}: memory mounts take no hostPath`);
+    if (config.hostPath) throw invalid(`mount ${guestPath}: memory mounts take no hostPath`);
   } else {
     out.hostPath = checkHostPath(guestPath, config.hostPath);
   }
@@ -93,37 +93,37 @@ export function secretOptions(name: string, rest: unknown[]): Omit<Secret, "name
   const [first] = rest;
   if (rest.length !== 1 || first === null || typeof first !== "object" || Array.isArray(first)) return { hosts: rest as string[] };
   const unknown = Object.keys(first).filter((k) => !SECRET_OPTIONS.has(k));
-  if (unknown.length) throw new MatchlockError(`secret ${name}: unknown option ${unknown.join(", ")} (known: ${[...SECRET_OPTIONS].join(", ")})`);
+  if (unknown.length) throw invalid(`secret ${name}: unknown option ${unknown.join(", ")} (known: ${[...SECRET_OPTIONS].join(", ")})`);
   const opts = first as SecretOptions;
   return { hosts: opts.hosts ?? [], ...(opts.allowCleartext !== undefined ? { allowCleartext: opts.allowCleartext } : {}) };
 }
 
 export function checkEnvName(what: string, name: unknown): string {
   if (typeof name !== "string" || !ENV_NAME.test(name)) {
-    throw new MatchlockError(`${what}: invalid environment variable name ${JSON.stringify(name)}`);
+    throw invalid(`${what}: invalid environment variable name ${JSON.stringify(name)}`);
   }
   return name;
 }
 
 export function checkEnvMap(what: string, env: unknown): Record<string, string> {
-  if (env === null || typeof env !== "object" || Array.isArray(env)) throw new MatchlockError(`${what} must be an object of strings`);
+  if (env === null || typeof env !== "object" || Array.isArray(env)) throw invalid(`${what} must be an object of strings`);
   return Object.fromEntries(Object.entries(env).map(([k, v]) => {
-    if (typeof v !== "string" || v.includes("\0")) throw new MatchlockError(`${what}.${k} must be a string without NUL`);
+    if (typeof v !== "string" || v.includes("\0")) throw invalid(`${what}.${k} must be a string without NUL`);
     return [checkEnvName(what, k), v];
   }));
 }
 
 function checkArgv(what: string, argv: unknown): string[] {
-  if (!Array.isArray(argv) || argv.some((a) => typeof a !== "string")) throw new MatchlockError(`${what} must be an array of strings`);
+  if (!Array.isArray(argv) || argv.some((a) => typeof a !== "string")) throw invalid(`${what} must be an array of strings`);
   return [...argv];
 }
 
 const IMAGE_CONFIG_KEYS = new Set(["user", "workingDir", "entrypoint", "cmd", "env"]);
 
 export function checkImageConfig(c: ImageConfig): ImageConfig {
-  if (typeof c !== "object" || Array.isArray(c)) throw new MatchlockError("imageConfig must be an object");
+  if (typeof c !== "object" || Array.isArray(c)) throw invalid("imageConfig must be an object");
   const unknown = Object.keys(c).filter((k) => !IMAGE_CONFIG_KEYS.has(k) && (c as Record<string, unknown>)[k] !== undefined);
-  if (unknown.length > 0) throw new MatchlockError(`unknown imageConfig field ${unknown.join(", ")}`);
+  if (unknown.length > 0) throw invalid(`unknown imageConfig field ${unknown.join(", ")}`);
   const out: ImageConfig = {};
   if (c.user !== undefined) out.user = checkString("imageConfig.user", c.user);
   if (c.workingDir !== undefined) {
@@ -136,37 +136,36 @@ export function checkImageConfig(c: ImageConfig): ImageConfig {
 }
 
 function checkString(what: string, v: unknown): string {
-  if (typeof v !== "string") throw new MatchlockError(`${what} must be a string`);
+  if (typeof v !== "string") throw invalid(`${what} must be a string`);
   return v;
 }
 
 export function checkSecret(secret: Secret): Secret {
   if (typeof secret?.name !== "string" || !ENV_NAME.test(secret.name)) {
-    throw new MatchlockError(
+    throw invalid(
       `invalid secret name ${JSON.stringify(secret?.name)}: must be a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
     );
   }
   // An empty value is nearly always an unset env var (process.env.X ?? ""), not a real secret.
   if (typeof secret.value !== "string" || secret.value === "") {
-    throw new MatchlockError(`secret ${secret.name} has an empty or non-string value`);
+    throw invalid(`secret ${secret.name} has an empty or non-string value`);
   }
-  if (!Array.isArray(secret.hosts)) throw new MatchlockError(`secret ${secret.name}: hosts must be an array`);
+  if (!Array.isArray(secret.hosts)) throw invalid(`secret ${secret.name}: hosts must be an array`);
   const unknown = Object.keys(secret).filter((k) => !SECRET_FIELDS.has(k));
-  if (unknown.length) throw new MatchlockError(`secret ${secret.name}: unknown field ${unknown.join(", ")} (known: ${[...SECRET_FIELDS].join(", ")})`);
+  if (unknown.length) throw invalid(`secret ${secret.name}: unknown field ${unknown.join(", ")} (known: ${[...SECRET_FIELDS].join(", ")})`);
   const out: Secret = { name: secret.name, value: secret.value, hosts: secret.hosts.map(checkHostPattern) };
   if (secret.allowCleartext !== undefined) {
-    if (typeof secret.allowCleartext !== "boolean") throw new MatchlockError(`secret ${secret.name}: allowCleartext must be a boolean`);
+    if (typeof secret.allowCleartext !== "boolean") throw invalid(`secret ${secret.name}: allowCleartext must be a boolean`);
     if (secret.allowCleartext) out.allowCleartext = true;
   }
   return out;
 }
 
 /** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
-const BACKENDS: readonly BackendName[] = ["microvm", "gvisor", "auto"];
-
+/** The shape of a backend name; which names exist is the engine's to say. */
 export function checkBackend(backend: BackendName): BackendName {
-  if (!BACKENDS.includes(backend)) {
-    throw new MatchlockError(`backend must be "microvm", "gvisor" or "auto", not ${JSON.stringify(backend)}`);
+  if (typeof backend !== "string" || !/^[a-z][a-z0-9_-]*$/.test(backend)) {
+    throw invalid(`backend must be a backend name such as "microvm", "gvisor" or "auto", not ${JSON.stringify(backend)}`);
   }
   return backend;
 }
@@ -177,9 +176,9 @@ const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
 ]);
 
 export function checkCreateOptions(opts: CreateOptions): CreateOptions {
-  if (opts === null || typeof opts !== "object") throw new MatchlockError("create options must be an object");
+  if (opts === null || typeof opts !== "object") throw invalid("create options must be an object");
   const unknown = Object.keys(opts).filter((k) => !CREATE_OPTIONS.has(k) && (opts as unknown as Record<string, unknown>)[k] !== undefined);
-  if (unknown.length > 0) throw new MatchlockError(`unknown create option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: not supported by this SDK`);
+  if (unknown.length > 0) throw invalid(`unknown create option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: not supported by this SDK`);
   const out: CreateOptions = { image: checkImage(opts.image) };
   // 0 means "engine default" on the wire, so it is accepted here although the builder refuses it.
   if (opts.cpus !== undefined && opts.cpus !== 0) out.cpus = checkPositiveInt("cpus", opts.cpus);
@@ -190,7 +189,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.timeoutSeconds !== undefined) out.timeoutSeconds = checkTimeoutSeconds("timeoutSeconds", opts.timeoutSeconds);
   if (opts.backend !== undefined) out.backend = checkBackend(opts.backend);
   if (opts.privileged !== undefined) {
-    if (typeof opts.privileged !== "boolean") throw new MatchlockError(`privileged must be true or false, not ${JSON.stringify(opts.privileged)}`);
+    if (typeof opts.privileged !== "boolean") throw invalid(`privileged must be true or false, not ${JSON.stringify(opts.privileged)}`);
     out.privileged = opts.privileged;
   }
   if (opts.allowedHosts !== undefined) out.allowedHosts = opts.allowedHosts.map(checkHostPattern);
@@ -206,7 +205,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
     const seen = new Set<string>();
     out.secrets = opts.secrets.map((s) => {
       const secret = checkSecret(s);
-      if (seen.has(secret.name)) throw new MatchlockError(`secret ${secret.name} is defined twice`);
+      if (seen.has(secret.name)) throw invalid(`secret ${secret.name} is defined twice`);
       seen.add(secret.name);
       return secret;
     });
@@ -219,4 +218,9 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.env !== undefined) out.env = checkEnvMap("env", opts.env);
   if (opts.imageConfig !== undefined && opts.imageConfig !== null) out.imageConfig = checkImageConfig(opts.imageConfig);
   return out;
+}
+
+/** A bad argument, found before anything is sent. */
+function invalid(message: string): MatchlockError {
+  return new MatchlockError(message, { kind: "invalid_argument" });
 }

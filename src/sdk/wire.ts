@@ -1,10 +1,10 @@
 // Conversions between the SDK's camelCase types and the engine's JSON (spec §2). The create
 // params follow what the seed Python SDK sends, field for field, for wire compatibility.
-import type { WireFileInfo, WireMountConfig } from "../protocol/rpc.js";
+import type { WireFileInfo, WireMount } from "../protocol/rpc.js";
 import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig } from "./types.js";
 
-export function toWireMount(m: MountConfig): WireMountConfig {
-  const wire: WireMountConfig = { type: m.type };
+export function toWireMount(m: MountConfig): WireMount {
+  const wire: WireMount = { type: m.type };
   if (m.hostPath) wire.host_path = m.hostPath;
   if (m.readonly) wire.readonly = true;
   return wire;

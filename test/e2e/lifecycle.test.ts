@@ -82,6 +82,7 @@ describe("lifecycle", () => {
     await assert.rejects(client.exec("sleep 30"), (err: unknown) => {
       assert.ok(err instanceof RPCError, String(err));
       assert.match(err.message, /timeout of 2 s/);
+      assert.equal(err.kind, "timeout");
       return true;
     });
     await assert.rejects(client.exec("true"), /timeout of 2 s/);
@@ -114,6 +115,7 @@ describe("lifecycle", () => {
     await assert.rejects(client.launch(new Sandbox("local/does-not-exist:1")), (err: unknown) => {
       assert.ok(err instanceof MatchlockError);
       assert.match(err.message, /does-not-exist/);
+      assert.equal(err.kind, "not_found");
       return true;
     });
   });

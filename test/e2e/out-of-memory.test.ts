@@ -49,9 +49,15 @@ describe("out of memory", () => {
           assert.ok(err instanceof MatchlockError, String(err));
           assert.match(err.message, /^\[-32001\] out of memory: .*128 MiB/);
           assert.doesNotMatch(err.message, /sandbox lost/);
+          assert.equal(err.kind, "out_of_memory");
           return true;
         });
-        await assert.rejects(client.exec("true"), /is lost: out of memory/);
+        await assert.rejects(client.exec("true"), (err: unknown) => {
+          assert.ok(err instanceof MatchlockError, String(err));
+          assert.match(err.message, /is lost: out of memory/);
+          assert.equal(err.kind, "out_of_memory", "later calls say why the sandbox is gone");
+          return true;
+        });
         t.diagnostic("gVisor: the OOM-killed sandbox is reported as out of memory");
       }
     } finally {

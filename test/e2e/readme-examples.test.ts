@@ -89,7 +89,7 @@ describe("README and docs examples", async () => {
     "README.md: Files": /^Hello, world!\nhello.txt 13 644 false\nscript.sh 18 755 false\n$/,
     "README.md: Large files": /^8388608 16777216\n$/,
     "README.md: Mounts": /^from-guest\n\n?$/,
-    "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
+    "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 failed false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
   };
 

@@ -20,7 +20,7 @@ describe("matchlock rpc, raw", () => {
 
   test("before create: VM-bound methods say VM not created", async () => {
     const r = await s.call("exec", { command: "true" }, 1);
-    assert.deepEqual(r, { jsonrpc: "2.0", error: { code: -32000, message: "VM not created" }, id: 1 });
+    assert.deepEqual(r, { jsonrpc: "2.0", error: { code: -32000, message: "VM not created", data: { kind: "failed" } }, id: 1 });
   });
 
   test("malformed lines get a parse error without id, and the session goes on", async () => {
@@ -31,7 +31,7 @@ describe("matchlock rpc, raw", () => {
   });
 
   test("unknown methods and missing image", async () => {
-    assert.deepEqual((await s.call("frobnicate", {}, 2)).error, { code: -32601, message: "Method not found" });
+    assert.deepEqual((await s.call("frobnicate", {}, 2)).error, { code: -32601, message: "Method not found", data: { kind: "not_found" } });
     const r = await s.call("create", {}, 3);
     assert.equal(r.error.code, -32602);
     assert.equal(r.error.message, "image is required (e.g., alpine:latest)");
@@ -80,7 +80,7 @@ describe("matchlock rpc, raw", () => {
     assert.equal((await s.call("exec", undefined, 20)).error.code, -32602);
     assert.equal((await s.call("exec", { command: 42 }, 21)).error.code, -32602);
     const b64 = await s.call("write_file", { path: "/tmp/x", content: "!!not base64!!" }, 22);
-    assert.deepEqual(b64.error, { code: -32602, message: "invalid base64 content" });
+    assert.deepEqual(b64.error, { code: -32602, message: "invalid base64 content", data: { kind: "invalid_argument" } });
   });
 
   test("a request without id still runs; its reply has no id", async () => {

@@ -100,7 +100,7 @@ describe(`exec on a ${BACKEND} sandbox`, () => {
   test("execStream delivers lines while the command still runs, in order", async () => {
     // After its first line the command waits (at most 60 s) for a file that the test writes when
     // that line arrives; it prints "2" only if the file came, i.e. only if line 1 was delivered
-    // while it still ran. (Was: bounds on arrival times, which a loaded machine can break.)
+    // while it still ran.
     const gate = "/tmp/stream-gate";
     const seen: string[] = [];
     let errText = "";

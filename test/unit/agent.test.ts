@@ -319,7 +319,7 @@ test("output after a quiet spell is sent at once, not held for more", LIMIT, asy
   await withAgent(async (agent, dir) => {
     // After each piece the command blocks until the test opens a gate, and the test opens it only
     // once that piece has arrived: an agent holding output for more (or for EXIT) never sends it,
-    // and OutputLog.until fails. (Was: sleeps between the writes and bounds on arrival times.)
+    // and OutputLog.until fails.
     const g = gate(dir, "g");
     const log = new OutputLog();
     let r: OpResult;
@@ -434,8 +434,7 @@ test("a huge READ does not starve a concurrent exec", LIMIT, async () => {
     // The agent's writes block while nobody reads the channel, so the test holds the read back:
     // it lets the channel through a little at a time until the agent has forked the exec's shell,
     // then not at all until that shell has exited. Whatever the host's load, the exec can then
-    // only finish second if the agent serves the whole read before anything else. (Was: a race
-    // between a 48 MiB read and a fork.)
+    // only finish second if the agent serves the whole read before anything else.
     const channel = agent.proc.stdout;
     channel.pause();
     const finished: string[] = [];

@@ -1,5 +1,5 @@
 // Cancelling an exec through the agent channel with a CancelSwitch (the engine's per-exec
-// cancel, which replaced an AbortController on the round-trip hot path): what reaches the agent.
+// cancel, cheaper than an AbortController on the round-trip hot path): what reaches the agent.
 import assert from "node:assert/strict";
 import { describe, mock, test } from "node:test";
 import { SandboxLostError } from "../../src/engine/agent/connection.js";

@@ -5,7 +5,7 @@ import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bun
 import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
 
 const spec = (memoryMb: number) => ({
-  id: "t", rootfs: "/r", cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", privileged: false, stateDir: "/s", logFile: "/l",
+  id: "t", image: { kind: "unpacked" as const, ref: "t", rootfs: "/r" }, cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", privileged: false, stateDir: "/s", logFile: "/l",
   mounts: [
     { kind: "bind" as const, guestPath: "/workspace/src", hostPath: "/h/src", readonly: false },
     { kind: "tmpfs" as const, guestPath: "/workspace" },

@@ -1,12 +1,11 @@
 // The engine's one way to run a short host command (src/engine/host-commands.ts): its input,
 // its time limit, its output cap (stdout over it kills the command, stderr is cut), a program
-// that is not there; and run()'s errors for the network tools (src/engine/net/host-commands.ts).
+// that is not there; and run()'s errors for the network tools.
 // Plus the one size formatter.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { formatBytes } from "../../src/engine/byte-size.js";
-import { runCommand } from "../../src/engine/host-commands.js";
-import { HostCommandError, run } from "../../src/engine/net/host-commands.js";
+import { HostCommandError, run, runCommand } from "../../src/engine/host-commands.js";
 
 describe("runCommand", () => {
   test("feeds its input, returns status, stdout and stderr", async () => {

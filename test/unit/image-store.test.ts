@@ -301,10 +301,10 @@ describe("OCI image layouts", () => {
     process.env.MATCHLOCK_MAX_LAYER_BYTES = "1M";
     try {
       await assert.rejects(store.import("ghcr.io/test/gzip-bomb:1", await file("oci-gzip-bomb.tar", bomb.tar), { platform: "linux/amd64" }),
-        /^Error: cannot unpack the image \(layer 2 of 2\): layer sha256:[0-9a-f]{64} is refused: it unpacks to more than 1 MiB: at most 1 MiB is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
+        /^BadLayerError: cannot unpack the image \(layer 2 of 2\): layer sha256:[0-9a-f]{64} is refused: it unpacks to more than 1 MiB: at most 1 MiB is accepted \(MATCHLOCK_MAX_LAYER_BYTES\)$/);
       // A plain rootfs tarball, gzip'd, is held to the same cap.
       await assert.rejects(store.import("local/gzip-bomb:1", await file("rootfs-bomb.tar.gz", gzip(tarBytes([{ path: "zeros", body: zeros }])))),
-        /^Error: cannot unpack the image: layer 1 is refused: it unpacks to more than 1 MiB/);
+        /^BadLayerError: cannot unpack the image: layer 1 is refused: it unpacks to more than 1 MiB/);
       await assertStoreHolds(before);
       // Under a cap it fits, the same archive unpacks whole.
       process.env.MATCHLOCK_MAX_LAYER_BYTES = "9M";

@@ -219,7 +219,7 @@ describe("pull", () => {
   });
 
   test("unknown tags, repositories and registries are clear errors naming the image", async () => {
-    await assert.rejects(store.pull(ref("test/app:nope")), new RegExp(`^Error: ${registry.host}/test/app:nope: manifest unknown`));
+    await assert.rejects(store.pull(ref("test/app:nope")), new RegExp(`^RegistryError: ${registry.host}/test/app:nope: manifest unknown`));
     await assert.rejects(store.pull(ref("test/none:v1")), /test\/none:v1: (repository|manifest) unknown/);
     await assert.rejects(store.pull(`${registry.host}/test/app@sha256:${"1".repeat(64)}`), /manifest unknown/);
     await assert.rejects(store.pull("127.0.0.1:1/test/app:v1"), /127\.0\.0\.1:1\/test\/app:v1: registry 127\.0\.0\.1:1 is unreachable .*ECONNREFUSED/);
@@ -322,7 +322,7 @@ describe("pull through the CLI", () => {
     p.stdout.on("data", (d) => (out += d));
     const code = await new Promise((r) => p.on("close", r));
     assert.equal(code, 0, out);
-    const bars = out.match(/\r\[[=> ]{30}\] [\d.]+ [kMG]?B \/ [\d.]+ [kMG]?B {2}\d\/4 layers\x1b\[K/g) ?? [];
+    const bars = out.match(/\r\[[=> ]{30}\] [\d.]+ (?:bytes|MiB) \/ [\d.]+ (?:bytes|MiB) {2}\d\/4 layers\x1b\[K/g) ?? [];
     assert.ok(bars.length >= 4, `a bar per finished layer at least (saw ${JSON.stringify(out)})`);
     assert.match(bars.at(-1)!, /\[=+>\] .* 4\/4 layers/, "the last bar is full");
     assert.doesNotMatch(out, /Resolved:|Downloaded/, "no plain lines on a terminal");

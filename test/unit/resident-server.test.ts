@@ -36,7 +36,7 @@ describe("matchlock serve", () => {
       assert.equal((await stat(join(home, "run"))).mode & 0o777, 0o700);
       const a = new SocketSession(server.socketPath);
       const b = new SocketSession(server.socketPath);
-      assert.deepEqual(await a.call("exec", { command: "true" }, 1), { jsonrpc: "2.0", error: { code: -32000, message: "VM not created" }, id: 1 });
+      assert.deepEqual(await a.call("exec", { command: "true" }, 1), { jsonrpc: "2.0", error: { code: -32000, message: "VM not created", data: { kind: "failed" } }, id: 1 });
       assert.equal((await b.call("no_such_method", undefined, 9)).error.code, -32601);
       a.sendLine("{not json");
       assert.deepEqual(await a.next(), { jsonrpc: "2.0", error: { code: -32700, message: "Parse error" } });

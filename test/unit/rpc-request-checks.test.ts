@@ -1,5 +1,5 @@
-// The request envelope is checked by hand, not by a schema (it is on every exec's round trip,
-// issue 8): it must accept and refuse exactly what the schema did (through serve(), in process).
+// The request envelope is checked by hand, not by a schema (it is on every exec's round trip):
+// it must accept and refuse exactly what JSON-RPC and the spec say (through serve(), in process).
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";
@@ -36,7 +36,7 @@ describe("request envelope", () => {
       '{"jsonrpc":"2.0","method":5,"id":3}',
       '{"jsonrpc":"2.0","method":null,"id":4}',
     ]);
-    const notFound = { code: -32601, message: "Method not found" };
+    const notFound = { code: -32601, message: "Method not found", data: { kind: "not_found" } };
     const invalid = { code: -32600, message: "Invalid request: method must be a string" };
     // Requests run concurrently and may be answered in any order (spec 1.5): a bad envelope is
     // answered as it is read, a method once it ran. So the replies are compared as a set.

@@ -60,4 +60,17 @@ describe("SDK errors", () => {
     assert.equal(err.timeoutMs, 250);
     assert.equal(err.message, "[-32003] exec timed out after 250 ms");
   });
+
+  it("every error has a kind: given, from the engine's error.data, or implied by the code", () => {
+    assert.equal(new MatchlockError("x").kind, "failed");
+    assert.equal(new MatchlockError("x", { kind: "invalid_argument" }).kind, "invalid_argument");
+    assert.equal(new RPCError(RPCError.CANCELLED, "x").kind, "cancelled");
+    assert.equal(new RPCError(RPCError.INVALID_PARAMS, "x").kind, "invalid_argument");
+    assert.equal(new RPCError(RPCError.METHOD_NOT_FOUND, "x").kind, "not_found");
+    assert.equal(new RPCError(RPCError.EXEC_FAILED, "x").kind, "failed");
+    assert.equal(new RPCError(RPCError.EXEC_FAILED, "out of memory", { kind: "out_of_memory" }).kind, "out_of_memory");
+    const timeout = new TimeoutError("exec", 5);
+    assert.equal(timeout.kind, "timeout");
+    assert.equal(timeout.code, RPCError.CANCELLED, "a timeout is still a cancel on the wire");
+  });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { LineSplitter } from "../../src/sdk/line-splitter.js";
+import { LineSplitter } from "../../src/protocol/line-splitter.js";
 import { OutputTail } from "../../src/sdk/output-tail.js";
 
 function split(chunks: Buffer[], end = true): string[] {

@@ -1,6 +1,6 @@
 // A one-shot "stop this exec" switch: what an AbortController gives an exec, without the
 // EventTarget. Every exec makes one, on the round-trip hot path, where an AbortController, its
-// AbortSignal and their listener bookkeeping cost ~8% of the engine's CPU per exec (issue 8).
+// AbortSignal and their listener bookkeeping cost ~8% of the engine's CPU per exec.
 
 export class CancelSwitch {
   private fired = false;

@@ -7,15 +7,27 @@ import {
   AgentProtocolError, DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit,
   encodeFrame, encodeFrameHeader, encodeStrings, type DirEntry, type ExitStatus, type Frame, type FrameTypeCode,
 } from "../../protocol/agent-frames.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** The agent reported that an operation failed (bad cwd, ENOENT, EROFS, ...). */
-export class AgentOpError extends Error {}
+export class AgentOpError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 /** The channel to the sandbox is gone: the sandbox died, was stopped, or broke the protocol. */
-export class SandboxLostError extends Error {}
+export class SandboxLostError extends EngineError {
+  readonly kind: ErrorKind = "sandbox_lost";
+}
 
 /** The sandbox died because it ran out of memory (the host's OOM killer killed all of it). */
-export class OutOfMemoryError extends SandboxLostError {}
+export class OutOfMemoryError extends SandboxLostError {
+  override readonly kind: ErrorKind = "out_of_memory";
+}
+
+/** The sandbox reached the timeout it was created with, and was stopped. */
+export class SandboxTimedOutError extends SandboxLostError {
+  override readonly kind: ErrorKind = "timeout";
+}
 
 /**
  * Says why the channel closed when the backend knows better than "it closed" (e.g. the
@@ -223,7 +235,7 @@ export class AgentConnection {
 
   /**
    * Starts an operation and sends its opening frame. Not async, and no promise beyond the
-   * operation's own unless the pipe is full: this is every exec's round trip (issue 8).
+   * operation's own unless the pipe is full: this is every exec's round trip.
    */
   private run<T>(
     type: FrameTypeCode, payload: Buffer,

@@ -1,6 +1,11 @@
-// The seam between sandbox lifecycle and isolation engines: gVisor (backends/gvisor) and
-// QEMU micro-VMs (backends/microvm) implement the same interface.
+// The seam between the sandbox lifecycle and isolation engines. Each engine is a driver
+// (gvisor/, microvm/) registered in registry.ts: its name, a probe (can it run here, and how
+// well, for `auto`), what it can do (capabilities, checked before anything is made), start and
+// reclaim. Nothing here assumes the sandbox runs on this host: a driver says how it takes the
+// image (an unpacked root file system here, or a reference its cluster pulls) and which network
+// kind it joins, and the engine gives it only that.
 import type { AgentConnection } from "../agent/connection.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** What a user of the npm package runs to install what a backend is missing (src/cli/setup.ts). */
 export const SETUP_COMMAND = "npx matchlock setup";
@@ -10,10 +15,71 @@ export type BackendMount =
   | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }
   | { kind: "tmpfs"; guestPath: string };
 
+/**
+ * How a sandbox's sealed network reaches the engine's seal (src/engine/net):
+ * - "host-link": a link on this host (gVisor: a veth into a netns; micro-VM: a tap) whose host
+ *   end the engine addresses and filters, with the seal's DNS and proxy listening on it;
+ * - "egress-proxy": no link on this host; the sandbox's only egress is the seal run as a proxy it
+ *   is pointed at (what a remote driver, e.g. a Kubernetes pod, would declare).
+ */
+export type NetworkKind = "host-link" | "egress-proxy";
+
+export interface Capabilities {
+  /** Host paths shared into the sandbox: none, directories only, or files and directories. */
+  hostMounts: "none" | "directories" | "files and directories";
+  /** Overlay mounts (a writable layer over a host directory). */
+  overlay: boolean;
+  /** disk_size_mb caps what the sandbox may write to its root file system. */
+  diskLimit: boolean;
+  /** A terminal for interactive commands. */
+  pty: boolean;
+  /** The network kinds it can join; empty: sandboxes without network only. */
+  network: readonly NetworkKind[];
+  /** How it takes the image: an unpacked root file system on this host, or the reference alone. */
+  image: "unpacked" | "reference";
+}
+
+/** What a probe found: whether the driver can run sandboxes here, and its rank for `auto`. */
+export interface Probe {
+  /** undefined when usable; else what is missing, named (binary, privilege, device). */
+  problem: string | undefined;
+  /** Higher wins among usable drivers when the engine picks (`auto`). */
+  rank: number;
+  /** How it would run here, for `doctor` and the create log (e.g. "KVM", "TCG: no vmx/svm"). */
+  detail: string;
+}
+
+/** The image as the driver asked for it (Capabilities.image). */
+export type SandboxImage =
+  | { kind: "unpacked"; ref: string; rootfs: string }
+  | { kind: "reference"; ref: string };
+
+/** A link on this host (NetworkKind "host-link"): the names and addresses the seal allocated. */
+export interface HostLink {
+  hostIp: string;
+  guestIp: string;
+  prefixLength: number;
+  /** The host end, which the seal addresses and filters. */
+  hostInterface: string;
+  /** The guest end, for drivers that make a pair (veth). */
+  guestInterface: string;
+  /** A network namespace name the seal reserved for drivers that put the guest end in one. */
+  netns: string;
+}
+
+/** Files the seal needs the guest to see (resolver, CA, trust bundles), read-only in spirit. */
+export interface GuestFile {
+  guestPath: string;
+  hostPath: string;
+}
+
+export type SandboxNetwork =
+  | { kind: "host-link"; link: HostLink; guestFiles: GuestFile[] }
+  | { kind: "egress-proxy"; proxy: { host: string; port: number }; guestFiles: GuestFile[] };
+
 export interface SandboxSpec {
   id: string;
-  /** Absolute path of the image's unpacked root file system; never modified. */
-  rootfs: string;
+  image: SandboxImage;
   cpus: number;
   memoryMb: number;
   /** Cap on what the sandbox may write to its root file system. */
@@ -26,29 +92,10 @@ export interface SandboxSpec {
   stateDir: string;
   /** File that receives the engine's and the isolation engine's log lines. */
   logFile: string;
-  /** Absent: the sandbox has no network at all. */
+  /** Absent: the sandbox has no network at all. Its link, if any, exists already (makeLink). */
   network?: SandboxNetwork | undefined;
   /** The client gave up on the create: stop waiting for the boot (start() then cleans up and throws). */
   signal?: AbortSignal | undefined;
-}
-
-/**
- * A sandbox's sealed network (src/engine/net): the backend creates the link (veth, tap) with
- * these names and addresses, then calls attach() so the engine's DNS, proxy and firewall start
- * on the host end. The guest's only route is via hostIp, and the guestFiles (resolver, CA, trust
- * bundles) must be in place before the first exec. Teardown belongs to the seal.
- */
-export interface SandboxNetwork {
-  link: {
-    hostIp: string;
-    guestIp: string;
-    prefixLength: number;
-    netns: string;
-    hostInterface: string;
-    guestInterface: string;
-  };
-  guestFiles: Array<{ guestPath: string; hostPath: string }>;
-  attach(): Promise<void>;
 }
 
 export interface RunningSandbox {
@@ -60,16 +107,37 @@ export interface RunningSandbox {
   stop(graceMs: number): Promise<void>;
 }
 
-export interface Backend {
+export interface BackendDriver {
   readonly name: string;
-  /** Throws BackendUnavailableError with the missing piece named (binary, privilege). */
-  checkAvailable(): Promise<void>;
+  /** One line for `doctor`: what this engine is. */
+  readonly description: string;
+  readonly capabilities: Capabilities;
+  probe(): Promise<Probe>;
+  /**
+   * Makes the driver's end of a "host-link" network (a veth into a netns, a tap) before the
+   * engine starts the seal on its host end; the seal removes it on close. Drivers without
+   * "host-link" leave it out.
+   */
+  makeLink?(link: HostLink): Promise<void>;
   start(spec: SandboxSpec): Promise<RunningSandbox>;
   /**
-   * Frees what a sandbox whose owner died may have left on the host (processes, engine state,
-   * cgroups). Returns what it cleaned, for `matchlock gc`; [] when there was nothing.
+   * Frees what a sandbox whose owner died may have left (processes, engine state, cgroups).
+   * Returns what it cleaned, for `matchlock gc`; [] when there was nothing.
    */
   reclaim(id: string): Promise<string[]>;
 }
 
-export class BackendUnavailableError extends Error {}
+/** The root file system of an image given unpacked, for the drivers that take it so. */
+export function unpackedRootfs(image: SandboxImage): string {
+  if (image.kind !== "unpacked") throw new Error(`this backend needs the image unpacked on this host, not the reference ${image.ref}`);
+  return image.rootfs;
+}
+
+export class BackendUnavailableError extends EngineError {
+  readonly kind: ErrorKind = "unavailable";
+}
+
+/** Asked for something the chosen backend cannot do; found before anything is made. */
+export class UnsupportedByBackendError extends EngineError {
+  readonly kind: ErrorKind = "unsupported";
+}

@@ -2,6 +2,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 export const SHA256_DIGEST = /^sha256:([a-f0-9]{64})$/;
 
@@ -37,7 +38,9 @@ export async function sha256Uncompressed(file: string): Promise<string> {
   return `sha256:${hash.digest("hex")}`;
 }
 
-export class DigestMismatchError extends Error {}
+export class DigestMismatchError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+}
 
 export function checkDigest(what: string, expected: string, actual: string): void {
   if (expected !== actual) {

@@ -2,9 +2,8 @@
 // registries, resolve refs, prune.
 export type { ImageConfig, LocalImage } from "./types.js";
 export { normalizeRef, parseRef, familiarRef } from "./reference.js";
-export { ImageStore, defaultImagesRoot, type ImportOptions, type PullStoreOptions, type PruneResult } from "./store.js";
+export { ImageStore, type ImportOptions, type PullStoreOptions, type PruneResult } from "./store.js";
 export { RegistryError } from "./registry/client.js";
 export type { PullEvent } from "./registry/pull.js";
-export { importCommand, listImages, removeImage, formatImageTable, formatSize, type ImageRow } from "./commands.js";
 export { UnsafeEntryError } from "./rootfs-writer.js";
 export { DigestMismatchError } from "./digest.js";

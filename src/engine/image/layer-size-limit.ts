@@ -8,6 +8,8 @@
 import { statfs } from "node:fs/promises";
 import { formatBytes } from "../byte-size.js";
 import { ZstdLimitError } from "./zstd-frames.js";
+import { settings } from "../../settings/settings.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 export const DEFAULT_MAX_LAYER_BYTES = 64 * 2 ** 30;
 /** What a tar entry costs beyond its data: one header block for its inode, so a flood of empty files counts too. */
@@ -18,7 +20,7 @@ export const FREE_MARGIN = 256 * 2 ** 20;
 const UNITS: Record<string, number> = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
 
 /** MATCHLOCK_MAX_LAYER_BYTES: bytes, or with a K, M, G or T suffix (binary); a clear error when it is something else. */
-export function maxLayerBytes(value = process.env.MATCHLOCK_MAX_LAYER_BYTES): number {
+export function maxLayerBytes(value = settings.maxLayerBytes.read()): number {
   if (value === undefined || value === "") return DEFAULT_MAX_LAYER_BYTES;
   const m = /^(\d+)([KMGT]?)(?:i?B)?$/i.exec(value.trim());
   const bytes = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : NaN;
@@ -37,10 +39,14 @@ export interface LayerSizeLimit {
 }
 
 /** A layer bigger than MATCHLOCK_MAX_LAYER_BYTES: the image's fault, refused like a zstd bomb. */
-export class LayerTooLargeError extends ZstdLimitError {}
+export class LayerTooLargeError extends ZstdLimitError {
+  override readonly kind: ErrorKind = "policy_refused";
+}
 
 /** A layer that does not fit the disk's free space: the disk's state, nothing wrong with the image. */
-export class NoRoomForLayerError extends Error {}
+export class NoRoomForLayerError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 /** The error for a layer (or `subject`) that grew past `limit` ("it decodes to more than ..."). */
 export function overLimit(limit: LayerSizeLimit, what: string, subject = "it"): Error {

@@ -15,9 +15,12 @@ import type { Stats } from "node:fs";
 import { join } from "node:path";
 import type { ReadEntry } from "tar";
 import { entryParts } from "./tar-reader.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** A tar entry that would write outside the rootfs: the import is refused. */
-export class UnsafeEntryError extends Error {}
+export class UnsafeEntryError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+}
 
 const isRoot = process.getuid?.() === 0;
 

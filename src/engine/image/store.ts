@@ -29,13 +29,16 @@ import type { UnpackPlan } from "./staging.js";
 import { treeSize } from "./tree-size.js";
 import type { LocalImage, StoredImage } from "./types.js";
 import { ZstdLimitError } from "./zstd-frames.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /**
  * A layer whose blob is what its digest says but that the store will not unpack: its uncompressed
  * content is not what the image config's rootfs.diff_ids say, or it is refused (a zstd window or
  * decoded size too big). The image is bad as published; layerIndex says which layer.
  */
-class BadLayerError extends Error {
+class BadLayerError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+
   constructor(message: string, readonly layerIndex: number) {
     super(message);
   }
@@ -72,11 +75,6 @@ interface RefRecord {
   repoDigest?: string;
 }
 
-/** $MATCHLOCK_IMAGES (lets several homes share one store, as the e2e tests do), else <home>/images. */
-export function defaultImagesRoot(): string {
-  return process.env.MATCHLOCK_IMAGES || paths.images();
-}
-
 async function exists(path: string): Promise<boolean> {
   return lstat(path).then(() => true, () => false);
 }
@@ -91,7 +89,7 @@ export class ImageStore {
   private readonly blobs: BlobCache;
   private readonly partials: PartialDownloads;
 
-  constructor(readonly root: string = defaultImagesRoot()) {
+  constructor(readonly root: string = paths.images()) {
     this.blobs = new BlobCache(join(root, "blobs"));
     this.partials = new PartialDownloads(join(root, "partial"));
   }

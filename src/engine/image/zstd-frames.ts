@@ -4,13 +4,16 @@
 // a few bytes could make the engine allocate gigabytes, and a layer of many tiny frames could make
 // it do so over and over. Format: RFC 8878 (frames, skippable frames, block headers).
 import { formatBytes } from "../byte-size.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** The largest window accepted: what zstd's own decoder accepts by default (2^27). */
 export const MAX_WINDOW = 128 * 1024 * 1024;
 /** Encoders round a window up to a power of two, at least 1 KiB: never more is needed for a frame's declared content. */
 const MIN_WINDOW = 1024;
 
-export class ZstdLimitError extends Error {}
+export class ZstdLimitError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+}
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;

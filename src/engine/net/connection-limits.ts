@@ -11,6 +11,7 @@
 //   100, bursts of twice that), enforced in the nft table.
 import type { Socket } from "node:net";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
+import { settings } from "../../settings/settings.js";
 
 export interface ConnectionLimits {
   /** Open TCP connections per sandbox, counted by the engine. */
@@ -26,14 +27,13 @@ export const EVENT_INTERVAL_MS = 10_000;
 /** The limits the environment sets; a clear error for a value that is not a positive integer. */
 export function connectionLimits(env: NodeJS.ProcessEnv = process.env): ConnectionLimits {
   return {
-    open: positive(env, "MATCHLOCK_NET_MAX_CONNECTIONS", DEFAULT_CONNECTION_LIMITS.open),
-    perSecond: positive(env, "MATCHLOCK_NET_CONNECTION_RATE", DEFAULT_CONNECTION_LIMITS.perSecond),
+    open: positive(settings.netMaxConnections.read(env), "MATCHLOCK_NET_MAX_CONNECTIONS", DEFAULT_CONNECTION_LIMITS.open),
+    perSecond: positive(settings.netConnectionRate.read(env), "MATCHLOCK_NET_CONNECTION_RATE", DEFAULT_CONNECTION_LIMITS.perSecond),
   };
 }
 
-function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
+function positive(raw: string | undefined, name: string, fallback: number): number {
+  if (raw === undefined) return fallback;
   const n = Number(raw);
   if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
   return n;

@@ -8,7 +8,7 @@
 // tracked at once (connection-limits.ts). Refused with a reset or an ICMP error, so a guest's
 // client fails at once instead of retrying into the limit; a refused packet's entry is never
 // confirmed into the table.
-import { run, runQuietly } from "./host-commands.js";
+import { run, runQuietly } from "../host-commands.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import { SYNTHETIC_CIDR } from "./dns-server.js";
 

@@ -12,6 +12,7 @@ import { runCommand } from "../host-commands.js";
 import { SYNTHETIC_CIDR } from "./dns-server.js";
 import { LINK_CIDR } from "./link-allocation.js";
 import { embeddedIpv4 } from "./private-ranges.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /**
  * Always the host: loopback and the unspecified address (a connect to 0.0.0.0 or :: lands on the
@@ -28,7 +29,9 @@ for (const cidr of [LINK_CIDR, SYNTHETIC_CIDR]) {
 ALWAYS_LOCAL.addAddress("::1", "ipv6");
 ALWAYS_LOCAL.addAddress("::", "ipv6");
 
-export class HostAddressCheckError extends Error {}
+export class HostAddressCheckError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 /** Is `ip` (an IP literal) an address of this host right now? Throws when the kernel cannot tell. */
 export async function isHostAddress(ip: string): Promise<boolean> {

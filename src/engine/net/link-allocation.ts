@@ -4,8 +4,9 @@
 // engine process; allocations whose owner died are torn down and freed by the next engine.
 import { mkdir, open, readFile, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { runQuietly } from "./host-commands.js";
+import { runQuietly } from "../host-commands.js";
 import { processStart, sameProcessAlive } from "../process-identity.js";
+import { settings } from "../../settings/settings.js";
 
 export const LINK_PREFIX_LENGTH = 30;
 /** Where every sandbox's link lives, on the host. */
@@ -27,7 +28,7 @@ export interface LinkAllocation {
 }
 
 export function allocationDir(): string {
-  return process.env.MATCHLOCK_NET_STATE || "/run/matchlock/net";
+  return settings.netState.read();
 }
 
 export async function allocateLink(vmId: string): Promise<LinkAllocation> {

@@ -13,6 +13,7 @@
 // would be a hash lookup, but conntrack(8) wants the original tuple for it, which is the unknown.)
 import { isIPv4 } from "node:net";
 import { runCommand } from "../host-commands.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 export interface Destination {
   address: string;
@@ -26,7 +27,9 @@ export interface FourTuple {
   remotePort: number;
 }
 
-export class OriginalDestinationError extends Error {}
+export class OriginalDestinationError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 /** More never comes for one entry (a line is ~250 bytes); more than this means something is wrong. */
 export const MAX_OUTPUT = 4096;

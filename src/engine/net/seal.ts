@@ -1,6 +1,6 @@
 // Everything the host does for one sandbox with a network policy, independent of the isolation
 // engine: the link allocation, the CA, the files the guest must see (resolver, trust bundle), the
-// env that points TLS clients at the CA, and, once the backend has brought up the host end of
+// env that points TLS clients at the CA, and, once the driver has brought up the host end of
 // the link, the DNS server, the proxy and the firewall. close() undoes all of it.
 import { lstat, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -92,7 +92,7 @@ export class NetworkSeal {
     return LINK_PREFIX_LENGTH;
   }
 
-  /** Called by the backend once the host end of the link is up and carries link.hostIp. */
+  /** Called once the driver has made the link (makeLink) and its host end carries link.hostIp. */
   async attach(): Promise<void> {
     const { policy } = this.opts;
     // Events and log lines show placeholders only, whatever a URL or an upstream's error

@@ -4,6 +4,7 @@
 // fixed (longest pattern - 1) bytes: a server-sent event or a prompt that ends a piece goes out
 // at once unless it really ends like the start of a secret. A forbidden pattern anywhere stops
 // the stream before any byte of it is released.
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 export interface Replacement {
   from: Buffer;
   to: Buffer;
@@ -15,7 +16,9 @@ export interface Forbidden {
   name: string;
 }
 
-export class ForbiddenBytesError extends Error {
+export class ForbiddenBytesError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+
   constructor(readonly forbidden: string) {
     super(`forbidden content: ${forbidden}`);
   }

@@ -8,21 +8,27 @@ import { rootCertificates } from "node:tls";
 import { BlockReason } from "./events.js";
 import { isHostAddress } from "./host-addresses.js";
 import type { NetworkPolicy } from "./policy.js";
+import { settings } from "../../settings/settings.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** The policy refuses every address a name resolves to; `reason` is the event's block_reason. */
-export class UpstreamBlockedError extends Error {
+export class UpstreamBlockedError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+
   constructor(readonly reason: string, message: string) {
     super(message);
   }
 }
-export class UpstreamResolveError extends Error {}
+export class UpstreamResolveError extends EngineError {
+  readonly kind: ErrorKind = "not_found";
+}
 
 /**
  * $MATCHLOCK_TEST_HOSTS names a hosts-format file that replaces host resolution entirely
  * (names not in it do not resolve). Tests use it so no query ever leaves the machine.
  */
 function testHosts(): Map<string, string[]> | undefined {
-  const file = process.env.MATCHLOCK_TEST_HOSTS;
+  const file = settings.testHosts.read();
   if (!file) return undefined;
   const map = new Map<string, string[]>();
   for (const line of readFileSync(file, "utf8").split("\n")) {
@@ -90,7 +96,7 @@ let roots: string[] | undefined;
 /** Roots for verifying upstream servers: the system's, plus $MATCHLOCK_UPSTREAM_CA (a PEM file; for tests). */
 export function upstreamRoots(): string[] {
   if (!roots) {
-    const extra = process.env.MATCHLOCK_UPSTREAM_CA;
+    const extra = settings.upstreamCa.read();
     roots = [...rootCertificates, ...(extra ? [readFileSync(extra, "utf8")] : [])];
   }
   return roots;

@@ -10,8 +10,11 @@
 import { randomBytes } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import { StreamReplacer, type Forbidden, type Replacement } from "./stream-replace.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
-export class WebSocketProtocolError extends Error {}
+export class WebSocketProtocolError extends EngineError {
+  readonly kind: ErrorKind = "policy_refused";
+}
 
 export interface FrameRewriteOptions {
   /** Mask the frames sent on (the client-to-server direction must be masked). */

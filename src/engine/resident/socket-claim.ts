@@ -6,8 +6,11 @@ import { lstat, mkdir, stat, unlink } from "node:fs/promises";
 import { connect, type Server } from "node:net";
 import { dirname } from "node:path";
 import { withLock } from "../image/lock.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
-export class SocketClaimError extends Error {}
+export class SocketClaimError extends EngineError {
+  readonly kind: ErrorKind = "unavailable";
+}
 
 /** What is at the socket path now. */
 export type SocketState = "absent" | "stale" | "live";

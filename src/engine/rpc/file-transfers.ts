@@ -14,7 +14,9 @@ import { Base64Data, Base64Text } from "../../protocol/base64.js";
 import { ErrorCode } from "../../protocol/rpc.js";
 import type { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import type { Sandbox } from "../sandbox/sandbox.js";
-import { RpcError, asRpcError, decode, decodeBase64 } from "./session.js";
+import { RpcError } from "./errors.js";
+import { decode, decodeBase64 } from "./params.js";
+import { Method } from "../../protocol/methods.js";
 
 /** Transfers one session may have open at once. */
 export const MAX_OPEN_TRANSFERS = 64;
@@ -23,10 +25,6 @@ export const MAX_QUEUED_CHUNKS = 8;
 /** Largest chunk, in raw bytes, either way (its base64 stays well under the line limit). */
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
 const DEFAULT_READ_CHUNK = 1024 * 1024;
-
-export const TRANSFER_METHODS = new Set([
-  "write_file_open", "write_file_chunk", "write_file_close", "read_file_open", "read_file_chunk", "file_abort",
-]);
 
 const handleSchema = z.number().int().positive();
 const writeOpenParams = z.strictObject({ path: z.string(), mode: z.number().int().min(0).max(0xffffffff).optional() });
@@ -43,7 +41,7 @@ interface Transfer {
   tail: Promise<unknown>;
   queued: number;
   /** Set once a step failed: every later request of this transfer gets the same error. */
-  failed?: RpcError;
+  failed?: Error;
   /** A write's close once it has started: past that point an abort can no longer stop the rename. */
   closing?: Promise<unknown>;
 }
@@ -58,12 +56,12 @@ export class FileTransfers {
 
   async handle(method: string, params: unknown): Promise<Result> {
     switch (method) {
-      case "write_file_open": return this.openWrite(params);
-      case "write_file_chunk": return this.writeChunk(params);
-      case "write_file_close": return this.closeWrite(params);
-      case "read_file_open": return this.openRead(params);
-      case "read_file_chunk": return this.readChunk(params);
-      case "file_abort": return this.abort(params);
+      case Method.WRITE_FILE_OPEN: return this.openWrite(params);
+      case Method.WRITE_FILE_CHUNK: return this.writeChunk(params);
+      case Method.WRITE_FILE_CLOSE: return this.closeWrite(params);
+      case Method.READ_FILE_OPEN: return this.openRead(params);
+      case Method.READ_FILE_CHUNK: return this.readChunk(params);
+      case Method.FILE_ABORT: return this.abort(params);
       default: throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
     }
   }
@@ -80,14 +78,14 @@ export class FileTransfers {
   private async openWrite(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(writeOpenParams, params);
-    const stream = await this.reserving(() => fileOp(() => sb.openWriteStream(p.path, p.mode || 0o644)));
+    const stream = await this.reserving(() => sb.openWriteStream(p.path, p.mode || 0o644));
     return { handle: this.add({ kind: "write", stream, tail: Promise.resolve(), queued: 0 }) };
   }
 
   private async openRead(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(pathParams, params);
-    const stream = await this.reserving(() => fileOp(() => sb.openReadStream(p.path)));
+    const stream = await this.reserving(() => sb.openReadStream(p.path));
     return { handle: this.add({ kind: "read", stream, tail: Promise.resolve(), queued: 0 }) };
   }
 
@@ -156,7 +154,7 @@ export class FileTransfers {
       try {
         return await run();
       } catch (err) {
-        t.failed ??= asRpcError(err, ErrorCode.FILE_FAILED, "");
+        t.failed ??= err instanceof Error ? err : new Error(String(err));
         t.stream.cancel();
         throw t.failed;
       }
@@ -196,14 +194,6 @@ export class FileTransfers {
     const handle = this.nextHandle++;
     this.open.set(handle, t);
     return handle;
-  }
-}
-
-async function fileOp<T>(run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (err) {
-    throw asRpcError(err, ErrorCode.FILE_FAILED, "");
   }
 }
 

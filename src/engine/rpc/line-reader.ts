@@ -1,13 +1,10 @@
-// Splits a byte stream into newline-terminated lines without ever holding more than
-// `maxLine` bytes of one line: a longer line is skipped to its end and reported as oversized,
-// so one bad request costs an error reply, not the session.
+// Reads request lines (at most `maxLine` bytes each; a longer one is reported as oversized) and
+// hands them to the session one at a time, pausing while a handler asks to wait.
 //
 // Push-driven, not an async iterator: every request line of every exec passes here, and a
-// stream's async iterator plus an async generator cost a chain of promises per line (issue 8).
+// stream's async iterator plus an async generator cost a chain of promises per line.
 import { finished, type Readable } from "node:stream";
-
-/** How much of the start and end of a skipped line is kept, to find its request id. */
-const KEEP = 256;
+import { LineSplitter } from "../../protocol/line-splitter.js";
 
 export type LineEvent = { line: Buffer } | { oversized: number; head: string; tail: string };
 
@@ -15,55 +12,6 @@ export type LineEvent = { line: Buffer } | { oversized: number; head: string; ta
 export type LineVerdict = undefined | Promise<unknown> | typeof STOP_READING;
 
 export const STOP_READING = Symbol("stop reading");
-
-/** The splitting itself, chunk by chunk; events are appended to `out`. */
-export class LineSplitter {
-  private parts: Buffer[] = [];
-  private size = 0;
-  private skipping: { size: number; head: string; tail: Buffer } | undefined;
-
-  constructor(private readonly maxLine: number) {}
-
-  push(chunk: Buffer, out: LineEvent[]): void {
-    let start = 0;
-    while (start < chunk.length) {
-      const nl = chunk.indexOf(10, start);
-      const end = nl === -1 ? chunk.length : nl;
-      const piece = chunk.subarray(start, end);
-      if (this.skipping) {
-        this.skipping.size += piece.length;
-        this.skipping.tail = Buffer.concat([this.skipping.tail, piece]).subarray(-KEEP);
-      } else if (this.size + piece.length > this.maxLine) {
-        const whole = Buffer.concat([...this.parts, piece]);
-        this.skipping = { size: whole.length, head: whole.subarray(0, KEEP).toString("latin1"), tail: Buffer.from(whole.subarray(-KEEP)) };
-        this.parts = [];
-        this.size = 0;
-      } else {
-        this.parts.push(piece);
-        this.size += piece.length;
-      }
-      if (nl === -1) break;
-      this.emit(out);
-      start = nl + 1;
-    }
-  }
-
-  /** A last line without a trailing newline still counts. */
-  end(out: LineEvent[]): void {
-    if (this.skipping || this.size > 0) this.emit(out);
-  }
-
-  private emit(out: LineEvent[]): void {
-    if (this.skipping) {
-      out.push({ oversized: this.skipping.size, head: this.skipping.head, tail: this.skipping.tail.toString("latin1") });
-      this.skipping = undefined;
-    } else {
-      out.push({ line: this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts) });
-      this.parts = [];
-      this.size = 0;
-    }
-  }
-}
 
 /**
  * Feeds `input`'s lines to `onLine`, one at a time and in order. While a promise it returned is
@@ -75,8 +23,11 @@ export class LineSplitter {
  */
 export function consumeLines(input: Readable, maxLine: number, onLine: (event: LineEvent) => LineVerdict): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const splitter = new LineSplitter(maxLine);
     let queue: LineEvent[] = [];
+    const splitter = new LineSplitter((line) => queue.push({ line }), {
+      maxLine,
+      onOversized: ({ size, head, tail }) => queue.push({ oversized: size, head, tail }),
+    });
     let next = 0;
     let waiting = false;
     let atEnd = false;
@@ -120,14 +71,14 @@ export function consumeLines(input: Readable, maxLine: number, onLine: (event: L
       if (atEnd) finish(endError); // like an iterator: the lines that did arrive are handled first
     };
     const onData = (chunk: Buffer) => {
-      splitter.push(chunk, queue);
+      splitter.push(chunk);
       if (!waiting) drain();
     };
     input.on("data", onData);
     const stopWatching = finished(input, { writable: false }, (err) => {
       atEnd = true;
       endError = err ?? undefined;
-      if (!err) splitter.end(queue);
+      if (!err) splitter.end();
       if (!waiting) drain();
     });
   });

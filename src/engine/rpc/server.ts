@@ -14,8 +14,10 @@ import { lineText } from "../../protocol/base64.js";
 import { parseWriteChunkRequest } from "../../protocol/file-chunk-lines.js";
 import { STOP_READING, consumeLines, idOfSkippedLine, type LineEvent, type LineVerdict } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
-import { RpcError, Session } from "./session.js";
+import { Session } from "./session.js";
+import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
+import { Method } from "../../protocol/methods.js";
 
 export interface ServeOptions {
   input: Readable;
@@ -80,19 +82,19 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const dispatch = (method: string, params: unknown, id: RequestId | null | undefined): Promise<unknown> | undefined => {
     if (session.closed) return undefined; // queued behind a `close`: the session is over, as for the line after it
     if (id !== undefined && id !== null && notStarted.delete(id) && cancelledBeforeStart.delete(id)) {
-      writer.error(id, ErrorCode.CANCELLED, "context canceled");
+      writer.error(id, ErrorCode.CANCELLED, "context canceled", "cancelled");
       return undefined;
     }
     if (ending) {
-      writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran");
+      writer.error(id, ErrorCode.CANCELLED, "cancelled: the session ended before this request ran", "cancelled");
       return undefined;
     }
-    if (method === "create") {
+    if (method === Method.CREATE) {
       const created = respond(session, writer, method, params, id);
       track(created);
       return created; // the queue behind it waits for the create
     }
-    if (method === "close") {
+    if (method === Method.CLOSE) {
       // Stop the sandbox first, so in-flight calls end now (with an error) instead of holding
       // the close up; then let them reply.
       return respond(session, writer, method, params, id).then(() => Promise.allSettled([...inflight]));
@@ -119,7 +121,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }
     const { method, params, id } = parsed;
     traceStartup(`request ${method}`);
-    if (method === "cancel") {
+    if (method === Method.CANCEL) {
       // Never queued behind others. A request still waiting in the queue is marked and answered
       // "cancelled" when its turn comes; one that runs is stopped by the session. A create read
       // in the same chunk starts from the queue's microtasks, so the answer waits one turn of the
@@ -134,7 +136,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
         return respond(session, writer, method, params, id);
       });
     }
-    if (method === "create") {
+    if (method === Method.CREATE) {
       // Runs alone, like upstream: it starts once the requests before it are done.
       const earlier = [...inflight];
       enqueue(id, async () => {
@@ -179,7 +181,7 @@ function parseRequest(line: Buffer): Parsed {
   // Batches, scalars and a bad top-level id are parse errors, as upstream (spec 1.2, 1.3).
   // Checked by hand, not by a schema: this runs for every request and is on the exec round
   // trip, where a schema parse cost several times these few tests.
-  // A request with no method key at all is a parse error too (the schema this replaced said so).
+  // A request with no method key at all is a parse error too.
   if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !("method" in raw)) {
     return { ok: false, id: undefined, code: ErrorCode.PARSE_ERROR, message: "Parse error" };
   }
@@ -201,11 +203,7 @@ async function respond(session: Session, writer: MessageWriter, method: string, 
     const result = await session.handle(method, params, id);
     writer.result(id, result);
   } catch (err) {
-    if (err instanceof RpcError) {
-      writer.error(id, err.code, err.message);
-    } else {
-      // A bug of ours: say so, keep serving.
-      writer.error(id, ErrorCode.INTERNAL_ERROR, `internal error: ${(err as Error)?.message ?? String(err)}`);
-    }
+    const { code, message, kind } = toWireError(err, method);
+    writer.error(id, code, message, kind);
   }
 }

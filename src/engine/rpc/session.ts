@@ -1,26 +1,19 @@
 // The methods of one `matchlock rpc` session, which owns at most one sandbox.
 import { z } from "zod";
-import { Base64Data, decodeStrictBase64 } from "../../protocol/base64.js";
-import { ErrorCode, MAX_TIMEOUT_SECONDS, Notification, type RequestId } from "../../protocol/rpc.js";
+import { Base64Data } from "../../protocol/base64.js";
+import { EngineError } from "../../protocol/errors.js";
+import { ErrorCode, MAX_TIMEOUT_SECONDS, type RequestId } from "../../protocol/rpc.js";
 import { HANDSHAKE_METHOD, handshakeResult } from "../../protocol/handshake.js";
-import { AgentOpError, OutOfMemoryError, SandboxLostError } from "../agent/connection.js";
 import { CancelSwitch } from "../agent/cancel-switch.js";
-import { chooseBackend } from "../backends/select.js";
-import { BackendUnavailableError } from "../backends/backend.js";
-import { createParamsSchema, describeZodError, mergeDefaults } from "../sandbox/create-config.js";
-import { CreateCancelledError, ImageNotFoundError, PathError, Sandbox, secretRules } from "../sandbox/sandbox.js";
+import { createSandbox, engineCreateDeps, parseCreateParams, type CreateDeps } from "../sandbox/create.js";
+import { CreateCancelledError, Sandbox } from "../sandbox/sandbox.js";
 import { removeVmDir } from "../sandbox/state.js";
-import { EntrypointFailedError } from "../sandbox/entrypoint.js";
-import { MountConfigError } from "../vfs/mounts.js";
 import { traceStartup } from "../trace/startup.js";
 import type { MessageWriter } from "./writer.js";
-import { FileTransfers, TRANSFER_METHODS } from "./file-transfers.js";
-
-export class RpcError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
+import { FileTransfers } from "./file-transfers.js";
+import { RpcError } from "./errors.js";
+import { decode, decodeBase64 } from "./params.js";
+import { Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
 
 const execParams = z.strictObject({
   command: z.string().default(""),
@@ -54,7 +47,11 @@ export class Session {
   /** The create in progress, which a shutdown aborts and waits for (it undoes what it made). */
   private inCreate: { abort: AbortController; done: Promise<unknown> } | undefined;
 
-  constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void) {}
+  private readonly createDeps: CreateDeps;
+
+  constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void, createDeps?: CreateDeps) {
+    this.createDeps = createDeps ?? engineCreateDeps(log);
+  }
 
   /** The id of the sandbox being made, from the moment its record exists until the create ends. */
   private creatingId: string | undefined;
@@ -69,20 +66,20 @@ export class Session {
   async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
     // Undoing a finished create by a late cancel holds only until the client moves on: ids need
     // only be unique among requests in flight, so a later request may reuse the create's.
-    if (method !== "cancel" && method !== "create") this.createdBy = undefined;
+    if (method !== Method.CANCEL && method !== Method.CREATE) this.createdBy = undefined;
     switch (method) {
-      case "create": return this.create(params, id);
-      case "close": return this.close(params);
-      case "exec": return this.exec(params, id, false);
-      case "exec_stream": return this.exec(params, id, true);
-      case "write_file": return this.writeFile(params);
-      case "read_file": return this.readFile(params);
-      case "list_files": return this.listFiles(params);
-      case "cancel": return this.cancel(params);
+      case Method.CREATE: return this.create(params, id);
+      case Method.CLOSE: return this.close(params);
+      case Method.EXEC: return this.exec(params, id, false);
+      case Method.EXEC_STREAM: return this.exec(params, id, true);
+      case Method.WRITE_FILE: return this.writeFile(params);
+      case Method.READ_FILE: return this.readFile(params);
+      case Method.LIST_FILES: return this.listFiles(params);
+      case Method.CANCEL: return this.cancel(params);
       case HANDSHAKE_METHOD:
         decode(handshakeParams, params ?? {}); // it takes none: any field is refused by name
         return { ...handshakeResult() };
-      case "set_timeout": return this.setTimeout(params);
+      case Method.SET_TIMEOUT: return this.setTimeout(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
         throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
@@ -107,12 +104,11 @@ export class Session {
   }
 
   private async create(params: unknown, id: RequestId | null | undefined): Promise<Result> {
-    const parsed = createParamsSchema.safeParse(params ?? {});
-    if (!parsed.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(parsed.error));
+    const request = parseCreateParams(params);
     if (this.sandbox) {
       throw new RpcError(ErrorCode.VM_FAILED, `this session already has sandbox ${this.sandbox.id}: close it first (one sandbox per session)`);
     }
-    const config = mergeDefaults(parsed.data);
+    const { config } = request;
     traceStartup("create: request parsed");
     // A client that gives up (timeout, abort) cancels its create: the server reads `cancel`
     // while a create runs, and what was being made is torn down and its record removed.
@@ -121,12 +117,9 @@ export class Session {
     const cancellable = id !== undefined && id !== null;
     if (cancellable) this.cancels.set(id, abort);
     const making = (async () => {
-      const { backend, reason } = await chooseBackend(config.backend);
-      this.log(`backend for the new sandbox: ${backend.name} (${reason})`);
-      const sb = await Sandbox.create(config, backend, {
-        secrets: secretRules(parsed.data.network?.secrets ?? {}),
+      const sb = await createSandbox(request, {
+        ...this.createDeps,
         onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
-        log: this.log,
         onRecord: (made) => {
           this.creatingId = made;
           this.recordIds.add(made);
@@ -144,11 +137,6 @@ export class Session {
     let sb: Sandbox;
     try {
       sb = await making;
-    } catch (err) {
-      if (err instanceof CreateCancelledError) throw new RpcError(ErrorCode.CANCELLED, err.message);
-      if (err instanceof MountConfigError) throw new RpcError(ErrorCode.INVALID_PARAMS, err.message);
-      if (err instanceof BackendUnavailableError || err instanceof ImageNotFoundError || err instanceof EntrypointFailedError) throw new RpcError(ErrorCode.VM_FAILED, err.message);
-      throw new RpcError(ErrorCode.VM_FAILED, `failed to create sandbox: ${(err as Error).message}`);
     } finally {
       if (cancellable) this.cancels.delete(id);
       this.inCreate = undefined;
@@ -183,7 +171,8 @@ export class Session {
     if (!this.sandbox) {
       throw new RpcError(ErrorCode.VM_FAILED, this.lastId ? `VM ${this.lastId} is closed` : "VM not created");
     }
-    if (this.sandbox.lost) throw new RpcError(ErrorCode.VM_FAILED, `sandbox ${this.sandbox.id} is lost: ${this.sandbox.lost.message}`);
+    const lost = this.sandbox.lost;
+    if (lost) throw new RpcError(ErrorCode.VM_FAILED, `sandbox ${this.sandbox.id} is lost: ${lost.message}`, lost instanceof EngineError ? lost.kind : "sandbox_lost");
     return this.sandbox;
   }
 
@@ -225,8 +214,6 @@ export class Session {
             duration_ms: out.durationMs,
             ...extra,
           };
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.EXEC_FAILED, "exec error: ");
     } finally {
       if (cancellable) this.cancels.delete(id);
     }
@@ -236,32 +223,20 @@ export class Session {
     const sb = this.current();
     const p = decode(writeParams, params);
     const content = decodeBase64(p.content);
-    try {
-      await sb.writeFile(p.path, content, p.mode || 0o644);
-      return {};
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
-    }
+    await sb.writeFile(p.path, content, p.mode || 0o644);
+    return {};
   }
 
   private async readFile(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(pathParams, params);
-    try {
-      return { content: new Base64Data(await sb.readFile(p.path)) };
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
-    }
+    return { content: new Base64Data(await sb.readFile(p.path)) };
   }
 
   private async listFiles(params: unknown): Promise<Result> {
     const sb = this.current();
     const p = decode(pathParams, params);
-    try {
-      return { files: await sb.listFiles(p.path) };
-    } catch (err) {
-      throw asRpcError(err, ErrorCode.FILE_FAILED, "");
-    }
+    return { files: await sb.listFiles(p.path) };
   }
 
   private async cancel(params: unknown): Promise<Result> {
@@ -313,28 +288,4 @@ function bufferedSink(stdout: Buffer[], stderr: Buffer[], onOverflow: () => void
     else into.push(d);
   };
   return { stdout: keep(stdout), stderr: keep(stderr) };
-}
-
-export function decode<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {
-  if (params === undefined || params === null) throw new RpcError(ErrorCode.INVALID_PARAMS, "params are required");
-  const r = schema.safeParse(params);
-  if (!r.success) throw new RpcError(ErrorCode.INVALID_PARAMS, describeZodError(r.error));
-  return r.data;
-}
-
-export function decodeBase64(s: string): Buffer {
-  // Go's decoder tolerates line breaks; skip the copy that drops them when there are none.
-  const compact = s.includes("\n") || s.includes("\r") ? s.replace(/[\r\n]/g, "") : s;
-  const bytes = decodeStrictBase64(compact);
-  if (!bytes) throw new RpcError(ErrorCode.INVALID_PARAMS, "invalid base64 content");
-  return bytes;
-}
-
-/** Maps sandbox-side failures to the protocol's codes; the guest's own message is kept. */
-export function asRpcError(err: unknown, code: number, prefix: string): RpcError {
-  if (err instanceof RpcError) return err;
-  if (err instanceof AgentOpError || err instanceof PathError) return new RpcError(code, prefix + err.message);
-  if (err instanceof OutOfMemoryError) return new RpcError(code, err.message); // it says "out of memory" first
-  if (err instanceof SandboxLostError) return new RpcError(code, `sandbox lost: ${err.message}`);
-  return new RpcError(code, prefix + ((err as Error)?.message ?? String(err)));
 }

@@ -3,6 +3,7 @@
 import type { Writable } from "node:stream";
 import { encodeJsonLine } from "../../protocol/base64.js";
 import type { RequestId } from "../../protocol/rpc.js";
+import type { ErrorKind } from "../../protocol/errors.js";
 
 export class MessageWriter {
   private broken = false;
@@ -22,8 +23,9 @@ export class MessageWriter {
     this.write(id === undefined || id === null ? { jsonrpc: "2.0", result } : { jsonrpc: "2.0", result, id });
   }
 
-  error(id: RequestId | null | undefined, code: number, message: string): void {
-    const error = { code, message };
+  /** An error response; `kind` goes in `error.data` (see protocol/errors.ts). */
+  error(id: RequestId | null | undefined, code: number, message: string, kind?: ErrorKind): void {
+    const error = kind ? { code, message, data: { kind } } : { code, message };
     this.write(id === undefined || id === null ? { jsonrpc: "2.0", error } : { jsonrpc: "2.0", error, id });
   }
 

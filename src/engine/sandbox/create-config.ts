@@ -2,7 +2,8 @@
 // protocol spec (2.1) says: resources field by field, `network` and `vfs` replaced wholesale.
 import { isIP } from "node:net";
 import { z } from "zod";
-import { MAX_TIMEOUT_SECONDS } from "../../protocol/rpc.js";
+import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
+import { BACKEND_CHOICES } from "../backends/registry.js";
 import type { ImageConfig } from "../image/types.js";
 
 // Every object is strict: a field this engine does not know is refused by name, never dropped.
@@ -27,14 +28,6 @@ const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
     lower: mountSchema.optional(),
   }),
 );
-
-export interface WireMount {
-  type: string;
-  host_path?: string | undefined;
-  readonly?: boolean | undefined;
-  upper?: WireMount | undefined;
-  lower?: WireMount | undefined;
-}
 
 const nonNegative = (what: string) =>
   z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);
@@ -104,7 +97,9 @@ export const createParamsSchema = z.strictObject({
   launch_entrypoint: z.boolean().optional(),
   extra_disks: notYet("extra_disks", z.array(z.unknown()).nullable(), isEmpty),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
-  backend: z.enum(["microvm", "gvisor", "auto"], { error: "backend must be microvm, gvisor or auto" }).optional(),
+  backend: z.string().refine((b) => BACKEND_CHOICES.includes(b), {
+    error: `backend must be ${BACKEND_CHOICES.slice(0, -1).join(", ")} or ${BACKEND_CHOICES.at(-1)}`,
+  }).optional(),
   id: z.undefined({ error: "id is internal-only and cannot be set" }).optional(),
 });
 
@@ -128,7 +123,7 @@ export interface SandboxConfig {
   /** Commands keep every capability, without no_new_privs or seccomp filter (spec 2.1). */
   privileged: boolean;
   /** Isolation engine asked for by this sandbox; undefined = the engine-wide choice. */
-  backend: "microvm" | "gvisor" | "auto" | undefined;
+  backend: string | undefined;
   network: {
     allowedHosts: string[];
     blockPrivateIps: boolean;

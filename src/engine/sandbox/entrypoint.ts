@@ -6,19 +6,23 @@ import type { ExecSink } from "../agent/connection.js";
 import type { ImageConfig } from "../image/types.js";
 import type { ExecOptions, ExecOutcome } from "./sandbox.js";
 import { shellQuote } from "./shell-quote.js";
+import { settings } from "../../settings/settings.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /**
  * An entrypoint still running after this long has started; one that failed before it fails the
  * create (the protocol's 500 ms; a loaded host's tests need longer to see a failure for certain).
  */
 function earlyExitMs(): number {
-  const ms = Number(process.env.MATCHLOCK_ENTRYPOINT_GRACE_MS);
+  const ms = Number(settings.entrypointGraceMs.read());
   return Number.isFinite(ms) && ms > 0 ? ms : 500;
 }
 /** How much of a failed entrypoint's last output its error quotes. */
 const QUOTED_OUTPUT_BYTES = 2048;
 
-export class EntrypointFailedError extends Error {}
+export class EntrypointFailedError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 type Exec = (command: string, opts: ExecOptions, sink: ExecSink) => Promise<ExecOutcome>;
 

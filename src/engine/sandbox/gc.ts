@@ -1,7 +1,7 @@
 // Reclaims what sandboxes whose owning engine died left behind (`matchlock gc`, and before
 // `rm`/`prune`). A running sandbox with a live owner is never touched.
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
-import { allBackends } from "../backends/select.js";
+import { driversFor } from "../backends/registry.js";
 import { paths } from "../paths.js";
 import { listVms, readVm, reconcile, type VmRecord } from "./state.js";
 
@@ -15,7 +15,8 @@ export async function reclaimVm(vm: VmRecord): Promise<GcResult> {
   const current = await reconcile(vm);
   if (current.status === "running") return { id: vm.id, cleaned: [], skipped: "running" };
   const cleaned: string[] = [];
-  for (const backend of allBackends()) cleaned.push(...(await backend.reclaim(vm.id)));
+  // Through the driver that made it, as its record says (every driver for a record without one).
+  for (const driver of driversFor(vm.config?.backend)) cleaned.push(...(await driver.reclaim(vm.id)));
   if (await removeSnapshotDisk(paths.vm(vm.id))) cleaned.push("overlay snapshots");
   return { id: vm.id, cleaned };
 }

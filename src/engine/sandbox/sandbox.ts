@@ -2,26 +2,26 @@
 // operations through the agent, and teardown. Shared by `matchlock rpc` and `matchlock run`.
 import { randomBytes } from "node:crypto";
 import { posix } from "node:path";
-import { SandboxLostError, type ExecSink } from "../agent/connection.js";
+import { SandboxTimedOutError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
 import { startEntrypoint } from "./entrypoint.js";
 import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
-import type { Backend, RunningSandbox } from "../backends/backend.js";
-import { ImageStore } from "../image/store.js";
+import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
 import type { LocalImage } from "../image/types.js";
-import { checkMountRequest, resolveMounts } from "../vfs/mounts.js";
+import { resolveMounts } from "../vfs/mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
 import { resolveUser, type GuestFileReader, type ResolvedUser } from "./users.js";
 import { toGoFileMode } from "./file-mode.js";
-import type { WireFileInfo } from "../../protocol/rpc.js";
+import { ErrorCode, type WireFileInfo } from "../../protocol/rpc.js";
 import type { NetworkEventSink } from "../net/events.js";
 import { NetworkPolicy, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
 import { traceStartup } from "../trace/startup.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
 /** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
 const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
@@ -30,10 +30,14 @@ const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
 export const MAX_READ_BYTES = 64 * 1024 * 1024;
 
 /** The client gave up on a create: what was being made is stopped and its state removed. */
-export class CreateCancelledError extends Error {}
+export class CreateCancelledError extends EngineError {
+  readonly kind: ErrorKind = "cancelled";
+}
 
 /** The image could not be found or used; reported as a VM failure. */
-export class ImageNotFoundError extends Error {}
+export class ImageNotFoundError extends EngineError {
+  readonly kind: ErrorKind = "not_found";
+}
 
 export interface ExecOptions {
   workingDir?: string | undefined;
@@ -72,16 +76,17 @@ export class Sandbox {
   private readonly defaultEnv: readonly string[];
 
   /**
-   * Creates and boots a sandbox. On any failure nothing is left: no process, link or record.
+   * Creates and boots a sandbox from a checked request (see create.ts, which finds the image and
+   * checks the driver first). On any failure nothing is left: no process, link or record.
    * The network is sealed (policy, DNS, proxy) when interception is on; otherwise there is none.
    */
-  static async create(config: SandboxConfig, backend: Backend, net: SandboxNetworkOptions = {}, signal?: AbortSignal): Promise<Sandbox> {
+  static async create(
+    config: SandboxConfig, backend: BackendDriver, image: LocalImage, net: SandboxNetworkOptions = {}, signal?: AbortSignal,
+  ): Promise<Sandbox> {
     const secretRules = net.secrets ?? [];
-    checkMountRequest(config.workspace, config.mounts);
-    await backend.checkAvailable();
+    const { problem } = await backend.probe();
+    if (problem) throw new BackendUnavailableError(problem);
     traceStartup("create: backend checked");
-    const image = await imageFor(config.image);
-    traceStartup("create: image resolved");
     if (signal?.aborted) throw new CreateCancelledError("create cancelled before the sandbox was made");
     const id = newVmId();
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
@@ -98,11 +103,20 @@ export class Sandbox {
         const { NetworkSeal } = await import("../net/seal.js");
         seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, dnsServers: config.network.dnsServers, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
       }
-      const sealed = seal;
+      if (seal) {
+        // The network comes up in one order for every driver: the link, the seal on its host
+        // end (DNS, proxy, firewall), then the boot, so the guest's first packet meets the seal.
+        if (!backend.makeLink || !backend.capabilities.network.includes("host-link")) {
+          throw new UnsupportedByBackendError(`the ${backend.name} backend cannot join a sealed network on this host`);
+        }
+        await backend.makeLink({ ...seal.link, prefixLength: seal.prefixLength });
+        await seal.attach();
+      }
       running = await backend.start({
-        id, rootfs: image.rootfs, cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
+        id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
+        cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
         privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
-        network: sealed && { link: { ...sealed.link, prefixLength: sealed.prefixLength }, guestFiles: sealed.guestFiles, attach: () => sealed.attach() },
+        network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
@@ -157,7 +171,7 @@ export class Sandbox {
     this.deadline = undefined;
     if (seconds === undefined) return;
     this.deadline = setTimeout(() => {
-      this.running.agent.lose(new SandboxLostError(`the sandbox reached its timeout of ${seconds} s and was stopped`));
+      this.running.agent.lose(new SandboxTimedOutError(`the sandbox reached its timeout of ${seconds} s and was stopped`));
       void this.close().catch(() => {});
     }, seconds * 1000);
     this.deadline.unref();
@@ -238,27 +252,13 @@ function guestPath(p: string): string {
   return posix.normalize(p);
 }
 
-export class PathError extends Error {}
+/** A bad path in a file call: an invalid argument, reported as a file error as the protocol has it. */
+export class PathError extends EngineError {
+  readonly kind: ErrorKind = "invalid_argument";
+  override readonly rpcCode = ErrorCode.FILE_FAILED;
+}
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/**
- * The image from the local store, pulled from its registry when missing, unless
- * $MATCHLOCK_PULL=never (offline use, and tests that must not reach the Internet).
- */
-async function imageFor(ref: string): Promise<LocalImage> {
-  const store = new ImageStore();
-  const local = await store.resolve(ref);
-  if (local) return local;
-  if (process.env.MATCHLOCK_PULL === "never") {
-    throw new ImageNotFoundError(`image ${ref} is not in the local store and pulling is off (MATCHLOCK_PULL=never): import it with "matchlock image import ${ref} <tarball>"`);
-  }
-  try {
-    return await store.pull(ref);
-  } catch (e) {
-    throw new ImageNotFoundError(`failed to pull image ${ref}: ${(e as Error).message}`, { cause: e });
-  }
-}
 
 /** Reads the guest's account files from inside the sandbox, never through the host's view of the image. */
 function guestFileReader(agent: RunningSandbox["agent"]): GuestFileReader {
@@ -272,11 +272,11 @@ export function interceptionOn(config: SandboxConfig, secrets: SecretRule[]): bo
 
 export interface SandboxNetworkOptions {
   /** Secrets with their real values; these stay in engine memory. */
-  secrets?: SecretRule[];
-  onEvent?: NetworkEventSink;
-  log?: (line: string) => void;
+  secrets?: SecretRule[] | undefined;
+  onEvent?: NetworkEventSink | undefined;
+  log?: ((line: string) => void) | undefined;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
-  onRecord?: (id: string) => void;
+  onRecord?: ((id: string) => void) | undefined;
 }
 
 /** Secret rules from the create params: placeholders as the spec says (4.3), values kept. */

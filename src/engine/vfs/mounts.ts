@@ -6,14 +6,17 @@ import { lstat, readlink, stat } from "node:fs/promises";
 import { posix, join } from "node:path";
 import { promisify } from "node:util";
 import type { BackendMount } from "../backends/backend.js";
-import type { WireMount } from "../sandbox/create-config.js";
+import type { WireMount } from "../../protocol/rpc.js";
+import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 import { treeUsage } from "../image/tree-size.js";
 import { mountSnapshotDisk, snapshotDiskGeometry } from "./snapshot-disk.js";
 
 const run = promisify(execFile);
 
 /** A bad mount request; the RPC layer reports it as invalid params. */
-export class MountConfigError extends Error {}
+export class MountConfigError extends EngineError {
+  readonly kind: ErrorKind = "invalid_argument";
+}
 
 const FORBIDDEN = ["/proc", "/sys", "/dev", "/.matchlock"];
 

@@ -2,7 +2,7 @@
 // init, the image rootfs under a memory overlay, our mounts, limits.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { SandboxSpec } from "../backend.js";
+import { unpackedRootfs, type SandboxSpec } from "../backend.js";
 import { GUEST_TASK_LIMIT } from "../task-limit.js";
 
 /** Where the agent binary appears inside the sandbox. */
@@ -47,7 +47,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
     // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
     // sandbox's memory. The path is the per-sandbox overlay of private-mounts.ts, not the
     // image's directory, which takes runsc's own mount points.
-    root: { path: spec.rootfs, readonly: false },
+    root: { path: unpackedRootfs(spec.image), readonly: false },
     hostname: spec.hostname,
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },

@@ -1,12 +1,11 @@
 // gVisor's side of the network seal: a fresh netns per sandbox (runsc takes over the veth it
 // finds there and strips it from the kernel, so netns and link cannot be shared), a veth pair
 // between it and the host (gVisor bug #10704's workaround is in private-mounts.ts).
-import { run } from "../../net/host-commands.js";
-import type { SandboxNetwork } from "../backend.js";
+import { run } from "../../host-commands.js";
+import type { HostLink } from "../backend.js";
 import { hostEndCommands } from "../host-end.js";
 
-export async function createNetns(net: SandboxNetwork): Promise<void> {
-  const l = net.link;
+export async function createNetns(l: HostLink): Promise<void> {
   await run("ip", ["netns", "add", l.netns]);
   await run("ip", ["-batch", "-"], [
     `link add ${l.hostInterface} type veth peer name ${l.guestInterface} netns ${l.netns}`,
@@ -20,6 +19,6 @@ export async function createNetns(net: SandboxNetwork): Promise<void> {
   ].join("\n") + "\n");
 }
 
-export function netnsPath(net: SandboxNetwork): string {
-  return `/var/run/netns/${net.link.netns}`;
+export function netnsPath(link: HostLink): string {
+  return `/var/run/netns/${link.netns}`;
 }

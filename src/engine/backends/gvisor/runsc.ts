@@ -7,24 +7,53 @@ import { access, constants, mkdir, open, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, SETUP_COMMAND, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, SETUP_COMMAND, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
 import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns, netnsPath } from "./netns.js";
 import { inPrivateMounts, privateRootfs } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
+import { settings } from "../../../settings/settings.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
 export function runscBinary(): string {
-  return process.env.MATCHLOCK_RUNSC || "runsc";
+  return settings.runsc.read();
 }
 
-export class GvisorBackend implements Backend {
+export class GvisorBackend implements BackendDriver {
   readonly name = "gvisor";
+  readonly description = "gVisor (runsc): a user-space kernel per sandbox";
+  readonly capabilities: Capabilities = {
+    hostMounts: "files and directories",
+    overlay: true,
+    // The root's writable layer is memory-backed (--overlay2=root:memory): it counts against
+    // memory_mb, and disk_size_mb has nothing to cap.
+    diskLimit: false,
+    pty: false,
+    network: ["host-link"],
+    image: "unpacked",
+  };
 
-  async checkAvailable(): Promise<void> {
+  /** Ranked below a micro-VM with KVM and above one under TCG (see registry.ts). */
+  async probe(): Promise<Probe> {
+    const detail = "runsc, as root";
+    try {
+      await this.checkAvailable();
+      return { problem: undefined, rank: 50, detail };
+    } catch (err) {
+      if (err instanceof BackendUnavailableError) return { problem: err.message, rank: 50, detail };
+      throw err;
+    }
+  }
+
+  /** A fresh netns with a veth pair into it: runsc takes over the veth it finds there. */
+  async makeLink(link: HostLink): Promise<void> {
+    await createNetns(link);
+  }
+
+  private async checkAvailable(): Promise<void> {
     // Root first: a user without it learns that before any missing package.
     if (process.getuid?.() !== 0) {
       throw new BackendUnavailableError(
@@ -59,22 +88,18 @@ export class GvisorBackend implements Backend {
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
-    let netns: string | undefined;
-    if (spec.network) {
-      await createNetns(spec.network);
-      await spec.network.attach();
-      netns = netnsPath(spec.network);
-    }
+    if (spec.network && spec.network.kind !== "host-link") throw new Error(`the gVisor backend has no ${spec.network.kind} network`);
+    const netns = spec.network && netnsPath(spec.network.link);
     // The seal's files (resolver, CA, trust bundles) as read-only binds over the image's own.
     const sealFiles = (spec.network?.guestFiles ?? []).map((f) => ({ kind: "bind" as const, ...f, readonly: true }));
     const rootfs = privateRootfs(spec.stateDir);
     await mkdir(dirname(rootfs), { mode: 0o700 });
-    const bundle = await writeBundle({ ...spec, rootfs, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
+    const bundle = await writeBundle({ ...spec, image: { ...spec.image, kind: "unpacked", rootfs }, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
     const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = inPrivateMounts(spec.stateDir, spec.rootfs, netns !== undefined, runscBinary(), runArgs);
+    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, runscBinary(), runArgs);
     // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
     // read-write host mount: under the guard those calls fail (EPERM) on the host.
     const child = spawn(paths.setidGuard(), [cmd, ...args], {
@@ -114,6 +139,8 @@ export class GvisorBackend implements Backend {
     return { agent, pid: child.pid, stop };
   }
 }
+
+export const gvisorDriver = new GvisorBackend();
 
 function globalFlags(network: "none" | "sandbox" = "none"): string[] {
   return ["--root", paths.runscRoot(), `--network=${network}`, "--overlay2=root:memory"];

@@ -2,6 +2,7 @@
 // (kvm_pvm) that only runs guests built for PVM; Debian's kernel dies under it. So KVM is used
 // only when the CPU itself advertises VT-x/AMD-V and PVM is not what provides /dev/kvm.
 import { access, constants, readFile } from "node:fs/promises";
+import { settings } from "../../../settings/settings.js";
 
 export interface HostFacts {
   cpuinfo: string;
@@ -24,7 +25,7 @@ export async function hostFacts(): Promise<HostFacts> {
   return { cpuinfo, devKvmUsable, kvmPvmLoaded };
 }
 
-export function chooseAccel(facts: HostFacts, override = process.env.MATCHLOCK_MICROVM_ACCEL): AccelChoice {
+export function chooseAccel(facts: HostFacts, override = settings.microvmAccel.read()): AccelChoice {
   const tscKhz = tscKhzFrom(facts.cpuinfo);
   const flags = new Set((/^flags\s*:(.*)$/m.exec(facts.cpuinfo)?.[1] ?? "").trim().split(/\s+/));
   const hw = flags.has("vmx") ? "VT-x (vmx)" : flags.has("svm") ? "AMD-V (svm)" : undefined;

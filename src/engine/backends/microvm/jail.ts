@@ -11,6 +11,7 @@
 // namespace: nothing of them is visible on the host, and they vanish with QEMU.
 import { readdir, readlink } from "node:fs/promises";
 import { posix } from "node:path";
+import { settings } from "../../../settings/settings.js";
 
 /** Where things appear inside the jail. */
 export const JAIL_PATHS = {
@@ -159,7 +160,7 @@ export function usrRootLinks(): Promise<Array<{ name: string; target: string }>>
 }
 
 /** MATCHLOCK_QEMU_USER ("uid:gid"), else nobody:nogroup (65534:65534). */
-export function qemuUser(env = process.env.MATCHLOCK_QEMU_USER): { uid: number; gid: number } {
+export function qemuUser(env = settings.qemuUser.read()): { uid: number; gid: number } {
   if (!env) return { uid: 65534, gid: 65534 };
   const m = /^(\d+):(\d+)$/.exec(env);
   if (!m || Number(m[1]) === 0 || Number(m[1]) > 0xfffffffe || Number(m[2]) > 0xfffffffe) {

@@ -16,8 +16,7 @@ import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { MountConfigError } from "../../vfs/mounts.js";
-import { BackendUnavailableError, SETUP_COMMAND, type Backend, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, SETUP_COMMAND, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
 import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
@@ -26,6 +25,7 @@ import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
 import { traceStartup } from "../../trace/startup.js";
 import { createTap } from "./tap.js";
+import { settings } from "../../../settings/settings.js";
 import { JAIL_PATHS, QEMU_SANDBOX, SHARE_CAPABILITIES, jailedCommand, qemuUser, usrRootLinks } from "./jail.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
@@ -34,12 +34,40 @@ const READY_TIMEOUT_MS = 60_000;
 const AGENT_FD = 3;
 
 export function qemuBinary(): string {
-  return process.env.MATCHLOCK_QEMU || "qemu-system-x86_64";
+  return settings.qemu.read();
 }
 
-export class MicrovmBackend implements Backend {
+export class MicrovmBackend implements BackendDriver {
   readonly name = "microvm";
+  readonly description = "QEMU micro-VM: a Linux kernel per sandbox (KVM, else TCG emulation)";
+  readonly capabilities: Capabilities = {
+    // virtio-9p shares directories; a file is refused before anything is made.
+    hostMounts: "directories",
+    overlay: true,
+    diskLimit: true,
+    pty: false,
+    network: ["host-link"],
+    image: "unpacked",
+  };
   private accelChoice: AccelChoice | undefined;
+
+  /** First with KVM (hardware isolation, fast); under TCG last, after gVisor. */
+  async probe(): Promise<Probe> {
+    const accel = await this.accel();
+    const rank = accel.accel === "kvm" ? 100 : 10;
+    try {
+      await this.checkAvailable();
+      return { problem: undefined, rank, detail: accel.reason };
+    } catch (err) {
+      if (err instanceof BackendUnavailableError) return { problem: err.message, rank, detail: accel.reason };
+      throw err;
+    }
+  }
+
+  /** A tap in the host's netns, which QEMU attaches to by name. */
+  async makeLink(link: HostLink): Promise<void> {
+    await createTap(link, qemuUser()); // QEMU's unprivileged user may attach to this tap, and no other
+  }
 
   /** KVM or TCG for this host, decided once per engine. */
   async accel(): Promise<AccelChoice> {
@@ -47,7 +75,7 @@ export class MicrovmBackend implements Backend {
     return this.accelChoice;
   }
 
-  async checkAvailable(): Promise<void> {
+  private async checkAvailable(): Promise<void> {
     if (!(await findOnPath(qemuBinary()))) {
       throw new BackendUnavailableError(
         `QEMU was not found (looked for "${qemuBinary()}" on PATH): run "${SETUP_COMMAND}" (it installs qemu-system-x86)`,
@@ -93,28 +121,20 @@ export class MicrovmBackend implements Backend {
   }
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
-    for (const m of spec.mounts) {
-      if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
-        throw new MountConfigError(`mount ${m.guestPath}: the micro-VM engine shares directories only (virtio-9p), and ${m.hostPath} is a file: mount its directory instead`);
-      }
-    }
+    if (spec.network && spec.network.kind !== "host-link") throw new Error(`the micro-VM backend has no ${spec.network.kind} network`);
     const kernel = await findGuestKernel();
     const [initramfs, rootImage, accel] = await Promise.all([
-      initramfsFor(kernel, paths.agentBinary()), rootImageFor(spec.rootfs), this.accel(),
+      initramfsFor(kernel, paths.agentBinary()), rootImageFor(unpackedRootfs(spec.image)), this.accel(),
     ]);
     const user = qemuUser();
     const net = spec.network;
-    if (net) {
-      await createTap(net, user);
-      await net.attach();
-    }
     // QEMU sees its files at fixed places inside its jail (jail.ts), never the host's paths.
     const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly }] : []));
     const jailedMounts = spec.mounts.map((m, i) => (m.kind === "bind" ? { ...m, hostPath: JAIL_PATHS.share(i) } : m));
     const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
-      trace: process.env.MATCHLOCK_TRACE_STARTUP === "1",
+      trace: settings.traceStartup.read() === "1",
       network: net && { tap: net.link.hostInterface, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
     }), "-sandbox", QEMU_SANDBOX];
     const jailDir = join(spec.stateDir, "jail");
@@ -185,6 +205,8 @@ async function charDevice(path: string): Promise<{ path: string; major: number; 
   // Linux's dev_t: major in bits 8-19 (and 32-43), minor in bits 0-7 and 20-31.
   return { path, major: ((rdev >> 8) & 0xfff), minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
 }
+
+export const microvmDriver = new MicrovmBackend();
 
 /**
  * The seal's files (resolver, CA, trust bundles) written into the guest's root overlay before the

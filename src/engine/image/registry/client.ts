@@ -13,6 +13,7 @@ import { parseChallenge, type Challenge } from "./challenge.js";
 import { credentialsFor, dockerConfigFile, type Credentials } from "./credentials.js";
 import { allowsPlainHttp, apiHost } from "./endpoint.js";
 import { header, NetworkError, readBody, Transport, type HttpResponse } from "./http.js";
+import { EngineError, type ErrorKind } from "../../../protocol/errors.js";
 
 const MANIFEST_ACCEPT = [
   "application/vnd.oci.image.index.v1+json",
@@ -24,7 +25,9 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_TOKEN_BYTES = 1024 * 1024;
 
 /** The registry said no, or could not be talked to; the message says which and names the image. */
-export class RegistryError extends Error {}
+export class RegistryError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 export interface FetchedManifest {
   bytes: Buffer;

@@ -3,6 +3,7 @@
 // exit) means it has none for that registry. The secret never goes into a message or a log: a
 // helper's output is only echoed in errors when it could not have been a secret (it failed).
 import { runCommand } from "../../host-commands.js";
+import { EngineError, type ErrorKind } from "../../../protocol/errors.js";
 
 export interface HelperCredentials {
   username: string;
@@ -13,7 +14,9 @@ const TIMEOUT_MS = 60_000; // helpers may ask the user to unlock a keyring
 const MAX_OUTPUT = 64 * 1024;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-export class CredentialHelperError extends Error {}
+export class CredentialHelperError extends EngineError {
+  readonly kind: ErrorKind = "failed";
+}
 
 /** What the helper said when it failed, short, on one line. */
 function said(text: string): string {

@@ -3,6 +3,7 @@
 // loopback registries and for hosts listed in $MATCHLOCK_INSECURE_REGISTRIES (comma-separated
 // "host[:port]"), where HTTPS is still tried first, as Docker does.
 import { isIP } from "node:net";
+import { settings } from "../../../settings/settings.js";
 
 /** Docker Hub's API does not live at docker.io itself. */
 export function apiHost(domain: string): string {
@@ -23,6 +24,6 @@ function isLoopback(host: string): boolean {
 
 export function allowsPlainHttp(hostPort: string): boolean {
   if (isLoopback(hostname(hostPort))) return true;
-  const listed = (process.env.MATCHLOCK_INSECURE_REGISTRIES ?? "").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const listed = (settings.insecureRegistries.read() ?? "").split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
   return listed.includes(hostPort.toLowerCase()) || listed.includes(hostname(hostPort).toLowerCase());
 }

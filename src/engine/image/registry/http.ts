@@ -7,6 +7,8 @@ import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { Agent, request, type Dispatcher } from "undici";
 import { allowsPlainHttp } from "./endpoint.js";
+import { settings } from "../../../settings/settings.js";
+import { EngineError, type ErrorKind } from "../../../protocol/errors.js";
 
 const MAX_REDIRECTS = 5;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -24,7 +26,9 @@ export function header(res: HttpResponse, name: string): string | undefined {
 }
 
 /** A failure to talk to the server at all (refused, reset, TLS, timeout), as opposed to an HTTP status. */
-export class NetworkError extends Error {
+export class NetworkError extends EngineError {
+  readonly kind: ErrorKind = "unavailable";
+
   constructor(message: string, readonly code: string | undefined, options?: ErrorOptions) {
     super(message, options);
   }
@@ -36,7 +40,7 @@ export class NetworkError extends Error {
 }
 
 function extraCa(): string[] | undefined {
-  const file = process.env.MATCHLOCK_REGISTRY_CA;
+  const file = settings.registryCa.read();
   if (!file) return undefined;
   let pem: string;
   try {

@@ -1,0 +1,36 @@
+// Every JSON-RPC method and notification name, for the SDK (which sends them) and the engine
+// (which dispatches on them): a new method is added here first. The spec's methods are in
+// ../shared/matchlock-protocol.md; the file_* ones are this engine's streamed-transfer extension.
+
+export const Method = {
+  CREATE: "create",
+  EXEC: "exec",
+  EXEC_STREAM: "exec_stream",
+  WRITE_FILE: "write_file",
+  READ_FILE: "read_file",
+  LIST_FILES: "list_files",
+  CLOSE: "close",
+  CANCEL: "cancel",
+  SET_TIMEOUT: "set_timeout",
+  /** Our extension: the engine's protocol version, asked first by our SDK. */
+  HANDSHAKE: "handshake",
+  WRITE_FILE_OPEN: "write_file_open",
+  WRITE_FILE_CHUNK: "write_file_chunk",
+  WRITE_FILE_CLOSE: "write_file_close",
+  READ_FILE_OPEN: "read_file_open",
+  READ_FILE_CHUNK: "read_file_chunk",
+  FILE_ABORT: "file_abort",
+} as const;
+
+export type MethodName = (typeof Method)[keyof typeof Method];
+
+/** The streamed-transfer methods (a protocol extension), served by one handler in the engine. */
+export const TRANSFER_METHODS: ReadonlySet<string> = new Set<MethodName>([
+  Method.WRITE_FILE_OPEN, Method.WRITE_FILE_CHUNK, Method.WRITE_FILE_CLOSE, Method.READ_FILE_OPEN, Method.READ_FILE_CHUNK, Method.FILE_ABORT,
+]);
+
+export const Notification = {
+  EXEC_STDOUT: "exec_stream.stdout",
+  EXEC_STDERR: "exec_stream.stderr",
+  EVENT: "event",
+} as const;
