@@ -150,17 +150,17 @@ export class Client implements AsyncDisposable {
     return toExecStreamResult(result);
   }
 
+  /** writeFile() with this mode (upstream SDK's name). */
+  writeFileMode(path: string, content: FileContent, mode: number, opts: CallOptions = {}): Promise<void> {
+    return this.writeFile(path, content, { ...opts, mode });
+  }
+
   /**
    * Writes a file in the guest; strings are encoded as UTF-8. Content of up to 1 MiB goes in one
    * `write_file` message; larger content and streams (a Node Readable, or any AsyncIterable of
    * Uint8Array/string chunks) are streamed in chunks with bounded memory, into a temporary file
    * that is renamed over `path` only once everything arrived.
    */
-  /** writeFile() with this mode (upstream SDK's name). */
-  writeFileMode(path: string, content: FileContent, mode: number, opts: CallOptions = {}): Promise<void> {
-    return this.writeFile(path, content, { ...opts, mode });
-  }
-
   async writeFile(path: string, content: FileContent, opts: WriteFileOptions = {}): Promise<void> {
     const mode = opts.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0xffffffff) {

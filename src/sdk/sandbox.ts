@@ -125,7 +125,10 @@ export class Sandbox {
     return this;
   }
 
-  /** Replaces the guest's DNS servers (engine default 8.8.8.8, 8.8.4.4). */
+  /**
+   * The resolvers the engine asks for allowed names (default: the host's). The guest's own
+   * resolver is always the engine, which answers only allowed names.
+   */
   withDNSServers(...servers: string[]): this {
     this.opts.dnsServers = servers.map(checkDnsServer);
     return this;

@@ -161,7 +161,6 @@ export function checkSecret(secret: Secret): Secret {
   return out;
 }
 
-/** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
 /** The shape of a backend name; which names exist is the engine's to say. */
 export function checkBackend(backend: BackendName): BackendName {
   if (typeof backend !== "string" || !/^[a-z][a-z0-9_-]*$/.test(backend)) {
@@ -175,6 +174,7 @@ const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
   "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
 ]);
 
+/** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
 export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts === null || typeof opts !== "object") throw invalid("create options must be an object");
   const unknown = Object.keys(opts).filter((k) => !CREATE_OPTIONS.has(k) && (opts as unknown as Record<string, unknown>)[k] !== undefined);

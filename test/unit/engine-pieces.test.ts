@@ -67,9 +67,9 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", resources: { memory_mb: 1.5 } }).success, false);
     assert.equal(createParamsSchema.safeParse({ image: "" }).success, false);
     assert.equal(createParamsSchema.safeParse({ image: "a", id: "vm-12345678" }).success, false);
-    const dns = createParamsSchema.safeParse({ image: "a", network: { dns_servers: ["1.1.1.1", "dns.example"] } });
+    const dns = createParamsSchema.safeParse({ image: "a", network: { allowed_hosts: ["x.test"], dns_servers: ["1.1.1.1", "dns.example"] } });
     assert.match(dns.error?.issues[0]?.message ?? "", /invalid DNS server "dns.example": must be an IP address/);
-    assert.deepEqual(merge({ image: "a", network: { dns_servers: ["10.0.0.53", "fd00::53"] } }).network.dnsServers, ["10.0.0.53", "fd00::53"]);
+    assert.deepEqual(merge({ image: "a", network: { allowed_hosts: ["x.test"], dns_servers: ["10.0.0.53", "fd00::53"] } }).network.dnsServers, ["10.0.0.53", "fd00::53"]);
     const c = merge({ image: "a", network: { secrets: { K: { value: "real", hosts: ["h"] } } } });
     assert.deepEqual(c.network.secrets, { K: { hosts: ["h"], allowCleartext: false } });
     assert.ok(!JSON.stringify(c).includes("real"));
@@ -132,7 +132,10 @@ describe("create params", () => {
   });
 
   test("no_network is what a sandbox without hosts or secrets has; with them it is a contradiction", () => {
-    assert.equal(createParamsSchema.safeParse({ image: "a", network: { no_network: true, dns_servers: ["10.0.0.53"] } }).success, true);
+    assert.equal(createParamsSchema.safeParse({ image: "a", network: { no_network: true } }).success, true);
+    // Resolvers without a network would do nothing: refused, not dropped.
+    assert.match(refusal({ image: "a", network: { no_network: true, dns_servers: ["10.0.0.53"] } }), /dns_servers has no effect without network\.allowed_hosts or network\.secrets/);
+    assert.match(refusal({ image: "a", network: { dns_servers: ["10.0.0.53"] } }), /dns_servers has no effect/);
     assert.match(refusal({ image: "a", network: { no_network: true, allowed_hosts: ["x.test"] } }), /network\.no_network cannot be combined with network\.allowed_hosts/);
     assert.match(refusal({ image: "a", network: { no_network: true, secrets: { K: { value: "v" } } } }), /network\.no_network cannot be combined with network\.secrets/);
   });

@@ -53,6 +53,11 @@ const networkSchema = z.strictObject({
   // 1500 is the MTU every sandbox link has.
   mtu: notYet("network.mtu", z.number().nullable(), (v: number | null) => !v || v === 1500),
 }).superRefine((n, ctx) => {
+  const networked = (n.allowed_hosts?.length ?? 0) > 0 || Object.keys(n.secrets ?? {}).length > 0;
+  // Without allowed hosts or secrets the sandbox has no network: resolvers would do nothing.
+  if (!networked && (n.dns_servers?.length ?? 0) > 0) {
+    ctx.addIssue({ code: "custom", path: [], message: "network.dns_servers has no effect without network.allowed_hosts or network.secrets (the sandbox then has no network)" });
+  }
   if (!n.no_network) return;
   const clash = [
     (n.allowed_hosts?.length ?? 0) > 0 && "network.allowed_hosts",

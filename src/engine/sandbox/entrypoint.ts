@@ -19,6 +19,8 @@ function earlyExitMs(): number {
 }
 /** How much of a failed entrypoint's last output its error quotes. */
 const QUOTED_OUTPUT_BYTES = 2048;
+/** The most of an entrypoint's output the host's log takes: a guest must not fill the host's disk. */
+export const MAX_LOGGED_OUTPUT = 64 * 1024 * 1024;
 
 export class EntrypointFailedError extends EngineError {
   readonly kind: ErrorKind = "failed";
@@ -32,9 +34,14 @@ export async function startEntrypoint(exec: Exec, image: ImageConfig, logPath: s
   if (argv.length === 0) return;
   const log = await open(logPath, "a");
   let last = Buffer.alloc(0);
+  let logged = 0;
   const append = (d: Buffer) => {
     last = Buffer.concat([last, d]).subarray(-QUOTED_OUTPUT_BYTES);
-    return log.write(d);
+    const room = MAX_LOGGED_OUTPUT - logged;
+    if (room <= 0) return;
+    logged += Math.min(room, d.length);
+    const cut = d.length > room;
+    return log.write(cut ? Buffer.concat([d.subarray(0, room), Buffer.from(`\n[entrypoint output past ${MAX_LOGGED_OUTPUT} bytes is not logged]\n`)]) : d);
   };
   const ended = exec(argv.map(shellQuote).join(" "), {}, { stdout: append, stderr: append })
     .then(async (out) => {

@@ -128,6 +128,9 @@ export class GvisorBackend implements BackendDriver {
     const stop = async (graceMs: number) => {
       await stopSandbox(spec.id, child, agent, exited, graceMs);
       await removeRunscFiles(spec.id);
+      // runsc removes its cgroups when it exits or deletes its container; one killed before it
+      // recorded the container (a create cut short) cannot, and the record may be gone for gc.
+      await removeSandboxCgroups(spec.id);
     };
     try {
       await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");

@@ -87,7 +87,7 @@ links=; while [ "$1" != -- ]; do links="$links $1"; shift; done; shift
 while [ "$1" != -- ]; do
   kind=$1 src=$2 dst=$jail$3; shift 3
   case $kind in
-    proc) mount -t proc -o nosuid,nodev,noexec proc "$dst"; continue ;;
+    proc) mount -t proc -o nosuid,nodev,noexec,subset=pid proc "$dst"; continue ;;
     chardev) maj=\${src%%:*} rest=\${src#*:}; mknod -m 0600 "$dst" c "$maj" "\${rest%%:*}"; chown "\${rest#*:}" "$dst"; continue ;;
     file|dev) : > "$dst" ;;
   esac
