@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { GoFileMode, RPCError, Sandbox, type Client } from "../../src/sdk/index.js";
 import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../helpers/e2e.js";
+import { RawSession } from "../helpers/raw-rpc.js";
 
 /** An RPCError with code -32002 whose message is `message` (the guest's reason). */
 function fileError(message: string | RegExp) {
@@ -124,5 +125,51 @@ describe(`file operations on a ${BACKEND} sandbox`, () => {
     // The guest's own clock wrote it: within a minute of the guest's "now" (far from both a wrong epoch and a zero time).
     assert.ok(Math.abs(b.getTime() / 1000 - now) < 60, `b: ${b.toISOString()}, guest now ${now}`);
     assert.deepEqual((await client.statFile("/listed/b")).modTime, b);
+  });
+});
+
+describe(`the file operations on the wire (${BACKEND})`, () => {
+  test("before a create: -32000 VM not created; then strict params and the wire shapes", async () => {
+    await setUpE2E();
+    const s = new RawSession();
+    try {
+      let id = 1;
+      for (const method of ["remove_file", "make_dir", "rename_file", "stat_file"]) {
+        const r = await s.call(method, { path: "/x" }, id++);
+        assert.equal(r.error?.code, -32000, JSON.stringify(r));
+        assert.equal(r.error.message, "VM not created");
+      }
+      assert.equal((await s.call("create", { image: BUSYBOX }, id++)).error, undefined);
+      const refused: Array<[string, object, RegExp]> = [
+        ["remove_file", { path: "/x", force: true }, /force/],
+        ["remove_file", { path: "/x", recursive: "yes" }, /recursive/],
+        ["make_dir", { path: "/x", mode: 0o10000 }, /mode must be permission bits, at most 0o7777/],
+        ["rename_file", { old_path: "/x" }, /new_path/],
+        ["stat_file", {}, /path/],
+      ];
+      for (const [method, params, why] of refused) {
+        const r = await s.call(method, params, id++);
+        assert.equal(r.error?.code, -32602, `${method} ${JSON.stringify(r)}`);
+        assert.match(r.error.message, why);
+      }
+      assert.deepEqual((await s.call("make_dir", { path: "/w/a", parents: true, mode: 0o700 }, id++)).result, {});
+      const st = await s.call("stat_file", { path: "/w/a" }, id++);
+      assert.equal(st.result.file.name, "a");
+      assert.equal(st.result.file.mode, 2 ** 31 + 0o700);
+      assert.equal(st.result.file.is_dir, true);
+      assert.match(st.result.file.mod_time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/);
+      assert.deepEqual((await s.call("rename_file", { old_path: "/w/a", new_path: "/w/b" }, id++)).result, {});
+      const listed = await s.call("list_files", { path: "/w" }, id++);
+      assert.deepEqual(listed.result.files.map((f: { name: string; mod_time: string }) => [f.name, f.mod_time]), [["b", st.result.file.mod_time]]);
+      assert.deepEqual((await s.call("remove_file", { path: "/w", recursive: true }, id++)).result, {});
+      const gone = await s.call("stat_file", { path: "/w" }, id++);
+      assert.equal(gone.error?.code, -32002);
+      assert.equal(gone.error.message, "stat /w: No such file or directory");
+      assert.equal(gone.error.data?.kind, "failed");
+      await s.call("close", {}, id++);
+    } finally {
+      s.proc.stdin.end();
+      await s.exited;
+    }
   });
 });
