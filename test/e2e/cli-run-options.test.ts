@@ -5,12 +5,16 @@
 // namespace this test creates (test/helpers/net-lab.ts).
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { BUSYBOX, PYTHON, cli, setUpE2E } from "../helpers/e2e.js";
+import { BUSYBOX, CLI, PYTHON, ROOT, cli, setUpE2E } from "../helpers/e2e.js";
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
+
+const execFileP = promisify(execFile);
 
 const SECRET = "sk-run-" + "5".repeat(24);
 
@@ -152,5 +156,25 @@ except urllib.error.HTTPError as e: print(e.code)`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, "from-host-file\nmine\nrefused\n");
     assert.equal(await readFile(join(dir, "config.txt"), "utf8"), "from-host-file");
+  });
+
+  test("docs/cli.md: the -v examples run as written", async () => {
+    const doc = await readFile(join(ROOT, "docs", "cli.md"), "utf8");
+    const block = /## `matchlock run`: mounts[\s\S]*?```sh\n([\s\S]*?)```/.exec(doc)?.[1];
+    assert.ok(block, "the -v examples block of docs/cli.md");
+    const lines = block.trim().split("\n");
+    assert.equal(lines.length, 3);
+    // A project directory with an out/ beside it, and `matchlock` on PATH as a user has it.
+    const project = await mkdtemp(join(tmpdir(), "matchlock-cli-doc-"));
+    await mkdir(join(project, "out"));
+    const bin = await mkdtemp(join(tmpdir(), "matchlock-cli-bin-"));
+    await writeFile(join(bin, "matchlock"), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+    const sh = (line: string) => execFileP("sh", ["-c", line], { cwd: project, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    await sh(lines[0]!);
+    assert.deepEqual((await readdir(project)).sort(), ["out"], "the copy was changed, not the project");
+    await sh(lines[1]!);
+    assert.equal(await readFile(join(project, "out", "result"), "utf8"), "done\n");
+    const hostname = await sh(lines[2]!);
+    assert.equal(hostname.stdout, await readFile("/etc/hostname", "utf8"));
   });
 });
