@@ -21,6 +21,8 @@ export type {
   MountConfig,
   MountType,
   OutputTarget,
+  PortForward,
+  PortForwardBinding,
   SandboxEvent,
   Secret,
   SecretOptions,
