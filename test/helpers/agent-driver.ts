@@ -74,7 +74,7 @@ interface Pending {
   reject(err: Error): void;
 }
 
-const TERMINAL = new Set<number>([FrameType.EXIT, FrameType.OK, FrameType.ERROR]);
+const TERMINAL = new Set<number>([FrameType.EXIT, FrameType.OK, FrameType.ERROR, FrameType.PORT_CLOSED]);
 const DEFAULT_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin"];
 
 export class AgentDriver {
