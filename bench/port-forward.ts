@@ -10,6 +10,7 @@ import { cpus, loadavg } from "node:os";
 import { Sandbox } from "../src/sdk/index.js";
 import { BACKEND, BUSYBOX, newClient, setUpE2E } from "../test/helpers/e2e.js";
 import { timed } from "./measure.js";
+import { freePort } from "../test/helpers/free-port.js";
 
 const MB = Number(process.env.BENCH_PF_MB ?? 64);
 const ROUNDS = Number(process.env.BENCH_PF_ROUNDS ?? 5);
@@ -89,13 +90,6 @@ async function run(): Promise<void> {
   for (const r of rows) console.log(r);
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** The guest's servers start in the background: the first transfers may be refused (reset). */
 async function retry(op: () => Promise<unknown>): Promise<void> {

@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { Client, RPCError, Sandbox } from "../../src/sdk/index.js";
 import { BACKEND, BUSYBOX, CLI, cli, eventually, leftovers, newClient, setUpE2E } from "../helpers/e2e.js";
 import { startServer } from "../helpers/resident.js";
+import { freePort } from "../helpers/free-port.js";
 
 const GUEST_PORT = 7000;
 const OTHER_GUEST_PORT = 7001;
@@ -52,14 +53,6 @@ async function echoWorks(port: number): Promise<void> {
   assert.deepEqual(problems, []);
 }
 
-/** A host port nothing listens on right now (the kernel's choice). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** What a connection to `port` gets: "refused" when nothing listens. */
 function connectOutcome(port: number): Promise<string> {
