@@ -172,7 +172,8 @@ static void connected(struct agent *a, struct port_conn *c)
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     send_u32(a, T_PORT_CONNECTED, c->id, PORT_WINDOW);
-    update_events(c);
+    if (c->engine_eof && flush_out(a, c)) maybe_finish(a, c); /* PORT_SHUTDOWN came while connecting */
+    else if (!c->engine_eof) update_events(c);
 }
 
 /* PORT_CONNECT: uint16 port, uint32 window (what we may send before credit). Loopback only. */
@@ -258,7 +259,7 @@ void port_frame(struct agent *a, uint8_t type, uint32_t id, const unsigned char 
         break;
     case T_PORT_SHUTDOWN:
         c->engine_eof = true;
-        if (flush_out(a, c)) maybe_finish(a, c);
+        if (!c->connecting && flush_out(a, c)) maybe_finish(a, c); /* else once connected */
         break;
     case T_PORT_CLOSE:
         drop(c, len == 1 && p[0] == 1);

@@ -186,6 +186,24 @@ describe("the agent's half (real agent binary)", () => {
     });
   });
 
+  test("a PORT_SHUTDOWN that arrives while the agent still connects takes effect once connected", LIMIT, async () => {
+    await withServer((s) => s.resume().on("end", () => s.end("bye")), async (port) => {
+      const agent = await AgentDriver.start();
+      try {
+        const id = agent.allocId();
+        const done = agent.track(id);
+        await agent.writeRaw(Buffer.concat([
+          encodeFrame(FrameType.PORT_CONNECT, id, encodePortConnect(port, 1000)), encodeFrame(FrameType.PORT_SHUTDOWN, id),
+        ]));
+        const r = await done;
+        assert.deepEqual(r.frames.map((f) => f.type), [FrameType.PORT_CONNECTED, FrameType.PORT_DATA_OUT, FrameType.PORT_EOF, FrameType.PORT_CLOSED]);
+        assert.equal(r.frames[1]!.payload.toString(), "bye");
+      } finally {
+        await agent.stop();
+      }
+    });
+  });
+
   test("engine bytes are written to the guest and credited back; half-close passes; CLOSE ends; refused is an ERROR", LIMIT, async () => {
     const sent = randomBytes(2 << 20);
     let serverGot: Promise<Buffer> | undefined;
