@@ -1,7 +1,8 @@
 // Port-forward throughput: a TCP client on the host moves N MB through a forward to a server in
 // the guest (busybox nc), against the same transfer over a direct loopback connection to a
 // server on the host. Download (the guest sends), upload (the guest reads and drops), and echo
-// (both at once). Prints medians and ratios.
+// (both at once). Prints medians and ratios, and, for download and upload, the same transfer
+// inside the guest (nc to nc over the guest's own loopback): what the guest's TCP alone costs.
 //   npm run bench:ports   (MATCHLOCK_BACKEND=gvisor|microvm; BENCH_PF_MB, BENCH_PF_ROUNDS;
 //                          needs root and the local images)
 import { randomBytes } from "node:crypto";
@@ -16,6 +17,11 @@ const MB = Number(process.env.BENCH_PF_MB ?? 64);
 const ROUNDS = Number(process.env.BENCH_PF_ROUNDS ?? 5);
 const PORTS = { download: 7001, upload: 7002, echo: 7003 } as const;
 type Kind = keyof typeof PORTS;
+/** The same transfer by a client inside the guest (busybox nc does not half-close: no echo). */
+const GUEST_CLIENT: Partial<Record<Kind, string>> = {
+  download: `nc 127.0.0.1 ${PORTS.download} </dev/null >/dev/null`,
+  upload: `nc 127.0.0.1 ${PORTS.upload} </tmp/blob >/dev/null`,
+};
 
 /** One transfer of `kind` to the server at `port`; resolves when the server's end arrived. */
 function transfer(kind: Kind, port: number, data: Buffer): Promise<void> {
@@ -76,8 +82,10 @@ async function run(): Promise<void> {
       await retry(() => transfer(kind, forwarded[kind], data)); // also a warm-up round
       const through = await timed(ROUNDS, () => transfer(kind, forwarded[kind], data));
       const direct = await timed(ROUNDS, () => transfer(kind, host.ports[kind], data));
-      const rate = (ms: number) => ((MB * (kind === "echo" ? 2 : 1)) / (ms / 1000)).toFixed(0);
-      rows.push(`| ${kind} ${MB} MB | ${through.toFixed(0)} ms (${rate(through)} MB/s) | ${direct.toFixed(0)} ms (${rate(direct)} MB/s) | ${(through / direct).toFixed(1)}x |`);
+      const inGuest = GUEST_CLIENT[kind] && (await timed(ROUNDS, () => client.exec(GUEST_CLIENT[kind]!)));
+      const rate = (ms: number) => ((MB * (kind === "echo" ? 2 : 1)) / (ms / 1000)).toFixed(1);
+      const guestCell = inGuest ? `${inGuest.toFixed(0)} ms (${rate(inGuest)} MB/s)` : "-";
+      rows.push(`| ${kind} ${MB} MB | ${through.toFixed(0)} ms (${rate(through)} MB/s) | ${direct.toFixed(0)} ms (${rate(direct)} MB/s) | ${(through / direct).toFixed(1)}x | ${guestCell} |`);
     }
   } finally {
     host.close();
@@ -85,8 +93,8 @@ async function run(): Promise<void> {
     await client.remove();
   }
   console.log(`port forward, ${BACKEND}, ${ROUNDS} rounds, medians; load ${loadavg().map((l) => l.toFixed(1)).join(" ")} on ${cpus().length} CPUs`);
-  console.log("| transfer | through the forward | direct loopback | ratio |");
-  console.log("|---|---:|---:|---:|");
+  console.log("| transfer | through the forward | direct loopback | ratio | inside the guest |");
+  console.log("|---|---:|---:|---:|---:|");
   for (const r of rows) console.log(r);
 }
 
