@@ -12,6 +12,8 @@ import { decodeCredit, encodeCredit, encodePortClose, encodePortConnect } from "
 import { describeBinding, parsePortSpec } from "../../src/protocol/port-forward.js";
 import { ENGINE_WINDOW } from "../../src/engine/ports/port-bridge.js";
 import { PortForwards } from "../../src/engine/ports/port-forwards.js";
+import { serve } from "../../src/engine/rpc/server.js";
+import { PassThrough } from "node:stream";
 import { AgentDriver } from "../helpers/agent-driver.js";
 import { fakeAgentChannel } from "../helpers/fake-agent-channel.js";
 
@@ -47,6 +49,36 @@ describe("port-forward specs and payloads", () => {
     assert.throws(() => decodeCredit(Buffer.alloc(3)), /4 bytes/);
     assert.deepEqual([...encodePortClose(true)], [1]);
     assert.deepEqual([...encodePortClose(false)], [0]);
+  });
+});
+
+describe("port_forward params (in-process serve, no sandbox)", () => {
+  test("empty forwards, bad ports and addresses are -32602; no sandbox or an unknown vm_id is -32000", async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    let text = "";
+    output.on("data", (d: Buffer) => (text += d.toString()));
+    const served = serve({ input, output, log: () => {}, handleSignals: false });
+    const requests: unknown[] = [
+      {},
+      { forwards: [] },
+      { forwards: [{ local_port: 8080, remote_port: 0 }] },
+      { forwards: [{ local_port: 8080, remote_port: 80 }], addresses: ["localhost"] },
+      { forwards: [{ local_port: 8080, remote_port: 80, proto: "udp" }] },
+      { forwards: [{ local_port: 8080, remote_port: 80 }] },
+      { forwards: [{ local_port: 8080, remote_port: 80 }], vm_id: "vm-00000000" },
+    ];
+    input.end(requests.map((params, id) => JSON.stringify({ jsonrpc: "2.0", method: "port_forward", params, id }) + "\n").join(""));
+    await served;
+    const errors = text.split("\n").filter(Boolean).map((l) => (JSON.parse(l) as { error: { code: number; message: string } }).error);
+    assert.deepEqual(errors.map((e) => e.code), [-32602, -32602, -32602, -32602, -32602, -32000, -32000]);
+    assert.equal(errors[0]!.message, "forwards is required");
+    assert.equal(errors[1]!.message, "forwards is required");
+    assert.match(errors[2]!.message, /remote_port must be 1-65535/);
+    assert.match(errors[3]!.message, /invalid address "localhost"/);
+    assert.match(errors[4]!.message, /unknown field forwards\.0\.proto/);
+    assert.equal(errors[5]!.message, "VM not created");
+    assert.match(errors[6]!.message, /VM vm-00000000 is not running in this engine/);
   });
 });
 
