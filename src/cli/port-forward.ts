@@ -11,14 +11,10 @@ import { connectEngine } from "../sdk/engine-link.js";
 import { shakeHands } from "../sdk/handshake.js";
 import { Transport } from "../sdk/transport.js";
 import { settings } from "../settings/settings.js";
+import { collect } from "./options.js";
 
 /** How often the sandbox's record is looked at, to end when the sandbox stops. */
 const WATCH_MS = 500;
-
-/** For repeatable options: every value, in order. */
-export function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 export function registerPortForwardCommand(program: Command): void {
   program

@@ -9,7 +9,7 @@ import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
 import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
-import { collect } from "./port-forward.js";
+import { collect } from "./options.js";
 
 interface RunOptions {
   image: string;
