@@ -81,7 +81,7 @@ static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned 
     case T_PORT_CONNECT: case T_PORT_DATA: case T_PORT_CREDIT: case T_PORT_SHUTDOWN: case T_PORT_CLOSE:
         port_frame(a, type, id, p, len);
         break;
-    default: break; /* unknown types are ignored (forward compatibility) */
+    default: file_op(a, type, id, p, len); break; /* it ignores types it does not know */
     }
 }
 
