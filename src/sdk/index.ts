@@ -22,6 +22,8 @@ export type {
   MountConfig,
   MountType,
   OutputTarget,
+  PortForward,
+  PortForwardBinding,
   RemoveFileOptions,
   SandboxEvent,
   Secret,
