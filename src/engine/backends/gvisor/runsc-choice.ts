@@ -42,6 +42,20 @@ export interface RunscChoice {
   platform: string;
   /** Why this platform, for `doctor`. */
   platformReason: string;
+  /** It has the --directfs flag (builds from 2023 on; on by default there). */
+  hasDirectfs: boolean;
+}
+
+/**
+ * Flags every sandbox gets from a runsc that knows them. directfs off: with it on (the default
+ * since 2023) the Sentry opens host files itself and so keeps root (in a user namespace mapped
+ * to the host's root) with CAP_DAC_OVERRIDE, where without it the Sentry runs as nobody and
+ * only the gofer touches host files. A guest that broke into the Sentry would get the former.
+ * The price: host-mount file work is slower; the image's root file system, in memory under
+ * --overlay2=root:memory, is not.
+ */
+export function sandboxFlags(hasDirectfs: boolean): string[] {
+  return hasDirectfs ? ["--directfs=false"] : [];
 }
 
 /** The current runsc fetched by `matchlock setup` (scripts/fetch-runsc.sh). */
@@ -67,6 +81,7 @@ export async function runscBinary(): Promise<{ binary: string; reason: string } 
 interface CachedProbe {
   key: string;
   version: string;
+  hasDirectfs: boolean;
   platforms: string[];
   platform: string;
   reason: string;
@@ -110,16 +125,17 @@ async function choose(): Promise<RunscChoice> {
     if (!probe.platforms.includes(forced)) {
       throw new BackendUnavailableError(`MATCHLOCK_RUNSC_PLATFORM=${forced}, but ${binary} (${probe.version}) offers only ${probe.platforms.join(", ")}`);
     }
-    return { binary, binaryReason, version: probe.version, platforms: probe.platforms, platform: forced, platformReason: "set by MATCHLOCK_RUNSC_PLATFORM" };
+    return { binary, binaryReason, version: probe.version, hasDirectfs: probe.hasDirectfs, platforms: probe.platforms, platform: forced, platformReason: "set by MATCHLOCK_RUNSC_PLATFORM" };
   }
   if (!probe.platform) throw new BackendUnavailableError(`no gVisor platform works here with ${binary} (${probe.version}): ${probe.reason}`);
-  return { binary, binaryReason, version: probe.version, platforms: probe.platforms, platform: probe.platform, platformReason: probe.reason };
+  return { binary, binaryReason, version: probe.version, hasDirectfs: probe.hasDirectfs, platforms: probe.platforms, platform: probe.platform, platformReason: probe.reason };
 }
 
 async function probeKey(binary: string, kvmCandidate: boolean): Promise<string> {
   const real = await realpath(binary);
   const s = await stat(real);
-  return JSON.stringify([real, s.size, s.mtimeMs, release(), kvmCandidate]);
+  // The first element names what a probe records: a record of another shape is probed again.
+  return JSON.stringify(["v2", real, s.size, s.mtimeMs, release(), kvmCandidate]);
 }
 
 /** Asks the binary what it offers and tries the fastest candidates until one runs. */
@@ -129,6 +145,8 @@ async function probePlatforms(binary: string, kvmSkipped: string | undefined): P
     throw new BackendUnavailableError(`${binary} --version failed: ${(versionOut.stderr || versionOut.spawnError?.message || "killed").trim()}`);
   }
   const version = /version\s+(\S+)/.exec(versionOut.stdout)?.[1] ?? versionOut.stdout.trim();
+  const flags = await runCommand(binary, ["flags"], { timeoutMs: TRIAL_TIMEOUT_MS });
+  const hasDirectfs = /^\s*-directfs\b/m.test(flags.stdout + flags.stderr);
   const help = await runCommand(binary, ["help", "platforms"], { timeoutMs: TRIAL_TIMEOUT_MS });
   const platforms = help.status === 0 ? help.stdout.split("\n").map((l) => l.trim()).filter((l) => /^[a-z0-9_-]+$/.test(l)) : [];
   if (platforms.length === 0) throw new BackendUnavailableError(`${binary} listed no platforms (runsc help platforms): ${help.stderr.trim()}`);
@@ -142,20 +160,20 @@ async function probePlatforms(binary: string, kvmSkipped: string | undefined): P
       notes.push(`kvm skipped: ${kvmSkipped}`);
       continue;
     }
-    const failure = await trial(binary, platform);
+    const failure = await trial(binary, platform, hasDirectfs);
     if (failure === undefined) {
-      return { version, platforms, platform, reason: [`the fastest of ${platforms.join(", ")} that runs here`, ...notes].join("; ") };
+      return { version, hasDirectfs, platforms, platform, reason: [`the fastest of ${platforms.join(", ")} that runs here`, ...notes].join("; ") };
     }
     notes.push(`${platform}: ${failure}`);
   }
-  return { version, platforms, platform: "", reason: notes.join("; ") };
+  return { version, hasDirectfs, platforms, platform: "", reason: notes.join("; ") };
 }
 
 /** Runs `/bin/true` in a throw-away sandbox on `platform`: undefined when it worked, else why not. */
-async function trial(binary: string, platform: string): Promise<string | undefined> {
+async function trial(binary: string, platform: string, hasDirectfs: boolean): Promise<string | undefined> {
   const root = await mkdtemp(join(tmpdir(), "matchlock-platform-"));
   try {
-    const flags = ["--root", root, `--platform=${platform}`, "--network=none"];
+    const flags = ["--root", root, `--platform=${platform}`, "--network=none", ...sandboxFlags(hasDirectfs)];
     const r = await runCommand(binary, [...flags, "do", "/bin/true"], { timeoutMs: TRIAL_TIMEOUT_MS, maxOutputBytes: 64 * 1024 });
     if (r.status === 0) return undefined;
     // A hung trial leaves its sandbox behind: delete what this root holds.

@@ -14,7 +14,7 @@ import { createNetns, netnsPath } from "./netns.js";
 import { inPrivateMounts, privateRootfs, readOnlyOnHost } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
-import { runscChoice, type RunscChoice } from "./runsc-choice.js";
+import { runscChoice, sandboxFlags, type RunscChoice } from "./runsc-choice.js";
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -144,7 +144,7 @@ export class GvisorBackend implements BackendDriver {
 export const gvisorDriver = new GvisorBackend();
 
 function globalFlags(runsc: RunscChoice, network: "none" | "sandbox" = "none"): string[] {
-  return ["--root", paths.runscRoot(), `--platform=${runsc.platform}`, `--network=${network}`, "--overlay2=root:memory"];
+  return ["--root", paths.runscRoot(), `--platform=${runsc.platform}`, `--network=${network}`, "--overlay2=root:memory", ...sandboxFlags(runsc.hasDirectfs)];
 }
 
 async function stopSandbox(
