@@ -105,6 +105,7 @@ async function sandboxRunner(config: Config): Promise<Runner> {
     }
   }
   await client.launch(new Sandbox(PYTHON).withMemory(MEMORY_MB));
+  await client.exec(`mkdir -p ${GUEST_DIR}`);
   const run = async (command: string) => {
     const t = performance.now();
     const r = await client.exec(command, { workingDir: GUEST_DIR });
