@@ -3,14 +3,14 @@
 // VT-x/AMD-V), the host's own older runsc if there is one, and the micro-VM. Six syscall-heavy
 // jobs of the kind agents run (many small files, a compile, fork+exec, unpacking an archive,
 // hashing, a pipe), each timed through the SDK as an agent sees it (exec round trip included),
-// natively by spawning `sh -c` in a host directory. Rounds are interleaved (every config, then
+// natively by spawning `sh -c` in a memory directory under the same CPU quota. Rounds are interleaved (every config, then
 // the next round) so a change of the shared machine's load hits all alike; medians per config.
 // Plus the SDK exec("true") round trip.
 //   npm run bench:workload       BENCH_ROUNDS=5  BENCH_EXECS=20 (per round)
 //   BENCH_CONFIGS=native,default,...  run only those (names as printed)
 //   BENCH_AGENT_BEFORE=<agent binary>  adds the default engine with that agent (a before/after)
 import { spawn } from "node:child_process";
-import { access, chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { chooseAccel, hostFacts } from "../src/engine/backends/microvm/accel.js";
@@ -76,16 +76,33 @@ interface Runner {
   close(): Promise<void>;
 }
 
-function nativeRunner(dir: string): Runner {
+/**
+ * Native commands run in memory (a directory on /dev/shm, as the guest's root file system is
+ * under gVisor) and in a CPU cgroup beside the sandboxes' own (cgroup v1 cpu/matchlock/...)
+ * with the same 1-CPU quota: on a loaded host a sandbox's cgroup gets its fair share as a
+ * group, and native processes in the crowded root cgroup would get far less.
+ */
+async function nativeRunner(): Promise<Runner> {
+  const dir = await mkdtemp("/dev/shm/matchlock-workload-native-");
+  const cgroup = `/sys/fs/cgroup/cpu/matchlock/bench-native-${process.pid}`;
+  await mkdir(cgroup, { recursive: true });
+  await writeFile(join(cgroup, "cpu.cfs_period_us"), "100000");
+  await writeFile(join(cgroup, "cpu.cfs_quota_us"), "100000");
   const run = (command: string) => new Promise<number>((resolve, reject) => {
     const t = performance.now();
-    const p = spawn("sh", ["-c", command], { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+    const p = spawn("sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec sh -c "$1"', cgroup, command], { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
     p.stderr.on("data", (d) => (err += d));
     p.on("error", reject);
     p.on("exit", (code) => (code === 0 ? resolve(performance.now() - t) : reject(new Error(`native ${command}: status ${code}: ${err}`))));
   });
-  return { run, close: async () => rm(dir, { recursive: true, force: true }) };
+  return {
+    run,
+    close: async () => {
+      await rm(dir, { recursive: true, force: true });
+      await rmdir(cgroup).catch(() => {});
+    },
+  };
 }
 
 async function sandboxRunner(config: Config): Promise<Runner> {
@@ -142,7 +159,7 @@ async function configs(work: string): Promise<Config[]> {
     const host = await runscChoice().finally(() => delete process.env.MATCHLOCK_RUNSC);
     list.push({ name: `gvisor ${host.version} ${host.platform} (host's runsc)`, env: { ...clean, MATCHLOCK_BACKEND: "gvisor", MATCHLOCK_RUNSC: hostRunsc } });
   }
-  if (process.env.BENCH_AGENT_BEFORE) list.push({ name: "default, agent before", env: { ...clean, MATCHLOCK_AGENT: process.env.BENCH_AGENT_BEFORE } });
+  if (process.env.BENCH_AGENT_BEFORE) list.push({ name: "default agent-before", env: { ...clean, MATCHLOCK_AGENT: process.env.BENCH_AGENT_BEFORE } });
   list.push({ name: "microvm", env: { ...clean, MATCHLOCK_BACKEND: "microvm" } });
   const only = process.env.BENCH_CONFIGS?.split(",").map((s) => s.trim());
   return only ? list.filter((c) => only.includes(c.name)) : list;
@@ -160,7 +177,7 @@ async function main(): Promise<void> {
 
   const runners = new Map<string, Runner>();
   for (const c of list) {
-    const runner = c.env ? await sandboxRunner(c) : nativeRunner(await mkdtemp(join(tmpdir(), "matchlock-workload-native-")));
+    const runner = c.env ? await sandboxRunner(c) : await nativeRunner();
     runners.set(c.name, runner);
     const dir = c.env ? GUEST_DIR : undefined;
     await runner.run(`export W=${dir ?? "."}; ${PREPARE}`);
