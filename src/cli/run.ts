@@ -8,6 +8,8 @@ import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
+import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
+import { collect } from "./options.js";
 
 interface RunOptions {
   image: string;
@@ -28,12 +30,11 @@ interface RunOptions {
   rm: boolean;
   launchEntrypoint?: boolean;
   privileged?: boolean;
+  /** -p/--publish and --address (absent: none). */
+  publish?: string[];
+  address?: string[];
 }
 
-/** For repeatable options: every value, in order. */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 function parseBool(v: string): boolean {
   if (["true", "1", "yes"].includes(v)) return true;
@@ -41,18 +42,32 @@ function parseBool(v: string): boolean {
   throw new Error(`expected true or false, got ${JSON.stringify(v)}`);
 }
 
-/** -v HOST:GUEST[:ro]; a relative guest path lands under the workspace. */
-function parseVolume(spec: string, workspace: string): [string, WireMount] {
+/**
+ * -v HOST:GUEST[:MODE], as upstream's CLI has it: by default a copy-on-write snapshot of HOST
+ * (an overlay mount: the sandbox may change its copy, the host never changes); MODE `host_fs` or
+ * `rw` mounts HOST itself read-write, `ro` read-only, `overlay` says the default out loud. HOST may
+ * be relative (to the current directory); GUEST must be absolute.
+ */
+export function parseVolume(spec: string): [string, WireMount] {
   const parts = spec.split(":");
-  const readonly = parts.length === 3 && parts[2] === "ro";
-  if (parts.length < 2 || parts.length > 3 || (parts.length === 3 && !readonly)) {
-    throw new Error(`invalid volume mount ${JSON.stringify(spec)}: use HOST:GUEST or HOST:GUEST:ro`);
+  const mode = parts.length === 3 ? parts[2]! : "overlay";
+  const mount = VOLUME_MODES[mode];
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !mount) {
+    throw new Error(`invalid volume mount ${JSON.stringify(spec)}: use HOST:GUEST (a copy-on-write snapshot), HOST:GUEST:host_fs or HOST:GUEST:rw (read-write), or HOST:GUEST:ro (read-only)`);
   }
-  return [underWorkspace(parts[1]!, workspace), { type: "host_fs", host_path: resolve(parts[0]!), readonly }];
+  const guest = absoluteGuest(parts[1]!, `invalid volume mount ${JSON.stringify(spec)}`);
+  return [guest, { ...mount, host_path: resolve(parts[0]) }];
 }
 
+const VOLUME_MODES: Record<string, WireMount> = {
+  overlay: { type: "overlay" },
+  host_fs: { type: "host_fs" },
+  rw: { type: "host_fs" },
+  ro: { type: "host_fs", readonly: true },
+};
+
 /** --mount GUEST:TYPE[:HOST][:ro], any mount type of the create params (memory, host_fs, real_fs, overlay). */
-function parseMount(spec: string, workspace: string): [string, WireMount] {
+function parseMount(spec: string): [string, WireMount] {
   const [guest, type, ...rest] = spec.split(":");
   const readonly = rest.at(-1) === "ro";
   if (readonly) rest.pop();
@@ -62,11 +77,13 @@ function parseMount(spec: string, workspace: string): [string, WireMount] {
   const mount: WireMount = { type };
   if (rest[0]) mount.host_path = resolve(rest[0]);
   if (readonly) mount.readonly = true;
-  return [underWorkspace(guest, workspace), mount];
+  return [absoluteGuest(guest, `invalid mount ${JSON.stringify(spec)}`), mount];
 }
 
-function underWorkspace(guest: string, workspace: string): string {
-  return guest.startsWith("/") ? guest : `${workspace}/${guest}`;
+/** A guest path is never guessed: a relative one is refused, not put under the workspace. */
+function absoluteGuest(guest: string, what: string): string {
+  if (!guest.startsWith("/")) throw new Error(`${what}: the guest path ${JSON.stringify(guest)} must be absolute (e.g. /workspace/${guest})`);
+  return guest;
 }
 
 /** -e KEY=VALUE */
@@ -99,11 +116,11 @@ function parseSecret(spec: string, env: NodeJS.ProcessEnv): [string, { value: st
 export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const mounts: Record<string, WireMount> = { [opts.workspace]: { type: "memory" } };
   for (const v of opts.volume) {
-    const [guest, m] = parseVolume(v, opts.workspace);
+    const [guest, m] = parseVolume(v);
     mounts[guest] = m;
   }
   for (const v of opts.mount) {
-    const [guest, m] = parseMount(v, opts.workspace);
+    const [guest, m] = parseMount(v);
     mounts[guest] = m;
   }
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -125,6 +142,8 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
     backend: opts.backend,
     launch_entrypoint: opts.launchEntrypoint,
     privileged: opts.privileged === true ? true : undefined,
+    port_forwards: opts.publish?.length ? toWireForwards(opts.publish.map(parsePortSpec)) : undefined,
+    port_forward_addresses: opts.address?.length ? opts.address : undefined,
   };
 }
 
@@ -141,7 +160,7 @@ export function registerRunCommand(program: Command): void {
     .option("--launch-entrypoint", "also start the image's ENTRYPOINT + CMD, detached, before the command")
     .option("--workspace <path>", "guest workspace directory", "/workspace")
     .option("--backend <name>", `isolation engine: ${BACKEND_CHOICES.join(", ")} (default: $MATCHLOCK_BACKEND, else auto)`)
-    .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", collect, [])
+    .option("-v, --volume <host:guest[:mode]>", "mount a host directory or file: a copy-on-write snapshot (the host never changes); mode host_fs or rw: read-write, ro: read-only (repeatable)", collect, [])
     .option("--mount <guest:type[:host][:ro]>", "a mount of any type: memory, host_fs, real_fs, overlay (repeatable)", collect, [])
     .option("-e, --env <key=value>", "environment variable for the sandbox (repeatable)", collect, [])
     .option("--allow-host <pattern>", "seal the network and allow this host (glob, repeatable)", collect, [])
@@ -151,6 +170,8 @@ export function registerRunCommand(program: Command): void {
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
+    .option("-p, --publish <[local:]remote>", "forward host port LOCAL to the guest's 127.0.0.1:REMOTE while the command runs (repeatable)", collect, [])
+    .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, [])
     .argument("[command...]", "command and arguments (use -- before a command with options)")
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {
@@ -180,6 +201,7 @@ export function registerRunCommand(program: Command): void {
         throw err;
       }
       if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
+      for (const b of sandbox.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
       try {
         const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir }, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.

@@ -22,11 +22,19 @@ import type {
   ExecStreamResult,
   OutputTarget,
   FileInfo,
+  MakeDirOptions,
+  PortForward,
+  PortForwardBinding,
+  RemoveFileOptions,
   SandboxEvent,
   WriteFileOptions,
 } from "./types.js";
-import { checkCreateOptions, checkTimeoutSeconds } from "./validate.js";
-import { decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfos } from "./wire.js";
+import { checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
+import {
+  decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
+  withCreateForwards,
+} from "./wire.js";
+import { parsePortSpec } from "../protocol/port-forward.js";
 
 /** How long close(0) waits for the engine's reply to `close` before killing it anyway. */
 const CLOSE_REPLY_WAIT_MS = 10_000;
@@ -45,6 +53,8 @@ export class Client implements AsyncDisposable {
   private startPromise?: Promise<void>;
   private closePromise?: Promise<void>;
   private currentVmId?: string;
+  /** The engine is ours (it answered the handshake): its protocol extensions may be used. */
+  private ourEngine = false;
   private readonly transferSlots = new TransferSlots();
 
   constructor(config: Config = {}) {
@@ -73,7 +83,7 @@ export class Client implements AsyncDisposable {
   start(): Promise<void> {
     if (this.closePromise) return Promise.reject(new MatchlockError("Client is closed"));
     this.startPromise ??= this.transport.start().then(async () => {
-      await shakeHands(this.transport, this.socket ?? this.engine.join(" "));
+      this.ourEngine = await shakeHands(this.transport, this.socket ?? this.engine.join(" "));
     });
     return this.startPromise;
   }
@@ -97,16 +107,50 @@ export class Client implements AsyncDisposable {
     await this.transport.request(Method.SET_TIMEOUT, { timeout_seconds: checkTimeoutSeconds("timeout (seconds)", seconds) }, opts);
   }
 
-  /** Creates (pulls, boots) the VM; returns its id. Options are validated locally first. */
+  /**
+   * Creates (pulls, boots) the VM; returns its id. Options are validated locally first. Port
+   * forwards are bound as part of the create by our engine (a bind failure undoes the create);
+   * an upstream engine gets a `port_forward` right after it, as upstream's SDK sends.
+   */
   async create(options: CreateOptions, opts?: CallOptions): Promise<string> {
-    const params = toCreateParams(checkCreateOptions(options));
+    const checked = checkCreateOptions(options);
+    const params = toCreateParams(checked);
     await this.start(); // lazily, so `new Client()` + `launch()` just works
-    const result = await this.transport.request(Method.CREATE, params, opts);
+    const result = await this.transport.request(Method.CREATE, this.ourEngine ? withCreateForwards(params, checked) : params, opts);
     if (typeof result.id !== "string" || result.id === "") {
       throw new MatchlockError(`create returned no VM id: ${JSON.stringify(result)}`);
     }
     this.currentVmId = result.id;
+    if (!this.ourEngine && checked.portForwards?.length) await this.forward(checked.portForwards, checked.portForwardAddresses);
     return result.id;
+  }
+
+  /**
+   * Forwards host ports to the guest's 127.0.0.1: each spec is "[LOCAL:]REMOTE" (one number:
+   * the same port on both sides), listening on 127.0.0.1. Replaces the forwards set before.
+   */
+  portForward(...specs: string[]): Promise<PortForwardBinding[]> {
+    return this.portForwardWithAddresses(undefined, ...specs);
+  }
+
+  /** portForward() listening on these host addresses (undefined or empty: 127.0.0.1). */
+  async portForwardWithAddresses(addresses: string[] | undefined, ...specs: string[]): Promise<PortForwardBinding[]> {
+    const forwards = specs.map((spec) => {
+      if (typeof spec !== "string") throw new MatchlockError(`port forward spec must be a string "[LOCAL:]REMOTE", got ${JSON.stringify(spec)}`, { kind: "invalid_argument" });
+      try {
+        return parsePortSpec(spec);
+      } catch (err) {
+        throw new MatchlockError((err as Error).message, { kind: "invalid_argument" });
+      }
+    });
+    const checkedAddresses = addresses === undefined ? undefined : checkForwardAddresses(addresses);
+    if (forwards.length === 0) return []; // as upstream's SDK: nothing to forward, nothing sent
+    return this.forward(forwards, checkedAddresses);
+  }
+
+  private async forward(forwards: PortForward[], addresses: string[] | undefined): Promise<PortForwardBinding[]> {
+    const result = await this.transport.request(Method.PORT_FORWARD, toPortForwardParams(forwards, addresses));
+    return toPortForwardBindings(result);
   }
 
   /** Runs `sh -c command` in the guest and buffers its output. A non-zero exit is a result, not an error. */
@@ -236,6 +280,46 @@ export class Client implements AsyncDisposable {
   }
 
   /**
+   * Removes a file, a symlink (not what it points to) or an empty directory; `recursive: true`
+   * removes a directory with everything in it. A matchlock extension (`remove_file`).
+   */
+  async removeFile(path: string, opts: RemoveFileOptions = {}): Promise<void> {
+    const params: JsonObject = { path: checkPath(path) };
+    if (opts.recursive !== undefined) params.recursive = checkBoolean("recursive", opts.recursive);
+    await this.transport.request(Method.REMOVE_FILE, params, opts);
+  }
+
+  /**
+   * Makes a directory (mode 0o755 unless `mode` says otherwise, exactly); `parents: true` makes
+   * the missing ones above it too and takes an existing directory as done. A matchlock extension (`make_dir`).
+   */
+  async makeDir(path: string, opts: MakeDirOptions = {}): Promise<void> {
+    const params: JsonObject = { path: checkPath(path) };
+    if (opts.parents !== undefined) params.parents = checkBoolean("parents", opts.parents);
+    if (opts.mode !== undefined) {
+      if (!Number.isInteger(opts.mode) || opts.mode < 0 || opts.mode > 0o7777) {
+        throw new MatchlockError(`mode must be permission bits from 0 to 0o7777, got ${opts.mode}`, { kind: "invalid_argument" });
+      }
+      params.mode = opts.mode;
+    }
+    await this.transport.request(Method.MAKE_DIR, params, opts);
+  }
+
+  /** Renames (moves) a file or directory inside the guest, atomically (rename(2)). A matchlock extension (`rename_file`). */
+  async renameFile(oldPath: string, newPath: string, opts?: CallOptions): Promise<void> {
+    await this.transport.request(Method.RENAME_FILE, { old_path: checkPath(oldPath), new_path: checkPath(newPath) }, opts);
+  }
+
+  /**
+   * The file at `path` (a symlink as the link itself), as listFiles describes entries, with its
+   * modification time. A missing path rejects (RPCError, isFileError()). A matchlock extension (`stat_file`).
+   */
+  async statFile(path: string, opts?: CallOptions): Promise<FileInfo> {
+    const result = await this.transport.request(Method.STAT_FILE, { path: checkPath(path) }, opts);
+    return toFileInfo(result.file);
+  }
+
+  /**
    * Shuts the VM and the engine down. Idempotent. Sends `close` (with `timeout_seconds` when
    * `timeoutSeconds` > 0), waits a bounded time for the reply, closes stdin, waits for the
    * process to exit and SIGKILLs it if it does not. Rejects only if the engine reported an
@@ -308,6 +392,11 @@ export class Client implements AsyncDisposable {
       }
     }
   }
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw new MatchlockError(`${name} must be true or false, got ${JSON.stringify(value)}`, { kind: "invalid_argument" });
+  return value;
 }
 
 function checkPath(path: string): string {

@@ -82,6 +82,23 @@ export interface CreateOptions {
   env?: Record<string, string>;
   /** Replaces parts of the image's OCI config (user, working dir, entrypoint, cmd, env). */
   imageConfig?: ImageConfig;
+  /** Host ports forwarded to the guest's 127.0.0.1, bound right after the create (a failure undoes it). */
+  portForwards?: PortForward[];
+  /** Host addresses the forwards listen on (default ["127.0.0.1"]). */
+  portForwardAddresses?: string[];
+}
+
+/** A host port forwarded to a guest port (`localPort` 0: any free host port). */
+export interface PortForward {
+  localPort: number;
+  remotePort: number;
+}
+
+/** One listener a forward made: host `address`:`localPort` reaches the guest's 127.0.0.1:`remotePort`. */
+export interface PortForwardBinding {
+  address: string;
+  localPort: number;
+  remotePort: number;
 }
 
 /** Parts of an image's OCI config to replace: an empty user or working dir keeps the image's; a given list or env replaces it. */
@@ -126,6 +143,11 @@ export interface FileInfo {
   /** Go os.FileMode bits as on the wire: permissions in the low 9 bits, dir = 1<<31, ... */
   mode: number;
   isDir: boolean;
+  /**
+   * When the file was last modified (millisecond precision; the wire's `mod_time` has the
+   * nanoseconds). Absent when the engine does not know it (upstream engines send Go's zero time).
+   */
+  modTime?: Date;
 }
 
 /** Unsolicited engine notification (`event`), passed through with its wire (snake_case) keys. */
@@ -157,6 +179,18 @@ export type OutputTarget = NodeJS.WritableStream | ((chunk: string) => void);
 export interface ExecStreamOptions extends ExecOptions {
   stdout?: OutputTarget;
   stderr?: OutputTarget;
+}
+
+export interface RemoveFileOptions extends CallOptions {
+  /** Also remove a directory that is not empty, with everything in it (default false). */
+  recursive?: boolean;
+}
+
+export interface MakeDirOptions extends CallOptions {
+  /** Also make the missing directories above it (0755), and take an existing directory as done (default false). */
+  parents?: boolean;
+  /** Permission bits of the new directory, exactly (no umask); default 0o755. */
+  mode?: number;
 }
 
 export interface WriteFileOptions extends CallOptions {

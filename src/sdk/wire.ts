@@ -1,7 +1,9 @@
 // Conversions between the SDK's camelCase types and the engine's JSON (spec §2). The create
 // params follow what the seed Python SDK sends, field for field, for wire compatibility.
-import type { WireFileInfo, WireMount } from "../protocol/rpc.js";
-import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig } from "./types.js";
+import { ZERO_MOD_TIME, type WireFileInfo, type WireMount } from "../protocol/rpc.js";
+import type { WirePortBinding } from "../protocol/port-forward.js";
+import { toWireForwards } from "../protocol/port-forward.js";
+import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig, PortForward, PortForwardBinding } from "./types.js";
 
 export function toWireMount(m: MountConfig): WireMount {
   const wire: WireMount = { type: m.type };
@@ -72,6 +74,27 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   return params;
 }
 
+/** `port_forward`'s params; no addresses: the engine's default (127.0.0.1). */
+export function toPortForwardParams(forwards: readonly PortForward[], addresses: readonly string[] | undefined): Record<string, unknown> {
+  return { forwards: toWireForwards(forwards), ...(addresses && addresses.length > 0 ? { addresses: [...addresses] } : {}) };
+}
+
+/** Our engine's create extension: the forwards bound as part of the create. */
+export function withCreateForwards(params: Record<string, unknown>, opts: CreateOptions): Record<string, unknown> {
+  if (!opts.portForwards?.length) return params;
+  const extra = toPortForwardParams(opts.portForwards, opts.portForwardAddresses);
+  return { ...params, port_forwards: extra.forwards, ...(extra.addresses ? { port_forward_addresses: extra.addresses } : {}) };
+}
+
+export function toPortForwardBindings(result: Record<string, unknown>): PortForwardBinding[] {
+  const bindings = Array.isArray(result.bindings) ? (result.bindings as Partial<WirePortBinding>[]) : [];
+  return bindings.map((b) => ({
+    address: typeof b.address === "string" ? b.address : "",
+    localPort: num(b.local_port),
+    remotePort: num(b.remote_port),
+  }));
+}
+
 /** Engine output is raw bytes; decode as UTF-8 with U+FFFD for invalid sequences, like the seed SDKs. */
 export function decodeBase64Text(value: unknown): string {
   return decodeBase64(value).toString("utf8");
@@ -107,11 +130,19 @@ export function toExecStreamResult(result: Record<string, unknown>): ExecStreamR
 }
 
 export function toFileInfos(result: Record<string, unknown>): FileInfo[] {
-  const files = Array.isArray(result.files) ? (result.files as Partial<WireFileInfo>[]) : [];
-  return files.map((f) => ({
+  const files = Array.isArray(result.files) ? (result.files as unknown[]) : [];
+  return files.map(toFileInfo);
+}
+
+/** One `list_files` entry (or `stat_file`'s `file`); lenient, as upstream's SDK is. */
+export function toFileInfo(wire: unknown): FileInfo {
+  const f = (typeof wire === "object" && wire !== null ? wire : {}) as Partial<WireFileInfo>;
+  const modTime = typeof f.mod_time === "string" && f.mod_time !== ZERO_MOD_TIME ? new Date(f.mod_time) : undefined;
+  return {
     name: typeof f.name === "string" ? f.name : "",
     size: num(f.size),
     mode: num(f.mode),
     isDir: f.is_dir === true,
-  }));
+    ...(modTime && !Number.isNaN(modTime.getTime()) ? { modTime } : {}),
+  };
 }
