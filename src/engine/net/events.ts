@@ -17,4 +17,6 @@ export const BlockReason = {
   MALFORMED: "malformed or ambiguous request",
   /** A secret's host answered in a form the proxy cannot scan for the secret's value. */
   UNSCANNABLE: "response from a secret's host cannot be scanned",
+  /** A network interception rule (or its callback) blocked the request or its answer. */
+  RULE: "blocked by an interception rule",
 } as const;
