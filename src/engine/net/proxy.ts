@@ -296,7 +296,7 @@ export class InterceptingProxy {
         up.destroy();
         const why = redactions.length ? "cannot scan for secrets" : "cannot decode to apply the interception rules";
         this.log(`proxy: ${shownUrl}: answered in ${answer.unscannable}, which the proxy ${why}: refused`);
-        this.event({ ...shown, status_code: 502, blocked: true, block_reason: BlockReason.UNSCANNABLE, duration_ms: Date.now() - started });
+        this.event({ ...shown, status_code: 502, blocked: true, block_reason: redactions.length ? BlockReason.UNSCANNABLE : BlockReason.UNREWRITABLE, duration_ms: Date.now() - started });
         return fail(res, `Refused: ${target.host} answered in ${answer.unscannable}, which the proxy ${why}`);
       }
       let body: Readable | Buffer = answer.body;
