@@ -7,6 +7,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { guestAnswer } from "../../src/engine/net/guest-answer.js";
 import { BodyRewrite, replaceInBuffer, SseDataRewrite } from "../../src/engine/net/interception/body-rewrite.js";
 import { callHook } from "../../src/engine/net/interception/hook-call.js";
 import { canonicalHeaderKey, hostOf, Interceptor, parseReply, type RequestView } from "../../src/engine/net/interception/interceptor.js";
@@ -152,6 +153,26 @@ describe("body rewrites", () => {
     t.write(Buffer.from("data: id\n\n"));
     await new Promise((r) => setImmediate(r));
     assert.equal(seen.join(""), "data: sid\n\n");
+  });
+});
+
+describe("answers the rules may rewrite", () => {
+  test("are decoded (no Content-Length or Content-Encoding left); a coding the proxy cannot decode is refused", async () => {
+    const { PassThrough } = await import("node:stream");
+    const { gzipSync } = await import("node:zlib");
+    const answer = (encoding: string, body: Buffer) => {
+      const up = Object.assign(new PassThrough(), {
+        headers: { "content-encoding": encoding }, statusMessage: "OK",
+        rawHeaders: ["Content-Encoding", encoding, "Content-Length", String(body.length), "X-A", "1"],
+      });
+      up.end(body);
+      return guestAnswer(up as never, [], true);
+    };
+    const gz = answer("gzip", gzipSync("foo"));
+    assert.ok(!("unscannable" in gz));
+    assert.deepEqual(gz.headers, [["X-A", "1"]]);
+    assert.equal(await run(new BodyRewrite([{ find: "foo", replace: "bar" }]), [((await gz.body.toArray()) as Buffer[]).join("")]), "bar");
+    assert.deepEqual(answer("zstd", Buffer.from("x")), { unscannable: "content coding zstd" });
   });
 });
 
