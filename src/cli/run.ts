@@ -8,6 +8,8 @@ import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
+import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
+import { collect } from "./options.js";
 
 interface RunOptions {
   image: string;
@@ -28,12 +30,11 @@ interface RunOptions {
   rm: boolean;
   launchEntrypoint?: boolean;
   privileged?: boolean;
+  /** -p/--publish and --address (absent: none). */
+  publish?: string[];
+  address?: string[];
 }
 
-/** For repeatable options: every value, in order. */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 function parseBool(v: string): boolean {
   if (["true", "1", "yes"].includes(v)) return true;
@@ -141,6 +142,8 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
     backend: opts.backend,
     launch_entrypoint: opts.launchEntrypoint,
     privileged: opts.privileged === true ? true : undefined,
+    port_forwards: opts.publish?.length ? toWireForwards(opts.publish.map(parsePortSpec)) : undefined,
+    port_forward_addresses: opts.address?.length ? opts.address : undefined,
   };
 }
 
@@ -167,6 +170,8 @@ export function registerRunCommand(program: Command): void {
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
+    .option("-p, --publish <[local:]remote>", "forward host port LOCAL to the guest's 127.0.0.1:REMOTE while the command runs (repeatable)", collect, [])
+    .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, [])
     .argument("[command...]", "command and arguments (use -- before a command with options)")
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {
@@ -196,6 +201,7 @@ export function registerRunCommand(program: Command): void {
         throw err;
       }
       if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
+      for (const b of sandbox.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
       try {
         const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir }, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.

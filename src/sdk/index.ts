@@ -36,6 +36,8 @@ export type {
   NetworkHookRule,
   NetworkInterceptionConfig,
   OutputTarget,
+  PortForward,
+  PortForwardBinding,
   RemoveFileOptions,
   SandboxEvent,
   Secret,

@@ -86,7 +86,25 @@ export interface CreateOptions {
   forceInterception?: boolean;
   /** Rules (and SDK-side hooks) the proxy applies to HTTP(S) requests and answers; implies forceInterception. */
   networkInterception?: NetworkInterceptionConfig;
+  /** Host ports forwarded to the guest's 127.0.0.1, bound right after the create (a failure undoes it). */
+  portForwards?: PortForward[];
+  /** Host addresses the forwards listen on (default ["127.0.0.1"]). */
+  portForwardAddresses?: string[];
 }
+
+/** A host port forwarded to a guest port (`localPort` 0: any free host port). */
+export interface PortForward {
+  localPort: number;
+  remotePort: number;
+}
+
+/** One listener a forward made: host `address`:`localPort` reaches the guest's 127.0.0.1:`remotePort`. */
+export interface PortForwardBinding {
+  address: string;
+  localPort: number;
+  remotePort: number;
+}
+
 
 /** Bytes as the hooks may give them: strings are encoded as UTF-8. */
 export type BinaryLike = string | Buffer | Uint8Array | ArrayBuffer;
