@@ -6,6 +6,7 @@ import { Method, Notification } from "../protocol/methods.js";
 import { connectEngine, spawnEngine } from "./engine-link.js";
 import { engineCommand, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
 import { MatchlockError, RPCError } from "./errors.js";
+import { NetworkHookServer, networkInterceptionWire } from "./network-hooks.js";
 import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
 import { shakeHands } from "./handshake.js";
 import { OutputSink } from "./output-sink.js";
@@ -56,6 +57,8 @@ export class Client implements AsyncDisposable {
   /** The engine is ours (it answered the handshake): its protocol extensions may be used. */
   private ourEngine = false;
   private readonly transferSlots = new TransferSlots();
+  /** Serves the network interception hooks of the sandbox this client made. */
+  private hookServer?: NetworkHookServer;
 
   constructor(config: Config = {}) {
     // Resolved once, so `rpc` and `rm` run the same engine even if MATCHLOCK_BIN changes later.
@@ -116,8 +119,22 @@ export class Client implements AsyncDisposable {
     const checked = checkCreateOptions(options);
     const params = toCreateParams(checked);
     await this.start(); // lazily, so `new Client()` + `launch()` just works
-    const result = await this.transport.request(Method.CREATE, this.ourEngine ? withCreateForwards(params, checked) : params, opts);
+    await this.stopHooks();
+    const { hooks } = networkInterceptionWire(checked.networkInterception);
+    if (hooks.size > 0) {
+      const server = (this.hookServer = await NetworkHookServer.start(hooks));
+      ((params.network as Record<string, unknown>).interception as Record<string, unknown>).callback_socket = server.socketPath;
+      void this.transport.ended.then(() => this.stopHooks());
+    }
+    let result: JsonObject;
+    try {
+      result = await this.transport.request(Method.CREATE, this.ourEngine ? withCreateForwards(params, checked) : params, opts);
+    } catch (err) {
+      await this.stopHooks();
+      throw err;
+    }
     if (typeof result.id !== "string" || result.id === "") {
+      await this.stopHooks();
       throw new MatchlockError(`create returned no VM id: ${JSON.stringify(result)}`);
     }
     this.currentVmId = result.id;
@@ -380,7 +397,14 @@ export class Client implements AsyncDisposable {
       }
     }
     await this.transport.shutdown(timeoutSeconds * 1000 + EXIT_GRACE_MS);
+    await this.stopHooks();
     if (closeError) throw closeError;
+  }
+
+  private async stopHooks(): Promise<void> {
+    const server = this.hookServer;
+    this.hookServer = undefined;
+    await server?.close();
   }
 
   private dispatchEvent(params: JsonObject): void {

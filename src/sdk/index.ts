@@ -1,6 +1,9 @@
 // Public surface of the matchlock TypeScript SDK.
 export { Client } from "./client.js";
 export { Sandbox, createSandbox } from "./sandbox.js";
+export {
+  NETWORK_HOOK_ACTION_ALLOW, NETWORK_HOOK_ACTION_BLOCK, NETWORK_HOOK_ACTION_MUTATE, NETWORK_HOOK_PHASE_AFTER, NETWORK_HOOK_PHASE_BEFORE,
+} from "./network-hook-constants.js";
 export { defaultEngineSocket } from "../protocol/engine-home.js";
 export { MatchlockError, RPCError, TimeoutError, type ErrorKind, type MatchlockErrorOptions } from "./errors.js";
 export { ERROR_KINDS } from "../protocol/errors.js";
@@ -8,6 +11,7 @@ export type { FileContent } from "./file-transfer.js";
 export { ErrorCode, GoFileMode } from "../protocol/rpc.js";
 export type {
   BackendName,
+  BinaryLike,
   CallOptions,
   CallOptions as RequestOptions,
   Config,
@@ -21,6 +25,16 @@ export type {
   MakeDirOptions,
   MountConfig,
   MountType,
+  NetworkBodyTransform,
+  NetworkHookAction,
+  NetworkHookFunc,
+  NetworkHookPhase,
+  NetworkHookRequest,
+  NetworkHookRequestMutation,
+  NetworkHookResponseMutation,
+  NetworkHookResult,
+  NetworkHookRule,
+  NetworkInterceptionConfig,
   OutputTarget,
   PortForward,
   PortForwardBinding,

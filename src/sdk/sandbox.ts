@@ -1,7 +1,8 @@
 // Fluent builder for CreateOptions, mirroring the seed Python SDK's Sandbox. Each setter
 // validates its input at once, so a mistake is reported where it was made.
 import { MatchlockError } from "./errors.js";
-import type { BackendName, CreateOptions, ImageConfig, MountConfig, SecretOptions } from "./types.js";
+import { checkNetworkInterception } from "./network-hooks.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig, NetworkInterceptionConfig, SecretOptions } from "./types.js";
 import {
   checkBackend,
   checkDnsServer,
@@ -136,6 +137,20 @@ export class Sandbox {
     return this;
   }
 
+  /**
+   * Turns network interception on, with these rules when given (they replace earlier ones):
+   * requests and answers to allowed hosts are blocked, changed or handed to `hook` callbacks in
+   * this process. Without allowHost/addSecret the sandbox gets a sealed network that denies
+   * everything (until hosts are allowed).
+   */
+  withNetworkInterception(config?: NetworkInterceptionConfig): this {
+    const checked = checkNetworkInterception(config);
+    this.opts.forceInterception = true;
+    if (checked) this.opts.networkInterception = checked;
+    else delete this.opts.networkInterception;
+    return this;
+  }
+
   /** Adds (or replaces) a VFS mount at `guestPath`. */
   mount(guestPath: string, config: MountConfig): this {
     const clean = checkGuestPath("mount guest path", guestPath);
@@ -214,6 +229,14 @@ export class Sandbox {
 
   /** A copy of the options built so far; changing it does not affect the builder. */
   options(): CreateOptions {
-    return structuredClone(this.opts);
+    // Hooks are functions, which structuredClone refuses: the rules are copied, the hooks shared.
+    const { networkInterception, ...rest } = this.opts;
+    const copy: CreateOptions = structuredClone(rest);
+    if (networkInterception) {
+      copy.networkInterception = {
+        ...(networkInterception.rules ? { rules: networkInterception.rules.map(({ hook, ...rule }) => ({ ...structuredClone(rule), ...(hook ? { hook } : {}) })) } : {}),
+      };
+    }
+    return copy;
   }
 }

@@ -73,6 +73,11 @@ export class Transport {
     return this.state === "running";
   }
 
+  /** Settles when the engine process (or the connection to it) is gone. */
+  get ended(): Promise<void> {
+    return this.exitPromise;
+  }
+
   /** Spawns (or connects to) the engine; resolves once it is running. Idempotent. */
   start(): Promise<void> {
     this.startPromise ??= this.openLink();

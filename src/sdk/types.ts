@@ -82,6 +82,10 @@ export interface CreateOptions {
   env?: Record<string, string>;
   /** Replaces parts of the image's OCI config (user, working dir, entrypoint, cmd, env). */
   imageConfig?: ImageConfig;
+  /** Seal the network even without allowed hosts or secrets (`network.intercept`): everything is denied until hosts are allowed. */
+  forceInterception?: boolean;
+  /** Rules (and SDK-side hooks) the proxy applies to HTTP(S) requests and answers; implies forceInterception. */
+  networkInterception?: NetworkInterceptionConfig;
   /** Host ports forwarded to the guest's 127.0.0.1, bound right after the create (a failure undoes it). */
   portForwards?: PortForward[];
   /** Host addresses the forwards listen on (default ["127.0.0.1"]). */
@@ -99,6 +103,88 @@ export interface PortForwardBinding {
   address: string;
   localPort: number;
   remotePort: number;
+}
+
+
+/** Bytes as the hooks may give them: strings are encoded as UTF-8. */
+export type BinaryLike = string | Buffer | Uint8Array | ArrayBuffer;
+
+/** `before` rules see and change requests (before secrets are substituted), `after` rules answers. "" = before. */
+export type NetworkHookPhase = "" | "before" | "after";
+/** `allow` with changes counts as `mutate`; `block` answers 403 `Blocked by policy`. */
+export type NetworkHookAction = "allow" | "block" | "mutate";
+
+/** A literal find/replace on an answer's body (for server-sent events, on each `data:` line's value). */
+export interface NetworkBodyTransform {
+  find: string;
+  replace?: string;
+}
+
+/** What a hook is told about a request (and, in the `after` phase, its answer). Header maps are canonical names → values. */
+export interface NetworkHookRequest {
+  phase: NetworkHookPhase;
+  host: string;
+  method: string;
+  path: string;
+  query?: Record<string, string>;
+  /** With secret placeholders, never their values. */
+  requestHeaders?: Record<string, string[]>;
+  /** 0 in the `before` phase. */
+  statusCode: number;
+  responseHeaders?: Record<string, string[]>;
+  isSSE: boolean;
+}
+
+/** Replacements for a request: each map given replaces the whole map. */
+export interface NetworkHookRequestMutation {
+  headers?: Record<string, string[]>;
+  query?: Record<string, string>;
+  path?: string;
+}
+
+/** Changes to an answer: `headers` replaces all headers; `setBody` the whole body. */
+export interface NetworkHookResponseMutation {
+  headers?: Record<string, string[]>;
+  bodyReplacements?: NetworkBodyTransform[];
+  setBody?: BinaryLike | null;
+}
+
+export interface NetworkHookResult {
+  action?: NetworkHookAction;
+  request?: NetworkHookRequestMutation;
+  response?: NetworkHookResponseMutation;
+}
+
+/** Runs in the SDK's process for each matching request; nothing (or null) changes nothing. */
+export type NetworkHookFunc = (request: NetworkHookRequest) => NetworkHookResult | null | undefined | void | Promise<NetworkHookResult | null | undefined | void>;
+
+/** One interception rule: which requests (hosts globs, methods, a path glob) and what happens to them. */
+export interface NetworkHookRule {
+  name?: string;
+  phase?: NetworkHookPhase;
+  /** Host patterns as for allowHost; none = every host. */
+  hosts?: string[];
+  /** HTTP methods, any case; none = every method. */
+  methods?: string[];
+  /** A POSIX path glob on the URL path (`*` does not cross `/`); none = every path. */
+  path?: string;
+  action?: NetworkHookAction;
+  setHeaders?: Record<string, string>;
+  deleteHeaders?: string[];
+  setQuery?: Record<string, string>;
+  deleteQuery?: string[];
+  rewritePath?: string;
+  setResponseHeaders?: Record<string, string>;
+  deleteResponseHeaders?: string[];
+  bodyReplacements?: NetworkBodyTransform[];
+  /** How long the proxy waits for `hook` (default 5000, at most 60000); after that the hook is skipped. */
+  timeoutMs?: number;
+  /** Called for each matching request; a failure or timeout skips it (the request goes on). */
+  hook?: NetworkHookFunc;
+}
+
+export interface NetworkInterceptionConfig {
+  rules?: NetworkHookRule[];
 }
 
 /** Parts of an image's OCI config to replace: an empty user or working dir keeps the image's; a given list or env replaces it. */

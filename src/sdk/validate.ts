@@ -5,6 +5,7 @@ import { MAX_TIMEOUT_SECONDS } from "../protocol/rpc.js";
 import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
+import { checkNetworkInterception } from "./network-hooks.js";
 import type { BackendName, CreateOptions, ImageConfig, MountConfig, MountType, PortForward, Secret, SecretOptions } from "./types.js";
 
 const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
@@ -172,6 +173,7 @@ export function checkBackend(backend: BackendName): BackendName {
 const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
   "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
   "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
+  "forceInterception", "networkInterception",
   "portForwards", "portForwardAddresses",
 ]);
 
@@ -218,6 +220,9 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.launchEntrypoint) out.launchEntrypoint = true;
   if (opts.env !== undefined) out.env = checkEnvMap("env", opts.env);
   if (opts.imageConfig !== undefined && opts.imageConfig !== null) out.imageConfig = checkImageConfig(opts.imageConfig);
+  if (opts.forceInterception) out.forceInterception = true;
+  const interception = checkNetworkInterception(opts.networkInterception);
+  if (interception) out.networkInterception = interception;
   if (opts.portForwards !== undefined) {
     if (!Array.isArray(opts.portForwards)) throw invalid("portForwards must be an array of { localPort, remotePort }");
     out.portForwards = opts.portForwards.map((f) => checkPortForward(f?.localPort, f?.remotePort));

@@ -1,6 +1,7 @@
 // Conversions between the SDK's camelCase types and the engine's JSON (spec §2). The create
 // params follow what the seed Python SDK sends, field for field, for wire compatibility.
 import { ZERO_MOD_TIME, type WireFileInfo, type WireMount } from "../protocol/rpc.js";
+import { networkInterceptionWire } from "./network-hooks.js";
 import type { WirePortBinding } from "../protocol/port-forward.js";
 import { toWireForwards } from "../protocol/port-forward.js";
 import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig, PortForward, PortForwardBinding } from "./types.js";
@@ -50,7 +51,8 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const allowedHosts = opts.allowedHosts ?? [];
   const secrets = opts.secrets ?? [];
   const dnsServers = opts.dnsServers ?? [];
-  if (allowedHosts.length > 0 || opts.blockPrivateIPs !== undefined || secrets.length > 0 || dnsServers.length > 0) {
+  const intercept = opts.forceInterception === true || opts.networkInterception !== undefined;
+  if (allowedHosts.length > 0 || opts.blockPrivateIPs !== undefined || secrets.length > 0 || dnsServers.length > 0 || intercept) {
     const network: Record<string, unknown> = {
       allowed_hosts: [...allowedHosts],
       block_private_ips: opts.blockPrivateIPs ?? true,
@@ -61,6 +63,9 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
       );
     }
     if (dnsServers.length > 0) network.dns_servers = [...dnsServers];
+    if (intercept) network.intercept = true;
+    // callback_socket is added by the client, which serves the hooks.
+    if (opts.networkInterception !== undefined) network.interception = networkInterceptionWire(opts.networkInterception).wire;
     params.network = network;
   }
 

@@ -11,6 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { documents } from "../helpers/docs.js";
 import { CLI, ROOT, setUpE2E } from "../helpers/e2e.js";
+import { startNetLab, type NetLab } from "../helpers/net-lab.js";
 import { startServer, type Server } from "../helpers/resident.js";
 import { defaultEngineSocket } from "../../src/sdk/index.js";
 
@@ -59,8 +60,12 @@ describe("README and docs examples", async () => {
   const blocks = all.filter((b) => b.code.includes('from "matchlock"'));
   let dir: string;
   let server: Server | undefined;
+  let lab: NetLab | undefined;
   before(async () => {
     await setUpE2E();
+    // The host names examples reach resolve to a test server on this machine ($MATCHLOCK_TEST_HOSTS),
+    // at addresses outside the private ranges, so the examples need no allowPrivateIPs().
+    lab = await startNetLab({ publicRange: true, names: ["api.example.com"] });
     // The resident-engine example connects to `matchlock serve` at its default place.
     server = await startServer(defaultEngineSocket());
     // A user's project: "matchlock" installed (linked) in node_modules, strict TypeScript.
@@ -80,6 +85,7 @@ describe("README and docs examples", async () => {
 
   after(async () => {
     await server?.stop();
+    await lab?.stop();
   });
 
   const expected: Record<string, RegExp> = {
@@ -91,6 +97,7 @@ describe("README and docs examples", async () => {
     "README.md: Mounts": /^from-guest\n\n?$/,
     "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 failed false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
+    "docs/network-seal.md: Interception rules and hooks": /^200 callback None \{"msg":"from-callback"\}\n403 None None Blocked by policy\n$/,
     "docs/port-forwarding.md: Port forwarding": /^127\.0\.0\.1:18080 -> sandbox:8080\nhello through the forward\n\n$/,
     "docs/files.md: Remove, make, rename, stat": /^app\.py 12 false 644 true\ntrue \[-32002\] stat \/workspace\/project: No such file or directory\n$/,
   };

@@ -27,7 +27,7 @@ describe("strict params, raw", () => {
       [{ image: BUSYBOX, future: 1 }, /^unknown field future: /],
       [{ image: BUSYBOX, network: { allowed_hosts: ["a.test"], proxy: "x" } }, /^unknown field network\.proxy: /],
       [{ image: BUSYBOX, network: { allowed_hosts: [], hostname: "box" } }, /^network\.hostname is not supported by this engine yet$/],
-      [{ image: BUSYBOX, network: { interception: { rules: [{ action: "block" }] } } }, /^network\.interception is not supported/],
+      [{ image: BUSYBOX, network: { interception: { rules: [{ set_headers: { "Content-Length": "0" } }] } } }, /^network\.interception\.rules\.0\.set_headers: Content-Length is stated by the proxy/],
       [{ image: BUSYBOX, vfs: { interception: { rules: [{ action: "block" }] } } }, /^vfs\.interception is not supported/],
       [{ image: BUSYBOX, network: { no_network: true, allowed_hosts: ["a.test"] } }, /no_network cannot be combined with network\.allowed_hosts/],
       [{ image: BUSYBOX, vfs: { mounts: { "/workspace": { type: "memory", readonly: true } } } }, /readonly applies to host_fs\/real_fs mounts only/],

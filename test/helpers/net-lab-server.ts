@@ -63,6 +63,15 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       res.writeHead(range ? 206 : 200, `Loaded ${value}`, { "Content-Type": "application/json", "Content-Encoding": coding, "Content-Length": encoded.length, "X-Loaded": value });
       return void res.end(encoded);
     }
+    case "/response-headers": {
+      // As httpbin's: each query parameter becomes a response header and the body lists them
+      // (in the coding `enc` names, whatever the request accepted).
+      const params = Object.fromEntries(url.searchParams);
+      const body = ENCODE[params.enc ?? "identity"]!(Buffer.from(JSON.stringify(params)));
+      for (const [k, v] of Object.entries(params)) res.setHeader(k, v);
+      res.writeHead(200, { "Content-Type": "application/json", "Content-Encoding": params.enc ?? "identity", "Content-Length": body.length });
+      return void res.end(body);
+    }
     case "/hangup":
       // An upstream that fails: the connection closes with no answer.
       return void req.socket.destroy();

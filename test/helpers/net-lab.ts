@@ -32,21 +32,34 @@ export interface NetLab {
   stop(): Promise<void>;
 }
 
+export interface NetLabOptions {
+  /**
+   * Put the lab in 198.18.0.0/15 (the benchmarking range, still only on this machine's veth)
+   * instead of 10.254.0.0/16, so a sandbox reaches it without allowPrivateIPs(): for the docs'
+   * examples, which show what users write.
+   */
+  publicRange?: boolean;
+  /** More names for the main address (a docs example's host names). */
+  names?: string[];
+}
+
 /** Starts the lab and points the engines this process starts at it ($MATCHLOCK_TEST_HOSTS, $MATCHLOCK_UPSTREAM_CA). */
-export async function startNetLab(): Promise<NetLab> {
+export async function startNetLab(options: NetLabOptions = {}): Promise<NetLab> {
   await removeAbandonedLabs();
   const tag = Math.floor(Math.random() * 0xffff).toString(16).padStart(4, "0");
   const ns = `mltest-${tag}`;
   const third = 1 + Math.floor(Math.random() * 250);
-  const hostIp = `10.254.${third}.1`;
-  const serverIp = `10.254.${third}.2`;
-  const rawIp = `10.254.${third}.3`;
+  const prefix = options.publicRange ? "198.18" : "10.254";
+  const hostIp = `${prefix}.${third}.1`;
+  const serverIp = `${prefix}.${third}.2`;
+  const rawIp = `${prefix}.${third}.3`;
+  const names = [...NAMES, ...(options.names ?? [])];
   const dir = await mkdtemp(join(tmpdir(), "matchlock-netlab-"));
-  const { caPem, certPem, keyPem } = await testCertificates([...NAMES, RAW_NAME]);
+  const { caPem, certPem, keyPem } = await testCertificates([...names, RAW_NAME]);
   await writeFile(join(dir, "ca.pem"), caPem);
   await writeFile(join(dir, "cert.pem"), certPem);
   await writeFile(join(dir, "key.pem"), keyPem);
-  await writeFile(join(dir, "hosts"), `${serverIp} ${NAMES.join(" ")}\n${rawIp} ${RAW_NAME}\n`);
+  await writeFile(join(dir, "hosts"), `${serverIp} ${names.join(" ")}\n${rawIp} ${RAW_NAME}\n`);
   await exec("ip", ["netns", "add", ns]);
   await exec("ip", ["link", "add", `mlt${tag}`, "type", "veth", "peer", "name", "eth0", "netns", ns]);
   await exec("ip", ["addr", "add", `${hostIp}/29`, "dev", `mlt${tag}`]);
@@ -56,7 +69,7 @@ export async function startNetLab(): Promise<NetLab> {
   await exec("ip", ["-n", ns, "link", "set", "eth0", "up"]);
   await exec("ip", ["-n", ns, "link", "set", "lo", "up"]);
   const script = join(dirname(fileURLToPath(import.meta.url)), "net-lab-server.js");
-  const server: ChildProcess = spawn("ip", ["netns", "exec", ns, process.execPath, script, join(dir, "cert.pem"), join(dir, "key.pem"), serverIp, rawIp, ...NAMES], { stdio: ["ignore", "pipe", "inherit"] });
+  const server: ChildProcess = spawn("ip", ["netns", "exec", ns, process.execPath, script, join(dir, "cert.pem"), join(dir, "key.pem"), serverIp, rawIp, ...names], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     server.stdout!.once("data", () => resolve());
     server.once("exit", (code) => reject(new Error(`test server exited (${code})`)));

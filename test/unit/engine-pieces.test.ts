@@ -101,11 +101,9 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
     for (const [p, name] of [
       [{ extra_disks: [{ host_path: "/d", guest_mount: "/d" }] }, "extra_disks"],
-      [{ network: { intercept: true } }, "network.intercept"],
       [{ network: { hostname: "box" } }, "network.hostname"],
       [{ network: { mtu: 1400 } }, "network.mtu"],
       [{ network: { add_hosts: [{ host: "a", ip: "10.0.0.1" }] } }, "network.add_hosts"],
-      [{ network: { interception: { rules: [{ action: "block" }] } } }, "network.interception"],
       [{ network: { policy_script: "deny all" } }, "network.policy_script"],
       [{ vfs: { interception: { rules: [{ action: "block" }] } } }, "vfs.interception"],
       [{ vfs: { direct_mounts: { "/x": { host_path: "/x" } } } }, "vfs.direct_mounts"],
@@ -134,7 +132,7 @@ describe("create params", () => {
   test("no_network is what a sandbox without hosts or secrets has; with them it is a contradiction", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { no_network: true } }).success, true);
     // Resolvers without a network would do nothing: refused, not dropped.
-    assert.match(refusal({ image: "a", network: { no_network: true, dns_servers: ["10.0.0.53"] } }), /dns_servers has no effect without network\.allowed_hosts or network\.secrets/);
+    assert.match(refusal({ image: "a", network: { no_network: true, dns_servers: ["10.0.0.53"] } }), /dns_servers has no effect without network\.allowed_hosts, network\.secrets or network\.intercept/);
     assert.match(refusal({ image: "a", network: { dns_servers: ["10.0.0.53"] } }), /dns_servers has no effect/);
     assert.match(refusal({ image: "a", network: { no_network: true, allowed_hosts: ["x.test"] } }), /network\.no_network cannot be combined with network\.allowed_hosts/);
     assert.match(refusal({ image: "a", network: { no_network: true, secrets: { K: { value: "v" } } } }), /network\.no_network cannot be combined with network\.secrets/);

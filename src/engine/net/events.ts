@@ -19,4 +19,8 @@ export const BlockReason = {
   UNSCANNABLE: "response from a secret's host cannot be scanned",
   /** The proxy is transparent: a CONNECT tunnel would carry bytes it never parsed. */
   TUNNEL: "CONNECT tunnels are not offered",
+  /** A network interception rule (or its callback) blocked the request or its answer. */
+  RULE: "blocked by an interception rule",
+  /** An answer whose body an interception rule may rewrite came in a coding the proxy cannot decode. */
+  UNREWRITABLE: "response cannot be decoded for the interception rules",
 } as const;

@@ -22,26 +22,27 @@ export interface GuestAnswer {
 }
 
 /**
- * The answer to pass on, with `redactions` applied (none: passed on as it came); or, when the
- * body is in a coding the proxy cannot decode, which coding (the answer must then be refused).
+ * The answer to pass on, with `redactions` applied (none: passed on as it came), its body
+ * decoded also when `decode` (the interception rules may rewrite it); or, when the body is in
+ * a coding the proxy cannot decode, which coding (the answer must then be refused).
  */
-export function guestAnswer(up: IncomingMessage, redactions: Replacement[]): GuestAnswer | { unscannable: string } {
+export function guestAnswer(up: IncomingMessage, redactions: Replacement[], decode = false): GuestAnswer | { unscannable: string } {
   const scan = redactions.length > 0;
-  const decoders = scan ? contentDecoders(up.headers["content-encoding"]) : [];
+  const decoders = scan || decode ? contentDecoders(up.headers["content-encoding"]) : [];
   if (!Array.isArray(decoders)) return { unscannable: `content coding ${decoders.unsupported}` };
   const headers: Array<[string, string]> = [];
   for (let i = 0; i + 1 < up.rawHeaders.length; i += 2) {
     const name = up.rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) continue;
-    if (scan && lower === "content-length") continue;
+    if ((scan || decoders.length) && lower === "content-length") continue;
     if (decoders.length && lower === "content-encoding") continue;
     headers.push([redactText(name, redactions), redactText(up.rawHeaders[i + 1]!, redactions)]);
   }
   const statusMessage = redactText(up.statusMessage ?? "", redactions);
-  if (!scan) return { statusMessage, headers, body: up };
-  const redact = new RedactStream(redactions);
-  // Errors end up on `redact` (pipeline destroys every stream with them): the caller watches it.
-  pipeline([up, ...decoders, redact], () => {});
-  return { statusMessage, headers, body: redact };
+  if (!scan && !decoders.length) return { statusMessage, headers, body: up };
+  const steps = [...decoders, ...(scan ? [new RedactStream(redactions)] : [])];
+  // Errors end up on the last stream (pipeline destroys every stream with them): the caller watches it.
+  pipeline([up, ...steps], () => {});
+  return { statusMessage, headers, body: steps.at(-1)! };
 }

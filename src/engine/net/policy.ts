@@ -107,6 +107,11 @@ export class NetworkPolicy {
     };
   }
 
+  /** The name of a secret whose real value `text` holds, if any. */
+  secretIn(text: string): string | undefined {
+    return this.secrets.find((s) => s.value && text.includes(s.value))?.name;
+  }
+
   /** `text` with every secret's real value turned into its placeholder (for events and logs). */
   redactValues(text: string): string {
     return this.secrets.reduce((acc, s) => (s.value && acc.includes(s.value) ? acc.split(s.value).join(s.placeholder) : acc), text);

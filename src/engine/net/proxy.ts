@@ -5,18 +5,24 @@
 // placeholder check and substitution (headers and query string only; over plain HTTP only for
 // secrets allowed there), and a fresh upstream request, its body framed explicitly, to an
 // address the engine resolved and checked itself. Everything a secret's host answers is scanned
-// for its secrets' values (guest-answer.ts). Redirects are passed back, never followed.
+// for its secrets' values (guest-answer.ts). Redirects are passed back, never followed. The
+// interception rules (interception/) run on the request before the secrets and the policy check
+// of the host it finally goes to, and on the answer's head after its scan.
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import net, { type Socket } from "node:net";
+import { pipeline, type Readable } from "node:stream";
 import tls, { type TLSSocket } from "node:tls";
 import { BlockReason, type NetworkEvent, type NetworkEventSink } from "./events.js";
-import { guestAnswer, HOP_BY_HOP } from "./guest-answer.js";
+import { guestAnswer } from "./guest-answer.js";
+import { BodyRewrite, replaceInBuffer, SseDataRewrite } from "./interception/body-rewrite.js";
+import { PROXY_OWNED_HEADERS } from "./interception/config.js";
+import { hostOf, Interceptor, type RequestView, type ResponseView } from "./interception/interceptor.js";
 import type { MitmCa } from "./mitm-ca.js";
 import { normalizeHost, type NetworkPolicy, type SecretScope } from "./policy.js";
-import { redactions as redactionsOf, redactText } from "./redact-stream.js";
+import { redactions as redactionsOf, RedactStream, redactText } from "./redact-stream.js";
 import { parserErrorReply, requestFraming } from "./request-framing.js";
-import type { Replacement } from "./stream-replace.js";
+import { StreamReplacer, type Replacement } from "./stream-replace.js";
 import { pickAddress, upstreamRoots, UpstreamBlockedError, type UpstreamResolver } from "./upstream.js";
 import { relayWebSocket } from "./websocket-relay.js";
 
@@ -48,6 +54,10 @@ interface Admitted {
   /** Secret values to turn back into placeholders in whatever the host answers. */
   redactions: Replacement[];
   scope: SecretScope;
+  /** The request as the interception rules left it (placeholders in): what the `after` rules see. */
+  view: RequestView;
+  /** An `after` rule may rewrite the answer's body: it was asked for uncompressed, and is decoded. */
+  rewriteBody: boolean;
 }
 
 /** A request the proxy answers itself: 400 (framing) or 403 (policy). */
@@ -55,6 +65,8 @@ interface Refusal {
   status: number;
   reason: string;
   message: string;
+  /** The interception rule that blocked the request. */
+  rule?: string;
 }
 
 /** What the listener learnt about a guest connection before HTTP parsing starts. */
@@ -86,6 +98,7 @@ export class InterceptingProxy {
     private readonly onEvent: NetworkEventSink,
     private readonly log: (line: string) => void,
     private readonly resolver?: UpstreamResolver,
+    private readonly interceptor: Interceptor = new Interceptor(undefined, { secretIn: () => undefined, log }),
   ) {
     this.httpFront = this.front("http");
     this.httpsFront = this.front("https");
@@ -205,7 +218,7 @@ export class InterceptingProxy {
    * Checks framing, policy and secrets; returns the upstream target and the rewritten request,
    * or why it is refused (the caller answers).
    */
-  private admit(scheme: Scheme, req: IncomingMessage, upgrade: boolean): Admitted | Refusal {
+  private async admit(scheme: Scheme, req: IncomingMessage, upgrade: boolean): Promise<Admitted | Refusal> {
     const framing = requestFraming(req, upgrade);
     if ("refused" in framing) return { status: 400, reason: BlockReason.MALFORMED, message: `Bad request: ${framing.refused}` };
     const blocked = (reason: string): Refusal => ({ status: 403, reason, message: BLOCKED_BODY });
@@ -232,34 +245,51 @@ export class InterceptingProxy {
     }
     const rawHeaders: Array<[string, string]> = [];
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) rawHeaders.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
-    const transport = scheme === "https" ? "tls" : "cleartext";
-    const decision = this.policy.secretsFor(host, transport, [url, ...rawHeaders.map(([, v]) => v)]);
-    if (!decision.ok) return blocked(decision.reason);
     const q = url.indexOf("?");
-    const path = q < 0 ? url : url.slice(0, q) + "?" + decision.apply(url.slice(q + 1));
+    // What the rules see and change: the framing and connection headers stay the proxy's.
+    const view: RequestView = {
+      method: req.method ?? "GET", path: q < 0 ? url : url.slice(0, q), query: q < 0 ? undefined : url.slice(q + 1),
+      headers: rawHeaders.filter(([k]) => !PROXY_OWNED_HEADERS.has(k.toLowerCase())),
+    };
+    let target = host;
+    if (!this.interceptor.empty) {
+      const outcome = await this.interceptor.before(view, host);
+      if (outcome) return { status: 403, reason: BlockReason.RULE, message: BLOCKED_BODY, rule: outcome.blockedBy };
+      target = hostOf(view, host);
+      // A rule may send the request on to another host: only to one the policy allows.
+      if (target !== host && !this.policy.isHostAllowed(target)) return blocked(BlockReason.HOST);
+    }
+    const finalUrl = view.path + (view.query === undefined ? "" : `?${view.query}`);
+    const transport = scheme === "https" ? "tls" : "cleartext";
+    const decision = this.policy.secretsFor(target, transport, [finalUrl, ...view.headers.map(([, v]) => v)]);
+    if (!decision.ok) return blocked(decision.reason);
+    const path = view.query === undefined ? view.path : `${view.path}?${decision.apply(view.query)}`;
     const scanned = decision.scope.redacted.length > 0;
-    const headers = rawHeaders
-      .filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase()) && !(scanned && UNSCANNABLE_ASKS.has(k.toLowerCase())))
+    const rewriteBody = !upgrade && this.interceptor.mayRewriteBody(view, target);
+    const contentLength = rawHeaders.filter(([k]) => k.toLowerCase() === "content-length");
+    const headers = [...view.headers, ...contentLength]
+      .filter(([k]) => !(scanned && UNSCANNABLE_ASKS.has(k.toLowerCase())) && !(rewriteBody && k.toLowerCase() === "accept-encoding"))
       .map(([k, v]) => [k, decision.apply(v)] as [string, string]);
-    if (scanned) headers.push(["Accept-Encoding", "identity"]);
+    if (scanned || rewriteBody) headers.push(["Accept-Encoding", "identity"]);
     // The body's framing, stated: Node would send a GET's body unframed, as a second request.
     if (framing.body === "chunked") headers.push(["Transfer-Encoding", "chunked"]);
     return {
-      target: { scheme, host, port }, path, shownUrl: urlOf({ scheme, host, port }, url), headers,
-      redactions: redactionsOf(decision.scope.redacted), scope: decision.scope,
+      target: { scheme, host: target, port }, path, shownUrl: urlOf({ scheme, host: target, port }, finalUrl), headers,
+      redactions: redactionsOf(decision.scope.redacted), scope: decision.scope, view, rewriteBody,
     };
   }
 
   private async handle(scheme: Scheme, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = Date.now();
     const base = { method: req.method ?? "", url: req.url ?? "", request_bytes: Number(req.headers["content-length"]) || 0 };
-    const admitted = this.admit(scheme, req, false);
+    const admitted = await this.admit(scheme, req, false);
     if ("reason" in admitted) {
+      if (admitted.rule) this.log(`proxy: ${base.url}: blocked by interception rule ${admitted.rule}`);
       this.event({ ...base, host: normalizeHost(req.headers.host ?? ""), status_code: admitted.status, blocked: true, block_reason: admitted.reason, duration_ms: Date.now() - started });
       req.resume();
       return refuse(res, admitted);
     }
-    const { target, path, shownUrl, headers, redactions } = admitted;
+    const { target, path, shownUrl, headers, redactions, view, rewriteBody } = admitted;
     const shown = { ...base, url: shownUrl, host: target.host };
     let address: string;
     try {
@@ -281,17 +311,39 @@ export class InterceptingProxy {
       return fail(res);
     }
     let responded = false;
-    upstream.on("response", (up) => {
+    upstream.on("response", async (up) => {
       responded = true;
-      const answer = guestAnswer(up, redactions);
+      const answer = guestAnswer(up, redactions, rewriteBody);
       if ("unscannable" in answer) {
         up.destroy();
-        this.log(`proxy: ${shownUrl}: answered in ${answer.unscannable}, which cannot be scanned for secrets: refused`);
-        this.event({ ...shown, status_code: 502, blocked: true, block_reason: BlockReason.UNSCANNABLE, duration_ms: Date.now() - started });
-        return fail(res, `Refused: ${target.host} answered in ${answer.unscannable}, which the proxy cannot scan for secrets`);
+        const why = redactions.length ? "cannot scan for secrets" : "cannot decode to apply the interception rules";
+        this.log(`proxy: ${shownUrl}: answered in ${answer.unscannable}, which the proxy ${why}: refused`);
+        this.event({ ...shown, status_code: 502, blocked: true, block_reason: redactions.length ? BlockReason.UNSCANNABLE : BlockReason.UNREWRITABLE, duration_ms: Date.now() - started });
+        return fail(res, `Refused: ${target.host} answered in ${answer.unscannable}, which the proxy ${why}`);
+      }
+      let body: Readable | Buffer = answer.body;
+      let outHeaders = answer.headers;
+      if (!this.interceptor.empty) {
+        let after;
+        try {
+          after = await this.afterRules(req.method ?? "GET", view, target.host, up.statusCode ?? 502, answer, redactions);
+        } catch (err) {
+          up.destroy();
+          this.log(`proxy: ${shownUrl}: interception rules failed: ${(err as Error).message}`);
+          return fail(res);
+        }
+        if (res.destroyed) return void up.destroy();
+        if ("blockedBy" in after) {
+          up.destroy();
+          this.log(`proxy: ${shownUrl}: answer blocked by interception rule ${after.blockedBy}`);
+          this.event({ ...shown, status_code: 403, blocked: true, block_reason: BlockReason.RULE, duration_ms: Date.now() - started });
+          return forbid(res);
+        }
+        ({ body, headers: outHeaders } = after);
+        if (Buffer.isBuffer(body)) up.resume(); // the upstream's own body is not used
       }
       try {
-        res.writeHead(up.statusCode ?? 502, answer.statusMessage, answer.headers.flat());
+        res.writeHead(up.statusCode ?? 502, answer.statusMessage, outHeaders.flat());
       } catch (err) {
         up.destroy();
         this.log(`proxy: ${shownUrl}: the answer cannot be passed on: ${(err as Error).message}`);
@@ -299,8 +351,11 @@ export class InterceptingProxy {
         return fail(res);
       }
       res.flushHeaders(); // streaming bodies (SSE) must not wait for the first chunk to be buffered
-      answer.body.pipe(res);
-      answer.body.on("error", () => res.destroy());
+      if (Buffer.isBuffer(body)) res.end(body);
+      else {
+        body.pipe(res);
+        body.on("error", () => res.destroy());
+      }
       up.on("error", () => res.destroy());
       res.once("close", () => {
         if (!up.complete) up.destroy();
@@ -349,8 +404,9 @@ export class InterceptingProxy {
     const started = Date.now();
     const base = { method: req.method ?? "", url: req.url ?? "", request_bytes: 0, response_bytes: 0 };
     socket.on("error", () => socket.destroy());
-    const admitted = this.admit(scheme, req, true);
+    const admitted = await this.admit(scheme, req, true);
     if ("reason" in admitted) {
+      if (admitted.rule) this.log(`proxy: ${base.url}: blocked by interception rule ${admitted.rule}`);
       this.event({ ...base, host: normalizeHost(req.headers.host ?? ""), status_code: admitted.status, blocked: true, block_reason: admitted.reason, duration_ms: Date.now() - started });
       socket.end(rawReply(admitted));
       return;
@@ -430,11 +486,44 @@ export class InterceptingProxy {
     up.end();
   }
 
+  /**
+   * The `after` rules on an answer (already scanned for secrets): its headers and body as they
+   * go to the guest, or the rule that blocked it. A rewritten body has no Content-Length (it
+   * is streamed, its length unknown) unless a rule set the whole body; for a secret's host it
+   * is scanned again, so nothing a rule put in can carry a secret's value to the guest.
+   */
+  private async afterRules(
+    method: string, view: RequestView, host: string, status: number, answer: { headers: Array<[string, string]>; body: Readable }, redactions: Replacement[],
+  ): Promise<{ blockedBy: string } | { headers: Array<[string, string]>; body: Readable | Buffer }> {
+    const isLength = (k: string) => k.toLowerCase() === "content-length";
+    const contentType = answer.headers.find(([k]) => k.toLowerCase() === "content-type")?.[1] ?? "";
+    const res: ResponseView = { status, headers: answer.headers.filter(([k]) => !isLength(k)), isSSE: /^\s*text\/event-stream/i.test(contentType) };
+    const plan = await this.interceptor.after(view, host, res);
+    if ("blockedBy" in plan) return plan;
+    const rescan = (b: Buffer) => (redactions.length ? replaceAll(b, redactions) : b);
+    if (plan.setBody) {
+      const body = rescan(replaceInBuffer(plan.setBody, plan.replacements));
+      return { headers: [...res.headers, ["Content-Length", String(body.length)]], body };
+    }
+    const bodiless = method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
+    if (!plan.replacements.length || bodiless) return { headers: [...res.headers, ...answer.headers.filter(([k]) => isLength(k))], body: answer.body };
+    const steps = [res.isSSE ? new SseDataRewrite(plan.replacements) : new BodyRewrite(plan.replacements), ...(redactions.length ? [new RedactStream(redactions)] : [])];
+    const last = steps.at(-1)!;
+    // Errors end up on the last stream (pipeline destroys every stream with them): the caller watches it.
+    pipeline([answer.body, ...steps], () => {});
+    return { headers: res.headers, body: last };
+  }
+
   private event(e: Partial<NetworkEvent> & { host: string; blocked: boolean }): void {
     this.onEvent({
       method: "", url: "", status_code: 0, request_bytes: 0, response_bytes: 0, duration_ms: 0, ...e,
     });
   }
+}
+
+function replaceAll(b: Buffer, replacements: Replacement[]): Buffer {
+  const r = new StreamReplacer(replacements);
+  return Buffer.concat([r.push(b), r.flush()]);
 }
 
 function urlOf(t: Target, path: string): string {

@@ -2,31 +2,17 @@
 // reflects the Authorization header, or hands back a value stored there earlier), so the value
 // never reaches the guest. The matching is StreamReplacer's: linear in the bytes, and a value
 // split across chunks is caught.
-import { Transform, type TransformCallback } from "node:stream";
 import type { SecretRule } from "./policy.js";
-import { StreamReplacer, type Replacement } from "./stream-replace.js";
+import { ReplacingStream, StreamReplacer, type Replacement } from "./stream-replace.js";
 
 /** Value → placeholder, for each secret whose value must not reach the guest. */
 export function redactions(secrets: readonly SecretRule[]): Replacement[] {
   return secrets.map((s) => ({ from: Buffer.from(s.value), to: Buffer.from(s.placeholder) }));
 }
 
-export class RedactStream extends Transform {
-  private readonly replacer: StreamReplacer;
-
+export class RedactStream extends ReplacingStream {
   constructor(replacements: Replacement[]) {
-    super();
-    this.replacer = new StreamReplacer(replacements);
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const out = this.replacer.push(chunk);
-    cb(null, out.length ? out : undefined);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    const out = this.replacer.flush();
-    cb(null, out.length ? out : undefined);
+    super(new StreamReplacer(replacements));
   }
 }
 

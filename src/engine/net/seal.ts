@@ -8,6 +8,8 @@ import { ConnectionBudget, connectionLimits, type ConnectionLimits } from "./con
 import { SandboxDnsServer, SyntheticAddresses } from "./dns-server.js";
 import type { NetworkEvent, NetworkEventSink } from "./events.js";
 import { installFirewall } from "./firewall.js";
+import type { InterceptionConfig } from "./interception/config.js";
+import { Interceptor } from "./interception/interceptor.js";
 import { allocateLink, LINK_PREFIX_LENGTH, releaseLink, type LinkAllocation } from "./link-allocation.js";
 import { MitmCa } from "./mitm-ca.js";
 import type { NetworkPolicy } from "./policy.js";
@@ -34,6 +36,8 @@ export interface SealOptions {
   policy: NetworkPolicy;
   /** The create config's dns_servers: where the engine resolves allowed names (empty: the host's resolver). */
   dnsServers?: string[];
+  /** The create config's network.interception: rules the proxy applies to HTTP(S) requests and answers. */
+  interception?: InterceptionConfig | undefined;
   onEvent: NetworkEventSink;
   log: (line: string) => void;
 }
@@ -105,7 +109,8 @@ export class NetworkSeal {
     const dns = await this.dns.listen(this.link.hostIp, 0);
     // One count of open guest connections for all of this sandbox's listeners.
     const { admit } = new ConnectionBudget(this.limits.open, onEvent, log);
-    this.proxy = new InterceptingProxy(policy, this.ca, onEvent, log, resolver);
+    const interceptor = new Interceptor(this.opts.interception, { secretIn: (text) => policy.secretIn(text), log });
+    this.proxy = new InterceptingProxy(policy, this.ca, onEvent, log, resolver, interceptor);
     const { http, https } = await this.proxy.listen(this.link.hostIp, admit);
     this.sniffer = new PortSniffer(policy, addresses, this.proxy, onEvent, log, resolver);
     const other = await this.sniffer.listen(this.link.hostIp, admit);

@@ -4,6 +4,7 @@
 // fixed (longest pattern - 1) bytes: a server-sent event or a prompt that ends a piece goes out
 // at once unless it really ends like the start of a secret. A forbidden pattern anywhere stops
 // the stream before any byte of it is released.
+import { Transform, type TransformCallback } from "node:stream";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 export interface Replacement {
   from: Buffer;
@@ -100,5 +101,33 @@ export class StreamReplacer {
       }
     }
     return held;
+  }
+}
+
+/** Anything that replaces as bytes stream through: what may go out after each piece, and the rest at the end. */
+export interface PieceReplacer {
+  push(chunk: Buffer): Buffer;
+  flush(): Buffer;
+}
+
+/** A replacer as a stream: each chunk through push, the end through flush. */
+export class ReplacingStream extends Transform {
+  constructor(private readonly replacer: PieceReplacer) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    let out: Buffer;
+    try {
+      out = this.replacer.push(chunk);
+    } catch (err) {
+      return cb(err as Error);
+    }
+    cb(null, out.length ? out : undefined);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const out = this.replacer.flush();
+    cb(null, out.length ? out : undefined);
   }
 }

@@ -4,6 +4,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 import { BACKEND_CHOICES } from "../backends/registry.js";
+import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/interception/config.js";
 import type { ImageConfig } from "../image/types.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
@@ -47,22 +48,32 @@ const networkSchema = z.strictObject({
   // A sandbox without allowed hosts or secrets has no network device: that is no_network.
   no_network: z.boolean().optional(),
   policy_script: notYet("network.policy_script", z.string(), isEmpty),
-  intercept: notYet("network.intercept", z.boolean(), isEmpty),
-  interception: notYet("network.interception", z.unknown(), isEmpty),
+  // Seals the network even without allowed hosts or secrets (then everything is denied).
+  intercept: z.boolean({ error: "must be a boolean" }).optional(),
+  interception: interceptionSchema.nullish(),
   add_hosts: notYet("network.add_hosts", z.array(z.unknown()).nullable(), isEmpty),
   hostname: notYet("network.hostname", z.string().nullable(), isEmpty),
   // 1500 is the MTU every sandbox link has.
   mtu: notYet("network.mtu", z.number().nullable(), (v: number | null) => !v || v === 1500),
 }).superRefine((n, ctx) => {
-  const networked = (n.allowed_hosts?.length ?? 0) > 0 || Object.keys(n.secrets ?? {}).length > 0;
+  const rules = n.interception?.rules ?? [];
+  const networked = (n.allowed_hosts?.length ?? 0) > 0 || Object.keys(n.secrets ?? {}).length > 0 || n.intercept === true || !!n.interception;
   // Without allowed hosts or secrets the sandbox has no network: resolvers would do nothing.
   if (!networked && (n.dns_servers?.length ?? 0) > 0) {
-    ctx.addIssue({ code: "custom", path: [], message: "network.dns_servers has no effect without network.allowed_hosts or network.secrets (the sandbox then has no network)" });
+    ctx.addIssue({ code: "custom", path: [], message: "network.dns_servers has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network)" });
+  }
+  // A rule is sent on, or shown to the guest: it may carry a secret's placeholder, never its value.
+  for (const [i, r] of rules.entries()) {
+    const text = ruleTexts(r).join("\n");
+    const secret = Object.entries(n.secrets ?? {}).find(([, s]) => s.value && text.includes(s.value))?.[0];
+    if (secret) ctx.addIssue({ code: "custom", path: ["interception", "rules", i], message: `holds the real value of secret ${secret}: rules may use its placeholder only (it is substituted after the before rules)` });
   }
   if (!n.no_network) return;
   const clash = [
     (n.allowed_hosts?.length ?? 0) > 0 && "network.allowed_hosts",
     Object.keys(n.secrets ?? {}).length > 0 && "network.secrets",
+    n.intercept === true && "network.intercept",
+    !!n.interception && "network.interception",
   ].find(Boolean);
   if (clash) ctx.addIssue({ code: "custom", path: [], message: `invalid configuration: network.no_network cannot be combined with ${clash}` });
 });
@@ -150,6 +161,10 @@ export interface SandboxConfig {
      * to the guest's resolv.conf, default 8.8.8.8/8.8.4.4).
      */
     dnsServers: string[];
+    /** Seal the network even without allowed hosts or secrets (spec 5.2 `intercept`; interception rules imply it). */
+    intercept: boolean;
+    /** Rules the proxy applies to HTTP(S) requests and answers (spec 5.7). */
+    interception?: InterceptionConfig;
   };
 }
 
@@ -189,6 +204,8 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       // Only the hosts are kept: secret values never reach persisted state.
       secrets: Object.fromEntries(Object.entries(net?.secrets ?? {}).map(([k, s]) => [k, { hosts: [...(s.hosts ?? [])], allowCleartext: s.allow_cleartext === true }])),
       dnsServers: [...(net?.dns_servers ?? [])],
+      intercept: net?.intercept === true || !!net?.interception,
+      ...(net?.interception ? { interception: net.interception } : {}),
     },
   };
 }

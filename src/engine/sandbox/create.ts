@@ -2,7 +2,7 @@
 // create params, merge the defaults, pick the driver, check that it can do what was asked, find
 // the image, then make the sandbox. Its dependencies (image store, pull policy, driver choice,
 // log) are passed in, and nothing is made (no record, no pull, no link) before the checks pass.
-import { stat } from "node:fs/promises";
+import { lstat, stat } from "node:fs/promises";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 import { UnsupportedByBackendError, type BackendDriver } from "../backends/backend.js";
 import { chooseDriver, type DriverChoice } from "../backends/registry.js";
@@ -52,11 +52,19 @@ export function parseCreateParams(params: unknown): CreateRequest {
 export async function createSandbox(request: CreateRequest, deps: CreateDeps, signal?: AbortSignal): Promise<Sandbox> {
   const { config, secrets } = request;
   checkMountRequest(config.workspace, config.mounts);
+  await checkCallbackSocket(config.network.interception?.callback_socket);
   const { driver, reason } = await deps.chooseDriver(config.backend);
   deps.log(`backend for the new sandbox: ${driver.name} (${reason})`);
   await checkCapabilities(driver, request);
   const image = await findImage(config.image, deps);
   return Sandbox.create(config, driver, image, { secrets, onEvent: deps.onEvent, log: deps.log, onRecord: deps.onRecord }, signal);
+}
+
+/** The interception callbacks' socket must be there when the sandbox starts: a typo fails the create, not every callback. */
+async function checkCallbackSocket(path: string | undefined): Promise<void> {
+  if (path === undefined) return;
+  const st = await lstat(path).catch(() => undefined);
+  if (!st?.isSocket()) throw new CreateParamsError(`network.interception.callback_socket: ${path} is not a unix socket${st ? "" : " (it does not exist)"}`);
 }
 
 /** What the request needs of the driver, checked against what it declares. */

@@ -109,7 +109,7 @@ export class Sandbox {
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
         // without interception should not pay.
         const { NetworkSeal } = await import("../net/seal.js");
-        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, dnsServers: config.network.dnsServers, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
+        seal = await NetworkSeal.open({ vmId: id, stateDir, rootfs: image.rootfs, policy, dnsServers: config.network.dnsServers, interception: config.network.interception, onEvent: net.onEvent ?? (() => {}), log: net.log ?? (() => {}) });
       }
       if (seal) {
         // The network comes up in one order for every driver: the link, the seal on its host
@@ -312,9 +312,13 @@ function guestFileReader(agent: RunningSandbox["agent"]): GuestFileReader {
   return (path) => agent.readFile(path, MAX_ACCOUNT_FILE);
 }
 
-/** Network interception is on when the merged config has allowed hosts or secrets (spec 4.2). */
+/**
+ * Network interception (the seal) is on when the merged config has allowed hosts or secrets
+ * (spec 4.2), or asks for it (`intercept`, or interception rules: spec 5.2). Without allowed
+ * hosts it denies everything until hosts are allowed.
+ */
 export function interceptionOn(config: SandboxConfig, secrets: SecretRule[]): boolean {
-  return config.network.allowedHosts.length > 0 || secrets.length > 0 || Object.keys(config.network.secrets).length > 0;
+  return config.network.allowedHosts.length > 0 || secrets.length > 0 || Object.keys(config.network.secrets).length > 0 || config.network.intercept;
 }
 
 export interface SandboxNetworkOptions {
