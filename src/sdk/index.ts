@@ -18,6 +18,7 @@ export type {
   ExecStreamResult,
   FileInfo,
   ImageConfig,
+  LogStreamOptions,
   MountConfig,
   MountType,
   OutputTarget,

@@ -159,6 +159,11 @@ export interface ExecStreamOptions extends ExecOptions {
   stderr?: OutputTarget;
 }
 
+export interface LogStreamOptions extends CallOptions {
+  /** Where the log goes as it grows (bytes to a stream, UTF-8 text to a callback); nowhere when unset. */
+  stdout?: OutputTarget;
+}
+
 export interface WriteFileOptions extends CallOptions {
   /** Permission bits, default 0o644. */
   mode?: number;

@@ -8,6 +8,7 @@ import { serve } from "../rpc/server.js";
 import type { Session } from "../rpc/session.js";
 import { recordsOwnedByResidentEngine, takeStopRequest } from "../sandbox/state.js";
 import { listenOwnerOnly } from "./socket-claim.js";
+import { SandboxHub } from "./sandbox-hub.js";
 
 /** After the session ended, how long the client may keep its end open before it is cut. */
 const LINGER_MS = 5000;
@@ -25,6 +26,7 @@ interface Connection {
 
 export class ResidentServer {
   private readonly connections = new Map<Socket, Connection>();
+  private readonly hub = new SandboxHub();
   private connectionCount = 0;
   private server!: Server;
   private stopping?: Promise<void>;
@@ -39,7 +41,7 @@ export class ResidentServer {
 
   static async start(opts: ResidentOptions): Promise<ResidentServer> {
     const self = new ResidentServer(opts.log, opts.socketPath);
-    recordsOwnedByResidentEngine();
+    recordsOwnedByResidentEngine(opts.socketPath);
     // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
     self.server = createServer({ allowHalfOpen: true }, (socket) => self.accept(socket));
     self.releaseSocket = await listenOwnerOnly(self.server, opts.socketPath);
@@ -56,7 +58,8 @@ export class ResidentServer {
       this.log(`stopping: ${reason}; ${this.connections.size} session(s) open`);
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       const ended = [...this.connections].map(([socket, c]) => (socket.destroy(), c.ended));
-      await Promise.allSettled(ended);
+      const detached = this.hub.detachedIds().map((id) => this.hub.stop(id));
+      await Promise.allSettled([...ended, ...detached]);
       await closed;
       await this.releaseSocket();
     })();
@@ -76,6 +79,12 @@ export class ResidentServer {
         socket.destroy();
       }
     }
+    for (const id of this.hub.detachedIds()) {
+      if (await takeStopRequest(id)) {
+        this.log(`stopping detached ${id}: matchlock kill`);
+        await this.hub.stop(id).catch((err: Error) => this.log(`stopping ${id} failed: ${err.message}`));
+      }
+    }
   }
 
   private accept(socket: Socket): void {
@@ -90,7 +99,7 @@ export class ResidentServer {
     const connection: Connection = { ended: Promise.resolve() };
     this.connections.set(socket, connection);
     const onSession = (s: Session) => (connection.session = s);
-    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession })
+    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, hub: this.hub })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
         log(vanished ? "the client disconnected" : `session ended: ${err.message}`);
@@ -98,7 +107,7 @@ export class ResidentServer {
       .finally(() => {
         this.connections.delete(socket);
         // A kill request that arrived as the session ended must not outlive it.
-        for (const id of connection.session?.recordIds ?? []) void takeStopRequest(id);
+        for (const id of connection.session?.recordIds ?? []) if (!this.hub.isDetached(id)) void takeStopRequest(id);
         socket.end(); // after serve flushed its replies
         setTimeout(() => socket.destroy(), LINGER_MS).unref();
       });

@@ -18,6 +18,7 @@ import { Session } from "./session.js";
 import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
 import { Method } from "../../protocol/methods.js";
+import type { SandboxHub } from "../resident/sandbox-hub.js";
 
 export interface ServeOptions {
   input: Readable;
@@ -31,11 +32,13 @@ export interface ServeOptions {
   handleSignals?: boolean;
   /** Told the session this connection is served by (the resident engine tracks its sandboxes). */
   onSession?: (session: Session) => void;
+  /** The resident engine's sandboxes, shared by its sessions (attach, detach). */
+  hub?: SandboxHub;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const writer = new MessageWriter(opts.output);
-  const session = new Session(writer, opts.log);
+  const session = new Session(writer, opts.log, undefined, opts.hub);
   opts.onSession?.(session);
   const inflight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {

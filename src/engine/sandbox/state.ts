@@ -35,9 +35,9 @@ export function logFile(id: string): string {
  * Set by `matchlock serve`: its records say their owner is a resident engine, which runs many
  * sandboxes, so `kill` must not SIGTERM it (see requestStop).
  */
-let residentOwner = false;
-export function recordsOwnedByResidentEngine(): void {
-  residentOwner = true;
+let residentSocket: string | undefined;
+export function recordsOwnedByResidentEngine(socketPath: string): void {
+  residentSocket = socketPath;
 }
 
 export async function createVmRecord(id: string, config: Record<string, unknown>): Promise<string> {
@@ -50,7 +50,9 @@ export async function createVmRecord(id: string, config: Record<string, unknown>
     writeFile(join(dir, "created_at"), new Date().toISOString()),
     writeFile(join(dir, "pid"), String(process.pid)),
     processStart(process.pid).then((start) => writeFile(join(dir, "pid_start"), start ?? "")),
-    residentOwner ? writeFile(join(dir, "owner_kind"), "resident") : undefined,
+    residentSocket ? writeFile(join(dir, "owner_kind"), "resident") : undefined,
+    // Where `matchlock exec` and `log` reach the engine that runs this sandbox.
+    residentSocket ? writeFile(join(dir, "engine_socket"), residentSocket) : undefined,
   ]);
   await writeFile(join(dir, "status"), "running");
   return dir;
@@ -137,6 +139,13 @@ export async function requestStop(vm: VmRecord): Promise<void> {
   } else {
     process.kill(vm.pid, "SIGTERM");
   }
+}
+
+/** The socket of the resident engine that runs this sandbox; undefined for any other owner. */
+export async function ownerSocket(id: string): Promise<string | undefined> {
+  const dir = paths.vm(id);
+  if ((await readText(join(dir, "owner_kind"))) !== "resident") return undefined;
+  return (await readText(join(dir, "engine_socket"))) || undefined;
 }
 
 /** For the resident engine: whether `kill` asked to stop this sandbox (the request is consumed). */
