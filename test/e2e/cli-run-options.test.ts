@@ -90,7 +90,7 @@ except urllib.error.HTTPError as e: print(e.code)`]);
 
   test("--timeout stops the sandbox and says why", async () => {
     const r = await cli(["run", "--image", BUSYBOX, "--timeout", "3", "--", "sleep", "600"]);
-    assert.equal(r.code, 1, r.stdout);
+    assert.equal(r.code, 125, r.stdout);
     assert.match(r.stderr, /^Error: .*timeout of 3 s/m);
   });
 
@@ -108,7 +108,7 @@ except urllib.error.HTTPError as e: print(e.code)`]);
     ];
     for (const [flags, error] of cases) {
       const r = await cli(["run", "--image", BUSYBOX, ...flags, "--", "true"]);
-      assert.equal(r.code, 1, `${flags.join(" ")}: ${r.stdout}`);
+      assert.equal(r.code, 125, `${flags.join(" ")}: ${r.stdout}`);
       assert.match(r.stderr, error, flags.join(" "));
     }
     assert.deepEqual(await recordIds(), before);
@@ -120,12 +120,13 @@ except urllib.error.HTTPError as e: print(e.code)`]);
     const before = await recordIds();
     const r = await cli(["run", "--image", BUSYBOX, "--rm=false", "-v", `${join(dir, "config.txt")}:/etc/config.txt:ro`, "--", "cat", "/etc/config.txt"]);
     if (BACKEND === "microvm") {
-      assert.equal(r.code, 1, r.stdout);
+      assert.equal(r.code, 125, r.stdout);
       assert.match(r.stderr, /^Error: mount \/etc\/config\.txt: the microvm backend shares directories only, and .*config\.txt is a file/m);
       assert.deepEqual(await recordIds(), before, "no record was made");
     } else {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, "from-host-file");
+      assert.match(r.stderr, /^vm-[0-9a-f]{8}\n$/);
       const made = (await recordIds()).filter((id) => !before.includes(id));
       assert.equal(made.length, 1);
       assert.equal((await cli(["rm", made[0]!])).code, 0);

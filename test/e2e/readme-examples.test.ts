@@ -91,6 +91,7 @@ describe("README and docs examples", async () => {
     "README.md: Mounts": /^from-guest\n\n?$/,
     "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 failed false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
+    "docs/cli.md: From the SDK": /^true\n$/,
   };
 
   test("every example runs, and every expected output has its example", () => {
