@@ -5,7 +5,7 @@
 // so a stale, foreign or damaged binary is refused with a clear reason instead of failing deep
 // inside a sandbox's boot.
 import { createHash } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { arch } from "node:os";
 import { join } from "node:path";
 import { paths } from "../engine/paths.js";
@@ -16,11 +16,13 @@ import { settings } from "../settings/settings.js";
 const PACKAGE_ROOT = paths.packageFile();
 const manifestPath = (root: string): string => join(root, "guest", "manifest.json");
 
-/** Each binary, relative to the package root, with the sources it is built from. */
-const GUEST_BINARIES: Record<string, string[]> = {
-  "guest/agent/build/matchlock-agent": ["guest/agent/agent.c", "guest/agent/Makefile"],
-  "guest/microvm/build/matchlock-init": ["guest/microvm/init.c", "guest/microvm/Makefile"],
+/** Each binary, relative to the package root, with the directory of the sources it is built from. */
+const GUEST_BINARIES: Record<string, string> = {
+  "guest/agent/build/matchlock-agent": "guest/agent",
+  "guest/microvm/build/matchlock-init": "guest/microvm",
 };
+
+const isSource = (name: string): boolean => /\.[ch]$/.test(name) || name === "Makefile";
 
 /** The guest's machine as `uname -m` names it; the binaries are built for the host they are built on. */
 const GUEST_ARCH: Partial<Record<string, string>> = { x64: "x86_64", arm64: "aarch64" };
@@ -33,13 +35,17 @@ interface Manifest {
 
 const sha256 = (data: Buffer): string => createHash("sha256").update(data).digest("hex");
 
-/** sha256 over the sources' contents, or undefined when they are not there (an installed package ships none). */
-async function sourcesHash(root: string, sources: string[]): Promise<string | undefined> {
+/**
+ * sha256 over the C sources and Makefile in a directory, or undefined when there are none (an
+ * installed package ships none).
+ */
+async function sourcesHash(root: string, dir: string): Promise<string | undefined> {
+  const names = (await readdir(join(root, dir)).catch(() => [])).filter(isSource).sort();
+  if (names.length === 0) return undefined;
   const hash = createHash("sha256");
-  for (const source of sources) {
-    const data = await readFile(join(root, source)).catch(() => undefined);
-    if (!data) return undefined;
-    hash.update(`${source}\0${data.length}\0`).update(data);
+  for (const name of names) {
+    const data = await readFile(join(root, dir, name));
+    hash.update(`${name}\0${data.length}\0`).update(data);
   }
   return hash.digest("hex");
 }
@@ -47,9 +53,9 @@ async function sourcesHash(root: string, sources: string[]): Promise<string | un
 /** Records the binaries just built (`npm run build`, and so `prepack`). */
 export async function writeGuestManifest(root = PACKAGE_ROOT): Promise<void> {
   const manifest: Manifest = { version: packageVersion(), arch: GUEST_ARCH[arch()] ?? arch(), binaries: {} };
-  for (const [binary, sources] of Object.entries(GUEST_BINARIES)) {
-    const hash = await sourcesHash(root, sources);
-    if (!hash) throw new Error(`cannot record ${binary}: its sources ${sources.join(", ")} are missing`);
+  for (const [binary, dir] of Object.entries(GUEST_BINARIES)) {
+    const hash = await sourcesHash(root, dir);
+    if (!hash) throw new Error(`cannot record ${binary}: its sources in ${dir} are missing`);
     manifest.binaries[binary] = { sha256: sha256(await readFile(join(root, binary))), sources: hash };
   }
   await writeFile(manifestPath(root), JSON.stringify(manifest, null, 2) + "\n");
@@ -76,7 +82,7 @@ export async function guestBinariesProblem(root = PACKAGE_ROOT): Promise<string 
   if (manifest.arch !== hostArch) {
     return `the guest binaries are built for ${manifest.arch}, but this host is ${hostArch}: matchlock's package ships ${manifest.arch} binaries only; build it from its repository on this host ("npm run build")`;
   }
-  for (const [binary, sources] of Object.entries(GUEST_BINARIES)) {
+  for (const [binary, dir] of Object.entries(GUEST_BINARIES)) {
     if (binary.endsWith("matchlock-agent") && settings.agent.read()) continue;
     const recorded = manifest.binaries[binary];
     const file = join(root, binary);
@@ -85,9 +91,9 @@ export async function guestBinariesProblem(root = PACKAGE_ROOT): Promise<string 
     if (sha256(data) !== recorded.sha256) {
       return `the guest binary ${file} is not the one this package's build made (its sha256 differs from ${manifestFile}): ${fix}`;
     }
-    const now = await sourcesHash(root, sources);
+    const now = await sourcesHash(root, dir);
     if (now !== undefined && now !== recorded.sources) {
-      return `the guest binary ${file} is stale: ${sources.join(" or ")} changed since it was built; run "npm run build"`;
+      return `the guest binary ${file} is stale: its sources in ${dir} changed since it was built; run "npm run build"`;
     }
   }
   return undefined;

@@ -36,7 +36,7 @@ describe("guest binaries manifest", () => {
 
   it("refuses a stale build: sources changed since, or another package version", async () => {
     await appendFile(join(root, "guest", "agent", "agent.c"), "int changed;\n");
-    assert.match(await guestBinariesProblem(root) ?? "", /matchlock-agent is stale: guest\/agent\/agent\.c or guest\/agent\/Makefile changed since it was built; run "npm run build"/);
+    assert.match(await guestBinariesProblem(root) ?? "", /matchlock-agent is stale: its sources in guest\/agent changed since it was built; run "npm run build"/);
     await writeGuestManifest(root);
     const recorded = JSON.parse(await readFile(manifest(), "utf8"));
     await writeFile(manifest(), JSON.stringify({ ...recorded, version: "0.0.0-old" }));

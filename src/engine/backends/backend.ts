@@ -85,7 +85,7 @@ export interface SandboxSpec {
   /** Cap on what the sandbox may write to its root file system. */
   diskSizeMb: number;
   hostname: string;
-  /** Commands keep every capability; otherwise the agent confines each (guest/agent/agent.c). */
+  /** Commands keep every capability; otherwise the agent confines each (guest/agent/confine.c). */
   privileged: boolean;
   mounts: BackendMount[];
   /** Per-sandbox state directory (logs, bundle, sockets). */

@@ -76,7 +76,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
 /**
  * Docker's default set without CAP_NET_RAW, which runsc withholds anyway (raw sockets need its
  * --net-raw) and the network seal makes useless (it drops ICMP and every raw IP packet). The
- * agent's DEFAULT_CAPS (guest/agent/agent.c) is the same set, so both engines agree.
+ * agent's DEFAULT_CAPS (guest/agent/confine.c) is the same set, so both engines agree.
  */
 export const DEFAULT_CAPABILITIES = [
   "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",

@@ -1,0 +1,239 @@
+/* EXEC and SIGNAL: commands in their own sessions, their output, their exits. */
+#include "agent.h"
+
+/*
+ * Exec output is coalesced (OUT_CHUNK frames, PIPE_BYTES pipes, OUT_NAP_NS naps) only on the
+ * stdio channel, i.e. under gVisor, where it was measured to double throughput. In a TCG
+ * micro-VM (--channel) reading the clock costs enough that a clock read per wakeup made
+ * streams 2-3x slower, and the naps were not measured there, so the agent reads each pipe in
+ * CHUNK pieces as soon as it is readable, as before, and never reads the clock for it.
+ */
+bool coalesce_output = true;
+
+/* What the child reports through its error pipe when it cannot get to execve(). */
+enum child_stage { ST_SETSID, ST_DEVNULL, ST_DUP, ST_CHDIR, ST_CAPS, ST_SETGROUPS, ST_SETGID, ST_SETUID, ST_SECCOMP, ST_EXEC };
+struct child_error {
+    int stage;
+    int err;
+};
+
+struct child_setup {
+    const char *cwd;
+    bool as_user;
+    uid_t uid;
+    gid_t gid;
+    mode_t umask;
+    int out_w, err_w, errpipe_w;
+    char *const *argv;
+    char *const *envp;
+};
+
+static _Noreturn void child_fail(const struct child_setup *cs, int stage)
+{
+    struct child_error ce = {stage, errno};
+    ssize_t r = write(cs->errpipe_w, &ce, sizeof ce);
+    (void)r; /* nothing else to do: the parent sees EOF and a dead child */
+    _exit(127);
+}
+
+/* Runs in the forked child; only async-signal-safe calls (we fork from a single thread). */
+static _Noreturn void run_child(const struct child_setup *cs)
+{
+    /* The agent ignores SIGPIPE and handles SIGCHLD; the command must start with defaults. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    umask(cs->umask);
+    if (exec_cgroup_procs_fd >= 0) join_cgroup(exec_cgroup_procs_fd); /* best effort, see setup_workload_memory_cgroup */
+
+    if (setsid() < 0) child_fail(cs, ST_SETSID);
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0) child_fail(cs, ST_DEVNULL);
+    /* All three sources are >= 3 (fds 0-2 are always open in the agent), so no overlap. */
+    if (dup2(null_fd, 0) < 0 || dup2(cs->out_w, 1) < 0 || dup2(cs->err_w, 2) < 0) child_fail(cs, ST_DUP);
+
+    /* Like runc: chdir as root first; if that is refused, retry as the target user. */
+    bool chdir_later = false;
+    if (chdir(cs->cwd) < 0) {
+        if (!cs->as_user || (errno != EACCES && errno != EPERM)) child_fail(cs, ST_CHDIR);
+        chdir_later = true;
+    }
+    if (confine_execs && !drop_capabilities()) child_fail(cs, ST_CAPS);
+    if (cs->as_user) {
+        if (setgroups(0, NULL) < 0) child_fail(cs, ST_SETGROUPS);
+        if (setgid(cs->gid) < 0) child_fail(cs, ST_SETGID);
+        if (setuid(cs->uid) < 0) child_fail(cs, ST_SETUID);
+    }
+    if (chdir_later && chdir(cs->cwd) < 0) child_fail(cs, ST_CHDIR);
+    if (confine_execs && !restrict_syscalls()) child_fail(cs, ST_SECCOMP);
+    execve("/bin/sh", cs->argv, cs->envp);
+    child_fail(cs, ST_EXEC);
+}
+
+static void report_child_error(struct agent *a, uint32_t id, const struct child_setup *cs,
+                               const struct child_error *ce)
+{
+    const char *why = strerror(ce->err);
+    switch (ce->stage) {
+    case ST_SETSID: send_error(a, id, "setsid: %s", why); break;
+    case ST_CAPS: send_error(a, id, "dropping capabilities: %s", why); break;
+    case ST_SECCOMP: send_error(a, id, "no_new_privs and seccomp filter: %s", why); break;
+    case ST_DEVNULL: send_error(a, id, "open /dev/null: %s", why); break;
+    case ST_DUP: send_error(a, id, "dup2: %s", why); break;
+    case ST_CHDIR: send_error(a, id, "chdir %s: %s", cs->cwd, why); break;
+    case ST_SETGROUPS: send_error(a, id, "setgroups: %s", why); break;
+    case ST_SETGID: send_error(a, id, "setgid %u: %s", (unsigned)cs->gid, why); break;
+    case ST_SETUID: send_error(a, id, "setuid %u: %s", (unsigned)cs->uid, why); break;
+    default: send_error(a, id, "exec /bin/sh: %s", why); break;
+    }
+}
+
+void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    int n = count_strings(p, len);
+    if (n < 3) {
+        send_error(a, id, "malformed EXEC payload");
+        return;
+    }
+    const char **s = xmalloc((n + 1) * sizeof *s);
+    split_strings(p, len, s);
+    s[n] = NULL;
+
+    struct child_setup cs = {.cwd = s[0][0] ? s[0] : "/", .as_user = s[1][0] != 0, .umask = a->exec_umask};
+    const char *argv[] = {"sh", "-c", s[2], NULL};
+    cs.argv = (char *const *)argv;
+    cs.envp = (char *const *)(s + 3);
+
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, ep[2] = {-1, -1};
+    if (cs.as_user && !parse_user(s[1], &cs.uid, &cs.gid)) {
+        send_error(a, id, "invalid user: %s", s[1]);
+        goto out;
+    }
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0) {
+        send_error(a, id, "pipe: %s", strerror(errno));
+        goto out;
+    }
+    cs.out_w = outp[1];
+    cs.err_w = errp[1];
+    cs.errpipe_w = ep[1];
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        send_error(a, id, "fork: %s", strerror(errno));
+        goto out;
+    }
+    if (pid == 0) run_child(&cs);
+    close_fd(&outp[1]);
+    close_fd(&errp[1]);
+    close_fd(&ep[1]);
+
+    /*
+     * Classic CLOEXEC error pipe: EOF means execve() succeeded (so setsid() is done and SIGNAL
+     * can target the group right away); a record means the child failed and is exiting.
+     */
+    struct child_error ce;
+    ssize_t r;
+    do r = read(ep[0], &ce, sizeof ce);
+    while (r < 0 && errno == EINTR);
+    if (r == (ssize_t)sizeof ce) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        report_child_error(a, id, &cs, &ce);
+        goto out;
+    }
+
+    struct exec_op *e = xmalloc(sizeof *e);
+    *e = (struct exec_op){.next = a->execs, .id = id, .pid = pid, .out_fd = outp[0], .err_fd = errp[0],
+                          .oom_kills_at_start = oom_kill_count()};
+    set_nonblock(e->out_fd, true);
+    set_nonblock(e->err_fd, true);
+    if (coalesce_output) { /* best effort: a smaller pipe only costs throughput */
+        fcntl(e->out_fd, F_SETPIPE_SZ, PIPE_BYTES);
+        fcntl(e->err_fd, F_SETPIPE_SZ, PIPE_BYTES);
+    }
+    a->execs = e;
+    outp[0] = errp[0] = -1; /* now owned by e */
+out:
+    for (int i = 0; i < 2; i++) {
+        close_fd(&outp[i]);
+        close_fd(&errp[i]);
+        close_fd(&ep[i]);
+    }
+    free(s);
+}
+
+/* How much of an exec's pipe one read takes (see coalesce_output). */
+static size_t out_chunk(void)
+{
+    return coalesce_output ? OUT_CHUNK : CHUNK;
+}
+
+/*
+ * Forwards one chunk from an exec's pipe; closes the pipe on EOF or error. After data that did
+ * not fill the buffer, sets *nap_until: the writer is slower than us, so let it write more first.
+ */
+enum pump_result pump(struct agent *a, uint32_t id, int *fd, uint8_t type, int64_t *nap_until)
+{
+    if (*fd < 0) return PUMP_CLOSED;
+    size_t room = out_chunk();
+    ssize_t n = read(*fd, a->chunk, room);
+    if (n > 0) {
+        send_frame(a, type, id, a->chunk, n);
+        if (nap_until && coalesce_output) *nap_until = (size_t)n < room ? now_ns() + OUT_NAP_NS : 0;
+        return PUMP_DATA;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return PUMP_EMPTY;
+    close_fd(fd);
+    return PUMP_CLOSED;
+}
+
+/* After the shell exited: forward what is already in the pipe, never wait for more. */
+static void drain(struct agent *a, uint32_t id, int *fd, uint8_t type)
+{
+    for (size_t total = 0; total < DRAIN_CAP; total += out_chunk())
+        if (pump(a, id, fd, type, NULL) != PUMP_DATA) break;
+    close_fd(fd);
+}
+
+/* We are PID 1: reap everything, and turn the death of an exec's shell into its EXIT. */
+void reap_children(struct agent *a)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct exec_op **pp = &a->execs;
+        while (*pp && (*pp)->pid != pid) pp = &(*pp)->next;
+        struct exec_op *e = *pp;
+        if (!e) continue; /* an orphan we inherited */
+        *pp = e->next;
+        drain(a, e->id, &e->out_fd, T_STDOUT);
+        drain(a, e->id, &e->err_fd, T_STDERR);
+        int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        int32_t sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+        /*
+         * The OOM killer's SIGKILL looks like any other; a SIGKILL while the guest's OOM-kill
+         * count went up is taken as the OOM killer's (see PROTOCOL.md, EXIT flags).
+         */
+        bool killed = sig == SIGKILL || (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
+        long oom_now = killed && e->oom_kills_at_start >= 0 ? oom_kill_count() : -1;
+        uint32_t flags = oom_now > e->oom_kills_at_start ? EXIT_FLAG_OOM : 0;
+        unsigned char exit_payload[12] = {
+            (uint32_t)code >> 24, (uint32_t)code >> 16, (uint32_t)code >> 8, (uint32_t)code,
+            (uint32_t)sig >> 24, (uint32_t)sig >> 16, (uint32_t)sig >> 8, (uint32_t)sig,
+            flags >> 24, flags >> 16, flags >> 8, flags,
+        };
+        send_frame(a, T_EXIT, e->id, exit_payload, sizeof exit_payload);
+        free(e);
+    }
+}
+
+void signal_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+{
+    /* A malformed SIGNAL gets no ERROR: that would end the engine's view of a live exec. */
+    if (len != 1) return;
+    for (struct exec_op *e = a->execs; e; e = e->next)
+        if (e->id == id) kill(-e->pid, p[0]);
+}
