@@ -1,5 +1,7 @@
-// `matchlock exec ID -- CMD`: a command in a running sandbox of a resident engine, as `docker
-// exec`: its output streamed, and its exit status as ours (125-127 when it did not run).
+// `matchlock exec ID -- CMD`: a command in a running sandbox, as `docker exec`: its output
+// streamed, and its exit status as ours (125-127 when it did not run). It reaches the sandboxes
+// whose engine serves `attach` on a socket the record names: the resident engine's (`matchlock
+// serve`, `run -d`) and a foreground `matchlock run`'s while its command runs.
 import type { Command } from "commander";
 import { Method, Notification } from "../protocol/methods.js";
 import { shellQuote } from "../engine/sandbox/shell-quote.js";
@@ -29,8 +31,8 @@ async function engineOf(id: string): Promise<string> {
   if (vm.status !== "running" || !(await ownerAlive(vm))) throw new Error(`VM ${id} is not running (status: ${vm.status === "running" ? "crashed" : vm.status})`);
   const socket = await ownerSocket(id);
   if (!socket) {
-    throw new Error(`VM ${id} runs in an engine of its own (pid ${vm.pid}: \`matchlock rpc\` or \`matchlock run\`), which takes no other client: ` +
-      "exec reaches the sandboxes of a resident engine (`matchlock serve`; `matchlock run -d` starts one there)");
+    throw new Error(`VM ${id} runs in an engine that serves only the client that started it (pid ${vm.pid}: an SDK client's \`matchlock rpc\`): ` +
+      "exec reaches the sandboxes of `matchlock run` (-d or not) and of the resident engine (`matchlock serve`)");
   }
   return socket;
 }
@@ -38,7 +40,7 @@ async function engineOf(id: string): Promise<string> {
 export function registerExecCommand(program: Command): void {
   const exec = program
     .command("exec")
-    .description("run a command in a running sandbox of the resident engine (matchlock serve, run -d); exits with its status")
+    .description("run a command in a running sandbox (of matchlock run, run -d or serve); exits with its status")
     .usage("[options] ID [--] COMMAND [ARG...]")
     .argument("<id>", "sandbox id (vm-xxxxxxxx)")
     .argument("<command...>", "command and arguments (use -- before a command with options)")

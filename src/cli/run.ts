@@ -1,17 +1,19 @@
 // `matchlock run`: a sandbox for one command, as `docker run`. In the foreground, the sandbox
 // lives in this process: the command's output is streamed (and logged), and its exit status is
-// ours; 125-127 say that it did not run (exit-status.ts). With -d it lives in the resident engine
+// ours; 125-127 say that it did not run (exit-status.ts); `exec` reaches it while it runs. With -d it lives in the resident engine
 // (`matchlock serve`) and runs the command (or the image's) detached, until `matchlock kill`.
 import type { Command } from "commander";
 import { once } from "node:events";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { BACKEND_CHOICES } from "../engine/backends/registry.js";
 import { createSandbox, engineCreateDeps, parseCreateParams } from "../engine/sandbox/create.js";
 import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import type { WireMount } from "../protocol/rpc.js";
 import { Method } from "../protocol/methods.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
-import { logFile, removeVmDir } from "../engine/sandbox/state.js";
+import { advertiseEngineSocket, logFile, removeVmDir } from "../engine/sandbox/state.js";
+import { ResidentServer } from "../engine/resident/resident-server.js";
+import { paths } from "../engine/paths.js";
 import { CappedLogAppender } from "../engine/sandbox/vm-log.js";
 import { checkInvocable } from "./command-check.js";
 import { envOptions } from "./env-options.js";
@@ -185,8 +187,10 @@ export function registerRunCommand(program: Command): void {
       const creating = new AbortController();
       let stopped: number | undefined;
       let sandbox: Sandbox | undefined;
+      let attachPoint: ResidentServer | undefined;
       const finish = async () => {
         if (!sandbox) return;
+        await attachPoint?.stop("the run ended");
         await sandbox.close();
         if (opts.rm) await removeVmDir(sandbox.id);
       };
@@ -207,6 +211,7 @@ export function registerRunCommand(program: Command): void {
       const sb = sandbox;
       if (!opts.rm) process.stderr.write(`${sb.id}\n`);
       try {
+        attachPoint = await serveForExec(sb);
         const image = sb.imageConfig;
         const argv = [...image.entrypoint, ...(command.length > 0 ? command : image.cmd)];
         if (argv.length === 0) throw new CliExit(EXIT_ENGINE_FAILED, `no command: the image ${config.image} has no ENTRYPOINT or CMD; give one after the options`);
@@ -225,6 +230,24 @@ export function registerRunCommand(program: Command): void {
         await finish();
       }
     }));
+}
+
+/**
+ * While the command runs, `matchlock exec` reaches the sandbox through an owner-only socket in its
+ * state directory, served by this process as the resident engine serves its own. Without it the
+ * run goes on, and says that exec cannot reach it.
+ */
+async function serveForExec(sb: Sandbox): Promise<ResidentServer | undefined> {
+  const socketPath = join(paths.vm(sb.id), "engine.sock");
+  try {
+    const server = await ResidentServer.start({ socketPath, log: () => undefined, ownsRecords: false });
+    server.serveSandbox(sb);
+    await advertiseEngineSocket(sb.id, socketPath);
+    return server;
+  } catch (err) {
+    process.stderr.write(`matchlock: \`matchlock exec ${sb.id}\` will not reach this sandbox: ${(err as Error).message}\n`);
+    return undefined;
+  }
 }
 
 /** -d: the sandbox is made in the resident engine and left there; its id goes to stdout. */

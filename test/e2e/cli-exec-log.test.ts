@@ -92,13 +92,36 @@ describe("matchlock run -d, exec and log", () => {
     assert.equal((await cli(["rm", id])).code, 0);
   });
 
-  test("exec reaches only a resident engine's sandboxes; run -d needs one; a stdio engine refuses attach", async () => {
+  test("exec reaches a foreground run's sandbox while its command runs; --rm=false prints the id first", async () => {
+    const run = spawn(process.execPath, ["--", CLI, "run", "--rm=false", "--image", BUSYBOX, "--", "sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.1; done; echo released"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    run.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    run.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => run.on("exit", (code) => resolve(code)));
+    await eventually(() => assert.match(stderr, /^vm-[0-9a-f]{8}\n/), WAIT_MS);
+    const id = stderr.slice(0, 11);
+    // The id is printed before the socket is up: the first exec may come too early for it.
+    await eventually(async () => {
+      const r = await cli(["exec", "-e", "WHO=exec", id, "--", "sh", "-c", "echo $WHO in the run; touch /tmp/go"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "exec in the run\n");
+    }, WAIT_MS);
+    assert.equal(await exited, 0, stderr);
+    assert.equal(stdout, "released\n");
+    const late = await cli(["exec", id, "true"]);
+    assert.equal(late.code, 125);
+    assert.match(late.stderr, /is not running \(status: stopped\)/);
+    assert.equal((await cli(["rm", id])).code, 0);
+  });
+
+  test("exec refuses an SDK client's own engine and unknown ids; run -d needs the resident engine; a stdio engine refuses attach", async () => {
     const client = newClient(); // its own `matchlock rpc`, not the resident engine
     try {
       const id = await client.launch(new Sandbox(BUSYBOX));
       const r = await cli(["exec", id, "true"]);
       assert.equal(r.code, 125);
-      assert.match(r.stderr, /runs in an engine of its own .* which takes no other client/);
+      assert.match(r.stderr, /runs in an engine that serves only the client that started it/);
     } finally {
       await client.close();
       await client.remove();

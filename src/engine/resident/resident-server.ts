@@ -6,6 +6,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { serve } from "../rpc/server.js";
 import type { Session } from "../rpc/session.js";
+import type { Sandbox } from "../sandbox/sandbox.js";
 import { recordsOwnedByResidentEngine, takeStopRequest } from "../sandbox/state.js";
 import { listenOwnerOnly } from "./socket-claim.js";
 import { SandboxHub } from "./sandbox-hub.js";
@@ -16,6 +17,11 @@ const LINGER_MS = 5000;
 export interface ResidentOptions {
   socketPath: string;
   log: (line: string) => void;
+  /**
+   * Whether sandboxes made through this server are recorded as the resident engine's (default
+   * true). `matchlock run` serves its one sandbox for `exec` and makes none through it.
+   */
+  ownsRecords?: boolean;
 }
 
 /** An open connection: its session (once serve made it) and the end of that session. */
@@ -41,7 +47,7 @@ export class ResidentServer {
 
   static async start(opts: ResidentOptions): Promise<ResidentServer> {
     const self = new ResidentServer(opts.log, opts.socketPath);
-    recordsOwnedByResidentEngine(opts.socketPath);
+    if (opts.ownsRecords ?? true) recordsOwnedByResidentEngine(opts.socketPath);
     // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
     self.server = createServer({ allowHalfOpen: true }, (socket) => self.accept(socket));
     self.releaseSocket = await listenOwnerOnly(self.server, opts.socketPath);
@@ -64,6 +70,11 @@ export class ResidentServer {
       await this.releaseSocket();
     })();
     return this.stopping;
+  }
+
+  /** A sandbox made outside any session (`matchlock run`'s), served for `attach`; stop() stops it. */
+  serveSandbox(sandbox: Sandbox): void {
+    this.hub.detach(sandbox);
   }
 
   /**

@@ -51,8 +51,7 @@ export async function createVmRecord(id: string, config: Record<string, unknown>
     writeFile(join(dir, "pid"), String(process.pid)),
     processStart(process.pid).then((start) => writeFile(join(dir, "pid_start"), start ?? "")),
     residentSocket ? writeFile(join(dir, "owner_kind"), "resident") : undefined,
-    // Where `matchlock exec` and `log` reach the engine that runs this sandbox.
-    residentSocket ? writeFile(join(dir, "engine_socket"), residentSocket) : undefined,
+    residentSocket ? advertiseEngineSocket(id, residentSocket) : undefined,
   ]);
   await writeFile(join(dir, "status"), "running");
   return dir;
@@ -141,11 +140,14 @@ export async function requestStop(vm: VmRecord): Promise<void> {
   }
 }
 
-/** The socket of the resident engine that runs this sandbox; undefined for any other owner. */
+/** Records where `matchlock exec` reaches the engine that runs this sandbox (see ownerSocket). */
+export async function advertiseEngineSocket(id: string, socketPath: string): Promise<void> {
+  await writeFile(join(paths.vm(id), "engine_socket"), socketPath, { mode: 0o600 });
+}
+
+/** The socket of the engine that runs this sandbox and serves `attach` to it; undefined when it serves none. */
 export async function ownerSocket(id: string): Promise<string | undefined> {
-  const dir = paths.vm(id);
-  if ((await readText(join(dir, "owner_kind"))) !== "resident") return undefined;
-  return (await readText(join(dir, "engine_socket"))) || undefined;
+  return (await readText(join(paths.vm(id), "engine_socket"))) || undefined;
 }
 
 /** For the resident engine: whether `kill` asked to stop this sandbox (the request is consumed). */
