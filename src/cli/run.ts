@@ -77,12 +77,14 @@ function underWorkspace(guest: string, workspace: string): string {
 }
 
 /**
- * -u and --entrypoint as image_config overrides (Docker: --entrypoint also clears the image's
- * CMD); `cmd`: the command a detached run starts as the image's.
+ * -u, -w and --entrypoint as image_config overrides, as Docker sets them on the container: -w is
+ * every command's directory (made if missing), --entrypoint also clears the image's CMD. `cmd`:
+ * the command a detached run starts as the image's.
  */
 function imageConfigFlags(opts: RunOptions, cmd: string[] | undefined): Record<string, unknown> | undefined {
   const config: Record<string, unknown> = {};
   if (opts.user) config.user = opts.user;
+  if (opts.workdir) config.working_dir = opts.workdir;
   if (opts.entrypoint !== undefined) {
     config.entrypoint = opts.entrypoint ? [opts.entrypoint] : [];
     config.cmd = [];
@@ -169,7 +171,7 @@ export function registerRunCommand(program: Command): void {
     .option("--block-private-ips [bool]", "with a sealed network, refuse private, loopback and link-local addresses (default true)", parseBool)
     .option("--secret <name@host[,host]>", "inject the value of the environment variable NAME for these hosts only (repeatable)", collect, [])
     .option("--dns-server <ip>", "resolver the engine asks for allowed names (repeatable)", collect, [])
-    .option("-w, --workdir <dir>", "working directory of the command")
+    .option("-w, --workdir <dir>", "working directory of every command, made if missing (default: the image's WORKDIR, else the workspace)")
     .option("--rm [bool]", "remove the sandbox's state when done; --rm=false keeps it (and prints its id)", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)");
   interactiveFlags(run);
@@ -216,10 +218,10 @@ export function registerRunCommand(program: Command): void {
         const argv = [...image.entrypoint, ...(command.length > 0 ? command : image.cmd)];
         if (argv.length === 0) throw new CliExit(EXIT_ENGINE_FAILED, `no command: the image ${config.image} has no ENTRYPOINT or CMD; give one after the options`);
         const quiet = { stdout: () => undefined, stderr: () => undefined };
-        await checkInvocable(argv, async (script) => (await sb.exec(script, { workingDir: opts.workdir }, quiet)).exitCode);
+        await checkInvocable(argv, async (script) => (await sb.exec(script, {}, quiet)).exitCode);
         // Its output goes to the sandbox's log too, as a detached one's does (`matchlock log ID`).
         const log = await CappedLogAppender.open(logFile(sb.id), "command");
-        const out = await sb.exec(argv.map(shellQuote).join(" "), { workingDir: opts.workdir }, {
+        const out = await sb.exec(argv.map(shellQuote).join(" "), {}, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.
           stdout: (d) => (void log.write(d), process.stdout.write(d) ? undefined : once(process.stdout, "drain")),
           stderr: (d) => (void log.write(d), process.stderr.write(d) ? undefined : once(process.stderr, "drain")),

@@ -48,9 +48,9 @@ describe("run's flags", () => {
     assert.deepEqual(commandWords(["echo", "--"]), ["echo", "--"]);
   });
 
-  test("-u and --entrypoint are image_config (--entrypoint drops CMD); -d's command is the image's CMD and launched", () => {
+  test("-u, -w and --entrypoint are image_config (--entrypoint drops CMD); -d's command is the image's CMD and launched", () => {
     assert.equal(runParams(base, {}).image_config, undefined);
-    assert.deepEqual(runParams({ ...base, user: "nobody" }, {}).image_config, { user: "nobody" });
+    assert.deepEqual(runParams({ ...base, user: "nobody", workdir: "/w" }, {}).image_config, { user: "nobody", working_dir: "/w" });
     assert.deepEqual(runParams({ ...base, entrypoint: "echo" }, {}).image_config, { entrypoint: ["echo"], cmd: [] });
     assert.deepEqual(runParams({ ...base, entrypoint: "" }, {}).image_config, { entrypoint: [], cmd: [] });
     const detached = runParams({ ...base, entrypoint: "sh" }, {}, ["-c", "echo hi"]);
