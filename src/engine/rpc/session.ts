@@ -13,7 +13,8 @@ import type { MessageWriter } from "./writer.js";
 import { FileTransfers } from "./file-transfers.js";
 import { RpcError } from "./errors.js";
 import { decode, decodeBase64 } from "./params.js";
-import { Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
+import { FILE_OP_METHODS, Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
+import { handleFileOp } from "./file-ops.js";
 import { logMethod, logStreamMethod } from "./logs.js";
 import type { SandboxHub } from "../resident/sandbox-hub.js";
 
@@ -95,6 +96,7 @@ export class Session {
       case Method.DETACH: return this.detach(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
+        if (FILE_OP_METHODS.has(method)) return handleFileOp(this.current(), method, params);
         throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
     }
   }
