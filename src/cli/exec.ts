@@ -12,7 +12,8 @@ import type { JsonObject } from "../sdk/transport.js";
 import { checkInvocable } from "./command-check.js";
 import { envOptions } from "./env-options.js";
 import { EXIT_ENGINE_FAILED, failingWith } from "./exit-status.js";
-import { collect, commandWords, exitStatusOnBadFlags, interactiveFlags, refuseInteractive } from "./run-options.js";
+import { collect } from "./options.js";
+import { commandWords, exitStatusOnBadFlags, interactiveFlags, refuseInteractive } from "./run-options.js";
 import { openResident } from "./resident-link.js";
 
 interface ExecFlags {

@@ -13,6 +13,7 @@ import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
 import { settings } from "../settings/settings.js";
 import { registerSetupCommand } from "./setup.js";
+import { registerPortForwardCommand } from "./port-forward.js";
 
 
 const program = new Command("matchlock")
@@ -36,6 +37,7 @@ registerRunCommand(program);
 registerExecCommand(program);
 registerLogCommand(program);
 registerVmCommands(program);
+registerPortForwardCommand(program);
 registerImageCommands(program);
 registerDoctorCommand(program);
 registerSetupCommand(program);

@@ -2,11 +2,6 @@
 import type { Command } from "commander";
 import { EXIT_ENGINE_FAILED } from "./exit-status.js";
 
-/** For repeatable options: every value, in order. */
-export function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
 export function parseBool(v: string): boolean {
   if (["true", "1", "yes"].includes(v)) return true;
   if (["false", "0", "no"].includes(v)) return false;

@@ -19,7 +19,9 @@ import { checkInvocable } from "./command-check.js";
 import { envOptions } from "./env-options.js";
 import { CliExit, EXIT_ENGINE_FAILED, failingWith } from "./exit-status.js";
 import { openResident, residentSocket } from "./resident-link.js";
-import { collect, commandWords, exitStatusOnBadFlags, interactiveFlags, parseBool, refuseInteractive } from "./run-options.js";
+import { commandWords, exitStatusOnBadFlags, interactiveFlags, parseBool, refuseInteractive } from "./run-options.js";
+import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
+import { collect } from "./options.js";
 
 interface RunOptions {
   image: string;
@@ -46,6 +48,9 @@ interface RunOptions {
   rm: boolean;
   launchEntrypoint?: boolean;
   privileged?: boolean;
+  /** -p/--publish and --address (absent: none). */
+  publish?: string[];
+  address?: string[];
 }
 
 /**
@@ -159,6 +164,8 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
     backend: opts.backend,
     launch_entrypoint: detachedCommand ? true : opts.launchEntrypoint,
     privileged: opts.privileged === true ? true : undefined,
+    port_forwards: opts.publish?.length ? toWireForwards(opts.publish.map(parsePortSpec)) : undefined,
+    port_forward_addresses: opts.address?.length ? opts.address : undefined,
   };
 }
 
@@ -189,7 +196,9 @@ export function registerRunCommand(program: Command): void {
     .option("--dns-server <ip>", "resolver the engine asks for allowed names (repeatable)", collect, [])
     .option("-w, --workdir <dir>", "working directory of every command, made if missing (default: the image's WORKDIR, else the workspace)")
     .option("--rm [bool]", "remove the sandbox's state when done; --rm=false keeps it (and prints its id)", parseBool, true)
-    .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)");
+    .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
+    .option("-p, --publish <[local:]remote>", "forward host port LOCAL to the guest's 127.0.0.1:REMOTE while the command runs (repeatable)", collect, [])
+    .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, []);
   interactiveFlags(run);
   exitStatusOnBadFlags(run);
   run
@@ -228,6 +237,7 @@ export function registerRunCommand(program: Command): void {
       if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
       const sb = sandbox;
       if (!opts.rm) process.stderr.write(`${sb.id}\n`);
+      for (const b of sb.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
       try {
         attachPoint = await serveForExec(sb);
         const image = sb.imageConfig;

@@ -19,6 +19,7 @@ export const Method = {
   ATTACH: "attach",
   /** Our extension (resident engine): this session's sandbox outlives the connection. */
   DETACH: "detach",
+  PORT_FORWARD: "port_forward",
   /** Our extension: the engine's protocol version, asked first by our SDK. */
   HANDSHAKE: "handshake",
   WRITE_FILE_OPEN: "write_file_open",

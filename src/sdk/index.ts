@@ -23,6 +23,8 @@ export type {
   MountConfig,
   MountType,
   OutputTarget,
+  PortForward,
+  PortForwardBinding,
   RemoveFileOptions,
   SandboxEvent,
   Secret,

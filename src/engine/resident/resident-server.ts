@@ -98,6 +98,17 @@ export class ResidentServer {
     }
   }
 
+  /** A running sandbox of any session (or a detached one), for another session's port forwards. */
+  private findSandbox(id: string): Sandbox | undefined {
+    const kept = this.hub.find(id);
+    if (kept) return kept;
+    for (const { session } of this.connections.values()) {
+      const sb = session?.runningSandbox;
+      if (sb?.id === id) return sb;
+    }
+    return undefined;
+  }
+
   private accept(socket: Socket): void {
     if (this.stopping) {
       socket.destroy();
@@ -110,7 +121,8 @@ export class ResidentServer {
     const connection: Connection = { ended: Promise.resolve() };
     this.connections.set(socket, connection);
     const onSession = (s: Session) => (connection.session = s);
-    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, hub: this.hub })
+    const findSandbox = (id: string) => this.findSandbox(id);
+    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, findSandbox, hub: this.hub })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
         log(vanished ? "the client disconnected" : `session ended: ${err.message}`);

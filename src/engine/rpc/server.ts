@@ -14,7 +14,7 @@ import { lineText } from "../../protocol/base64.js";
 import { parseWriteChunkRequest } from "../../protocol/file-chunk-lines.js";
 import { STOP_READING, consumeLines, idOfSkippedLine, type LineEvent, type LineVerdict } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
-import { Session } from "./session.js";
+import { Session, type SandboxFinder } from "./session.js";
 import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
 import { Method } from "../../protocol/methods.js";
@@ -34,11 +34,13 @@ export interface ServeOptions {
   onSession?: (session: Session) => void;
   /** The resident engine's sandboxes, shared by its sessions (attach, detach). */
   hub?: SandboxHub;
+  /** The engine's other sandboxes, for `port_forward` with `vm_id` (the resident engine's). */
+  findSandbox?: SandboxFinder;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const writer = new MessageWriter(opts.output);
-  const session = new Session(writer, opts.log, undefined, opts.hub);
+  const session = new Session(writer, opts.log, undefined, opts.findSandbox, opts.hub);
   opts.onSession?.(session);
   const inflight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
