@@ -1,9 +1,13 @@
-// The `matchlock` command line. Every failure prints one "Error: ..." line on stderr and exits 1.
+// The `matchlock` command line. Every failure prints one "Error: ..." line on stderr and exits 1
+// (`run` and `exec`: 125-127, see exit-status.ts).
 import { Command } from "commander";
 import { packageVersion } from "../protocol/handshake.js";
 import { registerDoctorCommand } from "./doctor.js";
 import { registerImageCommands } from "./image.js";
 import { registerRunCommand } from "./run.js";
+import { registerExecCommand } from "./exec.js";
+import { registerLogCommand } from "./log.js";
+import { CliExit } from "./exit-status.js";
 import { registerVmCommands } from "./vms.js";
 import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
@@ -30,6 +34,8 @@ program
 
 registerServeCommand(program);
 registerRunCommand(program);
+registerExecCommand(program);
+registerLogCommand(program);
 registerVmCommands(program);
 registerPortForwardCommand(program);
 registerImageCommands(program);
@@ -39,6 +45,6 @@ registerSetupCommand(program);
 export function runCli(argv: string[]): void {
   program.parseAsync(argv).catch((err: unknown) => {
     process.stderr.write(`Error: ${(err as Error)?.message ?? String(err)}\n`);
-    process.exit(1);
+    process.exit(err instanceof CliExit ? err.status : 1);
   });
 }

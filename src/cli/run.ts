@@ -1,13 +1,25 @@
-// `matchlock run`: a one-shot sandbox. Streams the command's output and exits with its code.
+// `matchlock run`: a sandbox for one command, as `docker run`. In the foreground, the sandbox
+// lives in this process: the command's output is streamed (and logged), and its exit status is
+// ours; 125-127 say that it did not run (exit-status.ts); `exec` reaches it while it runs. With -d it lives in the resident engine
+// (`matchlock serve`) and runs the command (or the image's) detached, until `matchlock kill`.
 import type { Command } from "commander";
 import { once } from "node:events";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { BACKEND_CHOICES } from "../engine/backends/registry.js";
 import { createSandbox, engineCreateDeps, parseCreateParams } from "../engine/sandbox/create.js";
 import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import type { WireMount } from "../protocol/rpc.js";
+import { Method } from "../protocol/methods.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
-import { removeVmDir } from "../engine/sandbox/state.js";
+import { advertiseEngineSocket, logFile, removeVmDir } from "../engine/sandbox/state.js";
+import { ResidentServer } from "../engine/resident/resident-server.js";
+import { paths } from "../engine/paths.js";
+import { CappedLogAppender } from "../engine/sandbox/vm-log.js";
+import { checkInvocable } from "./command-check.js";
+import { envOptions } from "./env-options.js";
+import { CliExit, EXIT_ENGINE_FAILED, failingWith } from "./exit-status.js";
+import { openResident, residentSocket } from "./resident-link.js";
+import { commandWords, exitStatusOnBadFlags, interactiveFlags, parseBool, refuseInteractive } from "./run-options.js";
 import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
 import { collect } from "./options.js";
 
@@ -22,6 +34,12 @@ interface RunOptions {
   volume: string[];
   mount: string[];
   env: string[];
+  envFile?: string[];
+  user?: string;
+  entrypoint?: string;
+  detach?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
   allowHost: string[];
   blockPrivateIps?: boolean;
   secret: string[];
@@ -33,13 +51,6 @@ interface RunOptions {
   /** -p/--publish and --address (absent: none). */
   publish?: string[];
   address?: string[];
-}
-
-
-function parseBool(v: string): boolean {
-  if (["true", "1", "yes"].includes(v)) return true;
-  if (["false", "0", "no"].includes(v)) return false;
-  throw new Error(`expected true or false, got ${JSON.stringify(v)}`);
 }
 
 /**
@@ -86,14 +97,21 @@ function absoluteGuest(guest: string, what: string): string {
   return guest;
 }
 
-/** -e KEY=VALUE */
-function parseEnv(specs: string[]): Record<string, string> | undefined {
-  if (specs.length === 0) return undefined;
-  return Object.fromEntries(specs.map((spec) => {
-    const eq = spec.indexOf("=");
-    if (eq <= 0) throw new Error(`invalid environment variable ${JSON.stringify(spec)}: use KEY=VALUE`);
-    return [spec.slice(0, eq), spec.slice(eq + 1)];
-  }));
+/**
+ * -u, -w and --entrypoint as image_config overrides, as Docker sets them on the container: -w is
+ * every command's directory (made if missing), --entrypoint also clears the image's CMD. `cmd`:
+ * the command a detached run starts as the image's.
+ */
+function imageConfigFlags(opts: RunOptions, cmd: string[] | undefined): Record<string, unknown> | undefined {
+  const config: Record<string, unknown> = {};
+  if (opts.user) config.user = opts.user;
+  if (opts.workdir) config.working_dir = opts.workdir;
+  if (opts.entrypoint !== undefined) {
+    config.entrypoint = opts.entrypoint ? [opts.entrypoint] : [];
+    config.cmd = [];
+  }
+  if (cmd && cmd.length > 0) config.cmd = cmd;
+  return Object.keys(config).length > 0 ? config : undefined;
 }
 
 /**
@@ -112,8 +130,11 @@ function parseSecret(spec: string, env: NodeJS.ProcessEnv): [string, { value: st
   return [name, { value, hosts }];
 }
 
-/** The `create` params these flags ask for, as an SDK would send them. */
-export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+/**
+ * The `create` params these flags ask for, as an SDK would send them. `detachedCommand`: a
+ * detached run's command, started as the image's entrypoint would be.
+ */
+export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env, detachedCommand?: string[]): Record<string, unknown> {
   const mounts: Record<string, WireMount> = { [opts.workspace]: { type: "memory" } };
   for (const v of opts.volume) {
     const [guest, m] = parseVolume(v);
@@ -138,9 +159,10 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
     network: networked
       ? { allowed_hosts: opts.allowHost, block_private_ips: opts.blockPrivateIps ?? true, secrets, dns_servers: opts.dnsServer }
       : undefined,
-    env: parseEnv(opts.env),
+    env: envOptions(opts.env, opts.envFile ?? [], env),
+    image_config: imageConfigFlags(opts, detachedCommand),
     backend: opts.backend,
-    launch_entrypoint: opts.launchEntrypoint,
+    launch_entrypoint: detachedCommand ? true : opts.launchEntrypoint,
     privileged: opts.privileged === true ? true : undefined,
     port_forwards: opts.publish?.length ? toWireForwards(opts.publish.map(parsePortSpec)) : undefined,
     port_forward_addresses: opts.address?.length ? opts.address : undefined,
@@ -149,41 +171,53 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
 
 export function registerRunCommand(program: Command): void {
   program.enablePositionalOptions();
-  program
+  const run = program
     .command("run")
-    .description("run a command in a new sandbox and exit with its exit code")
+    .description("run a command in a new sandbox and exit with its exit status (125: matchlock failed, 126: cannot invoke it, 127: not found)")
+    .usage("--image REF [options] [--] [COMMAND [ARG...]]")
     .requiredOption("--image <ref>", "image to boot (see `matchlock image ls`)")
+    .option("-d, --detach", "start the sandbox in the resident engine (matchlock serve), print its id and return; the command (or the image's) runs there, its output in `matchlock log ID`")
     .option("--cpus <n>", "vCPUs")
     .option("--memory <mb>", "memory in MB")
     .option("--disk-size <mb>", "disk size in MB")
     .option("--timeout <seconds>", "stop the sandbox after this long")
     .option("--launch-entrypoint", "also start the image's ENTRYPOINT + CMD, detached, before the command")
+    .option("--entrypoint <command>", "replace the image's ENTRYPOINT (and drop its CMD); \"\" clears it")
+    .option("-u, --user <user>", "run as this user: name, uid or uid:gid (default: the image's USER)")
     .option("--workspace <path>", "guest workspace directory", "/workspace")
     .option("--backend <name>", `isolation engine: ${BACKEND_CHOICES.join(", ")} (default: $MATCHLOCK_BACKEND, else auto)`)
     .option("-v, --volume <host:guest[:mode]>", "mount a host directory or file: a copy-on-write snapshot (the host never changes); mode host_fs or rw: read-write, ro: read-only (repeatable)", collect, [])
     .option("--mount <guest:type[:host][:ro]>", "a mount of any type: memory, host_fs, real_fs, overlay (repeatable)", collect, [])
-    .option("-e, --env <key=value>", "environment variable for the sandbox (repeatable)", collect, [])
+    .option("-e, --env <key[=value]>", "environment variable for the sandbox; KEY alone takes the host's value (repeatable)", collect, [])
+    .option("--env-file <file>", "read environment variables from a file, KEY=VALUE or KEY per line (repeatable)", collect, [])
     .option("--allow-host <pattern>", "seal the network and allow this host (glob, repeatable)", collect, [])
     .option("--block-private-ips [bool]", "with a sealed network, refuse private, loopback and link-local addresses (default true)", parseBool)
     .option("--secret <name@host[,host]>", "inject the value of the environment variable NAME for these hosts only (repeatable)", collect, [])
     .option("--dns-server <ip>", "resolver the engine asks for allowed names (repeatable)", collect, [])
-    .option("-w, --workdir <dir>", "working directory of the command")
-    .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
+    .option("-w, --workdir <dir>", "working directory of every command, made if missing (default: the image's WORKDIR, else the workspace)")
+    .option("--rm [bool]", "remove the sandbox's state when done; --rm=false keeps it (and prints its id)", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
     .option("-p, --publish <[local:]remote>", "forward host port LOCAL to the guest's 127.0.0.1:REMOTE while the command runs (repeatable)", collect, [])
-    .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, [])
-    .argument("[command...]", "command and arguments (use -- before a command with options)")
+    .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, []);
+  interactiveFlags(run);
+  exitStatusOnBadFlags(run);
+  run
+    .argument("[command...]", "command and arguments (default: the image's ENTRYPOINT + CMD; use -- before a command with options)")
     .passThroughOptions()
-    .action(async (command: string[], opts: RunOptions) => {
-      if (command.length === 0) throw new Error("command required");
+    .action((args: string[], opts: RunOptions) => failingWith(EXIT_ENGINE_FAILED, async () => {
+      refuseInteractive(opts);
+      const command = commandWords(args);
+      if (opts.detach) return runDetached(command, opts);
       const request = parseCreateParams(runParams(opts));
       const config = request.config;
       // A signal during the create aborts it (it undoes what it made); after, it stops the sandbox.
       const creating = new AbortController();
       let stopped: number | undefined;
       let sandbox: Sandbox | undefined;
+      let attachPoint: ResidentServer | undefined;
       const finish = async () => {
         if (!sandbox) return;
+        await attachPoint?.stop("the run ended");
         await sandbox.close();
         if (opts.rm) await removeVmDir(sandbox.id);
       };
@@ -201,17 +235,62 @@ export function registerRunCommand(program: Command): void {
         throw err;
       }
       if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
-      for (const b of sandbox.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
+      const sb = sandbox;
+      if (!opts.rm) process.stderr.write(`${sb.id}\n`);
+      for (const b of sb.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
       try {
-        const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir }, {
+        attachPoint = await serveForExec(sb);
+        const image = sb.imageConfig;
+        const argv = [...image.entrypoint, ...(command.length > 0 ? command : image.cmd)];
+        if (argv.length === 0) throw new CliExit(EXIT_ENGINE_FAILED, `no command: the image ${config.image} has no ENTRYPOINT or CMD; give one after the options`);
+        const quiet = { stdout: () => undefined, stderr: () => undefined };
+        await checkInvocable(argv, async (script) => (await sb.exec(script, {}, quiet)).exitCode);
+        // Its output goes to the sandbox's log too, as a detached one's does (`matchlock log ID`).
+        const log = await CappedLogAppender.open(logFile(sb.id), "command");
+        const out = await sb.exec(argv.map(shellQuote).join(" "), {}, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.
-          stdout: (d) => (process.stdout.write(d) ? undefined : once(process.stdout, "drain")),
-          stderr: (d) => (process.stderr.write(d) ? undefined : once(process.stderr, "drain")),
-        });
+          stdout: (d) => (void log.write(d), process.stdout.write(d) ? undefined : once(process.stdout, "drain")),
+          stderr: (d) => (void log.write(d), process.stderr.write(d) ? undefined : once(process.stderr, "drain")),
+        }).finally(() => log.close());
         if (out.outOfMemory) process.stderr.write(`matchlock: the command ran out of memory (killed by the OOM killer; limit ${config.memoryMb} MiB)\n`);
         process.exitCode = out.exitCode;
       } finally {
         await finish();
       }
-    });
+    }));
+}
+
+/**
+ * While the command runs, `matchlock exec` reaches the sandbox through an owner-only socket in its
+ * state directory, served by this process as the resident engine serves its own. Without it the
+ * run goes on, and says that exec cannot reach it.
+ */
+async function serveForExec(sb: Sandbox): Promise<ResidentServer | undefined> {
+  const socketPath = join(paths.vm(sb.id), "engine.sock");
+  try {
+    const server = await ResidentServer.start({ socketPath, log: () => undefined, ownsRecords: false });
+    server.serveSandbox(sb);
+    await advertiseEngineSocket(sb.id, socketPath);
+    return server;
+  } catch (err) {
+    process.stderr.write(`matchlock: \`matchlock exec ${sb.id}\` will not reach this sandbox: ${(err as Error).message}\n`);
+    return undefined;
+  }
+}
+
+/** -d: the sandbox is made in the resident engine and left there; its id goes to stdout. */
+async function runDetached(command: string[], opts: RunOptions): Promise<void> {
+  const params = runParams(opts, process.env, command);
+  parseCreateParams(params); // bad flags fail here, before the engine is asked
+  const socket = residentSocket();
+  const transport = await openResident(socket).catch((err: Error) => {
+    throw new Error(`run -d keeps the sandbox in the resident engine: ${err.message}`, { cause: err });
+  });
+  try {
+    const created = await transport.request(Method.CREATE, params);
+    await transport.request(Method.DETACH);
+    process.stdout.write(`${String(created.id)}\n`);
+  } finally {
+    await transport.shutdown(2000);
+  }
 }

@@ -13,6 +13,12 @@ export const Method = {
   CLOSE: "close",
   CANCEL: "cancel",
   SET_TIMEOUT: "set_timeout",
+  LOG: "log",
+  LOG_STREAM: "log_stream",
+  /** Our extension (resident engine): this session serves another session's running sandbox. */
+  ATTACH: "attach",
+  /** Our extension (resident engine): this session's sandbox outlives the connection. */
+  DETACH: "detach",
   PORT_FORWARD: "port_forward",
   /** Our extension: the engine's protocol version, asked first by our SDK. */
   HANDSHAKE: "handshake",
@@ -44,5 +50,6 @@ export const FILE_OP_METHODS: ReadonlySet<string> = new Set<MethodName>([
 export const Notification = {
   EXEC_STDOUT: "exec_stream.stdout",
   EXEC_STDERR: "exec_stream.stderr",
+  LOG_STREAM_DATA: "log_stream.data",
   EVENT: "event",
 } as const;

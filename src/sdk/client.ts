@@ -23,6 +23,7 @@ import type {
   ExecStreamResult,
   OutputTarget,
   FileInfo,
+  LogStreamOptions,
   MakeDirOptions,
   PortForward,
   PortForwardBinding,
@@ -209,6 +210,33 @@ export class Client implements AsyncDisposable {
       throw new MatchlockError(`exec_stream output target failed: ${String(targetError)}`, { cause: targetError });
     }
     return toExecStreamResult(result);
+  }
+
+  /**
+   * The sandbox's log, decoded as UTF-8: its engine's messages (the micro-VM's console, runsc's)
+   * and its entrypoint's output. Works after close() too, for the sandbox this client had.
+   */
+  async log(opts?: CallOptions): Promise<string> {
+    const result = await this.transport.request(Method.LOG, {}, opts);
+    return decodeBase64(result.content).toString("utf8");
+  }
+
+  /**
+   * Writes the log to `stdout`, then what is appended to it, until the sandbox stops (or the
+   * call is cancelled: `signal`, `timeoutMs`). A full target Writable holds the stream back.
+   */
+  async logStream(opts: LogStreamOptions = {}): Promise<void> {
+    const sink = new OutputSink(opts.stdout);
+    try {
+      await this.transport.request(Method.LOG_STREAM, {}, {
+        timeoutMs: opts.timeoutMs,
+        signal: opts.signal,
+        onNotification: (method, params) => (method === Notification.LOG_STREAM_DATA ? sink.write(decodeBase64(params.data)) : undefined),
+      });
+    } finally {
+      await sink.end();
+    }
+    if (sink.error !== undefined) throw new MatchlockError(`log_stream output target failed: ${String(sink.error)}`, { cause: sink.error });
   }
 
   /** writeFile() with this mode (upstream SDK's name). */

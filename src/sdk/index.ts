@@ -22,6 +22,7 @@ export type {
   ExecStreamResult,
   FileInfo,
   ImageConfig,
+  LogStreamOptions,
   MakeDirOptions,
   MountConfig,
   MountType,

@@ -267,6 +267,11 @@ export interface ExecStreamOptions extends ExecOptions {
   stderr?: OutputTarget;
 }
 
+export interface LogStreamOptions extends CallOptions {
+  /** Where the log goes as it grows (bytes to a stream, UTF-8 text to a callback); nowhere when unset. */
+  stdout?: OutputTarget;
+}
+
 export interface RemoveFileOptions extends CallOptions {
   /** Also remove a directory that is not empty, with everything in it (default false). */
   recursive?: boolean;

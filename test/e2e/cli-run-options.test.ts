@@ -94,7 +94,7 @@ except urllib.error.HTTPError as e: print(e.code)`]);
 
   test("--timeout stops the sandbox and says why", async () => {
     const r = await cli(["run", "--image", BUSYBOX, "--timeout", "3", "--", "sleep", "600"]);
-    assert.equal(r.code, 1, r.stdout);
+    assert.equal(r.code, 125, r.stdout);
     assert.match(r.stderr, /^Error: .*timeout of 3 s/m);
   });
 
@@ -112,7 +112,7 @@ except urllib.error.HTTPError as e: print(e.code)`]);
     ];
     for (const [flags, error] of cases) {
       const r = await cli(["run", "--image", BUSYBOX, ...flags, "--", "true"]);
-      assert.equal(r.code, 1, `${flags.join(" ")}: ${r.stdout}`);
+      assert.equal(r.code, 125, `${flags.join(" ")}: ${r.stdout}`);
       assert.match(r.stderr, error, flags.join(" "));
     }
     assert.deepEqual(await recordIds(), before);
@@ -143,7 +143,7 @@ except urllib.error.HTTPError as e: print(e.code)`]);
   test("-v with a relative guest path is refused, naming it; nothing is made", async () => {
     const before = await recordIds();
     const r = await cli(["run", "--image", BUSYBOX, "-v", `${tmpdir()}:src`, "--", "true"]);
-    assert.equal(r.code, 1, r.stdout);
+    assert.equal(r.code, 125, r.stdout);
     assert.match(r.stderr, /^Error: invalid volume mount ".*:src": the guest path "src" must be absolute \(e\.g\. \/workspace\/src\)/m);
     assert.deepEqual(await recordIds(), before);
   });

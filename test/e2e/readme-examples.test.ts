@@ -98,6 +98,7 @@ describe("README and docs examples", async () => {
     "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 failed false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
     "docs/network-seal.md: Interception rules and hooks": /^200 callback None \{"msg":"from-callback"\}\n403 None None Blocked by policy\n$/,
+    "docs/cli.md: From the SDK": /^true\n$/,
     "docs/port-forwarding.md: Port forwarding": /^127\.0\.0\.1:18080 -> sandbox:8080\nhello through the forward\n\n$/,
     "docs/files.md: Remove, make, rename, stat": /^app\.py 12 false 644 true\ntrue \[-32002\] stat \/workspace\/project: No such file or directory\n$/,
   };

@@ -55,7 +55,8 @@ export interface CliResult { code: number; stdout: string; stderr: string }
 /** Runs the real `matchlock` CLI with the current MATCHLOCK_* environment (plus `env`). */
 export function cli(args: string[], input?: string, env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
+    // `--` as the binary's shebang has it: Node takes an --env-file before it as its own.
+    const p = spawn(process.execPath, ["--", CLI, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));

@@ -9,6 +9,7 @@ import type { Session } from "../rpc/session.js";
 import type { Sandbox } from "../sandbox/sandbox.js";
 import { recordsOwnedByResidentEngine, takeStopRequest } from "../sandbox/state.js";
 import { listenOwnerOnly } from "./socket-claim.js";
+import { SandboxHub } from "./sandbox-hub.js";
 
 /** After the session ended, how long the client may keep its end open before it is cut. */
 const LINGER_MS = 5000;
@@ -16,6 +17,11 @@ const LINGER_MS = 5000;
 export interface ResidentOptions {
   socketPath: string;
   log: (line: string) => void;
+  /**
+   * Whether sandboxes made through this server are recorded as the resident engine's (default
+   * true). `matchlock run` serves its one sandbox for `exec` and makes none through it.
+   */
+  ownsRecords?: boolean;
 }
 
 /** An open connection: its session (once serve made it) and the end of that session. */
@@ -26,6 +32,7 @@ interface Connection {
 
 export class ResidentServer {
   private readonly connections = new Map<Socket, Connection>();
+  private readonly hub = new SandboxHub();
   private connectionCount = 0;
   private server!: Server;
   private stopping?: Promise<void>;
@@ -40,7 +47,7 @@ export class ResidentServer {
 
   static async start(opts: ResidentOptions): Promise<ResidentServer> {
     const self = new ResidentServer(opts.log, opts.socketPath);
-    recordsOwnedByResidentEngine();
+    if (opts.ownsRecords ?? true) recordsOwnedByResidentEngine(opts.socketPath);
     // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
     self.server = createServer({ allowHalfOpen: true }, (socket) => self.accept(socket));
     self.releaseSocket = await listenOwnerOnly(self.server, opts.socketPath);
@@ -57,11 +64,17 @@ export class ResidentServer {
       this.log(`stopping: ${reason}; ${this.connections.size} session(s) open`);
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       const ended = [...this.connections].map(([socket, c]) => (socket.destroy(), c.ended));
-      await Promise.allSettled(ended);
+      const detached = this.hub.detachedIds().map((id) => this.hub.stop(id));
+      await Promise.allSettled([...ended, ...detached]);
       await closed;
       await this.releaseSocket();
     })();
     return this.stopping;
+  }
+
+  /** A sandbox made outside any session (`matchlock run`'s), served for `attach`; stop() stops it. */
+  serveSandbox(sandbox: Sandbox): void {
+    this.hub.detach(sandbox);
   }
 
   /**
@@ -77,10 +90,18 @@ export class ResidentServer {
         socket.destroy();
       }
     }
+    for (const id of this.hub.detachedIds()) {
+      if (await takeStopRequest(id)) {
+        this.log(`stopping detached ${id}: matchlock kill`);
+        await this.hub.stop(id).catch((err: Error) => this.log(`stopping ${id} failed: ${err.message}`));
+      }
+    }
   }
 
-  /** A running sandbox of any session, for another session's port forwards. */
+  /** A running sandbox of any session (or a detached one), for another session's port forwards. */
   private findSandbox(id: string): Sandbox | undefined {
+    const kept = this.hub.find(id);
+    if (kept) return kept;
     for (const { session } of this.connections.values()) {
       const sb = session?.runningSandbox;
       if (sb?.id === id) return sb;
@@ -101,7 +122,7 @@ export class ResidentServer {
     this.connections.set(socket, connection);
     const onSession = (s: Session) => (connection.session = s);
     const findSandbox = (id: string) => this.findSandbox(id);
-    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, findSandbox })
+    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, findSandbox, hub: this.hub })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
         log(vanished ? "the client disconnected" : `session ended: ${err.message}`);
@@ -109,7 +130,7 @@ export class ResidentServer {
       .finally(() => {
         this.connections.delete(socket);
         // A kill request that arrived as the session ended must not outlive it.
-        for (const id of connection.session?.recordIds ?? []) void takeStopRequest(id);
+        for (const id of connection.session?.recordIds ?? []) if (!this.hub.isDetached(id)) void takeStopRequest(id);
         socket.end(); // after serve flushed its replies
         setTimeout(() => socket.destroy(), LINGER_MS).unref();
       });

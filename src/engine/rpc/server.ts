@@ -18,6 +18,7 @@ import { Session, type SandboxFinder } from "./session.js";
 import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
 import { Method } from "../../protocol/methods.js";
+import type { SandboxHub } from "../resident/sandbox-hub.js";
 
 export interface ServeOptions {
   input: Readable;
@@ -31,13 +32,15 @@ export interface ServeOptions {
   handleSignals?: boolean;
   /** Told the session this connection is served by (the resident engine tracks its sandboxes). */
   onSession?: (session: Session) => void;
+  /** The resident engine's sandboxes, shared by its sessions (attach, detach). */
+  hub?: SandboxHub;
   /** The engine's other sandboxes, for `port_forward` with `vm_id` (the resident engine's). */
   findSandbox?: SandboxFinder;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const writer = new MessageWriter(opts.output);
-  const session = new Session(writer, opts.log, undefined, opts.findSandbox);
+  const session = new Session(writer, opts.log, undefined, opts.findSandbox, opts.hub);
   opts.onSession?.(session);
   const inflight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {

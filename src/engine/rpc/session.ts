@@ -15,6 +15,8 @@ import { RpcError } from "./errors.js";
 import { decode, decodeBase64 } from "./params.js";
 import { FILE_OP_METHODS, Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
 import { handleFileOp } from "./file-ops.js";
+import { logMethod, logStreamMethod } from "./logs.js";
+import type { SandboxHub } from "../resident/sandbox-hub.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest } from "../ports/port-forward-params.js";
 import type { PortForwards } from "../ports/port-forwards.js";
 
@@ -23,6 +25,8 @@ const execParams = z.strictObject({
   working_dir: z.string().optional(),
   // "uid", "uid:gid" or a name from the guest's /etc/passwd; empty = the image's user.
   user: z.string().optional(),
+  // A matchlock extension: variables set over the sandbox's for this command only.
+  env: z.record(z.string().regex(/^[^=\0]+$/, "must be a non-empty name without '=' or NUL"), z.string().regex(/^[^\0]*$/, "must not contain NUL")).optional(),
 });
 const pathParams = z.strictObject({ path: z.string() });
 const writeParams = z.strictObject({
@@ -35,6 +39,8 @@ const closeParams = z.strictObject({ timeout_seconds: z.number().nonnegative().m
 const setTimeoutParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS) });
 const cancelParams = z.strictObject({ id: z.number().int().nonnegative() });
 const handshakeParams = z.strictObject({});
+const attachParams = z.strictObject({ id: z.string() });
+const detachParams = z.strictObject({});
 const portForwardParams = z.strictObject({
   forwards: z.array(forwardSchema).nullish(),
   addresses: forwardAddressesSchema.nullish(),
@@ -62,10 +68,14 @@ export class Session {
   private readonly createDeps: CreateDeps;
   /** Port forwards this session holds on other sessions' sandboxes, by sandbox id. */
   private readonly foreignForwards = new Map<string, { sandbox: Sandbox; set: PortForwards }>();
+  /** The sandbox is another session's (attach) or the hub's (detach): this session never stops it. */
+  private attached = false;
 
+  /** `hub`: the resident engine's sandboxes, which `attach` and `detach` need (a stdio session has none). */
   constructor(
     private readonly writer: MessageWriter, private readonly log: (line: string) => void, createDeps?: CreateDeps,
     private readonly findSandbox: SandboxFinder = () => undefined,
+    private readonly hub?: SandboxHub,
   ) {
     this.createDeps = createDeps ?? engineCreateDeps(log);
   }
@@ -80,9 +90,9 @@ export class Session {
   /** Every sandbox id this session made a record for (the resident engine cleans up after them). */
   readonly recordIds = new Set<string>();
 
-  /** The id of the sandbox this session runs or is creating now, if any. */
+  /** The id of the sandbox this session owns (runs or is creating) now, if any. */
   get sandboxId(): string | undefined {
-    return this.sandbox?.id ?? this.creatingId;
+    return (this.attached ? undefined : this.sandbox?.id) ?? this.creatingId;
   }
 
   async handle(method: string, params: unknown, id: RequestId | null | undefined): Promise<Result> {
@@ -102,6 +112,10 @@ export class Session {
         decode(handshakeParams, params ?? {}); // it takes none: any field is refused by name
         return { ...handshakeResult() };
       case Method.SET_TIMEOUT: return this.setTimeout(params);
+      case Method.LOG: return logMethod(this.logSubject(), params);
+      case Method.LOG_STREAM: return this.logStream(params, id);
+      case Method.ATTACH: return this.attach(params);
+      case Method.DETACH: return this.detach(params);
       case Method.PORT_FORWARD: return this.portForward(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
@@ -118,14 +132,23 @@ export class Session {
       pending.abort.abort();
       await pending.done.catch(() => {});
     }
-    const sb = this.sandbox;
-    this.sandbox = undefined;
-    this.transfers.abortAll();
+    const sb = this.release();
     await this.closeForeignForwards();
     if (sb) {
       this.log(`stopping ${sb.id}: ${reason}`);
       await sb.close().catch((err) => this.log(`teardown of ${sb.id} failed: ${(err as Error).message}`));
+      this.hub?.remove(sb.id);
     }
+  }
+
+  /** Lets go of the session's sandbox; returns it if this session owns it (and must stop it). */
+  private release(): Sandbox | undefined {
+    const sb = this.sandbox;
+    this.sandbox = undefined;
+    this.transfers.abortAll();
+    const owned = this.attached ? undefined : sb;
+    this.attached = false;
+    return owned;
   }
 
   private async create(params: unknown, id: RequestId | null | undefined): Promise<Result> {
@@ -156,6 +179,7 @@ export class Session {
         throw new CreateCancelledError(`create cancelled: sandbox ${sb.id} ${undone ? "was stopped and its state removed" : "could not be stopped; its record stays for gc"}`);
       }
       this.sandbox = sb; // here, not after `await making`: a teardown waiting on it must find it
+      this.hub?.add(sb);
       return sb;
     })();
     this.inCreate = { abort, done: making };
@@ -177,13 +201,53 @@ export class Session {
   private async close(params: unknown): Promise<Result> {
     const timeout = decode(closeParams, params ?? {}).timeout_seconds ?? 0;
     this.closed = true;
-    const sb = this.sandbox;
-    this.sandbox = undefined;
-    this.transfers.abortAll();
+    const sb = this.release();
     await this.closeForeignForwards();
     // timeout 0 is "no deadline" in the spec; our stop is always bounded, so give it a short grace.
-    if (sb) await sb.close(timeout > 0 ? timeout * 1000 : 2000);
+    if (sb) {
+      await sb.close(timeout > 0 ? timeout * 1000 : 2000);
+      this.hub?.remove(sb.id);
+    }
     return {};
+  }
+
+  private logSubject() {
+    return { sandbox: this.sandbox, lastId: this.lastId };
+  }
+
+  private async logStream(params: unknown, id: RequestId | null | undefined): Promise<Result> {
+    const abort = new AbortController();
+    const cancellable = id !== undefined && id !== null && !this.cancels.has(id);
+    if (cancellable) this.cancels.set(id, abort);
+    try {
+      return await logStreamMethod(this.logSubject(), params, id, this.writer, abort.signal);
+    } finally {
+      if (cancellable) this.cancels.delete(id);
+    }
+  }
+
+  /** A matchlock extension: serve a running sandbox of this resident engine, which another session (or none) owns. */
+  private async attach(params: unknown): Promise<Result> {
+    const p = decode(attachParams, params);
+    if (!this.hub) throw new RpcError(ErrorCode.VM_FAILED, "attach needs a resident engine (matchlock serve): this engine serves one client and its sandbox only", "unsupported");
+    if (this.sandbox || this.creatingId) throw new RpcError(ErrorCode.VM_FAILED, `this session already has sandbox ${this.sandboxId ?? this.sandbox?.id}: attach from a new session`);
+    const sb = this.hub.find(p.id);
+    if (!sb) throw new RpcError(ErrorCode.VM_FAILED, `VM ${p.id} is not running in this engine`, "not_found");
+    this.sandbox = sb;
+    this.attached = true;
+    this.lastId = sb.id;
+    return { id: sb.id };
+  }
+
+  /** A matchlock extension: this session's sandbox outlives the connection, as the resident engine's own. */
+  private async detach(params: unknown): Promise<Result> {
+    decode(detachParams, params ?? {});
+    if (!this.hub) throw new RpcError(ErrorCode.VM_FAILED, "detach needs a resident engine (matchlock serve): a sandbox of this engine ends with its session", "unsupported");
+    const sb = this.current();
+    if (!this.attached) this.hub.detach(sb);
+    this.attached = true;
+    this.log(`detached ${sb.id}: it runs until matchlock kill or its timeout`);
+    return { id: sb.id };
   }
 
   /** A matchlock extension (E2B's setTimeout): moves the sandbox's deadline, counted from now. */
@@ -254,7 +318,7 @@ export class Session {
           abort.abort();
         });
     try {
-      const out = await sb.exec(p.command, { workingDir: p.working_dir, user: p.user, cancel: abort }, sink);
+      const out = await sb.exec(p.command, { workingDir: p.working_dir, user: p.user, env: p.env, cancel: abort }, sink);
       if (overflow) {
         throw new RpcError(ErrorCode.EXEC_FAILED, `exec error: output exceeds ${MAX_BUFFERED_OUTPUT} bytes; the command was stopped (use exec_stream for large output)`);
       }
@@ -311,6 +375,7 @@ export class Session {
       this.lastId = undefined;
       this.log(`create of ${sb.id} was cancelled after it finished: stopping and removing it`);
       await this.undoCreate(sb);
+      this.hub?.remove(sb.id);
       return { cancelled: true };
     }
     return { cancelled: false };

@@ -1,11 +1,11 @@
 // The image's ENTRYPOINT + CMD started at create (`launch_entrypoint`), as `docker run -d` would:
 // detached, with empty stdin, its output appended to the sandbox's log. A command that fails at
 // once fails the create; one that runs on is the sandbox's service until it ends or the sandbox stops.
-import { open } from "node:fs/promises";
 import type { ExecSink } from "../agent/connection.js";
 import type { ImageConfig } from "../image/types.js";
 import type { ExecOptions, ExecOutcome } from "./sandbox.js";
 import { shellQuote } from "./shell-quote.js";
+import { CappedLogAppender } from "./vm-log.js";
 import { settings } from "../../settings/settings.js";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 
@@ -19,8 +19,6 @@ function earlyExitMs(): number {
 }
 /** How much of a failed entrypoint's last output its error quotes. */
 const QUOTED_OUTPUT_BYTES = 2048;
-/** The most of an entrypoint's output the host's log takes: a guest must not fill the host's disk. */
-export const MAX_LOGGED_OUTPUT = 64 * 1024 * 1024;
 
 export class EntrypointFailedError extends EngineError {
   readonly kind: ErrorKind = "failed";
@@ -32,24 +30,19 @@ type Exec = (command: string, opts: ExecOptions, sink: ExecSink) => Promise<Exec
 export async function startEntrypoint(exec: Exec, image: ImageConfig, logPath: string): Promise<void> {
   const argv = [...image.entrypoint, ...image.cmd];
   if (argv.length === 0) return;
-  const log = await open(logPath, "a");
+  const log = await CappedLogAppender.open(logPath, "entrypoint");
   let last = Buffer.alloc(0);
-  let logged = 0;
   const append = (d: Buffer) => {
     last = Buffer.concat([last, d]).subarray(-QUOTED_OUTPUT_BYTES);
-    const room = MAX_LOGGED_OUTPUT - logged;
-    if (room <= 0) return;
-    logged += Math.min(room, d.length);
-    const cut = d.length > room;
-    return log.write(cut ? Buffer.concat([d.subarray(0, room), Buffer.from(`\n[entrypoint output past ${MAX_LOGGED_OUTPUT} bytes is not logged]\n`)]) : d);
+    return log.write(d);
   };
   const ended = exec(argv.map(shellQuote).join(" "), {}, { stdout: append, stderr: append })
     .then(async (out) => {
-      await log.write(`entrypoint exited with code ${out.exitCode}\n`);
+      await log.note(`entrypoint exited with code ${out.exitCode}`);
       return out;
     })
     .catch(async (err: Error) => {
-      await log.write(`entrypoint failed: ${err.message}\n`).catch(() => {});
+      await log.note(`entrypoint failed: ${err.message}`);
       return err;
     })
     .finally(() => log.close());

@@ -8,7 +8,7 @@ import { startEntrypoint } from "./entrypoint.js";
 import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
-import type { LocalImage } from "../image/types.js";
+import type { ImageConfig, LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
@@ -44,6 +44,8 @@ export class ImageNotFoundError extends EngineError {
 export interface ExecOptions {
   workingDir?: string | undefined;
   user?: string | undefined;
+  /** Set over the sandbox's environment for this command only. */
+  env?: Readonly<Record<string, string>> | undefined;
   /** Stops the command when flipped (a plain switch, not an AbortSignal: see cancel-switch.ts). */
   cancel?: CancelSwitch | undefined;
 }
@@ -74,6 +76,8 @@ export class Sandbox {
     private readonly defaultUser: ResolvedUser,
     private readonly defaultCwd: string,
     private readonly seal: NetworkSeal | undefined,
+    /** The image's config with the create's image_config over it (what `matchlock run` composes its command from). */
+    readonly imageConfig: ImageConfig,
   ) {
     this.defaultEnv = withHome(baseEnv, defaultUser.home);
     this.ports = this.openPortForwards();
@@ -137,7 +141,7 @@ export class Sandbox {
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
       // The image's WORKDIR, as upstream and Docker run commands; else the workspace.
-      const sandbox = (made = new Sandbox(id, config, running, env, user, imageConfig.workingDir || config.workspace, seal));
+      const sandbox = (made = new Sandbox(id, config, running, env, user, imageConfig.workingDir || config.workspace, seal, imageConfig));
       if (imageConfig.workingDir) await sandbox.makeWorkingDir(imageConfig.workingDir);
       // Before the entrypoint: a port that cannot be bound fails the create before it starts anything.
       const { forwards, addresses } = config.portForwards;
@@ -189,6 +193,11 @@ export class Sandbox {
     this.deadline.unref();
   }
 
+  /** Whether close() was called (the sandbox is stopping or stopped). */
+  get stopped(): boolean {
+    return this.closing !== undefined;
+  }
+
   get lost(): Error | undefined {
     return this.running.agent.lost;
   }
@@ -219,7 +228,7 @@ export class Sandbox {
         command,
         cwd: opts.workingDir || this.defaultCwd,
         user: user.id,
-        env: opts.user ? withHome(this.baseEnv, user.home) : this.defaultEnv,
+        env: withExtraEnv(opts.user ? withHome(this.baseEnv, user.home) : this.defaultEnv, opts.env),
       },
       sink,
       opts.cancel,
@@ -342,16 +351,24 @@ export function secretRules(
 
 /** image env < create `env` < network env and secret placeholders; later entries win. */
 function composeEnv(imageEnv: string[], extra: Record<string, string>, secrets: Record<string, string>): string[] {
+  return layerEnv([DEFAULT_PATH, ...imageEnv], extra, secrets);
+}
+
+/** `KEY=VALUE` entries with each layer's variables set over them, in order (later wins). */
+function layerEnv(entries: readonly string[], ...layers: Readonly<Record<string, string>>[]): string[] {
   const env = new Map<string, string>();
   const put = (entry: string) => {
     const eq = entry.indexOf("=");
     if (eq > 0) env.set(entry.slice(0, eq), entry);
   };
-  put(DEFAULT_PATH);
-  imageEnv.forEach(put);
-  for (const [k, v] of Object.entries(extra)) put(`${k}=${v}`);
-  for (const [k, v] of Object.entries(secrets)) put(`${k}=${v}`);
+  entries.forEach(put);
+  for (const layer of layers) for (const [k, v] of Object.entries(layer)) put(`${k}=${v}`);
   return [...env.values()];
+}
+
+/** One command's own variables over the sandbox's; the shared array itself when there are none. */
+function withExtraEnv(env: readonly string[], extra: Readonly<Record<string, string>> | undefined): readonly string[] {
+  return extra && Object.keys(extra).length > 0 ? layerEnv(env, extra) : env;
 }
 
 /** The env with the user's home as HOME, unless the image or the create request set HOME (as Docker does). */

@@ -35,9 +35,9 @@ export function logFile(id: string): string {
  * Set by `matchlock serve`: its records say their owner is a resident engine, which runs many
  * sandboxes, so `kill` must not SIGTERM it (see requestStop).
  */
-let residentOwner = false;
-export function recordsOwnedByResidentEngine(): void {
-  residentOwner = true;
+let residentSocket: string | undefined;
+export function recordsOwnedByResidentEngine(socketPath: string): void {
+  residentSocket = socketPath;
 }
 
 export async function createVmRecord(id: string, config: Record<string, unknown>): Promise<string> {
@@ -50,7 +50,8 @@ export async function createVmRecord(id: string, config: Record<string, unknown>
     writeFile(join(dir, "created_at"), new Date().toISOString()),
     writeFile(join(dir, "pid"), String(process.pid)),
     processStart(process.pid).then((start) => writeFile(join(dir, "pid_start"), start ?? "")),
-    residentOwner ? writeFile(join(dir, "owner_kind"), "resident") : undefined,
+    residentSocket ? writeFile(join(dir, "owner_kind"), "resident") : undefined,
+    residentSocket ? advertiseEngineSocket(id, residentSocket) : undefined,
   ]);
   await writeFile(join(dir, "status"), "running");
   return dir;
@@ -137,6 +138,16 @@ export async function requestStop(vm: VmRecord): Promise<void> {
   } else {
     process.kill(vm.pid, "SIGTERM");
   }
+}
+
+/** Records where `matchlock exec` reaches the engine that runs this sandbox (see ownerSocket). */
+export async function advertiseEngineSocket(id: string, socketPath: string): Promise<void> {
+  await writeFile(join(paths.vm(id), "engine_socket"), socketPath, { mode: 0o600 });
+}
+
+/** The socket of the engine that runs this sandbox and serves `attach` to it; undefined when it serves none. */
+export async function ownerSocket(id: string): Promise<string | undefined> {
+  return (await readText(join(paths.vm(id), "engine_socket"))) || undefined;
 }
 
 /** For the resident engine: whether `kill` asked to stop this sandbox (the request is consumed). */
