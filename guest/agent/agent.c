@@ -87,7 +87,7 @@ static void setup(struct agent *a)
 static size_t build_pollset(struct agent *a, int64_t *wake_ns)
 {
     size_t need = 2;
-    for (struct exec_op *e = a->execs; e; e = e->next) need += 2;
+    for (struct exec_op *e = a->execs; e; e = e->next) need += 3;
     if (need > a->pfd_cap) {
         a->pfd_cap = need * 2;
         free(a->pfds);
@@ -113,6 +113,11 @@ static size_t build_pollset(struct agent *a, int64_t *wake_ns)
             *naps[i] = 0; /* the nap is over: an idle pipe must not keep us reading the clock */
             a->pfd_exec[n] = e;
             a->pfds[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        }
+        int in_fd = input_poll_fd(e->input); /* stdin waiting for the command to take it */
+        if (in_fd >= 0) {
+            a->pfd_exec[n] = e;
+            a->pfds[n++] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
         }
     }
     return n;
@@ -170,10 +175,11 @@ int main(int argc, char **argv)
          * entries, so the pointers in pfd_exec stay valid while we walk the poll set.
          */
         for (size_t i = 2; i < n; i++) {
-            if (!(a->pfds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) continue;
+            if (!(a->pfds[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR | POLLNVAL))) continue;
             struct exec_op *e = a->pfd_exec[i];
             if (a->pfds[i].fd == e->out_fd) pump(a, e->id, &e->out_fd, T_STDOUT, &e->out_nap_until);
             else if (a->pfds[i].fd == e->err_fd) pump(a, e->id, &e->err_fd, T_STDERR, &e->err_nap_until);
+            else if (a->pfds[i].events & POLLOUT) pump_input(a, e);
         }
         if (a->pfds[0].revents) read_channel(a);
         step_reads(a);

@@ -6,6 +6,12 @@ export const Method = {
   CREATE: "create",
   EXEC: "exec",
   EXEC_STREAM: "exec_stream",
+  EXEC_PIPE: "exec_pipe",
+  EXEC_TTY: "exec_tty",
+  /** Our extension: stdin for an exec_pipe/exec_tty whose reply says "send more" (flow control without holding the reader). */
+  EXEC_WRITE: "exec_write",
+  /** Our extension: a signal to an exec_pipe/exec_tty command's process group. */
+  EXEC_SIGNAL: "exec_signal",
   WRITE_FILE: "write_file",
   READ_FILE: "read_file",
   LIST_FILES: "list_files",
@@ -29,8 +35,27 @@ export const TRANSFER_METHODS: ReadonlySet<string> = new Set<MethodName>([
   Method.WRITE_FILE_OPEN, Method.WRITE_FILE_CHUNK, Method.WRITE_FILE_CLOSE, Method.READ_FILE_OPEN, Method.READ_FILE_CHUNK, Method.FILE_ABORT,
 ]);
 
+/**
+ * Client -> engine input of a running exec_pipe/exec_tty: handled in the reader, in order, and
+ * never answered (even when they carry an id).
+ */
+export const Input = {
+  PIPE_STDIN: "exec_pipe.stdin",
+  PIPE_STDIN_EOF: "exec_pipe.stdin_eof",
+  TTY_STDIN: "exec_tty.stdin",
+  TTY_STDIN_EOF: "exec_tty.stdin_eof",
+  TTY_RESIZE: "exec_tty.resize",
+} as const;
+
+export const INPUT_METHODS: ReadonlySet<string> = new Set<string>(Object.values(Input));
+
 export const Notification = {
   EXEC_STDOUT: "exec_stream.stdout",
   EXEC_STDERR: "exec_stream.stderr",
+  PIPE_READY: "exec_pipe.ready",
+  PIPE_STDOUT: "exec_pipe.stdout",
+  PIPE_STDERR: "exec_pipe.stderr",
+  TTY_READY: "exec_tty.ready",
+  TTY_STDOUT: "exec_tty.stdout",
   EVENT: "event",
 } as const;

@@ -52,6 +52,8 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      // Terminals for exec_tty: the agent may not mount devpts itself here (no CAP_SYS_ADMIN).
+      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
       { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777", tmpfsSize] },
       { destination: GUEST_AGENT_PATH, type: "bind", source: agentBinary, options: ["rbind", "ro"] },
