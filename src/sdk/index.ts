@@ -1,5 +1,6 @@
 // Public surface of the matchlock TypeScript SDK.
 export { Client } from "./client.js";
+export type { ProcessHandle } from "./process-handle.js";
 export { Sandbox, createSandbox } from "./sandbox.js";
 export { defaultEngineSocket } from "../protocol/engine-home.js";
 export { MatchlockError, RPCError, TimeoutError, type ErrorKind, type MatchlockErrorOptions } from "./errors.js";
@@ -16,6 +17,14 @@ export type {
   ExecResult,
   ExecStreamOptions,
   ExecStreamResult,
+  ExecPipeOptions,
+  ExecPipeResult,
+  ExecInteractiveOptions,
+  ExecInteractiveResult,
+  SpawnOptions,
+  BinaryLike,
+  StreamReader,
+  TTYSize,
   FileInfo,
   ImageConfig,
   MountConfig,
