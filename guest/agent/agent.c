@@ -145,7 +145,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--exec-memory-cgroup")) workload_cgroup = true;
         else if (!strcmp(argv[i], "--exec-tasks-max") && i + 1 < argc) tasks_max = argv[++i];
         else if (!strcmp(argv[i], "--privileged")) confine_execs = false;
-        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup [--exec-tasks-max N]] [--privileged] (default: stdin/stdout)");
+        else if (!strcmp(argv[i], "--tty-signals")) tty_signals = true;
+        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup [--exec-tasks-max N]] [--privileged] [--tty-signals] (default: stdin/stdout)");
     }
     if (workload_cgroup) setup_workload_memory_cgroup(tasks_max);
     find_last_cap();

@@ -196,6 +196,8 @@ int input_poll_fd(const struct exec_input *in);
 void pump_input(struct agent *a, struct exec_op *e);
 
 /* pty.c */
+extern bool tty_signals;
+void tty_signal_keys(struct exec_op *e, const unsigned char *p, size_t len);
 void start_tty_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
 void resize_tty(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
 

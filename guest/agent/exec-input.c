@@ -89,6 +89,7 @@ void pump_input(struct agent *a, struct exec_op *e)
             done = in->len;
             break;
         }
+        if (in->tty) tty_signal_keys(e, in->buf + done, n);
         in->line_start = in->buf[done + n - 1] == '\n';
         done += n;
         if (done == in->len) break;

@@ -7,6 +7,26 @@
 #include "agent.h"
 
 /*
+ * --tty-signals: the kernel's terminals do not send SIGINT, SIGQUIT and SIGTSTP for the keys
+ * typed (gVisor's before 2023 do not), so the agent does, as n_tty would: to the terminal's
+ * foreground process group (the command's own group when the terminal cannot say).
+ */
+bool tty_signals = false;
+
+void tty_signal_keys(struct exec_op *e, const unsigned char *p, size_t len)
+{
+    struct termios t;
+    int fd = e->input->fd;
+    if (!tty_signals || fd < 0 || tcgetattr(fd, &t) < 0 || !(t.c_lflag & ISIG)) return;
+    for (size_t i = 0; i < len; i++) {
+        int sig = p[i] == t.c_cc[VINTR] ? SIGINT : p[i] == t.c_cc[VQUIT] ? SIGQUIT : p[i] == t.c_cc[VSUSP] ? SIGTSTP : 0;
+        if (!sig || p[i] == _POSIX_VDISABLE) continue;
+        pid_t group = tcgetpgrp(fd);
+        kill(-(group > 0 ? group : e->pid), sig);
+    }
+}
+
+/*
  * Neither engine mounts devpts for us everywhere (the micro-VM's /dev is a devtmpfs), so the
  * first terminal mounts a private instance at /dev/pts when there is none. Where that is not
  * allowed (gVisor's agent has no CAP_SYS_ADMIN) the engine mounts it from the sandbox's spec.

@@ -206,14 +206,13 @@ export class Client implements AsyncDisposable {
     const ready = new Promise<{ input: ExecInputChannel; pid: number | undefined }>((resolve) => (started = resolve));
     const targets = size ? { [Notification.TTY_STDOUT]: stdout } : { [Notification.PIPE_STDOUT]: stdout, [Notification.PIPE_STDERR]: stderr };
     const done = this.withInput(size !== undefined, params, opts, targets, (input, pid) => started({ input, pid }));
-    void done.then(() => {
+    // However the command ends, its streams end; a failure is wait()'s to report (an 'error' on a
+    // stream nobody listens to would crash the caller's process).
+    const endStreams = () => {
       stdout.end();
       stderr.end();
-    }, (err: Error) => {
-      stdout.destroy(err);
-      stderr.destroy(err);
-    });
-    done.catch(() => undefined); // reported through wait() and the streams
+    };
+    void done.then(endStreams, endStreams);
     const { input, pid } = await Promise.race([ready, done.then(() => { throw new MatchlockError("the command ended before it was reported started"); })]);
     if (pid === undefined) throw new MatchlockError("this engine does not report process ids (exec_pipe.ready without pid): upgrade it");
     return new ProcessHandle(pid, input, stdout, stderr, done);

@@ -15,6 +15,12 @@ import type { BinaryLike, StreamReader, TTYSize } from "./types.js";
 
 /** Largest stdin piece in one exec_write (bigger writes are split). */
 const WRITE_PIECE = 1024 * 1024;
+/**
+ * exec_writes sent and not yet answered: a few keep the pipe to the engine busy while each
+ * waits for its reply (one at a time is a round trip per piece); the engine refuses a client
+ * that does not wait at all.
+ */
+const WRITES_IN_FLIGHT = 4;
 
 export function toBuffer(chunk: BinaryLike): Buffer {
   if (typeof chunk === "string") return Buffer.from(chunk, "utf8");
@@ -37,6 +43,8 @@ export function signalNumber(signal: NodeJS.Signals | string | number): number {
 
 export class ExecInputChannel {
   private eofSent = false;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private failure: unknown;
   private over = false;
   private readonly onStop: Array<() => void> = [];
 
@@ -62,14 +70,19 @@ export class ExecInputChannel {
   /** Resolves once the command can take more; false when it no longer takes input (it ended). */
   async write(data: Buffer): Promise<boolean> {
     for (let off = 0; off < data.length; off += WRITE_PIECE) {
+      while (this.inFlight.size >= WRITES_IN_FLIGHT) await Promise.race(this.inFlight);
+      if (this.failure !== undefined) throw this.failure;
       if (this.over || this.eofSent) return false;
-      try {
-        await this.transport.request(Method.EXEC_WRITE, { id: this.id, data: new Base64Data(data.subarray(off, off + WRITE_PIECE)) });
-      } catch (err) {
-        if (isNotRunning(err)) return false;
-        throw err;
-      }
+      const sent: Promise<unknown> = this.transport
+        .request(Method.EXEC_WRITE, { id: this.id, data: new Base64Data(data.subarray(off, off + WRITE_PIECE)) })
+        .catch((err: unknown) => {
+          if (isNotRunning(err)) this.stop();
+          else this.failure ??= err;
+        })
+        .finally(() => this.inFlight.delete(sent));
+      this.inFlight.add(sent);
     }
+    if (this.failure !== undefined) throw this.failure;
     return !this.over;
   }
 

@@ -37,7 +37,11 @@ export class ProcessHandle {
     });
   }
 
-  /** Resolves with the exit status when the command ends (a non-zero exit is a result, not an error). */
+  /**
+   * Resolves with the exit status when the command ends (a non-zero exit is a result, not an
+   * error); rejects when it could not run to its end (sandbox lost, client closed), and then the
+   * output streams simply end.
+   */
   wait(): Promise<ExecStreamResult> {
     return this.done;
   }

@@ -9,6 +9,8 @@ import { FrameType, STDIN_CHUNK, STDIN_WINDOW, decodeUint32, AgentProtocolError,
 
 /** Bytes queued in the engine, beyond the agent's window, before the writer has to wait. */
 export const MAX_QUEUED_STDIN = 1024 * 1024;
+/** exec_write is refused past this: its client did not wait for the replies (see session.ts). */
+export const MAX_UNANSWERED_STDIN = 8 * MAX_QUEUED_STDIN;
 
 export interface TerminalSize {
   rows: number;
@@ -43,6 +45,11 @@ export class ExecInput {
     this.queued += data.length;
     this.flush();
     return this.backlog();
+  }
+
+  /** Bytes waiting in the engine (not yet sent to the agent). */
+  get queuedBytes(): number {
+    return this.queued;
   }
 
   /** A promise while more than MAX_QUEUED_STDIN bytes wait in the engine. */

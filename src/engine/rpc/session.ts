@@ -14,7 +14,7 @@ import { FileTransfers } from "./file-transfers.js";
 import { RpcError } from "./errors.js";
 import { decode, decodeBase64 } from "./params.js";
 import { Input, Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
-import { ExecInput } from "../agent/exec-input.js";
+import { ExecInput, MAX_UNANSWERED_STDIN } from "../agent/exec-input.js";
 
 /** How one kind of exec talks to the client: its output notifications and, for pipe/tty, its input. */
 interface ExecKind {
@@ -273,6 +273,9 @@ export class Session {
     const p = decode(stdinParams, params);
     const live = this.inputs.get(p.id);
     if (!live) throw new RpcError(ErrorCode.EXEC_FAILED, `no running exec_pipe or exec_tty has request id ${p.id}: its stdin is closed`, "not_found");
+    if (live.input.queuedBytes > MAX_UNANSWERED_STDIN) {
+      throw new RpcError(ErrorCode.INVALID_REQUEST, `exec_write refused: more than ${MAX_UNANSWERED_STDIN} bytes of stdin are queued for request ${p.id}; wait for each exec_write's reply before sending much more`);
+    }
     await live.input.write(decodeBase64(p.data));
     return {};
   }
