@@ -8,6 +8,7 @@ import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
+import { attachInput } from "./interactive.js";
 
 interface RunOptions {
   image: string;
@@ -28,6 +29,8 @@ interface RunOptions {
   rm: boolean;
   launchEntrypoint?: boolean;
   privileged?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
 }
 
 /** For repeatable options: every value, in order. */
@@ -151,6 +154,8 @@ export function registerRunCommand(program: Command): void {
     .option("-w, --workdir <dir>", "working directory of the command")
     .option("--rm [bool]", "remove the sandbox's state when done", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
+    .option("-i, --interactive", "pass our stdin to the command (its end is the command's EOF)")
+    .option("-t, --tty", "run the command on a terminal (its output is one stream; with -i our terminal goes raw)")
     .argument("[command...]", "command and arguments (use -- before a command with options)")
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {
@@ -180,8 +185,9 @@ export function registerRunCommand(program: Command): void {
         throw err;
       }
       if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
+      const { input, detach } = attachInput(opts);
       try {
-        const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir }, {
+        const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir, input }, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.
           stdout: (d) => (process.stdout.write(d) ? undefined : once(process.stdout, "drain")),
           stderr: (d) => (process.stderr.write(d) ? undefined : once(process.stderr, "drain")),
@@ -189,6 +195,7 @@ export function registerRunCommand(program: Command): void {
         if (out.outOfMemory) process.stderr.write(`matchlock: the command ran out of memory (killed by the OOM killer; limit ${config.memoryMb} MiB)\n`);
         process.exitCode = out.exitCode;
       } finally {
+        detach();
         await finish();
       }
     });

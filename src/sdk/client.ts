@@ -178,7 +178,7 @@ export class Client implements AsyncDisposable {
       const result = await this.withInput(true, params, opts, { [Notification.TTY_STDOUT]: opts.stdout }, (input) => {
         pumped = feed(input, opts.stdin);
         if (opts.resize) void pumpResizes(input, opts.resize).catch(() => undefined);
-        else followResizes(opts.stdout, input);
+        else input.whenStopped(followResizes(opts.stdout, (rows, cols) => input.resize(rows, cols)));
       });
       await failedStdin(pumped);
       return result;

@@ -2,7 +2,6 @@
 // any other TTY streams): raw mode, so keys (ctrl-C too) go to the sandbox's terminal instead of
 // being handled here, and the sandbox's terminal follows this one's size.
 import type { ReadStream, WriteStream } from "node:tty";
-import type { ExecInputChannel } from "./exec-input.js";
 import type { OutputTarget, StreamReader, TTYSize } from "./types.js";
 
 function asTtyInput(s: StreamReader | undefined): ReadStream | undefined {
@@ -29,11 +28,11 @@ export function sizeOf(stdout: OutputTarget | undefined): TTYSize | undefined {
   return tty ? [tty.rows, tty.columns] : undefined;
 }
 
-/** Passes a TTY stdout's resizes on to the command's terminal until the command ends. */
-export function followResizes(stdout: OutputTarget | undefined, input: ExecInputChannel): void {
+/** Calls `onResize` with a TTY stdout's new size on each resize; returns what stops it. */
+export function followResizes(stdout: OutputTarget | undefined, onResize: (rows: number, cols: number) => void): () => void {
   const tty = asTtyOutput(stdout);
-  if (!tty) return;
-  const onResize = () => input.resize(tty.rows, tty.columns);
-  tty.on("resize", onResize);
-  input.whenStopped(() => tty.off("resize", onResize));
+  if (!tty) return () => undefined;
+  const listener = () => onResize(tty.rows, tty.columns);
+  tty.on("resize", listener);
+  return () => tty.off("resize", listener);
 }

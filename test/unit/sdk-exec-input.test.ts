@@ -148,7 +148,7 @@ describe("SDK: a command's input", () => {
     assert.equal(sizeOf(new PassThrough()), undefined);
     const { sent, transport } = recorder();
     const input = new ExecInputChannel(transport, true, 6);
-    followResizes(stdout as never, input);
+    input.whenStopped(followResizes(stdout as never, (rows, cols) => input.resize(rows, cols)));
     stdout.rows = 41;
     stdout.emit("resize");
     input.stop();
