@@ -91,6 +91,9 @@ describe("README and docs examples", async () => {
     "README.md: Mounts": /^from-guest\n\n?$/,
     "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 failed false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
+    "docs/processes.md: Stdin: `execPipe`": /^HELLO WORLD 0\n$/,
+    "docs/processes.md: Terminals: `execInteractive`": /^\/dev\/pts\/\d+\r\n30 100\r\n0\n$/,
+    "docs/processes.md: Process handles: `spawn`": /^a b c 0 true\ntrue 143\n$/,
   };
 
   test("every example runs, and every expected output has its example", () => {
