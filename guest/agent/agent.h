@@ -2,9 +2,9 @@
  * Shared by the agent's source files: the frame protocol's constants, the operation records,
  * and what each file offers the others. One file per concern: channel.c (frames in and out),
  * exec.c (commands), exec-input.c and pty.c (a command's stdin, its terminal), confine.c (what
- * a command may do), cgroups.c (micro-VM memory and task
- * caps), file-writes.c, file-reads.c, dir-list.c (file operations), payload.c and util.c
- * (helpers), agent.c (start-up and the poll loop).
+ * a command may do), cgroups.c (micro-VM memory and task caps), file-writes.c, file-reads.c,
+ * dir-list.c (file operations), payload.c and util.c (helpers), agent.c (start-up and the poll
+ * loop).
  */
 #ifndef MATCHLOCK_AGENT_H
 #define MATCHLOCK_AGENT_H

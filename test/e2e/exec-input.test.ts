@@ -147,6 +147,22 @@ describe(`execPipe, execInteractive and spawn on a ${BACKEND} sandbox`, () => {
     assert.equal(piped.trim(), "3"); // one sandbox command's stdout as another's stdin
   });
 
+  test("a command with stdin or a terminal runs as confined and as the user asked for, as exec does", async () => {
+    const caps = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status";
+    const viaExec = (await client.exec(caps)).stdout;
+    let viaPipe = "";
+    await client.execPipe(caps, { stdout: (t) => (viaPipe += t) });
+    let viaTty = "";
+    await client.execInteractive(caps, { stdout: (t) => (viaTty += t) });
+    assert.equal(viaPipe, viaExec);
+    assert.equal(viaTty.replaceAll("\r\n", "\n"), viaExec);
+    let asNobody = "";
+    await client.execPipe("id -u; cat", { user: "nobody", stdin: ["in"], stdout: (t) => (asNobody += t) });
+    assert.equal(asNobody, "65534\nin");
+    const p = await client.spawn("id -u; echo $HOME", { user: "1234:5", tty: true });
+    assert.equal((await collect(p.stdout)).toString(), "1234\r\n/\r\n");
+  });
+
   test("large binary stdin round-trips byte-exact", async () => {
     const data = randomBytes(24 * 1024 * 1024);
     const pieces = function* () {
