@@ -3,8 +3,8 @@
  * and what each file offers the others. One file per concern: channel.c (frames in and out),
  * exec.c (commands), exec-input.c and pty.c (a command's stdin, its terminal), confine.c (what
  * a command may do), cgroups.c (micro-VM memory and task caps), file-writes.c, file-reads.c,
- * dir-list.c (file operations), payload.c and util.c (helpers), agent.c (start-up and the poll
- * loop).
+ * dir-list.c, file-ops.c (file operations), payload.c and util.c (helpers), agent.c (start-up
+ * and the poll loop).
  */
 #ifndef MATCHLOCK_AGENT_H
 #define MATCHLOCK_AGENT_H
@@ -75,6 +75,8 @@ enum frame_type {
     T_STDOUT = 0x10, T_STDERR = 0x11, T_EXIT = 0x12, T_OK = 0x13,
     T_ENTRIES = 0x14, T_ERROR = 0x15, T_READY = 0x16,
     T_STDIN_ACK = 0x28, T_STARTED = 0x29,
+    /* file-ops.c */
+    T_REMOVE = 0x40, T_MKDIR = 0x41, T_RENAME = 0x42, T_STAT = 0x43, T_STAT_RESULT = 0x48,
 };
 
 /*
@@ -212,6 +214,11 @@ void step_reads(struct agent *a);
 bool reads_can_step(const struct agent *a);
 void add_credit(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
 void cancel_op(struct agent *a, uint32_t id);
+
+/* file-ops.c */
+#define STAT_FIELDS_MAX 96
+size_t stat_fields(char *out, const struct stat *st);
+void file_op(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p, size_t len);
 
 /* dir-list.c */
 void list_dir(struct agent *a, uint32_t id, const unsigned char *p, size_t len);

@@ -83,7 +83,7 @@ static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned 
     case T_CANCEL: cancel_op(a, id); break;
     case T_LIST: list_dir(a, id, p, len); break;
     case T_PING: send_frame(a, T_OK, id, NULL, 0); break;
-    default: break; /* unknown types are ignored (forward compatibility) */
+    default: file_op(a, type, id, p, len); break; /* it ignores types it does not know */
     }
 }
 

@@ -1,4 +1,4 @@
-/* LIST: directory entries with size and mode. */
+/* LIST: directory entries with size, mode and modification time. */
 #include "agent.h"
 
 void list_dir(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
@@ -23,13 +23,11 @@ void list_dir(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
         if (!strcmp(name, ".") || !strcmp(name, "..")) continue;
         struct stat st;
         if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue; /* gone meanwhile */
-        char rec[NAME_MAX + 64];
+        char rec[NAME_MAX + 1 + STAT_FIELDS_MAX];
         size_t nl = strlen(name);
         if (nl > NAME_MAX) continue; /* cannot happen on Linux; keeps rec safe */
         memcpy(rec, name, nl + 1);
-        int nums = snprintf(rec + nl + 1, sizeof rec - nl - 1, "%lld%c%u", (long long)st.st_size, 0,
-                            (unsigned)st.st_mode);
-        size_t rl = nl + 1 + nums + 1; /* snprintf's terminating NUL ends the mode field */
+        size_t rl = nl + 1 + stat_fields(rec + nl + 1, &st);
         if (used + rl > MAX_PAYLOAD) {
             send_frame(a, T_ENTRIES, id, buf, used);
             used = 0;

@@ -43,7 +43,7 @@
 #define DEVICE_WAIT_MS 2000
 
 static struct {
-    const char *mounts;   /* comma-separated specs: t:<hex path> | 9:<tag>:<ro|rw>:<hex path> */
+    const char *mounts;   /* comma-separated specs: t:<hex path> | 9:<tag>:<ro|rw>:<hex path> | f:<tag>:<ro|rw>:<hex path> */
     const char *hostname; /* hex */
     const char *disk_mb;
     const char *tasks_max; /* the commands' task cap, handed to the agent */
@@ -168,7 +168,7 @@ static void load_modules(const char *list)
 static bool has_9p_share(void)
 {
     if (!cfg.mounts) return false;
-    return !strncmp(cfg.mounts, "9:", 2) || strstr(cfg.mounts, ",9:");
+    return !strncmp(cfg.mounts, "9:", 2) || strstr(cfg.mounts, ",9:") || !strncmp(cfg.mounts, "f:", 2) || strstr(cfg.mounts, ",f:");
 }
 
 /* Waits for a path that appears asynchronously after its driver loaded (a disk, a NIC). */
@@ -253,16 +253,43 @@ static void copy_file(const char *from, const char *to, mode_t mode)
     if (fchmod(out, mode) != 0 || close(out) != 0) fail("finish %s: %s", to, strerror(errno));
 }
 
-/* One user mount, done by a child chrooted into the new root; the parent waits for it. */
+/* Where a single-file share's 9p directory is mounted before its file is bound into place. */
+#define FILE_SHARE_STAGE "/file-share"
+/* The name of the one file in a single-file share (src/engine/backends/microvm/jail.ts). */
+#define SHARED_FILE_NAME "file"
+
+/* Makes the file `path` (and its parent directories) to bind a shared file onto; an existing file is fine. */
+static bool make_file_target(const char *path)
+{
+    char dir[PATH_MAX_LEN];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (!make_dirs(dir)) return false;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644); /* chrooted: links resolve in the image */
+    if (fd < 0) return false;
+    close(fd);
+    return true;
+}
+
+/*
+ * One user mount, done by a child chrooted into the new root (so that symlinks in the image resolve
+ * inside it); the parent waits for it. A single-file share (f:) is a 9p directory holding the one
+ * file: it is mounted outside the new root, the child binds its file into place through an
+ * O_PATH descriptor opened before the chroot, and the directory's own mount is then detached.
+ */
 static void user_mount(const char *spec)
 {
     char path[PATH_MAX_LEN], tag[64] = "";
     const char *type, *data, *src;
     unsigned long flags = MS_NOSUID | MS_NODEV;
+    bool file = !strncmp(spec, "f:", 2);
     if (!strncmp(spec, "t:", 2)) {
         if (!unhex(spec + 2, path, sizeof path)) fail("bad mount spec %s", spec);
         type = "tmpfs", src = "tmpfs", data = "mode=755";
-    } else if (!strncmp(spec, "9:", 2)) {
+    } else if (!strncmp(spec, "9:", 2) || file) {
         const char *t = spec + 2, *m = strchr(t, ':'), *p = m ? strchr(m + 1, ':') : NULL;
         if (!m || !p || (size_t)(m - t) >= sizeof tag || !unhex(p + 1, path, sizeof path)) fail("bad mount spec %s", spec);
         memcpy(tag, t, m - t);
@@ -275,10 +302,27 @@ static void user_mount(const char *spec)
         fail("bad mount spec %s", spec);
     }
     if (path[0] != '/') fail("mount path %s is not absolute", path);
+    int shared = -1;
+    if (file) {
+        make_dir(FILE_SHARE_STAGE, 0700);
+        do_mount(src, FILE_SHARE_STAGE, type, flags, data);
+        shared = open(FILE_SHARE_STAGE "/" SHARED_FILE_NAME, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (shared < 0) fail("open the shared file of %s: %s", tag, strerror(errno));
+    }
     pid_t pid = fork();
     if (pid < 0) fail("fork: %s", strerror(errno));
     if (pid == 0) {
         if (chroot("/newroot") != 0 || chdir("/") != 0) fail("chroot /newroot: %s", strerror(errno));
+        if (file) {
+            char fd_path[64];
+            snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", shared);
+            if (!make_file_target(path)) { fprintf(stderr, "matchlock-init: make the file %s: %s\n", path, strerror(errno)); _exit(1); }
+            if (mount(fd_path, path, NULL, MS_BIND, NULL) != 0 || mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL) != 0) {
+                fprintf(stderr, "matchlock-init: bind the shared file at %s: %s\n", path, strerror(errno));
+                _exit(1);
+            }
+            _exit(0);
+        }
         if (!make_dirs(path)) { fprintf(stderr, "matchlock-init: mkdir -p %s: %s\n", path, strerror(errno)); _exit(1); }
         if (mount(src, path, type, flags, data) != 0) { fprintf(stderr, "matchlock-init: mount %s at %s: %s\n", src, path, strerror(errno)); _exit(1); }
         _exit(0);
@@ -286,6 +330,11 @@ static void user_mount(const char *spec)
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("%s %s at %s failed", type, src, path);
+    if (file) {
+        close(shared);
+        /* the bound file keeps the share alive; the staging directory's mount is not needed */
+        if (umount2(FILE_SHARE_STAGE, MNT_DETACH) != 0) fail("umount %s: %s", FILE_SHARE_STAGE, strerror(errno));
+    }
 }
 
 /* The /dev node of the virtio-serial port named cfg.port, e.g. /dev/vport1p1. */

@@ -44,18 +44,32 @@ function parseBool(v: string): boolean {
   throw new Error(`expected true or false, got ${JSON.stringify(v)}`);
 }
 
-/** -v HOST:GUEST[:ro]; a relative guest path lands under the workspace. */
-function parseVolume(spec: string, workspace: string): [string, WireMount] {
+/**
+ * -v HOST:GUEST[:MODE], as upstream's CLI has it: by default a copy-on-write snapshot of HOST
+ * (an overlay mount: the sandbox may change its copy, the host never changes); MODE `host_fs` or
+ * `rw` mounts HOST itself read-write, `ro` read-only, `overlay` says the default out loud. HOST may
+ * be relative (to the current directory); GUEST must be absolute.
+ */
+export function parseVolume(spec: string): [string, WireMount] {
   const parts = spec.split(":");
-  const readonly = parts.length === 3 && parts[2] === "ro";
-  if (parts.length < 2 || parts.length > 3 || (parts.length === 3 && !readonly)) {
-    throw new Error(`invalid volume mount ${JSON.stringify(spec)}: use HOST:GUEST or HOST:GUEST:ro`);
+  const mode = parts.length === 3 ? parts[2]! : "overlay";
+  const mount = VOLUME_MODES[mode];
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !mount) {
+    throw new Error(`invalid volume mount ${JSON.stringify(spec)}: use HOST:GUEST (a copy-on-write snapshot), HOST:GUEST:host_fs or HOST:GUEST:rw (read-write), or HOST:GUEST:ro (read-only)`);
   }
-  return [underWorkspace(parts[1]!, workspace), { type: "host_fs", host_path: resolve(parts[0]!), readonly }];
+  const guest = absoluteGuest(parts[1]!, `invalid volume mount ${JSON.stringify(spec)}`);
+  return [guest, { ...mount, host_path: resolve(parts[0]) }];
 }
 
+const VOLUME_MODES: Record<string, WireMount> = {
+  overlay: { type: "overlay" },
+  host_fs: { type: "host_fs" },
+  rw: { type: "host_fs" },
+  ro: { type: "host_fs", readonly: true },
+};
+
 /** --mount GUEST:TYPE[:HOST][:ro], any mount type of the create params (memory, host_fs, real_fs, overlay). */
-function parseMount(spec: string, workspace: string): [string, WireMount] {
+function parseMount(spec: string): [string, WireMount] {
   const [guest, type, ...rest] = spec.split(":");
   const readonly = rest.at(-1) === "ro";
   if (readonly) rest.pop();
@@ -65,11 +79,13 @@ function parseMount(spec: string, workspace: string): [string, WireMount] {
   const mount: WireMount = { type };
   if (rest[0]) mount.host_path = resolve(rest[0]);
   if (readonly) mount.readonly = true;
-  return [underWorkspace(guest, workspace), mount];
+  return [absoluteGuest(guest, `invalid mount ${JSON.stringify(spec)}`), mount];
 }
 
-function underWorkspace(guest: string, workspace: string): string {
-  return guest.startsWith("/") ? guest : `${workspace}/${guest}`;
+/** A guest path is never guessed: a relative one is refused, not put under the workspace. */
+function absoluteGuest(guest: string, what: string): string {
+  if (!guest.startsWith("/")) throw new Error(`${what}: the guest path ${JSON.stringify(guest)} must be absolute (e.g. /workspace/${guest})`);
+  return guest;
 }
 
 /** -e KEY=VALUE */
@@ -102,11 +118,11 @@ function parseSecret(spec: string, env: NodeJS.ProcessEnv): [string, { value: st
 export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const mounts: Record<string, WireMount> = { [opts.workspace]: { type: "memory" } };
   for (const v of opts.volume) {
-    const [guest, m] = parseVolume(v, opts.workspace);
+    const [guest, m] = parseVolume(v);
     mounts[guest] = m;
   }
   for (const v of opts.mount) {
-    const [guest, m] = parseMount(v, opts.workspace);
+    const [guest, m] = parseMount(v);
     mounts[guest] = m;
   }
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -144,7 +160,7 @@ export function registerRunCommand(program: Command): void {
     .option("--launch-entrypoint", "also start the image's ENTRYPOINT + CMD, detached, before the command")
     .option("--workspace <path>", "guest workspace directory", "/workspace")
     .option("--backend <name>", `isolation engine: ${BACKEND_CHOICES.join(", ")} (default: $MATCHLOCK_BACKEND, else auto)`)
-    .option("-v, --volume <host:guest[:ro]>", "mount a host directory (repeatable)", collect, [])
+    .option("-v, --volume <host:guest[:mode]>", "mount a host directory or file: a copy-on-write snapshot (the host never changes); mode host_fs or rw: read-write, ro: read-only (repeatable)", collect, [])
     .option("--mount <guest:type[:host][:ro]>", "a mount of any type: memory, host_fs, real_fs, overlay (repeatable)", collect, [])
     .option("-e, --env <key=value>", "environment variable for the sandbox (repeatable)", collect, [])
     .option("--allow-host <pattern>", "seal the network and allow this host (glob, repeatable)", collect, [])

@@ -28,12 +28,17 @@ export const FrameType = {
   READY: 0x16,
   STDIN_ACK: 0x28,
   STARTED: 0x29,
+  REMOVE: 0x40,
+  MKDIR: 0x41,
+  RENAME: 0x42,
+  STAT: 0x43,
+  STAT_RESULT: 0x48,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
 const AGENT_TO_ENGINE = new Set<number>([
   FrameType.STDOUT, FrameType.STDERR, FrameType.EXIT, FrameType.OK,
-  FrameType.ENTRIES, FrameType.ERROR, FrameType.READY, FrameType.STDIN_ACK, FrameType.STARTED,
+  FrameType.ENTRIES, FrameType.ERROR, FrameType.READY, FrameType.STDIN_ACK, FrameType.STARTED, FrameType.STAT_RESULT,
 ]);
 
 export const HEADER_BYTES = 9;
@@ -123,29 +128,54 @@ export function decodeExit(payload: Buffer): ExitStatus {
   return { code: payload.readInt32BE(0), signal: payload.readInt32BE(4), outOfMemory: (flags & EXIT_FLAG_OOM) !== 0 };
 }
 
-export interface DirEntry {
-  name: string;
+/** What the agent reports of a file (ENTRIES records, STAT_RESULT), from lstat. */
+export interface FileStat {
   size: number;
   /** POSIX st_mode */
   mode: number;
+  /** The modification time, in whole milliseconds since the epoch; undefined when it is out of a Date's range. */
+  mtimeMs: number | undefined;
+  /** Its nanoseconds within the second (0-999999999), for a precise RFC 3339 form. */
+  mtimeNs: number;
+}
+
+export interface DirEntry extends FileStat {
+  name: string;
+}
+
+const STAT_FIELDS = 4;
+/** Date's range: 8.64e15 ms either side of the epoch. */
+const MAX_DATE_SECONDS = 8.64e12;
+
+/** size, mode, mtime seconds and nanoseconds, as the agent's records carry them (PROTOCOL.md). */
+function decodeStatFields(fields: readonly string[], at: number): FileStat {
+  const [size, mode, sec, ns] = fields.slice(at, at + STAT_FIELDS).map((f) => (/^-?\d{1,20}$/.test(f) ? Number(f) : NaN)) as [number, number, number, number];
+  if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(mode) || mode < 0 || Number.isNaN(sec) || !Number.isInteger(ns) || ns < 0 || ns > 999_999_999) {
+    throw new AgentProtocolError("a file record from the sandbox has a bad size, mode or time");
+  }
+  // A guest may set any time a file system holds; one a Date cannot show is reported as unknown.
+  const mtimeMs = Math.abs(sec) <= MAX_DATE_SECONDS ? sec * 1000 + Math.floor(ns / 1e6) : undefined;
+  return { size, mode, mtimeMs, mtimeNs: ns };
+}
+
+export function decodeStat(payload: Buffer): FileStat {
+  const fields = decodeStrings(payload);
+  if (fields.length !== STAT_FIELDS) throw new AgentProtocolError("STAT_RESULT payload is not one size/mode/mtime record");
+  return decodeStatFields(fields, 0);
 }
 
 export function decodeEntries(payload: Buffer): DirEntry[] {
   const fields = decodeStrings(payload);
-  if (fields.length % 3 !== 0) throw new AgentProtocolError("ENTRIES payload is not a list of name/size/mode records");
+  const width = 1 + STAT_FIELDS;
+  if (fields.length % width !== 0) throw new AgentProtocolError("ENTRIES payload is not a list of name/size/mode/mtime records");
   const entries: DirEntry[] = [];
-  for (let i = 0; i < fields.length; i += 3) {
-    const size = Number(fields[i + 1]);
-    const mode = Number(fields[i + 2]);
-    if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(mode) || mode < 0) {
-      throw new AgentProtocolError("ENTRIES record has a bad size or mode");
-    }
+  for (let i = 0; i < fields.length; i += width) {
     const name = fields[i]!;
     // Names reach SDK users who join them onto paths: a name is one path component.
     if (name === "" || name === "." || name === ".." || name.includes("/")) {
       throw new AgentProtocolError(`ENTRIES record has an invalid name ${JSON.stringify(name)}`);
     }
-    entries.push({ name, size, mode });
+    entries.push({ name, ...decodeStatFields(fields, i + 1) });
   }
   return entries;
 }

@@ -1,6 +1,7 @@
 // Every JSON-RPC method and notification name, for the SDK (which sends them) and the engine
 // (which dispatches on them): a new method is added here first. The spec's methods are in
-// ../shared/matchlock-protocol.md; the file_* ones are this engine's streamed-transfer extension.
+// ../shared/matchlock-protocol.md; the file_* ones are this engine's streamed-transfer extension,
+// and remove_file, make_dir, rename_file and stat_file its file-operations extension.
 
 export const Method = {
   CREATE: "create",
@@ -26,6 +27,11 @@ export const Method = {
   READ_FILE_OPEN: "read_file_open",
   READ_FILE_CHUNK: "read_file_chunk",
   FILE_ABORT: "file_abort",
+  /** Our extension: file operations beside read, write and list (docs/files.md). */
+  REMOVE_FILE: "remove_file",
+  MAKE_DIR: "make_dir",
+  RENAME_FILE: "rename_file",
+  STAT_FILE: "stat_file",
 } as const;
 
 export type MethodName = (typeof Method)[keyof typeof Method];
@@ -48,6 +54,10 @@ export const Input = {
 } as const;
 
 export const INPUT_METHODS: ReadonlySet<string> = new Set<string>(Object.values(Input));
+/** The file operations beside read, write and list (a protocol extension), served by one handler in the engine. */
+export const FILE_OP_METHODS: ReadonlySet<string> = new Set<MethodName>([
+  Method.REMOVE_FILE, Method.MAKE_DIR, Method.RENAME_FILE, Method.STAT_FILE,
+]);
 
 export const Notification = {
   EXEC_STDOUT: "exec_stream.stdout",

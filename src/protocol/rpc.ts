@@ -61,6 +61,9 @@ export interface WireFileInfo {
   is_dir: boolean;
 }
 
+/** Go's zero time: what upstream engines send as every `mod_time`, and ours when a time is unknown. */
+export const ZERO_MOD_TIME = "0001-01-01T00:00:00Z";
+
 /** Go os.FileMode type bits, as they appear in `list_files` results. */
 export const GoFileMode = {
   DIR: 2 ** 31,

@@ -31,11 +31,13 @@ import type {
   StreamReader,
   OutputTarget,
   FileInfo,
+  MakeDirOptions,
+  RemoveFileOptions,
   SandboxEvent,
   WriteFileOptions,
 } from "./types.js";
 import { checkCreateOptions, checkTimeoutSeconds } from "./validate.js";
-import { decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfos } from "./wire.js";
+import { decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos } from "./wire.js";
 
 /** How long close(0) waits for the engine's reply to `close` before killing it anyway. */
 const CLOSE_REPLY_WAIT_MS = 10_000;
@@ -349,6 +351,46 @@ export class Client implements AsyncDisposable {
   }
 
   /**
+   * Removes a file, a symlink (not what it points to) or an empty directory; `recursive: true`
+   * removes a directory with everything in it. A matchlock extension (`remove_file`).
+   */
+  async removeFile(path: string, opts: RemoveFileOptions = {}): Promise<void> {
+    const params: JsonObject = { path: checkPath(path) };
+    if (opts.recursive !== undefined) params.recursive = checkBoolean("recursive", opts.recursive);
+    await this.transport.request(Method.REMOVE_FILE, params, opts);
+  }
+
+  /**
+   * Makes a directory (mode 0o755 unless `mode` says otherwise, exactly); `parents: true` makes
+   * the missing ones above it too and takes an existing directory as done. A matchlock extension (`make_dir`).
+   */
+  async makeDir(path: string, opts: MakeDirOptions = {}): Promise<void> {
+    const params: JsonObject = { path: checkPath(path) };
+    if (opts.parents !== undefined) params.parents = checkBoolean("parents", opts.parents);
+    if (opts.mode !== undefined) {
+      if (!Number.isInteger(opts.mode) || opts.mode < 0 || opts.mode > 0o7777) {
+        throw new MatchlockError(`mode must be permission bits from 0 to 0o7777, got ${opts.mode}`, { kind: "invalid_argument" });
+      }
+      params.mode = opts.mode;
+    }
+    await this.transport.request(Method.MAKE_DIR, params, opts);
+  }
+
+  /** Renames (moves) a file or directory inside the guest, atomically (rename(2)). A matchlock extension (`rename_file`). */
+  async renameFile(oldPath: string, newPath: string, opts?: CallOptions): Promise<void> {
+    await this.transport.request(Method.RENAME_FILE, { old_path: checkPath(oldPath), new_path: checkPath(newPath) }, opts);
+  }
+
+  /**
+   * The file at `path` (a symlink as the link itself), as listFiles describes entries, with its
+   * modification time. A missing path rejects (RPCError, isFileError()). A matchlock extension (`stat_file`).
+   */
+  async statFile(path: string, opts?: CallOptions): Promise<FileInfo> {
+    const result = await this.transport.request(Method.STAT_FILE, { path: checkPath(path) }, opts);
+    return toFileInfo(result.file);
+  }
+
+  /**
    * Shuts the VM and the engine down. Idempotent. Sends `close` (with `timeout_seconds` when
    * `timeoutSeconds` > 0), waits a bounded time for the reply, closes stdin, waits for the
    * process to exit and SIGKILLs it if it does not. Rejects only if the engine reported an
@@ -447,6 +489,11 @@ function terminalDimension(name: string, value: number | undefined): number | un
   if (n <= 0) return undefined;
   if (n > 0xffff) throw new MatchlockError(`${name} must be at most 65535, got ${value}`, { kind: "invalid_argument" });
   return n;
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw new MatchlockError(`${name} must be true or false, got ${JSON.stringify(value)}`, { kind: "invalid_argument" });
+  return value;
 }
 
 function checkPath(path: string): string {

@@ -126,6 +126,11 @@ export interface FileInfo {
   /** Go os.FileMode bits as on the wire: permissions in the low 9 bits, dir = 1<<31, ... */
   mode: number;
   isDir: boolean;
+  /**
+   * When the file was last modified (millisecond precision; the wire's `mod_time` has the
+   * nanoseconds). Absent when the engine does not know it (upstream engines send Go's zero time).
+   */
+  modTime?: Date;
 }
 
 /** Unsolicited engine notification (`event`), passed through with its wire (snake_case) keys. */
@@ -157,6 +162,18 @@ export type OutputTarget = NodeJS.WritableStream | ((chunk: string) => void);
 export interface ExecStreamOptions extends ExecOptions {
   stdout?: OutputTarget;
   stderr?: OutputTarget;
+}
+
+export interface RemoveFileOptions extends CallOptions {
+  /** Also remove a directory that is not empty, with everything in it (default false). */
+  recursive?: boolean;
+}
+
+export interface MakeDirOptions extends CallOptions {
+  /** Also make the missing directories above it (0755), and take an existing directory as done (default false). */
+  parents?: boolean;
+  /** Permission bits of the new directory, exactly (no umask); default 0o755. */
+  mode?: number;
 }
 
 export interface WriteFileOptions extends CallOptions {

@@ -1,6 +1,6 @@
 // Conversions between the SDK's camelCase types and the engine's JSON (spec §2). The create
 // params follow what the seed Python SDK sends, field for field, for wire compatibility.
-import type { WireFileInfo, WireMount } from "../protocol/rpc.js";
+import { ZERO_MOD_TIME, type WireFileInfo, type WireMount } from "../protocol/rpc.js";
 import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig } from "./types.js";
 
 export function toWireMount(m: MountConfig): WireMount {
@@ -107,11 +107,19 @@ export function toExecStreamResult(result: Record<string, unknown>): ExecStreamR
 }
 
 export function toFileInfos(result: Record<string, unknown>): FileInfo[] {
-  const files = Array.isArray(result.files) ? (result.files as Partial<WireFileInfo>[]) : [];
-  return files.map((f) => ({
+  const files = Array.isArray(result.files) ? (result.files as unknown[]) : [];
+  return files.map(toFileInfo);
+}
+
+/** One `list_files` entry (or `stat_file`'s `file`); lenient, as upstream's SDK is. */
+export function toFileInfo(wire: unknown): FileInfo {
+  const f = (typeof wire === "object" && wire !== null ? wire : {}) as Partial<WireFileInfo>;
+  const modTime = typeof f.mod_time === "string" && f.mod_time !== ZERO_MOD_TIME ? new Date(f.mod_time) : undefined;
+  return {
     name: typeof f.name === "string" ? f.name : "",
     size: num(f.size),
     mode: num(f.mode),
     isDir: f.is_dir === true,
-  }));
+    ...(modTime && !Number.isNaN(modTime.getTime()) ? { modTime } : {}),
+  };
 }

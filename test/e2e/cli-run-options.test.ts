@@ -5,12 +5,16 @@
 // namespace this test creates (test/helpers/net-lab.ts).
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { BACKEND, BUSYBOX, PYTHON, cli, setUpE2E } from "../helpers/e2e.js";
+import { BUSYBOX, CLI, PYTHON, ROOT, cli, setUpE2E } from "../helpers/e2e.js";
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
+
+const execFileP = promisify(execFile);
 
 const SECRET = "sk-run-" + "5".repeat(24);
 
@@ -114,21 +118,63 @@ except urllib.error.HTTPError as e: print(e.code)`]);
     assert.deepEqual(await recordIds(), before);
   });
 
-  test("a host file mount: gVisor mounts it; the micro-VM refuses it before anything is made", async () => {
+  test("-v HOST:GUEST is a copy-on-write snapshot: the sandbox changes its copy, the host never changes", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "matchlock-run-v-"));
+    await writeFile(join(dir, "f.txt"), "from-host");
+    const r = await cli(["run", "--image", BUSYBOX, "-v", `${dir}:/workspace/src`, "--",
+      "sh", "-c", "cat /workspace/src/f.txt && echo changed > /workspace/src/f.txt && echo new > /workspace/src/new.txt && cat /workspace/src/f.txt"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "from-hostchanged\n");
+    assert.equal(await readFile(join(dir, "f.txt"), "utf8"), "from-host");
+    assert.deepEqual(await readdir(dir), ["f.txt"]);
+  });
+
+  test("-v HOST:GUEST:host_fs and :rw write through to the host; :ro refuses writes", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "matchlock-run-v-"));
+    await writeFile(join(dir, "f.txt"), "from-host");
+    const r = await cli(["run", "--image", BUSYBOX, "-v", `${dir}:/a:host_fs`, "-v", `${dir}:/b:rw`, "-v", `${dir}:/c:ro`, "--",
+      "sh", "-c", "echo via-a > /a/a.txt && echo via-b > /b/b.txt && cat /c/a.txt /c/b.txt && (echo x > /c/c.txt || echo refused)"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "via-a\nvia-b\nrefused\n");
+    assert.match(r.stderr, /Read-only file system/);
+    assert.deepEqual((await readdir(dir)).sort(), ["a.txt", "b.txt", "f.txt"]);
+  });
+
+  test("-v with a relative guest path is refused, naming it; nothing is made", async () => {
+    const before = await recordIds();
+    const r = await cli(["run", "--image", BUSYBOX, "-v", `${tmpdir()}:src`, "--", "true"]);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /^Error: invalid volume mount ".*:src": the guest path "src" must be absolute \(e\.g\. \/workspace\/src\)/m);
+    assert.deepEqual(await recordIds(), before);
+  });
+
+  test("a host file mounts on both engines: -v FILE:GUEST:ro read-only, -v FILE:GUEST a snapshot", async () => {
     const dir = await mkdtemp(join(tmpdir(), "matchlock-run-file-"));
     await writeFile(join(dir, "config.txt"), "from-host-file");
-    const before = await recordIds();
-    const r = await cli(["run", "--image", BUSYBOX, "--rm=false", "-v", `${join(dir, "config.txt")}:/etc/config.txt:ro`, "--", "cat", "/etc/config.txt"]);
-    if (BACKEND === "microvm") {
-      assert.equal(r.code, 1, r.stdout);
-      assert.match(r.stderr, /^Error: mount \/etc\/config\.txt: the microvm backend shares directories only, and .*config\.txt is a file/m);
-      assert.deepEqual(await recordIds(), before, "no record was made");
-    } else {
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout, "from-host-file");
-      const made = (await recordIds()).filter((id) => !before.includes(id));
-      assert.equal(made.length, 1);
-      assert.equal((await cli(["rm", made[0]!])).code, 0);
-    }
+    const r = await cli(["run", "--image", BUSYBOX, "-v", `${join(dir, "config.txt")}:/etc/config.txt:ro`, "-v", `${join(dir, "config.txt")}:/etc/copy.txt`, "--",
+      "sh", "-c", "cat /etc/config.txt; echo; echo mine > /etc/copy.txt && cat /etc/copy.txt; echo x > /etc/config.txt || echo refused"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "from-host-file\nmine\nrefused\n");
+    assert.equal(await readFile(join(dir, "config.txt"), "utf8"), "from-host-file");
+  });
+
+  test("docs/cli.md: the -v examples run as written", async () => {
+    const doc = await readFile(join(ROOT, "docs", "cli.md"), "utf8");
+    const block = /## `matchlock run`: mounts[\s\S]*?```sh\n([\s\S]*?)```/.exec(doc)?.[1];
+    assert.ok(block, "the -v examples block of docs/cli.md");
+    const lines = block.trim().split("\n");
+    assert.equal(lines.length, 3);
+    // A project directory with an out/ beside it, and `matchlock` on PATH as a user has it.
+    const project = await mkdtemp(join(tmpdir(), "matchlock-cli-doc-"));
+    await mkdir(join(project, "out"));
+    const bin = await mkdtemp(join(tmpdir(), "matchlock-cli-bin-"));
+    await writeFile(join(bin, "matchlock"), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+    const sh = (line: string) => execFileP("sh", ["-c", line], { cwd: project, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    await sh(lines[0]!);
+    assert.deepEqual((await readdir(project)).sort(), ["out"], "the copy was changed, not the project");
+    await sh(lines[1]!);
+    assert.equal(await readFile(join(project, "out", "result"), "utf8"), "done\n");
+    const hostname = await sh(lines[2]!);
+    assert.equal(hostname.stdout, await readFile("/etc/hostname", "utf8"));
   });
 });

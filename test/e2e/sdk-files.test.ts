@@ -145,16 +145,23 @@ describe("mounts and builder options", () => {
     if (BACKEND === "microvm") assert.equal((await stat(join(rw, "suid"))).mode & 0o4000, 0, "the setuid bit reached the host");
   });
 
-  test("a single host file: gVisor mounts it, the micro-VM refuses it clearly (9p shares directories)", async () => {
+  test("a single host file mounts on both engines: read-only, read-write (the host sees the write) and as an overlay (it does not)", async () => {
     const file = join(ro, "config.txt");
+    const rwFile = join(await mkdtemp(join(tmpdir(), "single-file-")), "state.txt");
+    await writeFile(rwFile, "host-state");
     await using other = newClient();
-    const launching = other.launch(new Sandbox(BUSYBOX).mountHostDirReadonly("/etc/host-config.txt", file));
-    if (BACKEND === "microvm") {
-      await assert.rejects(launching, (err: unknown) => err instanceof RPCError && /shares directories only.*config\.txt is a file/.test(err.message));
-    } else {
-      await launching;
-      assert.equal((await other.exec("cat /etc/host-config.txt")).stdout, "from-host-ro");
-    }
+    await other.launch(new Sandbox(BUSYBOX)
+      .mountHostDirReadonly("/etc/host-config.txt", file)
+      .mountHostDir("/var/state.txt", rwFile)
+      .mountOverlay("/opt/copy.txt", file));
+    assert.equal((await other.exec("cat /etc/host-config.txt /var/state.txt /opt/copy.txt")).stdout, "from-host-rohost-statefrom-host-ro");
+    const denied = await other.exec("echo x > /etc/host-config.txt");
+    assert.match(denied.stderr, /Read-only file system/);
+    assert.equal((await other.exec("echo guest-state > /var/state.txt && echo changed > /opt/copy.txt && cat /opt/copy.txt")).stdout, "changed\n");
+    assert.equal(await readFile(rwFile, "utf8"), "guest-state\n");
+    assert.equal(await readFile(file, "utf8"), "from-host-ro");
+    // Nothing beside the file is shared or can be made there.
+    assert.deepEqual((await other.listFiles("/etc")).filter((f) => f.name === "host-config.txt").map((f) => f.isDir), [false]);
   });
 
   test("a read-only host dir cannot be written, by exec or by writeFile", async () => {

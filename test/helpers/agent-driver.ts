@@ -4,8 +4,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import {
-  DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit, encodeFrame, encodeStrings,
-  type DirEntry, type ExitStatus, type Frame, type FrameTypeCode,
+  DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit, decodeStat, encodeFrame, encodeStrings,
+  type DirEntry, type FileStat, type ExitStatus, type Frame, type FrameTypeCode,
 } from "../../src/protocol/agent-frames.js";
 
 /** Built by `make -C guest/agent`; this file compiles to dist/test/helpers/. */
@@ -21,6 +21,8 @@ export interface OpResult {
   error?: string;
   ok: boolean;
   entries: DirEntry[];
+  /** STAT's answer. */
+  stat?: FileStat;
 }
 
 export interface ExecOptions {
@@ -74,7 +76,7 @@ interface Pending {
   reject(err: Error): void;
 }
 
-const TERMINAL = new Set<number>([FrameType.EXIT, FrameType.OK, FrameType.ERROR]);
+const TERMINAL = new Set<number>([FrameType.EXIT, FrameType.OK, FrameType.ERROR, FrameType.STAT_RESULT]);
 const DEFAULT_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin"];
 
 export class AgentDriver {
@@ -283,5 +285,6 @@ function summarize(id: number, frames: Frame[]): OpResult {
   };
   if (last.type === FrameType.EXIT) result.exit = decodeExit(last.payload);
   if (last.type === FrameType.ERROR) result.error = last.payload.toString("utf8");
+  if (last.type === FrameType.STAT_RESULT) result.stat = decodeStat(last.payload);
   return result;
 }

@@ -9,7 +9,7 @@ import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FrameType, HEADER_BYTES, MAX_PAYLOAD, READ_CHUNK, encodeFrame, encodeStrings, type Frame } from "../../src/protocol/agent-frames.js";
+import { FrameType, HEADER_BYTES, MAX_PAYLOAD, READ_CHUNK, encodeFrame, encodeStrings, type Frame, type FrameTypeCode } from "../../src/protocol/agent-frames.js";
 import { closeSync, constants as fsConstants, existsSync, openSync, readFileSync, writeSync } from "node:fs";
 import { AGENT_BINARY, AgentDriver, type AgentOptions, type OpResult } from "../helpers/agent-driver.js";
 
@@ -457,7 +457,7 @@ test("a huge READ does not starve a concurrent exec", LIMIT, async () => {
   });
 });
 
-test("list reports names, sizes and lstat modes, split into frames of at most 1 MiB", LIMIT, async () => {
+test("list reports names, sizes, lstat modes and modification times, split into frames of at most 1 MiB", LIMIT, async () => {
   await withAgent(async (agent, dir) => {
     await writeFile(join(dir, "a.txt"), "hello");
     await writeFile(join(dir, "b.bin"), randomBytes(70000));
@@ -467,8 +467,8 @@ test("list reports names, sizes and lstat modes, split into frames of at most 1 
     assert.equal(r.ok, true);
     const got = [...r.entries].sort((x, y) => x.name.localeCompare(y.name));
     const want = await Promise.all(["a.txt", "b.bin", "link", "sub"].map(async (name) => {
-      const st = await lstat(join(dir, name));
-      return { name, size: st.size, mode: st.mode };
+      const st = await lstat(join(dir, name), { bigint: true });
+      return { name, size: Number(st.size), mode: Number(st.mode), mtimeMs: Number(st.mtimeNs / 1_000_000n), mtimeNs: Number(st.mtimeNs % 1_000_000_000n) };
     }));
     assert.deepEqual(got, want);
     assert.ok((got.find((e) => e.name === "link")!.mode & 0o170000) === 0o120000, "symlinks are not followed");
@@ -486,6 +486,42 @@ test("list reports names, sizes and lstat modes, split into frames of at most 1 
 
     assert.equal((await agent.list(join(dir, "nope"))).error, `list ${dir}/nope: No such file or directory`);
     assert.equal((await agent.list(join(dir, "a.txt"))).error, `list ${dir}/a.txt: Not a directory`);
+  });
+});
+
+test("REMOVE, MKDIR, RENAME and STAT do what they say and fail with the system's reason", LIMIT, async () => {
+  await withAgent(async (agent, dir) => {
+    const op = (type: FrameTypeCode, ...fields: string[]) => agent.op(type, encodeStrings(fields));
+    const p = (name: string) => join(dir, name);
+    await writeFile(p("f"), "12345");
+    const st = await lstat(p("f"), { bigint: true });
+    const r = await op(FrameType.STAT, p("f"));
+    assert.deepEqual(r.stat, { size: 5, mode: Number(st.mode), mtimeMs: Number(st.mtimeNs / 1_000_000n), mtimeNs: Number(st.mtimeNs % 1_000_000_000n) });
+    assert.equal((await op(FrameType.STAT, p("nope"))).error, `stat ${p("nope")}: No such file or directory`);
+
+    assert.equal((await op(FrameType.MKDIR, p("d"), String(0o711), "0")).ok, true);
+    assert.equal((await stat(p("d"))).mode & 0o7777, 0o711, "exact mode, whatever the umask");
+    assert.equal((await op(FrameType.MKDIR, p("d"), "493", "0")).error, `mkdir ${p("d")}: File exists`);
+    assert.equal((await op(FrameType.MKDIR, p("d"), "493", "1")).ok, true, "parents: an existing directory is done");
+    assert.equal((await op(FrameType.MKDIR, p("x/y/z"), "448", "1")).ok, true);
+    assert.deepEqual([(await stat(p("x"))).mode & 0o777, (await stat(p("x/y/z"))).mode & 0o777], [0o755, 0o700]);
+    assert.equal((await op(FrameType.MKDIR, p("f/sub"), "493", "1")).error, `mkdir ${p("f")}: Not a directory`);
+    assert.equal((await op(FrameType.MKDIR, p("m"), "99999", "0")).error, "invalid MKDIR mode or parents: 99999 0");
+
+    assert.equal((await op(FrameType.RENAME, p("f"), p("d/g"))).ok, true);
+    assert.equal(await readFile(p("d/g"), "utf8"), "12345");
+    assert.equal((await op(FrameType.RENAME, p("f"), p("h"))).error, `rename ${p("f")} to ${p("h")}: No such file or directory`);
+
+    await symlink("/", p("d/root-link"));
+    assert.equal((await op(FrameType.REMOVE, p("d"), "0")).error, `remove ${p("d")}: Directory not empty (remove it recursively)`);
+    assert.equal((await op(FrameType.REMOVE, p("d"), "1")).ok, true);
+    assert.equal(existsSync(p("d")), false);
+    assert.ok(existsSync("/etc/hostname") || existsSync("/etc/passwd"), "a link in the tree is removed, not followed");
+    assert.equal((await op(FrameType.REMOVE, p("x/y/z"), "0")).ok, true);
+    assert.equal((await op(FrameType.REMOVE, p("x"), "0")).error, `remove ${p("x")}: Directory not empty (remove it recursively)`);
+    assert.equal((await op(FrameType.REMOVE, p("gone"), "1")).error, `remove ${p("gone")}: No such file or directory`);
+    assert.equal((await op(FrameType.REMOVE, p("x"), "one")).error, "invalid REMOVE flags: one");
+    assert.equal((await agent.op(FrameType.RENAME, Buffer.from("only-one\0"))).error, "malformed RENAME payload");
   });
 });
 

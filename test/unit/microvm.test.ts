@@ -150,6 +150,10 @@ test("kernel command line: TCG fixes, panic reboots, hex-encoded hostname and mo
   assert.ok(line.includes(`matchlock.hostname=${hex("vm-0123abcd")}`));
   assert.ok(line.includes(`matchlock.mounts=t:${hex("/workspace")},9:ml0:rw:${hex("/data")},9:ml1:ro:${hex("/workspace/src")}`));
   assert.deepEqual(guestMounts(plan().mounts).map((m) => m.guestPath), ["/workspace", "/data", "/workspace/src"]);
+  // A host file is an f: share: the init binds the share's one file into place.
+  const fileShare = kernelCmdline(plan({ mounts: [{ kind: "bind", guestPath: "/etc/app.conf", hostPath: "/shares/0", readonly: true, file: true }] }));
+  assert.ok(fileShare.includes(`matchlock.mounts=f:ml0:ro:${hex("/etc/app.conf")}`), fileShare);
+  assert.ok(qemuArgs(plan({ mounts: [{ kind: "bind", guestPath: "/etc/app.conf", hostPath: "/shares/0", readonly: true, file: true }] })).includes("local,id=fs0,path=/shares/0,security_model=none,readonly=on,multidevs=remap"));
   // A path with spaces cannot break the init's word splitting.
   const spaced = kernelCmdline(plan({ mounts: [{ kind: "tmpfs", guestPath: "/my dir" }] }));
   assert.ok(!spaced.includes("my dir"));
@@ -195,10 +199,15 @@ test("the jail: namespaces, read-only view, the user and capabilities dropped la
     "--no-new-privs", "--pdeathsig", "KILL", "--", "/usr/bin/qemu-system-x86_64", "-M", "microvm",
   ]);
   // With shares (and a NIC): the shares, a /proc for 9p, two ambient capabilities, the host's network namespace.
-  const [, shared] = jailedCommand({ ...base, shares: [{ host: "/h/a", jail: "/shares/0", readonly: false }], capabilities: SHARE_CAPABILITIES, isolateNetwork: false }, []);
+  const [, shared] = jailedCommand({ ...base, shares: [{ host: "/h/a", jail: "/shares/0", readonly: false, file: false }], capabilities: SHARE_CAPABILITIES, isolateNetwork: false }, []);
   assert.ok(!shared.includes("--net"));
   const tail = shared.join(" ");
   assert.ok(tail.includes("rw /h/a /shares/0 proc proc /proc --"), tail);
+  // A host file: bound as the one file of its share directory (made in the jail's read-only tmpfs), read-write or read-only.
+  const [, files] = jailedCommand({ ...base, shares: [{ host: "/h/f.txt", jail: "/shares/0", readonly: false, file: true }, { host: "/h/g.txt", jail: "/shares/1", readonly: true, file: true }], capabilities: SHARE_CAPABILITIES }, []);
+  const fileScript = files.slice(files.indexOf("matchlock-jail") + 1);
+  assert.ok(fileScript.slice(0, fileScript.indexOf("--")).includes("shares/0") && fileScript.includes("shares/1"), fileScript.join(" "));
+  assert.ok(files.join(" ").includes("rwfile /h/f.txt /shares/0/file file /h/g.txt /shares/1/file proc proc /proc --"), files.join(" "));
   assert.ok(tail.includes("--inh-caps -all,+dac_override,+fowner --ambient-caps +dac_override,+fowner --bounding-set -all,+dac_override,+fowner"), tail);
   // A QEMU outside /usr is bound at a fixed place and run from there.
   const [, custom] = jailedCommand({ ...base, qemu: "/opt/my qemu/bin/qemu" }, []);

@@ -13,7 +13,8 @@ import type { MessageWriter } from "./writer.js";
 import { FileTransfers } from "./file-transfers.js";
 import { RpcError } from "./errors.js";
 import { decode, decodeBase64 } from "./params.js";
-import { Input, Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
+import { FILE_OP_METHODS, Input, Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
+import { handleFileOp } from "./file-ops.js";
 import { ExecInput, MAX_UNANSWERED_STDIN } from "../agent/exec-input.js";
 
 /** How one kind of exec talks to the client: its output notifications and, for pipe/tty, its input. */
@@ -115,6 +116,7 @@ export class Session {
       case Method.SET_TIMEOUT: return this.setTimeout(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
+        if (FILE_OP_METHODS.has(method)) return handleFileOp(this.current(), method, params);
         throw new RpcError(ErrorCode.METHOD_NOT_FOUND, "Method not found");
     }
   }

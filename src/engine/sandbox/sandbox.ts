@@ -16,7 +16,8 @@ import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
 import { resolveUser, type GuestFileReader, type ResolvedUser } from "./users.js";
-import { toGoFileMode } from "./file-mode.js";
+import { toWireFileInfo } from "./file-mode.js";
+import { makeDir, removePath, renamePath, statPath } from "../agent/file-ops.js";
 import { ErrorCode, type WireFileInfo } from "../../protocol/rpc.js";
 import type { NetworkEventSink } from "../net/events.js";
 import { NetworkPolicy, type SecretRule } from "../net/policy.js";
@@ -226,13 +227,30 @@ export class Sandbox {
     const entries = await this.running.agent.list(guestPath(path));
     return entries
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      .map((e) => ({
-        name: e.name,
-        size: e.size,
-        mode: toGoFileMode(e.mode),
-        mod_time: "0001-01-01T00:00:00Z",
-        is_dir: (e.mode & 0o170000) === 0o040000,
-      }));
+      .map((e) => toWireFileInfo(e.name, e));
+  }
+
+  /** Removes a file, a symlink or an empty directory; with `recursive`, a whole tree. */
+  async removeFile(path: string, recursive: boolean): Promise<void> {
+    const p = guestPath(path);
+    if (p === "/") throw new PathError("cannot remove /");
+    await removePath(this.running.agent, p, recursive);
+  }
+
+  async makeDir(path: string, mode: number, parents: boolean): Promise<void> {
+    await makeDir(this.running.agent, guestPath(path), mode & 0o7777, parents);
+  }
+
+  async renameFile(oldPath: string, newPath: string): Promise<void> {
+    const from = guestPath(oldPath);
+    if (from === "/") throw new PathError("cannot rename /");
+    await renamePath(this.running.agent, from, guestPath(newPath));
+  }
+
+  /** The path itself (a symlink as the link), in list_files' form; its name is the last component ("/" for the root). */
+  async statFile(path: string): Promise<WireFileInfo> {
+    const p = guestPath(path);
+    return toWireFileInfo(p === "/" ? "/" : posix.basename(p), await statPath(this.running.agent, p));
   }
 
   /** Stops the sandbox (graceful within `graceMs`, then forced) and marks it stopped. Idempotent. */

@@ -19,6 +19,8 @@ export const JAIL_PATHS = {
   initramfs: "/vm/initramfs",
   rootImage: "/vm/root.img",
   share: (i: number) => `/shares/${i}`,
+  /** The one file of a single-file share, inside its share directory (guest/microvm/init.c binds it into place). */
+  sharedFile: "file",
   /** A QEMU binary from outside /usr (MATCHLOCK_QEMU); one in /usr is seen through the /usr mount. */
   qemu: "/qemu",
 } as const;
@@ -50,7 +52,12 @@ export interface JailPlan {
   groups: number[];
   /** Read-only files, host path -> jail path. */
   files: Array<{ host: string; jail: string }>;
-  shares: Array<{ host: string; jail: string; readonly: boolean }>;
+  /**
+   * 9p shares, host path -> jail directory QEMU serves. A host file is shared as the one file
+   * (JAIL_PATHS.sharedFile) of a directory of the jail's read-only tmpfs: nothing beside it is
+   * shared, and nothing can be made beside it.
+   */
+  shares: Array<{ host: string; jail: string; readonly: boolean; file: boolean }>;
   /** Host device nodes, bound at the same path (read-only mount: usable, not changeable). */
   devices: string[];
   /**
@@ -89,11 +96,11 @@ while [ "$1" != -- ]; do
   case $kind in
     proc) mount -t proc -o nosuid,nodev,noexec,subset=pid proc "$dst"; continue ;;
     chardev) maj=\${src%%:*} rest=\${src#*:}; mknod -m 0600 "$dst" c "$maj" "\${rest%%:*}"; chown "\${rest#*:}" "$dst"; continue ;;
-    file|dev) : > "$dst" ;;
+    file|rwfile|dev) : > "$dst" ;;
   esac
   case $kind in
     dev) mount --bind -o ro,nosuid "$src" "$dst" ;;
-    rw) mount --bind -o nosuid,nodev "$src" "$dst" ;;
+    rw|rwfile) mount --bind -o nosuid,nodev "$src" "$dst" ;;
     *) mount --bind -o ro,nosuid,nodev "$src" "$dst" ;;
   esac
 done
@@ -111,7 +118,8 @@ export function jailedCommand(plan: JailPlan, qemuArgs: string[]): [string, stri
     ...plan.ownDevices.map((d): [string, string, string] => ["chardev", `${d.major}:${d.minor}:${plan.uid}:${plan.gid}`, d.path]),
     ...plan.files.map((f): [string, string, string] => ["file", f.host, f.jail]),
     ...(inUsr ? [] : [["file", plan.qemu, JAIL_PATHS.qemu] as [string, string, string]]),
-    ...plan.shares.map((s): [string, string, string] => [s.readonly ? "dir" : "rw", s.host, s.jail]),
+    ...plan.shares.map((s): [string, string, string] =>
+      s.file ? [s.readonly ? "file" : "rwfile", s.host, posix.join(s.jail, JAIL_PATHS.sharedFile)] : [s.readonly ? "dir" : "rw", s.host, s.jail]),
     // 9p's local backend works on files through /proc/self/fd; this /proc shows only the jail's pid namespace.
     ...(plan.shares.length > 0 ? [["proc", "proc", "/proc"] as [string, string, string]] : []),
   ];

@@ -41,8 +41,8 @@ export class MicrovmBackend implements BackendDriver {
   readonly name = "microvm";
   readonly description = "QEMU micro-VM: a Linux kernel per sandbox (KVM, else TCG emulation)";
   readonly capabilities: Capabilities = {
-    // virtio-9p shares directories; a file is refused before anything is made.
-    hostMounts: "directories",
+    // virtio-9p shares directories; a file is shared as the one file of a directory of its own (jail.ts).
+    hostMounts: "files and directories",
     overlay: true,
     diskLimit: true,
     pty: false,
@@ -129,8 +129,9 @@ export class MicrovmBackend implements BackendDriver {
     const user = qemuUser();
     const net = spec.network;
     // QEMU sees its files at fixed places inside its jail (jail.ts), never the host's paths.
-    const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly }] : []));
-    const jailedMounts = spec.mounts.map((m, i) => (m.kind === "bind" ? { ...m, hostPath: JAIL_PATHS.share(i) } : m));
+    const isFile = await Promise.all(spec.mounts.map((m) => (m.kind === "bind" ? stat(m.hostPath).then((st) => st.isFile()) : false)));
+    const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly, file: isFile[i]! }] : []));
+    const jailedMounts = spec.mounts.map((m, i) => (m.kind === "bind" ? { ...m, hostPath: JAIL_PATHS.share(i), file: isFile[i]! } : m));
     const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,

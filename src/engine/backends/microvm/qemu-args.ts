@@ -26,7 +26,8 @@ export interface VmPlan {
   rootImage: string;
   /** QEMU's descriptor number of its end of the agent channel (a connected unix socket). */
   agentFd: number;
-  mounts: BackendMount[];
+  /** `file`: a bind mount whose host path is a file, shared as the one file of its share directory (jail.ts). */
+  mounts: Array<BackendMount & { file?: boolean }>;
   /** Guest init prints its uptime at each step on the console (MATCHLOCK_TRACE_STARTUP). */
   trace?: boolean;
   /** The sealed network's link: the host's tap and the guest's address; absent: no NIC at all. */
@@ -44,16 +45,16 @@ export interface GuestNetwork {
 /** A mount as the guest's init realises it; 9p shares are numbered in QEMU's order. */
 export type GuestMount =
   | { kind: "tmpfs"; guestPath: string }
-  | { kind: "9p"; tag: string; hostPath: string; readonly: boolean; guestPath: string };
+  | { kind: "9p"; tag: string; hostPath: string; readonly: boolean; guestPath: string; file: boolean };
 
 /** Parents before children, so /workspace/src lands inside the /workspace mount. */
-export function guestMounts(mounts: BackendMount[]): GuestMount[] {
+export function guestMounts(mounts: VmPlan["mounts"]): GuestMount[] {
   const sorted = [...mounts].sort((a, b) => a.guestPath.split("/").length - b.guestPath.split("/").length);
   let shares = 0;
   return sorted.map((m) =>
     m.kind === "tmpfs"
       ? { kind: "tmpfs", guestPath: m.guestPath }
-      : { kind: "9p", tag: `ml${shares++}`, hostPath: m.hostPath, readonly: m.readonly, guestPath: m.guestPath },
+      : { kind: "9p", tag: `ml${shares++}`, hostPath: m.hostPath, readonly: m.readonly, guestPath: m.guestPath, file: m.file === true },
   );
 }
 
@@ -63,7 +64,7 @@ export function guestMounts(mounts: BackendMount[]): GuestMount[] {
  */
 export function kernelCmdline(plan: VmPlan): string {
   const mounts = guestMounts(plan.mounts).map((m) =>
-    m.kind === "tmpfs" ? `t:${hex(m.guestPath)}` : `9:${m.tag}:${m.readonly ? "ro" : "rw"}:${hex(m.guestPath)}`,
+    m.kind === "tmpfs" ? `t:${hex(m.guestPath)}` : `${m.file ? "f" : "9"}:${m.tag}:${m.readonly ? "ro" : "rw"}:${hex(m.guestPath)}`,
   );
   const parts = [
     "console=ttyS0", "quiet", "loglevel=1",
@@ -106,7 +107,9 @@ export function qemuArgs(plan: VmPlan): string[] {
   const shares = guestMounts(plan.mounts).flatMap((m, i) =>
     m.kind === "9p"
       ? [
-          "-fsdev", `local,id=fs${i},path=${qemuOpt(m.hostPath)},${m.readonly ? "security_model=none,readonly=on" : "security_model=mapped-xattr"}`,
+          // A file share's directory (the jail's tmpfs) and its file (a host file system) are two
+          // devices: remap keeps their inode numbers from colliding in the guest.
+          "-fsdev", `local,id=fs${i},path=${qemuOpt(m.hostPath)},${m.readonly ? "security_model=none,readonly=on" : "security_model=mapped-xattr"}${m.file ? ",multidevs=remap" : ""}`,
           "-device", `virtio-9p-device,fsdev=fs${i},mount_tag=${m.tag}`,
         ]
       : [],
