@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const jailed = jailedCommand({
     dir, qemu, ...qemuUser(), groups: [],
     files: [{ host: files.vmlinux, jail: JAIL_PATHS.vmlinux }, { host: files.initramfs, jail: JAIL_PATHS.initramfs }, { host: files.rootImage, jail: JAIL_PATHS.rootImage }],
-    shares: [], devices: ["/dev/null"], ownDevices: [], rootLinks: await usrRootLinks(), capabilities: [], isolateNetwork: true,
+    shares: [], devices: ["/dev/null"], ownDevices: [], rootLinks: await usrRootLinks(), capabilities: [], netns: undefined,
   }, jailedArgs);
   const before: number[] = [];
   const after: number[] = [];

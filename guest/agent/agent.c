@@ -80,13 +80,16 @@ static void setup(struct agent *a)
     a->chunk = xmalloc(OUT_CHUNK);
 }
 
+/* The poll set's fixed head: channel, SIGCHLD pipe, the port-forward sockets' epoll set. */
+#define FIXED_PFDS 3
+
 /*
- * Rebuilds the poll set: channel, SIGCHLD pipe, then every open exec pipe that is not napping.
+ * Rebuilds the poll set: the fixed head, then every open exec pipe that is not napping.
  * *wake_ns is set to the end of the earliest nap, or -1 when no pipe naps.
  */
 static size_t build_pollset(struct agent *a, int64_t *wake_ns)
 {
-    size_t need = 2;
+    size_t need = FIXED_PFDS;
     for (struct exec_op *e = a->execs; e; e = e->next) need += 3;
     if (need > a->pfd_cap) {
         a->pfd_cap = need * 2;
@@ -100,6 +103,7 @@ static size_t build_pollset(struct agent *a, int64_t *wake_ns)
     *wake_ns = -1;
     a->pfds[n++] = (struct pollfd){.fd = 0, .events = POLLIN};
     a->pfds[n++] = (struct pollfd){.fd = a->sigchld_fd, .events = POLLIN};
+    a->pfds[n++] = (struct pollfd){.fd = ports_poll_fd(), .events = POLLIN};
     for (struct exec_op *e = a->execs; e; e = e->next) {
         int fds[2] = {e->out_fd, e->err_fd};
         int64_t *naps[2] = {&e->out_nap_until, &e->err_nap_until};
@@ -175,7 +179,7 @@ int main(int argc, char **argv)
          * Exec output first, channel input next, exits last: only reap_children() frees exec
          * entries, so the pointers in pfd_exec stay valid while we walk the poll set.
          */
-        for (size_t i = 2; i < n; i++) {
+        for (size_t i = FIXED_PFDS; i < n; i++) {
             if (!(a->pfds[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR | POLLNVAL))) continue;
             struct exec_op *e = a->pfd_exec[i];
             if (a->pfds[i].fd == e->out_fd) pump(a, e->id, &e->out_fd, T_STDOUT, &e->out_nap_until);
@@ -183,6 +187,7 @@ int main(int argc, char **argv)
             else if (a->pfds[i].events & POLLOUT) pump_input(a, e);
         }
         if (a->pfds[0].revents) read_channel(a);
+        if (a->pfds[2].revents) step_ports(a);
         step_reads(a);
         if (a->pfds[1].revents) {
             char buf[256];

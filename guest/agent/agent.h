@@ -3,8 +3,8 @@
  * and what each file offers the others. One file per concern: channel.c (frames in and out),
  * exec.c (commands), exec-input.c and pty.c (a command's stdin, its terminal), confine.c (what
  * a command may do), cgroups.c (micro-VM memory and task caps), file-writes.c, file-reads.c,
- * dir-list.c, file-ops.c (file operations), payload.c and util.c (helpers), agent.c (start-up
- * and the poll loop).
+ * dir-list.c, file-ops.c (file operations), ports.c (port forwarding), payload.c and util.c
+ * (helpers), agent.c (start-up and the poll loop).
  */
 #ifndef MATCHLOCK_AGENT_H
 #define MATCHLOCK_AGENT_H
@@ -75,6 +75,9 @@ enum frame_type {
     T_STDOUT = 0x10, T_STDERR = 0x11, T_EXIT = 0x12, T_OK = 0x13,
     T_ENTRIES = 0x14, T_ERROR = 0x15, T_READY = 0x16,
     T_STDIN_ACK = 0x28, T_STARTED = 0x29,
+    /* port forwarding (ports.c): engine -> agent 0x30-0x37, agent -> engine 0x38-0x3f */
+    T_PORT_CONNECT = 0x30, T_PORT_DATA = 0x31, T_PORT_CREDIT = 0x32, T_PORT_SHUTDOWN = 0x33, T_PORT_CLOSE = 0x34,
+    T_PORT_CONNECTED = 0x38, T_PORT_DATA_OUT = 0x39, T_PORT_CREDIT_OUT = 0x3a, T_PORT_EOF = 0x3b, T_PORT_CLOSED = 0x3c,
     /* file-ops.c */
     T_REMOVE = 0x40, T_MKDIR = 0x41, T_RENAME = 0x42, T_STAT = 0x43, T_STAT_RESULT = 0x48,
 };
@@ -222,6 +225,12 @@ void file_op(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p,
 
 /* dir-list.c */
 void list_dir(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+
+/* ports.c */
+int ports_poll_fd(void);
+bool ports_has_id(uint32_t id);
+void port_frame(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p, size_t len);
+void step_ports(struct agent *a);
 
 /* agent.c */
 _Noreturn void shutdown_agent(struct agent *a, int code);

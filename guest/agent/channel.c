@@ -55,13 +55,13 @@ static bool id_in_use(const struct agent *a, uint32_t id)
         if (w->id == id) return true;
     for (const struct read_op *r = a->reads; r; r = r->next)
         if (r->id == id) return true;
-    return false;
+    return ports_has_id(id);
 }
 
 static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p, size_t len)
 {
     bool starts_op = type == T_EXEC || type == T_WRITE_OPEN || type == T_READ || type == T_WRITE_OPEN_TEMP ||
-                     type == T_READ_STREAM || type == T_EXEC_PIPE || type == T_EXEC_TTY;
+                     type == T_READ_STREAM || type == T_EXEC_PIPE || type == T_EXEC_TTY || type == T_PORT_CONNECT;
     if (starts_op && id_in_use(a, id)) {
         send_error(a, id, "operation id %u is already in use", (unsigned)id);
         return;
@@ -83,6 +83,9 @@ static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned 
     case T_CANCEL: cancel_op(a, id); break;
     case T_LIST: list_dir(a, id, p, len); break;
     case T_PING: send_frame(a, T_OK, id, NULL, 0); break;
+    case T_PORT_CONNECT: case T_PORT_DATA: case T_PORT_CREDIT: case T_PORT_SHUTDOWN: case T_PORT_CLOSE:
+        port_frame(a, type, id, p, len);
+        break;
     default: file_op(a, type, id, p, len); break; /* it ignores types it does not know */
     }
 }

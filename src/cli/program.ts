@@ -9,6 +9,7 @@ import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
 import { settings } from "../settings/settings.js";
 import { registerSetupCommand } from "./setup.js";
+import { registerPortForwardCommand } from "./port-forward.js";
 
 
 const program = new Command("matchlock")
@@ -30,6 +31,7 @@ program
 registerServeCommand(program);
 registerRunCommand(program);
 registerVmCommands(program);
+registerPortForwardCommand(program);
 registerImageCommands(program);
 registerDoctorCommand(program);
 registerSetupCommand(program);

@@ -9,6 +9,8 @@ import type { WireMount } from "../protocol/rpc.js";
 import { CreateCancelledError, type Sandbox } from "../engine/sandbox/sandbox.js";
 import { removeVmDir } from "../engine/sandbox/state.js";
 import { attachInput } from "./interactive.js";
+import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
+import { collect } from "./options.js";
 
 interface RunOptions {
   image: string;
@@ -31,12 +33,11 @@ interface RunOptions {
   privileged?: boolean;
   interactive?: boolean;
   tty?: boolean;
+  /** -p/--publish and --address (absent: none). */
+  publish?: string[];
+  address?: string[];
 }
 
-/** For repeatable options: every value, in order. */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 function parseBool(v: string): boolean {
   if (["true", "1", "yes"].includes(v)) return true;
@@ -144,6 +145,8 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
     backend: opts.backend,
     launch_entrypoint: opts.launchEntrypoint,
     privileged: opts.privileged === true ? true : undefined,
+    port_forwards: opts.publish?.length ? toWireForwards(opts.publish.map(parsePortSpec)) : undefined,
+    port_forward_addresses: opts.address?.length ? opts.address : undefined,
   };
 }
 
@@ -172,6 +175,8 @@ export function registerRunCommand(program: Command): void {
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
     .option("-i, --interactive", "pass our stdin to the command (its end is the command's EOF)")
     .option("-t, --tty", "run the command on a terminal (its output is one stream; with -i our terminal goes raw)")
+    .option("-p, --publish <[local:]remote>", "forward host port LOCAL to the guest's 127.0.0.1:REMOTE while the command runs (repeatable)", collect, [])
+    .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, [])
     .argument("[command...]", "command and arguments (use -- before a command with options)")
     .passThroughOptions()
     .action(async (command: string[], opts: RunOptions) => {
@@ -202,6 +207,7 @@ export function registerRunCommand(program: Command): void {
       }
       if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
       const { input, detach } = attachInput(opts);
+      for (const b of sandbox.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
       try {
         const out = await sandbox.exec(command.map(shellQuote).join(" "), { workingDir: opts.workdir, input }, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.

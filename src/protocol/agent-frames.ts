@@ -28,6 +28,17 @@ export const FrameType = {
   READY: 0x16,
   STDIN_ACK: 0x28,
   STARTED: 0x29,
+  // Port forwarding: engine -> agent 0x30-0x37, agent -> engine 0x38-0x3f (see port-frames.ts).
+  PORT_CONNECT: 0x30,
+  PORT_DATA: 0x31,
+  PORT_CREDIT: 0x32,
+  PORT_SHUTDOWN: 0x33,
+  PORT_CLOSE: 0x34,
+  PORT_CONNECTED: 0x38,
+  PORT_DATA_OUT: 0x39,
+  PORT_CREDIT_OUT: 0x3a,
+  PORT_EOF: 0x3b,
+  PORT_CLOSED: 0x3c,
   REMOVE: 0x40,
   MKDIR: 0x41,
   RENAME: 0x42,
@@ -39,6 +50,7 @@ export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 const AGENT_TO_ENGINE = new Set<number>([
   FrameType.STDOUT, FrameType.STDERR, FrameType.EXIT, FrameType.OK,
   FrameType.ENTRIES, FrameType.ERROR, FrameType.READY, FrameType.STDIN_ACK, FrameType.STARTED, FrameType.STAT_RESULT,
+  FrameType.PORT_CONNECTED, FrameType.PORT_DATA_OUT, FrameType.PORT_CREDIT_OUT, FrameType.PORT_EOF, FrameType.PORT_CLOSED,
 ]);
 
 export const HEADER_BYTES = 9;

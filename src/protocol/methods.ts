@@ -19,6 +19,7 @@ export const Method = {
   CLOSE: "close",
   CANCEL: "cancel",
   SET_TIMEOUT: "set_timeout",
+  PORT_FORWARD: "port_forward",
   /** Our extension: the engine's protocol version, asked first by our SDK. */
   HANDSHAKE: "handshake",
   WRITE_FILE_OPEN: "write_file_open",

@@ -32,12 +32,18 @@ import type {
   OutputTarget,
   FileInfo,
   MakeDirOptions,
+  PortForward,
+  PortForwardBinding,
   RemoveFileOptions,
   SandboxEvent,
   WriteFileOptions,
 } from "./types.js";
-import { checkCreateOptions, checkTimeoutSeconds } from "./validate.js";
-import { decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos } from "./wire.js";
+import { checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
+import {
+  decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
+  withCreateForwards,
+} from "./wire.js";
+import { parsePortSpec } from "../protocol/port-forward.js";
 
 /** How long close(0) waits for the engine's reply to `close` before killing it anyway. */
 const CLOSE_REPLY_WAIT_MS = 10_000;
@@ -56,6 +62,8 @@ export class Client implements AsyncDisposable {
   private startPromise?: Promise<void>;
   private closePromise?: Promise<void>;
   private currentVmId?: string;
+  /** The engine is ours (it answered the handshake): its protocol extensions may be used. */
+  private ourEngine = false;
   private readonly transferSlots = new TransferSlots();
 
   constructor(config: Config = {}) {
@@ -84,7 +92,7 @@ export class Client implements AsyncDisposable {
   start(): Promise<void> {
     if (this.closePromise) return Promise.reject(new MatchlockError("Client is closed"));
     this.startPromise ??= this.transport.start().then(async () => {
-      await shakeHands(this.transport, this.socket ?? this.engine.join(" "));
+      this.ourEngine = await shakeHands(this.transport, this.socket ?? this.engine.join(" "));
     });
     return this.startPromise;
   }
@@ -108,16 +116,50 @@ export class Client implements AsyncDisposable {
     await this.transport.request(Method.SET_TIMEOUT, { timeout_seconds: checkTimeoutSeconds("timeout (seconds)", seconds) }, opts);
   }
 
-  /** Creates (pulls, boots) the VM; returns its id. Options are validated locally first. */
+  /**
+   * Creates (pulls, boots) the VM; returns its id. Options are validated locally first. Port
+   * forwards are bound as part of the create by our engine (a bind failure undoes the create);
+   * an upstream engine gets a `port_forward` right after it, as upstream's SDK sends.
+   */
   async create(options: CreateOptions, opts?: CallOptions): Promise<string> {
-    const params = toCreateParams(checkCreateOptions(options));
+    const checked = checkCreateOptions(options);
+    const params = toCreateParams(checked);
     await this.start(); // lazily, so `new Client()` + `launch()` just works
-    const result = await this.transport.request(Method.CREATE, params, opts);
+    const result = await this.transport.request(Method.CREATE, this.ourEngine ? withCreateForwards(params, checked) : params, opts);
     if (typeof result.id !== "string" || result.id === "") {
       throw new MatchlockError(`create returned no VM id: ${JSON.stringify(result)}`);
     }
     this.currentVmId = result.id;
+    if (!this.ourEngine && checked.portForwards?.length) await this.forward(checked.portForwards, checked.portForwardAddresses);
     return result.id;
+  }
+
+  /**
+   * Forwards host ports to the guest's 127.0.0.1: each spec is "[LOCAL:]REMOTE" (one number:
+   * the same port on both sides), listening on 127.0.0.1. Replaces the forwards set before.
+   */
+  portForward(...specs: string[]): Promise<PortForwardBinding[]> {
+    return this.portForwardWithAddresses(undefined, ...specs);
+  }
+
+  /** portForward() listening on these host addresses (undefined or empty: 127.0.0.1). */
+  async portForwardWithAddresses(addresses: string[] | undefined, ...specs: string[]): Promise<PortForwardBinding[]> {
+    const forwards = specs.map((spec) => {
+      if (typeof spec !== "string") throw new MatchlockError(`port forward spec must be a string "[LOCAL:]REMOTE", got ${JSON.stringify(spec)}`, { kind: "invalid_argument" });
+      try {
+        return parsePortSpec(spec);
+      } catch (err) {
+        throw new MatchlockError((err as Error).message, { kind: "invalid_argument" });
+      }
+    });
+    const checkedAddresses = addresses === undefined ? undefined : checkForwardAddresses(addresses);
+    if (forwards.length === 0) return []; // as upstream's SDK: nothing to forward, nothing sent
+    return this.forward(forwards, checkedAddresses);
+  }
+
+  private async forward(forwards: PortForward[], addresses: string[] | undefined): Promise<PortForwardBinding[]> {
+    const result = await this.transport.request(Method.PORT_FORWARD, toPortForwardParams(forwards, addresses));
+    return toPortForwardBindings(result);
   }
 
   /** Runs `sh -c command` in the guest and buffers its output. A non-zero exit is a result, not an error. */

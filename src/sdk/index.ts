@@ -31,6 +31,8 @@ export type {
   MountConfig,
   MountType,
   OutputTarget,
+  PortForward,
+  PortForwardBinding,
   RemoveFileOptions,
   SandboxEvent,
   Secret,

@@ -13,6 +13,8 @@ import {
   checkMount,
   checkTimeoutSeconds,
   checkPositiveInt,
+  checkForwardAddresses,
+  checkPortForward,
   checkSecret,
   secretOptions,
 } from "./validate.js";
@@ -192,6 +194,21 @@ export class Sandbox {
     const checked = checkImageConfig(config);
     const nonEmpty = Object.fromEntries(Object.entries(checked).filter(([, v]) => (Array.isArray(v) ? v.length > 0 : typeof v === "object" ? Object.keys(v).length > 0 : v !== "")));
     this.opts.imageConfig = { ...this.opts.imageConfig, ...nonEmpty };
+    return this;
+  }
+
+  /**
+   * Forwards host port `localPort` to the guest's 127.0.0.1:`remotePort`, bound right after the
+   * create: if it cannot be bound, the launch fails and the sandbox is removed.
+   */
+  withPortForward(localPort: number, remotePort: number): this {
+    this.opts.portForwards = [...(this.opts.portForwards ?? []), checkPortForward(localPort, remotePort)];
+    return this;
+  }
+
+  /** Host addresses the forwards listen on (default 127.0.0.1 only; "0.0.0.0" is every interface). */
+  withPortForwardAddresses(...addresses: string[]): this {
+    this.opts.portForwardAddresses = [...(this.opts.portForwardAddresses ?? []), ...checkForwardAddresses(addresses)];
     return this;
   }
 

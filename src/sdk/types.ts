@@ -82,6 +82,23 @@ export interface CreateOptions {
   env?: Record<string, string>;
   /** Replaces parts of the image's OCI config (user, working dir, entrypoint, cmd, env). */
   imageConfig?: ImageConfig;
+  /** Host ports forwarded to the guest's 127.0.0.1, bound right after the create (a failure undoes it). */
+  portForwards?: PortForward[];
+  /** Host addresses the forwards listen on (default ["127.0.0.1"]). */
+  portForwardAddresses?: string[];
+}
+
+/** A host port forwarded to a guest port (`localPort` 0: any free host port). */
+export interface PortForward {
+  localPort: number;
+  remotePort: number;
+}
+
+/** One listener a forward made: host `address`:`localPort` reaches the guest's 127.0.0.1:`remotePort`. */
+export interface PortForwardBinding {
+  address: string;
+  localPort: number;
+  remotePort: number;
 }
 
 /** Parts of an image's OCI config to replace: an empty user or working dir keeps the image's; a given list or env replaces it. */

@@ -5,7 +5,7 @@ import { MAX_TIMEOUT_SECONDS } from "../protocol/rpc.js";
 import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
-import type { BackendName, CreateOptions, ImageConfig, MountConfig, MountType, Secret, SecretOptions } from "./types.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig, MountType, PortForward, Secret, SecretOptions } from "./types.js";
 
 const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -172,6 +172,7 @@ export function checkBackend(backend: BackendName): BackendName {
 const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
   "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
   "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
+  "portForwards", "portForwardAddresses",
 ]);
 
 /** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
@@ -217,7 +218,33 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.launchEntrypoint) out.launchEntrypoint = true;
   if (opts.env !== undefined) out.env = checkEnvMap("env", opts.env);
   if (opts.imageConfig !== undefined && opts.imageConfig !== null) out.imageConfig = checkImageConfig(opts.imageConfig);
+  if (opts.portForwards !== undefined) {
+    if (!Array.isArray(opts.portForwards)) throw invalid("portForwards must be an array of { localPort, remotePort }");
+    out.portForwards = opts.portForwards.map((f) => checkPortForward(f?.localPort, f?.remotePort));
+  }
+  if (opts.portForwardAddresses !== undefined) {
+    out.portForwardAddresses = checkForwardAddresses(opts.portForwardAddresses);
+    if (out.portForwardAddresses.length > 0 && !out.portForwards?.length) throw invalid("portForwardAddresses has no effect without portForwards");
+  }
   return out;
+}
+
+/** A forward's ports: local 0-65535 (0: any free port), remote 1-65535. */
+export function checkPortForward(localPort: unknown, remotePort: unknown): PortForward {
+  const ok = (p: unknown, min: number) => typeof p === "number" && Number.isInteger(p) && p >= min && p <= 65535;
+  if (!ok(localPort, 0)) throw invalid(`port forward local port must be an integer 0-65535, got ${JSON.stringify(localPort)}`);
+  if (!ok(remotePort, 1)) throw invalid(`port forward remote port must be an integer 1-65535, got ${JSON.stringify(remotePort)}`);
+  return { localPort: localPort as number, remotePort: remotePort as number };
+}
+
+/** Listening addresses: IP literals (a host name could resolve to more than one). */
+export function checkForwardAddresses(addresses: unknown): string[] {
+  if (!Array.isArray(addresses)) throw invalid("port forward addresses must be an array of IP addresses");
+  return addresses.map((a) => {
+    const trimmed = typeof a === "string" ? a.trim() : a;
+    if (typeof trimmed !== "string" || isIP(trimmed) === 0) throw invalid(`port forward address ${JSON.stringify(a)} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)`);
+    return trimmed;
+  });
 }
 
 /** A bad argument, found before anything is sent. */

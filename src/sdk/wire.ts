@@ -1,7 +1,9 @@
 // Conversions between the SDK's camelCase types and the engine's JSON (spec §2). The create
 // params follow what the seed Python SDK sends, field for field, for wire compatibility.
 import { ZERO_MOD_TIME, type WireFileInfo, type WireMount } from "../protocol/rpc.js";
-import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig } from "./types.js";
+import type { WirePortBinding } from "../protocol/port-forward.js";
+import { toWireForwards } from "../protocol/port-forward.js";
+import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig, PortForward, PortForwardBinding } from "./types.js";
 
 export function toWireMount(m: MountConfig): WireMount {
   const wire: WireMount = { type: m.type };
@@ -70,6 +72,27 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
     params.vfs = vfs;
   }
   return params;
+}
+
+/** `port_forward`'s params; no addresses: the engine's default (127.0.0.1). */
+export function toPortForwardParams(forwards: readonly PortForward[], addresses: readonly string[] | undefined): Record<string, unknown> {
+  return { forwards: toWireForwards(forwards), ...(addresses && addresses.length > 0 ? { addresses: [...addresses] } : {}) };
+}
+
+/** Our engine's create extension: the forwards bound as part of the create. */
+export function withCreateForwards(params: Record<string, unknown>, opts: CreateOptions): Record<string, unknown> {
+  if (!opts.portForwards?.length) return params;
+  const extra = toPortForwardParams(opts.portForwards, opts.portForwardAddresses);
+  return { ...params, port_forwards: extra.forwards, ...(extra.addresses ? { port_forward_addresses: extra.addresses } : {}) };
+}
+
+export function toPortForwardBindings(result: Record<string, unknown>): PortForwardBinding[] {
+  const bindings = Array.isArray(result.bindings) ? (result.bindings as Partial<WirePortBinding>[]) : [];
+  return bindings.map((b) => ({
+    address: typeof b.address === "string" ? b.address : "",
+    localPort: num(b.local_port),
+    remotePort: num(b.remote_port),
+  }));
 }
 
 /** Engine output is raw bytes; decode as UTF-8 with U+FFFD for invalid sequences, like the seed SDKs. */

@@ -1,7 +1,8 @@
 // End to end: the host process that runs a sandbox's code is itself confined. On the micro-VM
 // that is QEMU (jail.ts): not root, no capabilities at all (only the two that serve 9p shares
 // when it has some), no_new_privs, QEMU's seccomp filter, chrooted into its jail, in its own pid
-// and mount namespaces, and in an empty network namespace when the VM has no NIC. On gVisor it is
+// and mount namespaces, and in a network namespace of its own: empty when the VM has no NIC, else
+// holding only the VM's tap bridged to the veth whose host end the seal filters. On gVisor it is
 // runsc's sandbox process, which runsc confines itself (nobody, seccomp, no_new_privs).
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, readlink, stat } from "node:fs/promises";
@@ -71,10 +72,17 @@ describe(`the process running a sandbox is confined on ${BACKEND}`, () => {
     const pid = await guestRunner(vmId);
     const s = await statusOf(pid);
     assertUnprivileged(s);
+    assert.notEqual(await readlink(`/proc/${pid}/ns/net`), await readlink("/proc/self/ns/net"), "not in the host's network namespace");
     if (BACKEND === "microvm") {
       const share = bit(CAP_DAC_OVERRIDE) | bit(CAP_FOWNER);
       for (const set of ["CapPrm", "CapEff", "CapBnd", "CapAmb"]) assert.equal(caps(s[set]), share, `${set} ${s[set]}`);
       assert.notEqual(await readlink(`/proc/${pid}/ns/pid`), await readlink("/proc/self/ns/pid"));
+      // A QEMU taken over could open sockets only where its netns reaches: the VM's own wire.
+      const devices = (await readFile(`/proc/${pid}/net/dev`, "utf8")).split("\n").slice(2)
+        .map((l) => l.split(":")[0]!.trim().replace(/^mlg[0-9a-f]+$/, "veth")).filter(Boolean).sort();
+      assert.deepEqual(devices, ["br0", "lo", "tap0", "veth"]);
+      const routes = (await readFile(`/proc/${pid}/net/route`, "utf8")).trim().split("\n").slice(1);
+      assert.deepEqual(routes, [], "no IPv4 route: QEMU's netns has no address");
     } else {
       assert.equal(caps(s.CapEff) & ~(bit(CAP_SYS_CHROOT) | bit(CAP_SYS_PTRACE)), 0n, `CapEff ${s.CapEff}`);
     }

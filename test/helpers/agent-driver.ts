@@ -76,7 +76,7 @@ interface Pending {
   reject(err: Error): void;
 }
 
-const TERMINAL = new Set<number>([FrameType.EXIT, FrameType.OK, FrameType.ERROR, FrameType.STAT_RESULT]);
+const TERMINAL = new Set<number>([FrameType.EXIT, FrameType.OK, FrameType.ERROR, FrameType.STAT_RESULT, FrameType.PORT_CLOSED]);
 const DEFAULT_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin"];
 
 export class AgentDriver {

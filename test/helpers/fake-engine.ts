@@ -147,6 +147,12 @@ function serve(): void {
       }
       case "close":
         return { result: {} };
+      case "port_forward": {
+        // As the spec's result: one binding per forward x address, forward-major.
+        const addresses = (params.addresses as string[] | undefined) ?? ["127.0.0.1"];
+        const forwards = params.forwards as Array<{ local_port: number; remote_port: number }>;
+        return { result: { bindings: forwards.flatMap((f) => addresses.map((address) => ({ address, ...f }))) } };
+      }
       case "handshake":
         if (env.FAKE_HANDSHAKE) return { result: JSON.parse(env.FAKE_HANDSHAKE) as Json };
         throw new RpcFailure(-32601, "Method not found");

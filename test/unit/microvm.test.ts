@@ -169,7 +169,7 @@ test("the jail: namespaces, read-only view, the user and capabilities dropped la
   const base: JailPlan = {
     dir: "/state/vm-1/jail", qemu: "/usr/bin/qemu-system-x86_64", uid: 65534, gid: 65534, groups: [],
     files: [{ host: "/cache/vmlinux", jail: JAIL_PATHS.vmlinux }],
-    shares: [], devices: ["/dev/null"], ownDevices: [{ path: "/dev/net/tun", major: 10, minor: 200 }], rootLinks: [{ name: "bin", target: "usr/bin" }], capabilities: [], isolateNetwork: true,
+    shares: [], devices: ["/dev/null"], ownDevices: [{ path: "/dev/net/tun", major: 10, minor: 200 }], rootLinks: [{ name: "bin", target: "usr/bin" }], capabilities: [], netns: undefined,
   };
   const [cmd, args] = jailedCommand(base, ["-M", "microvm"]);
   assert.equal(cmd, "setpriv");
@@ -198,9 +198,10 @@ test("the jail: namespaces, read-only view, the user and capabilities dropped la
     "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all", "--bounding-set", "-all",
     "--no-new-privs", "--pdeathsig", "KILL", "--", "/usr/bin/qemu-system-x86_64", "-M", "microvm",
   ]);
-  // With shares (and a NIC): the shares, a /proc for 9p, two ambient capabilities, the host's network namespace.
-  const [, shared] = jailedCommand({ ...base, shares: [{ host: "/h/a", jail: "/shares/0", readonly: false, file: false }], capabilities: SHARE_CAPABILITIES, isolateNetwork: false }, []);
+  // With shares (and a NIC): the shares, a /proc for 9p, two ambient capabilities, the VM's own network namespace.
+  const [, shared] = jailedCommand({ ...base, shares: [{ host: "/h/a", jail: "/shares/0", readonly: false, file: false }], capabilities: SHARE_CAPABILITIES, netns: "/var/run/netns/matchlock-1" }, []);
   assert.ok(!shared.includes("--net"));
+  assert.deepEqual(shared.slice(0, 7), ["--pdeathsig", "KILL", "--", "nsenter", "--net=/var/run/netns/matchlock-1", "--", "unshare"]);
   const tail = shared.join(" ");
   assert.ok(tail.includes("rw /h/a /shares/0 proc proc /proc --"), tail);
   // A host file: bound as the one file of its share directory (made in the jail's read-only tmpfs), read-write or read-only.

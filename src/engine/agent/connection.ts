@@ -236,6 +236,15 @@ export class AgentConnection {
     await this.write(type, id, payload);
   }
 
+  /**
+   * Sends one frame of a live operation without waiting: a promise only while the pipe is full,
+   * which settles once it drains (the caller stops its own source meanwhile). Throws if the
+   * channel is lost.
+   */
+  trySend(type: FrameTypeCode, id: number, payload: Buffer): Promise<void> | undefined {
+    return this.write(type, id, payload);
+  }
+
   async ping(): Promise<void> {
     await this.run<void>(FrameType.PING, Buffer.alloc(0), (frame, done) => {
       if (frame.type === FrameType.OK) done.resolve();

@@ -6,6 +6,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { serve } from "../rpc/server.js";
 import type { Session } from "../rpc/session.js";
+import type { Sandbox } from "../sandbox/sandbox.js";
 import { recordsOwnedByResidentEngine, takeStopRequest } from "../sandbox/state.js";
 import { listenOwnerOnly } from "./socket-claim.js";
 
@@ -78,6 +79,15 @@ export class ResidentServer {
     }
   }
 
+  /** A running sandbox of any session, for another session's port forwards. */
+  private findSandbox(id: string): Sandbox | undefined {
+    for (const { session } of this.connections.values()) {
+      const sb = session?.runningSandbox;
+      if (sb?.id === id) return sb;
+    }
+    return undefined;
+  }
+
   private accept(socket: Socket): void {
     if (this.stopping) {
       socket.destroy();
@@ -90,7 +100,8 @@ export class ResidentServer {
     const connection: Connection = { ended: Promise.resolve() };
     this.connections.set(socket, connection);
     const onSession = (s: Session) => (connection.session = s);
-    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession })
+    const findSandbox = (id: string) => this.findSandbox(id);
+    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, findSandbox })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
         log(vanished ? "the client disconnected" : `session ended: ${err.message}`);

@@ -45,7 +45,7 @@ const WIRE: Record<ErrorKind, { code: number | "method"; form: "as is" | "prefix
 
 function methodCode(method: string): number {
   if (method === Method.EXEC || method === Method.EXEC_STREAM) return ErrorCode.EXEC_FAILED;
-  if (method === Method.CREATE || method === Method.CLOSE || method === Method.CANCEL) return ErrorCode.VM_FAILED;
+  if (method === Method.CREATE || method === Method.CLOSE || method === Method.CANCEL || method === Method.PORT_FORWARD) return ErrorCode.VM_FAILED;
   return ErrorCode.FILE_FAILED;
 }
 

@@ -16,7 +16,7 @@ import { lineText } from "../../protocol/base64.js";
 import { parseWriteChunkRequest } from "../../protocol/file-chunk-lines.js";
 import { STOP_READING, consumeLines, idOfSkippedLine, type LineEvent, type LineVerdict } from "./line-reader.js";
 import { MessageWriter } from "./writer.js";
-import { Session } from "./session.js";
+import { Session, type SandboxFinder } from "./session.js";
 import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
 import { INPUT_METHODS, Method } from "../../protocol/methods.js";
@@ -33,11 +33,13 @@ export interface ServeOptions {
   handleSignals?: boolean;
   /** Told the session this connection is served by (the resident engine tracks its sandboxes). */
   onSession?: (session: Session) => void;
+  /** The engine's other sandboxes, for `port_forward` with `vm_id` (the resident engine's). */
+  findSandbox?: SandboxFinder;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const writer = new MessageWriter(opts.output);
-  const session = new Session(writer, opts.log);
+  const session = new Session(writer, opts.log, undefined, opts.findSandbox);
   opts.onSession?.(session);
   const inflight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {

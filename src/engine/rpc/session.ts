@@ -35,6 +35,8 @@ interface LiveInput {
   tty: boolean;
   input: ExecInput;
 }
+import { forwardAddressesSchema, forwardSchema, toForwardRequest } from "../ports/port-forward-params.js";
+import type { PortForwards } from "../ports/port-forwards.js";
 
 const execParams = z.strictObject({
   command: z.string().default(""),
@@ -60,6 +62,15 @@ const closeParams = z.strictObject({ timeout_seconds: z.number().nonnegative().m
 const setTimeoutParams = z.strictObject({ timeout_seconds: z.number().nonnegative().max(MAX_TIMEOUT_SECONDS) });
 const cancelParams = z.strictObject({ id: z.number().int().nonnegative() });
 const handshakeParams = z.strictObject({});
+const portForwardParams = z.strictObject({
+  forwards: z.array(forwardSchema).nullish(),
+  addresses: forwardAddressesSchema.nullish(),
+  // A matchlock extension: forward to another session's sandbox of this (resident) engine.
+  vm_id: z.string().optional(),
+});
+
+/** Finds a running sandbox of this engine by id (the resident engine's other sessions). */
+export type SandboxFinder = (id: string) => Sandbox | undefined;
 
 type Result = Record<string, unknown>;
 
@@ -78,9 +89,19 @@ export class Session {
   private inCreate: { abort: AbortController; done: Promise<unknown> } | undefined;
 
   private readonly createDeps: CreateDeps;
+  /** Port forwards this session holds on other sessions' sandboxes, by sandbox id. */
+  private readonly foreignForwards = new Map<string, { sandbox: Sandbox; set: PortForwards }>();
 
-  constructor(private readonly writer: MessageWriter, private readonly log: (line: string) => void, createDeps?: CreateDeps) {
+  constructor(
+    private readonly writer: MessageWriter, private readonly log: (line: string) => void, createDeps?: CreateDeps,
+    private readonly findSandbox: SandboxFinder = () => undefined,
+  ) {
     this.createDeps = createDeps ?? engineCreateDeps(log);
+  }
+
+  /** The sandbox this session runs, once created (undefined after close). */
+  get runningSandbox(): Sandbox | undefined {
+    return this.sandbox;
   }
 
   /** The id of the sandbox being made, from the moment its record exists until the create ends. */
@@ -114,6 +135,7 @@ export class Session {
         decode(handshakeParams, params ?? {}); // it takes none: any field is refused by name
         return { ...handshakeResult() };
       case Method.SET_TIMEOUT: return this.setTimeout(params);
+      case Method.PORT_FORWARD: return this.portForward(params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
         if (FILE_OP_METHODS.has(method)) return handleFileOp(this.current(), method, params);
@@ -132,6 +154,7 @@ export class Session {
     const sb = this.sandbox;
     this.sandbox = undefined;
     this.transfers.abortAll();
+    await this.closeForeignForwards();
     if (sb) {
       this.log(`stopping ${sb.id}: ${reason}`);
       await sb.close().catch((err) => this.log(`teardown of ${sb.id} failed: ${(err as Error).message}`));
@@ -190,6 +213,7 @@ export class Session {
     const sb = this.sandbox;
     this.sandbox = undefined;
     this.transfers.abortAll();
+    await this.closeForeignForwards();
     // timeout 0 is "no deadline" in the spec; our stop is always bounded, so give it a short grace.
     if (sb) await sb.close(timeout > 0 ? timeout * 1000 : 2000);
     return {};
@@ -200,6 +224,36 @@ export class Session {
     const p = decode(setTimeoutParams, params);
     this.current().setDeadline(p.timeout_seconds > 0 ? p.timeout_seconds : undefined);
     return {};
+  }
+
+  /**
+   * Replaces this session's forwards on its sandbox (or, with `vm_id`, on another session's
+   * sandbox of this engine) with listeners on every address x forward (spec 5.6).
+   */
+  private async portForward(params: unknown): Promise<Result> {
+    const p = decode(portForwardParams, params ?? {});
+    if (!p.forwards || p.forwards.length === 0) throw new RpcError(ErrorCode.INVALID_PARAMS, "forwards is required");
+    const { forwards, addresses } = toForwardRequest(p.forwards, p.addresses);
+    const set = p.vm_id === undefined || p.vm_id === this.sandbox?.id ? this.current().ports : this.foreignSet(p.vm_id);
+    return { bindings: await set.replace(forwards, addresses) };
+  }
+
+  private foreignSet(id: string): PortForwards {
+    const sandbox = this.findSandbox(id);
+    if (!sandbox || sandbox.lost) {
+      throw new RpcError(ErrorCode.VM_FAILED, `VM ${id} is not running in this engine: port forwards reach the sandboxes of the engine that runs them (a resident engine, \`matchlock serve\`, serves them to every client)`);
+    }
+    const held = this.foreignForwards.get(id);
+    if (held?.sandbox === sandbox) return held.set;
+    const set = sandbox.openPortForwards(this.log);
+    this.foreignForwards.set(id, { sandbox, set });
+    return set;
+  }
+
+  private async closeForeignForwards(): Promise<void> {
+    const held = [...this.foreignForwards.values()];
+    this.foreignForwards.clear();
+    await Promise.all(held.map(({ sandbox, set }) => sandbox.closePortForwards(set)));
   }
 
   private current(): Sandbox {

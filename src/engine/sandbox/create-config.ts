@@ -5,6 +5,7 @@ import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 import { BACKEND_CHOICES } from "../backends/registry.js";
 import type { ImageConfig } from "../image/types.js";
+import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
 // Every object is strict: a field this engine does not know is refused by name, never dropped.
 // Fields of the protocol (spec 2.1, 5.2) that this engine does not implement yet are accepted only
@@ -100,12 +101,20 @@ export const createParamsSchema = z.strictObject({
     env: z.record(z.string(), z.string()).nullish(),
   }).nullish(),
   launch_entrypoint: z.boolean().optional(),
+  // A matchlock extension: port forwards bound as part of the create (as a port_forward right
+  // after it would), so that a bind failure undoes the create and leaves nothing behind.
+  port_forwards: z.array(forwardSchema).nullish(),
+  port_forward_addresses: forwardAddressesSchema.nullish(),
   extra_disks: notYet("extra_disks", z.array(z.unknown()).nullable(), isEmpty),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
   backend: z.string().refine((b) => BACKEND_CHOICES.includes(b), {
     error: `backend must be ${BACKEND_CHOICES.slice(0, -1).join(", ")} or ${BACKEND_CHOICES.at(-1)}`,
   }).optional(),
   id: z.undefined({ error: "id is internal-only and cannot be set" }).optional(),
+}).superRefine((p, ctx) => {
+  if ((p.port_forward_addresses?.length ?? 0) > 0 && (p.port_forwards?.length ?? 0) === 0) {
+    ctx.addIssue({ code: "custom", path: [], message: "port_forward_addresses has no effect without port_forwards" });
+  }
 });
 
 export type CreateParams = z.infer<typeof createParamsSchema>;
@@ -129,6 +138,8 @@ export interface SandboxConfig {
   privileged: boolean;
   /** Isolation engine asked for by this sandbox; undefined = the engine-wide choice. */
   backend: string | undefined;
+  /** Port forwards bound once the sandbox is up (none: forwards is empty). */
+  portForwards: ForwardRequest;
   network: {
     allowedHosts: string[];
     blockPrivateIps: boolean;
@@ -170,6 +181,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     mounts,
     env: { ...(p.env ?? {}) },
     backend: p.backend,
+    portForwards: toForwardRequest(p.port_forwards, p.port_forward_addresses),
     network: {
       allowedHosts: net ? [...(net.allowed_hosts ?? [])] : [],
       // Absent `network` means block_private_ips=true; a present one without the key means false.

@@ -24,6 +24,7 @@ import { NetworkPolicy, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
 import { traceStartup } from "../trace/startup.js";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
+import { PortForwards } from "../ports/port-forwards.js";
 
 /** Largest /etc/passwd or /etc/group we read to resolve the image's USER. */
 const MAX_ACCOUNT_FILE = 4 * 1024 * 1024;
@@ -62,6 +63,10 @@ export interface ExecOutcome {
 export class Sandbox {
   private closing: Promise<void> | undefined;
   private deadline: NodeJS.Timeout | undefined;
+  /** Every set of port forwards on this sandbox (its own, and other sessions'): closed with it. */
+  private readonly portSets = new Set<PortForwards>();
+  /** This sandbox's own forwards: its session's `port_forward`, and create's `port_forwards`. */
+  readonly ports: PortForwards;
 
   private constructor(
     readonly id: string,
@@ -74,6 +79,7 @@ export class Sandbox {
     private readonly seal: NetworkSeal | undefined,
   ) {
     this.defaultEnv = withHome(baseEnv, defaultUser.home);
+    this.ports = this.openPortForwards();
   }
 
   /** The default user's env, made once: a plain exec allocates none. */
@@ -96,6 +102,7 @@ export class Sandbox {
     net.onRecord?.(id); // before the record exists, so no `kill` can name it unseen
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
+    let made: Sandbox | undefined;
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
@@ -133,8 +140,11 @@ export class Sandbox {
       traceStartup("create: user resolved");
       signal?.throwIfAborted();
       // The image's WORKDIR, as upstream and Docker run commands; else the workspace.
-      const sandbox = new Sandbox(id, config, running, env, user, imageConfig.workingDir || config.workspace, seal);
+      const sandbox = (made = new Sandbox(id, config, running, env, user, imageConfig.workingDir || config.workspace, seal));
       if (imageConfig.workingDir) await sandbox.makeWorkingDir(imageConfig.workingDir);
+      // Before the entrypoint: a port that cannot be bound fails the create before it starts anything.
+      const { forwards, addresses } = config.portForwards;
+      if (forwards.length > 0) await sandbox.ports.replace(forwards, addresses);
       if (config.launchEntrypoint) {
         // It runs until it ends or the sandbox stops (stopping the sandbox ends every process).
         await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), imageConfig, logFile(id));
@@ -145,6 +155,7 @@ export class Sandbox {
       // A refused create is undone whole: the client never learns this id, so no record may
       // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
       // record (as stopped), for `matchlock gc` to reclaim.
+      await made?.closePorts();
       const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
       await seal?.close();
       await markStopped(id);
@@ -183,6 +194,23 @@ export class Sandbox {
 
   get lost(): Error | undefined {
     return this.running.agent.lost;
+  }
+
+  /** A set of port forwards for another session (e.g. `matchlock port-forward`); it ends with the sandbox. */
+  openPortForwards(log?: (line: string) => void): PortForwards {
+    const set = new PortForwards(this.running.agent, log);
+    this.portSets.add(set);
+    return set;
+  }
+
+  /** Ends a set opened with openPortForwards (its session ended). */
+  async closePortForwards(set: PortForwards): Promise<void> {
+    this.portSets.delete(set);
+    await set.close();
+  }
+
+  private async closePorts(): Promise<void> {
+    await Promise.all([...this.portSets].map((set) => set.close()));
   }
 
   async exec(command: string, opts: ExecOptions, sink: ExecSink): Promise<ExecOutcome> {
@@ -258,6 +286,7 @@ export class Sandbox {
     this.closing ??= (async () => {
       clearTimeout(this.deadline);
       try {
+        await this.closePorts();
         await this.running.stop(graceMs);
       } finally {
         await this.seal?.close();

@@ -3,22 +3,14 @@
 // between it and the host (gVisor bug #10704's workaround is in private-mounts.ts).
 import { run } from "../../host-commands.js";
 import type { HostLink } from "../backend.js";
-import { hostEndCommands } from "../host-end.js";
+import { createLinkNetns } from "../host-end.js";
 
 export async function createNetns(l: HostLink): Promise<void> {
-  await run("ip", ["netns", "add", l.netns]);
-  await run("ip", ["-batch", "-"], [
-    `link add ${l.hostInterface} type veth peer name ${l.guestInterface} netns ${l.netns}`,
-    ...hostEndCommands(l),
-  ].join("\n") + "\n");
+  await createLinkNetns(l);
   await run("ip", ["-n", l.netns, "-batch", "-"], [
     `addr add ${l.guestIp}/${l.prefixLength} dev ${l.guestInterface}`,
     `link set lo up`,
     `link set ${l.guestInterface} up`,
     `route add default via ${l.hostIp} dev ${l.guestInterface}`,
   ].join("\n") + "\n");
-}
-
-export function netnsPath(link: HostLink): string {
-  return `/var/run/netns/${link.netns}`;
 }

@@ -69,8 +69,8 @@ export interface JailPlan {
   rootLinks: Array<{ name: string; target: string }>;
   /** Capabilities QEMU keeps (ambient); [] for none at all. */
   capabilities: readonly string[];
-  /** A fresh, empty network namespace: for VMs without a NIC (one with a NIC attaches to its tap by name). */
-  isolateNetwork: boolean;
+  /** The VM's own netns (a VM with a NIC: its tap is there); absent: a fresh, empty one. */
+  netns: string | undefined;
 }
 
 /**
@@ -143,10 +143,11 @@ export function jailedCommand(plan: JailPlan, qemuArgs: string[]): [string, stri
     "--pdeathsig", "KILL",
     "--", inUsr ? plan.qemu : JAIL_PATHS.qemu, ...qemuArgs,
   ];
-  const namespaces = ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--ipc", "--uts", ...(plan.isolateNetwork ? ["--net"] : [])];
+  const namespaces = ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--ipc", "--uts", ...(plan.netns ? [] : ["--net"])];
+  const enterNetns = plan.netns ? ["nsenter", `--net=${plan.netns}`, "--"] : [];
   const script = [plan.dir, ...dirs, "--", ...plan.rootLinks.map((l) => l.target), "--", ...entries.flat(), "--", ...drop];
   // The outer setpriv: the kernel kills unshare (and so QEMU) the moment the engine dies.
-  return ["setpriv", ["--pdeathsig", "KILL", "--", "unshare", ...namespaces, "--", "sh", "-c", JAIL_SCRIPT, "matchlock-jail", ...script]];
+  return ["setpriv", ["--pdeathsig", "KILL", "--", ...enterNetns, "unshare", ...namespaces, "--", "sh", "-c", JAIL_SCRIPT, "matchlock-jail", ...script]];
 }
 
 let rootLinksMemo: Promise<Array<{ name: string; target: string }>> | undefined;

@@ -24,7 +24,8 @@ import { qemuArgs } from "./qemu-args.js";
 import { rootImageFor } from "./root-image.js";
 import { ConsoleCapture } from "./console-capture.js";
 import { traceStartup } from "../../trace/startup.js";
-import { createTap } from "./tap.js";
+import { createVmLink, VM_TAP } from "./tap.js";
+import { netnsPath } from "../host-end.js";
 import { settings } from "../../../settings/settings.js";
 import { JAIL_PATHS, QEMU_SANDBOX, SHARE_CAPABILITIES, jailedCommand, qemuUser, usrRootLinks } from "./jail.js";
 
@@ -64,9 +65,9 @@ export class MicrovmBackend implements BackendDriver {
     }
   }
 
-  /** A tap in the host's netns, which QEMU attaches to by name. */
+  /** The VM's own netns, bridging a tap QEMU attaches to with a veth into the host (tap.ts). */
   async makeLink(link: HostLink): Promise<void> {
-    await createTap(link, qemuUser()); // QEMU's unprivileged user may attach to this tap, and no other
+    await createVmLink(link, qemuUser());
   }
 
   /** KVM or TCG for this host, decided once per engine. */
@@ -86,7 +87,7 @@ export class MicrovmBackend implements BackendDriver {
         "the micro-VM backend needs root: it confines each QEMU in its own namespaces and chroot as an unprivileged user. Run the engine as root, or use Config.useSudo in the SDK",
       );
     }
-    for (const [tool, pkg] of [["setpriv", "util-linux"], ["unshare", "util-linux"], ["chroot", "coreutils"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
+    for (const [tool, pkg] of [["setpriv", "util-linux"], ["unshare", "util-linux"], ["nsenter", "util-linux"], ["chroot", "coreutils"], ["mkfs.ext4", "e2fsprogs"], ["cpio", "cpio"], ["objcopy", "binutils"]] as const) {
       if (!(await findOnPath(tool))) throw new BackendUnavailableError(`the micro-VM backend needs ${tool}: run "${SETUP_COMMAND}" (it installs ${pkg})`);
     }
     if (!(await findOnPath(initBinaryPath()))) {
@@ -136,7 +137,7 @@ export class MicrovmBackend implements BackendDriver {
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
       trace: settings.traceStartup.read() === "1",
-      network: net && { tap: net.link.hostInterface, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
+      network: net && { tap: VM_TAP, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
     }), "-sandbox", QEMU_SANDBOX];
     const jailDir = join(spec.stateDir, "jail");
     await mkdir(jailDir, { mode: 0o700 });
@@ -157,7 +158,7 @@ export class MicrovmBackend implements BackendDriver {
       ownDevices: net ? [await charDevice("/dev/net/tun")] : [],
       rootLinks: await usrRootLinks(),
       capabilities: shares.length > 0 ? SHARE_CAPABILITIES : [],
-      isolateNetwork: !net,
+      netns: net ? netnsPath(net.link) : undefined,
     }, args);
     traceStartup("microvm: kernel, initramfs and root image ready");
 

@@ -1,13 +1,29 @@
-// The micro-VM's side of the network seal: a persistent tap device in the host's netns that QEMU
-// attaches to by name (a virtio-net-device on the microvm machine). Its host end is addressed and
-// filtered exactly like gVisor's veth end (../host-end.ts, src/engine/net/firewall.ts). Being
-// persistent, it outlives a QEMU that dies; the seal's release (or the next engine's reclaim of a
-// killed engine's links) deletes it.
+// The micro-VM's side of the network seal. QEMU must not live in the host's network namespace:
+// a QEMU taken over through a device bug would otherwise open sockets anywhere the host can,
+// past the seal (which filters only the VM's link). So each VM gets a netns of its own, like a
+// gVisor sandbox (../gvisor/netns.ts): a veth pair whose host end is addressed and filtered exactly
+// like gVisor's (../host-end.ts, src/engine/net/firewall.ts), and inside the netns a bridge that
+// joins the veth's other end to a tap QEMU attaches to by name. The netns holds nothing else and
+// no address: QEMU, jailed into it (jail.ts), can reach nothing but the VM's wire. The seal's
+// release deletes the netns, which takes the veth, bridge and tap with it.
 import { run } from "../../host-commands.js";
 import type { HostLink } from "../backend.js";
-import { hostEndCommands } from "../host-end.js";
+import { createLinkNetns } from "../host-end.js";
 
-/** `owner`: the unprivileged user QEMU runs as, which may then attach to this tap (and no other). */
-export async function createTap(l: HostLink, owner: { uid: number; gid: number }): Promise<void> {
-  await run("ip", ["-batch", "-"], [`tuntap add dev ${l.hostInterface} mode tap user ${owner.uid} group ${owner.gid}`, ...hostEndCommands(l)].join("\n") + "\n");
+/** Names inside the VM's own netns: private to it, so fixed. */
+export const VM_TAP = "tap0";
+const VM_BRIDGE = "br0";
+
+/** `owner`: the unprivileged user QEMU runs as, which may then attach to the tap. */
+export async function createVmLink(l: HostLink, owner: { uid: number; gid: number }): Promise<void> {
+  await createLinkNetns(l);
+  await run("ip", ["-n", l.netns, "-batch", "-"], [
+    `link add ${VM_BRIDGE} type bridge`,
+    `tuntap add dev ${VM_TAP} mode tap user ${owner.uid} group ${owner.gid}`,
+    `link set ${l.guestInterface} master ${VM_BRIDGE}`,
+    `link set ${VM_TAP} master ${VM_BRIDGE}`,
+    `link set ${l.guestInterface} up`,
+    `link set ${VM_TAP} up`,
+    `link set ${VM_BRIDGE} up`,
+  ].join("\n") + "\n");
 }
