@@ -1,10 +1,10 @@
 /*
  * Shared by the agent's source files: the frame protocol's constants, the operation records,
  * and what each file offers the others. One file per concern: channel.c (frames in and out),
- * exec.c (commands), exec-input.c and pty.c (a command's stdin, its terminal), confine.c (what
- * a command may do), cgroups.c (micro-VM memory and task caps), file-writes.c, file-reads.c,
- * dir-list.c, file-ops.c (file operations), ports.c (port forwarding), payload.c and util.c
- * (helpers), agent.c (start-up and the poll loop).
+ * exec.c (commands), spawn.c (starting their processes), exec-input.c and pty.c (a command's
+ * stdin, its terminal), confine.c (what a command may do), cgroups.c (micro-VM memory and task
+ * caps), file-writes.c, file-reads.c, dir-list.c, file-ops.c (file operations), ports.c (port
+ * forwarding), payload.c and util.c (helpers), agent.c (start-up and the poll loop).
  */
 #ifndef MATCHLOCK_AGENT_H
 #define MATCHLOCK_AGENT_H
@@ -205,6 +205,10 @@ extern bool tty_signals;
 void tty_signal_keys(struct exec_op *e, const unsigned char *p, size_t len);
 void start_tty_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
 void resize_tty(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+
+/* spawn.c */
+pid_t spawn_process(int (*child)(void *), void *arg);
+void spawned_child_signals_to_default(void);
 
 /* file-writes.c */
 void write_open(struct agent *a, uint32_t id, const unsigned char *p, size_t len, bool to_temp);

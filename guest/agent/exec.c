@@ -23,32 +23,33 @@ struct child_setup {
     uid_t uid;
     gid_t gid;
     mode_t umask;
-    int out_w, err_w, errpipe_w;
+    int out_w, err_w;
     int in_fd; /* the command's stdin (EXEC_PIPE, EXEC_TTY), -1: /dev/null */
     bool tty;  /* in_fd is a terminal: it is also fds 1 and 2, and the controlling terminal */
     char *const *argv;
     char *const *envp;
+    /* Written by the child (it shares the agent's memory, spawn.c) when it cannot get to execve(). */
+    volatile bool failed;
+    struct child_error error;
 };
 
-static _Noreturn void child_fail(const struct child_setup *cs, int stage)
+static _Noreturn void child_fail(struct child_setup *cs, int stage)
 {
-    struct child_error ce = {stage, errno};
-    ssize_t r = write(cs->errpipe_w, &ce, sizeof ce);
-    (void)r; /* nothing else to do: the parent sees EOF and a dead child */
+    cs->error = (struct child_error){stage, errno};
+    cs->failed = true;
     _exit(127);
 }
 
-/* Runs in the forked child; only async-signal-safe calls (we fork from a single thread). */
-static _Noreturn void run_child(const struct child_setup *cs)
+/*
+ * Runs in the spawned child, on the agent's memory until execve(): only system calls and writes
+ * to *cs (spawn.c). The set-id calls are raw system calls: libc's would coordinate with the
+ * agent's threads, and this is not one of them.
+ */
+static int run_child(void *arg)
 {
-    /* The agent ignores SIGPIPE and handles SIGCHLD; the command must start with defaults. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct child_setup *cs = arg;
+    /* The command starts with every signal at its default and none blocked. */
+    spawned_child_signals_to_default();
     umask(cs->umask);
     if (exec_cgroup_procs_fd >= 0) join_cgroup(exec_cgroup_procs_fd); /* best effort, see setup_workload_memory_cgroup */
 
@@ -71,9 +72,9 @@ static _Noreturn void run_child(const struct child_setup *cs)
     }
     if (confine_execs && !drop_capabilities()) child_fail(cs, ST_CAPS);
     if (cs->as_user) {
-        if (setgroups(0, NULL) < 0) child_fail(cs, ST_SETGROUPS);
-        if (setgid(cs->gid) < 0) child_fail(cs, ST_SETGID);
-        if (setuid(cs->uid) < 0) child_fail(cs, ST_SETUID);
+        if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(cs, ST_SETGROUPS);
+        if (syscall(SYS_setgid, cs->gid) < 0) child_fail(cs, ST_SETGID);
+        if (syscall(SYS_setuid, cs->uid) < 0) child_fail(cs, ST_SETUID);
     }
     if (chdir_later && chdir(cs->cwd) < 0) child_fail(cs, ST_CHDIR);
     if (confine_execs && !restrict_syscalls()) child_fail(cs, ST_SECCOMP);
@@ -118,40 +119,32 @@ void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len
     cs.argv = (char *const *)argv;
     cs.envp = (char *const *)(s + 3);
 
-    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, ep[2] = {-1, -1};
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1};
     if (cs.as_user && !parse_user(s[1], &cs.uid, &cs.gid)) {
         send_error(a, id, "invalid user: %s", s[1]);
         goto out;
     }
-    if (pipe2(ep, O_CLOEXEC) < 0 || (!tty && (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0))) {
+    if (!tty && (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)) {
         send_error(a, id, "pipe: %s", strerror(errno));
         goto out;
     }
     cs.out_w = outp[1];
     cs.err_w = errp[1];
-    cs.errpipe_w = ep[1];
-
-    pid_t pid = fork();
-    if (pid < 0) {
-        send_error(a, id, "fork: %s", strerror(errno));
-        goto out;
-    }
-    if (pid == 0) run_child(&cs);
-    close_fd(&outp[1]);
-    close_fd(&errp[1]);
-    close_fd(&ep[1]);
 
     /*
-     * Classic CLOEXEC error pipe: EOF means execve() succeeded (so setsid() is done and SIGNAL
-     * can target the group right away); a record means the child failed and is exiting.
+     * Returns once the child has called execve() (so setsid() is done and SIGNAL can target the
+     * group right away) or has exited; cs.failed says which.
      */
-    struct child_error ce;
-    ssize_t r;
-    do r = read(ep[0], &ce, sizeof ce);
-    while (r < 0 && errno == EINTR);
-    if (r == (ssize_t)sizeof ce) {
+    pid_t pid = spawn_process(run_child, &cs);
+    if (pid < 0) {
+        send_error(a, id, "clone: %s", strerror(errno));
+        goto out;
+    }
+    close_fd(&outp[1]);
+    close_fd(&errp[1]);
+    if (cs.failed) {
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-        report_child_error(a, id, &cs, &ce);
+        report_child_error(a, id, &cs, &cs.error);
         goto out;
     }
 
@@ -179,7 +172,6 @@ out:
     for (int i = 0; i < 2; i++) {
         close_fd(&outp[i]);
         close_fd(&errp[i]);
-        close_fd(&ep[i]);
     }
     free(s);
 }

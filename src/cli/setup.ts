@@ -1,6 +1,7 @@
 // `matchlock setup`: what a project that installed the npm package runs once to make sandboxes
 // work on its machine: the Debian/Ubuntu packages the chosen engines need (apt-get, only those
-// missing), the micro-VM's guest kernel (Debian's, into the cache), then a check of the result.
+// missing), gVisor's current runsc (Debian backports, into the cache; the host's apt sources stay
+// as they are), the micro-VM's guest kernel (Debian's, into the cache), then a check of the result.
 // Idempotent: a machine that has everything is only checked. The repository's own
 // `npm run setup` runs this too, so there is one way to prepare a machine.
 import { spawn } from "node:child_process";
@@ -39,6 +40,7 @@ function run(argv: string[]): Promise<number> {
 
 const aptEnsure = paths.packageFile("scripts", "apt-ensure.sh");
 const fetchKernel = paths.packageFile("scripts", "fetch-guest-kernel.sh");
+const fetchRunsc = paths.packageFile("scripts", "fetch-runsc.sh");
 
 /** Returns the exit status: 0 when the chosen engines can run sandboxes here. */
 export async function setup(opts: SetupOptions): Promise<number> {
@@ -47,6 +49,7 @@ export async function setup(opts: SetupOptions): Promise<number> {
   const packages = [...PACKAGES.network, ...engines.flatMap((e) => PACKAGES[e])];
   console.log(`matchlock setup: prepares this machine for the ${engines.join(" and ")} engine${engines.length > 1 ? "s" : ""} (--engine to choose).`);
   console.log("  It installs the Debian/Ubuntu packages they need with apt-get (only missing ones; that needs root)" +
+    (engines.includes("gvisor") ? `,\n  fetches a current gVisor runsc (Debian backports, with a private apt configuration, into ${paths.cache()}/gvisor; the host's apt sources and runsc stay as they are)` : "") +
     (engines.includes("microvm") ? `,\n  fetches the micro-VM guest kernel (Debian's linux-image-amd64, into ${paths.cache()}/microvm; nothing is installed)` : "") +
     ",\n  and checks that sandboxes can run.");
   if (!isRoot && engines.includes("gvisor")) {
@@ -67,6 +70,12 @@ export async function setup(opts: SetupOptions): Promise<number> {
     return 1;
   } else {
     const code = await run(["bash", aptEnsure, ...packages]);
+    if (code !== 0) return code;
+  }
+
+  if (engines.includes("gvisor")) {
+    console.log("==> gVisor runsc (current, with systrap)");
+    const code = await run(["bash", fetchRunsc]);
     if (code !== 0) return code;
   }
 

@@ -85,7 +85,7 @@ describe("the npm package, installed into a project", () => {
     const files = listed.stdout.split("\n").filter(Boolean);
     for (const f of ["dist/src/sdk/index.js", "dist/src/sdk/index.d.ts", "dist/src/cli/main.js", "dist/bundle/rpc/rpc.js",
       "guest/agent/build/matchlock-agent", "guest/microvm/build/matchlock-init", "guest/manifest.json",
-      "scripts/apt-ensure.sh", "scripts/fetch-guest-kernel.sh"]) {
+      "scripts/apt-ensure.sh", "scripts/fetch-guest-kernel.sh", "scripts/fetch-runsc.sh"]) {
       assert.ok(files.includes(`package/${f}`), `${f} is in the tarball`);
     }
     const unwanted = files.filter((f) => /^package\/(src|test|bench|examples|dist\/(test|bench|examples))\//.test(f) || f.endsWith(".map"));
@@ -110,6 +110,7 @@ describe("the npm package, installed into a project", () => {
     assert.equal(setup.code, 0, setup.stdout + setup.stderr);
     assert.match(setup.stdout, /^==> Debian packages: .*\n {4}all installed$/m, "nothing to install on a prepared machine");
     assert.match(setup.stdout, /^guest kernel: .* \(cached\)$/m);
+    assert.match(setup.stdout, /^runsc: runsc version \S+ \(cached\)$/m);
     assert.match(setup.stdout, /^ready: /m);
   });
 

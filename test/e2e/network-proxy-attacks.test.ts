@@ -165,6 +165,30 @@ describe("network seal: attacks on the proxy", () => {
     }
   });
 
+  describe("TLS names and tunnels", () => {
+    test("a TLS name the policy does not allow gets no certificate: the handshake fails, with an event", async () => {
+      // The guest skips verification: the handshake fails only if the engine refuses it.
+      const script = `import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for name in sys.argv[1:]:
+    try:
+        ctx.wrap_socket(socket.create_connection(("${RAW_NAME}", 443), timeout=20), server_hostname=name).close(); print(name, "handshake")
+    except (ssl.SSLError, OSError): print(name, "refused")
+`;
+      await client.writeFile("/tmp/sni.py", script);
+      const r = await client.exec(`python3 /tmp/sni.py not-allowed-1.test ${RAW_NAME}`);
+      assert.equal(r.stdout, `not-allowed-1.test refused\n${RAW_NAME} handshake\n`, r.stderr);
+      await eventsFor((e) => e.host === "not-allowed-1.test" && e.blocked === true && e.block_reason === "host not in allowlist");
+    });
+
+    test("CONNECT is answered 403 with an event; nothing reaches the upstream", async () => {
+      const [[answer]] = await raw([{ port: 80, requests: [`CONNECT ${RAW_NAME}:443 HTTP/1.1\r\nHost: ${RAW_NAME}:443\r\n\r\n`] }]);
+      assert.deepEqual(answer, { status: 403, body: "Blocked by policy" });
+      await eventsFor((e) => e.method === "CONNECT" && e.host === RAW_NAME && e.status_code === 403 && e.block_reason === "CONNECT tunnels are not offered");
+      assert.deepEqual((await rawLog()).filter((l) => l.startsWith("CONNECT")), []);
+    });
+  });
+
   describe("a secret read back from its own host", () => {
     const loadedFrom = (r: FetchResult) => JSON.parse(r.body!) as { loaded: string; range: string | null };
 

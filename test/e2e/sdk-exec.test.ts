@@ -58,6 +58,18 @@ describe(`exec on a ${BACKEND} sandbox`, () => {
     assert.equal((await client.exec("exit 137")).signal, undefined);
   });
 
+  test("a command leads its own session and process group, with every signal at its default and none blocked", async () => {
+    const ids = (await client.exec("cut -d' ' -f1,5,6 /proc/$$/stat")).stdout.trim().split(" ");
+    assert.equal(ids.length, 3, ids.join(" "));
+    assert.deepEqual([ids[1], ids[2]], [ids[0], ids[0]], "pid, process group and session are one");
+    // The agent ignores SIGPIPE and handles SIGCHLD: none of that may reach the command. A
+    // signal the shell sends itself kills it only if it is neither ignored nor blocked.
+    for (const [sig, n] of [["PIPE", 13], ["USR1", 10], ["TERM", 15]] as const) {
+      const r = await client.exec(`kill -${sig} $$; sleep 0; echo survived`);
+      assert.deepEqual([r.exitCode, r.signal, r.stdout], [128 + n, n, ""], `SIG${sig}`);
+    }
+  });
+
   test("UTF-8 output is decoded", async () => {
     const r = await client.exec("printf 'h\\303\\251llo \\342\\234\\223 \\360\\237\\230\\200\\n'");
     assert.equal(r.stdout, "héllo ✓ 😀\n");

@@ -1,8 +1,9 @@
-// The gVisor bundle: what each mount kind becomes in runsc's config.json, and its task limits.
+// The gVisor bundle: what each mount kind becomes in runsc's config.json (read-only binds through the private mount namespace), and its task limits.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
 import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
+import { inPrivateMounts, readOnlyOnHost } from "../../src/engine/backends/gvisor/private-mounts.js";
 
 const spec = (memoryMb: number) => ({
   id: "t", image: { kind: "unpacked" as const, ref: "t", rootfs: "/r" }, cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", privileged: false, stateDir: "/s", logFile: "/l",
@@ -53,4 +54,24 @@ test("guest tasks are capped by RLIMIT_NPROC, and the sandbox's host tasks by it
   assert.deepEqual(config.process.rlimits, [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }]);
   assert.equal(config.linux.resources.pids.limit, HOST_TASK_LIMIT);
   assert.ok(HOST_TASK_LIMIT > GUEST_TASK_LIMIT * 15, "room for ~15 host tasks per guest task");
+});
+
+test("read-only binds reach runsc as read-only binds made in the sandbox's mount namespace, in order; others unchanged", () => {
+  const { mounts, hostPaths } = readOnlyOnHost("/s", [
+    { kind: "bind", guestPath: "/a", hostPath: "/h/a", readonly: true },
+    { kind: "bind", guestPath: "/b", hostPath: "/h/b", readonly: false },
+    { kind: "tmpfs", guestPath: "/c" },
+    { kind: "bind", guestPath: "/d", hostPath: "/h/d", readonly: true },
+  ]);
+  assert.deepEqual(hostPaths, ["/h/a", "/h/d"]);
+  assert.deepEqual(mounts, [
+    { kind: "bind", guestPath: "/a", hostPath: "/s/rootfs/ro/0", readonly: true },
+    { kind: "bind", guestPath: "/b", hostPath: "/h/b", readonly: false },
+    { kind: "tmpfs", guestPath: "/c" },
+    { kind: "bind", guestPath: "/d", hostPath: "/s/rootfs/ro/1", readonly: true },
+  ]);
+  // The script gets the count, then the host paths, then runsc's command line.
+  const [cmd, args] = inPrivateMounts("/s", "/img", false, hostPaths, "runsc", ["run"]);
+  assert.equal(cmd, "unshare");
+  assert.deepEqual(args.slice(-6), ["0", "2", "/h/a", "/h/d", "runsc", "run"]);
 });

@@ -41,8 +41,10 @@ describe("settings", () => {
   });
 
   test("an empty value counts as unset; values are read at each call", () => {
-    assert.equal(settings.runsc.read({}), "runsc");
-    assert.equal(settings.runsc.read({ MATCHLOCK_RUNSC: "" }), "runsc");
+    assert.equal(settings.qemu.read({}), "qemu-system-x86_64");
+    assert.equal(settings.qemu.read({ MATCHLOCK_QEMU: "" }), "qemu-system-x86_64");
+    assert.equal(settings.qemu.read({ MATCHLOCK_QEMU: "/opt/qemu" }), "/opt/qemu");
+    assert.equal(settings.runsc.read({ MATCHLOCK_RUNSC: "" }), undefined);
     assert.equal(settings.runsc.read({ MATCHLOCK_RUNSC: "/opt/runsc" }), "/opt/runsc");
     assert.equal(settings.registryCa.read({ MATCHLOCK_REGISTRY_CA: "" }), undefined);
   });

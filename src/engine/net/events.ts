@@ -17,4 +17,6 @@ export const BlockReason = {
   MALFORMED: "malformed or ambiguous request",
   /** A secret's host answered in a form the proxy cannot scan for the secret's value. */
   UNSCANNABLE: "response from a secret's host cannot be scanned",
+  /** The proxy is transparent: a CONNECT tunnel would carry bytes it never parsed. */
+  TUNNEL: "CONNECT tunnels are not offered",
 } as const;

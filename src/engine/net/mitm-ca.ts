@@ -14,6 +14,9 @@ const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 const DAY_MS = 86_400_000;
 const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
 
+/** Leaves kept per sandbox; issuing one again costs a signature (about a millisecond). */
+export const MAX_CACHED_LEAVES = 256;
+
 export class MitmCa {
   private readonly contexts = new Map<string, Promise<SecureContext>>();
 
@@ -50,14 +53,25 @@ export class MitmCa {
     return this.caCert.toString("pem") + "\n";
   }
 
-  /** A TLS context presenting a leaf for `name` (cached per name), chained to this CA. */
+  /**
+   * A TLS context presenting a leaf for `name`, chained to this CA. The most recently used
+   * MAX_CACHED_LEAVES are kept: a sandbox allowed "*" could otherwise grow the cache without bound.
+   */
   contextFor(name: string): Promise<SecureContext> {
     let ctx = this.contexts.get(name);
-    if (!ctx) {
+    if (ctx) {
+      this.contexts.delete(name); // re-inserted last: a Map iterates in insertion order
+    } else {
       ctx = this.issue(name).then((leafPem) => createSecureContext({ key: this.leafKeyPem, cert: leafPem + this.certificatePem }));
-      this.contexts.set(name, ctx);
+      if (this.contexts.size >= MAX_CACHED_LEAVES) this.contexts.delete(this.contexts.keys().next().value!);
     }
+    this.contexts.set(name, ctx);
     return ctx;
+  }
+
+  /** How many names have a leaf cached (for tests). */
+  get cachedLeaves(): number {
+    return this.contexts.size;
   }
 
   private async issue(name: string): Promise<string> {

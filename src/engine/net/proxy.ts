@@ -128,6 +128,7 @@ export class InterceptingProxy {
     server.on("connection", (s: Socket) => this.track(s));
     server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => void this.upgrade(scheme, req, socket, head));
     server.on("clientError", (err: Error, socket: Socket) => this.refuseUnparsed(err, socket));
+    server.on("connect", (req: IncomingMessage, socket: Socket) => this.refuseTunnel(req, socket));
     return server;
   }
 
@@ -160,7 +161,15 @@ export class InterceptingProxy {
       isServer: true,
       ALPNProtocols: ["http/1.1"],
       SNICallback: (name, cb) => {
-        this.ca.contextFor(normalizeHost(name)).then((ctx) => cb(null, ctx), (err: Error) => cb(err));
+        // Checked before a leaf is issued: a guest must not make the engine sign (and keep) a
+        // certificate for every name it can think of.
+        const host = normalizeHost(name);
+        if (!this.tlsNameAllowed(host, facts)) {
+          this.event({ method: "", url: "", host, blocked: true, block_reason: BlockReason.HOST });
+          cb(new Error(`TLS name ${host} is not allowed`));
+          return;
+        }
+        this.ca.contextFor(host).then((ctx) => cb(null, ctx), (err: Error) => cb(err));
       },
     });
     socket.on("error", () => socket.destroy());
@@ -168,8 +177,8 @@ export class InterceptingProxy {
       raw.setTimeout(0);
       const sni = (socket as TLSSocket & { servername?: string | false }).servername;
       const host = sni ? normalizeHost(sni) : "";
-      // Through the sniffer the dialled name is known: the SNI must be that name.
-      if (!host || !this.policy.isHostAllowed(host) || (facts.name !== undefined && host !== facts.name)) {
+      // Again at the end of the handshake: the allow-list may have changed meanwhile.
+      if (!this.tlsNameAllowed(host, facts)) {
         this.event({ method: "", url: "", host: host || "(no SNI)", blocked: true, block_reason: BlockReason.HOST });
         socket.destroy();
         return;
@@ -177,6 +186,19 @@ export class InterceptingProxy {
       (socket as Annotated)[FACTS] = { ...facts, sni: host };
       this.httpsFront.emit("connection", socket);
     });
+  }
+
+  /** Allowed by the policy and, where the dialled name is known (through the sniffer), that very name. */
+  private tlsNameAllowed(host: string, facts: ConnectionFacts): boolean {
+    return host !== "" && this.policy.isHostAllowed(host) && (facts.name === undefined || host === facts.name);
+  }
+
+  /** A CONNECT request: refused with a 403 and an event (the proxy is transparent, never a tunnel). */
+  private refuseTunnel(req: IncomingMessage, socket: Socket): void {
+    socket.on("error", () => socket.destroy());
+    const host = normalizeHost((req.url ?? "").replace(/:\d+$/, ""));
+    this.event({ method: "CONNECT", url: req.url ?? "", host: host || "(none)", status_code: 403, blocked: true, block_reason: BlockReason.TUNNEL });
+    socket.end(rawReply({ status: 403, message: BLOCKED_BODY }));
   }
 
   /**

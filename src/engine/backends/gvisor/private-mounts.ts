@@ -6,11 +6,37 @@
 // would write into the store, and every later sandbox of that image would see the mount points
 // of earlier ones. So runsc gets a per-sandbox overlay instead: the image read-only below, an
 // upper layer on a small tmpfs that takes the mount points and vanishes with the namespace.
+//
+// Read-only host mounts are made read-only here, by the host kernel, not only by gVisor: with
+// directfs (the default of current runsc) the Sentry opens host files itself, and an O_TRUNC
+// open of a file in a read-only mount emptied the host file although the guest got EROFS. Each
+// is handed to runsc as a read-only bind (submounts included) made in this namespace, so no
+// open can change the host file, whatever the runsc version or its flags.
 import { join } from "node:path";
+import type { BackendMount } from "../backend.js";
 
 /** The rootfs path runsc is given: only exists inside the sandbox's mount namespace. */
 export function privateRootfs(stateDir: string): string {
   return join(stateDir, "rootfs", "merged");
+}
+
+/** Where the read-only bind of the `index`th read-only host path appears (in the namespace only). */
+function readOnlyBindPath(stateDir: string, index: number): string {
+  return join(stateDir, "rootfs", "ro", String(index));
+}
+
+/**
+ * The mounts as runsc is to see them: each read-only bind's host path replaced by its read-only
+ * bind in the namespace; `hostPaths` are the originals, in that order, for inPrivateMounts.
+ */
+export function readOnlyOnHost(stateDir: string, mounts: BackendMount[]): { mounts: BackendMount[]; hostPaths: string[] } {
+  const hostPaths: string[] = [];
+  const replaced = mounts.map((m) => {
+    if (m.kind !== "bind" || !m.readonly) return m;
+    hostPaths.push(m.hostPath);
+    return { ...m, hostPath: readOnlyBindPath(stateDir, hostPaths.length - 1) };
+  });
+  return { mounts: replaced, hostPaths };
 }
 
 /**
@@ -26,10 +52,25 @@ const UPPER_TMPFS = "size=16m,nr_inodes=16384,mode=700";
  */
 const SCRIPT = [
   "set -e",
-  'root=$1 image=$2 hide_net=$3; shift 3',
+  'root=$1 image=$2 hide_net=$3 read_only=$4; shift 4',
   `mount -t tmpfs -o ${UPPER_TMPFS} matchlock-rootfs "$root"`,
   'cd "$root"',
-  "mkdir lower upper work merged",
+  "mkdir lower upper work merged ro",
+  // Read-only host paths: ro/0, ro/1, ... (readOnlyBindPath), recursive binds, then every mount
+  // under ro/ remounted read-only: a plain `mount --rbind -o ro` leaves submounts writable.
+  // mountinfo escapes blanks in paths as octal (\040); printf %b turns them back.
+  'i=0',
+  'while [ "$i" -lt "$read_only" ]; do',
+  '  if [ -d "$1" ]; then mkdir "ro/$i"; else : > "ro/$i"; fi',
+  '  mount --rbind "$1" "ro/$i"',
+  '  i=$((i + 1)); shift',
+  'done',
+  'if [ "$read_only" -gt 0 ]; then',
+  "  awk '{ print $5 }' /proc/self/mountinfo | while read -r m; do",
+  '    m=$(printf "%b" "$m")',
+  '    case "$m" in "$root/ro/"*) mount -o remount,bind,ro "$m";; esac',
+  '  done',
+  'fi',
   // The image read-only even below the overlay: nothing in this namespace can write to it.
   'mount --bind "$image" lower',
   "mount -o remount,bind,ro lower",
@@ -44,10 +85,12 @@ const SCRIPT = [
 
 /**
  * The command that runs `cmd args` in the sandbox's private mount namespace, with the image
- * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist).
+ * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist) and
+ * the `readOnly` host paths bound read-only as readOnlyOnHost named them.
  */
 export function inPrivateMounts(
-  stateDir: string, rootfs: string, hideNetSysctl: boolean, cmd: string, args: string[],
+  stateDir: string, rootfs: string, hideNetSysctl: boolean, readOnly: string[], cmd: string, args: string[],
 ): [string, string[]] {
-  return ["unshare", ["-m", "--propagation", "private", "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", cmd, ...args]];
+  const script = ["sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(readOnly.length), ...readOnly];
+  return ["unshare", ["-m", "--propagation", "private", ...script, cmd, ...args]];
 }

@@ -7,21 +7,17 @@ import { access, constants, mkdir, open, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { AgentConnection, OutOfMemoryError, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, SETUP_COMMAND, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
-import { HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
-import { findOnPath, logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
+import { BackendUnavailableError, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { GUEST_AGENT_PATH, HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
+import { logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns } from "./netns.js";
 import { netnsPath } from "../host-end.js";
-import { inPrivateMounts, privateRootfs } from "./private-mounts.js";
+import { inPrivateMounts, privateRootfs, readOnlyOnHost } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
-import { settings } from "../../../settings/settings.js";
+import { runscChoice, sandboxFlags, type RunscChoice } from "./runsc-choice.js";
 
 const READY_TIMEOUT_MS = 30_000;
-
-export function runscBinary(): string {
-  return settings.runsc.read();
-}
 
 export class GvisorBackend implements BackendDriver {
   readonly name = "gvisor";
@@ -39,12 +35,12 @@ export class GvisorBackend implements BackendDriver {
 
   /** Ranked below a micro-VM with KVM and above one under TCG (see registry.ts). */
   async probe(): Promise<Probe> {
-    const detail = "runsc, as root";
     try {
-      await this.checkAvailable();
+      const runsc = await this.checkAvailable();
+      const detail = `runsc ${runsc.version} on ${runsc.platform} (${runsc.platformReason}); binary ${runsc.binary}: ${runsc.binaryReason}`;
       return { problem: undefined, rank: 50, detail };
     } catch (err) {
-      if (err instanceof BackendUnavailableError) return { problem: err.message, rank: 50, detail };
+      if (err instanceof BackendUnavailableError) return { problem: err.message, rank: 50, detail: "runsc, as root" };
       throw err;
     }
   }
@@ -54,16 +50,11 @@ export class GvisorBackend implements BackendDriver {
     await createNetns(link);
   }
 
-  private async checkAvailable(): Promise<void> {
+  private async checkAvailable(): Promise<RunscChoice> {
     // Root first: a user without it learns that before any missing package.
     if (process.getuid?.() !== 0) {
       throw new BackendUnavailableError(
         "the gVisor backend needs root: runsc creates namespaces and cgroups for each sandbox. Run the engine as root, or use Config.useSudo in the SDK",
-      );
-    }
-    if (!(await findOnPath(runscBinary()))) {
-      throw new BackendUnavailableError(
-        `gVisor's runsc was not found (looked for "${runscBinary()}" on PATH): run "${SETUP_COMMAND}" (it installs runsc)`,
       );
     }
     for (const [what, binary] of [["sandbox agent binary", paths.agentBinary()], ["set-id guard (host/setid-guard)", paths.setidGuard()]]) {
@@ -73,13 +64,15 @@ export class GvisorBackend implements BackendDriver {
         throw new BackendUnavailableError(`the ${what} is missing at ${binary}: reinstall matchlock (in its repository: "npm run build")`);
       }
     }
+    return runscChoice();
   }
 
   async reclaim(id: string): Promise<string[]> {
     // runsc keeps "<id>_sandbox:<id>.state" in its root while the container exists.
     const cleaned: string[] = [];
+    const runsc = await runscChoice().catch(() => undefined); // without a runsc, only its files are left
     if (await runscFilesOf(id).then((f) => f.length > 0)) {
-      await runRunsc(["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
+      if (runsc) await runRunsc(runsc, ["delete", "--force", id]); // also kills stray sandbox processes and removes its cgroups
       await removeRunscFiles(id);
       cleaned.push("runsc container");
     }
@@ -90,17 +83,23 @@ export class GvisorBackend implements BackendDriver {
 
   async start(spec: SandboxSpec): Promise<RunningSandbox> {
     if (spec.network && spec.network.kind !== "host-link") throw new Error(`the gVisor backend has no ${spec.network.kind} network`);
+    const runsc = await runscChoice();
     const netns = spec.network && netnsPath(spec.network.link);
     // The seal's files (resolver, CA, trust bundles) as read-only binds over the image's own.
     const sealFiles = (spec.network?.guestFiles ?? []).map((f) => ({ kind: "bind" as const, ...f, readonly: true }));
     const rootfs = privateRootfs(spec.stateDir);
     await mkdir(dirname(rootfs), { mode: 0o700 });
-    const bundle = await writeBundle({ ...spec, image: { ...spec.image, kind: "unpacked", rootfs }, mounts: [...spec.mounts, ...sealFiles] }, paths.agentBinary(), netns);
+    // The agent binary too is a read-only host file: bound read-only on the host like the rest.
+    const agentMount = { kind: "bind" as const, guestPath: GUEST_AGENT_PATH, hostPath: paths.agentBinary(), readonly: true };
+    const { mounts: [agentBind, ...mounts], hostPaths: readOnly } = readOnlyOnHost(spec.stateDir, [agentMount, ...spec.mounts, ...sealFiles]);
+    const agentSource = (agentBind as typeof agentMount).hostPath;
+    const bundle = await writeBundle({ ...spec, image: { ...spec.image, kind: "unpacked", rootfs }, mounts }, agentSource, netns);
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
-    const runArgs = [...globalFlags(netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, runscBinary(), runArgs);
+    // The guest sees as many CPUs as its quota allows (runsc shows at least 2), not all the host's.
+    const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none"), "--cpu-num-from-quota", "run", "--bundle", bundle, spec.id];
+    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, readOnly, runsc.binary, runArgs);
     // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
     // read-write host mount: under the guard those calls fail (EPERM) on the host.
     const child = spawn(paths.setidGuard(), [cmd, ...args], {
@@ -127,7 +126,7 @@ export class GvisorBackend implements BackendDriver {
     exited.then((code) => agent.loseExplained(new SandboxLostError(`the sandbox exited (runsc status ${code ?? "killed"})`)));
 
     const stop = async (graceMs: number) => {
-      await stopSandbox(spec.id, child, agent, exited, graceMs);
+      await stopSandbox(runsc, spec.id, child, agent, exited, graceMs);
       await removeRunscFiles(spec.id);
       // runsc removes its cgroups when it exits or deletes its container; one killed before it
       // recorded the container (a create cut short) cannot, and the record may be gone for gc.
@@ -146,21 +145,21 @@ export class GvisorBackend implements BackendDriver {
 
 export const gvisorDriver = new GvisorBackend();
 
-function globalFlags(network: "none" | "sandbox" = "none"): string[] {
-  return ["--root", paths.runscRoot(), `--network=${network}`, "--overlay2=root:memory"];
+function globalFlags(runsc: RunscChoice, network: "none" | "sandbox" = "none"): string[] {
+  return ["--root", paths.runscRoot(), `--platform=${runsc.platform}`, `--network=${network}`, "--overlay2=root:memory", ...sandboxFlags(runsc.hasDirectfs)];
 }
 
 async function stopSandbox(
-  id: string, child: ChildProcess, agent: AgentConnection, exited: Promise<number | null>, graceMs: number,
+  runsc: RunscChoice, id: string, child: ChildProcess, agent: AgentConnection, exited: Promise<number | null>, graceMs: number,
 ): Promise<void> {
   agent.shutdown(); // the agent kills every exec's process group and exits; runsc follows
   if (!(await settlesWithin(exited, graceMs))) {
-    await runRunsc(["kill", id, "KILL"]);
+    await runRunsc(runsc, ["kill", id, "KILL"]);
     if (!(await settlesWithin(exited, 2000))) child.kill("SIGKILL");
     await exited;
   }
   // `runsc run` removes its container on a clean exit; after a forced stop make sure.
-  await runRunsc(["delete", "--force", id]);
+  await runRunsc(runsc, ["delete", "--force", id]);
 }
 
 async function runscFilesOf(id: string): Promise<string[]> {
@@ -175,9 +174,9 @@ async function removeRunscFiles(id: string): Promise<void> {
   for (const f of await runscFilesOf(id)) await rm(join(paths.runscRoot(), f), { force: true });
 }
 
-function runRunsc(args: string[]): Promise<void> {
+function runRunsc(runsc: RunscChoice, args: string[]): Promise<void> {
   return new Promise((resolve) => {
-    const p = spawn(runscBinary(), [...globalFlags(), ...args], { stdio: "ignore" });
+    const p = spawn(runsc.binary, [...globalFlags(runsc), ...args], { stdio: "ignore" });
     p.once("error", () => resolve());
     p.once("exit", () => resolve());
   });
