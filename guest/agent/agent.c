@@ -90,7 +90,7 @@ static void setup(struct agent *a)
 static size_t build_pollset(struct agent *a, int64_t *wake_ns)
 {
     size_t need = FIXED_PFDS;
-    for (struct exec_op *e = a->execs; e; e = e->next) need += 2;
+    for (struct exec_op *e = a->execs; e; e = e->next) need += 3;
     if (need > a->pfd_cap) {
         a->pfd_cap = need * 2;
         free(a->pfds);
@@ -118,6 +118,11 @@ static size_t build_pollset(struct agent *a, int64_t *wake_ns)
             a->pfd_exec[n] = e;
             a->pfds[n++] = (struct pollfd){.fd = fds[i], .events = POLLIN};
         }
+        int in_fd = input_poll_fd(e->input); /* stdin waiting for the command to take it */
+        if (in_fd >= 0) {
+            a->pfd_exec[n] = e;
+            a->pfds[n++] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
+        }
     }
     return n;
 }
@@ -144,7 +149,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--exec-memory-cgroup")) workload_cgroup = true;
         else if (!strcmp(argv[i], "--exec-tasks-max") && i + 1 < argc) tasks_max = argv[++i];
         else if (!strcmp(argv[i], "--privileged")) confine_execs = false;
-        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup [--exec-tasks-max N]] [--privileged] (default: stdin/stdout)");
+        else if (!strcmp(argv[i], "--tty-signals")) tty_signals = true;
+        else die(2, "usage: matchlock-agent [--channel DEVICE] [--exec-memory-cgroup [--exec-tasks-max N]] [--privileged] [--tty-signals] (default: stdin/stdout)");
     }
     if (workload_cgroup) setup_workload_memory_cgroup(tasks_max);
     find_last_cap();
@@ -174,10 +180,11 @@ int main(int argc, char **argv)
          * entries, so the pointers in pfd_exec stay valid while we walk the poll set.
          */
         for (size_t i = FIXED_PFDS; i < n; i++) {
-            if (!(a->pfds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) continue;
+            if (!(a->pfds[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR | POLLNVAL))) continue;
             struct exec_op *e = a->pfd_exec[i];
             if (a->pfds[i].fd == e->out_fd) pump(a, e->id, &e->out_fd, T_STDOUT, &e->out_nap_until);
             else if (a->pfds[i].fd == e->err_fd) pump(a, e->id, &e->err_fd, T_STDERR, &e->err_nap_until);
+            else if (a->pfds[i].events & POLLOUT) pump_input(a, e);
         }
         if (a->pfds[0].revents) read_channel(a);
         if (a->pfds[2].revents) step_ports(a);

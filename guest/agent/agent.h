@@ -1,10 +1,10 @@
 /*
  * Shared by the agent's source files: the frame protocol's constants, the operation records,
  * and what each file offers the others. One file per concern: channel.c (frames in and out),
- * exec.c (commands), spawn.c (starting their processes), confine.c (what a command may do),
- * cgroups.c (micro-VM memory and task caps), file-writes.c, file-reads.c, dir-list.c, file-ops.c
- * (file operations), ports.c (port forwarding), payload.c and util.c (helpers), agent.c
- * (start-up and the poll loop).
+ * exec.c (commands), spawn.c (starting their processes), exec-input.c and pty.c (a command's
+ * stdin, its terminal), confine.c (what a command may do), cgroups.c (micro-VM memory and task
+ * caps), file-writes.c, file-reads.c, dir-list.c, file-ops.c (file operations), ports.c (port
+ * forwarding), payload.c and util.c (helpers), agent.c (start-up and the poll loop).
  */
 #ifndef MATCHLOCK_AGENT_H
 #define MATCHLOCK_AGENT_H
@@ -32,10 +32,12 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,13 +71,37 @@ enum frame_type {
     T_EXEC = 0x01, T_SIGNAL = 0x02, T_WRITE_OPEN = 0x03, T_WRITE_DATA = 0x04,
     T_READ = 0x05, T_LIST = 0x06, T_PING = 0x07, T_WRITE_OPEN_TEMP = 0x08, T_CANCEL = 0x09,
     T_READ_STREAM = 0x0a, T_CREDIT = 0x0b,
+    T_EXEC_PIPE = 0x20, T_EXEC_TTY = 0x21, T_STDIN = 0x22, T_STDIN_EOF = 0x23, T_RESIZE = 0x24,
     T_STDOUT = 0x10, T_STDERR = 0x11, T_EXIT = 0x12, T_OK = 0x13,
     T_ENTRIES = 0x14, T_ERROR = 0x15, T_READY = 0x16,
+    T_STDIN_ACK = 0x28, T_STARTED = 0x29,
     /* port forwarding (ports.c): engine -> agent 0x30-0x37, agent -> engine 0x38-0x3f */
     T_PORT_CONNECT = 0x30, T_PORT_DATA = 0x31, T_PORT_CREDIT = 0x32, T_PORT_SHUTDOWN = 0x33, T_PORT_CLOSE = 0x34,
     T_PORT_CONNECTED = 0x38, T_PORT_DATA_OUT = 0x39, T_PORT_CREDIT_OUT = 0x3a, T_PORT_EOF = 0x3b, T_PORT_CLOSED = 0x3c,
     /* file-ops.c */
     T_REMOVE = 0x40, T_MKDIR = 0x41, T_RENAME = 0x42, T_STAT = 0x43, T_STAT_RESULT = 0x48,
+};
+
+/*
+ * A command's stdin fed from the channel (EXEC_PIPE, EXEC_TTY): at most STDIN_WINDOW bytes the
+ * command has not read yet are held here; STDIN_ACK frames give the engine its credit back.
+ */
+#define STDIN_WINDOW (256 * 1024)
+struct exec_input {
+    int fd;        /* the stdin pipe's write end, or (tty) a second descriptor of the master; -1 once closed */
+    bool tty;
+    bool eof;      /* STDIN_EOF came: once buf is written, the pipe is closed (tty: VEOF is typed) */
+    bool line_start; /* tty: the last byte written ended a line (one VEOF then ends the input) */
+    unsigned char *buf; /* STDIN_WINDOW bytes */
+    size_t len;
+};
+
+/* How an exec's stdio is set up, for EXEC_PIPE and EXEC_TTY (exec-input.c, pty.c); NULL for EXEC. */
+struct exec_stdio {
+    int child_in;  /* the child's fd 0: a pipe's read end, or the terminal (then also fds 1, 2 and the controlling tty) */
+    bool tty;
+    int out_r;     /* tty: the master, read for the command's output instead of a stdout pipe */
+    struct exec_input *input; /* handed to the exec_op when the command started */
 };
 
 struct exec_op {
@@ -87,6 +113,7 @@ struct exec_op {
     int64_t out_nap_until; /* CLOCK_MONOTONIC ns before which the pipe is not read (see OUT_NAP_NS) */
     int64_t err_nap_until;
     long oom_kills_at_start; /* the kernel's OOM-kill count when the exec started, -1 if unknown */
+    struct exec_input *input; /* EXEC_PIPE/EXEC_TTY: the command's stdin (exec-input.c); NULL for EXEC */
 };
 
 struct write_op {
@@ -158,10 +185,26 @@ bool restrict_syscalls(void);
 
 /* exec.c */
 extern bool coalesce_output;
-void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len, struct exec_stdio *io);
 enum pump_result pump(struct agent *a, uint32_t id, int *fd, uint8_t type, int64_t *nap_until);
 void reap_children(struct agent *a);
 void signal_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+
+/* exec-input.c */
+void start_piped_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+void exec_started(struct agent *a, struct exec_op *e);
+void stdin_data(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+void stdin_eof(struct agent *a, uint32_t id);
+struct exec_input *new_input(int fd, bool tty);
+void free_input(struct exec_input *in);
+int input_poll_fd(const struct exec_input *in);
+void pump_input(struct agent *a, struct exec_op *e);
+
+/* pty.c */
+extern bool tty_signals;
+void tty_signal_keys(struct exec_op *e, const unsigned char *p, size_t len);
+void start_tty_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+void resize_tty(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
 
 /* spawn.c */
 pid_t spawn_process(int (*child)(void *), void *arg);

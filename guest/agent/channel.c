@@ -61,13 +61,18 @@ static bool id_in_use(const struct agent *a, uint32_t id)
 static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p, size_t len)
 {
     bool starts_op = type == T_EXEC || type == T_WRITE_OPEN || type == T_READ || type == T_WRITE_OPEN_TEMP ||
-                     type == T_READ_STREAM || type == T_PORT_CONNECT;
+                     type == T_READ_STREAM || type == T_EXEC_PIPE || type == T_EXEC_TTY || type == T_PORT_CONNECT;
     if (starts_op && id_in_use(a, id)) {
         send_error(a, id, "operation id %u is already in use", (unsigned)id);
         return;
     }
     switch (type) {
-    case T_EXEC: start_exec(a, id, p, len); break;
+    case T_EXEC: start_exec(a, id, p, len, NULL); break;
+    case T_EXEC_PIPE: start_piped_exec(a, id, p, len); break;
+    case T_EXEC_TTY: start_tty_exec(a, id, p, len); break;
+    case T_STDIN: stdin_data(a, id, p, len); break;
+    case T_STDIN_EOF: stdin_eof(a, id); break;
+    case T_RESIZE: resize_tty(a, id, p, len); break;
     case T_SIGNAL: signal_exec(a, id, p, len); break;
     case T_WRITE_OPEN: write_open(a, id, p, len, false); break;
     case T_WRITE_OPEN_TEMP: write_open(a, id, p, len, true); break;

@@ -11,7 +11,7 @@
 bool coalesce_output = true;
 
 /* What the child reports through its error pipe when it cannot get to execve(). */
-enum child_stage { ST_SETSID, ST_DEVNULL, ST_DUP, ST_CHDIR, ST_CAPS, ST_SETGROUPS, ST_SETGID, ST_SETUID, ST_SECCOMP, ST_EXEC };
+enum child_stage { ST_SETSID, ST_TTY, ST_DEVNULL, ST_DUP, ST_CHDIR, ST_CAPS, ST_SETGROUPS, ST_SETGID, ST_SETUID, ST_SECCOMP, ST_EXEC };
 struct child_error {
     int stage;
     int err;
@@ -24,6 +24,8 @@ struct child_setup {
     gid_t gid;
     mode_t umask;
     int out_w, err_w;
+    int in_fd; /* the command's stdin (EXEC_PIPE, EXEC_TTY), -1: /dev/null */
+    bool tty;  /* in_fd is a terminal: it is also fds 1 and 2, and the controlling terminal */
     char *const *argv;
     char *const *envp;
     /* Written by the child (it shares the agent's memory, spawn.c) when it cannot get to execve(). */
@@ -52,10 +54,15 @@ static int run_child(void *arg)
     if (exec_cgroup_procs_fd >= 0) join_cgroup(exec_cgroup_procs_fd); /* best effort, see setup_workload_memory_cgroup */
 
     if (setsid() < 0) child_fail(cs, ST_SETSID);
-    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null_fd < 0) child_fail(cs, ST_DEVNULL);
-    /* All three sources are >= 3 (fds 0-2 are always open in the agent), so no overlap. */
-    if (dup2(null_fd, 0) < 0 || dup2(cs->out_w, 1) < 0 || dup2(cs->err_w, 2) < 0) child_fail(cs, ST_DUP);
+    if (cs->tty) {
+        if (ioctl(cs->in_fd, TIOCSCTTY, 0) < 0) child_fail(cs, ST_TTY);
+        if (dup2(cs->in_fd, 0) < 0 || dup2(cs->in_fd, 1) < 0 || dup2(cs->in_fd, 2) < 0) child_fail(cs, ST_DUP);
+    } else {
+        int in = cs->in_fd;
+        if (in < 0 && (in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) child_fail(cs, ST_DEVNULL);
+        /* All three sources are >= 3 (fds 0-2 are always open in the agent), so no overlap. */
+        if (dup2(in, 0) < 0 || dup2(cs->out_w, 1) < 0 || dup2(cs->err_w, 2) < 0) child_fail(cs, ST_DUP);
+    }
 
     /* Like runc: chdir as root first; if that is refused, retry as the target user. */
     bool chdir_later = false;
@@ -81,6 +88,7 @@ static void report_child_error(struct agent *a, uint32_t id, const struct child_
     const char *why = strerror(ce->err);
     switch (ce->stage) {
     case ST_SETSID: send_error(a, id, "setsid: %s", why); break;
+    case ST_TTY: send_error(a, id, "making the terminal the controlling terminal: %s", why); break;
     case ST_CAPS: send_error(a, id, "dropping capabilities: %s", why); break;
     case ST_SECCOMP: send_error(a, id, "no_new_privs and seccomp filter: %s", why); break;
     case ST_DEVNULL: send_error(a, id, "open /dev/null: %s", why); break;
@@ -93,7 +101,7 @@ static void report_child_error(struct agent *a, uint32_t id, const struct child_
     }
 }
 
-void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
+void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len, struct exec_stdio *io)
 {
     int n = count_strings(p, len);
     if (n < 3) {
@@ -104,7 +112,9 @@ void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len
     split_strings(p, len, s);
     s[n] = NULL;
 
-    struct child_setup cs = {.cwd = s[0][0] ? s[0] : "/", .as_user = s[1][0] != 0, .umask = a->exec_umask};
+    bool tty = io && io->tty;
+    struct child_setup cs = {.cwd = s[0][0] ? s[0] : "/", .as_user = s[1][0] != 0, .umask = a->exec_umask,
+                             .in_fd = io ? io->child_in : -1, .tty = tty, .out_w = -1, .err_w = -1};
     const char *argv[] = {"sh", "-c", s[2], NULL};
     cs.argv = (char *const *)argv;
     cs.envp = (char *const *)(s + 3);
@@ -114,7 +124,7 @@ void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len
         send_error(a, id, "invalid user: %s", s[1]);
         goto out;
     }
-    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+    if (!tty && (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)) {
         send_error(a, id, "pipe: %s", strerror(errno));
         goto out;
     }
@@ -141,14 +151,23 @@ void start_exec(struct agent *a, uint32_t id, const unsigned char *p, size_t len
     struct exec_op *e = xmalloc(sizeof *e);
     *e = (struct exec_op){.next = a->execs, .id = id, .pid = pid, .out_fd = outp[0], .err_fd = errp[0],
                           .oom_kills_at_start = oom_kill_count()};
+    if (tty) { /* a terminal's output is one stream, read from its master */
+        e->out_fd = io->out_r;
+        io->out_r = -1;
+    }
     set_nonblock(e->out_fd, true);
-    set_nonblock(e->err_fd, true);
-    if (coalesce_output) { /* best effort: a smaller pipe only costs throughput */
+    if (e->err_fd >= 0) set_nonblock(e->err_fd, true);
+    if (coalesce_output && !tty) { /* best effort: a smaller pipe only costs throughput */
         fcntl(e->out_fd, F_SETPIPE_SZ, PIPE_BYTES);
         fcntl(e->err_fd, F_SETPIPE_SZ, PIPE_BYTES);
     }
     a->execs = e;
     outp[0] = errp[0] = -1; /* now owned by e */
+    if (io) {
+        e->input = io->input;
+        io->input = NULL;
+        exec_started(a, e);
+    }
 out:
     for (int i = 0; i < 2; i++) {
         close_fd(&outp[i]);
@@ -218,6 +237,7 @@ void reap_children(struct agent *a)
             flags >> 24, flags >> 16, flags >> 8, flags,
         };
         send_frame(a, T_EXIT, e->id, exit_payload, sizeof exit_payload);
+        free_input(e->input);
         free(e);
     }
 }

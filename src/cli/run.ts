@@ -19,7 +19,8 @@ import { checkInvocable } from "./command-check.js";
 import { envOptions } from "./env-options.js";
 import { CliExit, EXIT_ENGINE_FAILED, failingWith } from "./exit-status.js";
 import { openResident, residentSocket } from "./resident-link.js";
-import { commandWords, exitStatusOnBadFlags, interactiveFlags, parseBool, refuseInteractive } from "./run-options.js";
+import { commandWords, exitStatusOnBadFlags, parseBool } from "./run-options.js";
+import { attachInput } from "./interactive.js";
 import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
 import { collect } from "./options.js";
 
@@ -197,16 +198,17 @@ export function registerRunCommand(program: Command): void {
     .option("-w, --workdir <dir>", "working directory of every command, made if missing (default: the image's WORKDIR, else the workspace)")
     .option("--rm [bool]", "remove the sandbox's state when done; --rm=false keeps it (and prints its id)", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
+    .option("-i, --interactive", "pass our stdin to the command (its end is the command's EOF)")
+    .option("-t, --tty", "run the command on a terminal (its output is one stream; with -i our terminal goes raw)")
     .option("-p, --publish <[local:]remote>", "forward host port LOCAL to the guest's 127.0.0.1:REMOTE while the command runs (repeatable)", collect, [])
     .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, []);
-  interactiveFlags(run);
   exitStatusOnBadFlags(run);
   run
     .argument("[command...]", "command and arguments (default: the image's ENTRYPOINT + CMD; use -- before a command with options)")
     .passThroughOptions()
     .action((args: string[], opts: RunOptions) => failingWith(EXIT_ENGINE_FAILED, async () => {
-      refuseInteractive(opts);
       const command = commandWords(args);
+      if (opts.detach && (opts.interactive || opts.tty)) throw new Error("run -d cannot be combined with -i/--interactive or -t/--tty: a detached command has no terminal or stdin of ours");
       if (opts.detach) return runDetached(command, opts);
       const request = parseCreateParams(runParams(opts));
       const config = request.config;
@@ -235,19 +237,23 @@ export function registerRunCommand(program: Command): void {
         throw err;
       }
       if (stopped !== undefined) await finish().finally(() => process.exit(stopped));
-      const sb = sandbox;
-      if (!opts.rm) process.stderr.write(`${sb.id}\n`);
-      for (const b of sb.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
-      try {
-        attachPoint = await serveForExec(sb);
-        const image = sb.imageConfig;
-        const argv = [...image.entrypoint, ...(command.length > 0 ? command : image.cmd)];
-        if (argv.length === 0) throw new CliExit(EXIT_ENGINE_FAILED, `no command: the image ${config.image} has no ENTRYPOINT or CMD; give one after the options`);
-        const quiet = { stdout: () => undefined, stderr: () => undefined };
-        await checkInvocable(argv, async (script) => (await sb.exec(script, {}, quiet)).exitCode);
-        // Its output goes to the sandbox's log too, as a detached one's does (`matchlock log ID`).
-        const log = await CappedLogAppender.open(logFile(sb.id), "command");
-        const out = await sb.exec(argv.map(shellQuote).join(" "), {}, {
+        const sb = sandbox;
+        if (!opts.rm) process.stderr.write(`${sb.id}\n`);
+        for (const b of sb.ports.bindings) process.stderr.write(`${describeBinding(b)}\n`);
+        let detach = (): void => undefined;
+        try {
+          attachPoint = await serveForExec(sb);
+          const image = sb.imageConfig;
+          const argv = [...image.entrypoint, ...(command.length > 0 ? command : image.cmd)];
+          if (argv.length === 0) throw new CliExit(EXIT_ENGINE_FAILED, `no command: the image ${config.image} has no ENTRYPOINT or CMD; give one after the options`);
+          const quiet = { stdout: () => undefined, stderr: () => undefined };
+          await checkInvocable(argv, async (script) => (await sb.exec(script, {}, quiet)).exitCode);
+          // Its output goes to the sandbox's log too, as a detached one's does (`matchlock log ID`).
+          const log = await CappedLogAppender.open(logFile(sb.id), "command");
+          // -i/-t: our stdin and terminal, attached only now (the checks above must not eat input).
+          const attached = attachInput(opts);
+          detach = attached.detach;
+          const out = await sb.exec(argv.map(shellQuote).join(" "), { input: attached.input }, {
           // A slow reader of our output slows the sandbox down instead of filling our memory.
           stdout: (d) => (void log.write(d), process.stdout.write(d) ? undefined : once(process.stdout, "drain")),
           stderr: (d) => (void log.write(d), process.stderr.write(d) ? undefined : once(process.stderr, "drain")),
@@ -255,6 +261,7 @@ export function registerRunCommand(program: Command): void {
         if (out.outOfMemory) process.stderr.write(`matchlock: the command ran out of memory (killed by the OOM killer; limit ${config.memoryMb} MiB)\n`);
         process.exitCode = out.exitCode;
       } finally {
+        detach();
         await finish();
       }
     }));

@@ -14,6 +14,11 @@ export const FrameType = {
   CANCEL: 0x09,
   READ_STREAM: 0x0a,
   CREDIT: 0x0b,
+  EXEC_PIPE: 0x20,
+  EXEC_TTY: 0x21,
+  STDIN: 0x22,
+  STDIN_EOF: 0x23,
+  RESIZE: 0x24,
   STDOUT: 0x10,
   STDERR: 0x11,
   EXIT: 0x12,
@@ -21,6 +26,8 @@ export const FrameType = {
   ENTRIES: 0x14,
   ERROR: 0x15,
   READY: 0x16,
+  STDIN_ACK: 0x28,
+  STARTED: 0x29,
   // Port forwarding: engine -> agent 0x30-0x37, agent -> engine 0x38-0x3f (see port-frames.ts).
   PORT_CONNECT: 0x30,
   PORT_DATA: 0x31,
@@ -42,7 +49,7 @@ export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
 const AGENT_TO_ENGINE = new Set<number>([
   FrameType.STDOUT, FrameType.STDERR, FrameType.EXIT, FrameType.OK,
-  FrameType.ENTRIES, FrameType.ERROR, FrameType.READY, FrameType.STAT_RESULT,
+  FrameType.ENTRIES, FrameType.ERROR, FrameType.READY, FrameType.STDIN_ACK, FrameType.STARTED, FrameType.STAT_RESULT,
   FrameType.PORT_CONNECTED, FrameType.PORT_DATA_OUT, FrameType.PORT_CREDIT_OUT, FrameType.PORT_EOF, FrameType.PORT_CLOSED,
 ]);
 
@@ -55,6 +62,17 @@ export const DATA_CHUNK = 256 * 1024;
  * syscall stops per MB under gVisor's ptrace; the engine's read credit counts such chunks).
  */
 export const READ_CHUNK = 256 * 1024;
+
+/** STDIN bytes an exec may have in flight, sent and not yet acknowledged by STDIN_ACK (the agent's buffer). */
+export const STDIN_WINDOW = 256 * 1024;
+/** Largest STDIN frame we send. */
+export const STDIN_CHUNK = 64 * 1024;
+
+/** A 4-byte big-endian unsigned payload (STDIN_ACK, STARTED). */
+export function decodeUint32(payload: Buffer, what: string): number {
+  if (payload.length !== 4) throw new AgentProtocolError(`${what} payload must be 4 bytes, got ${payload.length}`);
+  return payload.readUInt32BE(0);
+}
 
 export interface Frame {
   type: number;

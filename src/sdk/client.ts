@@ -1,6 +1,6 @@
 // The SDK's entry point: one Client = one engine session (its own `matchlock rpc` process, or a
 // connection to a resident `matchlock serve`) = (at most) one VM.
-import { Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import { Base64Data } from "../protocol/base64.js";
 import { Method, Notification } from "../protocol/methods.js";
 import { connectEngine, spawnEngine } from "./engine-link.js";
@@ -10,6 +10,9 @@ import { NetworkHookServer, networkInterceptionWire } from "./network-hooks.js";
 import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
 import { shakeHands } from "./handshake.js";
 import { OutputSink } from "./output-sink.js";
+import { ExecInputChannel, pumpResizes, pumpStdin } from "./exec-input.js";
+import { ProcessHandle } from "./process-handle.js";
+import { enterRawMode, followResizes, sizeOf } from "./terminal.js";
 import { runCommand } from "./run-command.js";
 import type { Sandbox } from "./sandbox.js";
 import { Transport, type JsonObject } from "./transport.js";
@@ -21,6 +24,12 @@ import type {
   ExecResult,
   ExecStreamOptions,
   ExecStreamResult,
+  ExecPipeOptions,
+  ExecPipeResult,
+  ExecInteractiveOptions,
+  ExecInteractiveResult,
+  SpawnOptions,
+  StreamReader,
   OutputTarget,
   FileInfo,
   LogStreamOptions,
@@ -188,18 +197,122 @@ export class Client implements AsyncDisposable {
   }
 
   /** Like exec(), but delivers output as it arrives to `stdout`/`stderr` (streams or callbacks). */
-  async execStream(command: string, opts: ExecStreamOptions = {}): Promise<ExecStreamResult> {
-    const sinks = {
-      [Notification.EXEC_STDOUT]: new OutputSink(opts.stdout),
-      [Notification.EXEC_STDERR]: new OutputSink(opts.stderr),
-    } as Record<string, OutputSink>;
+  execStream(command: string, opts: ExecStreamOptions = {}): Promise<ExecStreamResult> {
+    return this.streamed(Method.EXEC_STREAM, execParams(command, opts), opts, {
+      [Notification.EXEC_STDOUT]: opts.stdout,
+      [Notification.EXEC_STDERR]: opts.stderr,
+    });
+  }
+
+  /** execPipe() in `workingDir` with this stdin and these targets (upstream SDK's name). */
+  execPipeWithDir(command: string, workingDir = "", stdin?: StreamReader, stdout?: OutputTarget, stderr?: OutputTarget, opts: CallOptions = {}): Promise<ExecPipeResult> {
+    return this.execPipe(command, { ...opts, workingDir, ...(stdin ? { stdin } : {}), ...(stdout ? { stdout } : {}), ...(stderr ? { stderr } : {}) });
+  }
+
+  /**
+   * Like execStream(), with the command's stdin fed from `stdin` (a Readable or an iterable of
+   * chunks) at the command's pace; it reads EOF when `stdin` ends (at once without one).
+   */
+  async execPipe(command: string, opts: ExecPipeOptions = {}): Promise<ExecPipeResult> {
+    let pumped: Promise<unknown> = Promise.resolve();
+    const result = await this.withInput(false, execParams(command, opts), opts, {
+      [Notification.PIPE_STDOUT]: opts.stdout,
+      [Notification.PIPE_STDERR]: opts.stderr,
+    }, (input) => (pumped = feed(input, opts.stdin)));
+    await failedStdin(pumped);
+    return result;
+  }
+
+  /**
+   * Runs the command on a terminal of its own (`rows` x `cols`, default 24 x 80): what `stdin`
+   * gives is typed into it, and everything it prints comes to `stdout`. Given process.stdin and
+   * process.stdout (TTYs), the local terminal is in raw mode while it runs and its size and
+   * resizes are passed on: `await client.execInteractive("sh", { stdin: process.stdin, stdout: process.stdout })`.
+   */
+  async execInteractive(command: string, opts: ExecInteractiveOptions = {}): Promise<ExecInteractiveResult> {
+    const local = sizeOf(opts.stdout);
+    const params = execParams(command, opts);
+    params.rows = terminalDimension("rows", opts.rows) ?? local?.[0] ?? 24;
+    params.cols = terminalDimension("cols", opts.cols) ?? local?.[1] ?? 80;
+    let pumped: Promise<unknown> = Promise.resolve();
+    const leaveRawMode = enterRawMode(opts.stdin);
+    try {
+      const result = await this.withInput(true, params, opts, { [Notification.TTY_STDOUT]: opts.stdout }, (input) => {
+        pumped = feed(input, opts.stdin);
+        if (opts.resize) void pumpResizes(input, opts.resize).catch(() => undefined);
+        else input.whenStopped(followResizes(opts.stdout, (rows, cols) => input.resize(rows, cols)));
+      });
+      await failedStdin(pumped);
+      return result;
+    } finally {
+      leaveRawMode();
+    }
+  }
+
+  /**
+   * Starts a command and returns at once (once it runs) with a handle: its pid, `stdout` and
+   * `stderr` Readables, a `stdin` Writable, `wait()` and `kill(signal)`. Many may run at once.
+   * Output is flow-controlled: read both streams (or `resume()` them), or the commands of this
+   * client stall once one of them fills.
+   */
+  async spawn(command: string, opts: SpawnOptions = {}): Promise<ProcessHandle> {
+    const size = opts.tty === true ? { rows: 24, cols: 80 } : opts.tty || undefined;
+    const params = execParams(command, opts);
+    if (size) {
+      params.rows = terminalDimension("rows", size.rows) ?? 24;
+      params.cols = terminalDimension("cols", size.cols) ?? 80;
+    }
+    const stdout = new PassThrough({ highWaterMark: SPAWN_OUTPUT_HIGH_WATER });
+    const stderr = new PassThrough({ highWaterMark: SPAWN_OUTPUT_HIGH_WATER });
+    let started!: (v: { input: ExecInputChannel; pid: number | undefined }) => void;
+    const ready = new Promise<{ input: ExecInputChannel; pid: number | undefined }>((resolve) => (started = resolve));
+    const targets = size ? { [Notification.TTY_STDOUT]: stdout } : { [Notification.PIPE_STDOUT]: stdout, [Notification.PIPE_STDERR]: stderr };
+    const done = this.withInput(size !== undefined, params, opts, targets, (input, pid) => started({ input, pid }));
+    // However the command ends, its streams end; a failure is wait()'s to report (an 'error' on a
+    // stream nobody listens to would crash the caller's process).
+    const endStreams = () => {
+      stdout.end();
+      stderr.end();
+    };
+    void done.then(endStreams, endStreams);
+    const { input, pid } = await Promise.race([ready, done.then(() => { throw new MatchlockError("the command ended before it was reported started"); })]);
+    if (pid === undefined) throw new MatchlockError("this engine does not report process ids (exec_pipe.ready without pid): upgrade it");
+    return new ProcessHandle(pid, input, stdout, stderr, done);
+  }
+
+  /** Runs an exec_pipe/exec_tty; `onReady` gets its input channel once the command runs. */
+  private withInput(
+    tty: boolean, params: JsonObject, opts: CallOptions, targets: Record<string, OutputTarget | undefined>,
+    onReady: (input: ExecInputChannel, pid: number | undefined) => void,
+  ): Promise<ExecStreamResult> {
+    const readyMethod = tty ? Notification.TTY_READY : Notification.PIPE_READY;
+    let input: ExecInputChannel | undefined;
+    return this.streamed(tty ? Method.EXEC_TTY : Method.EXEC_PIPE, params, opts, targets, (method, p) => {
+      if (method !== readyMethod || input || typeof p.id !== "number") return;
+      input = new ExecInputChannel(this.transport, tty, p.id);
+      onReady(input, typeof p.pid === "number" ? p.pid : undefined);
+    }).finally(() => input?.stop());
+  }
+
+  /** A request whose output notifications go to `targets` (by notification method); others to `other`. */
+  private async streamed(
+    method: string, params: JsonObject, opts: CallOptions, targets: Record<string, OutputTarget | undefined>,
+    other?: (method: string, params: JsonObject) => void,
+  ): Promise<ExecStreamResult> {
+    const sinks: Record<string, OutputSink> = {};
+    for (const [name, target] of Object.entries(targets)) sinks[name] = new OutputSink(target);
     let result: JsonObject;
     try {
-      result = await this.transport.request(Method.EXEC_STREAM, execParams(command, opts), {
+      result = await this.transport.request(method, params, {
         timeoutMs: opts.timeoutMs,
         signal: opts.signal,
         // A full target returns a promise: the transport reads no more from the engine until it settles.
-        onNotification: (method, params) => sinks[method]?.write(decodeBase64(params.data)),
+        onNotification: (name, p) => {
+          const sink = sinks[name];
+          if (sink) return sink.write(decodeBase64(p.data));
+          other?.(name, p);
+          return undefined;
+        },
       });
     } finally {
       // Output that arrived before a failure is still delivered.
@@ -207,7 +320,7 @@ export class Client implements AsyncDisposable {
     }
     const targetError = Object.values(sinks).find((sink) => sink.error !== undefined)?.error;
     if (targetError !== undefined) {
-      throw new MatchlockError(`exec_stream output target failed: ${String(targetError)}`, { cause: targetError });
+      throw new MatchlockError(`${method} output target failed: ${String(targetError)}`, { cause: targetError });
     }
     return toExecStreamResult(result);
   }
@@ -444,6 +557,32 @@ export class Client implements AsyncDisposable {
       }
     }
   }
+}
+
+/** Output a spawned command's stream holds before the engine is told to wait. */
+const SPAWN_OUTPUT_HIGH_WATER = 256 * 1024;
+
+/** Feeds stdin; a failing source ends the command's input (EOF) and is reported after it ends. */
+function feed(input: ExecInputChannel, stdin: StreamReader | undefined): Promise<unknown> {
+  return pumpStdin(input, stdin).then(() => undefined, (err: unknown) => {
+    input.end();
+    return { failed: err };
+  });
+}
+
+async function failedStdin(pumped: Promise<unknown>): Promise<void> {
+  const outcome = (await Promise.race([pumped, Promise.resolve(undefined)])) as { failed?: unknown } | undefined;
+  if (outcome && "failed" in outcome) throw new MatchlockError(`stdin source failed: ${String(outcome.failed)}`, { cause: outcome.failed });
+}
+
+/** A terminal size given by the caller: undefined (or not positive, as upstream) is the default. */
+function terminalDimension(name: string, value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || Number.isNaN(value)) throw new MatchlockError(`${name} must be a number`, { kind: "invalid_argument" });
+  const n = Math.trunc(value);
+  if (n <= 0) return undefined;
+  if (n > 0xffff) throw new MatchlockError(`${name} must be at most 65535, got ${value}`, { kind: "invalid_argument" });
+  return n;
 }
 
 function checkBoolean(name: string, value: unknown): boolean {

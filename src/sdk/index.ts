@@ -1,5 +1,6 @@
 // Public surface of the matchlock TypeScript SDK.
 export { Client } from "./client.js";
+export type { ProcessHandle } from "./process-handle.js";
 export { Sandbox, createSandbox } from "./sandbox.js";
 export {
   NETWORK_HOOK_ACTION_ALLOW, NETWORK_HOOK_ACTION_BLOCK, NETWORK_HOOK_ACTION_MUTATE, NETWORK_HOOK_PHASE_AFTER, NETWORK_HOOK_PHASE_BEFORE,
@@ -20,6 +21,13 @@ export type {
   ExecResult,
   ExecStreamOptions,
   ExecStreamResult,
+  ExecPipeOptions,
+  ExecPipeResult,
+  ExecInteractiveOptions,
+  ExecInteractiveResult,
+  SpawnOptions,
+  StreamReader,
+  TTYSize,
   FileInfo,
   ImageConfig,
   LogStreamOptions,

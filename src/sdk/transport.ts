@@ -128,6 +128,14 @@ export class Transport {
   }
 
   /**
+   * A message nobody waits an answer for (exec_pipe.stdin_eof, exec_tty.resize): sent with a
+   * fresh id, as every SDK of the protocol does; dropped when the engine is not running.
+   */
+  post(method: string, params: JsonObject): void {
+    if (this.state === "running") this.send(method, params, this.nextId++, () => undefined);
+  }
+
+  /**
    * Ends the session: closes stdin (the engine exits on EOF), waits up to `graceMs` for the
    * exit, then SIGKILLs. Calls still pending fail with "Matchlock client closed".
    */

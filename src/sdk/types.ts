@@ -106,8 +106,8 @@ export interface PortForwardBinding {
 }
 
 
-/** Bytes as the hooks may give them: strings are encoded as UTF-8. */
-export type BinaryLike = string | Buffer | Uint8Array | ArrayBuffer;
+/** Bytes as hooks and stdin take them: strings are encoded as UTF-8. */
+export type BinaryLike = string | Uint8Array | ArrayBuffer;
 
 /** `before` rules see and change requests (before secrets are substituted), `after` rules answers. "" = before. */
 export type NetworkHookPhase = "" | "before" | "after";
@@ -287,4 +287,39 @@ export interface MakeDirOptions extends CallOptions {
 export interface WriteFileOptions extends CallOptions {
   /** Permission bits, default 0o644. */
   mode?: number;
+}
+
+
+/** Where a command's stdin comes from: a Node Readable, or any (async) iterable of chunks. */
+export type StreamReader = NodeJS.ReadableStream | AsyncIterable<BinaryLike> | Iterable<BinaryLike>;
+
+/** A terminal size: [rows, cols]. */
+export type TTYSize = [rows: number, cols: number];
+
+export interface ExecPipeOptions extends ExecOptions {
+  /** The command's stdin; it reads EOF when this ends (at once when there is none). */
+  stdin?: StreamReader;
+  stdout?: OutputTarget;
+  stderr?: OutputTarget;
+}
+
+export type ExecPipeResult = ExecStreamResult;
+
+export interface ExecInteractiveOptions extends ExecOptions {
+  /** Typed into the terminal; process.stdin (a TTY) is put in raw mode while the command runs. */
+  stdin?: StreamReader;
+  /** The terminal's output (stdout and stderr are one stream on a terminal). */
+  stdout?: OutputTarget;
+  /** Terminal size; default 24 x 80, or process.stdout's when it is the stdout and a TTY. */
+  rows?: number;
+  cols?: number;
+  /** Later sizes; default: process.stdout's resizes when it is the stdout and a TTY. */
+  resize?: AsyncIterable<TTYSize> | Iterable<TTYSize>;
+}
+
+export type ExecInteractiveResult = ExecStreamResult;
+
+export interface SpawnOptions extends ExecOptions {
+  /** Run on a terminal (true: 24 x 80): its output is all on `stdout`, and `resize()` works. */
+  tty?: boolean | { rows: number; cols: number };
 }

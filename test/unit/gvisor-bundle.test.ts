@@ -28,13 +28,13 @@ test("capabilities: the default set with no_new_privs unless privileged; the age
   };
   const confined = process(false);
   assert.equal(confined.noNewPrivileges, true);
-  assert.deepEqual(confined.args, ["/.matchlock/agent"]);
+  assert.deepEqual(confined.args, ["/.matchlock/agent", "--tty-signals"]);
   assert.equal(confined.capabilities.bounding!.length, 13);
   assert.ok(!confined.capabilities.bounding!.includes("CAP_SYS_ADMIN") && !confined.capabilities.bounding!.includes("CAP_NET_RAW"));
   assert.deepEqual(confined.capabilities.inheritable, []);
   const privileged = process(true);
   assert.equal(privileged.noNewPrivileges, false);
-  assert.deepEqual(privileged.args, ["/.matchlock/agent", "--privileged"]);
+  assert.deepEqual(privileged.args, ["/.matchlock/agent", "--tty-signals", "--privileged"]);
   assert.ok(privileged.capabilities.effective!.includes("CAP_SYS_ADMIN"));
 });
 

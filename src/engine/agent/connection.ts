@@ -3,6 +3,7 @@
 // malformed frames end the connection (see FrameDecoder), unknown ids are ignored.
 import type { Readable, Writable } from "node:stream";
 import type { CancelSwitch } from "./cancel-switch.js";
+import type { ExecInput } from "./exec-input.js";
 import {
   AgentProtocolError, DATA_CHUNK, FrameDecoder, FrameType, decodeEntries, decodeExit,
   encodeFrame, encodeFrameHeader, encodeStrings, type DirEntry, type ExitStatus, type Frame, type FrameTypeCode,
@@ -129,20 +130,31 @@ export class AgentConnection {
     if (!this.toAgent.writableEnded) this.toAgent.end();
   }
 
-  /** Runs a command; `cancel` stops it (SIGTERM to its process group, SIGKILL 5 s later). */
-  exec(req: ExecRequest, sink: ExecSink, cancel?: CancelSwitch): Promise<ExitStatus> {
+  /**
+   * Runs a command; `cancel` stops it (SIGTERM to its process group, SIGKILL 5 s later). With
+   * `input` its stdin is fed from there (EXEC_PIPE), on a terminal when `input.tty` is set (EXEC_TTY).
+   */
+  exec(req: ExecRequest, sink: ExecSink, cancel?: CancelSwitch, input?: ExecInput): Promise<ExitStatus> {
     let payload: Buffer;
     try {
-      payload = Buffer.concat([encodeStrings([req.cwd, req.user, req.command]), this.encodedEnv(req.env)]);
+      payload = Buffer.concat([
+        input?.tty ? encodeStrings([String(input.tty.rows), String(input.tty.cols)]) : Buffer.alloc(0),
+        encodeStrings([req.cwd, req.user, req.command]), this.encodedEnv(req.env),
+      ]);
     } catch (err) {
       return Promise.reject(err); // a NUL in a field: fail as a promise, like every other failure
     }
-    return this.run<ExitStatus>(FrameType.EXEC, payload, (frame, done) => {
+    const type = !input ? FrameType.EXEC : input.tty ? FrameType.EXEC_TTY : FrameType.EXEC_PIPE;
+    const opened = input && ((id: number) => input.attach((t, p) => this.write(t, id, p)));
+    return this.run<ExitStatus>(type, payload, (frame, done) => {
       if (frame.type === FrameType.STDOUT) return sink.stdout(frame.payload);
-      if (frame.type === FrameType.STDERR) return sink.stderr(frame.payload);
-      if (frame.type === FrameType.EXIT) done.resolve(decodeExit(frame.payload));
+      if (frame.type === FrameType.STDERR && !input?.tty) return sink.stderr(frame.payload);
+      if (frame.type === FrameType.EXIT) {
+        input?.close(); // nothing more goes to this id
+        done.resolve(decodeExit(frame.payload));
+      } else if (input && (frame.type === FrameType.STDIN_ACK || frame.type === FrameType.STARTED)) input.onFrame(frame.type, frame.payload);
       else done.unexpected();
-    }, cancel);
+    }, cancel, opened);
   }
 
   /**
@@ -249,6 +261,7 @@ export class AgentConnection {
   private run<T>(
     type: FrameTypeCode, payload: Buffer,
     handle: (frame: Frame, done: Completion<T>) => void | Promise<unknown>, cancel?: CancelSwitch,
+    opened?: (id: number) => void,
   ): Promise<T> {
     const id = this.allocId();
     const op = this.track(id, handle);
@@ -259,6 +272,7 @@ export class AgentConnection {
       return Promise.reject(err);
     }
     // After the opening frame, so that a switch already flipped signals an exec the agent knows.
+    opened?.(id);
     if (cancel) this.armCancel(op, cancel);
     return drained ? drained.then(() => op.result) : op.result;
   }

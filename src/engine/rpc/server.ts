@@ -5,6 +5,8 @@
 //   a cancelled create stops what it made and removes its record); `close`
 //   stops the sandbox at once (in-flight calls then fail) and ends the session;
 // - every other method runs concurrently; a request's notifications precede its response;
+// - the input messages of exec_pipe/exec_tty (stdin, stdin_eof, resize) are handled as they are
+//   read, in order, and never answered; a full stdin queue stops the reading until it drains;
 // - after `close`, the next line (or EOF) ends the session; EOF, SIGTERM and SIGINT tear the
 //   sandbox down (a create in progress is aborted and undone), so a client that dies never
 //   leaves one behind.
@@ -17,7 +19,7 @@ import { MessageWriter } from "./writer.js";
 import { Session, type SandboxFinder } from "./session.js";
 import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
-import { Method } from "../../protocol/methods.js";
+import { INPUT_METHODS, Method } from "../../protocol/methods.js";
 import type { SandboxHub } from "../resident/sandbox-hub.js";
 
 export interface ServeOptions {
@@ -126,6 +128,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }
     const { method, params, id } = parsed;
     traceStartup(`request ${method}`);
+    if (INPUT_METHODS.has(method)) {
+      // Stdin, EOF and resizes of a running exec_pipe/exec_tty: in order, never answered; a full
+      // stdin queue holds the reading of the next line (back-pressure on the client, as upstream).
+      if (queue) {
+        enqueue(undefined, () => session.input(method, params));
+        return undefined;
+      }
+      return session.input(method, params);
+    }
     if (method === Method.CANCEL) {
       // Never queued behind others. A request still waiting in the queue is marked and answered
       // "cancelled" when its turn comes; one that runs is stopped by the session. A create read

@@ -13,10 +13,30 @@ import type { MessageWriter } from "./writer.js";
 import { FileTransfers } from "./file-transfers.js";
 import { RpcError } from "./errors.js";
 import { decode, decodeBase64 } from "./params.js";
-import { FILE_OP_METHODS, Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
+import { FILE_OP_METHODS, Input, Method, Notification, TRANSFER_METHODS } from "../../protocol/methods.js";
 import { handleFileOp } from "./file-ops.js";
 import { logMethod, logStreamMethod } from "./logs.js";
 import type { SandboxHub } from "../resident/sandbox-hub.js";
+import { ExecInput, MAX_UNANSWERED_STDIN } from "../agent/exec-input.js";
+
+/** How one kind of exec talks to the client: its output notifications and, for pipe/tty, its input. */
+interface ExecKind {
+  method: string;
+  /** Output as notifications (else buffered into the result). */
+  stream: boolean;
+  stdout: string;
+  stderr: string;
+  input?: ExecInput;
+}
+
+const BUFFERED: ExecKind = { method: Method.EXEC, stream: false, stdout: "", stderr: "" };
+const STREAMED: ExecKind = { method: Method.EXEC_STREAM, stream: true, stdout: Notification.EXEC_STDOUT, stderr: Notification.EXEC_STDERR };
+
+/** An exec_pipe or exec_tty that takes input, by its request id. */
+interface LiveInput {
+  tty: boolean;
+  input: ExecInput;
+}
 import { forwardAddressesSchema, forwardSchema, toForwardRequest } from "../ports/port-forward-params.js";
 import type { PortForwards } from "../ports/port-forwards.js";
 
@@ -28,6 +48,13 @@ const execParams = z.strictObject({
   // A matchlock extension: variables set over the sandbox's for this command only.
   env: z.record(z.string().regex(/^[^=\0]+$/, "must be a non-empty name without '=' or NUL"), z.string().regex(/^[^\0]*$/, "must not contain NUL")).optional(),
 });
+const uint16 = z.number().int().min(0).max(0xffff);
+const ttyParams = execParams.extend({ rows: uint16.optional(), cols: uint16.optional() });
+const inputTarget = z.number().int().nonnegative();
+const stdinParams = z.strictObject({ id: inputTarget, data: z.string() });
+const eofParams = z.strictObject({ id: inputTarget });
+const resizeParams = z.strictObject({ id: inputTarget, rows: uint16, cols: uint16 });
+const signalParams = z.strictObject({ id: inputTarget, signal: z.number().int().min(1).max(64) });
 const pathParams = z.strictObject({ path: z.string() });
 const writeParams = z.strictObject({
   path: z.string(),
@@ -60,6 +87,8 @@ export class Session {
   /** What `cancel` can stop, by request id: an exec's CancelSwitch or a create's AbortController. */
   private readonly cancels = new Map<RequestId, { abort(): void }>();
   private readonly transfers = new FileTransfers(() => this.current());
+  /** Running exec_pipe/exec_tty commands, by the id of their request. */
+  private readonly inputs = new Map<RequestId, LiveInput>();
   /** The request id of the `create` that made the current sandbox: cancelling it later undoes it. */
   private createdBy: RequestId | undefined;
   /** The create in progress, which a shutdown aborts and waits for (it undoes what it made). */
@@ -102,8 +131,12 @@ export class Session {
     switch (method) {
       case Method.CREATE: return this.create(params, id);
       case Method.CLOSE: return this.close(params);
-      case Method.EXEC: return this.exec(params, id, false);
-      case Method.EXEC_STREAM: return this.exec(params, id, true);
+      case Method.EXEC: return this.exec(params, id, BUFFERED);
+      case Method.EXEC_STREAM: return this.exec(params, id, STREAMED);
+      case Method.EXEC_PIPE: return this.execWithInput(params, id, false);
+      case Method.EXEC_TTY: return this.execWithInput(params, id, true);
+      case Method.EXEC_WRITE: return this.execWrite(params);
+      case Method.EXEC_SIGNAL: return this.execSignal(params);
       case Method.WRITE_FILE: return this.writeFile(params);
       case Method.READ_FILE: return this.readFile(params);
       case Method.LIST_FILES: return this.listFiles(params);
@@ -296,13 +329,94 @@ export class Session {
     return this.sandbox;
   }
 
-  private async exec(params: unknown, id: RequestId | null | undefined, stream: boolean): Promise<Result> {
+  /**
+   * exec_pipe / exec_tty: the input queue is registered before anything else (input sent early
+   * is kept); `ready` (with the command's pid, a matchlock extension) follows once it runs.
+   */
+  private async execWithInput(params: unknown, id: RequestId | null | undefined, tty: boolean): Promise<Result> {
+    const method = tty ? Method.EXEC_TTY : Method.EXEC_PIPE;
+    if (id === undefined || id === null) throw new RpcError(ErrorCode.INVALID_REQUEST, `${method} requires request id`);
+    const p: z.infer<typeof ttyParams> = decode(tty ? ttyParams : execParams, params);
+    if (this.inputs.has(id)) throw new RpcError(ErrorCode.INVALID_REQUEST, `request id ${id} is already used by a running ${method}`);
+    const input = new ExecInput(tty ? { rows: p.rows || 24, cols: p.cols || 80 } : undefined);
+    this.inputs.set(id, { tty, input });
+    input.onStarted = (pid) => void this.writer.notify(tty ? Notification.TTY_READY : Notification.PIPE_READY, { id, pid });
+    const kind: ExecKind = tty
+      ? { method, stream: true, stdout: Notification.TTY_STDOUT, stderr: Notification.TTY_STDOUT, input }
+      : { method, stream: true, stdout: Notification.PIPE_STDOUT, stderr: Notification.PIPE_STDERR, input };
+    try {
+      return await this.exec(p, id, kind, true);
+    } finally {
+      input.close();
+      if (this.inputs.get(id)?.input === input) this.inputs.delete(id);
+    }
+  }
+
+  /**
+   * exec_pipe.stdin and the other input messages: handled here, in the reader, in order, and
+   * never answered. A promise means "the queue is full": the reader waits for it (as upstream).
+   */
+  input(method: string, params: unknown): Promise<void> | undefined {
+    const tty = method.startsWith("exec_tty.");
+    try {
+      switch (method) {
+        case Input.PIPE_STDIN:
+        case Input.TTY_STDIN: {
+          const p = decode(stdinParams, params);
+          return this.liveInput(p.id, tty)?.write(decodeBase64(p.data));
+        }
+        case Input.PIPE_STDIN_EOF:
+        case Input.TTY_STDIN_EOF:
+          this.liveInput(decode(eofParams, params).id, tty)?.end();
+          return undefined;
+        case Input.TTY_RESIZE: {
+          const p = decode(resizeParams, params);
+          if (p.rows > 0 && p.cols > 0) this.liveInput(p.id, true)?.resize({ rows: p.rows, cols: p.cols });
+          return undefined;
+        }
+      }
+    } catch (err) {
+      // No reply is possible: say it where the operator sees it.
+      this.log(`ignored ${method}: ${(err as Error).message}`);
+    }
+    return undefined;
+  }
+
+  /** Unknown targets are ignored (the command may just have ended), as the spec says. */
+  private liveInput(id: RequestId, tty: boolean): ExecInput | undefined {
+    const live = this.inputs.get(id);
+    return live && live.tty === tty ? live.input : undefined;
+  }
+
+  /** exec_write: like exec_pipe.stdin, but answered once the command can take more. */
+  private async execWrite(params: unknown): Promise<Result> {
+    const p = decode(stdinParams, params);
+    const live = this.inputs.get(p.id);
+    if (!live) throw new RpcError(ErrorCode.EXEC_FAILED, `no running exec_pipe or exec_tty has request id ${p.id}: its stdin is closed`, "not_found");
+    if (live.input.queuedBytes > MAX_UNANSWERED_STDIN) {
+      throw new RpcError(ErrorCode.INVALID_REQUEST, `exec_write refused: more than ${MAX_UNANSWERED_STDIN} bytes of stdin are queued for request ${p.id}; wait for each exec_write's reply before sending much more`);
+    }
+    await live.input.write(decodeBase64(p.data));
+    return {};
+  }
+
+  private async execSignal(params: unknown): Promise<Result> {
+    const p = decode(signalParams, params);
+    const live = this.inputs.get(p.id);
+    if (!live) throw new RpcError(ErrorCode.EXEC_FAILED, `no running exec_pipe or exec_tty has request id ${p.id}`, "not_found");
+    live.input.signal(p.signal);
+    return {};
+  }
+
+  private async exec(params: unknown, id: RequestId | null | undefined, kind: ExecKind, decoded = false): Promise<Result> {
     const sb = this.current();
-    const p = decode(execParams, params);
+    const p = decoded ? (params as z.infer<typeof execParams>) : decode(execParams, params);
     const abort = new CancelSwitch();
+    const stream = kind.stream;
     // Ids are the client's; if one is reused while its first request runs, cancel finds the first.
     const cancellable = id !== undefined && id !== null && !this.cancels.has(id);
-    if (cancellable) this.cancels.set(id, abort);
+    // "On cancel, stdin reads see EOF": the queued input is dropped, then the command is signalled.
+    if (cancellable) this.cancels.set(id, kind.input ? { abort: () => { kind.input!.abort(); abort.abort(); } } : abort);
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     const streamId = id ?? null;
@@ -310,15 +424,15 @@ export class Session {
     const sink = stream
       ? {
           // Base64Data: the base64 text goes into the line without JSON.stringify scanning it.
-          stdout: (d: Buffer) => this.writer.notify(Notification.EXEC_STDOUT, { id: streamId, data: new Base64Data(d) }),
-          stderr: (d: Buffer) => this.writer.notify(Notification.EXEC_STDERR, { id: streamId, data: new Base64Data(d) }),
+          stdout: (d: Buffer) => this.writer.notify(kind.stdout, { id: streamId, data: new Base64Data(d) }),
+          stderr: (d: Buffer) => this.writer.notify(kind.stderr, { id: streamId, data: new Base64Data(d) }),
         }
       : bufferedSink(stdout, stderr, () => {
           overflow = true;
           abort.abort();
         });
     try {
-      const out = await sb.exec(p.command, { workingDir: p.working_dir, user: p.user, env: p.env, cancel: abort }, sink);
+      const out = await sb.exec(p.command, { workingDir: p.working_dir, user: p.user, env: p.env, cancel: abort, input: kind.input }, sink);
       if (overflow) {
         throw new RpcError(ErrorCode.EXEC_FAILED, `exec error: output exceeds ${MAX_BUFFERED_OUTPUT} bytes; the command was stopped (use exec_stream for large output)`);
       }

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { posix } from "node:path";
 import { SandboxTimedOutError, type ExecSink } from "../agent/connection.js";
 import type { CancelSwitch } from "../agent/cancel-switch.js";
+import type { ExecInput } from "../agent/exec-input.js";
 import { startEntrypoint } from "./entrypoint.js";
 import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
@@ -48,6 +49,8 @@ export interface ExecOptions {
   env?: Readonly<Record<string, string>> | undefined;
   /** Stops the command when flipped (a plain switch, not an AbortSignal: see cancel-switch.ts). */
   cancel?: CancelSwitch | undefined;
+  /** The command's stdin (exec_pipe), on a terminal when it has a size (exec_tty). */
+  input?: ExecInput | undefined;
 }
 
 export interface ExecOutcome {
@@ -223,15 +226,18 @@ export class Sandbox {
     const started = Date.now();
     // A user asked for by name is looked up in the guest, as the image's USER was.
     const user = opts.user ? await resolveUser(guestFileReader(this.running.agent), opts.user) : this.defaultUser;
+    const env = withExtraEnv(opts.user ? withHome(this.baseEnv, user.home) : this.defaultEnv, opts.env);
     const status = await this.running.agent.exec(
       {
         command,
         cwd: opts.workingDir || this.defaultCwd,
         user: user.id,
-        env: withExtraEnv(opts.user ? withHome(this.baseEnv, user.home) : this.defaultEnv, opts.env),
+        // A terminal's programs need to know what it is; Docker's `-t` says xterm too.
+        env: opts.input?.tty && !env.some((e) => e.startsWith("TERM=")) ? [...env, "TERM=xterm"] : env,
       },
       sink,
       opts.cancel,
+      opts.input,
     );
     const signal = status.signal > 0 ? status.signal : undefined;
     return { exitCode: signal ? 128 + signal : status.code, signal, outOfMemory: status.outOfMemory, durationMs: Date.now() - started };

@@ -35,7 +35,8 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       user: { uid: 0, gid: 0 },
       // Unprivileged, the agent also confines each command itself (capabilities, no_new_privs,
       // seccomp), exactly as in a micro-VM, whose guest kernel has no OCI runtime.
-      args: [GUEST_AGENT_PATH, ...(spec.privileged ? ["--privileged"] : [])],
+      // --tty-signals: this gVisor's terminals do not turn ctrl-C, ctrl-\ and ctrl-Z into signals.
+      args: [GUEST_AGENT_PATH, "--tty-signals", ...(spec.privileged ? ["--privileged"] : [])],
       env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
       cwd: "/",
       // Docker's default capability set (every capability when privileged): the sandbox's root
@@ -52,6 +53,8 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      // Terminals for exec_tty: the agent may not mount devpts itself here (no CAP_SYS_ADMIN).
+      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
       { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777", tmpfsSize] },
       { destination: GUEST_AGENT_PATH, type: "bind", source: agentBinary, options: ["rbind", "ro"] },
