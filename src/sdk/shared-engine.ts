@@ -65,7 +65,7 @@ export function sharedEngineFor(
   const idleSeconds = idleSetting(env);
   const engineEnv = absolutePaths(env);
   const key = createHash("sha256").update(JSON.stringify({
-    build: buildStamp(ownEngine),
+    build: buildStamp(ownEngine, engineEnv),
     node: [process.execPath, process.version],
     user: [process.getuid?.(), process.getgid?.()],
     env: [...engineSettingNames(), ...ENGINE_ENV].map((name) => [name, engineEnv[name] ?? ""]),
@@ -115,13 +115,13 @@ async function startAndConnect(engine: SharedEngine): Promise<EngineLink> {
     await log.close(); // the child has its own copy
   }
   const failure = await new Promise<string | undefined>((settle) => {
-    const timer = setTimeout(() => settle(`it did not serve within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
+    const timer = setTimeout(() => settle(`not serving after ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
     const done = (why?: string) => {
       clearTimeout(timer);
       settle(why);
     };
     child.stdout!.once("data", () => done());
-    child.once("exit", (code, signal) => done(signal ? `it was killed by ${signal}` : `it exited with code ${code}`));
+    child.once("exit", (code, signal) => done(signal ? `killed by ${signal}` : `exit code ${code}`));
     child.once("error", (err) => done(err.message));
   });
   child.stdout!.destroy();
@@ -133,11 +133,11 @@ async function startAndConnect(engine: SharedEngine): Promise<EngineLink> {
   // An engine that could not take the socket because another one serves there is no failure.
   const other = await connectIfServed(engine.socketPath);
   if (other) return other;
-  if (failure?.startsWith("it did not serve")) child.kill("SIGKILL");
+  if (failure?.startsWith("not serving")) child.kill("SIGKILL");
   const tail = (await readFile(logPath, "utf8").catch(() => "")).slice(logStart).trim().split("\n").slice(-5).join("\n");
   throw new MatchlockError(
-    `Cannot start the shared matchlock engine (${argv.join(" ")}): ${failure ?? "it stopped serving at once"}${tail ? `: ${tail}` : ""} ` +
-      `(its log: ${logPath}). new Client({ sharedEngine: false }) or MATCHLOCK_SHARED_ENGINE=0 runs an engine per client instead`,
+    `Cannot start the shared matchlock engine ${argv.join(" ")} (${failure ?? "it stopped serving at once"})${tail ? `: ${tail}` : ""}\n` +
+      `(its log: ${logPath}; new Client({ sharedEngine: false }) or MATCHLOCK_SHARED_ENGINE=0 runs an engine per client instead)`,
     { kind: "unavailable" },
   );
 }
@@ -184,10 +184,18 @@ function absolutePaths(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return out;
 }
 
-/** Which build of the package this is: its engine's entry, bundle and package.json, as files on disk. */
-function buildStamp(ownEngine: string): string[] {
+/**
+ * Which build of the package this is, as files on disk: its engine's entry and bundle, its
+ * package.json and the guest binaries the engine checks when it starts (an engine that checked
+ * other ones must not be reused).
+ */
+function buildStamp(ownEngine: string, env: NodeJS.ProcessEnv): string[] {
   const root = resolve(dirname(ownEngine), "..", "..", "..");
-  return [ownEngine, join(root, "dist", "bundle", "rpc", "rpc.js"), join(root, "package.json")].map((file) => {
+  const files = [
+    ownEngine, join(root, "dist", "bundle", "rpc", "rpc.js"), join(root, "package.json"), join(root, "guest", "manifest.json"),
+    settings.agent.read(env) ?? join(root, "guest", "agent", "build", "matchlock-agent"), join(root, "guest", "microvm", "build", "matchlock-init"),
+  ];
+  return files.map((file) => {
     try {
       const st = statSync(file);
       return `${file} ${st.ino} ${st.size} ${st.mtimeMs}`;
