@@ -10,7 +10,9 @@ import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { mkdir, open, readFile, rename, stat } from "node:fs/promises";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { matchlockHome } from "../protocol/engine-home.js";
+import { HANDSHAKE_METHOD } from "../protocol/handshake.js";
 import { settings, settingsTable } from "../settings/settings.js";
 import { OWN_ENGINE } from "./engine-command.js";
 import { connectEngine, type EngineLink } from "./engine-link.js";
@@ -23,6 +25,8 @@ const MAX_SOCKET_PATH = 100;
 const START_TIMEOUT_MS = 120_000;
 /** The log of the shared engine is begun afresh past this size (the previous one is kept as .old). */
 const LOG_KEEP_BYTES = 1 << 20;
+/** Connections a dying engine may drop before the client gives up. */
+const CONNECT_ATTEMPTS = 3;
 
 /** What the engine reads from its environment beside its settings: it defaults paths from these. */
 const ENGINE_ENV = ["HOME", "PATH", "TMPDIR", "DOCKER_CONFIG"];
@@ -79,9 +83,23 @@ export function sharedEngineFor(
 
 /**
  * Connects to the shared engine, starting it first if none serves. Two clients starting it at
- * once take turns on a lock file: the second finds the first one's engine serving.
+ * once take turns on a lock file: the second finds the first one's engine serving. An engine
+ * that is dying (killed, or stopping) may still accept a connection and then drop it unanswered:
+ * then the client tries again, and finds its socket stale or gone.
  */
 export async function connectSharedEngine(engine: SharedEngine): Promise<EngineLink> {
+  for (let attempt = 1; ; attempt++) {
+    const link = await connectOrStart(engine);
+    if (await answers(link)) return link;
+    link.kill();
+    if (attempt === CONNECT_ATTEMPTS) {
+      throw new MatchlockError(`The shared matchlock engine at ${engine.socketPath} closed ${CONNECT_ATTEMPTS} connections in a row unanswered (its log: ${engine.socketPath.replace(/\.sock$/, ".log")})`, { kind: "unavailable" });
+    }
+    await sleep(50 * attempt);
+  }
+}
+
+async function connectOrStart(engine: SharedEngine): Promise<EngineLink> {
   const served = await connectIfServed(engine.socketPath);
   if (served) return served;
   await mkdir(dirname(engine.socketPath), { recursive: true, mode: 0o700 });
@@ -90,6 +108,31 @@ export async function connectSharedEngine(engine: SharedEngine): Promise<EngineL
   return withLock(`${engine.socketPath}.start`, async () => {
     return (await connectIfServed(engine.socketPath)) ?? (await startAndConnect(engine));
   }, "another client is starting the shared engine");
+}
+
+/**
+ * Whether the engine at the other end serves this connection: it answers a handshake (id 0,
+ * which the transport never uses, so its reply is consumed here and nowhere else).
+ */
+function answers(link: EngineLink): Promise<boolean> {
+  return new Promise((resolve) => {
+    let received = "";
+    const done = (served: boolean) => {
+      link.output.off("data", onData);
+      link.output.off("end", onEnd);
+      link.output.off("close", onEnd);
+      resolve(served);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+      if (received.includes("\n")) done(true);
+    };
+    const onEnd = () => done(false);
+    link.output.on("data", onData);
+    link.output.once("end", onEnd);
+    link.output.once("close", onEnd);
+    link.input.write(`${JSON.stringify({ jsonrpc: "2.0", method: HANDSHAKE_METHOD, id: 0 })}\n`);
+  });
 }
 
 async function connectIfServed(socketPath: string): Promise<EngineLink | undefined> {

@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Client, Sandbox } from "../../src/sdk/index.js";
+import { Client, MatchlockError, Sandbox } from "../../src/sdk/index.js";
 import { pidAlive } from "../../src/engine/process-identity.js";
 import { BACKEND, BUSYBOX, ROOT, eventually, leftovers, setUpE2E } from "../helpers/e2e.js";
 import { clientScript, runClient, sharedEngines, stopSharedEngines } from "../helpers/shared-engine.js";
@@ -141,7 +141,7 @@ describe("shared engine (the default Client)", () => {
     await Promise.all([first.close(), otherBackend.close()]);
   });
 
-  test("clients racing to start the engine start one", async () => {
+  test("clients racing to start the engine start one; a killed one is replaced", async () => {
     const raceHome = await otherHome();
     const env = { MATCHLOCK_HOME: raceHome };
     const others = Array.from({ length: 3 }, () => runClient(script, "start", env));
@@ -152,6 +152,15 @@ describe("shared engine (the default Client)", () => {
     assert.equal(engines.length, 1, JSON.stringify(engines));
     const log = await readFile(engines[0]!.socket.replace(/\.sock$/, ".log"), "utf8");
     assert.equal(log.match(/serving on/g)?.length, 1, log);
-    await Promise.all(here.map((c) => c.close()));
+    await here[1]!.close();
+    // A killed engine: its client learns it, and the next client replaces its stale socket.
+    process.kill(engines[0]!.pid, "SIGKILL");
+    await assert.rejects(here[0]!.exec("true"), (err: unknown) => err instanceof MatchlockError && err.kind === "engine_lost");
+    await here[0]!.close();
+    const next = withEnv(env, () => new Client());
+    await next.start();
+    const [replacement] = await sharedEngines(raceHome);
+    assert.ok(replacement && replacement.pid !== engines[0]!.pid && replacement.socket === engines[0]!.socket, JSON.stringify(replacement));
+    await next.close();
   });
 });
