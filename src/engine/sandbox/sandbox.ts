@@ -137,6 +137,7 @@ export class Sandbox {
       });
       traceStartup("create: backend started, agent ready");
       await writeHostFiles(running.agent, hostname, config.network.addHosts);
+      traceStartup("create: /etc/hostname and /etc/hosts written");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
       const imageConfig = applyImageConfig(image.config, config.imageConfig);
       const env = composeEnv(imageConfig.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
