@@ -12,7 +12,7 @@ import { Client, MatchlockError, RPCError, Sandbox } from "../../src/sdk/index.j
 import { BUSYBOX, CLI, cli, PYTHON, setUpE2E } from "../helpers/e2e.js";
 import { FETCH_PY, type FetchResult } from "../helpers/guest-net-scripts.js";
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
-import { startServer, type Server } from "../helpers/resident.js";
+import { SocketSession, startServer, type Server } from "../helpers/resident.js";
 
 // Python, so that the guest's resolver (glibc: /etc/hosts, then the engine's DNS) answers.
 const RESOLVE_PY = `
@@ -106,6 +106,29 @@ describe("network at runtime: allow-list, hosts, hostname, mtu", () => {
     r = await cli(["allow-list", "add", "vm-00000000", "x.test"]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /VM vm-00000000 not found/);
+  });
+
+  test("on the wire: the spec's result shapes (null for an empty list) and params errors", async () => {
+    const s = new SocketSession(server.socketPath);
+    try {
+      assert.deepEqual((await s.call("attach", { id }, 1)).result, { id });
+      assert.deepEqual((await s.call("allow_list_delete", { hosts: ["nothere.test"] }, 2)).result, { removed: null, allowed_hosts: null });
+      assert.deepEqual((await s.call("allow_list_add", { hosts: [" a.test ", ""] }, 3)).result, { added: ["a.test"], allowed_hosts: ["a.test"] });
+      assert.deepEqual((await s.call("allow_list_add", { hosts: ["a.test"] }, 4)).result, { added: [], allowed_hosts: ["a.test"] });
+      assert.deepEqual((await s.call("allow_list_delete", { hosts: ["a.test"] }, 5)).result, { removed: ["a.test"], allowed_hosts: null });
+      for (const [method, params, message] of [
+        ["allow_list_add", { hosts: [" ", ""] }, /^hosts is required$/],
+        ["allow_list_delete", {}, /^hosts is required$/],
+        ["allow_list_add", { hosts: "a.test" }, /^hosts: /],
+        ["allow_list_add", { hosts: ["a.test"], vm: "x" }, /^unknown field vm: /],
+      ] as const) {
+        const r = await s.call(method, params, 6);
+        assert.equal(r.error?.code, -32602, `${method} ${JSON.stringify(params)}: ${JSON.stringify(r)}`);
+        assert.match(r.error.message, message);
+      }
+    } finally {
+      s.socket.destroy();
+    }
   });
 
   test("a sandbox without the seal refuses allow-list changes with the spec's error", async () => {
