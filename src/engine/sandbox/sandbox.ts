@@ -345,8 +345,10 @@ async function writeHostFiles(agent: RunningSandbox["agent"], hostname: string, 
     ...addHosts.map((m) => `${m.ip}\t${m.host}`),
   ];
   try {
-    await agent.writeFile("/etc/hostname", 0o644, Buffer.from(`${hostname}\n`));
-    await agent.writeFile("/etc/hosts", 0o644, Buffer.from(`${hosts.join("\n")}\n`));
+    await Promise.all([
+      agent.writeFile("/etc/hostname", 0o644, Buffer.from(`${hostname}\n`)),
+      agent.writeFile("/etc/hosts", 0o644, Buffer.from(`${hosts.join("\n")}\n`)),
+    ]);
   } catch (err) {
     throw new Error(`could not write the guest's /etc/hostname and /etc/hosts: ${(err as Error).message}`, { cause: err });
   }
