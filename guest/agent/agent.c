@@ -43,6 +43,8 @@ _Noreturn void shutdown_agent(struct agent *a, int code)
         if (pid < 0 && errno == ECHILD) break;
         if (a->execs) poll(NULL, 0, 10);
     }
+    /* Extra disks are data users keep: what the commands wrote reaches them before the sandbox goes. */
+    sync();
     exit(code);
 }
 

@@ -14,6 +14,7 @@ import { registerServeCommand } from "./serve.js";
 import { settings } from "../settings/settings.js";
 import { registerSetupCommand } from "./setup.js";
 import { registerPortForwardCommand } from "./port-forward.js";
+import { registerVolumeCommands } from "./volume.js";
 
 
 const program = new Command("matchlock")
@@ -39,6 +40,7 @@ registerLogCommand(program);
 registerVmCommands(program);
 registerPortForwardCommand(program);
 registerImageCommands(program);
+registerVolumeCommands(program);
 registerDoctorCommand(program);
 registerSetupCommand(program);
 
