@@ -90,6 +90,22 @@ export interface CreateOptions {
   portForwards?: PortForward[];
   /** Host addresses the forwards listen on (default ["127.0.0.1"]). */
   portForwardAddresses?: string[];
+  /** ext4 disk images (e.g. a volume's path from volumeCreate) mounted in the guest (`extra_disks`). */
+  extraDisks?: ExtraDisk[];
+}
+
+/** An ext4 image file attached to the sandbox and mounted at `guestMount`. */
+export interface ExtraDisk {
+  hostPath: string;
+  guestMount: string;
+  readonly?: boolean;
+}
+
+/** A named volume (`matchlock volume ls`): `size` is human-readable, e.g. "16.0 MB". */
+export interface VolumeInfo {
+  name: string;
+  size: string;
+  path: string;
 }
 
 /** A host port forwarded to a guest port (`localPort` 0: any free host port). */

@@ -136,7 +136,7 @@ export class MicrovmBackend implements BackendDriver {
     const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
-      disks: (spec.disks ?? []).map((d, i) => ({ fd: AGENT_FD + 1 + i, readonly: d.readonly, guestPath: d.guestPath })),
+      disks: diskFds(spec.disks ?? []),
       trace: settings.traceStartup.read() === "1",
       network: net && { tap: VM_TAP, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
     }), "-sandbox", QEMU_SANDBOX];
@@ -205,11 +205,20 @@ export class MicrovmBackend implements BackendDriver {
   }
 }
 
-/** The disks' images, read-write or read-only as QEMU will open them (its fd sets match the access mode). */
+/** QEMU's descriptor numbers of the disks' files, in the order openDisks opens them (after AGENT_FD). */
+function diskFds(disks: BackendDisk[]): Array<{ fds: number[]; readonly: boolean; guestPath: string }> {
+  let next = AGENT_FD + 1;
+  return disks.map((d) => ({ fds: d.readonly ? [next++] : [next++, next++], readonly: d.readonly, guestPath: d.guestPath }));
+}
+
+/** The disks' images: read-only, and read-write too for a writable disk (see VmPlan.disks). */
 async function openDisks(disks: BackendDisk[]): Promise<FileHandle[]> {
   const files: FileHandle[] = [];
   try {
-    for (const d of disks) files.push(await open(d.hostPath, d.readonly ? "r" : "r+"));
+    for (const d of disks) {
+      files.push(await open(d.hostPath, "r"));
+      if (!d.readonly) files.push(await open(d.hostPath, "r+"));
+    }
   } catch (err) {
     await Promise.all(files.map((f) => f.close()));
     throw new Error(`cannot open the extra disk: ${(err as Error).message}`);

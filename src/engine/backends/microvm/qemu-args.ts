@@ -29,10 +29,12 @@ export interface VmPlan {
   /** `file`: a bind mount whose host path is a file, shared as the one file of its share directory (jail.ts). */
   mounts: Array<BackendMount & { file?: boolean }>;
   /**
-   * Extra disks (ext4 images), parents before children, each passed to QEMU as an open file
-   * descriptor (`fd`, opened by the engine: QEMU's unprivileged user could not open them).
+   * Extra disks (ext4 images), parents before children, passed to QEMU as open file descriptors
+   * (opened by the engine: QEMU's unprivileged user could not open them): `fds` holds one
+   * read-only descriptor, and for a writable disk a read-write one too (QEMU picks from the set
+   * by access mode, and opens a writable image read-only first).
    */
-  disks?: Array<{ fd: number; readonly: boolean; guestPath: string }>;
+  disks?: Array<{ fds: number[]; readonly: boolean; guestPath: string }>;
   /** Guest init prints its uptime at each step on the console (MATCHLOCK_TRACE_STARTUP). */
   trace?: boolean;
   /** The sealed network's link: the host's tap and the guest's address; absent: no NIC at all. */
@@ -124,7 +126,7 @@ export function qemuArgs(plan: VmPlan): string[] {
   );
   // Each disk is an fd set holding the engine's descriptor; the guest's init finds the disk by serial.
   const disks = (plan.disks ?? []).flatMap((d, i) => [
-    "-add-fd", `fd=${d.fd},set=${i + 1}`,
+    ...d.fds.flatMap((fd) => ["-add-fd", `fd=${fd},set=${i + 1}`]),
     "-drive", `file=/dev/fdset/${i + 1},format=raw,if=none,id=disk${i},readonly=${d.readonly ? "on" : "off"}`,
     "-device", `virtio-blk-device,drive=disk${i},serial=${diskSerial(i)}`,
   ]);
