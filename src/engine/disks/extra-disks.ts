@@ -6,9 +6,11 @@ import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 import type { BackendDisk } from "../backends/backend.js";
 import type { SandboxConfig } from "../sandbox/create-config.js";
 
-/** ext4's superblock starts at byte 1024; its magic number sits 56 bytes in. */
-const EXT_MAGIC_OFFSET = 1024 + 56;
+/** ext4's superblock starts at byte 1024: its magic number 56 bytes in, its incompatible features 96 bytes in. */
+const SUPERBLOCK = 1024;
 const EXT_MAGIC = 0xef53;
+/** The journal holds writes not yet replayed (the file system was not unmounted cleanly). */
+const INCOMPAT_RECOVER = 0x4;
 
 export class ExtraDiskError extends EngineError {
   readonly kind: ErrorKind = "invalid_argument";
@@ -33,16 +35,21 @@ export async function checkExtraDisks(config: SandboxConfig): Promise<void> {
     await access(d.hostPath, mode).catch(() => {
       throw new ExtraDiskError(`${where}: the engine cannot ${d.readonly ? "read" : "read and write"} it (permission denied for uid ${process.getuid?.()})`);
     });
-    if (!(await hasExtMagic(d.hostPath))) throw new ExtraDiskError(`${where}: not an ext4 file system image (make one with "matchlock volume create" or mkfs.ext4)`);
+    const sb = await superblock(d.hostPath);
+    if (!sb.ext) throw new ExtraDiskError(`${where}: not an ext4 file system image (make one with "matchlock volume create" or mkfs.ext4)`);
+    if (d.readonly && sb.needsRecovery) {
+      throw new ExtraDiskError(`${where}: its journal needs recovery (a sandbox using it was killed), which a read-only disk cannot do: attach it read-write once (or run e2fsck -p on it)`);
+    }
   }
 }
 
-async function hasExtMagic(path: string): Promise<boolean> {
+async function superblock(path: string): Promise<{ ext: boolean; needsRecovery: boolean }> {
   const f = await open(path, "r");
   try {
-    const buf = Buffer.alloc(2);
-    const { bytesRead } = await f.read(buf, 0, 2, EXT_MAGIC_OFFSET);
-    return bytesRead === 2 && buf.readUInt16LE(0) === EXT_MAGIC;
+    const buf = Buffer.alloc(100);
+    const { bytesRead } = await f.read(buf, 0, buf.length, SUPERBLOCK);
+    const ext = bytesRead === buf.length && buf.readUInt16LE(56) === EXT_MAGIC;
+    return { ext, needsRecovery: ext && (buf.readUInt32LE(96) & INCOMPAT_RECOVER) !== 0 };
   } finally {
     await f.close();
   }
