@@ -5,7 +5,7 @@
 // engine being killed mid-write.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -80,6 +80,10 @@ describe("volumes and extra disks", () => {
     await writeFile(notExt4, Buffer.alloc(64 * 1024));
     const plain = await cli(["run", "--image", BUSYBOX, "--disk", `${notExt4}:/data`, "true"]);
     assert.match(plain.stderr, /not an ext4 file system image/);
+    const link = join(scratch, "alpha-link.ext4");
+    await symlink(join(home, "volumes", "alpha.ext4"), link);
+    const twice = await cli(["run", "--image", BUSYBOX, "--disk", "@alpha:/a", "--disk", `${link}:/b`, "true"]);
+    assert.match(twice.stderr, /the same file is attached twice to this sandbox/);
     assert.deepEqual((await cli(["list", "--json"])).stdout.trim(), "[]", "no refused run left a record");
     await cli(["volume", "rm", "beta"]);
   });
@@ -165,6 +169,7 @@ describe("volumes and extra disks", () => {
     engine.kill("SIGKILL");
     assert.deepEqual(await eventually(() => leftovers(vmId, home)), []);
     assert.deepEqual(await eventually(() => loopDevicesOf(image)), [], "the loop device went with the sandbox");
+    assert.deepEqual(await eventually(() => hostMountsOf(vmId)), [], "no mount of the sandbox is left on the host");
 
     const mnt = join(scratch, "mnt");
     await mkdir(mnt, { recursive: true });

@@ -42,7 +42,8 @@ export async function lockDisk(vmId: string, hostPath: string, what: string): Pr
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     const holder = await diskHolder(hostPath);
-    if (holder === vmId) return;
+    // Two paths of one file (a link): one file system mounted twice in one sandbox corrupts it as surely.
+    if (holder === vmId) throw new DiskInUseError(`${what}: the same file is attached twice to this sandbox`);
     if (holder) throw new DiskInUseError(`${what} is in use by sandbox ${holder}: a disk is attached to one running sandbox at a time`);
     await rm(file, { force: true }); // stale: its sandbox is gone
   }
