@@ -12,6 +12,8 @@ import { GUEST_AGENT_PATH, HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
 import { logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns } from "./netns.js";
 import { netnsPath } from "../host-end.js";
+import { runCommand } from "../../host-commands.js";
+import { ExtraDiskError } from "../../disks/extra-disks.js";
 import { diskMountPath, inPrivateMounts, privateRootfs, readOnlyOnHost } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
@@ -95,6 +97,7 @@ export class GvisorBackend implements BackendDriver {
     const agentSource = (agentBind as typeof agentMount).hostPath;
     const disks = spec.disks ?? [];
     if (disks.length > 0) await checkLoopDevices();
+    for (const d of disks) await checkDiskForHostKernel(d.hostPath);
     // Each extra disk is loop-mounted in the private namespace and handed to runsc as a bind of
     // its mount point (a read-only disk is mounted read-only there, by the host kernel).
     const diskBinds = disks.map((d, i) => ({ kind: "bind" as const, guestPath: d.guestPath, hostPath: diskMountPath(spec.stateDir, i), readonly: d.readonly }));
@@ -149,6 +152,22 @@ export class GvisorBackend implements BackendDriver {
 }
 
 export const gvisorDriver = new GvisorBackend();
+
+/**
+ * Here the host's kernel mounts the disk, so its file system is checked first (read-only, it
+ * changes nothing): a disk a micro-VM had read-write was written block by block by that guest,
+ * and a malformed file system must not reach the host kernel's ext4 driver.
+ */
+async function checkDiskForHostKernel(image: string): Promise<void> {
+  const r = await runCommand("e2fsck", ["-f", "-n", image], { timeoutMs: 120_000 });
+  if (r.spawnError) throw new BackendUnavailableError(`checking the extra disk ${image}: e2fsck could not run (${r.spawnError.message}): install e2fsprogs ("npx matchlock setup" does)`);
+  if (r.status === 0) return;
+  const detail = (r.stdout + r.stderr).split("\n").map((l) => l.trim()).filter((l) => l && !/^Pass \d|^e2fsck \d/.test(l)).slice(0, 4).join("; ");
+  throw new ExtraDiskError(
+    `the extra disk ${image} is not a clean ext4 file system, and the gVisor backend mounts it with the host's kernel: ` +
+      `repair it with "e2fsck -fy ${image}" while no sandbox has it (e2fsck -fn said: ${detail})`,
+  );
+}
 
 /** gVisor sandboxes get their extra disks through loop devices on the host. */
 async function checkLoopDevices(): Promise<void> {
