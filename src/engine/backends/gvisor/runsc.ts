@@ -12,8 +12,7 @@ import { GUEST_AGENT_PATH, HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
 import { logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns } from "./netns.js";
 import { netnsPath } from "../host-end.js";
-import { runCommand } from "../../host-commands.js";
-import { ExtraDiskError } from "../../disks/extra-disks.js";
+import { checkDiskForHostKernel, checkLoopDevices, loopDisksReleased } from "./loop-disks.js";
 import { diskMountPath, inPrivateMounts, privateRootfs, readOnlyOnHost } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
@@ -135,6 +134,8 @@ export class GvisorBackend implements BackendDriver {
 
     const stop = async (graceMs: number) => {
       await stopSandbox(runsc, spec.id, child, agent, exited, graceMs);
+      // Stopped means the disks are free for the next sandbox: their loop devices are gone too.
+      if (disks.length > 0) await loopDisksReleased(disks.map((d) => d.hostPath));
       await removeRunscFiles(spec.id);
       // runsc removes its cgroups when it exits or deletes its container; one killed before it
       // recorded the container (a create cut short) cannot, and the record may be gone for gc.
@@ -152,31 +153,6 @@ export class GvisorBackend implements BackendDriver {
 }
 
 export const gvisorDriver = new GvisorBackend();
-
-/**
- * Here the host's kernel mounts the disk, so its file system is checked first (read-only, it
- * changes nothing): a disk a micro-VM had read-write was written block by block by that guest,
- * and a malformed file system must not reach the host kernel's ext4 driver.
- */
-async function checkDiskForHostKernel(image: string): Promise<void> {
-  const r = await runCommand("e2fsck", ["-f", "-n", image], { timeoutMs: 120_000 });
-  if (r.spawnError) throw new BackendUnavailableError(`checking the extra disk ${image}: e2fsck could not run (${r.spawnError.message}): install e2fsprogs ("npx matchlock setup" does)`);
-  if (r.status === 0) return;
-  const detail = (r.stdout + r.stderr).split("\n").map((l) => l.trim()).filter((l) => l && !/^Pass \d|^e2fsck \d/.test(l)).slice(0, 4).join("; ");
-  throw new ExtraDiskError(
-    `the extra disk ${image} is not a clean ext4 file system, and the gVisor backend mounts it with the host's kernel: ` +
-      `repair it with "e2fsck -fy ${image}" while no sandbox has it (e2fsck -fn said: ${detail})`,
-  );
-}
-
-/** gVisor sandboxes get their extra disks through loop devices on the host. */
-async function checkLoopDevices(): Promise<void> {
-  if (await access("/dev/loop-control", constants.W_OK).then(() => false, () => true)) {
-    throw new BackendUnavailableError(
-      "extra disks on the gVisor backend are loop-mounted on the host, and /dev/loop-control is missing or not writable: the engine needs root and the loop kernel module (modprobe loop)",
-    );
-  }
-}
 
 function globalFlags(runsc: RunscChoice, network: "none" | "sandbox" = "none"): string[] {
   return ["--root", paths.runscRoot(), `--platform=${runsc.platform}`, `--network=${network}`, "--overlay2=root:memory", ...sandboxFlags(runsc.hasDirectfs)];
