@@ -1,7 +1,7 @@
 // Extra disks before anything boots: `run --disk` specs, the checks of a disk image (ext4, a
 // journal that needs recovery on a read-only disk), and the SDK's withDisk on the wire.
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -10,6 +10,7 @@ import { checkExtraDisks } from "../../src/engine/disks/extra-disks.js";
 import { createParamsSchema, mergeDefaults, type SandboxConfig } from "../../src/engine/sandbox/create-config.js";
 import { Sandbox } from "../../src/sdk/index.js";
 import { toCreateParams } from "../../src/sdk/wire.js";
+import { volumeCreate, volumeList, volumeRemove } from "../../src/sdk/volumes.js";
 
 let dir: string;
 const savedHome = process.env.MATCHLOCK_HOME;
@@ -74,4 +75,25 @@ test("SDK: withDisk sends extra_disks, host paths resolved, readonly only when s
   ]);
   assert.throws(() => new Sandbox("img").withDisk("/a", "data"), /extra disk guestMount must be an absolute guest path/);
   assert.equal(toCreateParams(new Sandbox("img").options()).extra_disks, undefined);
+});
+
+test("SDK volume calls: the CLI's argv, its JSON read as upstream's SDK reads it, its errors named by command", async () => {
+  const engine = join(dir, "fake-engine");
+  const argsFile = join(dir, "args");
+  await writeFile(engine, `#!/bin/sh
+echo "$@" >> '${argsFile}'
+case "$2" in
+  create) echo '{"path": " /v/x.ext4 "}' ;;
+  ls) echo '[{"name": "a", "size": "1.0 MB", "path": "/v/a.ext4"}]' ;;
+  rm) echo "Error: named volume not found: $3" >&2; exit 1 ;;
+esac
+`);
+  await chmod(engine, 0o755);
+  assert.deepEqual(await volumeCreate([engine], " x ", 16), { name: "x", size: "16.0 MB", path: "/v/x.ext4" });
+  assert.deepEqual(await volumeList([engine]), [{ name: "a", size: "1.0 MB", path: "/v/a.ext4" }]);
+  await assert.rejects(volumeRemove([engine], "nope"), /^MatchlockError: matchlock volume rm nope: named volume not found: nope$/);
+  assert.deepEqual((await readFile(argsFile, "utf8")).trim().split("\n"), ["volume create x --size 16 --json", "volume ls --json", "volume rm nope"]);
+  await assert.rejects(volumeCreate([engine], "  ", 16), /volume name is required/);
+  await assert.rejects(volumeCreate([engine], "x", Number.NaN), /volume size must be > 0/);
+  await assert.rejects(volumeRemove([engine], ""), /volume name is required/);
 });
