@@ -181,7 +181,7 @@ export class Sandbox {
   /**
    * Attaches an ext4 disk image (a named volume's path from Client.volumeCreate, or any ext4
    * image file) and mounts it at `guestMount`; `{ readonly: true }` mounts it read-only. A disk
-   * is attached to one running sandbox at a time.
+   * attached read-write belongs to one running sandbox; read-only, several may share it.
    */
   withDisk(hostPath: string, guestMount: string, options: { readonly?: boolean } = {}): this {
     this.opts.extraDisks = [...(this.opts.extraDisks ?? []), checkExtraDisk(hostPath, guestMount, options.readonly)];

@@ -136,8 +136,9 @@ describe("volumes and extra disks", () => {
 
       const second = newClient();
       try {
-        await assert.rejects(second.launch(new Sandbox(BUSYBOX).withDisk(info.path, "/data")), (err: Error) => {
-          assert.match(err.message, new RegExp(`in use by sandbox ${vmId}`));
+        // Read-only too: the disk is attached read-write (read-only sandboxes may only share with each other).
+        await assert.rejects(second.launch(new Sandbox(BUSYBOX).withDisk(info.path, "/data", { readonly: true })), (err: Error) => {
+          assert.match(err.message, new RegExp(`in use by sandbox ${vmId} \\(read-write\\)`));
           return true;
         });
       } finally {

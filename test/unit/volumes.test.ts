@@ -1,7 +1,7 @@
 // Extra disks before anything boots: `run --disk` specs, the checks of a disk image (ext4, a
 // journal that needs recovery on a read-only disk), and the SDK's withDisk on the wire.
 import assert from "node:assert/strict";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -11,6 +11,9 @@ import { createParamsSchema, mergeDefaults, type SandboxConfig } from "../../src
 import { Sandbox } from "../../src/sdk/index.js";
 import { toCreateParams } from "../../src/sdk/wire.js";
 import { volumeCreate, volumeList, volumeRemove } from "../../src/sdk/volumes.js";
+import { diskHolders, lockDisk, unlockDisks } from "../../src/engine/disks/disk-locks.js";
+import { createVmRecord, markStopped } from "../../src/engine/sandbox/state.js";
+import { paths } from "../../src/engine/paths.js";
 
 let dir: string;
 const savedHome = process.env.MATCHLOCK_HOME;
@@ -96,4 +99,23 @@ esac
   await assert.rejects(volumeCreate([engine], "  ", 16), /volume name is required/);
   await assert.rejects(volumeCreate([engine], "x", Number.NaN), /volume size must be > 0/);
   await assert.rejects(volumeRemove([engine], ""), /volume name is required/);
+});
+
+test("disk holds: read-only sandboxes share a disk, a read-write one has it alone; a stopped sandbox's hold is stale", async () => {
+  const disk = await fakeExt4("held.img", false);
+  const [a, b, c] = ["vm-0000000a", "vm-0000000b", "vm-0000000c"];
+  for (const id of [a, b, c]) await createVmRecord(id, { image: "x" }); // running, owned by this process
+  await lockDisk(a, disk, true, "disk");
+  await lockDisk(b, disk, true, "disk");
+  assert.deepEqual((await diskHolders(disk)).map((h) => h.vmId).sort(), [a, b]);
+  await assert.rejects(lockDisk(c, disk, false, "disk"), /disk is in use by sandbox vm-0000000[ab] \(read-only\)/);
+  await assert.rejects(lockDisk(a, disk, true, "disk"), /the same file is attached twice to this sandbox/);
+  await unlockDisks(a, [disk]);
+  await markStopped(b); // its engine stopped it without unlocking (killed): stale
+  await lockDisk(c, disk, false, "disk");
+  await assert.rejects(lockDisk(a, disk, true, "disk"), /in use by sandbox vm-0000000c \(read-write\)/);
+  await unlockDisks(c, [disk]);
+  assert.deepEqual(await diskHolders(disk), []);
+  await unlockDisks(b, [disk]);
+  assert.deepEqual(await readdir(paths.diskLocks()), [], "nothing is left once no sandbox holds the disk");
 });

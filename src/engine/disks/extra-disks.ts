@@ -5,6 +5,7 @@ import { access, open, stat } from "node:fs/promises";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 import type { BackendDisk } from "../backends/backend.js";
 import type { SandboxConfig } from "../sandbox/create-config.js";
+import { diskHolders, inUse } from "./disk-locks.js";
 
 /** ext4's superblock starts at byte 1024: its magic number 56 bytes in, its incompatible features 96 bytes in. */
 const SUPERBLOCK = 1024;
@@ -38,7 +39,10 @@ export async function checkExtraDisks(config: SandboxConfig): Promise<void> {
     const sb = await superblock(d.hostPath);
     if (!sb.ext) throw new ExtraDiskError(`${where}: not an ext4 file system image (make one with "matchlock volume create" or mkfs.ext4)`);
     if (d.readonly && sb.needsRecovery) {
-      throw new ExtraDiskError(`${where}: its journal needs recovery (a sandbox using it was killed), which a read-only disk cannot do: attach it read-write once (or run e2fsck -p on it)`);
+      // A mounted ext4 always says so: a sandbox that has it read-write is the likelier reason.
+      const writer = (await diskHolders(d.hostPath)).find((h) => !h.readonly);
+      if (writer) throw inUse(`extra disk ${d.hostPath}`, writer);
+      throw new ExtraDiskError(`${where}: its journal needs recovery (it was not unmounted cleanly: a sandbox using it was killed), which a read-only disk cannot do: attach it read-write once (or run e2fsck -p on it)`);
     }
   }
 }

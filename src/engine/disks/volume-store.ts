@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 import { runCommand } from "../host-commands.js";
 import { paths } from "../paths.js";
-import { diskHolder, DiskInUseError } from "./disk-locks.js";
+import { diskHolders, DiskInUseError } from "./disk-locks.js";
 
 const MiB = 1024 * 1024;
 export const DEFAULT_VOLUME_MB = 10240;
@@ -104,21 +104,21 @@ export async function listVolumes(): Promise<VolumeInfo[]> {
 /** Refused while a running sandbox has the volume attached: its data would go with it. */
 export async function removeVolume(name: string): Promise<void> {
   const path = await existingVolume(name);
-  const holder = await diskHolder(path);
-  if (holder) throw new DiskInUseError(`volume ${name} is in use by sandbox ${holder}: stop it first`);
+  const holder = (await diskHolders(path))[0];
+  if (holder) throw new DiskInUseError(`volume ${name} is in use by sandbox ${holder.vmId}: stop it first`);
   await rm(path);
 }
 
 /**
  * A copy of the whole image: the file system inside (owners, modes, links) stays exactly as it
- * is. Refused while the source is attached (the copy could catch it mid-write).
+ * is. Refused while the source is attached read-write (the copy could catch it mid-write).
  */
 export async function copyVolume(source: string, dest: string): Promise<void> {
   const from = await existingVolume(source);
   const to = volumePath(dest);
   if (await exists(to)) throw new VolumeError(`volume ${dest} already exists`);
-  const holder = await diskHolder(from);
-  if (holder) throw new DiskInUseError(`volume ${source} is in use by sandbox ${holder}: stop it before copying`);
+  const writer = (await diskHolders(from)).find((h) => !h.readonly);
+  if (writer) throw new DiskInUseError(`volume ${source} is in use by sandbox ${writer.vmId} (read-write): stop it before copying`);
   const partial = partialPath(to);
   try {
     const r = await runCommand("cp", ["--sparse=always", "--", from, partial]); // keeps the image sparse

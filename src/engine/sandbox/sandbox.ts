@@ -114,7 +114,7 @@ export class Sandbox {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
       // Before anything mounts them: a disk another running sandbox has is refused here.
-      for (const d of disks) await lockDisk(id, d.hostPath, `extra disk ${d.hostPath}`);
+      for (const d of disks) await lockDisk(id, d.hostPath, d.readonly, `extra disk ${d.hostPath}`);
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });

@@ -134,8 +134,10 @@ export class GvisorBackend implements BackendDriver {
 
     const stop = async (graceMs: number) => {
       await stopSandbox(runsc, spec.id, child, agent, exited, graceMs);
-      // Stopped means the disks are free for the next sandbox: their loop devices are gone too.
-      if (disks.length > 0) await loopDisksReleased(disks.map((d) => d.hostPath));
+      // Stopped means the writable disks are free for the next sandbox: their loop devices are
+      // gone too. (A read-only disk may be shared: another sandbox's device may stay, rightly.)
+      const writable = disks.filter((d) => !d.readonly).map((d) => d.hostPath);
+      if (writable.length > 0) await loopDisksReleased(writable);
       await removeRunscFiles(spec.id);
       // runsc removes its cgroups when it exits or deletes its container; one killed before it
       // recorded the container (a create cut short) cannot, and the record may be gone for gc.
