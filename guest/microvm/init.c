@@ -333,7 +333,7 @@ static void user_mount(const char *spec)
         if (disk) {
             /* An extra disk: an ext4 image the user keeps (journalled: a killed VM leaves it recoverable). */
             find_disk(tag, dev, sizeof dev);
-            type = "ext4", src = dev, data = NULL;
+            type = "ext4", src = dev, data = "noinit_itable"; /* no background zeroing: it would fill a sparse image */
         } else {
             type = "9p", src = tag, data = "trans=virtio,version=9p2000.L,msize=524288";
         }

@@ -66,7 +66,7 @@ const SCRIPT = [
   'i=0',
   'while [ "$i" -lt "$disks" ]; do',
   '  mkdir "disk/$i"',
-  '  if [ "$2" = ro ]; then opts=loop,ro,nosuid,nodev; else opts=loop,nosuid,nodev; fi',
+  '  if [ "$2" = ro ]; then opts=loop,ro,nosuid,nodev,noinit_itable; else opts=loop,nosuid,nodev,noinit_itable; fi',
   '  mount -t ext4 -o "$opts" -- "$1" "disk/$i" || { echo "matchlock: cannot mount the extra disk $1 (an ext4 image, on a loop device: needs root and /dev/loop-control)" >&2; exit 1; }',
   '  i=$((i + 1)); shift 2',
   'done',
