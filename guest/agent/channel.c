@@ -83,6 +83,7 @@ static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned 
     case T_CANCEL: cancel_op(a, id); break;
     case T_LIST: list_dir(a, id, p, len); break;
     case T_PING: send_frame(a, T_OK, id, NULL, 0); break;
+    case T_VFS_SETUP: vfs_setup(a, id, p, len); break;
     case T_PORT_CONNECT: case T_PORT_DATA: case T_PORT_CREDIT: case T_PORT_SHUTDOWN: case T_PORT_CLOSE:
         port_frame(a, type, id, p, len);
         break;

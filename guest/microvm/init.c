@@ -51,6 +51,7 @@ static struct {
     const char *net;      /* <guest ip>/<prefix>,<gateway> */
     bool trace;
     bool privileged;      /* commands keep every capability: the agent gets --privileged */
+    bool fuse;            /* intercepted mounts: the agent serves them over FUSE */
 } cfg;
 
 static void poweroff_now(void)
@@ -143,6 +144,7 @@ static void read_cmdline(char *buf, size_t cap)
         else if (!strncmp(w, "matchlock.net=", 14)) cfg.net = v;
         else if (!strncmp(w, "matchlock.trace=", 16)) cfg.trace = !strcmp(v, "1");
         else if (!strncmp(w, "matchlock.privileged=", 21)) cfg.privileged = !strcmp(v, "1");
+        else if (!strncmp(w, "matchlock.fuse=", 15)) cfg.fuse = !strcmp(v, "1");
     }
     if (!cfg.disk_mb || !cfg.tasks_max || !cfg.port || !cfg.hostname) fail("the kernel command line lacks matchlock.disk_mb, .tasks_max, .port or .hostname");
 }
@@ -411,6 +413,7 @@ int main(void)
     load_modules("/lib/modules/order");
     if (cfg.net) load_modules("/lib/modules/order-net");
     if (has_9p_share()) load_modules("/lib/modules/order-9p");
+    if (cfg.fuse) load_modules("/lib/modules/order-fuse");
     trace("modules loaded");
 
     char hostname[256];

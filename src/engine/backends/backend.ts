@@ -88,6 +88,11 @@ export interface SandboxSpec {
   /** Commands keep every capability; otherwise the agent confines each (guest/agent/confine.c). */
   privileged: boolean;
   mounts: BackendMount[];
+  /**
+   * Some mounts are intercepted (src/engine/vfs/interception): the agent will serve them over
+   * FUSE, so it needs /dev/fuse and the right to mount (the commands it starts never get it).
+   */
+  fuse?: boolean;
   /** Per-sandbox state directory (logs, bundle, sockets). */
   stateDir: string;
   /** File that receives the engine's and the isolation engine's log lines. */

@@ -6,6 +6,7 @@ import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 import { BACKEND_CHOICES } from "../backends/registry.js";
 import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/interception/config.js";
 import type { ImageConfig } from "../image/types.js";
+import { toVfsInterception, vfsInterceptionSchema, type VfsInterception } from "../vfs/interception/config.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
 // Every object is strict: a field this engine does not know is refused by name, never dropped.
@@ -101,7 +102,7 @@ export const createParamsSchema = z.strictObject({
     workspace: z.string().optional(),
     mounts: z.record(z.string(), mountSchema).nullish(),
     direct_mounts: notYet("vfs.direct_mounts", z.record(z.string(), z.unknown()).nullable(), isEmpty),
-    interception: notYet("vfs.interception", z.unknown(), isEmpty),
+    interception: vfsInterceptionSchema.nullish(),
   }).nullish(),
   env: z.record(z.string(), z.string()).nullish(),
   image_config: z.strictObject({
@@ -144,6 +145,8 @@ export interface SandboxConfig {
   imageConfig: ImageConfigOverride;
   workspace: string;
   mounts: Record<string, WireMount>;
+  /** Block rules and file events for every mount (spec 5.8); absent: the mounts are plain. */
+  vfsInterception?: VfsInterception;
   env: Record<string, string>;
   /** Commands keep every capability, without no_new_privs or seccomp filter (spec 2.1). */
   privileged: boolean;
@@ -194,6 +197,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     imageConfig: imageConfigOverride(p.image_config),
     workspace,
     mounts,
+    ...(p.vfs?.interception ? { vfsInterception: toVfsInterception(p.vfs.interception) } : {}),
     env: { ...(p.env ?? {}) },
     backend: p.backend,
     portForwards: toForwardRequest(p.port_forwards, p.port_forward_addresses),

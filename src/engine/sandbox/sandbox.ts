@@ -11,6 +11,7 @@ import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
 import type { ImageConfig, LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
+import { hideMounts, startInterception, type FileEvent } from "../vfs/interception/guest-mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
@@ -110,7 +111,9 @@ export class Sandbox {
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
-      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
+      const resolved = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
+      // Intercepted mounts are made at hidden paths; the agent serves them through the rules.
+      const { mounts, served } = config.vfsInterception ? await hideMounts(resolved) : { mounts: resolved, served: undefined };
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
@@ -130,7 +133,7 @@ export class Sandbox {
       running = await backend.start({
         id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
         cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
+        privileged: config.privileged, mounts, fuse: served !== undefined, stateDir, logFile: logFile(id), signal,
         network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
@@ -138,6 +141,7 @@ export class Sandbox {
       const imageConfig = applyImageConfig(image.config, config.imageConfig);
       const env = composeEnv(imageConfig.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       const agent = running.agent;
+      if (served) await startInterception(agent, served, config.vfsInterception!, net.onFileEvent ?? (() => {}));
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
       // host, the image's symlinks could point the engine at host files.
       const user = await resolveUser(guestFileReader(agent), imageConfig.user);
@@ -340,6 +344,8 @@ export interface SandboxNetworkOptions {
   /** Secrets with their real values; these stay in engine memory. */
   secrets?: SecretRule[] | undefined;
   onEvent?: NetworkEventSink | undefined;
+  /** File events of intercepted mounts (spec 5.8). */
+  onFileEvent?: ((e: FileEvent) => void) | undefined;
   log?: ((line: string) => void) | undefined;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
   onRecord?: ((id: string) => void) | undefined;
