@@ -245,7 +245,8 @@ enum vfs_op {
 };
 extern const char *const vfs_op_names[VFS_OPS];
 struct vfs_rule { uint32_t ops; const char *glob; };
-struct vfs_mount_spec { int fuse_fd; int root_fd; const char *guest; };
+/* An intercepted mount: `top` is the index of the mount it is nested in (served inside that one's FUSE mount), or -1. */
+struct vfs_mount_spec { int fuse_fd; int root_fd; const char *guest; int top; };
 void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
 int vfs_events_fd(void);
 void forward_vfs_events(struct agent *a);

@@ -31,10 +31,22 @@ struct node {
     int64_t next; /* hash chain */
 };
 
+/* A mount inside another: paths at or below `rel` (relative to the outer mount) are its. */
+struct sub_mount {
+    const char *rel;
+    int fd;
+};
+
+/*
+ * One FUSE mount: a top-level mount, with the mounts nested in it served inside it (a FUSE mount
+ * inside another FUSE mount hangs on gVisor), each path going to the innermost one.
+ */
 struct vfs_mount {
     int fuse_fd;
     int root_fd;
     const char *guest; /* the mount's guest path */
+    struct sub_mount *subs; /* innermost (longest) first */
+    size_t nsubs;
     struct node *nodes; /* indexed by node id; 0 unused, 1 the root */
     size_t node_cap, node_len;
     int64_t buckets[BUCKETS];
@@ -138,7 +150,21 @@ static bool child_path(char *out, const char *parent, const char *name)
     return n > 0 && n < PATH_MAX;
 }
 
-static const char *at(const char *rel) { return rel[0] ? rel : "."; }
+/* Where a relative path lives: the directory descriptor of its innermost mount, and the path under it. */
+struct loc {
+    int fd;
+    const char *path;
+};
+
+static struct loc loc(const struct vfs_mount *m, const char *rel)
+{
+    for (size_t i = 0; i < m->nsubs; i++) {
+        size_t n = strlen(m->subs[i].rel);
+        if (strncmp(rel, m->subs[i].rel, n) || (rel[n] && rel[n] != '/')) continue;
+        return (struct loc){m->subs[i].fd, rel[n] ? rel + n + 1 : "."};
+    }
+    return (struct loc){m->root_fd, rel[0] ? rel : "."};
+}
 
 static void guest_path(char *out, const struct vfs_mount *m, const char *rel)
 {
@@ -205,7 +231,7 @@ static void fill_attr(struct fuse_attr *a, const struct stat *st)
 /* Replies a LOOKUP/MKDIR/CREATE-style entry for `rel`, counting one lookup. */
 static bool entry_reply(struct vfs_mount *m, uint64_t unique, const char *rel, const void *extra, size_t extra_len, struct stat *st)
 {
-    if (fstatat(m->root_fd, at(rel), st, AT_SYMLINK_NOFOLLOW) < 0) { reply(m, unique, -errno, NULL, 0, NULL, 0); return false; }
+    if (fstatat(loc(m, rel).fd, loc(m, rel).path, st, AT_SYMLINK_NOFOLLOW) < 0) { reply(m, unique, -errno, NULL, 0, NULL, 0); return false; }
     struct fuse_entry_out e;
     memset(&e, 0, sizeof e);
     e.nodeid = node_for(m, rel);
@@ -218,12 +244,12 @@ static bool entry_reply(struct vfs_mount *m, uint64_t unique, const char *rel, c
 static int own(struct vfs_mount *m, const char *rel, const struct fuse_in_header *in)
 {
     if (in->uid == 0 && in->gid == 0) return 0;
-    return fchownat(m->root_fd, rel, in->uid, in->gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+    return fchownat(loc(m, rel).fd, loc(m, rel).path, in->uid, in->gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
 static void read_dir(struct vfs_mount *m, uint64_t unique, const char *rel)
 {
-    int fd = openat(m->root_fd, at(rel), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(loc(m, rel).fd, loc(m, rel).path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) { int e = errno; if (fd >= 0) close(fd); reply(m, unique, -e, NULL, 0, NULL, 0); return; }
     struct dir_handle *h = xmalloc(sizeof *h);
@@ -268,16 +294,16 @@ static void dir_page(struct vfs_mount *m, uint64_t unique, const struct fuse_rea
 
 static int set_attr(struct vfs_mount *m, const char *rel, const struct fuse_setattr_in *s)
 {
-    if ((s->valid & FATTR_MODE) && fchmodat(m->root_fd, at(rel), s->mode & 07777, 0) < 0) return -errno;
+    if ((s->valid & FATTR_MODE) && fchmodat(loc(m, rel).fd, loc(m, rel).path, s->mode & 07777, 0) < 0) return -errno;
     if (s->valid & (FATTR_UID | FATTR_GID)) {
         uid_t u = s->valid & FATTR_UID ? s->uid : (uid_t)-1;
         gid_t g = s->valid & FATTR_GID ? s->gid : (gid_t)-1;
-        if (fchownat(m->root_fd, at(rel), u, g, AT_SYMLINK_NOFOLLOW) < 0) return -errno;
+        if (fchownat(loc(m, rel).fd, loc(m, rel).path, u, g, AT_SYMLINK_NOFOLLOW) < 0) return -errno;
     }
     if (s->valid & FATTR_SIZE) {
         int r = (s->valid & FATTR_FH) ? ftruncate((int)s->fh, (off_t)s->size) : -1;
         if (!(s->valid & FATTR_FH)) {
-            int fd = openat(m->root_fd, at(rel), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+            int fd = openat(loc(m, rel).fd, loc(m, rel).path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
             if (fd < 0) return -errno;
             r = ftruncate(fd, (off_t)s->size);
             int e = errno;
@@ -292,7 +318,7 @@ static int set_attr(struct vfs_mount *m, const char *rel, const struct fuse_seta
         else if (s->valid & FATTR_ATIME) ts[0] = (struct timespec){(time_t)s->atime, s->atimensec};
         if (s->valid & FATTR_MTIME_NOW) ts[1].tv_nsec = UTIME_NOW;
         else if (s->valid & FATTR_MTIME) ts[1] = (struct timespec){(time_t)s->mtime, s->mtimensec};
-        if (utimensat(m->root_fd, at(rel), ts, AT_SYMLINK_NOFOLLOW) < 0) return -errno;
+        if (utimensat(loc(m, rel).fd, loc(m, rel).path, ts, AT_SYMLINK_NOFOLLOW) < 0) return -errno;
     }
     return 0;
 }
@@ -334,7 +360,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         return;
     case FUSE_GETATTR: {
         GUARD(VFS_STAT, gpath);
-        if (fstatat(m->root_fd, at(rel), &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
+        if (fstatat(loc(m, rel).fd, loc(m, rel).path, &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
         struct fuse_attr_out o;
         memset(&o, 0, sizeof o);
         fill_attr(&o.attr, &st);
@@ -348,7 +374,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         GUARD(op, gpath);
         int r = set_attr(m, rel, s);
         if (r < 0) FAIL(r);
-        if (fstatat(m->root_fd, at(rel), &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
+        if (fstatat(loc(m, rel).fd, loc(m, rel).path, &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
         struct fuse_attr_out o;
         memset(&o, 0, sizeof o);
         fill_attr(&o.attr, &st);
@@ -358,7 +384,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
     }
     case FUSE_READLINK: {
         GUARD(VFS_READLINK, gpath);
-        ssize_t n = readlinkat(m->root_fd, rel, child, sizeof child);
+        ssize_t n = readlinkat(loc(m, rel).fd, loc(m, rel).path, child, sizeof child);
         if (n < 0) FAIL(-errno);
         emit(VFS_READLINK, gpath, (uint64_t)n, S_IFLNK | 0777, in->uid, in->gid);
         reply(m, u, 0, child, (size_t)n, NULL, 0);
@@ -369,7 +395,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         if (!child_path(child, rel, p)) FAIL(-ENAMETOOLONG);
         guest_path(gpath, m, child);
         GUARD(VFS_SYMLINK, gpath);
-        if (symlinkat(target, m->root_fd, child) < 0) FAIL(-errno);
+        if (symlinkat(target, loc(m, child).fd, loc(m, child).path) < 0) FAIL(-errno);
         int r = own(m, child, in);
         if (r < 0) FAIL(r);
         if (entry_reply(m, u, child, NULL, 0, &st)) emit(VFS_SYMLINK, gpath, st.st_size, st.st_mode, in->uid, in->gid);
@@ -383,8 +409,8 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         guest_path(gpath, m, child);
         enum vfs_op op = dir ? VFS_MKDIR : VFS_CREATE;
         GUARD(op, gpath);
-        int r = dir ? mkdirat(m->root_fd, child, ((const struct fuse_mkdir_in *)p)->mode)
-                    : mknodat(m->root_fd, child, ((const struct fuse_mknod_in *)p)->mode, ((const struct fuse_mknod_in *)p)->rdev);
+        int r = dir ? mkdirat(loc(m, child).fd, loc(m, child).path, ((const struct fuse_mkdir_in *)p)->mode)
+                    : mknodat(loc(m, child).fd, loc(m, child).path, ((const struct fuse_mknod_in *)p)->mode, ((const struct fuse_mknod_in *)p)->rdev);
         if (r < 0) FAIL(-errno);
         if ((r = own(m, child, in)) < 0) FAIL(r);
         if (entry_reply(m, u, child, NULL, 0, &st)) emit(op, gpath, st.st_size, st.st_mode, in->uid, in->gid);
@@ -396,8 +422,9 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         guest_path(gpath, m, child);
         GUARD(VFS_REMOVE, gpath);
         GUARD(VFS_REMOVE_ALL, gpath);
-        if (fstatat(m->root_fd, child, &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
-        if (unlinkat(m->root_fd, child, in->opcode == FUSE_RMDIR ? AT_REMOVEDIR : 0) < 0) FAIL(-errno);
+        if (!strcmp(loc(m, child).path, ".")) FAIL(-EBUSY); /* a nested mount's mount point */
+        if (fstatat(loc(m, child).fd, loc(m, child).path, &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
+        if (unlinkat(loc(m, child).fd, loc(m, child).path, in->opcode == FUSE_RMDIR ? AT_REMOVEDIR : 0) < 0) FAIL(-errno);
         emit(VFS_REMOVE, gpath, st.st_size, st.st_mode, in->uid, in->gid);
         reply(m, u, 0, NULL, 0, NULL, 0);
         return;
@@ -415,9 +442,11 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         guest_path(gpath2, m, child2);
         GUARD(VFS_RENAME, gpath);
         GUARD(VFS_RENAME, gpath2);
-        if (syscall(SYS_renameat2, m->root_fd, child, m->root_fd, child2, flags) < 0) FAIL(-errno);
+        if (!strcmp(loc(m, child).path, ".") || !strcmp(loc(m, child2).path, ".")) FAIL(-EBUSY);
+        if (loc(m, child).fd != loc(m, child2).fd) FAIL(-EXDEV);
+        if (syscall(SYS_renameat2, loc(m, child).fd, loc(m, child).path, loc(m, child2).fd, loc(m, child2).path, flags) < 0) FAIL(-errno);
         rename_nodes(m, child, child2);
-        if (fstatat(m->root_fd, child2, &st, AT_SYMLINK_NOFOLLOW) < 0) memset(&st, 0, sizeof st);
+        if (fstatat(loc(m, child2).fd, loc(m, child2).path, &st, AT_SYMLINK_NOFOLLOW) < 0) memset(&st, 0, sizeof st);
         emit(VFS_RENAME, gpath, st.st_size, st.st_mode, in->uid, in->gid);
         reply(m, u, 0, NULL, 0, NULL, 0);
         return;
@@ -428,7 +457,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         if (!child_path(child, rel, p + sizeof(struct fuse_link_in))) FAIL(-ENAMETOOLONG);
         guest_path(gpath, m, child);
         GUARD(VFS_CREATE, gpath);
-        if (linkat(m->root_fd, target, m->root_fd, child, 0) < 0) FAIL(-errno);
+        if (linkat(loc(m, target).fd, loc(m, target).path, loc(m, child).fd, loc(m, child).path, 0) < 0) FAIL(-errno);
         if (entry_reply(m, u, child, NULL, 0, &st)) emit(VFS_CREATE, gpath, st.st_size, st.st_mode, in->uid, in->gid);
         return;
     }
@@ -445,7 +474,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         enum vfs_op op = create ? VFS_CREATE : VFS_OPEN;
         GUARD(op, gpath);
         if ((flags & O_TRUNC) && !create) GUARD(VFS_TRUNCATE, gpath);
-        int fd = openat(m->root_fd, at(child), (int)(flags & ~(O_NOCTTY | O_NOFOLLOW)) | O_NOFOLLOW | O_CLOEXEC,
+        int fd = openat(loc(m, child).fd, loc(m, child).path, (int)(flags & ~(O_NOCTTY | O_NOFOLLOW)) | O_NOFOLLOW | O_CLOEXEC,
                         create ? ((const struct fuse_create_in *)p)->mode : 0);
         if (fd < 0) FAIL(-errno);
         struct fuse_open_out o = {.fh = (uint64_t)fd};
@@ -519,7 +548,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
     }
     case FUSE_STATFS: {
         struct statvfs s;
-        if (fstatvfs(m->root_fd, &s) < 0) FAIL(-errno);
+        if (fstatvfs(loc(m, rel).fd, &s) < 0) FAIL(-errno);
         struct fuse_statfs_out o = {.st = {.blocks = s.f_blocks, .bfree = s.f_bfree, .bavail = s.f_bavail, .files = s.f_files,
                                            .ffree = s.f_ffree, .bsize = (uint32_t)s.f_bsize, .namelen = (uint32_t)s.f_namemax, .frsize = (uint32_t)s.f_frsize}};
         reply(m, u, 0, &o, sizeof o, NULL, 0);
@@ -542,8 +571,19 @@ _Noreturn void serve_vfs(struct vfs_mount_spec *specs, size_t n, const struct vf
     signal(SIGPIPE, SIG_IGN);
     struct vfs_mount *m = xmalloc(n * sizeof *m);
     struct pollfd *pfds = xmalloc((n + 1) * sizeof *pfds);
+    size_t tops = 0;
+    for (size_t t = 0; t < n; t++) {
+        if (specs[t].top >= 0) continue;
+        struct vfs_mount *mt = &m[tops++];
+        *mt = (struct vfs_mount){.fuse_fd = specs[t].fuse_fd, .root_fd = specs[t].root_fd, .guest = specs[t].guest, .node_cap = 64, .node_len = 2};
+        mt->subs = xmalloc(n * sizeof *mt->subs);
+        size_t gl = strlen(specs[t].guest);
+        /* specs come parents first, so walking them backwards puts the innermost first */
+        for (size_t j = n; j-- > 0;)
+            if (specs[j].top == (int)t) mt->subs[mt->nsubs++] = (struct sub_mount){specs[j].guest + gl + 1, specs[j].root_fd};
+    }
+    n = tops;
     for (size_t i = 0; i < n; i++) {
-        m[i] = (struct vfs_mount){.fuse_fd = specs[i].fuse_fd, .root_fd = specs[i].root_fd, .guest = specs[i].guest, .node_cap = 64, .node_len = 2};
         m[i].nodes = xmalloc(m[i].node_cap * sizeof *m[i].nodes);
         for (size_t b = 0; b < BUCKETS; b++) m[i].buckets[b] = -1;
         m[i].nodes[1] = (struct node){.path = xstrdup(""), .lookups = 1, .next = -1};

@@ -9,6 +9,8 @@
  */
 #include "agent.h"
 
+#define VFS_HIDDEN_ROOT "/.matchlock/vfs"
+
 static bool vfs_started;
 static int events_fd = -1;
 static unsigned char *events_buf;
@@ -16,8 +18,8 @@ static size_t events_len;
 
 int vfs_events_fd(void) { return events_fd; }
 
-/* mkdir -p, 0755 for what it makes. */
-static bool make_path(const char *path)
+/* mkdir -p under `dir` (AT_FDCWD: absolute), 0755 for what it makes. */
+static bool make_path_at(int dir, const char *path)
 {
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) { errno = ENAMETOOLONG; return false; }
@@ -25,10 +27,7 @@ static bool make_path(const char *path)
         if (*s != '/' && *s) continue;
         char c = *s;
         *s = '\0';
-        int r;
-        /* a signal (SIGCHLD) may interrupt a FUSE request: ask again */
-        while ((r = mkdir(buf, 0755)) < 0 && errno == EINTR) {}
-        if (r < 0 && errno != EEXIST) return false;
+        if (mkdirat(dir, buf, 0755) < 0 && errno != EEXIST) return false;
         if (!c) return true;
         *s = c;
     }
@@ -62,12 +61,32 @@ void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
     struct vfs_mount_spec *specs = xmalloc((mounts + 1) * sizeof *specs);
     int ev[2];
     if (pipe2(ev, O_CLOEXEC) < 0) { send_error(a, id, "pipe: %s", strerror(errno)); return; }
-    /* Every descriptor first, then the server, then the mounts: a mount nested in another is made through the server. */
+    /*
+     * Every descriptor first, then the server, then the mounts. A mount nested in another is
+     * served inside the outermost one's FUSE mount; its mount point is made in the directory of
+     * the mount right around it, where a plain mount's would be.
+     */
     for (size_t i = 0; i < mounts; i++) {
         const char *hidden = s[1 + 2 * i];
         specs[i].guest = xstrdup(s[2 + 2 * i]);
+        specs[i].top = -1;
+        specs[i].fuse_fd = -1;
         specs[i].root_fd = open(hidden, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (specs[i].root_fd < 0) { send_error(a, id, "open %s: %s", hidden, strerror(errno)); return; }
+        int around = -1;
+        for (size_t j = 0; j < i; j++) {
+            size_t l = strlen(specs[j].guest);
+            if (strncmp(specs[i].guest, specs[j].guest, l) || specs[i].guest[l] != '/') continue;
+            if (specs[i].top < 0) specs[i].top = (int)j;
+            around = (int)j;
+        }
+        if (around >= 0) {
+            if (!make_path_at(specs[around].root_fd, specs[i].guest + strlen(specs[around].guest) + 1)) {
+                send_error(a, id, "mkdir %s: %s", specs[i].guest, strerror(errno));
+                return;
+            }
+            continue;
+        }
         /* non-blocking: gVisor's /dev/fuse may poll readable before its mount exists */
         specs[i].fuse_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK);
         if (specs[i].fuse_fd < 0) {
@@ -89,20 +108,16 @@ void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
     for (size_t i = 0; i < mounts; i++) {
         const char *hidden = s[1 + 2 * i];
         struct stat st;
+        if (specs[i].top >= 0) {
+            if (umount2(hidden, MNT_DETACH) < 0) { send_error(a, id, "detach %s: %s", hidden, strerror(errno)); return; }
+            close(specs[i].root_fd);
+            continue;
+        }
         char opts[160];
         if (fstat(specs[i].root_fd, &st) < 0) { send_error(a, id, "stat %s: %s", hidden, strerror(errno)); return; }
         snprintf(opts, sizeof opts, "fd=%d,rootmode=%o,user_id=0,group_id=0,allow_other,default_permissions",
                  specs[i].fuse_fd, (unsigned)(st.st_mode & S_IFMT));
-        if (!make_path(specs[i].guest)) {
-            int e = errno, status;
-            if (waitpid(pid, &status, WNOHANG) == pid) {
-                send_error(a, id, "the intercepting file system stopped (%s %d)", WIFSIGNALED(status) ? "signal" : "status",
-                           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-                return;
-            }
-            send_error(a, id, "mkdir %s: %s", specs[i].guest, strerror(e));
-            return;
-        }
+        if (!make_path_at(AT_FDCWD, specs[i].guest)) { send_error(a, id, "mkdir %s: %s", specs[i].guest, strerror(errno)); return; }
         if (mount("matchlock", specs[i].guest, "fuse", MS_NOSUID | MS_NODEV, opts) < 0) {
             send_error(a, id, "mount the intercepting file system at %s: %s%s", specs[i].guest, strerror(errno),
                        errno == EPERM ? " (the agent lacks CAP_SYS_ADMIN)" : "");
@@ -111,6 +126,15 @@ void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
         if (umount2(hidden, MNT_DETACH) < 0) { send_error(a, id, "detach %s: %s", hidden, strerror(errno)); return; }
         close(specs[i].fuse_fd);
         close(specs[i].root_fd);
+    }
+    /*
+     * Detached is not always gone: under gVisor the root file system's lower layer still shows
+     * the bound directory at its mount point (runsc binds it there on the host side). An empty,
+     * read-only tmpfs over them all hides it; commands cannot unmount it (no CAP_SYS_ADMIN).
+     */
+    if (mount("tmpfs", VFS_HIDDEN_ROOT, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0,size=4k") < 0) {
+        send_error(a, id, "hide %s: %s", VFS_HIDDEN_ROOT, strerror(errno));
+        return;
     }
     events_fd = ev[0];
     set_nonblock(events_fd, true);
