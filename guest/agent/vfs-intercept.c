@@ -62,7 +62,7 @@ void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
     int ev[2];
     if (pipe2(ev, O_CLOEXEC) < 0) { send_error(a, id, "pipe: %s", strerror(errno)); return; }
     /*
-     * Every descriptor first, then the server, then the mounts. A mount nested in another is
+     * Every descriptor first. A mount nested in another is
      * served inside the outermost one's FUSE mount; its mount point is made in the directory of
      * the mount right around it, where a plain mount's would be.
      */
@@ -94,6 +94,24 @@ void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
             return;
         }
     }
+    /*
+     * Mount, then start the server: Linux fails reads of a /dev/fuse descriptor not mounted
+     * yet. Nothing here goes through a FUSE mount, so nothing waits for the server.
+     */
+    for (size_t i = 0; i < mounts; i++) {
+        if (specs[i].top >= 0) continue;
+        struct stat st;
+        char opts[160];
+        if (fstat(specs[i].root_fd, &st) < 0) { send_error(a, id, "stat %s: %s", s[1 + 2 * i], strerror(errno)); return; }
+        snprintf(opts, sizeof opts, "fd=%d,rootmode=%o,user_id=0,group_id=0,allow_other,default_permissions",
+                 specs[i].fuse_fd, (unsigned)(st.st_mode & S_IFMT));
+        if (!make_path_at(AT_FDCWD, specs[i].guest)) { send_error(a, id, "mkdir %s: %s", specs[i].guest, strerror(errno)); return; }
+        if (mount("matchlock", specs[i].guest, "fuse", MS_NOSUID | MS_NODEV, opts) < 0) {
+            send_error(a, id, "mount the intercepting file system at %s: %s%s", specs[i].guest, strerror(errno),
+                       errno == EPERM ? " (the agent lacks CAP_SYS_ADMIN)" : "");
+            return;
+        }
+    }
     pid_t pid = fork();
     if (pid < 0) { send_error(a, id, "fork: %s", strerror(errno)); return; }
     if (pid == 0) {
@@ -105,27 +123,11 @@ void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len)
     }
     close(ev[1]);
     vfs_started = true;
+    /* The server holds every directory now: their mounts can go. */
     for (size_t i = 0; i < mounts; i++) {
-        const char *hidden = s[1 + 2 * i];
-        struct stat st;
-        if (specs[i].top >= 0) {
-            if (umount2(hidden, MNT_DETACH) < 0) { send_error(a, id, "detach %s: %s", hidden, strerror(errno)); return; }
-            close(specs[i].root_fd);
-            continue;
-        }
-        char opts[160];
-        if (fstat(specs[i].root_fd, &st) < 0) { send_error(a, id, "stat %s: %s", hidden, strerror(errno)); return; }
-        snprintf(opts, sizeof opts, "fd=%d,rootmode=%o,user_id=0,group_id=0,allow_other,default_permissions",
-                 specs[i].fuse_fd, (unsigned)(st.st_mode & S_IFMT));
-        if (!make_path_at(AT_FDCWD, specs[i].guest)) { send_error(a, id, "mkdir %s: %s", specs[i].guest, strerror(errno)); return; }
-        if (mount("matchlock", specs[i].guest, "fuse", MS_NOSUID | MS_NODEV, opts) < 0) {
-            send_error(a, id, "mount the intercepting file system at %s: %s%s", specs[i].guest, strerror(errno),
-                       errno == EPERM ? " (the agent lacks CAP_SYS_ADMIN)" : "");
-            return;
-        }
-        if (umount2(hidden, MNT_DETACH) < 0) { send_error(a, id, "detach %s: %s", hidden, strerror(errno)); return; }
-        close(specs[i].fuse_fd);
+        if (umount2(s[1 + 2 * i], MNT_DETACH) < 0) { send_error(a, id, "detach %s: %s", s[1 + 2 * i], strerror(errno)); return; }
         close(specs[i].root_fd);
+        if (specs[i].fuse_fd >= 0) close(specs[i].fuse_fd);
     }
     /*
      * Detached is not always gone: under gVisor the root file system's lower layer still shows

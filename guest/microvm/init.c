@@ -438,7 +438,10 @@ int main(void)
     for (const char *d = "/newroot/.matchlock\0/newroot/proc\0/newroot/sys\0/newroot/dev\0/newroot/tmp\0"; *d; d += strlen(d) + 1) make_dir(d, 0755);
     do_mount("tmpfs", "/newroot/.matchlock", "tmpfs", 0, "size=8m,mode=755");
     copy_file("/matchlock-agent", "/newroot/.matchlock/agent", 0755);
+    if (cfg.fuse) make_dir("/newroot/.matchlock/vfs", 0700);
     do_mount(NULL, "/newroot/.matchlock", NULL, MS_REMOUNT | MS_RDONLY, NULL);
+    /* Intercepted mounts are made here first, then served by the agent (guest/agent/vfs-intercept.c). */
+    if (cfg.fuse) do_mount("tmpfs", "/newroot/.matchlock/vfs", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=700");
     /* The initramfs's /proc and /dev move into the new root; /sys is mounted afresh, read-only. */
     do_mount("/proc", "/newroot/proc", NULL, MS_MOVE, NULL);
     do_mount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL);
