@@ -208,8 +208,13 @@ static void flush_events(void)
     }
 }
 
+/*
+ * Events go to the agent before the reply that lets the operation finish, so the agent sends
+ * an operation's events before the answer of the call (or the exit of the command) that made it.
+ */
 static void reply(struct vfs_mount *m, uint64_t unique, int error, const void *a, size_t alen, const void *b, size_t blen)
 {
+    flush_events();
     struct fuse_out_header h = {.len = (uint32_t)(sizeof h + alen + blen), .error = error, .unique = unique};
     struct iovec iov[3] = {{&h, sizeof h}, {(void *)a, alen}, {(void *)b, blen}};
     if (error) h.len = sizeof h;
@@ -228,15 +233,18 @@ static void fill_attr(struct fuse_attr *a, const struct stat *st)
     };
 }
 
-/* Replies a LOOKUP/MKDIR/CREATE-style entry for `rel`, counting one lookup. */
-static bool entry_reply(struct vfs_mount *m, uint64_t unique, const char *rel, const void *extra, size_t extra_len, struct stat *st)
+/* Replies a LOOKUP/MKDIR/CREATE-style entry for `rel`, counting one lookup; `op`'s event goes first. */
+static bool entry_reply(struct vfs_mount *m, const struct fuse_in_header *in, const char *rel, const void *extra, size_t extra_len,
+                        enum vfs_op op, const char *gpath)
 {
-    if (fstatat(loc(m, rel).fd, loc(m, rel).path, st, AT_SYMLINK_NOFOLLOW) < 0) { reply(m, unique, -errno, NULL, 0, NULL, 0); return false; }
+    struct stat st;
+    if (fstatat(loc(m, rel).fd, loc(m, rel).path, &st, AT_SYMLINK_NOFOLLOW) < 0) { reply(m, in->unique, -errno, NULL, 0, NULL, 0); return false; }
     struct fuse_entry_out e;
     memset(&e, 0, sizeof e);
     e.nodeid = node_for(m, rel);
-    fill_attr(&e.attr, st);
-    reply(m, unique, 0, &e, sizeof e, extra, extra_len);
+    fill_attr(&e.attr, &st);
+    emit(op, gpath, st.st_size, st.st_mode, in->uid, in->gid);
+    reply(m, in->unique, 0, &e, sizeof e, extra, extra_len);
     return true;
 }
 
@@ -356,7 +364,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         if (!child_path(child, rel, p)) FAIL(-ENAMETOOLONG);
         guest_path(gpath, m, child);
         GUARD(VFS_STAT, gpath);
-        if (entry_reply(m, u, child, NULL, 0, &st)) emit(VFS_STAT, gpath, st.st_size, st.st_mode, in->uid, in->gid);
+        entry_reply(m, in, child, NULL, 0, VFS_STAT, gpath);
         return;
     case FUSE_GETATTR: {
         GUARD(VFS_STAT, gpath);
@@ -398,7 +406,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         if (symlinkat(target, loc(m, child).fd, loc(m, child).path) < 0) FAIL(-errno);
         int r = own(m, child, in);
         if (r < 0) FAIL(r);
-        if (entry_reply(m, u, child, NULL, 0, &st)) emit(VFS_SYMLINK, gpath, st.st_size, st.st_mode, in->uid, in->gid);
+        entry_reply(m, in, child, NULL, 0, VFS_SYMLINK, gpath);
         return;
     }
     case FUSE_MKNOD:
@@ -413,7 +421,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
                     : mknodat(loc(m, child).fd, loc(m, child).path, ((const struct fuse_mknod_in *)p)->mode, ((const struct fuse_mknod_in *)p)->rdev);
         if (r < 0) FAIL(-errno);
         if ((r = own(m, child, in)) < 0) FAIL(r);
-        if (entry_reply(m, u, child, NULL, 0, &st)) emit(op, gpath, st.st_size, st.st_mode, in->uid, in->gid);
+        entry_reply(m, in, child, NULL, 0, op, gpath);
         return;
     }
     case FUSE_UNLINK:
@@ -458,7 +466,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         guest_path(gpath, m, child);
         GUARD(VFS_CREATE, gpath);
         if (linkat(loc(m, target).fd, loc(m, target).path, loc(m, child).fd, loc(m, child).path, 0) < 0) FAIL(-errno);
-        if (entry_reply(m, u, child, NULL, 0, &st)) emit(VFS_CREATE, gpath, st.st_size, st.st_mode, in->uid, in->gid);
+        entry_reply(m, in, child, NULL, 0, VFS_CREATE, gpath);
         return;
     }
     case FUSE_OPEN:
@@ -481,8 +489,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         if (create) {
             int r = own(m, child, in);
             if (r < 0) { close(fd); FAIL(r); }
-            if (entry_reply(m, u, child, &o, sizeof o, &st)) emit(op, gpath, st.st_size, st.st_mode, in->uid, in->gid);
-            else close(fd);
+            if (!entry_reply(m, in, child, &o, sizeof o, op, gpath)) close(fd);
             return;
         }
         if (fstat(fd, &st) < 0) memset(&st, 0, sizeof st);
