@@ -105,7 +105,6 @@ describe("create params", () => {
       [{ network: { mtu: 1400 } }, "network.mtu"],
       [{ network: { add_hosts: [{ host: "a", ip: "10.0.0.1" }] } }, "network.add_hosts"],
       [{ network: { policy_script: "deny all" } }, "network.policy_script"],
-      [{ vfs: { interception: { rules: [{ action: "block" }] } } }, "vfs.interception"],
       [{ vfs: { direct_mounts: { "/x": { host_path: "/x" } } } }, "vfs.direct_mounts"],
     ] as const) {
       assert.match(refusal({ image: "a", ...p }), new RegExp(`^${name.replace(".", "\\.")} is not supported by this engine yet$`));
