@@ -13,7 +13,9 @@ import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
 import { settings } from "../settings/settings.js";
 import { registerSetupCommand } from "./setup.js";
+import { registerAllowListCommand } from "./allow-list.js";
 import { registerPortForwardCommand } from "./port-forward.js";
+import { registerVolumeCommands } from "./volume.js";
 
 
 const program = new Command("matchlock")
@@ -38,7 +40,9 @@ registerExecCommand(program);
 registerLogCommand(program);
 registerVmCommands(program);
 registerPortForwardCommand(program);
+registerAllowListCommand(program);
 registerImageCommands(program);
+registerVolumeCommands(program);
 registerDoctorCommand(program);
 registerSetupCommand(program);
 

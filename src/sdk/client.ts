@@ -36,13 +36,17 @@ import type {
   MakeDirOptions,
   PortForward,
   PortForwardBinding,
+  AllowListAddResult,
+  AllowListDeleteResult,
   RemoveFileOptions,
   SandboxEvent,
+  VolumeInfo,
   WriteFileOptions,
 } from "./types.js";
-import { checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
+import { volumeCreate, volumeList, volumeRemove } from "./volumes.js";
+import { checkAllowListHosts, checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
 import {
-  decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
+  decodeBase64, stringList, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
   withCreateForwards,
 } from "./wire.js";
 import { parsePortSpec } from "../protocol/port-forward.js";
@@ -173,6 +177,22 @@ export class Client implements AsyncDisposable {
     const checkedAddresses = addresses === undefined ? undefined : checkForwardAddresses(addresses);
     if (forwards.length === 0) return []; // as upstream's SDK: nothing to forward, nothing sent
     return this.forward(forwards, checkedAddresses);
+  }
+
+  /**
+   * Allows more hosts at runtime (spec 5.5): new DNS answers, connections and requests follow at
+   * once. Each argument may hold several hosts separated by commas. Needs a sandbox whose network
+   * is sealed (allowHost, addSecret or withNetworkInterception at create).
+   */
+  async allowListAdd(...hosts: string[]): Promise<AllowListAddResult> {
+    const result = await this.transport.request(Method.ALLOW_LIST_ADD, { hosts: checkAllowListHosts(hosts) });
+    return { added: stringList(result.added), allowedHosts: stringList(result.allowed_hosts) };
+  }
+
+  /** Removes hosts from the allow-list at runtime; open connections keep going. An empty allow-list denies every host (but secrets' hosts). */
+  async allowListDelete(...hosts: string[]): Promise<AllowListDeleteResult> {
+    const result = await this.transport.request(Method.ALLOW_LIST_DELETE, { hosts: checkAllowListHosts(hosts) });
+    return { removed: stringList(result.removed), allowedHosts: stringList(result.allowed_hosts) };
   }
 
   private async forward(forwards: PortForward[], addresses: string[] | undefined): Promise<PortForwardBinding[]> {
@@ -509,6 +529,24 @@ export class Client implements AsyncDisposable {
       throw new MatchlockError(`${argv.join(" ")} failed (${status})${result.stderr ? `: ${result.stderr}` : ""}`);
     }
     this.currentVmId = undefined;
+  }
+
+  /**
+   * Creates a named volume (an ext4 disk of `sizeMb` MB that outlives sandboxes) with
+   * `<engine> volume create NAME --size MB --json`; attach it with Sandbox.withDisk(info.path, guestPath).
+   */
+  volumeCreate(name: string, sizeMb = 10240): Promise<VolumeInfo> {
+    return volumeCreate(this.engine, name, sizeMb);
+  }
+
+  /** The named volumes (`<engine> volume ls --json`). */
+  volumeList(): Promise<VolumeInfo[]> {
+    return volumeList(this.engine);
+  }
+
+  /** Deletes a named volume and its data (`<engine> volume rm NAME`); refused while a sandbox has it attached. */
+  volumeRemove(name: string): Promise<void> {
+    return volumeRemove(this.engine, name);
   }
 
   /**

@@ -10,13 +10,17 @@ import {
   checkEnvMap,
   checkImageConfig,
   checkGuestPath,
+  checkHostMapping,
+  checkHostname,
   checkHostPattern,
+  checkNetworkMtu,
   checkImage,
   checkMount,
   checkTimeoutSeconds,
   checkPositiveInt,
   checkForwardAddresses,
   checkPortForward,
+  checkExtraDisk,
   checkSecret,
   secretOptions,
 } from "./validate.js";
@@ -162,6 +166,33 @@ export class Sandbox {
     return this;
   }
 
+  /** Makes `host` resolve to `ip` inside the sandbox (a line of its /etc/hosts), with or without a network. */
+  addHost(host: string, ip: string): this {
+    this.opts.addHosts = [...(this.opts.addHosts ?? []), checkHostMapping(host, ip)];
+    return this;
+  }
+
+  /** The guest's hostname (default: the VM id). */
+  withHostname(name: string): this {
+    this.opts.hostname = checkHostname(name);
+    return this;
+  }
+
+  /** The MTU of the guest's network link (default 1500); the sandbox needs a network (allowHost, addSecret or withNetworkInterception). */
+  withNetworkMTU(mtu: number): this {
+    this.opts.networkMtu = checkNetworkMtu(mtu);
+    return this;
+  }
+
+  /**
+   * No network device, only loopback. A sandbox without allowHost/addSecret/withNetworkInterception
+   * has none anyway; this says so, and makes adding any of them an error.
+   */
+  withNoNetwork(): this {
+    this.opts.noNetwork = true;
+    return this;
+  }
+
   /** Adds (or replaces) a VFS mount at `guestPath`. */
   mount(guestPath: string, config: MountConfig): this {
     const clean = checkGuestPath("mount guest path", guestPath);
@@ -186,6 +217,16 @@ export class Sandbox {
   /** Copy-on-write view of a host directory; the host is never modified. */
   mountOverlay(guestPath: string, hostPath: string): this {
     return this.mount(guestPath, { type: "overlay", hostPath });
+  }
+
+  /**
+   * Attaches an ext4 disk image (a named volume's path from Client.volumeCreate, or any ext4
+   * image file) and mounts it at `guestMount`; `{ readonly: true }` mounts it read-only. A disk
+   * attached read-write belongs to one running sandbox; read-only, several may share it.
+   */
+  withDisk(hostPath: string, guestMount: string, options: { readonly?: boolean } = {}): this {
+    this.opts.extraDisks = [...(this.opts.extraDisks ?? []), checkExtraDisk(hostPath, guestMount, options.readonly)];
+    return this;
   }
 
   /** Sets one variable of every command's environment. */

@@ -99,10 +99,13 @@ describe("README and docs examples", async () => {
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
     "docs/network-seal.md: Interception rules and hooks": /^200 callback None \{"msg":"from-callback"\}\n403 None None Blocked by policy\n$/,
     "docs/cli.md: From the SDK": /^true\n$/,
+    "docs/network-seal.md: Runtime allow-list and the guest's names":
+      /^URLError\n\{"added":\["api\.example\.com"\],"allowedHosts":\["api\.example\.com"\]\}\n200\n\{"removed":\["api\.example\.com"\],"allowedHosts":\[\]\}\nworker-1\n10\.0\.0\.5\s+db\.internal\n$/,
     "docs/processes.md: Stdin: `execPipe`": /^HELLO WORLD 0\n$/,
     "docs/processes.md: Terminals: `execInteractive`": /^\/dev\/pts\/\d+\r\n30 100\r\n0\n$/,
     "docs/processes.md: Process handles: `spawn`": /^a b c 0 true\ntrue 143\n$/,
     "docs/port-forwarding.md: Port forwarding": /^127\.0\.0\.1:18080 -> sandbox:8080\nhello through the forward\n\n$/,
+    "docs/volumes.md: Volumes and extra disks": /^notes 64\.0 MB\nkept across sandboxes\n$/,
     "docs/files.md: Remove, make, rename, stat": /^app\.py 12 false 644 true\ntrue \[-32002\] stat \/workspace\/project: No such file or directory\n$/,
     "docs/files.md: Watching and blocking file operations": /^true \[-32002\] open \/workspace\/prod\.env: Operation not permitted\n1 sh: can't create \/workspace\/dev\.env: Operation not permitted\n\/workspace\/app\.py \/workspace\/prod\.env \/workspace\/dev\.env\n$/,
   };

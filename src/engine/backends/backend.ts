@@ -15,6 +15,13 @@ export type BackendMount =
   | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }
   | { kind: "tmpfs"; guestPath: string };
 
+/** An ext4 image file the sandbox mounts at `guestPath` (extra_disks). */
+export interface BackendDisk {
+  hostPath: string;
+  guestPath: string;
+  readonly: boolean;
+}
+
 /**
  * How a sandbox's sealed network reaches the engine's seal (src/engine/net):
  * - "host-link": a link on this host (gVisor: a veth into a netns; micro-VM: a tap) whose host
@@ -59,6 +66,8 @@ export interface HostLink {
   hostIp: string;
   guestIp: string;
   prefixLength: number;
+  /** The link's MTU, the same on every hop from the guest's NIC to the host end (spec 5.2 network.mtu). */
+  mtu: number;
   /** The host end, which the seal addresses and filters. */
   hostInterface: string;
   /** The guest end, for drivers that make a pair (veth). */
@@ -93,6 +102,8 @@ export interface SandboxSpec {
    * FUSE, so it needs /dev/fuse and the right to mount (the commands it starts never get it).
    */
   fuse?: boolean;
+  /** ext4 images to attach, parents before children; locked for this sandbox already (disks/disk-locks.ts). */
+  disks?: BackendDisk[] | undefined;
   /** Per-sandbox state directory (logs, bundle, sockets). */
   stateDir: string;
   /** File that receives the engine's and the isolation engine's log lines. */

@@ -7,6 +7,7 @@ import { BACKEND_CHOICES } from "../backends/registry.js";
 import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/interception/config.js";
 import type { ImageConfig } from "../image/types.js";
 import { toVfsInterception, vfsInterceptionSchema, type VfsInterception } from "../vfs/interception/config.js";
+import { addHostProblem, DEFAULT_MTU, hostnameProblem, mtuProblem } from "../../protocol/network-fields.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
 // Every object is strict: a field this engine does not know is refused by name, never dropped.
@@ -32,8 +33,39 @@ const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
   }),
 );
 
+/** Where the engine's own mounts are: a disk over one would hide what the sandbox needs. */
+const RESERVED_GUEST_PATHS = ["/proc", "/sys", "/dev", "/tmp", "/.matchlock"];
+
+/** The protocol's pattern (spec 2.1), and a plain path: no "." or ".." steps, no doubled or trailing slash. */
+function guestMountProblem(p: string): string | undefined {
+  if (!/^\/[A-Za-z0-9/_.-]+$/.test(p)) return "must be absolute and use only letters, digits, '/', '_', '.' and '-'";
+  if (p.endsWith("/") || p.split("/").slice(1).some((step) => step === "" || step === "." || step === "..")) return 'must be a plain absolute path (no ".", ".." or empty steps, no trailing slash)';
+  const reserved = RESERVED_GUEST_PATHS.find((r) => p === r || p.startsWith(`${r}/`));
+  if (reserved) return `is inside ${reserved}, which the sandbox itself needs`;
+  return undefined;
+}
+
+const extraDiskSchema = z.strictObject({
+  host_path: z.string({ error: "invalid extra disk config: host_path is required" })
+    .refine((p) => p.startsWith("/"), { error: (i) => `invalid extra disk config: host_path ${JSON.stringify(i.input)} must be an absolute path` }),
+  guest_mount: z.string({ error: "invalid extra disk config: guest_mount is required" }).superRefine((p, ctx) => {
+    const problem = guestMountProblem(p);
+    if (problem) ctx.addIssue({ code: "custom", message: `invalid extra disk config: invalid guest mount path ${JSON.stringify(p)}: ${problem}` });
+  }),
+  readonly: z.boolean({ error: "invalid extra disk config: readonly must be true or false" }).optional(),
+});
+
 const nonNegative = (what: string) =>
   z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);
+
+/** One `<ip> <host>` line of the guest's /etc/hosts: checked as upstream's SDKs check it. */
+const addHostSchema = z.strictObject({
+  host: z.string({ error: "invalid add-host mapping: host must be a string" }),
+  ip: z.string({ error: "invalid add-host mapping: ip must be a string" }),
+}).superRefine((m, ctx) => {
+  const problem = addHostProblem(m.host, m.ip);
+  if (problem) ctx.addIssue({ code: "custom", path: [], message: problem });
+});
 
 const networkSchema = z.strictObject({
   allowed_hosts: z.array(z.string()).nullish(),
@@ -52,16 +84,21 @@ const networkSchema = z.strictObject({
   // Seals the network even without allowed hosts or secrets (then everything is denied).
   intercept: z.boolean({ error: "must be a boolean" }).optional(),
   interception: interceptionSchema.nullish(),
-  add_hosts: notYet("network.add_hosts", z.array(z.unknown()).nullable(), isEmpty),
-  hostname: notYet("network.hostname", z.string().nullable(), isEmpty),
-  // 1500 is the MTU every sandbox link has.
-  mtu: notYet("network.mtu", z.number().nullable(), (v: number | null) => !v || v === 1500),
+  // Lines of the guest's /etc/hosts (spec 5.2), with or without a network.
+  add_hosts: z.array(addHostSchema).nullish(),
+  // Empty or absent: the VM id.
+  hostname: z.string().refine((h) => h === "" || !hostnameProblem(h), { error: (i) => hostnameProblem(i.input)! }).nullish(),
+  // 0 or absent: 1500.
+  mtu: z.number({ error: "must be a number" }).refine((m) => m === 0 || !mtuProblem(m), { error: (i) => `${mtuProblem(i.input)!} (0: the default ${DEFAULT_MTU})` }).nullish(),
 }).superRefine((n, ctx) => {
   const rules = n.interception?.rules ?? [];
   const networked = (n.allowed_hosts?.length ?? 0) > 0 || Object.keys(n.secrets ?? {}).length > 0 || n.intercept === true || !!n.interception;
   // Without allowed hosts or secrets the sandbox has no network: resolvers would do nothing.
   if (!networked && (n.dns_servers?.length ?? 0) > 0) {
     ctx.addIssue({ code: "custom", path: [], message: "network.dns_servers has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network)" });
+  }
+  if (!networked && n.mtu && n.mtu !== DEFAULT_MTU) {
+    ctx.addIssue({ code: "custom", path: [], message: "network.mtu has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network device)" });
   }
   // A rule is sent on, or shown to the guest: it may carry a secret's placeholder, never its value.
   for (const [i, r] of rules.entries()) {
@@ -117,7 +154,13 @@ export const createParamsSchema = z.strictObject({
   // after it would), so that a bind failure undoes the create and leaves nothing behind.
   port_forwards: z.array(forwardSchema).nullish(),
   port_forward_addresses: forwardAddressesSchema.nullish(),
-  extra_disks: notYet("extra_disks", z.array(z.unknown()).nullable(), isEmpty),
+  extra_disks: z.array(extraDiskSchema).nullish().superRefine((disks, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, d] of (disks ?? []).entries()) {
+      if (seen.has(d.guest_mount)) ctx.addIssue({ code: "custom", path: [i, "guest_mount"], message: `invalid extra disk config: two disks at ${d.guest_mount}` });
+      seen.add(d.guest_mount);
+    }
+  }),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
   backend: z.string().refine((b) => BACKEND_CHOICES.includes(b), {
     error: `backend must be ${BACKEND_CHOICES.slice(0, -1).join(", ")} or ${BACKEND_CHOICES.at(-1)}`,
@@ -147,6 +190,8 @@ export interface SandboxConfig {
   mounts: Record<string, WireMount>;
   /** Block rules and file events for every mount (spec 5.8); absent: the mounts are plain. */
   vfsInterception?: VfsInterception;
+  /** ext4 images attached as block devices (gVisor: loop-mounted on the host) and mounted in the guest. */
+  extraDisks: ExtraDisk[];
   env: Record<string, string>;
   /** Commands keep every capability, without no_new_privs or seccomp filter (spec 2.1). */
   privileged: boolean;
@@ -168,7 +213,19 @@ export interface SandboxConfig {
     intercept: boolean;
     /** Rules the proxy applies to HTTP(S) requests and answers (spec 5.7). */
     interception?: InterceptionConfig;
+    /** Names the guest's /etc/hosts maps to these addresses (spec 5.2 add_hosts). */
+    addHosts: Array<{ host: string; ip: string }>;
+    /** The guest's hostname; empty: the VM id. */
+    hostname: string;
+    /** The MTU of the guest's link (when it has one). */
+    mtu: number;
   };
+}
+
+export interface ExtraDisk {
+  hostPath: string;
+  guestMount: string;
+  readonly: boolean;
 }
 
 export const DEFAULTS = {
@@ -198,6 +255,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     workspace,
     mounts,
     ...(p.vfs?.interception ? { vfsInterception: toVfsInterception(p.vfs.interception) } : {}),
+    extraDisks: (p.extra_disks ?? []).map((d) => ({ hostPath: d.host_path, guestMount: d.guest_mount, readonly: d.readonly === true })),
     env: { ...(p.env ?? {}) },
     backend: p.backend,
     portForwards: toForwardRequest(p.port_forwards, p.port_forward_addresses),
@@ -210,6 +268,9 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       dnsServers: [...(net?.dns_servers ?? [])],
       intercept: net?.intercept === true || !!net?.interception,
       ...(net?.interception ? { interception: net.interception } : {}),
+      addHosts: (net?.add_hosts ?? []).map((m) => ({ host: m.host, ip: m.ip.trim() })),
+      hostname: net?.hostname ?? "",
+      mtu: net?.mtu || DEFAULT_MTU,
     },
   };
 }

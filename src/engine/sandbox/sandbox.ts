@@ -13,6 +13,8 @@ import type { ImageConfig, LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
 import { hideMounts, startInterception, type FileEvent } from "../vfs/interception/guest-mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
+import { backendDisks } from "../disks/extra-disks.js";
+import { lockDisk, unlockDisks } from "../disks/disk-locks.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
@@ -21,7 +23,7 @@ import { toWireFileInfo } from "./file-mode.js";
 import { makeDir, removePath, renamePath, statPath } from "../agent/file-ops.js";
 import { ErrorCode, type WireFileInfo } from "../../protocol/rpc.js";
 import type { NetworkEventSink } from "../net/events.js";
-import { NetworkPolicy, type SecretRule } from "../net/policy.js";
+import { NetworkPolicy, type AllowListChange, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
 import { traceStartup } from "../trace/startup.js";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
@@ -108,9 +110,12 @@ export class Sandbox {
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     let made: Sandbox | undefined;
+    const disks = backendDisks(config);
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
+      // Before anything mounts them: a disk another running sandbox has is refused here.
+      for (const d of disks) await lockDisk(id, d.hostPath, d.readonly, `extra disk ${d.hostPath}`);
       const resolved = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       // Intercepted mounts are made at hidden paths; the agent serves them through the rules.
       const { mounts, served } = config.vfsInterception ? await hideMounts(resolved) : { mounts: resolved, served: undefined };
@@ -127,16 +132,20 @@ export class Sandbox {
         if (!backend.makeLink || !backend.capabilities.network.includes("host-link")) {
           throw new UnsupportedByBackendError(`the ${backend.name} backend cannot join a sealed network on this host`);
         }
-        await backend.makeLink({ ...seal.link, prefixLength: seal.prefixLength });
+        await backend.makeLink({ ...seal.link, prefixLength: seal.prefixLength, mtu: config.network.mtu });
         await seal.attach();
       }
+      // Upstream's default hostname is the VM id (spec 5.2).
+      const hostname = config.network.hostname || id;
       running = await backend.start({
         id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
-        cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
-        privileged: config.privileged, mounts, fuse: served !== undefined, stateDir, logFile: logFile(id), signal,
-        network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength }, guestFiles: seal.guestFiles },
+        cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname,
+        privileged: config.privileged, mounts, fuse: served !== undefined, disks, stateDir, logFile: logFile(id), signal,
+        network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength, mtu: config.network.mtu }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
+      await writeHostFiles(running.agent, hostname, config.network.addHosts);
+      traceStartup("create: /etc/hostname and /etc/hosts written");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
       const imageConfig = applyImageConfig(image.config, config.imageConfig);
       const env = composeEnv(imageConfig.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
@@ -168,6 +177,7 @@ export class Sandbox {
       await seal?.close();
       await markStopped(id);
       await removeSnapshotDisk(paths.vm(id));
+      if (stoppedCleanly) await unlockDisks(id, disks.map((d) => d.hostPath));
       if (stoppedCleanly) await removeVmDir(id);
       if (signal?.aborted) {
         const what = stoppedCleanly ? "was stopped and its state removed" : "could not be stopped; its record stays for gc";
@@ -198,6 +208,15 @@ export class Sandbox {
       void this.close().catch(() => {});
     }, seconds * 1000);
     this.deadline.unref();
+  }
+
+  /**
+   * Changes the allow-list at runtime (spec 5.5): new DNS answers, connections and requests follow
+   * it at once; open connections keep what they were allowed. Only a sealed sandbox has one.
+   */
+  changeAllowList(change: "add" | "delete", hosts: readonly string[]): AllowListChange {
+    if (!this.seal) throw new AllowListUnavailableError("allow-list updates unavailable: sandbox was started without network interception");
+    return change === "add" ? this.seal.policy.addAllowedHosts(hosts) : this.seal.policy.removeAllowedHosts(hosts);
   }
 
   /** Whether close() was called (the sandbox is stopping or stopped). */
@@ -305,6 +324,8 @@ export class Sandbox {
         await this.seal?.close();
         await markStopped(this.id);
         await removeSnapshotDisk(paths.vm(this.id));
+        // Once stopped, its disks are free: the guest synced them as it went (its agent syncs before exiting).
+        await unlockDisks(this.id, this.config.extraDisks.map((d) => d.hostPath));
       }
     })();
     return this.closing;
@@ -316,6 +337,33 @@ function guestPath(p: string): string {
   if (!p.startsWith("/")) throw new PathError(`path must be absolute: ${JSON.stringify(p)}`);
   if (p.includes("\0")) throw new PathError("path must not contain NUL bytes");
   return posix.normalize(p);
+}
+
+/** allow_list_add/delete on a sandbox without the seal: nothing filters its (absent) network. */
+export class AllowListUnavailableError extends EngineError {
+  readonly kind: ErrorKind = "unsupported";
+  override readonly rpcCode = ErrorCode.VM_FAILED;
+}
+
+/**
+ * The guest's /etc/hostname and /etc/hosts as upstream writes them: its hostname on the localhost
+ * lines (so it resolves), then add_hosts' `<ip> <host>` lines. Written into the guest's root (the
+ * image's files are not changed), so the guest's root may change them later.
+ */
+async function writeHostFiles(agent: RunningSandbox["agent"], hostname: string, addHosts: ReadonlyArray<{ host: string; ip: string }>): Promise<void> {
+  const hosts = [
+    `127.0.0.1\tlocalhost localhost.localdomain ${hostname}`,
+    `::1\tlocalhost localhost.localdomain ip6-localhost ip6-loopback ${hostname}`,
+    ...addHosts.map((m) => `${m.ip}\t${m.host}`),
+  ];
+  try {
+    await Promise.all([
+      agent.writeFile("/etc/hostname", 0o644, Buffer.from(`${hostname}\n`)),
+      agent.writeFile("/etc/hosts", 0o644, Buffer.from(`${hosts.join("\n")}\n`)),
+    ]);
+  } catch (err) {
+    throw new Error(`could not write the guest's /etc/hostname and /etc/hosts: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** A bad path in a file call: an invalid argument, reported as a file error as the protocol has it. */
