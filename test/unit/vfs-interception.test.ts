@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { CreateParamsError, parseCreateParams } from "../../src/engine/sandbox/create.js";
 import { opMask, VFS_OPS } from "../../src/engine/vfs/interception/config.js";
+import { hideMounts } from "../../src/engine/vfs/interception/guest-mounts.js";
 import { MatchlockError, Sandbox } from "../../src/sdk/index.js";
 import { toCreateParams } from "../../src/sdk/wire.js";
 
@@ -46,6 +47,15 @@ describe("vfs.interception at create", () => {
     for (const [interception, message] of refused) {
       assert.throws(() => create(interception), (e: Error) => e instanceof CreateParamsError && message.test(e.message), JSON.stringify(interception));
     }
+  });
+});
+
+describe("intercepted mounts", () => {
+  test("are made at hidden paths and served at theirs, parents first; an extra disk inside one is refused", async () => {
+    const { mounts, served } = await hideMounts([{ kind: "tmpfs", guestPath: "/workspace/a" }, { kind: "tmpfs", guestPath: "/workspace" }], ["/data"]);
+    assert.deepEqual(mounts, [{ kind: "tmpfs", guestPath: "/.matchlock/vfs/1" }, { kind: "tmpfs", guestPath: "/.matchlock/vfs/2" }]);
+    assert.deepEqual(served, [{ hidden: "/.matchlock/vfs/2", guestPath: "/workspace" }, { hidden: "/.matchlock/vfs/1", guestPath: "/workspace/a" }]);
+    await assert.rejects(hideMounts([{ kind: "tmpfs", guestPath: "/workspace" }], ["/workspace/disk"]), /extra disk at \/workspace\/disk: it is inside \/workspace/);
   });
 });
 

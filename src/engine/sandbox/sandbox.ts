@@ -118,7 +118,7 @@ export class Sandbox {
       for (const d of disks) await lockDisk(id, d.hostPath, d.readonly, `extra disk ${d.hostPath}`);
       const resolved = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       // Intercepted mounts are made at hidden paths; the agent serves them through the rules.
-      const { mounts, served } = config.vfsInterception ? await hideMounts(resolved) : { mounts: resolved, served: undefined };
+      const { mounts, served } = config.vfsInterception ? await hideMounts(resolved, config.extraDisks.map((d) => d.guestMount)) : { mounts: resolved, served: undefined };
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes

@@ -30,8 +30,15 @@ export interface HiddenMount {
   guestPath: string;
 }
 
-/** The mounts as the backend makes them (each at a hidden path), and where the agent serves each. */
-export async function hideMounts(mounts: BackendMount[]): Promise<{ mounts: BackendMount[]; served: HiddenMount[] }> {
+/**
+ * The mounts as the backend makes them (each at a hidden path), and where the agent serves each.
+ * An extra disk inside an intercepted mount would be covered by it (and not intercepted): refused.
+ */
+export async function hideMounts(mounts: BackendMount[], diskMounts: string[]): Promise<{ mounts: BackendMount[]; served: HiddenMount[] }> {
+  for (const d of diskMounts) {
+    const around = mounts.find((m) => d === m.guestPath || d.startsWith(`${m.guestPath}/`));
+    if (around) throw new MountConfigError(`extra disk at ${d}: it is inside ${around.guestPath}, whose operations vfs.interception intercepts; mount the disk elsewhere`);
+  }
   for (const m of mounts) {
     if (m.kind === "bind" && !(await stat(m.hostPath)).isDirectory()) {
       throw new MountConfigError(`mount ${m.guestPath}: vfs.interception serves directories only, and this mount is a single file (mount its directory instead)`);
