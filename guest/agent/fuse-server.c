@@ -344,7 +344,8 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
     if (in->opcode == FUSE_INIT) {
         const struct fuse_init_in *i = (const void *)p;
         struct fuse_init_out o = {.major = FUSE_KERNEL_VERSION, .minor = i->minor < FUSE_KERNEL_MINOR_VERSION ? i->minor : FUSE_KERNEL_MINOR_VERSION,
-                                  .max_readahead = i->max_readahead, .flags = i->flags & FUSE_BIG_WRITES, .max_write = FUSE_MAX_WRITE};
+                                  .max_readahead = i->max_readahead, .flags = i->flags & (FUSE_BIG_WRITES | FUSE_MAX_PAGES),
+                                  .max_write = FUSE_MAX_WRITE, .max_pages = FUSE_MAX_WRITE / 4096};
         reply(m, u, 0, &o, sizeof o, NULL, 0);
         return;
     }
