@@ -20,6 +20,13 @@ export interface Config {
    * engine process per client. Default: env MATCHLOCK_ENGINE_SOCKET if non-empty, else none.
    */
   engineSocket?: string;
+  /**
+   * Talk to this user's shared engine (a `matchlock serve` the SDK starts on first use and that
+   * exits when idle) instead of starting an engine process for this client. Default: true
+   * unless env MATCHLOCK_SHARED_ENGINE is 0; without an engineSocket, binaryPath or useSudo,
+   * which run an engine per client (true with one of them is an error).
+   */
+  sharedEngine?: boolean;
 }
 
 /**
