@@ -9,6 +9,7 @@ import { engineCommand, resolveEngineSocket, rmCommand, rpcCommand } from "./eng
 import { connectSharedEngine, sharedEngineFor } from "./shared-engine.js";
 import { MatchlockError, RPCError } from "./errors.js";
 import { NetworkHookServer, networkInterceptionWire } from "./network-hooks.js";
+import { LocalVfsHooks } from "./vfs-hooks.js";
 import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
 import { shakeHands } from "./handshake.js";
 import { OutputSink } from "./output-sink.js";
@@ -78,6 +79,8 @@ export class Client implements AsyncDisposable {
   private readonly transferSlots = new TransferSlots();
   /** Serves the network interception hooks of the sandbox this client made. */
   private hookServer?: NetworkHookServer;
+  /** The SDK-side VFS hooks of the sandbox this client made (from its create until close). */
+  private vfsHooks?: LocalVfsHooks;
 
   constructor(config: Config = {}) {
     // Resolved once, so `rpc` and `rm` run the same engine even if MATCHLOCK_BIN changes later.
@@ -141,6 +144,7 @@ export class Client implements AsyncDisposable {
     const params = toCreateParams(checked);
     await this.start(); // lazily, so `new Client()` + `launch()` just works
     await this.stopHooks();
+    this.vfsHooks = undefined;
     const { hooks } = networkInterceptionWire(checked.networkInterception);
     if (hooks.size > 0) {
       const server = (this.hookServer = await NetworkHookServer.start(hooks));
@@ -159,6 +163,7 @@ export class Client implements AsyncDisposable {
       throw new MatchlockError(`create returned no VM id: ${JSON.stringify(result)}`);
     }
     this.currentVmId = result.id;
+    this.vfsHooks = LocalVfsHooks.of(checked.vfsInterception, this);
     if (!this.ourEngine && checked.portForwards?.length) await this.forward(checked.portForwards, checked.portForwardAddresses);
     return result.id;
   }
@@ -396,10 +401,15 @@ export class Client implements AsyncDisposable {
       throw new MatchlockError(`mode must be a uint32 permission value (e.g. 0o644), got ${mode}`, { kind: "invalid_argument" });
     }
     checkPath(path);
+    const hooks = this.vfsHooks;
     if (typeof content !== "string" && !(content instanceof Uint8Array)) {
       if (content === null || typeof content !== "object" || !(Symbol.asyncIterator in content)) {
         throw new MatchlockError("writeFile content must be a string, a Uint8Array/Buffer, or an AsyncIterable (e.g. a Readable)", { kind: "invalid_argument" });
       }
+      if (hooks?.mutates(path)) {
+        throw new MatchlockError(`a vfs mutateHook matches ${path}: pass the content as a string or Buffer, not a stream, so the hook can see it whole`, { kind: "invalid_argument" });
+      }
+      await hooks?.checkAction("write", path, 0, mode); // a stream's length is not known before it ends
       try {
         await writeChunked(this.transport, path, content, mode, opts); // no slot: its source decides when it ends
       } catch (err) {
@@ -411,7 +421,11 @@ export class Client implements AsyncDisposable {
       }
       return;
     }
-    const bytes = typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+    let bytes = typeof content === "string" ? Buffer.from(content, "utf8") : Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+    if (hooks) {
+      await hooks.checkAction("write", path, bytes.length, mode);
+      bytes = await hooks.mutate(path, bytes, mode);
+    }
     if (bytes.length > CHUNK_BYTES) {
       try {
         await this.transferSlots.run(() => writeChunked(this.transport, path, [bytes], mode, opts));
@@ -426,6 +440,7 @@ export class Client implements AsyncDisposable {
   /** Reads a whole guest file into a Buffer (transferred in chunks; see readFileStream for big files). */
   async readFile(path: string, opts?: CallOptions): Promise<Buffer> {
     checkPath(path);
+    await this.vfsHooks?.checkAction("read", path);
     const parts: Buffer[] = [];
     try {
       await this.transferSlots.run(async () => {
@@ -447,7 +462,9 @@ export class Client implements AsyncDisposable {
   readFileStream(path: string, opts?: CallOptions): Readable {
     checkPath(path);
     const transport = this.transport;
+    const hooks = this.vfsHooks;
     async function* chunks(): AsyncGenerator<Buffer> {
+      await hooks?.checkAction("read", path);
       try {
         yield* readChunked(transport, path, opts ?? {});
       } catch (err) {
@@ -460,7 +477,9 @@ export class Client implements AsyncDisposable {
   }
 
   async listFiles(path: string, opts?: CallOptions): Promise<FileInfo[]> {
-    const result = await this.transport.request(Method.LIST_FILES, { path: checkPath(path) }, opts);
+    checkPath(path);
+    await this.vfsHooks?.checkAction("readdir", path);
+    const result = await this.transport.request(Method.LIST_FILES, { path }, opts);
     return toFileInfos(result);
   }
 
@@ -585,6 +604,7 @@ export class Client implements AsyncDisposable {
     }
     await this.transport.shutdown(timeoutSeconds * 1000 + EXIT_GRACE_MS);
     await this.stopHooks();
+    this.vfsHooks = undefined;
     if (closeError) throw closeError;
   }
 
@@ -595,6 +615,8 @@ export class Client implements AsyncDisposable {
   }
 
   private dispatchEvent(params: JsonObject): void {
+    const event = params as SandboxEvent;
+    if (event.type === "file" && event.file) this.vfsHooks?.onFileEvent(event.file);
     for (const listener of this.eventListeners) {
       try {
         listener(params as SandboxEvent);

@@ -5,6 +5,7 @@ export { Sandbox, createSandbox } from "./sandbox.js";
 export {
   NETWORK_HOOK_ACTION_ALLOW, NETWORK_HOOK_ACTION_BLOCK, NETWORK_HOOK_ACTION_MUTATE, NETWORK_HOOK_PHASE_AFTER, NETWORK_HOOK_PHASE_BEFORE,
 } from "./network-hook-constants.js";
+export * from "./vfs-hook-constants.js";
 export { defaultEngineSocket } from "../protocol/engine-home.js";
 export { MatchlockError, RPCError, TimeoutError, type ErrorKind, type MatchlockErrorOptions } from "./errors.js";
 export { ERROR_KINDS } from "../protocol/errors.js";
@@ -52,6 +53,12 @@ export type {
   VFSHookPhase,
   VFSHookRule,
   VFSInterceptionConfig,
+  VFSActionRequest,
+  VFSMutateRequest,
+  VFSHookFunc,
+  VFSDangerousHookFunc,
+  VFSMutateHookFunc,
+  VFSActionHookFunc,
   OutputTarget,
   PortForward,
   PortForwardBinding,

@@ -281,14 +281,18 @@ export class Sandbox {
 
   /** A copy of the options built so far; changing it does not affect the builder. */
   options(): CreateOptions {
-    // Hooks are functions, which structuredClone refuses: the rules are copied, the hooks shared.
-    const { networkInterception, ...rest } = this.opts;
+    const { networkInterception, vfsInterception, ...rest } = this.opts;
     const copy: CreateOptions = structuredClone(rest);
-    if (networkInterception) {
-      copy.networkInterception = {
-        ...(networkInterception.rules ? { rules: networkInterception.rules.map(({ hook, ...rule }) => ({ ...structuredClone(rule), ...(hook ? { hook } : {}) })) } : {}),
-      };
-    }
+    if (networkInterception) copy.networkInterception = { ...(networkInterception.rules ? { rules: networkInterception.rules.map(copyRule) } : {}) };
+    if (vfsInterception) copy.vfsInterception = { ...vfsInterception, ...(vfsInterception.rules ? { rules: vfsInterception.rules.map(copyRule) } : {}) };
     return copy;
   }
 }
+
+/** A rule's data copied, its hooks (functions, which structuredClone refuses) shared. */
+function copyRule<R extends object>(rule: R): R {
+  const hooks = Object.entries(rule).filter(([, v]) => typeof v === "function");
+  const data = Object.fromEntries(Object.entries(rule).filter(([, v]) => typeof v !== "function"));
+  return { ...structuredClone(data), ...Object.fromEntries(hooks) } as R;
+}
+

@@ -1,5 +1,6 @@
 // Public data types of the SDK: camelCase versions of the seed Python SDK's dataclasses.
 import type { WireNetworkEvent } from "../protocol/rpc.js";
+import type { Client } from "./client.js";
 
 /** How to launch the engine. */
 export interface Config {
@@ -256,11 +257,31 @@ export interface VFSHookRule {
   ops?: VFSHookOp[];
   path?: string;
   action?: VFSHookAction;
+  /** How long the SDK waits for this rule's hook (0: no limit); the hook itself is not cancelled. */
   timeoutMs?: number;
+  /** Runs in the SDK on each matching `file` event (phase "after"), one event at a time. */
+  hook?: VFSHookFunc;
+  /** As `hook`, but gets the client, may call it, and runs at once for every event (phase "after"). */
+  dangerousHook?: VFSDangerousHookFunc;
+  /** Runs in the SDK before writeFile sends (phase "before"): returns the content to write instead. */
+  mutateHook?: VFSMutateHookFunc;
+  /** Runs in the SDK before writeFile, readFile and listFiles (phase "before"): "block" refuses the call. */
+  actionHook?: VFSActionHookFunc;
 }
 
+/** What an action hook is asked about: the SDK call's op and path, and the process's effective ids. */
+export type VFSActionRequest = VFSHookEvent;
+
+/** What a mutate hook is asked about: the write's path, its current length and mode, the process's effective ids. */
+export type VFSMutateRequest = Omit<VFSHookEvent, "op">;
+
+export type VFSHookFunc = (event: VFSHookEvent) => void | Promise<void>;
+export type VFSDangerousHookFunc = (client: Client, event: VFSHookEvent) => void | Promise<void>;
+export type VFSMutateHookFunc = (req: VFSMutateRequest) => BinaryLike | null | undefined | Promise<BinaryLike | null | undefined>;
+export type VFSActionHookFunc = (req: VFSActionRequest) => VFSHookAction | null | undefined | Promise<VFSHookAction | null | undefined>;
+
 export interface VFSInterceptionConfig {
-  /** The engine sends a file event for every operation on intercepted mounts either way. */
+  /** The engine sends a file event for every operation on intercepted mounts either way; hooks and dangerousHooks turn it on. */
   emitEvents?: boolean;
   rules?: VFSHookRule[];
 }

@@ -1,0 +1,21 @@
+// Upstream SDK's names for the VFS hook phases, actions and ops, typed as their literals.
+export const VFS_HOOK_PHASE_BEFORE = "before" as const;
+export const VFS_HOOK_PHASE_AFTER = "after" as const;
+export const VFS_HOOK_ACTION_ALLOW = "allow" as const;
+export const VFS_HOOK_ACTION_BLOCK = "block" as const;
+export const VFS_HOOK_OP_STAT = "stat" as const;
+export const VFS_HOOK_OP_READDIR = "readdir" as const;
+export const VFS_HOOK_OP_OPEN = "open" as const;
+export const VFS_HOOK_OP_CREATE = "create" as const;
+export const VFS_HOOK_OP_MKDIR = "mkdir" as const;
+export const VFS_HOOK_OP_CHMOD = "chmod" as const;
+export const VFS_HOOK_OP_REMOVE = "remove" as const;
+export const VFS_HOOK_OP_REMOVE_ALL = "remove_all" as const;
+export const VFS_HOOK_OP_RENAME = "rename" as const;
+export const VFS_HOOK_OP_SYMLINK = "symlink" as const;
+export const VFS_HOOK_OP_READLINK = "readlink" as const;
+export const VFS_HOOK_OP_READ = "read" as const;
+export const VFS_HOOK_OP_WRITE = "write" as const;
+export const VFS_HOOK_OP_CLOSE = "close" as const;
+export const VFS_HOOK_OP_SYNC = "sync" as const;
+export const VFS_HOOK_OP_TRUNCATE = "truncate" as const;
