@@ -1,7 +1,9 @@
 // The nftables table on the host end of a sandbox's link. The guest may reach only the engine's
 // DNS and proxy on the host's link address; synthetic addresses (what our DNS hands out) on
 // ports 80/443 are DNAT'ed to the proxy, their other TCP ports to the port sniffer (which finds
-// the dialled port in conntrack), any DNS query to the engine's DNS; nothing is forwarded.
+// the dialled port in conntrack), and so is every TCP port of an IPv4 address allowed_hosts
+// names literally (the sniffer tells TLS and HTTP from the rest on 80/443 too); any DNS query
+// goes to the engine's DNS; nothing is forwarded.
 // It must be on the host side: gVisor's netstack bypasses nftables inside the sandbox's netns.
 // The input chain also bounds what the sandbox can put in the host's conntrack table (which all
 // of the host shares): new TCP connections and UDP flows per second, and how many it may have
@@ -19,6 +21,8 @@ export interface FirewallSpec {
   /** Where the engine listens on hostIp: ephemeral ports, so nothing else on the host can collide. */
   ports: { http: number; https: number; other: number; dns: number };
   limits: ConnectionLimits;
+  /** IPv4 addresses the guest may dial directly (allowed_hosts' literals). */
+  literals: string[];
 }
 
 export function rules(f: FirewallSpec): string {
@@ -28,13 +32,15 @@ export function rules(f: FirewallSpec): string {
   // Twice the engine's own limit: the engine refuses (and reports) first; this also bounds what
   // it no longer holds (connections it closed that the guest keeps half-open) or has yet to accept.
   const tracked = `ct count over ${2 * f.limits.open}`;
+  // After the synthetic range's rules: an address in it stays the name it was handed out for.
+  const literals = f.literals.length ? `\n    ${i} ip daddr { ${f.literals.join(", ")} } meta l4proto tcp dnat ip to ${f.hostIp}:${other}` : "";
   return `table inet ${f.table} {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 80 dnat ip to ${f.hostIp}:${http}
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 443 dnat ip to ${f.hostIp}:${https}
     ${i} ip daddr ${SYNTHETIC_CIDR} meta l4proto tcp dnat ip to ${f.hostIp}:${other}
-    ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}
+    ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}${literals}
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;

@@ -3,6 +3,7 @@
 // matching is case-insensitive and ignores a trailing dot; an empty allowlist with
 // interception on denies everything; the private ranges are wider (see private-ranges.ts).
 import { BlockReason } from "./events.js";
+import { isIPv4 } from "node:net";
 import { isPrivateAddress } from "./private-ranges.js";
 
 export interface SecretRule {
@@ -44,6 +45,13 @@ export class NetworkPolicy {
   readonly allowedHosts: string[];
   readonly blockPrivateIps: boolean;
   readonly secrets: SecretRule[];
+  /**
+   * The IPv4 addresses allowed_hosts names literally (and block_private_ips does not block): the
+   * guest dials them directly, with no name our DNS handed out, and the firewall sends them to
+   * the port sniffer too. (The guest has no IPv6, so an IPv6 literal is reachable only as an
+   * HTTP Host.)
+   */
+  readonly literalAddresses: string[];
 
   constructor(input: NetworkPolicyInput) {
     const hosts = new Set(input.allowedHosts.map(normalizeHost));
@@ -53,6 +61,7 @@ export class NetworkPolicy {
     this.allowedHosts = [...hosts];
     this.blockPrivateIps = input.blockPrivateIps;
     this.secrets = input.secrets;
+    this.literalAddresses = this.allowedHosts.filter((h) => isIPv4(h) && this.isAddressAllowed(h));
   }
 
   /** Is a host name (or IP literal) in the allowlist? Private-address checks happen at connect time. */

@@ -116,6 +116,7 @@ export class NetworkSeal {
     const other = await this.sniffer.listen(this.link.hostIp, admit);
     await installFirewall({
       table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, other, dns }, limits: this.limits,
+      literals: policy.literalAddresses,
     });
   }
 

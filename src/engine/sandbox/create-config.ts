@@ -5,6 +5,8 @@ import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 import { BACKEND_CHOICES } from "../backends/registry.js";
 import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/interception/config.js";
+import { normalizeHost } from "../net/policy.js";
+import { isPrivateAddress } from "../net/private-ranges.js";
 import type { ImageConfig } from "../image/types.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
@@ -61,6 +63,13 @@ const networkSchema = z.strictObject({
   // Without allowed hosts or secrets the sandbox has no network: resolvers would do nothing.
   if (!networked && (n.dns_servers?.length ?? 0) > 0) {
     ctx.addIssue({ code: "custom", path: [], message: "network.dns_servers has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network)" });
+  }
+  // An address the policy would only ever refuse: a clear error now rather than a 403 later.
+  if (n.block_private_ips === true) {
+    const blocked = (n.allowed_hosts ?? []).find((h) => isPrivateAddress(normalizeHost(h)));
+    if (blocked !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["allowed_hosts"], message: `${blocked} is a private address, which block_private_ips blocks: allow private IPs (block_private_ips false) to reach it` });
+    }
   }
   // A rule is sent on, or shown to the guest: it may carry a secret's placeholder, never its value.
   for (const [i, r] of rules.entries()) {
