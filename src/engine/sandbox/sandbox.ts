@@ -10,7 +10,7 @@ import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
 import type { ImageConfig, LocalImage } from "../image/types.js";
-import { resolveMounts } from "../vfs/mounts.js";
+import { HeldHostPaths, resolveMounts } from "../vfs/mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
@@ -107,10 +107,11 @@ export class Sandbox {
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     let made: Sandbox | undefined;
+    const held = new HeldHostPaths();
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
-      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
+      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb, held);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
@@ -132,7 +133,7 @@ export class Sandbox {
         cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
         privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
         network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength }, guestFiles: seal.guestFiles },
-      });
+      }).finally(() => held.release());
       traceStartup("create: backend started, agent ready");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
       const imageConfig = applyImageConfig(image.config, config.imageConfig);
@@ -160,6 +161,7 @@ export class Sandbox {
       // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
       // record (as stopped), for `matchlock gc` to reclaim.
       await made?.closePorts();
+      await held.release();
       const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
       await seal?.close();
       await markStopped(id);

@@ -12,7 +12,7 @@ import { GUEST_AGENT_PATH, HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
 import { logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns } from "./netns.js";
 import { netnsPath } from "../host-end.js";
-import { inPrivateMounts, privateRootfs, readOnlyOnHost } from "./private-mounts.js";
+import { inPrivateMounts, privateRootfs, boundOnHost } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
 import { runscChoice, sandboxFlags, type RunscChoice } from "./runsc-choice.js";
@@ -91,7 +91,7 @@ export class GvisorBackend implements BackendDriver {
     await mkdir(dirname(rootfs), { mode: 0o700 });
     // The agent binary too is a read-only host file: bound read-only on the host like the rest.
     const agentMount = { kind: "bind" as const, guestPath: GUEST_AGENT_PATH, hostPath: paths.agentBinary(), readonly: true };
-    const { mounts: [agentBind, ...mounts], hostPaths: readOnly } = readOnlyOnHost(spec.stateDir, [agentMount, ...spec.mounts, ...sealFiles]);
+    const { mounts: [agentBind, ...mounts], binds } = boundOnHost(spec.stateDir, [agentMount, ...spec.mounts, ...sealFiles]);
     const agentSource = (agentBind as typeof agentMount).hostPath;
     const bundle = await writeBundle({ ...spec, image: { ...spec.image, kind: "unpacked", rootfs }, mounts }, agentSource, netns);
     traceStartup("gvisor: bundle written");
@@ -99,7 +99,7 @@ export class GvisorBackend implements BackendDriver {
     const log = await open(spec.logFile, "a");
     // The guest sees as many CPUs as its quota allows (runsc shows at least 2), not all the host's.
     const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none"), "--cpu-num-from-quota", "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, readOnly, runsc.binary, runArgs);
+    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, binds, runsc.binary, runArgs);
     // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
     // read-write host mount: under the guard those calls fail (EPERM) on the host.
     const child = spawn(paths.setidGuard(), [cmd, ...args], {

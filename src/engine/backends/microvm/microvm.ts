@@ -131,7 +131,7 @@ export class MicrovmBackend implements BackendDriver {
     const net = spec.network;
     // QEMU sees its files at fixed places inside its jail (jail.ts), never the host's paths.
     const isFile = await Promise.all(spec.mounts.map((m) => (m.kind === "bind" ? stat(m.hostPath).then((st) => st.isFile()) : false)));
-    const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly, file: isFile[i]! }] : []));
+    const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly, file: isFile[i]!, identity: m.identity }] : []));
     const jailedMounts = spec.mounts.map((m, i) => (m.kind === "bind" ? { ...m, hostPath: JAIL_PATHS.share(i), file: isFile[i]! } : m));
     const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
