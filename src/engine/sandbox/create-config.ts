@@ -66,9 +66,13 @@ const networkSchema = z.strictObject({
   }
   // An address the policy would only ever refuse: a clear error now rather than a 403 later.
   if (n.block_private_ips === true) {
-    const blocked = (n.allowed_hosts ?? []).find((h) => isPrivateAddress(normalizeHost(h)));
-    if (blocked !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["allowed_hosts"], message: `${blocked} is a private address, which block_private_ips blocks: allow private IPs (block_private_ips false) to reach it` });
+    const listed: Array<[path: string[], host: string]> = [
+      ...(n.allowed_hosts ?? []).map((h): [string[], string] => [["allowed_hosts"], h]),
+      ...Object.entries(n.secrets ?? {}).flatMap(([k, sec]) => (sec.hosts ?? []).map((h): [string[], string] => [["secrets", k, "hosts"], h])),
+    ];
+    const blocked = listed.find(([, h]) => isPrivateAddress(normalizeHost(h)));
+    if (blocked) {
+      ctx.addIssue({ code: "custom", path: blocked[0], message: `${blocked[1]} is a private address, which block_private_ips blocks: allow private IPs (block_private_ips false) to reach it` });
     }
   }
   // A rule is sent on, or shown to the guest: it may carry a secret's placeholder, never its value.
