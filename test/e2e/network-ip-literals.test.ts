@@ -1,8 +1,9 @@
 // End to end: an IPv4 address in allowed_hosts is reachable when the guest dials it directly
 // (no name, no DNS): HTTP, HTTPS without SNI, and raw TCP on another port, all through the
 // engine's checks. Through that address the guest reaches nothing else: a Host header naming
-// another host is refused, and an address not listed stays unreachable. An allowed private
-// address that block_private_ips would block is refused at create.
+// another host is refused, and an address not listed stays unreachable; the allow-list's runtime
+// changes apply to addresses too. An allowed private address that block_private_ips would block
+// is refused at create.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { RPCError, Sandbox } from "../../src/sdk/index.js";
@@ -34,6 +35,15 @@ print(json.dumps({
 }))
 `;
 
+/** python3 -c GET_PY URL: prints [status, body], or [0, the error's type] when nothing answered. */
+const GET_PY = `
+import json, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=10) as r: print(json.dumps([r.status, r.read().decode()]))
+except urllib.error.HTTPError as e: print(json.dumps([e.code, e.read().decode()]))
+except Exception as e: print(json.dumps([0, type(e).__name__]))
+`;
+
 describe("network seal: an IP address in allowed_hosts", () => {
   const events: Array<Record<string, unknown>> = [];
   // The lab in 198.18.0.0/15: a public-range address, so the default block_private_ips stays on.
@@ -56,6 +66,21 @@ describe("network seal: an IP address in allowed_hosts", () => {
     assert.match(String(got.not_listed), /Error|timeout/, String(got.not_listed));
     assert.ok(events.some((e) => e.host === lab.serverIp && e.blocked === false), JSON.stringify(events));
     assert.ok(events.some((e) => e.host === "other.test" && e.blocked === true), JSON.stringify(events));
+  });
+
+  test("an address added to the allow-list at runtime becomes reachable by that address, and unreachable once deleted", async () => {
+    const { client, lab } = suite;
+    const probe = async () => {
+      const r = await client.exec(`python3 -c '${GET_PY}' http://${lab.rawIp}/hello`);
+      assert.equal(r.exitCode, 0, r.stderr);
+      return JSON.parse(r.stdout) as [number, string];
+    };
+    await client.allowListAdd(lab.rawIp);
+    // The raw upstream answers each request with the request line it received.
+    assert.deepEqual(await probe(), [200, JSON.stringify({ request: "GET /hello HTTP/1.1", body: "" })]);
+    await client.allowListDelete(lab.rawIp);
+    const [status] = await probe();
+    assert.equal(status, 0, "the address was reached after it was deleted");
   });
 
   test("a private address with block_private_ips on is refused at create, naming it", async () => {

@@ -25,6 +25,9 @@ export interface FirewallSpec {
   literals: string[];
 }
 
+/** The set of allowed IPv4 literals (after the synthetic range's rules: an address there stays the name it was handed out for). */
+const LITERALS_SET = "literals";
+
 export function rules(f: FirewallSpec): string {
   const i = `iifname "${f.hostInterface}"`;
   const { http, https, other, dns } = f.ports;
@@ -32,15 +35,18 @@ export function rules(f: FirewallSpec): string {
   // Twice the engine's own limit: the engine refuses (and reports) first; this also bounds what
   // it no longer holds (connections it closed that the guest keeps half-open) or has yet to accept.
   const tracked = `ct count over ${2 * f.limits.open}`;
-  // After the synthetic range's rules: an address in it stays the name it was handed out for.
-  const literals = f.literals.length ? `\n    ${i} ip daddr { ${f.literals.join(", ")} } meta l4proto tcp dnat ip to ${f.hostIp}:${other}` : "";
+  const literals = f.literals.length ? `\n    elements = { ${f.literals.join(", ")} }` : "";
   return `table inet ${f.table} {
+  set ${LITERALS_SET} {
+    type ipv4_addr;${literals}
+  }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 80 dnat ip to ${f.hostIp}:${http}
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 443 dnat ip to ${f.hostIp}:${https}
     ${i} ip daddr ${SYNTHETIC_CIDR} meta l4proto tcp dnat ip to ${f.hostIp}:${other}
-    ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}${literals}
+    ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}
+    ${i} ip daddr @${LITERALS_SET} meta l4proto tcp dnat ip to ${f.hostIp}:${other}
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
@@ -64,4 +70,10 @@ export function rules(f: FirewallSpec): string {
 export async function installFirewall(f: FirewallSpec): Promise<void> {
   await runQuietly("nft", ["delete", "table", "inet", f.table]);
   await run("nft", ["-f", "-"], rules(f));
+}
+
+/** Replaces the allowed IPv4 literals at once (one nft transaction), when the allow-list changes. */
+export async function setLiteralAddresses(table: string, literals: readonly string[]): Promise<void> {
+  const add = literals.length ? `add element inet ${table} ${LITERALS_SET} { ${literals.join(", ")} }\n` : "";
+  await run("nft", ["-f", "-"], `flush set inet ${table} ${LITERALS_SET}\n${add}`);
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { ConnectionBudget, connectionLimits, type ConnectionLimits } from "./connection-limits.js";
 import { SandboxDnsServer, SyntheticAddresses } from "./dns-server.js";
 import type { NetworkEvent, NetworkEventSink } from "./events.js";
-import { installFirewall } from "./firewall.js";
+import { installFirewall, setLiteralAddresses } from "./firewall.js";
 import type { InterceptionConfig } from "./interception/config.js";
 import { Interceptor } from "./interception/interceptor.js";
 import { allocateLink, LINK_PREFIX_LENGTH, releaseLink, type LinkAllocation } from "./link-allocation.js";
@@ -92,6 +92,11 @@ export class NetworkSeal {
     };
   }
 
+  /** Who the sandbox may reach; its allow-list changes at runtime (allow_list_add/delete). */
+  get policy(): NetworkPolicy {
+    return this.opts.policy;
+  }
+
   get prefixLength(): number {
     return LINK_PREFIX_LENGTH;
   }
@@ -118,6 +123,11 @@ export class NetworkSeal {
       table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, other, dns }, limits: this.limits,
       literals: policy.literalAddresses,
     });
+  }
+
+  /** After an allow-list change: the guest may dial exactly the IPv4 literals the list now names. */
+  async syncLiteralAddresses(): Promise<void> {
+    if (!this.closed) await setLiteralAddresses(this.link.nftTable, this.opts.policy.literalAddresses);
   }
 
   /** Stops the services and removes the link, netns, firewall and allocation. Idempotent. */

@@ -8,6 +8,7 @@ import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/i
 import { normalizeHost } from "../net/policy.js";
 import { isPrivateAddress } from "../net/private-ranges.js";
 import type { ImageConfig } from "../image/types.js";
+import { addHostProblem, DEFAULT_MTU, hostnameProblem, mtuProblem } from "../../protocol/network-fields.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
 // Every object is strict: a field this engine does not know is refused by name, never dropped.
@@ -36,6 +37,15 @@ const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
 const nonNegative = (what: string) =>
   z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);
 
+/** One `<ip> <host>` line of the guest's /etc/hosts: checked as upstream's SDKs check it. */
+const addHostSchema = z.strictObject({
+  host: z.string({ error: "invalid add-host mapping: host must be a string" }),
+  ip: z.string({ error: "invalid add-host mapping: ip must be a string" }),
+}).superRefine((m, ctx) => {
+  const problem = addHostProblem(m.host, m.ip);
+  if (problem) ctx.addIssue({ code: "custom", path: [], message: problem });
+});
+
 const networkSchema = z.strictObject({
   allowed_hosts: z.array(z.string()).nullish(),
   block_private_ips: z.boolean().optional(),
@@ -53,10 +63,12 @@ const networkSchema = z.strictObject({
   // Seals the network even without allowed hosts or secrets (then everything is denied).
   intercept: z.boolean({ error: "must be a boolean" }).optional(),
   interception: interceptionSchema.nullish(),
-  add_hosts: notYet("network.add_hosts", z.array(z.unknown()).nullable(), isEmpty),
-  hostname: notYet("network.hostname", z.string().nullable(), isEmpty),
-  // 1500 is the MTU every sandbox link has.
-  mtu: notYet("network.mtu", z.number().nullable(), (v: number | null) => !v || v === 1500),
+  // Lines of the guest's /etc/hosts (spec 5.2), with or without a network.
+  add_hosts: z.array(addHostSchema).nullish(),
+  // Empty or absent: the VM id.
+  hostname: z.string().refine((h) => h === "" || !hostnameProblem(h), { error: (i) => hostnameProblem(i.input)! }).nullish(),
+  // 0 or absent: 1500.
+  mtu: z.number({ error: "must be a number" }).refine((m) => m === 0 || !mtuProblem(m), { error: (i) => `${mtuProblem(i.input)!} (0: the default ${DEFAULT_MTU})` }).nullish(),
 }).superRefine((n, ctx) => {
   const rules = n.interception?.rules ?? [];
   const networked = (n.allowed_hosts?.length ?? 0) > 0 || Object.keys(n.secrets ?? {}).length > 0 || n.intercept === true || !!n.interception;
@@ -74,6 +86,9 @@ const networkSchema = z.strictObject({
     if (blocked) {
       ctx.addIssue({ code: "custom", path: blocked[0], message: `${blocked[1]} is a private address, which block_private_ips blocks: allow private IPs (block_private_ips false) to reach it` });
     }
+  }
+  if (!networked && n.mtu && n.mtu !== DEFAULT_MTU) {
+    ctx.addIssue({ code: "custom", path: [], message: "network.mtu has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network device)" });
   }
   // A rule is sent on, or shown to the guest: it may carry a secret's placeholder, never its value.
   for (const [i, r] of rules.entries()) {
@@ -178,6 +193,12 @@ export interface SandboxConfig {
     intercept: boolean;
     /** Rules the proxy applies to HTTP(S) requests and answers (spec 5.7). */
     interception?: InterceptionConfig;
+    /** Names the guest's /etc/hosts maps to these addresses (spec 5.2 add_hosts). */
+    addHosts: Array<{ host: string; ip: string }>;
+    /** The guest's hostname; empty: the VM id. */
+    hostname: string;
+    /** The MTU of the guest's link (when it has one). */
+    mtu: number;
   };
 }
 
@@ -219,6 +240,9 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       dnsServers: [...(net?.dns_servers ?? [])],
       intercept: net?.intercept === true || !!net?.interception,
       ...(net?.interception ? { interception: net.interception } : {}),
+      addHosts: (net?.add_hosts ?? []).map((m) => ({ host: m.host, ip: m.ip.trim() })),
+      hostname: net?.hostname ?? "",
+      mtu: net?.mtu || DEFAULT_MTU,
     },
   };
 }
