@@ -40,8 +40,10 @@ import type {
   AllowListDeleteResult,
   RemoveFileOptions,
   SandboxEvent,
+  VolumeInfo,
   WriteFileOptions,
 } from "./types.js";
+import { volumeCreate, volumeList, volumeRemove } from "./volumes.js";
 import { checkAllowListHosts, checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
 import {
   decodeBase64, stringList, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
@@ -527,6 +529,24 @@ export class Client implements AsyncDisposable {
       throw new MatchlockError(`${argv.join(" ")} failed (${status})${result.stderr ? `: ${result.stderr}` : ""}`);
     }
     this.currentVmId = undefined;
+  }
+
+  /**
+   * Creates a named volume (an ext4 disk of `sizeMb` MB that outlives sandboxes) with
+   * `<engine> volume create NAME --size MB --json`; attach it with Sandbox.withDisk(info.path, guestPath).
+   */
+  volumeCreate(name: string, sizeMb = 10240): Promise<VolumeInfo> {
+    return volumeCreate(this.engine, name, sizeMb);
+  }
+
+  /** The named volumes (`<engine> volume ls --json`). */
+  volumeList(): Promise<VolumeInfo[]> {
+    return volumeList(this.engine);
+  }
+
+  /** Deletes a named volume and its data (`<engine> volume rm NAME`); refused while a sandbox has it attached. */
+  volumeRemove(name: string): Promise<void> {
+    return volumeRemove(this.engine, name);
   }
 
   /**

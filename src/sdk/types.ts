@@ -98,6 +98,22 @@ export interface CreateOptions {
   networkMtu?: number;
   /** No network device at all, only loopback (what a sandbox without allowed hosts or secrets gets anyway). */
   noNetwork?: boolean;
+  /** ext4 disk images (e.g. a volume's path from volumeCreate) mounted in the guest (`extra_disks`). */
+  extraDisks?: ExtraDisk[];
+}
+
+/** An ext4 image file attached to the sandbox and mounted at `guestMount`. */
+export interface ExtraDisk {
+  hostPath: string;
+  guestMount: string;
+  readonly?: boolean;
+}
+
+/** A named volume (`matchlock volume ls`): `size` is human-readable, e.g. "16.0 MB". */
+export interface VolumeInfo {
+  name: string;
+  size: string;
+  path: string;
 }
 
 /** One line of the guest's /etc/hosts. */

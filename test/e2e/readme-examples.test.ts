@@ -105,6 +105,7 @@ describe("README and docs examples", async () => {
     "docs/processes.md: Terminals: `execInteractive`": /^\/dev\/pts\/\d+\r\n30 100\r\n0\n$/,
     "docs/processes.md: Process handles: `spawn`": /^a b c 0 true\ntrue 143\n$/,
     "docs/port-forwarding.md: Port forwarding": /^127\.0\.0\.1:18080 -> sandbox:8080\nhello through the forward\n\n$/,
+    "docs/volumes.md: Volumes and extra disks": /^notes 64\.0 MB\nkept across sandboxes\n$/,
     "docs/files.md: Remove, make, rename, stat": /^app\.py 12 false 644 true\ntrue \[-32002\] stat \/workspace\/project: No such file or directory\n$/,
   };
 

@@ -14,7 +14,7 @@
 // open can change the host file, whatever the runsc version or its flags. A user's read-write
 // host path is bound here too: there the bind is proved to reach the object the engine checked.
 import { join } from "node:path";
-import { SAME_OBJECT_SH, type BackendMount } from "../backend.js";
+import { SAME_OBJECT_SH, type BackendDisk, type BackendMount } from "../backend.js";
 
 /** The rootfs path runsc is given: only exists inside the sandbox's mount namespace. */
 export function privateRootfs(stateDir: string): string {
@@ -26,6 +26,11 @@ type HostBind = { readonly: boolean; path: string; identity: string };
 /** Where the `index`th host bind appears (in the namespace only). */
 function hostBindPath(stateDir: string, b: { readonly: boolean }, index: number): string {
   return join(stateDir, "rootfs", b.readonly ? "ro" : "rw", String(index));
+}
+
+/** Where the `index`th extra disk is loop-mounted (in the namespace only). */
+export function diskMountPath(stateDir: string, index: number): string {
+  return join(stateDir, "rootfs", "disk", String(index));
 }
 
 /**
@@ -57,10 +62,19 @@ const UPPER_TMPFS = "size=16m,nr_inodes=16384,mode=700";
 const SCRIPT = [
   "set -e",
   SAME_OBJECT_SH,
-  'root=$1 image=$2 hide_net=$3 binds=$4; shift 4',
+  'root=$1 image=$2 hide_net=$3 binds=$4 disks=$5; shift 5',
   `mount -t tmpfs -o ${UPPER_TMPFS} matchlock-rootfs "$root"`,
   'cd "$root"',
-  "mkdir lower upper work merged ro rw",
+  "mkdir lower upper work merged ro rw disk",
+  // Extra disks: disk/0, disk/1, ... (diskMountPath), each image on a loop device of its own
+  // (autoclear: it is freed when the namespace, and with it the mount, goes).
+  'i=0',
+  'while [ "$i" -lt "$disks" ]; do',
+  '  mkdir "disk/$i"',
+  '  if [ "$2" = ro ]; then opts=loop,ro,nosuid,nodev,noinit_itable; else opts=loop,nosuid,nodev,noinit_itable; fi',
+  '  mount -t ext4 -o "$opts" -- "$1" "disk/$i" || { echo "matchlock: cannot mount the extra disk $1 (an ext4 image, on a loop device: needs root and /dev/loop-control)" >&2; exit 1; }',
+  '  i=$((i + 1)); shift 2',
+  'done',
   // Host paths: ro/0, rw/1, ... (hostBindPath), recursive binds of the path as given (-c: not
   // re-resolved by mount(8)), each proved to be the object the engine checked; then every
   // mount under ro/ remounted read-only: a plain `mount --rbind -o ro` leaves submounts writable.
@@ -91,13 +105,17 @@ const SCRIPT = [
 
 /**
  * The command that runs `cmd args` in the sandbox's private mount namespace, with the image
- * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist) and
- * the host `binds` bound as boundOnHost named them.
+ * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist), the
+ * host `binds` bound as boundOnHost named them, and the extra `disks` mounted where
+ * diskMountPath says.
  */
 export function inPrivateMounts(
-  stateDir: string, rootfs: string, hideNetSysctl: boolean, binds: HostBind[], cmd: string, args: string[],
+  stateDir: string, rootfs: string, hideNetSysctl: boolean, binds: HostBind[], cmd: string, args: string[], disks: BackendDisk[] = [],
 ): [string, string[]] {
-  const bindArgs = binds.flatMap((b) => [b.readonly ? "ro" : "rw", b.path, b.identity]);
-  const script = ["sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(binds.length), ...bindArgs];
+  const script = [
+    "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(binds.length), String(disks.length),
+    ...disks.flatMap((d) => [d.hostPath, d.readonly ? "ro" : "rw"]),
+    ...binds.flatMap((b) => [b.readonly ? "ro" : "rw", b.path, b.identity]),
+  ];
   return ["unshare", ["-m", "--propagation", "private", ...script, cmd, ...args]];
 }

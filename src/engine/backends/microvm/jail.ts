@@ -101,8 +101,8 @@ while [ "$1" != -- ]; do
     chardev) maj=\${src%%:*} rest=\${src#*:}; mknod -m 0600 "$dst" c "$maj" "\${rest%%:*}"; chown "\${rest#*:}" "$dst"; continue ;;
     file|rwfile|dev) : > "$dst" ;;
   esac
-  # -c: the source as given (a share may be a /proc fd link to the checked host directory),
-  # never re-resolved by mount(8) into a path that could lead elsewhere by then.
+  # -c: the source as given, not canonicalised by mount(8) first; same_object then proves a
+  # share's bind reached the object the engine checked.
   case $kind in
     dev) mount -c --bind -o ro,nosuid "$src" "$dst" ;;
     rw|rwfile) mount -c --bind -o nosuid,nodev "$src" "$dst" ;;
