@@ -1,10 +1,12 @@
-// The SDK's entry point: one Client = one engine session (its own `matchlock rpc` process, or a
-// connection to a resident `matchlock serve`) = (at most) one VM.
+// The SDK's entry point: one Client = one engine session (a connection to this user's shared
+// engine, its own `matchlock rpc` process, or a connection to a resident `matchlock serve`) =
+// (at most) one VM.
 import { PassThrough, Readable } from "node:stream";
 import { Base64Data } from "../protocol/base64.js";
 import { Method, Notification } from "../protocol/methods.js";
 import { connectEngine, spawnEngine } from "./engine-link.js";
 import { engineCommand, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
+import { connectSharedEngine, sharedEngineFor } from "./shared-engine.js";
 import { MatchlockError, RPCError } from "./errors.js";
 import { NetworkHookServer, networkInterceptionWire } from "./network-hooks.js";
 import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
@@ -62,7 +64,10 @@ export class Client implements AsyncDisposable {
   private readonly engine: string[];
   private readonly useSudo: boolean;
   private readonly keepOnDispose: boolean;
+  /** A resident engine's socket given by the user (its sandboxes are its own business). */
   private readonly socket: string | undefined;
+  /** What the engine is, for errors: its socket or its command. */
+  private readonly engineName: string;
   private readonly transport: Transport;
   private readonly eventListeners = new Set<(event: SandboxEvent) => void>();
   private startPromise?: Promise<void>;
@@ -83,8 +88,10 @@ export class Client implements AsyncDisposable {
     if (socket !== undefined && this.useSudo) {
       throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user", { kind: "invalid_argument" });
     }
+    const shared = sharedEngineFor(config, socket);
     const argv = rpcCommand(this.engine, this.useSudo);
-    const open = socket !== undefined ? () => connectEngine(socket) : () => spawnEngine(argv);
+    const open = socket !== undefined ? () => connectEngine(socket) : shared ? () => connectSharedEngine(shared) : () => spawnEngine(argv);
+    this.engineName = socket ?? shared?.socketPath ?? this.engine.join(" ");
     this.transport = new Transport(open, (params) => this.dispatchEvent(params));
   }
 
@@ -100,7 +107,7 @@ export class Client implements AsyncDisposable {
   start(): Promise<void> {
     if (this.closePromise) return Promise.reject(new MatchlockError("Client is closed"));
     this.startPromise ??= this.transport.start().then(async () => {
-      this.ourEngine = await shakeHands(this.transport, this.socket ?? this.engine.join(" "));
+      this.ourEngine = await shakeHands(this.transport, this.engineName);
     });
     return this.startPromise;
   }
@@ -551,8 +558,9 @@ export class Client implements AsyncDisposable {
 
   /**
    * `await using`: closes the client and removes the sandbox it made (its stopped record and
-   * state directory), unless Config.keepOnDispose asks to keep them for inspection. A resident
-   * engine's sandboxes are cleaned up by that engine when the connection ends.
+   * state directory), unless Config.keepOnDispose asks to keep them for inspection (the shared
+   * engine's too: it has this client's environment). A resident engine of the user's own
+   * (Config.engineSocket) cleans its sandboxes up itself when the connection ends.
    */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
