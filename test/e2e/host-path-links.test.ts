@@ -1,6 +1,8 @@
 // End to end: a mount's host path is never resolved through a symlink. A sandbox with a
 // read-write mount of D may plant D/sub -> /etc; a later sandbox that asks to mount D/sub (or a
-// path below it) must be refused, with the link named, and must never get the host's /etc.
+// path below it) must be refused, with the link named, and must never get the host's /etc, also
+// while that sandbox keeps swapping the link in and out (the engine holds what it checked, and
+// each engine's bind must reach that very object).
 import assert from "node:assert/strict";
 import { lstat, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -60,6 +62,41 @@ describe(`host paths through symlinks are refused on ${BACKEND}`, () => {
         : /is not a directory/;
       assert.match(err.message, why, hostPath);
     }
+  });
+
+  test("a sandbox swapping a link onto the path while later sandboxes mount it never hands them the host's /etc", async (t) => {
+    const racing = join(base, "racing");
+    await mkdir(join(racing, "sub"), { recursive: true });
+    await writeFile(join(racing, "sub", "mine.txt"), "mine");
+    await using a = newClient();
+    await a.launch(new Sandbox(BUSYBOX).mountHostDir("/workspace/d", racing));
+    // As fast as the guest can: sub is the directory, then gone, then a link to /etc, then gone.
+    const swapping = a.exec(
+      "cd /workspace/d && ln -s /etc link && end=$(($(date +%s) + 600)); " +
+        "while [ ! -e stop ] && [ $(date +%s) -lt $end ]; do mv sub dir; mv link sub; mv sub link; mv dir sub; done",
+    );
+    const outcomes: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        await using b = newClient();
+        const launched = await b.launch(new Sandbox(BUSYBOX).mountHostDirReadonly("/workspace/x", join(racing, "sub"))).then(() => true, (e: unknown) => e);
+        if (launched !== true) {
+          assert.ok(launched instanceof RPCError, String(launched));
+          const why = /symbolic link|changed while it was \w+|does not exist|is not a directory/.exec(launched.message);
+          assert.ok(why, launched.message);
+          outcomes.push(`refused (${why[0]})`);
+          continue;
+        }
+        const seen = await b.exec("ls /workspace/x");
+        assert.equal(seen.stdout, "mine.txt\n", `a later sandbox saw ${JSON.stringify(seen.stdout)}`);
+        outcomes.push("its own directory");
+      }
+    } finally {
+      // The loop ends at this file, or with sandbox a (closed at the end of this scope).
+      await writeFile(join(racing, "stop"), "");
+      void swapping.catch(() => {});
+    }
+    t.diagnostic(`later sandboxes: ${outcomes.join(", ")}`);
   });
 
   test("a host-made link anywhere on the path is refused, naming it; the link-free path mounts", async () => {

@@ -55,7 +55,7 @@ export async function startNetLab(options: NetLabOptions = {}): Promise<NetLab> 
   const rawIp = `${prefix}.${third}.3`;
   const names = [...NAMES, ...(options.names ?? [])];
   const dir = await mkdtemp(join(tmpdir(), "matchlock-netlab-"));
-  const { caPem, certPem, keyPem } = await testCertificates([...names, RAW_NAME]);
+  const { caPem, certPem, keyPem } = await testCertificates([...names, RAW_NAME], [serverIp, rawIp]);
   await writeFile(join(dir, "ca.pem"), caPem);
   await writeFile(join(dir, "cert.pem"), certPem);
   await writeFile(join(dir, "key.pem"), keyPem);
@@ -98,7 +98,8 @@ async function removeAbandonedLabs(): Promise<void> {
   }
 }
 
-async function testCertificates(names: string[]): Promise<{ caPem: string; certPem: string; keyPem: string }> {
+/** One server certificate for the lab's names and its addresses (a client may dial an address). */
+async function testCertificates(names: string[], addresses: string[]): Promise<{ caPem: string; certPem: string; keyPem: string }> {
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
   const caKeys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
@@ -111,7 +112,10 @@ async function testCertificates(names: string[]): Promise<{ caPem: string; certP
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: "02", subject: `CN=${names[0]}`, issuer: ca.subject, notBefore: new Date(now - 60_000), notAfter: new Date(now + 86_400_000),
     signingKey: caKeys.privateKey, publicKey: keys.publicKey, signingAlgorithm: alg,
-    extensions: [new x509.SubjectAlternativeNameExtension(names.map((value) => ({ type: "dns" as const, value })))],
+    extensions: [new x509.SubjectAlternativeNameExtension([
+      ...names.map((value) => ({ type: "dns" as const, value })),
+      ...addresses.map((value) => ({ type: "ip" as const, value })),
+    ])],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)).toString("base64");
   return {
@@ -125,12 +129,12 @@ async function testCertificates(names: string[]): Promise<{ caPem: string; certP
  * For a suite about one sandbox on the lab: registers node:test hooks that start the lab and
  * launch `sandbox(lab)` before the suite, and close, remove and stop everything after it.
  */
-export function labSandbox(sandbox: (lab: NetLab) => Sandbox): { readonly lab: NetLab; readonly client: Client } {
+export function labSandbox(sandbox: (lab: NetLab) => Sandbox, options: NetLabOptions = {}): { readonly lab: NetLab; readonly client: Client } {
   let lab: NetLab | undefined;
   let client: Client | undefined;
   before(async () => {
     await setUpE2E();
-    lab = await startNetLab();
+    lab = await startNetLab(options);
     client = newClient();
     await client.launch(sandbox(lab));
   });

@@ -177,6 +177,14 @@ describe("create params", () => {
     assert.match(refusal({ image: "a", network: { no_network: true, secrets: { K: { value: "v" } } } }), /network\.no_network cannot be combined with network\.secrets/);
   });
 
+  test("an allowed private address that block_private_ips would block is refused, naming it", () => {
+    assert.match(refusal({ image: "a", network: { allowed_hosts: ["x.test", "10.0.0.5"], block_private_ips: true } }), /network\.allowed_hosts: 10\.0\.0\.5 is a private address, which block_private_ips blocks/);
+    assert.match(refusal({ image: "a", network: { allowed_hosts: ["[::1]"], block_private_ips: true } }), /\[::1\] is a private address/);
+    assert.match(refusal({ image: "a", network: { secrets: { K: { value: "v", hosts: ["192.168.1.9"] } }, block_private_ips: true } }), /network\.secrets\.K\.hosts: 192\.168\.1\.9 is a private address/);
+    assert.equal(createParamsSchema.safeParse({ image: "a", network: { allowed_hosts: ["10.0.0.5"], block_private_ips: false } }).success, true);
+    assert.equal(createParamsSchema.safeParse({ image: "a", network: { allowed_hosts: ["198.18.0.5", "10.*"], block_private_ips: true } }).success, true);
+  });
+
   test("a secret's allow_cleartext (an extension) is a boolean; a misspelt opt-in is refused by name", () => {
     const secret = (s: unknown) => createParamsSchema.safeParse({ image: "a", network: { secrets: { K: { value: "v", ...(s as object) } } } });
     assert.match(describeZodError(secret({ allow_cleartxt: true }).error!), /^unknown field network\.secrets\.K\.allow_cleartxt: /);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
 import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
-import { inPrivateMounts, readOnlyOnHost } from "../../src/engine/backends/gvisor/private-mounts.js";
+import { boundOnHost, inPrivateMounts } from "../../src/engine/backends/gvisor/private-mounts.js";
 
 const spec = (memoryMb: number) => ({
   id: "t", image: { kind: "unpacked" as const, ref: "t", rootfs: "/r" }, cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", privileged: false, stateDir: "/s", logFile: "/l",
@@ -62,24 +62,30 @@ test("guest tasks are capped by RLIMIT_NPROC, and the sandbox's host tasks by it
   assert.ok(HOST_TASK_LIMIT > GUEST_TASK_LIMIT * 15, "room for ~15 host tasks per guest task");
 });
 
-test("read-only binds reach runsc as read-only binds made in the sandbox's mount namespace, in order; others unchanged", () => {
-  const { mounts, hostPaths } = readOnlyOnHost("/s", [
-    { kind: "bind", guestPath: "/a", hostPath: "/h/a", readonly: true },
-    { kind: "bind", guestPath: "/b", hostPath: "/h/b", readonly: false },
+test("read-only binds and users' host paths reach runsc as binds made in the sandbox's mount namespace, in order; others unchanged", () => {
+  const { mounts, binds } = boundOnHost("/s", [
+    { kind: "bind", guestPath: "/a", hostPath: "/h/a", readonly: true, identity: "1:2" },
+    { kind: "bind", guestPath: "/b", hostPath: "/h/b", readonly: false, identity: "1:3" },
+    { kind: "bind", guestPath: "/e", hostPath: "/engine/e", readonly: false },
     { kind: "tmpfs", guestPath: "/c" },
-    { kind: "bind", guestPath: "/d", hostPath: "/h/d", readonly: true },
+    { kind: "bind", guestPath: "/d", hostPath: "/engine/d", readonly: true },
   ]);
-  assert.deepEqual(hostPaths, ["/h/a", "/h/d"]);
+  assert.deepEqual(binds, [
+    { readonly: true, path: "/h/a", identity: "1:2" },
+    { readonly: false, path: "/h/b", identity: "1:3" },
+    { readonly: true, path: "/engine/d", identity: "-" },
+  ]);
   assert.deepEqual(mounts, [
-    { kind: "bind", guestPath: "/a", hostPath: "/s/rootfs/ro/0", readonly: true },
-    { kind: "bind", guestPath: "/b", hostPath: "/h/b", readonly: false },
+    { kind: "bind", guestPath: "/a", hostPath: "/s/rootfs/ro/0", readonly: true, identity: "1:2" },
+    { kind: "bind", guestPath: "/b", hostPath: "/s/rootfs/rw/1", readonly: false, identity: "1:3" },
+    { kind: "bind", guestPath: "/e", hostPath: "/engine/e", readonly: false },
     { kind: "tmpfs", guestPath: "/c" },
-    { kind: "bind", guestPath: "/d", hostPath: "/s/rootfs/ro/1", readonly: true },
+    { kind: "bind", guestPath: "/d", hostPath: "/s/rootfs/ro/2", readonly: true },
   ]);
-  // The script gets the counts (read-only paths, disks), the disks, the host paths, then runsc's command line.
-  const [cmd, args] = inPrivateMounts("/s", "/img", false, hostPaths, "runsc", ["run"]);
+  // The script gets the counts (host binds, disks), the disks, (ro|rw, host path, identity) for each bind, then runsc's command line.
+  const [cmd, args] = inPrivateMounts("/s", "/img", false, binds, "runsc", ["run"]);
   assert.equal(cmd, "unshare");
-  assert.deepEqual(args.slice(-7), ["0", "2", "0", "/h/a", "/h/d", "runsc", "run"]);
-  const [, withDisks] = inPrivateMounts("/s", "/img", false, hostPaths, "runsc", ["run"], [{ hostPath: "/v/a.ext4", guestPath: "/data", readonly: true }]);
-  assert.deepEqual(withDisks.slice(-9), ["0", "2", "1", "/v/a.ext4", "ro", "/h/a", "/h/d", "runsc", "run"]);
+  assert.deepEqual(args.slice(-14), ["0", "3", "0", "ro", "/h/a", "1:2", "rw", "/h/b", "1:3", "ro", "/engine/d", "-", "runsc", "run"]);
+  const [, withDisks] = inPrivateMounts("/s", "/img", false, binds.slice(0, 1), "runsc", ["run"], [{ hostPath: "/v/a.ext4", guestPath: "/data", readonly: true }]);
+  assert.deepEqual(withDisks.slice(-10), ["0", "1", "1", "/v/a.ext4", "ro", "ro", "/h/a", "1:2", "runsc", "run"]);
 });

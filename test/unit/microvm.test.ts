@@ -204,28 +204,28 @@ test("the jail: namespaces, read-only view, the user and capabilities dropped la
   assert.deepEqual(dirs, ["usr", "etc", "dev", "dev/net", "vm"]);
   assert.deepEqual(links, ["usr/bin"]);
   assert.deepEqual(entries, [
-    "dir", "/usr", "/usr", "file", "/etc/ld.so.cache", "/etc/ld.so.cache",
-    "dev", "/dev/null", "/dev/null", "chardev", "10:200:65534:65534", "/dev/net/tun", "file", "/cache/vmlinux", "/vm/vmlinux",
+    "dir", "/usr", "/usr", "-", "file", "/etc/ld.so.cache", "/etc/ld.so.cache", "-",
+    "dev", "/dev/null", "/dev/null", "-", "chardev", "10:200:65534:65534", "/dev/net/tun", "-", "file", "/cache/vmlinux", "/vm/vmlinux", "-",
   ]);
   assert.deepEqual(drop, [
     "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps", "-all", "--bounding-set", "-all",
     "--no-new-privs", "--pdeathsig", "KILL", "--", "/usr/bin/qemu-system-x86_64", "-M", "microvm",
   ]);
   // With shares (and a NIC): the shares, a /proc for 9p, two ambient capabilities, the VM's own network namespace.
-  const [, shared] = jailedCommand({ ...base, shares: [{ host: "/h/a", jail: "/shares/0", readonly: false, file: false }], capabilities: SHARE_CAPABILITIES, netns: "/var/run/netns/matchlock-1" }, []);
+  const [, shared] = jailedCommand({ ...base, shares: [{ host: "/h/a", jail: "/shares/0", readonly: false, file: false, identity: "5:7" }], capabilities: SHARE_CAPABILITIES, netns: "/var/run/netns/matchlock-1" }, []);
   assert.ok(!shared.includes("--net"));
   assert.deepEqual(shared.slice(0, 7), ["--pdeathsig", "KILL", "--", "nsenter", "--net=/var/run/netns/matchlock-1", "--", "unshare"]);
   const tail = shared.join(" ");
-  assert.ok(tail.includes("rw /h/a /shares/0 proc proc /proc --"), tail);
+  assert.ok(tail.includes("rw /h/a /shares/0 5:7 proc proc /proc - --"), tail);
   // A host file: bound as the one file of its share directory (made in the jail's read-only tmpfs), read-write or read-only.
   const [, files] = jailedCommand({ ...base, shares: [{ host: "/h/f.txt", jail: "/shares/0", readonly: false, file: true }, { host: "/h/g.txt", jail: "/shares/1", readonly: true, file: true }], capabilities: SHARE_CAPABILITIES }, []);
   const fileScript = files.slice(files.indexOf("matchlock-jail") + 1);
   assert.ok(fileScript.slice(0, fileScript.indexOf("--")).includes("shares/0") && fileScript.includes("shares/1"), fileScript.join(" "));
-  assert.ok(files.join(" ").includes("rwfile /h/f.txt /shares/0/file file /h/g.txt /shares/1/file proc proc /proc --"), files.join(" "));
+  assert.ok(files.join(" ").includes("rwfile /h/f.txt /shares/0/file - file /h/g.txt /shares/1/file - proc proc /proc - --"), files.join(" "));
   assert.ok(tail.includes("--inh-caps -all,+dac_override,+fowner --ambient-caps +dac_override,+fowner --bounding-set -all,+dac_override,+fowner"), tail);
   // A QEMU outside /usr is bound at a fixed place and run from there.
   const [, custom] = jailedCommand({ ...base, qemu: "/opt/my qemu/bin/qemu" }, []);
-  assert.ok(custom.join(" ").includes("file /opt/my qemu/bin/qemu /qemu"));
+  assert.ok(custom.join(" ").includes("file /opt/my qemu/bin/qemu /qemu -"));
   assert.equal(custom[custom.length - 1], "/qemu");
 });
 

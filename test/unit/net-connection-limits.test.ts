@@ -67,12 +67,21 @@ describe("the engine's count of a sandbox's open connections", () => {
 
 describe("the sandbox's nft table", () => {
   test("limits new TCP connections and UDP flows per second and how many it may have tracked", () => {
-    const text = rules({ table: "t", hostInterface: "mlhx", hostIp: "10.200.0.1", ports: { http: 1, https: 2, other: 3, dns: 4 }, limits: { open: 16, perSecond: 5 } });
+    const text = rules({ table: "t", hostInterface: "mlhx", hostIp: "10.200.0.1", ports: { http: 1, https: 2, other: 3, dns: 4 }, limits: { open: 16, perSecond: 5 }, literals: [] });
     assert.match(text, /iifname "mlhx" meta l4proto tcp ct state new limit rate over 5\/second burst 10 packets reject with tcp reset/);
     assert.match(text, /iifname "mlhx" meta l4proto udp ct state new limit rate over 5\/second burst 10 packets reject/);
     assert.match(text, /iifname "mlhx" meta l4proto tcp ct state new ct count over 32 reject with tcp reset/);
     assert.match(text, /iifname "mlhx" meta l4proto udp ct state new ct count over 32 reject/);
     // Before anything is accepted.
     assert.ok(text.indexOf("ct count") < text.indexOf("accept\n"));
+  });
+
+  test("sends every TCP port of an allowed IPv4 literal to the port sniffer, after the synthetic range", () => {
+    const spec = { table: "t", hostInterface: "mlhx", hostIp: "10.200.0.1", ports: { http: 1, https: 2, other: 3, dns: 4 }, limits: { open: 16, perSecond: 5 } };
+    const text = rules({ ...spec, literals: ["198.18.0.5", "203.0.113.9"] });
+    assert.match(text, /set literals \{\s+type ipv4_addr;\s+elements = \{ 198\.18\.0\.5, 203\.0\.113\.9 \}/);
+    assert.match(text, /iifname "mlhx" ip daddr @literals meta l4proto tcp dnat ip to 10\.200\.0\.1:3/);
+    assert.ok(text.indexOf("ip daddr @literals") > text.lastIndexOf("10.201.0.0/16"));
+    assert.doesNotMatch(rules({ ...spec, literals: [] }), /elements/);
   });
 });

@@ -38,6 +38,12 @@ describe("allowed_hosts patterns", () => {
     assert.ok(!p.isHostAllowed("example.com"));
   });
 
+  test("the IPv4 literals a guest may dial directly: exact addresses only, not blocked ones", () => {
+    const p = new NetworkPolicy({ allowedHosts: ["198.18.0.5", "10.0.0.5", "10.0.*", "2001:db8::1", "a.test"], blockPrivateIps: true, secrets: [] });
+    assert.deepEqual(p.literalAddresses, ["198.18.0.5"]);
+    assert.deepEqual(new NetworkPolicy({ allowedHosts: ["10.0.0.5"], blockPrivateIps: false, secrets: [] }).literalAddresses, ["10.0.0.5"]);
+  });
+
   test("a secret's hosts are allowed automatically", () => {
     const p = new NetworkPolicy({ allowedHosts: [], blockPrivateIps: false, secrets: [{ name: "K", placeholder: "P", value: "v", hosts: ["api.test"], allowCleartext: false }] });
     assert.ok(p.isHostAllowed("api.test"));

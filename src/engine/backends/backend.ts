@@ -12,7 +12,14 @@ export const SETUP_COMMAND = "npx matchlock setup";
 
 /** A mount as the backend must realise it inside the sandbox. */
 export type BackendMount =
-  | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }
+  | {
+    kind: "bind"; guestPath: string; hostPath: string; readonly: boolean;
+    /**
+     * A user's host path: "st_dev:st_ino" of the object it named when checked (vfs/mounts.ts).
+     * The backend's bind of hostPath must reach that object (SAME_OBJECT_SH), or fail.
+     */
+    identity?: string;
+  }
   | { kind: "tmpfs"; guestPath: string };
 
 /** An ext4 image file the sandbox mounts at `guestPath` (extra_disks). */
@@ -157,3 +164,16 @@ export class BackendUnavailableError extends EngineError {
 export class UnsupportedByBackendError extends EngineError {
   readonly kind: ErrorKind = "unsupported";
 }
+
+/**
+ * A shell function for the scripts that bind host paths: `same_object DST IDENTITY SRC` ends the
+ * script unless what is now mounted at DST is the object the engine checked (IDENTITY "-": an
+ * engine-owned path, nothing to prove). The engine holds the object open meanwhile, so a
+ * symlink swapped onto the path after the check leads the bind elsewhere and is caught here.
+ */
+export const SAME_OBJECT_SH = `same_object() {
+  [ "$2" = - ] || [ "$(stat -c %d:%i -- "$1")" = "$2" ] || {
+    echo "host path $3 changed while it was being mounted (a symbolic link or another object appeared on it); host paths must not contain symlinks" >&2
+    exit 1
+  }
+}`;

@@ -1,7 +1,9 @@
 // The nftables table on the host end of a sandbox's link. The guest may reach only the engine's
 // DNS and proxy on the host's link address; synthetic addresses (what our DNS hands out) on
 // ports 80/443 are DNAT'ed to the proxy, their other TCP ports to the port sniffer (which finds
-// the dialled port in conntrack), any DNS query to the engine's DNS; nothing is forwarded.
+// the dialled port in conntrack), and so is every TCP port of an IPv4 address allowed_hosts
+// names literally (the sniffer tells TLS and HTTP from the rest on 80/443 too); any DNS query
+// goes to the engine's DNS; nothing is forwarded.
 // It must be on the host side: gVisor's netstack bypasses nftables inside the sandbox's netns.
 // The input chain also bounds what the sandbox can put in the host's conntrack table (which all
 // of the host shares): new TCP connections and UDP flows per second, and how many it may have
@@ -19,7 +21,12 @@ export interface FirewallSpec {
   /** Where the engine listens on hostIp: ephemeral ports, so nothing else on the host can collide. */
   ports: { http: number; https: number; other: number; dns: number };
   limits: ConnectionLimits;
+  /** IPv4 addresses the guest may dial directly (allowed_hosts' literals). */
+  literals: string[];
 }
+
+/** The set of allowed IPv4 literals (after the synthetic range's rules: an address there stays the name it was handed out for). */
+const LITERALS_SET = "literals";
 
 export function rules(f: FirewallSpec): string {
   const i = `iifname "${f.hostInterface}"`;
@@ -28,13 +35,18 @@ export function rules(f: FirewallSpec): string {
   // Twice the engine's own limit: the engine refuses (and reports) first; this also bounds what
   // it no longer holds (connections it closed that the guest keeps half-open) or has yet to accept.
   const tracked = `ct count over ${2 * f.limits.open}`;
+  const literals = f.literals.length ? `\n    elements = { ${f.literals.join(", ")} }` : "";
   return `table inet ${f.table} {
+  set ${LITERALS_SET} {
+    type ipv4_addr;${literals}
+  }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 80 dnat ip to ${f.hostIp}:${http}
     ${i} ip daddr ${SYNTHETIC_CIDR} tcp dport 443 dnat ip to ${f.hostIp}:${https}
     ${i} ip daddr ${SYNTHETIC_CIDR} meta l4proto tcp dnat ip to ${f.hostIp}:${other}
     ${i} udp dport 53 dnat ip to ${f.hostIp}:${dns}
+    ${i} ip daddr @${LITERALS_SET} meta l4proto tcp dnat ip to ${f.hostIp}:${other}
   }
   chain input {
     type filter hook input priority filter - 10; policy accept;
@@ -58,4 +70,10 @@ export function rules(f: FirewallSpec): string {
 export async function installFirewall(f: FirewallSpec): Promise<void> {
   await runQuietly("nft", ["delete", "table", "inet", f.table]);
   await run("nft", ["-f", "-"], rules(f));
+}
+
+/** Replaces the allowed IPv4 literals at once (one nft transaction), when the allow-list changes. */
+export async function setLiteralAddresses(table: string, literals: readonly string[]): Promise<void> {
+  const add = literals.length ? `add element inet ${table} ${LITERALS_SET} { ${literals.join(", ")} }\n` : "";
+  await run("nft", ["-f", "-"], `flush set inet ${table} ${LITERALS_SET}\n${add}`);
 }

@@ -3,6 +3,7 @@
 // matching is case-insensitive and ignores a trailing dot; an empty allowlist with
 // interception on denies everything; the private ranges are wider (see private-ranges.ts).
 import { BlockReason } from "./events.js";
+import { isIPv4 } from "node:net";
 import { isPrivateAddress } from "./private-ranges.js";
 
 export interface SecretRule {
@@ -65,6 +66,16 @@ export class NetworkPolicy {
 
   get allowedHosts(): readonly string[] {
     return this.patterns;
+  }
+
+  /**
+   * The IPv4 addresses the allow-list names literally (and block_private_ips does not block): the
+   * guest dials them directly, with no name our DNS handed out, and the firewall sends them to
+   * the port sniffer too. (The guest has no IPv6, so an IPv6 literal is reachable only as an
+   * HTTP Host.)
+   */
+  get literalAddresses(): string[] {
+    return this.patterns.filter((h) => isIPv4(h) && this.isAddressAllowed(h));
   }
 
   /** The allow-list as given at create and changed since (without the secrets' hosts). */

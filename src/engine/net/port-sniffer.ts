@@ -1,6 +1,7 @@
-// The listener behind every TCP port other than 80/443 of the synthetic range. It learns from
-// connection tracking which address and port the guest dialled and maps the address back to the
-// allowed name our DNS handed it out for. It then connects to the real host on that port at once
+// The listener behind every TCP port other than 80/443 of the synthetic range, and every port of
+// an address allowed_hosts names literally. It learns from connection tracking which address and
+// port the guest dialled and maps the address back to the allowed name our DNS handed it out for
+// (or takes the literal address as the name). It then connects to the real host on that port at once
 // (the name checked, the address picked by the policy) and lets whichever side speaks first
 // decide, with no time limit: a client that speaks first is sniffed (first-bytes.ts: a TLS
 // ClientHello goes to the intercepting proxy's TLS path, anything an HTTP server could read as a
@@ -74,7 +75,7 @@ export class PortSniffer {
     } catch (err) {
       this.log(`tcp: cannot tell where a connection was headed: ${(err as Error).message}`);
     }
-    const name = dest && this.addresses.nameFor(dest.address);
+    const name = dest && (this.addresses.nameFor(dest.address) ?? (this.policy.literalAddresses.includes(dest.address) ? dest.address : undefined));
     if (!dest || !name || !this.policy.isHostAllowed(name)) {
       this.event({ host: name ?? dest?.address ?? "(unknown)", url: dest ? `tcp://${dest.address}:${dest.port}` : "", blocked: true, block_reason: BlockReason.HOST });
       return void socket.resetAndDestroy();

@@ -170,9 +170,21 @@ export class InterceptingProxy {
     this.track(raw);
     raw.on("error", () => raw.destroy());
     raw.setTimeout(HANDSHAKE_TIMEOUT_MS, () => raw.destroy());
+    // A client that dialled an address (allowed literally) sends no SNI (RFC 6066): it gets a
+    // leaf for that address. The socket stays paused (the sniffer's) until the TLS layer is on it.
+    if (facts.name !== undefined && net.isIP(facts.name)) {
+      this.ca.contextFor(facts.name).then((ctx) => this.handshake(raw, facts, ctx), () => raw.destroy());
+    } else {
+      this.handshake(raw, facts);
+    }
+  }
+
+  private handshake(raw: Socket, facts: ConnectionFacts, addressContext?: tls.SecureContext): void {
+    if (raw.destroyed) return;
     const socket = new tls.TLSSocket(raw, {
       isServer: true,
       ALPNProtocols: ["http/1.1"],
+      ...(addressContext ? { secureContext: addressContext } : {}),
       SNICallback: (name, cb) => {
         // Checked before a leaf is issued: a guest must not make the engine sign (and keep) a
         // certificate for every name it can think of.
@@ -189,7 +201,7 @@ export class InterceptingProxy {
     socket.once("secure", () => {
       raw.setTimeout(0);
       const sni = (socket as TLSSocket & { servername?: string | false }).servername;
-      const host = sni ? normalizeHost(sni) : "";
+      const host = sni ? normalizeHost(sni) : addressContext ? facts.name! : "";
       // Again at the end of the handshake: the allow-list may have changed meanwhile.
       if (!this.tlsNameAllowed(host, facts)) {
         this.event({ method: "", url: "", host: host || "(no SNI)", blocked: true, block_reason: BlockReason.HOST });
@@ -387,7 +399,8 @@ export class InterceptingProxy {
       headers: headers.flat() as unknown as http.OutgoingHttpHeaders,
       setHost: false,
       agent,
-      servername: target.host,
+      // No SNI for an address (RFC 6066); the certificate is still checked against it.
+      servername: net.isIP(target.host) ? "" : target.host,
       ca: upstreamRoots(), // also for agent-less (upgrade) requests
       timeout: UPSTREAM_TIMEOUT_MS,
       // Connect to the address we checked, not whatever a second resolution would say.

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { ConnectionBudget, connectionLimits, type ConnectionLimits } from "./connection-limits.js";
 import { SandboxDnsServer, SyntheticAddresses } from "./dns-server.js";
 import type { NetworkEvent, NetworkEventSink } from "./events.js";
-import { installFirewall } from "./firewall.js";
+import { installFirewall, setLiteralAddresses } from "./firewall.js";
 import type { InterceptionConfig } from "./interception/config.js";
 import { Interceptor } from "./interception/interceptor.js";
 import { allocateLink, LINK_PREFIX_LENGTH, releaseLink, type LinkAllocation } from "./link-allocation.js";
@@ -121,7 +121,13 @@ export class NetworkSeal {
     const other = await this.sniffer.listen(this.link.hostIp, admit);
     await installFirewall({
       table: this.link.nftTable, hostInterface: this.link.hostInterface, hostIp: this.link.hostIp, ports: { http, https, other, dns }, limits: this.limits,
+      literals: policy.literalAddresses,
     });
+  }
+
+  /** After an allow-list change: the guest may dial exactly the IPv4 literals the list now names. */
+  async syncLiteralAddresses(): Promise<void> {
+    if (!this.closed) await setLiteralAddresses(this.link.nftTable, this.opts.policy.literalAddresses);
   }
 
   /** Stops the services and removes the link, netns, firewall and allocation. Idempotent. */

@@ -312,11 +312,11 @@ export class Session {
    * allow_list_add / allow_list_delete (spec 5.5). The lists are `null` when empty, as upstream
    * sends them; here an empty allow-list denies every host but the secrets' (docs/network-seal.md).
    */
-  private changeAllowList(change: "add" | "delete", params: unknown): Result {
+  private async changeAllowList(change: "add" | "delete", params: unknown): Promise<Result> {
     const p = decode(allowListParams, params ?? {});
     const hosts = (p.hosts ?? []).map((h) => h.trim()).filter(Boolean);
     if (hosts.length === 0) throw new RpcError(ErrorCode.INVALID_PARAMS, "hosts is required");
-    const { changed, allowList } = this.current().changeAllowList(change, hosts);
+    const { changed, allowList } = await this.current().changeAllowList(change, hosts);
     const list = (l: readonly string[]) => (l.length > 0 ? [...l] : null);
     return change === "add"
       ? { added: [...changed], allowed_hosts: list(allowList) }

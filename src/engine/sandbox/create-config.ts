@@ -5,6 +5,8 @@ import { z } from "zod";
 import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 import { BACKEND_CHOICES } from "../backends/registry.js";
 import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/interception/config.js";
+import { normalizeHost } from "../net/policy.js";
+import { isPrivateAddress } from "../net/private-ranges.js";
 import type { ImageConfig } from "../image/types.js";
 import { toVfsInterception, vfsInterceptionSchema, type VfsInterception } from "../vfs/interception/config.js";
 import { addHostProblem, DEFAULT_MTU, hostnameProblem, mtuProblem } from "../../protocol/network-fields.js";
@@ -96,6 +98,17 @@ const networkSchema = z.strictObject({
   // Without allowed hosts or secrets the sandbox has no network: resolvers would do nothing.
   if (!networked && (n.dns_servers?.length ?? 0) > 0) {
     ctx.addIssue({ code: "custom", path: [], message: "network.dns_servers has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network)" });
+  }
+  // An address the policy would only ever refuse: a clear error now rather than a 403 later.
+  if (n.block_private_ips === true) {
+    const listed: Array<[path: string[], host: string]> = [
+      ...(n.allowed_hosts ?? []).map((h): [string[], string] => [["allowed_hosts"], h]),
+      ...Object.entries(n.secrets ?? {}).flatMap(([k, sec]) => (sec.hosts ?? []).map((h): [string[], string] => [["secrets", k, "hosts"], h])),
+    ];
+    const blocked = listed.find(([, h]) => isPrivateAddress(normalizeHost(h)));
+    if (blocked) {
+      ctx.addIssue({ code: "custom", path: blocked[0], message: `${blocked[1]} is a private address, which block_private_ips blocks: allow private IPs (block_private_ips false) to reach it` });
+    }
   }
   if (!networked && n.mtu && n.mtu !== DEFAULT_MTU) {
     ctx.addIssue({ code: "custom", path: [], message: "network.mtu has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network device)" });

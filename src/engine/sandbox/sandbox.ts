@@ -10,7 +10,7 @@ import { shellQuote } from "./shell-quote.js";
 import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
 import type { ImageConfig, LocalImage } from "../image/types.js";
-import { resolveMounts } from "../vfs/mounts.js";
+import { HeldHostPaths, resolveMounts } from "../vfs/mounts.js";
 import { hideMounts, startInterception, type FileEvent } from "../vfs/interception/guest-mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { backendDisks } from "../disks/extra-disks.js";
@@ -111,12 +111,13 @@ export class Sandbox {
     let seal: NetworkSeal | undefined;
     let made: Sandbox | undefined;
     const disks = backendDisks(config);
+    const held = new HeldHostPaths();
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
       // Before anything mounts them: a disk another running sandbox has is refused here.
       for (const d of disks) await lockDisk(id, d.hostPath, d.readonly, `extra disk ${d.hostPath}`);
-      const resolved = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
+      const resolved = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb, held);
       // Intercepted mounts are made at hidden paths; the agent serves them through the rules.
       const { mounts, served } = config.vfsInterception ? await hideMounts(resolved, config.extraDisks.map((d) => d.guestMount)) : { mounts: resolved, served: undefined };
       if (interceptionOn(config, secretRules)) {
@@ -142,7 +143,7 @@ export class Sandbox {
         cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname,
         privileged: config.privileged, mounts, fuse: served !== undefined, disks, stateDir, logFile: logFile(id), signal,
         network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength, mtu: config.network.mtu }, guestFiles: seal.guestFiles },
-      });
+      }).finally(() => held.release());
       traceStartup("create: backend started, agent ready");
       await writeHostFiles(running.agent, hostname, config.network.addHosts);
       traceStartup("create: /etc/hostname and /etc/hosts written");
@@ -173,6 +174,7 @@ export class Sandbox {
       // stay for it to find and remove. Only a sandbox that could not be stopped keeps its
       // record (as stopped), for `matchlock gc` to reclaim.
       await made?.closePorts();
+      await held.release();
       const stoppedCleanly = await (running?.stop(0) ?? Promise.resolve()).then(() => true, () => false);
       await seal?.close();
       await markStopped(id);
@@ -214,9 +216,12 @@ export class Sandbox {
    * Changes the allow-list at runtime (spec 5.5): new DNS answers, connections and requests follow
    * it at once; open connections keep what they were allowed. Only a sealed sandbox has one.
    */
-  changeAllowList(change: "add" | "delete", hosts: readonly string[]): AllowListChange {
+  async changeAllowList(change: "add" | "delete", hosts: readonly string[]): Promise<AllowListChange> {
     if (!this.seal) throw new AllowListUnavailableError("allow-list updates unavailable: sandbox was started without network interception");
-    return change === "add" ? this.seal.policy.addAllowedHosts(hosts) : this.seal.policy.removeAllowedHosts(hosts);
+    const result = change === "add" ? this.seal.policy.addAllowedHosts(hosts) : this.seal.policy.removeAllowedHosts(hosts);
+    // An address the list names (or no longer names) is dialled directly: the firewall follows.
+    await this.seal.syncLiteralAddresses();
+    return result;
   }
 
   /** Whether close() was called (the sandbox is stopping or stopped). */

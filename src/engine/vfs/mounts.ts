@@ -2,7 +2,8 @@
 // anything unsafe: relative or unnormalised guest paths, mounts over system directories,
 // missing host directories.
 import { execFile } from "node:child_process";
-import { lstat, readlink, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { lstat, open, readlink, stat, type FileHandle } from "node:fs/promises";
 import { posix, join } from "node:path";
 import { promisify } from "node:util";
 import type { BackendMount } from "../backends/backend.js";
@@ -31,10 +32,61 @@ export function checkGuestPath(p: string, what: string): void {
   }
 }
 
+/** open(2)'s O_PATH (Node has no name for it): a handle on the object itself, no read access needed. */
+const O_PATH = 0o10000000;
+
+/** A host path checked link-free, and the object it named then. */
+export interface CheckedHostPath {
+  path: string;
+  /**
+   * "st_dev:st_ino" of that object: a backend binds `path`, then proves the bind reached this
+   * very object (held open meanwhile, so the numbers cannot pass to another one).
+   */
+  identity: string;
+  /** The object itself, whatever `path` now leads to: for the engine's own reads (copies). */
+  held: string;
+}
+
+/**
+ * Host paths held open from their check until the backend has mounted them. A path checked and
+ * then handed on leaves a window in which a sandbox with a read-write mount above it can swap a
+ * directory for a symlink. So each checked object is opened once (no link followed at the end,
+ * and the kernel's name for what was opened must be the link-free path itself), and the
+ * backends' binds must reach that object's identity, or the create fails.
+ */
+export class HeldHostPaths {
+  private readonly handles: FileHandle[] = [];
+
+  async hold(hostPath: string | undefined, guestPath: string): Promise<CheckedHostPath> {
+    const path = await hostDir(hostPath, guestPath);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, O_PATH | constants.O_NOFOLLOW);
+    } catch (err) {
+      throw new MountConfigError(`mount ${guestPath}: cannot open host path ${path}: ${(err as Error).message}`);
+    }
+    this.handles.push(handle);
+    const reached = await readlink(`/proc/self/fd/${handle.fd}`);
+    const st = await handle.stat();
+    if (reached !== path || !(st.isDirectory() || st.isFile())) throw changedWhileChecked(guestPath, path);
+    return { path, identity: `${st.dev}:${st.ino}`, held: `/proc/${process.pid}/fd/${handle.fd}` };
+  }
+
+  /** Once the backend has made its mounts (or failed to). */
+  async release(): Promise<void> {
+    await Promise.all(this.handles.splice(0).map((h) => h.close().catch(() => {})));
+  }
+}
+
+function changedWhileChecked(guestPath: string, path: string): MountConfigError {
+  return new MountConfigError(`mount ${guestPath}: host path ${path} changed while it was checked (a symbolic link or another object appeared on it); host paths must not contain symlinks`);
+}
+
 async function hostDir(hostPath: string | undefined, guestPath: string): Promise<string> {
   if (!hostPath) throw new MountConfigError(`mount ${guestPath}: host_path is required`);
   if (!hostPath.startsWith("/")) throw new MountConfigError(`mount ${guestPath}: host_path must be absolute: ${hostPath}`);
-  const path = posix.normalize(hostPath);
+  const normal = posix.normalize(hostPath);
+  const path = normal.length > 1 && normal.endsWith("/") ? normal.slice(0, -1) : normal;
   await refuseSymlinks(path, guestPath);
   const st = await stat(path);
   if (!st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${hostPath}`);
@@ -105,7 +157,7 @@ function checkFieldsFit(guestPath: string, m: WireMount): void {
  * never reach the host, and what the guest writes there is capped at `diskSizeMb`.
  */
 export async function resolveMounts(
-  workspace: string, mounts: Record<string, WireMount>, stateDir: string, diskSizeMb: number,
+  workspace: string, mounts: Record<string, WireMount>, stateDir: string, diskSizeMb: number, held: HeldHostPaths,
 ): Promise<BackendMount[]> {
   checkMountRequest(workspace, mounts);
   const out: BackendMount[] = [];
@@ -116,11 +168,13 @@ export async function resolveMounts(
         out.push({ kind: "tmpfs", guestPath });
         break;
       case "real_fs":
-      case "host_fs":
-        out.push({ kind: "bind", guestPath, hostPath: await hostDir(m.host_path, guestPath), readonly: m.readonly === true });
+      case "host_fs": {
+        const { path, identity } = await held.hold(m.host_path, guestPath);
+        out.push({ kind: "bind", guestPath, hostPath: path, identity, readonly: m.readonly === true });
         break;
+      }
       case "overlay":
-        overlays.push({ guestPath, source: await hostDir(m.host_path || m.lower?.host_path, guestPath) });
+        overlays.push({ guestPath, source: (await held.hold(m.host_path || m.lower?.host_path, guestPath)).held });
         break;
     }
   }
@@ -129,8 +183,9 @@ export async function resolveMounts(
     const disk = await mountSnapshotDisk(stateDir, snapshotDiskGeometry(usage, diskSizeMb));
     for (const [i, o] of overlays.entries()) {
       const snapshot = join(disk, `mount-${i + 1}`);
-      // cp -a keeps modes, owners, symlinks and times; --reflink=auto makes it cheap where the fs can.
-      await run("cp", ["-a", "--reflink=auto", "--", o.source, snapshot]);
+      // cp -a keeps modes, owners, symlinks and times; --reflink=auto makes it cheap where the fs can;
+      // -H follows the held source (a /proc fd link) itself, and no link below it.
+      await run("cp", ["-a", "-H", "--reflink=auto", "--", o.source, snapshot]);
       out.push({ kind: "bind", guestPath: o.guestPath, hostPath: snapshot, readonly: false });
     }
   }

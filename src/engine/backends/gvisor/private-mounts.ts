@@ -11,18 +11,21 @@
 // directfs (the default of current runsc) the Sentry opens host files itself, and an O_TRUNC
 // open of a file in a read-only mount emptied the host file although the guest got EROFS. Each
 // is handed to runsc as a read-only bind (submounts included) made in this namespace, so no
-// open can change the host file, whatever the runsc version or its flags.
+// open can change the host file, whatever the runsc version or its flags. A user's read-write
+// host path is bound here too: there the bind is proved to reach the object the engine checked.
 import { join } from "node:path";
-import type { BackendDisk, BackendMount } from "../backend.js";
+import { SAME_OBJECT_SH, type BackendDisk, type BackendMount } from "../backend.js";
 
 /** The rootfs path runsc is given: only exists inside the sandbox's mount namespace. */
 export function privateRootfs(stateDir: string): string {
   return join(stateDir, "rootfs", "merged");
 }
 
-/** Where the read-only bind of the `index`th read-only host path appears (in the namespace only). */
-function readOnlyBindPath(stateDir: string, index: number): string {
-  return join(stateDir, "rootfs", "ro", String(index));
+type HostBind = { readonly: boolean; path: string; identity: string };
+
+/** Where the `index`th host bind appears (in the namespace only). */
+function hostBindPath(stateDir: string, b: { readonly: boolean }, index: number): string {
+  return join(stateDir, "rootfs", b.readonly ? "ro" : "rw", String(index));
 }
 
 /** Where the `index`th extra disk is loop-mounted (in the namespace only). */
@@ -31,17 +34,18 @@ export function diskMountPath(stateDir: string, index: number): string {
 }
 
 /**
- * The mounts as runsc is to see them: each read-only bind's host path replaced by its read-only
- * bind in the namespace; `hostPaths` are the originals, in that order, for inPrivateMounts.
+ * The mounts as runsc is to see them: each read-only bind, and each user's host path, replaced by
+ * its bind in the namespace; `binds` are the originals, in that order, for inPrivateMounts.
  */
-export function readOnlyOnHost(stateDir: string, mounts: BackendMount[]): { mounts: BackendMount[]; hostPaths: string[] } {
-  const hostPaths: string[] = [];
+export function boundOnHost(stateDir: string, mounts: BackendMount[]): { mounts: BackendMount[]; binds: HostBind[] } {
+  const binds: HostBind[] = [];
   const replaced = mounts.map((m) => {
-    if (m.kind !== "bind" || !m.readonly) return m;
-    hostPaths.push(m.hostPath);
-    return { ...m, hostPath: readOnlyBindPath(stateDir, hostPaths.length - 1) };
+    if (m.kind !== "bind" || (!m.readonly && !m.identity)) return m;
+    const b = { readonly: m.readonly, path: m.hostPath, identity: m.identity ?? "-" };
+    binds.push(b);
+    return { ...m, hostPath: hostBindPath(stateDir, b, binds.length - 1) };
   });
-  return { mounts: replaced, hostPaths };
+  return { mounts: replaced, binds };
 }
 
 /**
@@ -57,10 +61,11 @@ const UPPER_TMPFS = "size=16m,nr_inodes=16384,mode=700";
  */
 const SCRIPT = [
   "set -e",
-  'root=$1 image=$2 hide_net=$3 read_only=$4 disks=$5; shift 5',
+  SAME_OBJECT_SH,
+  'root=$1 image=$2 hide_net=$3 binds=$4 disks=$5; shift 5',
   `mount -t tmpfs -o ${UPPER_TMPFS} matchlock-rootfs "$root"`,
   'cd "$root"',
-  "mkdir lower upper work merged ro disk",
+  "mkdir lower upper work merged ro rw disk",
   // Extra disks: disk/0, disk/1, ... (diskMountPath), each image on a loop device of its own
   // (autoclear: it is freed when the namespace, and with it the mount, goes).
   'i=0',
@@ -70,21 +75,22 @@ const SCRIPT = [
   '  mount -t ext4 -o "$opts" -- "$1" "disk/$i" || { echo "matchlock: cannot mount the extra disk $1 (an ext4 image, on a loop device: needs root and /dev/loop-control)" >&2; exit 1; }',
   '  i=$((i + 1)); shift 2',
   'done',
-  // Read-only host paths: ro/0, ro/1, ... (readOnlyBindPath), recursive binds, then every mount
-  // under ro/ remounted read-only: a plain `mount --rbind -o ro` leaves submounts writable.
+  // Host paths: ro/0, rw/1, ... (hostBindPath), recursive binds of the path as given (-c: not
+  // re-resolved by mount(8)), each proved to be the object the engine checked; then every
+  // mount under ro/ remounted read-only: a plain `mount --rbind -o ro` leaves submounts writable.
   // mountinfo escapes blanks in paths as octal (\040); printf %b turns them back.
   'i=0',
-  'while [ "$i" -lt "$read_only" ]; do',
-  '  if [ -d "$1" ]; then mkdir "ro/$i"; else : > "ro/$i"; fi',
-  '  mount --rbind "$1" "ro/$i"',
-  '  i=$((i + 1)); shift',
+  'while [ "$i" -lt "$binds" ]; do',
+  '  dir=$1 src=$2 id=$3; shift 3',
+  '  if [ -d "$src" ]; then mkdir "$dir/$i"; else : > "$dir/$i"; fi',
+  '  mount -c --rbind "$src" "$dir/$i"',
+  '  same_object "$dir/$i" "$id" "$src"',
+  '  i=$((i + 1))',
   'done',
-  'if [ "$read_only" -gt 0 ]; then',
-  "  awk '{ print $5 }' /proc/self/mountinfo | while read -r m; do",
-  '    m=$(printf "%b" "$m")',
-  '    case "$m" in "$root/ro/"*) mount -o remount,bind,ro "$m";; esac',
-  '  done',
-  'fi',
+  "awk '{ print $5 }' /proc/self/mountinfo | while read -r m; do",
+  '  m=$(printf "%b" "$m")',
+  '  case "$m" in "$root/ro/"*) mount -o remount,bind,ro "$m";; esac',
+  'done',
   // The image read-only even below the overlay: nothing in this namespace can write to it.
   'mount --bind "$image" lower',
   "mount -o remount,bind,ro lower",
@@ -99,16 +105,17 @@ const SCRIPT = [
 
 /**
  * The command that runs `cmd args` in the sandbox's private mount namespace, with the image
- * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist) and
- * the `readOnly` host paths bound read-only as readOnlyOnHost named them, and the extra `disks`
- * mounted where diskMountPath says.
+ * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist), the
+ * host `binds` bound as boundOnHost named them, and the extra `disks` mounted where
+ * diskMountPath says.
  */
 export function inPrivateMounts(
-  stateDir: string, rootfs: string, hideNetSysctl: boolean, readOnly: string[], cmd: string, args: string[], disks: BackendDisk[] = [],
+  stateDir: string, rootfs: string, hideNetSysctl: boolean, binds: HostBind[], cmd: string, args: string[], disks: BackendDisk[] = [],
 ): [string, string[]] {
   const script = [
-    "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(readOnly.length), String(disks.length),
-    ...disks.flatMap((d) => [d.hostPath, d.readonly ? "ro" : "rw"]), ...readOnly,
+    "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(binds.length), String(disks.length),
+    ...disks.flatMap((d) => [d.hostPath, d.readonly ? "ro" : "rw"]),
+    ...binds.flatMap((b) => [b.readonly ? "ro" : "rw", b.path, b.identity]),
   ];
   return ["unshare", ["-m", "--propagation", "private", ...script, cmd, ...args]];
 }

@@ -13,7 +13,7 @@ import { logTail, settlesWithin, unlessAborted, withTimeout } from "../process-h
 import { createNetns } from "./netns.js";
 import { netnsPath } from "../host-end.js";
 import { checkDiskForHostKernel, checkLoopDevices, loopDisksReleased } from "./loop-disks.js";
-import { diskMountPath, inPrivateMounts, privateRootfs, readOnlyOnHost } from "./private-mounts.js";
+import { boundOnHost, diskMountPath, inPrivateMounts, privateRootfs } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
 import { runscChoice, sandboxFlags, type RunscChoice } from "./runsc-choice.js";
@@ -92,7 +92,7 @@ export class GvisorBackend implements BackendDriver {
     await mkdir(dirname(rootfs), { mode: 0o700 });
     // The agent binary too is a read-only host file: bound read-only on the host like the rest.
     const agentMount = { kind: "bind" as const, guestPath: GUEST_AGENT_PATH, hostPath: paths.agentBinary(), readonly: true };
-    const { mounts: [agentBind, ...mounts], hostPaths: readOnly } = readOnlyOnHost(spec.stateDir, [agentMount, ...spec.mounts, ...sealFiles]);
+    const { mounts: [agentBind, ...mounts], binds } = boundOnHost(spec.stateDir, [agentMount, ...spec.mounts, ...sealFiles]);
     const agentSource = (agentBind as typeof agentMount).hostPath;
     const disks = spec.disks ?? [];
     if (disks.length > 0) await checkLoopDevices();
@@ -106,7 +106,7 @@ export class GvisorBackend implements BackendDriver {
     const log = await open(spec.logFile, "a");
     // The guest sees as many CPUs as its quota allows (runsc shows at least 2), not all the host's.
     const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none"), "--cpu-num-from-quota", "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, readOnly, runsc.binary, runArgs, disks);
+    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, binds, runsc.binary, runArgs, disks);
     // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
     // read-write host mount: under the guard those calls fail (EPERM) on the host.
     const child = spawn(paths.setidGuard(), [cmd, ...args], {

@@ -12,6 +12,7 @@
 import { readdir, readlink } from "node:fs/promises";
 import { posix } from "node:path";
 import { settings } from "../../../settings/settings.js";
+import { SAME_OBJECT_SH } from "../backend.js";
 
 /** Where things appear inside the jail. */
 export const JAIL_PATHS = {
@@ -57,7 +58,7 @@ export interface JailPlan {
    * (JAIL_PATHS.sharedFile) of a directory of the jail's read-only tmpfs: nothing beside it is
    * shared, and nothing can be made beside it.
    */
-  shares: Array<{ host: string; jail: string; readonly: boolean; file: boolean }>;
+  shares: Array<{ host: string; jail: string; readonly: boolean; file: boolean; identity?: string | undefined }>;
   /** Host device nodes, bound at the same path (read-only mount: usable, not changeable). */
   devices: string[];
   /**
@@ -76,7 +77,8 @@ export interface JailPlan {
 /**
  * Runs as root inside the new namespaces. Arguments: the jail directory; the directories to make
  * in it, up to "--"; the links to make at its top (merged-/usr targets, named after their last
- * component), up to "--"; entries of three words (kind, source, jail path) up to "--"; then the
+ * component), up to "--"; entries of four words (kind, source, jail path, the identity the bound
+ * object must have or "-") up to "--"; then the
  * command to run chrooted. Every path is its own argument, so no byte of a path is ever parsed
  * by the shell. The tmpfs allows device nodes (those made here; QEMU, without CAP_MKNOD, can make
  * none, and the tmpfs is read-only before QEMU starts). Each external command costs a process
@@ -84,6 +86,7 @@ export interface JailPlan {
  * one command each.
  */
 const JAIL_SCRIPT = `set -eu
+${SAME_OBJECT_SH}
 jail=$1; shift
 mount -t tmpfs -o mode=0755,size=1m,nosuid matchlock-jail "$jail"
 cd "$jail"
@@ -92,17 +95,20 @@ dirs=; while [ "$1" != -- ]; do dirs="$dirs $1"; shift; done; shift
 links=; while [ "$1" != -- ]; do links="$links $1"; shift; done; shift
 [ -z "$links" ] || ln -s $links .
 while [ "$1" != -- ]; do
-  kind=$1 src=$2 dst=$jail$3; shift 3
+  kind=$1 src=$2 dst=$jail$3 id=$4; shift 4
   case $kind in
     proc) mount -t proc -o nosuid,nodev,noexec,subset=pid proc "$dst"; continue ;;
     chardev) maj=\${src%%:*} rest=\${src#*:}; mknod -m 0600 "$dst" c "$maj" "\${rest%%:*}"; chown "\${rest#*:}" "$dst"; continue ;;
     file|rwfile|dev) : > "$dst" ;;
   esac
+  # -c: the source as given, not canonicalised by mount(8) first; same_object then proves a
+  # share's bind reached the object the engine checked.
   case $kind in
-    dev) mount --bind -o ro,nosuid "$src" "$dst" ;;
-    rw|rwfile) mount --bind -o nosuid,nodev "$src" "$dst" ;;
-    *) mount --bind -o ro,nosuid,nodev "$src" "$dst" ;;
+    dev) mount -c --bind -o ro,nosuid "$src" "$dst" ;;
+    rw|rwfile) mount -c --bind -o nosuid,nodev "$src" "$dst" ;;
+    *) mount -c --bind -o ro,nosuid,nodev "$src" "$dst" ;;
   esac
+  same_object "$dst" "$id" "$src"
 done
 shift
 mount -o remount,ro,nosuid "$jail"
@@ -111,15 +117,15 @@ exec chroot "$jail" "$@"`;
 /** The command that runs `qemuArgs` confined by `plan`; QEMU dies with the engine (pdeathsig at both ends). */
 export function jailedCommand(plan: JailPlan, qemuArgs: string[]): [string, string[]] {
   const inUsr = plan.qemu.startsWith("/usr/");
-  const entries: Array<[kind: string, source: string, jailPath: string]> = [
+  const entries: Array<[kind: string, source: string, jailPath: string, identity?: string]> = [
     ["dir", "/usr", "/usr"],
     ["file", "/etc/ld.so.cache", "/etc/ld.so.cache"],
     ...plan.devices.map((d): [string, string, string] => ["dev", d, d]),
     ...plan.ownDevices.map((d): [string, string, string] => ["chardev", `${d.major}:${d.minor}:${plan.uid}:${plan.gid}`, d.path]),
     ...plan.files.map((f): [string, string, string] => ["file", f.host, f.jail]),
     ...(inUsr ? [] : [["file", plan.qemu, JAIL_PATHS.qemu] as [string, string, string]]),
-    ...plan.shares.map((s): [string, string, string] =>
-      s.file ? [s.readonly ? "file" : "rwfile", s.host, posix.join(s.jail, JAIL_PATHS.sharedFile)] : [s.readonly ? "dir" : "rw", s.host, s.jail]),
+    ...plan.shares.map((s): [string, string, string, string | undefined] =>
+      s.file ? [s.readonly ? "file" : "rwfile", s.host, posix.join(s.jail, JAIL_PATHS.sharedFile), s.identity] : [s.readonly ? "dir" : "rw", s.host, s.jail, s.identity]),
     // 9p's local backend works on files through /proc/self/fd; this /proc shows only the jail's pid namespace.
     ...(plan.shares.length > 0 ? [["proc", "proc", "/proc"] as [string, string, string]] : []),
   ];
@@ -145,7 +151,7 @@ export function jailedCommand(plan: JailPlan, qemuArgs: string[]): [string, stri
   ];
   const namespaces = ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--ipc", "--uts", ...(plan.netns ? [] : ["--net"])];
   const enterNetns = plan.netns ? ["nsenter", `--net=${plan.netns}`, "--"] : [];
-  const script = [plan.dir, ...dirs, "--", ...plan.rootLinks.map((l) => l.target), "--", ...entries.flat(), "--", ...drop];
+  const script = [plan.dir, ...dirs, "--", ...plan.rootLinks.map((l) => l.target), "--", ...entries.flatMap(([kind, source, jailPath, identity]) => [kind, source, jailPath, identity ?? "-"]), "--", ...drop];
   // The outer setpriv: the kernel kills unshare (and so QEMU) the moment the engine dies.
   return ["setpriv", ["--pdeathsig", "KILL", "--", ...enterNetns, "unshare", ...namespaces, "--", "sh", "-c", JAIL_SCRIPT, "matchlock-jail", ...script]];
 }

@@ -27,6 +27,7 @@ import { traceStartup } from "../../trace/startup.js";
 import { createVmLink, VM_TAP } from "./tap.js";
 import { netnsPath } from "../host-end.js";
 import { settings } from "../../../settings/settings.js";
+import { MountConfigError } from "../../vfs/mounts.js";
 import { JAIL_PATHS, QEMU_SANDBOX, SHARE_CAPABILITIES, jailedCommand, qemuUser, usrRootLinks } from "./jail.js";
 
 /** TCG boots take ~2.5 s alone; several at once on two cores take proportionally longer. */
@@ -130,8 +131,8 @@ export class MicrovmBackend implements BackendDriver {
     const user = qemuUser();
     const net = spec.network;
     // QEMU sees its files at fixed places inside its jail (jail.ts), never the host's paths.
-    const isFile = await Promise.all(spec.mounts.map((m) => (m.kind === "bind" ? stat(m.hostPath).then((st) => st.isFile()) : false)));
-    const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly, file: isFile[i]! }] : []));
+    const isFile = await Promise.all(spec.mounts.map((m) => (m.kind === "bind" ? isHostFile(m.hostPath, m.guestPath) : false)));
+    const shares = spec.mounts.flatMap((m, i) => (m.kind === "bind" ? [{ host: m.hostPath, jail: JAIL_PATHS.share(i), readonly: m.readonly, file: isFile[i]!, identity: m.identity }] : []));
     const jailedMounts = spec.mounts.map((m, i) => (m.kind === "bind" ? { ...m, hostPath: JAIL_PATHS.share(i), file: isFile[i]! } : m));
     const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
@@ -248,5 +249,14 @@ async function installGuestFiles(agent: AgentConnection, files: Array<{ guestPat
     } catch (err) {
       throw new Error(`could not install the network seal's ${f.guestPath} in the guest: ${(err as Error).message}`);
     }
+  }
+}
+
+/** A checked host path may have been changed since (the jail's bind then proves which object it is). */
+async function isHostFile(hostPath: string, guestPath: string): Promise<boolean> {
+  try {
+    return (await stat(hostPath)).isFile();
+  } catch (err) {
+    throw new MountConfigError(`mount ${guestPath}: host path ${hostPath} changed while it was being mounted (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); host paths must not contain symlinks`);
   }
 }
