@@ -178,7 +178,7 @@ export function registerRunCommand(program: Command): void {
     .usage("--image REF [options] [--] [COMMAND [ARG...]]")
     .requiredOption("--image <ref>", "image to boot (see `matchlock image ls`)")
     .option("-d, --detach", "start the sandbox in the resident engine (matchlock serve), print its id and return; the command (or the image's) runs there, its output in `matchlock log ID`")
-    .option("--cpus <n>", "vCPUs")
+    .option("--cpus <n>", "CPUs; a fraction (0.5, 1.5) is a CPU quota, the guest seeing the next whole number")
     .option("--memory <mb>", "memory in MB")
     .option("--disk-size <mb>", "disk size in MB")
     .option("--timeout <seconds>", "stop the sandbox after this long")

@@ -105,8 +105,9 @@ describe("matchlock run -d, exec and log", () => {
       terminal.type("stty size\r");
       at = await terminal.waitFor(new RegExp(`40 120\\r+\\n.*${prompt}`, "s"), at);
       // Raw mode: ctrl-C is a keystroke for the sandbox's terminal, which interrupts its command.
-      terminal.type("sleep 600\r");
-      at = await terminal.waitFor(/sleep 600\r+\n/, at);
+      // Once it prints, the command is the terminal's foreground job (a ctrl-C before would be the shell's).
+      terminal.type("sh -c 'echo sleeping; exec sleep 600'\r");
+      at = await terminal.waitFor(/\nsleeping\r+\n/, at);
       terminal.type("\x03");
       at = await terminal.waitFor(new RegExp(prompt), at);
       terminal.type("echo after-$((6*7)); exit 3\r");

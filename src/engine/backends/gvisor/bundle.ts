@@ -4,6 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { unpackedRootfs, type SandboxSpec } from "../backend.js";
 import { GUEST_TASK_LIMIT } from "../task-limit.js";
+import { allowedCpus, cpuSetFor } from "../cpu-set.js";
 
 /** Where the agent binary appears inside the sandbox. */
 export const GUEST_AGENT_PATH = "/.matchlock/agent";
@@ -69,7 +70,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       cgroupsPath: `/matchlock/${spec.id}`,
       resources: {
         memory: { limit: spec.memoryMb * 1024 * 1024 },
-        cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US },
+        cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US, cpus: cpuSetFor(spec.id, Math.ceil(spec.cpus), allowedCpus()) },
         pids: { limit: HOST_TASK_LIMIT },
       },
     },

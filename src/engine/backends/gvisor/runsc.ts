@@ -97,8 +97,8 @@ export class GvisorBackend implements BackendDriver {
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
-    // The guest sees as many CPUs as its quota allows (runsc shows at least 2), not all the host's.
-    const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none"), "--cpu-num-from-quota", "run", "--bundle", bundle, spec.id];
+    // The guest sees as many CPUs as the bundle's cpuset holds (cpu-set.ts), not all the host's.
+    const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none"), "run", "--bundle", bundle, spec.id];
     const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, readOnly, runsc.binary, runArgs);
     // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
     // read-write host mount: under the guard those calls fail (EPERM) on the host.
