@@ -70,8 +70,8 @@ test("read-only binds reach runsc as read-only binds made in the sandbox's mount
     { kind: "tmpfs", guestPath: "/c" },
     { kind: "bind", guestPath: "/d", hostPath: "/s/rootfs/ro/1", readonly: true },
   ]);
-  // The script gets the count, then the host paths, then runsc's command line.
-  const [cmd, args] = inPrivateMounts("/s", "/img", false, hostPaths, "runsc", ["run"]);
+  // The script gets the disk size, the count, then the host paths, then runsc's command line.
+  const [cmd, args] = inPrivateMounts("/s", "/img", false, 64, hostPaths, "runsc", ["run"]);
   assert.equal(cmd, "unshare");
-  assert.deepEqual(args.slice(-6), ["0", "2", "/h/a", "/h/d", "runsc", "run"]);
+  assert.deepEqual(args.slice(-7), ["0", "64", "2", "/h/a", "/h/d", "runsc", "run"]);
 });

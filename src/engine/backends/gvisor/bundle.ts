@@ -46,8 +46,8 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       noNewPrivileges: !spec.privileged,
       rlimits: [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }],
     },
-    // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
-    // sandbox's memory. The path is the per-sandbox overlay of private-mounts.ts, not the
+    // Writable for the guest, but runsc's --overlay2 keeps every change in its filestore, on a
+    // tmpfs of the disk size (private-mounts.ts' rootWritesDir). The path is the per-sandbox overlay of private-mounts.ts, not the
     // image's directory, which takes runsc's own mount points.
     root: { path: unpackedRootfs(spec.image), readonly: false },
     hostname: spec.hostname,

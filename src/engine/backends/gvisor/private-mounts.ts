@@ -20,6 +20,16 @@ export function privateRootfs(stateDir: string): string {
   return join(stateDir, "rootfs", "merged");
 }
 
+/**
+ * Where runsc keeps the root overlay's writes (its filestore, --overlay2=root:dir=...): a tmpfs
+ * of the sandbox's disk size in the namespace, so a guest writing past disk_size_mb meets a full
+ * disk (ENOSPC). Being memory, the writes count against memory_mb as well, as runsc's own
+ * memory medium's would; the tmpfs goes with the namespace.
+ */
+export function rootWritesDir(stateDir: string): string {
+  return join(stateDir, "rootfs", "writes");
+}
+
 /** Where the read-only bind of the `index`th read-only host path appears (in the namespace only). */
 function readOnlyBindPath(stateDir: string, index: number): string {
   return join(stateDir, "rootfs", "ro", String(index));
@@ -52,10 +62,11 @@ const UPPER_TMPFS = "size=16m,nr_inodes=16384,mode=700";
  */
 const SCRIPT = [
   "set -e",
-  'root=$1 image=$2 hide_net=$3 read_only=$4; shift 4',
+  'root=$1 image=$2 hide_net=$3 disk_mb=$4 read_only=$5; shift 5',
   `mount -t tmpfs -o ${UPPER_TMPFS} matchlock-rootfs "$root"`,
   'cd "$root"',
-  "mkdir lower upper work merged ro",
+  "mkdir lower upper work merged ro writes",
+  'mount -t tmpfs -o "size=${disk_mb}m,mode=700" matchlock-root-writes writes',
   // Read-only host paths: ro/0, ro/1, ... (readOnlyBindPath), recursive binds, then every mount
   // under ro/ remounted read-only: a plain `mount --rbind -o ro` leaves submounts writable.
   // mountinfo escapes blanks in paths as octal (\040); printf %b turns them back.
@@ -86,11 +97,12 @@ const SCRIPT = [
 /**
  * The command that runs `cmd args` in the sandbox's private mount namespace, with the image
  * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist) and
- * the `readOnly` host paths bound read-only as readOnlyOnHost named them.
+ * the `readOnly` host paths bound read-only as readOnlyOnHost named them, and rootWritesDir a
+ * tmpfs of `diskSizeMb`.
  */
 export function inPrivateMounts(
-  stateDir: string, rootfs: string, hideNetSysctl: boolean, readOnly: string[], cmd: string, args: string[],
+  stateDir: string, rootfs: string, hideNetSysctl: boolean, diskSizeMb: number, readOnly: string[], cmd: string, args: string[],
 ): [string, string[]] {
-  const script = ["sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(readOnly.length), ...readOnly];
+  const script = ["sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(diskSizeMb), String(readOnly.length), ...readOnly];
   return ["unshare", ["-m", "--propagation", "private", ...script, cmd, ...args]];
 }
