@@ -5,7 +5,6 @@
 import type { Command } from "commander";
 import { Method, Notification } from "../protocol/methods.js";
 import { shellQuote } from "../engine/sandbox/shell-quote.js";
-import { ownerAlive, ownerSocket, readVm } from "../engine/sandbox/state.js";
 import { OutputSink } from "../sdk/output-sink.js";
 import { decodeBase64 } from "../sdk/wire.js";
 import { ExecInputChannel } from "../sdk/exec-input.js";
@@ -16,7 +15,7 @@ import { EXIT_ENGINE_FAILED, failingWith } from "./exit-status.js";
 import { collect } from "./options.js";
 import { connectInput, startingSize } from "./interactive.js";
 import { commandWords, exitStatusOnBadFlags, interactiveFlags } from "./run-options.js";
-import { openResident } from "./resident-link.js";
+import { engineOf, openResident } from "./resident-link.js";
 
 interface ExecFlags {
   user?: string;
@@ -25,19 +24,6 @@ interface ExecFlags {
   envFile: string[];
   interactive?: boolean;
   tty?: boolean;
-}
-
-/** The resident engine's socket for a running sandbox, or why exec cannot reach it. */
-async function engineOf(id: string): Promise<string> {
-  const vm = await readVm(id);
-  if (!vm) throw new Error(`VM ${id} not found`);
-  if (vm.status !== "running" || !(await ownerAlive(vm))) throw new Error(`VM ${id} is not running (status: ${vm.status === "running" ? "crashed" : vm.status})`);
-  const socket = await ownerSocket(id);
-  if (!socket) {
-    throw new Error(`VM ${id} runs in an engine that serves only the client that started it (pid ${vm.pid}: an SDK client's \`matchlock rpc\`): ` +
-      "exec reaches the sandboxes of `matchlock run` (-d or not) and of the resident engine (`matchlock serve`)");
-  }
-  return socket;
 }
 
 /**
@@ -97,7 +83,7 @@ export function registerExecCommand(program: Command): void {
       const command = commandWords(args);
       if (command.length === 0) throw new Error("command required: matchlock exec ID -- COMMAND [ARG...]");
       const env = envOptions(flags.env, flags.envFile);
-      const transport = await openResident(await engineOf(id));
+      const transport = await openResident(await engineOf(id, "exec"));
       const stopped = new AbortController();
       const onSignal = (code: number) => () => {
         process.exitCode = code;

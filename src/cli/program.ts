@@ -13,6 +13,7 @@ import { runRpc } from "./rpc.js";
 import { registerServeCommand } from "./serve.js";
 import { settings } from "../settings/settings.js";
 import { registerSetupCommand } from "./setup.js";
+import { registerAllowListCommand } from "./allow-list.js";
 import { registerPortForwardCommand } from "./port-forward.js";
 
 
@@ -38,6 +39,7 @@ registerExecCommand(program);
 registerLogCommand(program);
 registerVmCommands(program);
 registerPortForwardCommand(program);
+registerAllowListCommand(program);
 registerImageCommands(program);
 registerDoctorCommand(program);
 registerSetupCommand(program);

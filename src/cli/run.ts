@@ -23,6 +23,7 @@ import { commandWords, exitStatusOnBadFlags, interactiveFlags, parseBool } from 
 import { attachInput } from "./interactive.js";
 import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
 import { collect } from "./options.js";
+import { addHostProblem, mtuProblem } from "../protocol/network-fields.js";
 
 interface RunOptions {
   image: string;
@@ -45,6 +46,12 @@ interface RunOptions {
   blockPrivateIps?: boolean;
   secret: string[];
   dnsServer: string[];
+  addHost?: string[];
+  hostname?: string;
+  mtu?: string;
+  /** --no-network (commander's negation: false when given). */
+  network?: boolean;
+  networkIntercept?: boolean;
   workdir?: string;
   rm: boolean;
   launchEntrypoint?: boolean;
@@ -131,6 +138,49 @@ function parseSecret(spec: string, env: NodeJS.ProcessEnv): [string, { value: st
   return [name, { value, hosts }];
 }
 
+/** --add-host NAME:IP, as Docker's (the IP may be IPv6: the name ends at the first colon). */
+function parseAddHost(spec: string): { host: string; ip: string } {
+  const colon = spec.indexOf(":");
+  if (colon <= 0 || colon === spec.length - 1) throw new Error(`invalid --add-host ${JSON.stringify(spec)}: use NAME:IP (e.g. db.internal:10.0.0.5)`);
+  const mapping = { host: spec.slice(0, colon), ip: spec.slice(colon + 1) };
+  const problem = addHostProblem(mapping.host, mapping.ip);
+  if (problem) throw new Error(`--add-host ${JSON.stringify(spec)}: ${problem}`);
+  return mapping;
+}
+
+/**
+ * The `network` param of these flags, as the SDK sends it: private ranges stay blocked unless
+ * --block-private-ips=false. --no-network refuses every flag that needs a network.
+ */
+function networkParams(opts: RunOptions, secrets: Record<string, unknown>): Record<string, unknown> | undefined {
+  const addHosts = (opts.addHost ?? []).map(parseAddHost);
+  const mtu = opts.mtu === undefined ? undefined : Number(opts.mtu);
+  if (mtu !== undefined && mtuProblem(mtu)) throw new Error(`--mtu ${opts.mtu}: ${mtuProblem(mtu)}`);
+  const named = { ...(addHosts.length > 0 ? { add_hosts: addHosts } : {}), ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}) };
+  if (opts.network === false) {
+    const clash = [
+      opts.allowHost.length > 0 && "--allow-host",
+      opts.secret.length > 0 && "--secret",
+      opts.dnsServer.length > 0 && "--dns-server",
+      opts.networkIntercept && "--network-intercept",
+      mtu !== undefined && "--mtu",
+      // true asks for nothing a sandbox without a network lacks; false asks for a network.
+      opts.blockPrivateIps === false && "--block-private-ips=false",
+    ].filter(Boolean);
+    if (clash.length > 0) throw new Error(`--no-network cannot be combined with ${clash.join(", ")}: they need a network`);
+    return { no_network: true, ...named };
+  }
+  const networked = opts.allowHost.length > 0 || opts.secret.length > 0 || opts.dnsServer.length > 0 || opts.blockPrivateIps !== undefined ||
+    opts.networkIntercept === true || addHosts.length > 0 || opts.hostname !== undefined || mtu !== undefined;
+  if (!networked) return undefined;
+  return {
+    allowed_hosts: opts.allowHost, block_private_ips: opts.blockPrivateIps ?? true, secrets, dns_servers: opts.dnsServer,
+    ...named,
+    ...(mtu !== undefined ? { mtu } : {}),
+    ...(opts.networkIntercept ? { intercept: true } : {}),
+  };
+}
+
 /**
  * The `create` params these flags ask for, as an SDK would send them. `detachedCommand`: a
  * detached run's command, started as the image's entrypoint would be.
@@ -147,7 +197,6 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
   }
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const secrets = Object.fromEntries(opts.secret.map((s) => parseSecret(s, env)));
-  const networked = opts.allowHost.length > 0 || opts.secret.length > 0 || opts.dnsServer.length > 0 || opts.blockPrivateIps !== undefined;
   return {
     image: opts.image,
     // --timeout is enforced (enforce_timeout), as the SDK's withTimeout() asks.
@@ -156,10 +205,7 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
       timeout_seconds: num(opts.timeout), enforce_timeout: opts.timeout === undefined ? undefined : true,
     },
     vfs: { workspace: opts.workspace, mounts },
-    // As the SDK sends it: private ranges stay blocked unless --block-private-ips=false.
-    network: networked
-      ? { allowed_hosts: opts.allowHost, block_private_ips: opts.blockPrivateIps ?? true, secrets, dns_servers: opts.dnsServer }
-      : undefined,
+    network: networkParams(opts, secrets),
     env: envOptions(opts.env, opts.envFile ?? [], env),
     image_config: imageConfigFlags(opts, detachedCommand),
     backend: opts.backend,
@@ -195,6 +241,11 @@ export function registerRunCommand(program: Command): void {
     .option("--block-private-ips [bool]", "with a sealed network, refuse private, loopback and link-local addresses (default true)", parseBool)
     .option("--secret <name@host[,host]>", "inject the value of the environment variable NAME for these hosts only (repeatable)", collect, [])
     .option("--dns-server <ip>", "resolver the engine asks for allowed names (repeatable)", collect, [])
+    .option("--network-intercept", "seal the network even without --allow-host or --secret (every host denied until `matchlock allow-list add`)")
+    .option("--no-network", "no network device at all, only loopback (also the default without --allow-host, --secret or --network-intercept)")
+    .option("--add-host <name:ip>", "make NAME resolve to IP inside the sandbox, a line of its /etc/hosts (repeatable)", collect, [])
+    .option("--hostname <name>", "the sandbox's hostname (default: its VM id)")
+    .option("--mtu <bytes>", "MTU of the sandbox's network link (default 1500; needs a sealed network)")
     .option("-w, --workdir <dir>", "working directory of every command, made if missing (default: the image's WORKDIR, else the workspace)")
     .option("--rm [bool]", "remove the sandbox's state when done; --rm=false keeps it (and prints its id)", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")

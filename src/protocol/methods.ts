@@ -26,6 +26,8 @@ export const Method = {
   /** Our extension (resident engine): this session's sandbox outlives the connection. */
   DETACH: "detach",
   PORT_FORWARD: "port_forward",
+  ALLOW_LIST_ADD: "allow_list_add",
+  ALLOW_LIST_DELETE: "allow_list_delete",
   /** Our extension: the engine's protocol version, asked first by our SDK. */
   HANDSHAKE: "handshake",
   WRITE_FILE_OPEN: "write_file_open",

@@ -36,13 +36,15 @@ import type {
   MakeDirOptions,
   PortForward,
   PortForwardBinding,
+  AllowListAddResult,
+  AllowListDeleteResult,
   RemoveFileOptions,
   SandboxEvent,
   WriteFileOptions,
 } from "./types.js";
-import { checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
+import { checkAllowListHosts, checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
 import {
-  decodeBase64, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
+  decodeBase64, stringList, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
   withCreateForwards,
 } from "./wire.js";
 import { parsePortSpec } from "../protocol/port-forward.js";
@@ -173,6 +175,22 @@ export class Client implements AsyncDisposable {
     const checkedAddresses = addresses === undefined ? undefined : checkForwardAddresses(addresses);
     if (forwards.length === 0) return []; // as upstream's SDK: nothing to forward, nothing sent
     return this.forward(forwards, checkedAddresses);
+  }
+
+  /**
+   * Allows more hosts at runtime (spec 5.5): new DNS answers, connections and requests follow at
+   * once. Each argument may hold several hosts separated by commas. Needs a sandbox whose network
+   * is sealed (allowHost, addSecret or withNetworkInterception at create).
+   */
+  async allowListAdd(...hosts: string[]): Promise<AllowListAddResult> {
+    const result = await this.transport.request(Method.ALLOW_LIST_ADD, { hosts: checkAllowListHosts(hosts) });
+    return { added: stringList(result.added), allowedHosts: stringList(result.allowed_hosts) };
+  }
+
+  /** Removes hosts from the allow-list at runtime; open connections keep going. An empty allow-list denies every host (but secrets' hosts). */
+  async allowListDelete(...hosts: string[]): Promise<AllowListDeleteResult> {
+    const result = await this.transport.request(Method.ALLOW_LIST_DELETE, { hosts: checkAllowListHosts(hosts) });
+    return { removed: stringList(result.removed), allowedHosts: stringList(result.allowed_hosts) };
   }
 
   private async forward(forwards: PortForward[], addresses: string[] | undefined): Promise<PortForwardBinding[]> {

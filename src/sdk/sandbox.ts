@@ -9,7 +9,10 @@ import {
   checkEnvMap,
   checkImageConfig,
   checkGuestPath,
+  checkHostMapping,
+  checkHostname,
   checkHostPattern,
+  checkNetworkMtu,
   checkImage,
   checkMount,
   checkTimeoutSeconds,
@@ -152,6 +155,33 @@ export class Sandbox {
     this.opts.forceInterception = true;
     if (checked) this.opts.networkInterception = checked;
     else delete this.opts.networkInterception;
+    return this;
+  }
+
+  /** Makes `host` resolve to `ip` inside the sandbox (a line of its /etc/hosts), with or without a network. */
+  addHost(host: string, ip: string): this {
+    this.opts.addHosts = [...(this.opts.addHosts ?? []), checkHostMapping(host, ip)];
+    return this;
+  }
+
+  /** The guest's hostname (default: the VM id). */
+  withHostname(name: string): this {
+    this.opts.hostname = checkHostname(name);
+    return this;
+  }
+
+  /** The MTU of the guest's network link (default 1500); the sandbox needs a network (allowHost, addSecret or withNetworkInterception). */
+  withNetworkMTU(mtu: number): this {
+    this.opts.networkMtu = checkNetworkMtu(mtu);
+    return this;
+  }
+
+  /**
+   * No network device, only loopback. A sandbox without allowHost/addSecret/withNetworkInterception
+   * has none anyway; this says so, and makes adding any of them an error.
+   */
+  withNoNetwork(): this {
+    this.opts.noNetwork = true;
     return this;
   }
 

@@ -90,6 +90,32 @@ export interface CreateOptions {
   portForwards?: PortForward[];
   /** Host addresses the forwards listen on (default ["127.0.0.1"]). */
   portForwardAddresses?: string[];
+  /** Lines of the guest's /etc/hosts: `host` resolves to `ip` inside the sandbox. */
+  addHosts?: HostIPMapping[];
+  /** The guest's hostname (default: the VM id). */
+  hostname?: string;
+  /** The MTU of the guest's network link (default 1500; needs a network). */
+  networkMtu?: number;
+  /** No network device at all, only loopback (what a sandbox without allowed hosts or secrets gets anyway). */
+  noNetwork?: boolean;
+}
+
+/** One line of the guest's /etc/hosts. */
+export interface HostIPMapping {
+  host: string;
+  ip: string;
+}
+
+/** What allowListAdd did: the hosts it added and the allow-list after it. */
+export interface AllowListAddResult {
+  added: string[];
+  allowedHosts: string[];
+}
+
+/** What allowListDelete did: the hosts it removed and the allow-list after it. */
+export interface AllowListDeleteResult {
+  removed: string[];
+  allowedHosts: string[];
 }
 
 /** A host port forwarded to a guest port (`localPort` 0: any free host port). */

@@ -6,7 +6,8 @@ import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
 import { checkNetworkInterception } from "./network-hooks.js";
-import type { BackendName, CreateOptions, ImageConfig, MountConfig, MountType, PortForward, Secret, SecretOptions } from "./types.js";
+import type { BackendName, CreateOptions, HostIPMapping, ImageConfig, MountConfig, MountType, PortForward, Secret, SecretOptions } from "./types.js";
+import { addHostProblem, hostnameProblem, mtuProblem } from "../protocol/network-fields.js";
 
 const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -182,7 +183,7 @@ const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
   "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
   "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
   "forceInterception", "networkInterception",
-  "portForwards", "portForwardAddresses",
+  "portForwards", "portForwardAddresses", "addHosts", "hostname", "networkMtu", "noNetwork",
 ]);
 
 /** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
@@ -239,7 +240,65 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
     out.portForwardAddresses = checkForwardAddresses(opts.portForwardAddresses);
     if (out.portForwardAddresses.length > 0 && !out.portForwards?.length) throw invalid("portForwardAddresses has no effect without portForwards");
   }
+  if (opts.addHosts !== undefined) {
+    if (!Array.isArray(opts.addHosts)) throw invalid("addHosts must be an array of { host, ip }");
+    out.addHosts = opts.addHosts.map((m) => checkHostMapping(m?.host, m?.ip));
+  }
+  if (opts.hostname !== undefined && opts.hostname !== "") out.hostname = checkHostname(opts.hostname);
+  if (opts.networkMtu !== undefined && opts.networkMtu !== 0) out.networkMtu = checkNetworkMtu(opts.networkMtu);
+  if (opts.noNetwork !== undefined) {
+    if (typeof opts.noNetwork !== "boolean") throw invalid(`noNetwork must be true or false, not ${JSON.stringify(opts.noNetwork)}`);
+    if (opts.noNetwork) out.noNetwork = true;
+  }
+  checkNoNetwork(out);
   return out;
+}
+
+/** allowListAdd/Delete's hosts: comma-separated lists allowed, trimmed, de-duplicated; none is an error. */
+export function checkAllowListHosts(hosts: unknown[]): string[] {
+  const out = new Set<string>();
+  for (const h of hosts) {
+    if (typeof h !== "string") throw invalid(`allow-list host must be a string, got ${JSON.stringify(h)}`);
+    for (const part of h.split(",")) if (part.trim()) out.add(checkHostPattern(part.trim()));
+  }
+  if (out.size === 0) throw invalid("at least one host is required");
+  return [...out];
+}
+
+/** One /etc/hosts line, checked as upstream's SDKs check it. */
+export function checkHostMapping(host: unknown, ip: unknown): HostIPMapping {
+  const problem = addHostProblem(host, ip);
+  if (problem) throw invalid(problem);
+  return { host: host as string, ip: (ip as string).trim() };
+}
+
+export function checkHostname(name: unknown): string {
+  const problem = hostnameProblem(name);
+  if (problem) throw invalid(problem);
+  return name as string;
+}
+
+export function checkNetworkMtu(mtu: unknown): number {
+  // Upstream's SDK wording for a negative one.
+  if (typeof mtu === "number" && mtu < 0) throw invalid("network mtu must be > 0");
+  const problem = mtuProblem(mtu);
+  if (problem) throw invalid(problem);
+  return mtu as number;
+}
+
+/** noNetwork with what needs a network is one error naming all of it (as upstream's SDK has it). */
+export function checkNoNetwork(opts: CreateOptions): void {
+  if (!opts.noNetwork) return;
+  const clash = [
+    opts.allowedHosts?.length && "allowed hosts",
+    opts.secrets?.length && "secrets",
+    opts.forceInterception && "network interception",
+    opts.networkInterception && "network interception rules",
+    opts.networkMtu && "a network mtu",
+    opts.dnsServers?.length && "DNS servers",
+    opts.blockPrivateIPs === false && "allowPrivateIPs()",
+  ].filter(Boolean);
+  if (clash.length > 0) throw invalid(`no network cannot be combined with ${clash.join(", ")}`);
 }
 
 /** A forward's ports: local 0-65535 (0: any free port), remote 1-65535. */

@@ -52,11 +52,24 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   const secrets = opts.secrets ?? [];
   const dnsServers = opts.dnsServers ?? [];
   const intercept = opts.forceInterception === true || opts.networkInterception !== undefined;
-  if (allowedHosts.length > 0 || opts.blockPrivateIPs !== undefined || secrets.length > 0 || dnsServers.length > 0 || intercept) {
+  const addHosts = (opts.addHosts ?? []).map((m) => ({ host: m.host, ip: m.ip }));
+  // As upstream's SDK: without a network only the guest's own names go.
+  if (opts.noNetwork) {
+    params.network = {
+      no_network: true,
+      ...(addHosts.length > 0 ? { add_hosts: addHosts } : {}),
+      ...(dnsServers.length > 0 ? { dns_servers: [...dnsServers] } : {}),
+      ...(opts.hostname ? { hostname: opts.hostname } : {}),
+    };
+  } else if (allowedHosts.length > 0 || opts.blockPrivateIPs !== undefined || secrets.length > 0 || dnsServers.length > 0 || intercept ||
+    addHosts.length > 0 || opts.hostname || (opts.networkMtu ?? 0) > 0) {
     const network: Record<string, unknown> = {
       allowed_hosts: [...allowedHosts],
       block_private_ips: opts.blockPrivateIPs ?? true,
     };
+    if (addHosts.length > 0) network.add_hosts = addHosts;
+    if (opts.hostname) network.hostname = opts.hostname;
+    if ((opts.networkMtu ?? 0) > 0) network.mtu = opts.networkMtu;
     if (secrets.length > 0) {
       network.secrets = Object.fromEntries(
         secrets.map((s) => [s.name, { value: s.value, hosts: [...s.hosts], ...(s.allowCleartext ? { allow_cleartext: true } : {}) }]),
@@ -89,6 +102,11 @@ export function withCreateForwards(params: Record<string, unknown>, opts: Create
   if (!opts.portForwards?.length) return params;
   const extra = toPortForwardParams(opts.portForwards, opts.portForwardAddresses);
   return { ...params, port_forwards: extra.forwards, ...(extra.addresses ? { port_forward_addresses: extra.addresses } : {}) };
+}
+
+/** A list of strings from a result (upstream sends null for an empty one). */
+export function stringList(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
 }
 
 export function toPortForwardBindings(result: Record<string, unknown>): PortForwardBinding[] {

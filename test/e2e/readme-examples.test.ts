@@ -99,6 +99,8 @@ describe("README and docs examples", async () => {
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
     "docs/network-seal.md: Interception rules and hooks": /^200 callback None \{"msg":"from-callback"\}\n403 None None Blocked by policy\n$/,
     "docs/cli.md: From the SDK": /^true\n$/,
+    "docs/network-seal.md: Runtime allow-list and the guest's names":
+      /^URLError\n\{"added":\["api\.example\.com"\],"allowedHosts":\["api\.example\.com"\]\}\n200\n\{"removed":\["api\.example\.com"\],"allowedHosts":\[\]\}\nworker-1\n10\.0\.0\.5\s+db\.internal\n$/,
     "docs/processes.md: Stdin: `execPipe`": /^HELLO WORLD 0\n$/,
     "docs/processes.md: Terminals: `execInteractive`": /^\/dev\/pts\/\d+\r\n30 100\r\n0\n$/,
     "docs/processes.md: Process handles: `spawn`": /^a b c 0 true\ntrue 143\n$/,

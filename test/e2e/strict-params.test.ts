@@ -26,7 +26,11 @@ describe("strict params, raw", () => {
     const refused: Array<[object, RegExp]> = [
       [{ image: BUSYBOX, future: 1 }, /^unknown field future: /],
       [{ image: BUSYBOX, network: { allowed_hosts: ["a.test"], proxy: "x" } }, /^unknown field network\.proxy: /],
-      [{ image: BUSYBOX, network: { allowed_hosts: [], hostname: "box" } }, /^network\.hostname is not supported by this engine yet$/],
+      [{ image: BUSYBOX, network: { allowed_hosts: [], hostname: "a box" } }, /^network\.hostname: invalid hostname "a box"/],
+      [{ image: BUSYBOX, network: { add_hosts: [{ host: "db:5432", ip: "10.0.0.5" }] } }, /^network\.add_hosts\.0: invalid add-host mapping: host "db:5432" must not contain ':'/],
+      [{ image: BUSYBOX, network: { add_hosts: [{ host: "db", ip: "nope" }] } }, /^network\.add_hosts\.0: invalid add-host mapping: ip "nope" of host db is not an IP address/],
+      [{ image: BUSYBOX, network: { allowed_hosts: ["a.test"], mtu: 40 } }, /^network\.mtu: network mtu must be an integer from 68 to 65535/],
+      [{ image: BUSYBOX, network: { mtu: 1400 } }, /^network\.mtu has no effect without network\.allowed_hosts/],
       [{ image: BUSYBOX, network: { interception: { rules: [{ set_headers: { "Content-Length": "0" } }] } } }, /^network\.interception\.rules\.0\.set_headers: Content-Length is stated by the proxy/],
       [{ image: BUSYBOX, vfs: { interception: { rules: [{ action: "block" }] } } }, /^vfs\.interception is not supported/],
       [{ image: BUSYBOX, network: { no_network: true, allowed_hosts: ["a.test"] } }, /no_network cannot be combined with network\.allowed_hosts/],

@@ -44,3 +44,14 @@ test("run's create params: -v and --mount mounts beside the workspace's memory m
 test("--mount: a relative guest path is refused too", () => {
   assert.throws(() => runParams({ ...base, mount: ["scratch:memory"] }), /invalid mount "scratch:memory": the guest path "scratch" must be absolute/);
 });
+
+test("network flags: --network-intercept seals, --add-host/--hostname/--mtu go into network, --no-network sends only the names", () => {
+  assert.equal(runParams(base).network, undefined);
+  assert.deepEqual(runParams({ ...base, networkIntercept: true, mtu: "1400", hostname: "box", addHost: ["db:10.0.0.5", "v6:fd00::1"] }).network, {
+    allowed_hosts: [], block_private_ips: true, secrets: {}, dns_servers: [], intercept: true, mtu: 1400, hostname: "box",
+    add_hosts: [{ host: "db", ip: "10.0.0.5" }, { host: "v6", ip: "fd00::1" }],
+  });
+  assert.deepEqual(runParams({ ...base, network: false, blockPrivateIps: true, addHost: ["db:10.0.0.5"] }).network, { no_network: true, add_hosts: [{ host: "db", ip: "10.0.0.5" }] });
+  assert.throws(() => runParams({ ...base, network: false, dnsServer: ["1.1.1.1"], secret: [] }), /--no-network cannot be combined with --dns-server/);
+  assert.throws(() => runParams({ ...base, mtu: "big" }), /--mtu big: network mtu must be an integer/);
+});

@@ -104,14 +104,37 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
     for (const [p, name] of [
       [{ extra_disks: [{ host_path: "/d", guest_mount: "/d" }] }, "extra_disks"],
-      [{ network: { hostname: "box" } }, "network.hostname"],
-      [{ network: { mtu: 1400 } }, "network.mtu"],
-      [{ network: { add_hosts: [{ host: "a", ip: "10.0.0.1" }] } }, "network.add_hosts"],
       [{ network: { policy_script: "deny all" } }, "network.policy_script"],
       [{ vfs: { interception: { rules: [{ action: "block" }] } } }, "vfs.interception"],
       [{ vfs: { direct_mounts: { "/x": { host_path: "/x" } } } }, "vfs.direct_mounts"],
     ] as const) {
       assert.match(refusal({ image: "a", ...p }), new RegExp(`^${name.replace(".", "\\.")} is not supported by this engine yet$`));
+    }
+  });
+
+  test("network's add_hosts, hostname and mtu are checked as upstream's SDKs check them", () => {
+    const ok = mergeDefaults(createParamsSchema.parse({
+      image: "a", network: { allowed_hosts: ["x.test"], add_hosts: [{ host: "db.internal", ip: " 10.0.0.5 " }, { host: "v6", ip: "fd00::1" }], hostname: "box-1.local", mtu: 1400 },
+    }));
+    assert.deepEqual(ok.network.addHosts, [{ host: "db.internal", ip: "10.0.0.5" }, { host: "v6", ip: "fd00::1" }]);
+    assert.equal(ok.network.hostname, "box-1.local");
+    assert.equal(ok.network.mtu, 1400);
+    assert.equal(mergeDefaults(createParamsSchema.parse({ image: "a" })).network.mtu, 1500);
+    for (const [network, message] of [
+      [{ add_hosts: [{ host: "", ip: "10.0.0.1" }] }, /invalid add-host mapping: host is required/],
+      [{ add_hosts: [{ host: "a b", ip: "10.0.0.1" }] }, /must not contain whitespace/],
+      [{ add_hosts: [{ host: "a:1", ip: "10.0.0.1" }] }, /must not contain ':'/],
+      [{ add_hosts: [{ host: "a", ip: "" }] }, /ip is required for host a/],
+      [{ add_hosts: [{ host: "a", ip: "10.0.0.300" }] }, /is not an IP address/],
+      [{ add_hosts: [{ host: "a" }] }, /ip must be a string/],
+      [{ hostname: "-box" }, /invalid hostname "-box"/],
+      [{ hostname: "x".repeat(65) }, /invalid hostname/],
+      [{ allowed_hosts: ["x.test"], mtu: 67 }, /from 68 to 65535/],
+      [{ allowed_hosts: ["x.test"], mtu: 1400.5 }, /from 68 to 65535/],
+      [{ mtu: 9000 }, /network\.mtu has no effect without/],
+      [{ no_network: true, mtu: 9000 }, /network\.mtu has no effect without/],
+    ] as const) {
+      assert.match(refusal({ image: "a", network }), message, JSON.stringify(network));
     }
   });
 

@@ -230,6 +230,9 @@ test("a sealed network: the engine's tap as a virtio-net device, the guest's add
   assert.ok(values(args, "-device").includes("virtio-net-device,netdev=net0"));
   assert.ok(kernelCmdline(plan({ network })).split(" ").includes("matchlock.net=10.200.4.6/30,10.200.4.5"));
   assert.ok(!kernelCmdline(plan()).includes("matchlock.net="));
+  // Another MTU is offered to the guest's driver, which takes it; 1500 leaves the device as it was.
+  assert.ok(values(qemuArgs(plan({ network: { ...network, mtu: 1400 } })), "-device").includes("virtio-net-device,netdev=net0,host_mtu=1400"));
+  assert.ok(values(qemuArgs(plan({ network: { ...network, mtu: 1500 } })), "-device").includes("virtio-net-device,netdev=net0"));
 });
 
 test("bad plans are clear errors: too little memory, a kernel command line too long", () => {

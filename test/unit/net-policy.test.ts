@@ -171,3 +171,21 @@ describe("redacting echoed secret values", () => {
     assert.equal(Buffer.concat(out).toString(), "a SANDBOX_SECRET_p b SANDBOX_SECRET_p c sk-RE");
   });
 });
+
+describe("runtime allow-list (allow_list_add / allow_list_delete)", () => {
+  test("adds what is new, removes what is listed, and the DNS answers follow at once", () => {
+    const policy = new NetworkPolicy({ allowedHosts: ["a.test"], blockPrivateIps: false, secrets: [{ name: "K", placeholder: "P", value: "v", hosts: ["s.test"], allowCleartext: false }] });
+    const dns = new SandboxDnsServer(policy, new SyntheticAddresses(), () => {});
+    const rcode = (name: string) => dnsPacket.decode(dns.answer(dnsPacket.encode({ type: "query", id: 1, questions: [{ type: "A", name }] }))!).flags! & 15;
+    assert.equal(rcode("b.test"), 3);
+    assert.deepEqual(policy.addAllowedHosts([" b.test ", "A.test", "b.test", "", "*.c.test"]), { changed: ["b.test", "*.c.test"], allowList: ["a.test", "b.test", "*.c.test"] });
+    assert.equal(rcode("b.test"), 0);
+    assert.ok(policy.isHostAllowed("x.c.test"));
+    assert.deepEqual(policy.addAllowedHosts(["b.test"]).changed, []);
+    assert.deepEqual(policy.removeAllowedHosts(["B.test.", "nothere.test"]), { changed: ["b.test"], allowList: ["a.test", "*.c.test"] });
+    assert.equal(rcode("b.test"), 3);
+    assert.deepEqual(policy.removeAllowedHosts(["a.test", "*.c.test"]).allowList, []);
+    assert.ok(!policy.isHostAllowed("a.test"), "an empty allow-list denies every host");
+    assert.ok(policy.isHostAllowed("s.test"), "a secret's hosts stay allowed: they are not on the list");
+  });
+});

@@ -101,6 +101,22 @@ describe("Sandbox builder → create params", () => {
     });
   });
 
+  it("network: add-hosts, hostname and mtu; no network sends only the guest's names", () => {
+    assert.deepEqual(wire(new Sandbox("a").addHost("db.internal", "10.0.0.5").withHostname("box")).network, {
+      allowed_hosts: [], block_private_ips: true, add_hosts: [{ host: "db.internal", ip: "10.0.0.5" }], hostname: "box",
+    });
+    assert.deepEqual(wire(new Sandbox("a").allowHost("x.test").withNetworkMTU(1400)).network, { allowed_hosts: ["x.test"], block_private_ips: true, mtu: 1400 });
+    assert.deepEqual(wire(new Sandbox("a").withNoNetwork().addHost("db", "fd00::1").withHostname("box")).network, {
+      no_network: true, add_hosts: [{ host: "db", ip: "fd00::1" }], hostname: "box",
+    });
+    throwsMatchlock(() => new Sandbox("a").addHost("db:1", "10.0.0.5"), /^invalid add-host mapping: host "db:1" must not contain ':'/);
+    throwsMatchlock(() => new Sandbox("a").addHost("db", "x"), /^invalid add-host mapping: ip "x" of host db is not an IP address/);
+    throwsMatchlock(() => new Sandbox("a").withNetworkMTU(-1), /^network mtu must be > 0$/);
+    throwsMatchlock(() => new Sandbox("a").withHostname("a b"), /^invalid hostname/);
+    throwsMatchlock(() => checkCreateOptions(new Sandbox("a").withNoNetwork().allowHost("x.test").withNetworkInterception().options()),
+      /^no network cannot be combined with allowed hosts, network interception$/);
+  });
+
   it("mount helpers map to wire MountConfigs", () => {
     const sandbox = new Sandbox("alpine:latest")
       .mountHostDir("/workspace/src", "/home/user/project/src")

@@ -59,6 +59,8 @@ export interface HostLink {
   hostIp: string;
   guestIp: string;
   prefixLength: number;
+  /** The link's MTU, the same on every hop from the guest's NIC to the host end (spec 5.2 network.mtu). */
+  mtu: number;
   /** The host end, which the seal addresses and filters. */
   hostInterface: string;
   /** The guest end, for drivers that make a pair (veth). */

@@ -9,7 +9,7 @@ import type { HostLink } from "./backend.js";
 export async function createLinkNetns(link: HostLink): Promise<void> {
   await run("ip", ["netns", "add", link.netns]);
   await run("ip", ["-batch", "-"], [
-    `link add ${link.hostInterface} type veth peer name ${link.guestInterface} netns ${link.netns}`,
+    `link add ${link.hostInterface} mtu ${link.mtu} type veth peer name ${link.guestInterface} mtu ${link.mtu} netns ${link.netns}`,
     `addr add ${link.hostIp}/${link.prefixLength} dev ${link.hostInterface}`,
     `link set ${link.hostInterface} up`,
   ].join("\n") + "\n");

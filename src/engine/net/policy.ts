@@ -40,19 +40,67 @@ export type SecretDecision =
   | { ok: true; apply: (text: string) => string; used: SecretRule[]; scope: SecretScope }
   | { ok: false; secret: string; reason: string };
 
+/** What a runtime change of the allow-list did (spec 5.5). */
+export interface AllowListChange {
+  /** The hosts this change added or removed, as given (trimmed). */
+  changed: string[];
+  /** The allow-list after it, as given: a secret's hosts are allowed besides these. */
+  allowList: string[];
+}
+
 export class NetworkPolicy {
-  readonly allowedHosts: string[];
+  /** Every allowed pattern, normalised: the allow-list's and the secrets' hosts. */
+  private patterns: string[] = [];
+  /** The allow-list as given (trimmed), changed at runtime by allow_list_add/delete. */
+  private listed: string[];
   readonly blockPrivateIps: boolean;
   readonly secrets: SecretRule[];
 
   constructor(input: NetworkPolicyInput) {
-    const hosts = new Set(input.allowedHosts.map(normalizeHost));
-    // Auto-allow: a secret's hosts join the allowlist (spec 4.3).
-    for (const s of input.secrets) for (const h of s.hosts) hosts.add(normalizeHost(h));
-    hosts.delete("");
-    this.allowedHosts = [...hosts];
+    this.listed = unique(input.allowedHosts.map((h) => h.trim()).filter(Boolean));
     this.blockPrivateIps = input.blockPrivateIps;
     this.secrets = input.secrets;
+    this.rebuild();
+  }
+
+  get allowedHosts(): readonly string[] {
+    return this.patterns;
+  }
+
+  /** The allow-list as given at create and changed since (without the secrets' hosts). */
+  get allowList(): readonly string[] {
+    return this.listed;
+  }
+
+  /** Appends the hosts not listed yet; new DNS answers, connections and requests see them at once. */
+  addAllowedHosts(hosts: readonly string[]): AllowListChange {
+    const known = new Set(this.listed.map(normalizeHost));
+    const added: string[] = [];
+    for (const h of hosts.map((x) => x.trim())) {
+      if (!h || known.has(normalizeHost(h))) continue;
+      known.add(normalizeHost(h));
+      added.push(h);
+    }
+    this.listed = [...this.listed, ...added];
+    this.rebuild();
+    return { changed: added, allowList: this.listed };
+  }
+
+  /** Removes the listed hosts among these (compared as matching compares: case and trailing dot aside). */
+  removeAllowedHosts(hosts: readonly string[]): AllowListChange {
+    const gone = new Set(hosts.map(normalizeHost).filter(Boolean));
+    const removed = this.listed.filter((l) => gone.has(normalizeHost(l)));
+    this.listed = this.listed.filter((l) => !gone.has(normalizeHost(l)));
+    this.rebuild();
+    return { changed: removed, allowList: this.listed };
+  }
+
+  private rebuild(): void {
+    const hosts = new Set(this.listed.map(normalizeHost));
+    // Auto-allow: a secret's hosts join the allowlist (spec 4.3).
+    for (const s of this.secrets) for (const h of s.hosts) hosts.add(normalizeHost(h));
+    hosts.delete("");
+    this.patterns = [...hosts];
   }
 
   /** Is a host name (or IP literal) in the allowlist? Private-address checks happen at connect time. */
@@ -60,7 +108,7 @@ export class NetworkPolicy {
     const h = normalizeHost(host);
     if (!h) return false;
     if (this.blockPrivateIps && isPrivateAddress(h)) return false;
-    return this.allowedHosts.some((p) => matchGlob(p, h));
+    return this.patterns.some((p) => matchGlob(p, h));
   }
 
   /** May a connection go to this resolved address? */
@@ -116,6 +164,10 @@ export class NetworkPolicy {
   redactValues(text: string): string {
     return this.secrets.reduce((acc, s) => (s.value && acc.includes(s.value) ? acc.split(s.value).join(s.placeholder) : acc), text);
   }
+}
+
+function unique(items: string[]): string[] {
+  return [...new Set(items)];
 }
 
 /** Lower case, no trailing dot, no port; IPv6 literals lose their brackets. */

@@ -92,6 +92,11 @@ export class NetworkSeal {
     };
   }
 
+  /** Who the sandbox may reach; its allow-list changes at runtime (allow_list_add/delete). */
+  get policy(): NetworkPolicy {
+    return this.opts.policy;
+  }
+
   get prefixLength(): number {
     return LINK_PREFIX_LENGTH;
   }

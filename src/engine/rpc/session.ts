@@ -75,6 +75,8 @@ const portForwardParams = z.strictObject({
   vm_id: z.string().optional(),
 });
 
+const allowListParams = z.strictObject({ hosts: z.array(z.string()).nullish() });
+
 /** Finds a running sandbox of this engine by id (the resident engine's other sessions). */
 export type SandboxFinder = (id: string) => Sandbox | undefined;
 
@@ -150,6 +152,8 @@ export class Session {
       case Method.ATTACH: return this.attach(params);
       case Method.DETACH: return this.detach(params);
       case Method.PORT_FORWARD: return this.portForward(params);
+      case Method.ALLOW_LIST_ADD: return this.changeAllowList("add", params);
+      case Method.ALLOW_LIST_DELETE: return this.changeAllowList("delete", params);
       default:
         if (TRANSFER_METHODS.has(method)) return this.transfers.handle(method, params);
         if (FILE_OP_METHODS.has(method)) return handleFileOp(this.current(), method, params);
@@ -300,6 +304,21 @@ export class Session {
     const { forwards, addresses } = toForwardRequest(p.forwards, p.addresses);
     const set = p.vm_id === undefined || p.vm_id === this.sandbox?.id ? this.current().ports : this.foreignSet(p.vm_id);
     return { bindings: await set.replace(forwards, addresses) };
+  }
+
+  /**
+   * allow_list_add / allow_list_delete (spec 5.5). The lists are `null` when empty, as upstream
+   * sends them; here an empty allow-list denies every host but the secrets' (docs/network-seal.md).
+   */
+  private changeAllowList(change: "add" | "delete", params: unknown): Result {
+    const p = decode(allowListParams, params ?? {});
+    const hosts = (p.hosts ?? []).map((h) => h.trim()).filter(Boolean);
+    if (hosts.length === 0) throw new RpcError(ErrorCode.INVALID_PARAMS, "hosts is required");
+    const { changed, allowList } = this.current().changeAllowList(change, hosts);
+    const list = (l: readonly string[]) => (l.length > 0 ? [...l] : null);
+    return change === "add"
+      ? { added: [...changed], allowed_hosts: list(allowList) }
+      : { removed: list(changed), allowed_hosts: list(allowList) };
   }
 
   private foreignSet(id: string): PortForwards {

@@ -6,6 +6,7 @@ import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 import { BACKEND_CHOICES } from "../backends/registry.js";
 import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/interception/config.js";
 import type { ImageConfig } from "../image/types.js";
+import { addHostProblem, DEFAULT_MTU, hostnameProblem, mtuProblem } from "../../protocol/network-fields.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
 // Every object is strict: a field this engine does not know is refused by name, never dropped.
@@ -34,6 +35,15 @@ const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
 const nonNegative = (what: string) =>
   z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);
 
+/** One `<ip> <host>` line of the guest's /etc/hosts: checked as upstream's SDKs check it. */
+const addHostSchema = z.strictObject({
+  host: z.string({ error: "invalid add-host mapping: host must be a string" }),
+  ip: z.string({ error: "invalid add-host mapping: ip must be a string" }),
+}).superRefine((m, ctx) => {
+  const problem = addHostProblem(m.host, m.ip);
+  if (problem) ctx.addIssue({ code: "custom", path: [], message: problem });
+});
+
 const networkSchema = z.strictObject({
   allowed_hosts: z.array(z.string()).nullish(),
   block_private_ips: z.boolean().optional(),
@@ -51,16 +61,21 @@ const networkSchema = z.strictObject({
   // Seals the network even without allowed hosts or secrets (then everything is denied).
   intercept: z.boolean({ error: "must be a boolean" }).optional(),
   interception: interceptionSchema.nullish(),
-  add_hosts: notYet("network.add_hosts", z.array(z.unknown()).nullable(), isEmpty),
-  hostname: notYet("network.hostname", z.string().nullable(), isEmpty),
-  // 1500 is the MTU every sandbox link has.
-  mtu: notYet("network.mtu", z.number().nullable(), (v: number | null) => !v || v === 1500),
+  // Lines of the guest's /etc/hosts (spec 5.2), with or without a network.
+  add_hosts: z.array(addHostSchema).nullish(),
+  // Empty or absent: the VM id.
+  hostname: z.string().refine((h) => h === "" || !hostnameProblem(h), { error: (i) => hostnameProblem(i.input)! }).nullish(),
+  // 0 or absent: 1500.
+  mtu: z.number({ error: "must be a number" }).refine((m) => m === 0 || !mtuProblem(m), { error: (i) => `${mtuProblem(i.input)!} (0: the default ${DEFAULT_MTU})` }).nullish(),
 }).superRefine((n, ctx) => {
   const rules = n.interception?.rules ?? [];
   const networked = (n.allowed_hosts?.length ?? 0) > 0 || Object.keys(n.secrets ?? {}).length > 0 || n.intercept === true || !!n.interception;
   // Without allowed hosts or secrets the sandbox has no network: resolvers would do nothing.
   if (!networked && (n.dns_servers?.length ?? 0) > 0) {
     ctx.addIssue({ code: "custom", path: [], message: "network.dns_servers has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network)" });
+  }
+  if (!networked && n.mtu && n.mtu !== DEFAULT_MTU) {
+    ctx.addIssue({ code: "custom", path: [], message: "network.mtu has no effect without network.allowed_hosts, network.secrets or network.intercept (the sandbox then has no network device)" });
   }
   // A rule is sent on, or shown to the guest: it may carry a secret's placeholder, never its value.
   for (const [i, r] of rules.entries()) {
@@ -174,6 +189,12 @@ export interface SandboxConfig {
     intercept: boolean;
     /** Rules the proxy applies to HTTP(S) requests and answers (spec 5.7). */
     interception?: InterceptionConfig;
+    /** Names the guest's /etc/hosts maps to these addresses (spec 5.2 add_hosts). */
+    addHosts: Array<{ host: string; ip: string }>;
+    /** The guest's hostname; empty: the VM id. */
+    hostname: string;
+    /** The MTU of the guest's link (when it has one). */
+    mtu: number;
   };
 }
 
@@ -215,6 +236,9 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
       dnsServers: [...(net?.dns_servers ?? [])],
       intercept: net?.intercept === true || !!net?.interception,
       ...(net?.interception ? { interception: net.interception } : {}),
+      addHosts: (net?.add_hosts ?? []).map((m) => ({ host: m.host, ip: m.ip.trim() })),
+      hostname: net?.hostname ?? "",
+      mtu: net?.mtu || DEFAULT_MTU,
     },
   };
 }

@@ -20,7 +20,7 @@ import { toWireFileInfo } from "./file-mode.js";
 import { makeDir, removePath, renamePath, statPath } from "../agent/file-ops.js";
 import { ErrorCode, type WireFileInfo } from "../../protocol/rpc.js";
 import type { NetworkEventSink } from "../net/events.js";
-import { NetworkPolicy, type SecretRule } from "../net/policy.js";
+import { NetworkPolicy, type AllowListChange, type SecretRule } from "../net/policy.js";
 import type { NetworkSeal } from "../net/seal.js";
 import { traceStartup } from "../trace/startup.js";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
@@ -124,16 +124,20 @@ export class Sandbox {
         if (!backend.makeLink || !backend.capabilities.network.includes("host-link")) {
           throw new UnsupportedByBackendError(`the ${backend.name} backend cannot join a sealed network on this host`);
         }
-        await backend.makeLink({ ...seal.link, prefixLength: seal.prefixLength });
+        await backend.makeLink({ ...seal.link, prefixLength: seal.prefixLength, mtu: config.network.mtu });
         await seal.attach();
       }
+      // Upstream's default hostname is the VM id (spec 5.2).
+      const hostname = config.network.hostname || id;
       running = await backend.start({
         id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
-        cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname: id,
+        cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname,
         privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
-        network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength }, guestFiles: seal.guestFiles },
+        network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength, mtu: config.network.mtu }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
+      await writeHostFiles(running.agent, hostname, config.network.addHosts);
+      traceStartup("create: /etc/hostname and /etc/hosts written");
       const placeholders = Object.fromEntries(secretRules.map((s) => [s.name, s.placeholder]));
       const imageConfig = applyImageConfig(image.config, config.imageConfig);
       const env = composeEnv(imageConfig.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
@@ -194,6 +198,15 @@ export class Sandbox {
       void this.close().catch(() => {});
     }, seconds * 1000);
     this.deadline.unref();
+  }
+
+  /**
+   * Changes the allow-list at runtime (spec 5.5): new DNS answers, connections and requests follow
+   * it at once; open connections keep what they were allowed. Only a sealed sandbox has one.
+   */
+  changeAllowList(change: "add" | "delete", hosts: readonly string[]): AllowListChange {
+    if (!this.seal) throw new AllowListUnavailableError("allow-list updates unavailable: sandbox was started without network interception");
+    return change === "add" ? this.seal.policy.addAllowedHosts(hosts) : this.seal.policy.removeAllowedHosts(hosts);
   }
 
   /** Whether close() was called (the sandbox is stopping or stopped). */
@@ -312,6 +325,33 @@ function guestPath(p: string): string {
   if (!p.startsWith("/")) throw new PathError(`path must be absolute: ${JSON.stringify(p)}`);
   if (p.includes("\0")) throw new PathError("path must not contain NUL bytes");
   return posix.normalize(p);
+}
+
+/** allow_list_add/delete on a sandbox without the seal: nothing filters its (absent) network. */
+export class AllowListUnavailableError extends EngineError {
+  readonly kind: ErrorKind = "unsupported";
+  override readonly rpcCode = ErrorCode.VM_FAILED;
+}
+
+/**
+ * The guest's /etc/hostname and /etc/hosts as upstream writes them: its hostname on the localhost
+ * lines (so it resolves), then add_hosts' `<ip> <host>` lines. Written into the guest's root (the
+ * image's files are not changed), so the guest's root may change them later.
+ */
+async function writeHostFiles(agent: RunningSandbox["agent"], hostname: string, addHosts: ReadonlyArray<{ host: string; ip: string }>): Promise<void> {
+  const hosts = [
+    `127.0.0.1\tlocalhost localhost.localdomain ${hostname}`,
+    `::1\tlocalhost localhost.localdomain ip6-localhost ip6-loopback ${hostname}`,
+    ...addHosts.map((m) => `${m.ip}\t${m.host}`),
+  ];
+  try {
+    await Promise.all([
+      agent.writeFile("/etc/hostname", 0o644, Buffer.from(`${hostname}\n`)),
+      agent.writeFile("/etc/hosts", 0o644, Buffer.from(`${hosts.join("\n")}\n`)),
+    ]);
+  } catch (err) {
+    throw new Error(`could not write the guest's /etc/hostname and /etc/hosts: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** A bad path in a file call: an invalid argument, reported as a file error as the protocol has it. */

@@ -139,7 +139,7 @@ export class MicrovmBackend implements BackendDriver {
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
       trace: settings.traceStartup.read() === "1",
-      network: net && { tap: VM_TAP, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp },
+      network: net && { tap: VM_TAP, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp, mtu: net.link.mtu },
     }), "-sandbox", QEMU_SANDBOX];
     const jailDir = join(spec.stateDir, "jail");
     await mkdir(jailDir, { mode: 0o700 });

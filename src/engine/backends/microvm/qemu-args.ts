@@ -10,6 +10,8 @@ export const AGENT_PORT_NAME = "matchlock.agent";
 export const MAX_KERNEL_CMDLINE = 2048;
 /** Below this the 6.1 kernel plus our initramfs does not boot reliably. */
 export const MIN_MEMORY_MB = 128;
+/** Ethernet's MTU: the NIC's unless the create asks for another. */
+const DEFAULT_MTU = 1500;
 
 export interface VmPlan {
   id: string;
@@ -40,6 +42,8 @@ export interface GuestNetwork {
   prefixLength: number;
   /** The host end's address: the guest's only route, its resolver, the proxy. */
   gateway: string;
+  /** The NIC's MTU; other than 1500 it is offered to the guest's driver (virtio's host_mtu), which takes it. */
+  mtu?: number | undefined;
 }
 
 /** A mount as the guest's init realises it; 9p shares are numbered in QEMU's order. */
@@ -131,7 +135,7 @@ export function qemuArgs(plan: VmPlan): string[] {
     ...shares,
     // script=no: the engine made and addressed the tap already (tap.ts); QEMU only attaches.
     ...(plan.network
-      ? ["-netdev", `tap,id=net0,ifname=${plan.network.tap},script=no,downscript=no`, "-device", "virtio-net-device,netdev=net0"]
+      ? ["-netdev", `tap,id=net0,ifname=${plan.network.tap},script=no,downscript=no`, "-device", `virtio-net-device,netdev=net0${plan.network.mtu && plan.network.mtu !== DEFAULT_MTU ? `,host_mtu=${plan.network.mtu}` : ""}`]
       : ["-nic", "none"]),
   ];
 }

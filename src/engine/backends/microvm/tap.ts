@@ -20,6 +20,8 @@ export async function createVmLink(l: HostLink, owner: { uid: number; gid: numbe
   await run("ip", ["-n", l.netns, "-batch", "-"], [
     `link add ${VM_BRIDGE} type bridge`,
     `tuntap add dev ${VM_TAP} mode tap user ${owner.uid} group ${owner.gid}`,
+    // The bridge takes the smallest MTU of its ports: the tap must match the veth.
+    `link set ${VM_TAP} mtu ${l.mtu}`,
     `link set ${l.guestInterface} master ${VM_BRIDGE}`,
     `link set ${VM_TAP} master ${VM_BRIDGE}`,
     `link set ${l.guestInterface} up`,
