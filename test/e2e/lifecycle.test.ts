@@ -92,10 +92,10 @@ describe("lifecycle", () => {
   test("set_timeout gives a sandbox without one a deadline, extends it and shortens it, counted from then", async () => {
     await using client = newClient();
     await client.launch(new Sandbox(BUSYBOX));
-    await client.setTimeout(2);
-    await client.setTimeout(3600); // replaces the 2 s deadline before it passes
-    // Ends at least 3 s after the 2 s deadline was set: had it stayed, this would have failed.
-    assert.equal((await client.exec("sleep 3; echo alive")).stdout, "alive\n");
+    await client.setTimeout(5);
+    await client.setTimeout(3600); // replaces the 5 s deadline (well before it passes, even on a loaded host)
+    // Ends at least 6 s after the 5 s deadline was set: had it stayed, this would have failed.
+    assert.equal((await client.exec("sleep 6; echo alive")).stdout, "alive\n");
     await client.setTimeout(1);
     await assert.rejects(client.exec("sleep 600"), /timeout of 1 s/);
   });
