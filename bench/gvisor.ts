@@ -6,9 +6,11 @@ import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ociConfig } from "../src/engine/backends/gvisor/bundle.js";
+import { runscChoice, sandboxFlags } from "../src/engine/backends/gvisor/runsc-choice.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
-import { BUSYBOX, setUpE2E } from "../test/helpers/e2e.js";
+import { BUSYBOX, CLI, setUpE2E } from "../test/helpers/e2e.js";
+import { stopSharedEngines } from "../test/helpers/shared-engine.js";
 import { execRoundTripPairs, median, p99, sdkColdStart, sdkExecRoundTrips, type ColdStart } from "./measure.js";
 import { startServer } from "../test/helpers/resident.js";
 import { printEngineLoad } from "./engine-load.js";
@@ -35,32 +37,44 @@ async function rawRunscBundle(rootfs: string, dir: string, args: string[]): Prom
 }
 
 async function main(): Promise<void> {
-  await setUpE2E();
+  const home = await setUpE2E();
   const image = await new ImageStore().resolve(BUSYBOX);
   if (!image) throw new Error(`${BUSYBOX} is not imported`);
   const work = await mkdtemp(join(tmpdir(), "matchlock-bench-"));
   const runscRoot = join(work, "runsc");
-  const runsc = (...a: string[]) => ["--root", runscRoot, "--network=none", "--overlay2=root:memory", ...a];
+  // The runsc and platform the engine picks here, so that the bare run is the engine's own runsc.
+  const choice = await runscChoice();
+  const runsc = (...a: string[]) => ["--root", runscRoot, `--platform=${choice.platform}`, ...sandboxFlags(choice.hasDirectfs), "--network=none", "--overlay2=root:memory", ...a];
 
-  // 1. Cold start: raw `runsc run true` vs SDK launch() -> first exec result, with an engine
-  // process per client and through a resident engine (`matchlock serve`). Interleaved round by
-  // round, so that a load change on the machine hits all three alike.
+  // 1. Cold start: raw `runsc run true` vs SDK launch() -> first exec result, with the default
+  // client (the shared engine), an engine process per client (`sharedEngine: false`) and an
+  // explicit resident engine (`matchlock serve`). Interleaved round by round, so that a load
+  // change on the machine hits all of them alike, in rotating order. The default client's first start (which
+  // starts the shared engine) is timed apart.
   const rawBundle = await rawRunscBundle(image.rootfs, join(work, "raw"), ["/bin/true"]);
   const server = await startServer(join(work, "engine.sock"));
   const raw: number[] = [];
+  const byDefault: ColdStart[] = [];
   const perClient: ColdStart[] = [];
   const resident: ColdStart[] = [];
+  let firstDefault: ColdStart;
   try {
+    firstDefault = await sdkColdStart();
     for (let i = 0; i < ROUNDS; i++) {
-      raw.push(await run("runsc", runsc("run", "--bundle", rawBundle, `bench-raw-${i}`)));
-      perClient.push(await sdkColdStart());
-      resident.push(await sdkColdStart(server.socketPath));
+      raw.push(await run(choice.binary, runsc("run", "--bundle", rawBundle, `bench-raw-${i}`)));
+      // The SDK clients in turns of their own each round: none always follows the raw run.
+      const clients: Array<() => Promise<unknown>> = [
+        async () => byDefault.push(await sdkColdStart()),
+        async () => perClient.push(await sdkColdStart({ binaryPath: CLI })),
+        async () => resident.push(await sdkColdStart({ engineSocket: server.socketPath })),
+      ];
+      for (let k = 0; k < clients.length; k++) await clients[(i + k) % clients.length]!();
     }
   } finally {
     await server.stop();
+    await stopSharedEngines(home);
   }
-  const cold = perClient.map((c) => c.total);
-  const warm = resident.map((c) => c.total);
+  const totals = (cs: ColdStart[]) => cs.map((c) => c.total);
   const parts = (cs: ColdStart[]) =>
     `engine ${median(cs.map((c) => c.engine)).toFixed(1)} + create ${median(cs.map((c) => c.create)).toFixed(1)} + exec ${median(cs.map((c) => c.exec)).toFixed(1)} ms`;
 
@@ -68,7 +82,7 @@ async function main(): Promise<void> {
   const runscExec: number[] = [];
   const sdkExec = await sdkExecRoundTrips(EXECS, async (vmId) => {
     for (let i = 0; i < Math.min(EXECS, 30); i++) {
-      runscExec.push(await run("runsc", ["--root", paths.runscRoot(), "exec", vmId, "/bin/true"]));
+      runscExec.push(await run(choice.binary, ["--root", paths.runscRoot(), "exec", vmId, "/bin/true"]));
     }
   });
   // The agent alone: the same exec through the engine's own Sandbox in this process, no
@@ -78,14 +92,16 @@ async function main(): Promise<void> {
   for (let i = 0; i < EXECS; i++) native.push(await run("/bin/true", []));
 
   const rows: Array<[string, number, string, number, string]> = [
-    ["cold start: launch + first exec, engine per client", median(cold), "runsc run /bin/true", median(raw), parts(perClient)],
-    ["cold start: launch + first exec, resident engine", median(warm), "runsc run /bin/true", median(raw), parts(resident)],
+    ["cold start: launch + first exec, default client (shared engine running)", median(totals(byDefault)), "runsc run /bin/true", median(raw), parts(byDefault)],
+    ["cold start: launch + first exec, engine per client (`sharedEngine: false`)", median(totals(perClient)), "runsc run /bin/true", median(raw), parts(perClient)],
+    ["cold start: launch + first exec, resident engine (`matchlock serve`)", median(totals(resident)), "runsc run /bin/true", median(raw), parts(resident)],
+    ["cold start: default client, first one (starts the shared engine; one run)", firstDefault.total, "runsc run /bin/true", median(raw), parts([firstDefault])],
     ["exec `true` round trip (SDK)", median(sdkExec), "runsc exec /bin/true", median(runscExec), `p99 ${p99(sdkExec).toFixed(1)} ms`],
     ["exec `true` round trip (SDK)", median(sdkExec), "native spawn /bin/true", median(native), ""],
     ["exec `true` round trip (SDK), execs paired one by one", median(pairs.sdk), "the same exec, no JSON-RPC", median(pairs.agent),
       `+${(median(pairs.sdk) - median(pairs.agent)).toFixed(2)} ms; p99 ${p99(pairs.sdk).toFixed(1)} vs ${p99(pairs.agent).toFixed(1)} ms`],
   ];
-  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, node ${process.version}; rounds ${ROUNDS}, execs ${EXECS}`);
+  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, node ${process.version}; runsc ${choice.version} (${choice.platform}); rounds ${ROUNDS}, execs ${EXECS}`);
   console.log("| measure | matchlock (median ms) | baseline | baseline (median ms) | ratio | note |");
   console.log("|---|---:|---|---:|---:|---|");
   for (const [what, ours, base, baseMs, note] of rows) {

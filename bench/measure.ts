@@ -3,8 +3,8 @@
 import { gvisorDriver } from "../src/engine/backends/gvisor/runsc.js";
 import { createSandbox, engineCreateDeps, parseCreateParams } from "../src/engine/sandbox/create.js";
 import { removeVmDir } from "../src/engine/sandbox/state.js";
-import { Client, Sandbox } from "../src/sdk/index.js";
-import { BUSYBOX, CLI, newClient } from "../test/helpers/e2e.js";
+import { Client, Sandbox, type Config } from "../src/sdk/index.js";
+import { BUSYBOX, newClient } from "../test/helpers/e2e.js";
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -36,11 +36,12 @@ export interface ColdStart {
 }
 
 /**
- * `launch()` of a busybox sandbox to the first `exec` result (then closed and removed). With
- * `engineSocket`, through a resident engine (`matchlock serve`) instead of an engine per client.
+ * `launch()` of a busybox sandbox to the first `exec` result (then closed and removed), by a
+ * client made with `config`: the default, an engine per client (`sharedEngine: false`), or a
+ * resident engine (`engineSocket`).
  */
-export async function sdkColdStart(engineSocket?: string): Promise<ColdStart> {
-  const client = engineSocket ? new Client({ binaryPath: CLI, engineSocket }) : newClient();
+export async function sdkColdStart(config: Config = {}): Promise<ColdStart> {
+  const client = new Client(config);
   const t0 = performance.now();
   await client.start(); // launch() would do it; done here only to time it apart
   const t1 = performance.now();

@@ -17,7 +17,7 @@ import { qemuArgs } from "../src/engine/backends/microvm/qemu-args.js";
 import { rootImageFor } from "../src/engine/backends/microvm/root-image.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
-import { BUSYBOX, setUpE2E } from "../test/helpers/e2e.js";
+import { BUSYBOX, CLI, setUpE2E } from "../test/helpers/e2e.js";
 import { median, sdkColdStart, sdkExecRoundTrips } from "./measure.js";
 import { startServer } from "../test/helpers/resident.js";
 
@@ -94,7 +94,7 @@ async function agentReady(backend: MicrovmBackend, rootfs: string, dir: string, 
 
 async function coldStart(backend: string): Promise<number> {
   process.env.MATCHLOCK_BACKEND = backend;
-  return (await sdkColdStart()).total;
+  return (await sdkColdStart({ binaryPath: CLI })).total; // an engine per client
 }
 
 async function execRoundTrips(backend: string): Promise<number[]> {
@@ -120,14 +120,14 @@ async function main(): Promise<void> {
     // A resident engine (`matchlock serve`) takes the engine's own start out of the launch.
     const server = await startServer(join(tmp, "engine.sock"), { MATCHLOCK_BACKEND: "microvm" });
     try {
-      await sdkColdStart(server.socketPath); // its first VM fills the server's caches
+      await sdkColdStart({ engineSocket: server.socketPath }); // its first VM fills the server's caches
       for (let i = 0; i < ROUNDS; i++) {
         const b = await bareBoot(args);
         bare.push(b.toInit);
         bareExit.push(b.exit);
         ready.push(await agentReady(backend, image!.rootfs, tmp, i));
         vmCold.push(await coldStart("microvm"));
-        vmResident.push((await sdkColdStart(server.socketPath)).total);
+        vmResident.push((await sdkColdStart({ engineSocket: server.socketPath })).total);
         gvCold.push(await coldStart("gvisor"));
         console.error(`round ${i + 1}/${ROUNDS}: bare to init ${bare[i]!.toFixed(0)} ms, agent ready ${ready[i]!.toFixed(0)} ms, micro-VM ${vmCold[i]!.toFixed(0)} ms, ` +
           `micro-VM resident ${vmResident[i]!.toFixed(0)} ms, gVisor ${gvCold[i]!.toFixed(0)} ms`);

@@ -43,7 +43,7 @@
 #define DEVICE_WAIT_MS 2000
 
 static struct {
-    const char *mounts;   /* comma-separated specs: t:<hex path> | 9:<tag>:<ro|rw>:<hex path> | f:<tag>:<ro|rw>:<hex path> */
+    const char *mounts;   /* comma-separated specs: t:<hex path> | 9:<tag>:<ro|rw>:<hex path> | f:<tag>:<ro|rw>:<hex path> | d:<serial>:<ro|rw>:<hex path> */
     const char *hostname; /* hex */
     const char *disk_mb;
     const char *tasks_max; /* the commands' task cap, handed to the agent */
@@ -253,6 +253,39 @@ static void copy_file(const char *from, const char *to, mode_t mode)
     if (fchmod(out, mode) != 0 || close(out) != 0) fail("finish %s: %s", to, strerror(errno));
 }
 
+/*
+ * The /dev node of the virtio disk whose serial is `serial` (an extra disk: qemu-args.ts names
+ * them), waiting for it: its driver probes the disks asynchronously.
+ */
+static void find_disk(const char *serial, char *dev, size_t cap)
+{
+    for (int waited = 0;; waited += 5) {
+        DIR *d = opendir("/sys/block");
+        if (!d) fail("open /sys/block: %s", strerror(errno));
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strncmp(e->d_name, "vd", 2)) continue;
+            char file[300], got[64] = "";
+            snprintf(file, sizeof file, "/sys/block/%s/serial", e->d_name);
+            int fd = open(file, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) continue;
+            ssize_t n = read(fd, got, sizeof got - 1);
+            close(fd);
+            if (n <= 0) continue;
+            got[n] = '\0';
+            got[strcspn(got, "\n")] = '\0';
+            if (!strcmp(got, serial)) {
+                snprintf(dev, cap, "/dev/%s", e->d_name);
+                closedir(d);
+                return;
+            }
+        }
+        closedir(d);
+        if (waited >= DEVICE_WAIT_MS) fail("the disk with serial %s did not appear within %d ms", serial, DEVICE_WAIT_MS);
+        usleep(5000);
+    }
+}
+
 /* Where a single-file share's 9p directory is mounted before its file is bound into place. */
 #define FILE_SHARE_STAGE "/file-share"
 /* The name of the one file in a single-file share (src/engine/backends/microvm/jail.ts). */
@@ -282,14 +315,14 @@ static bool make_file_target(const char *path)
  */
 static void user_mount(const char *spec)
 {
-    char path[PATH_MAX_LEN], tag[64] = "";
+    char path[PATH_MAX_LEN], tag[64] = "", dev[300];
     const char *type, *data, *src;
     unsigned long flags = MS_NOSUID | MS_NODEV;
-    bool file = !strncmp(spec, "f:", 2);
+    bool file = !strncmp(spec, "f:", 2), disk = !strncmp(spec, "d:", 2);
     if (!strncmp(spec, "t:", 2)) {
         if (!unhex(spec + 2, path, sizeof path)) fail("bad mount spec %s", spec);
         type = "tmpfs", src = "tmpfs", data = "mode=755";
-    } else if (!strncmp(spec, "9:", 2) || file) {
+    } else if (!strncmp(spec, "9:", 2) || file || disk) {
         const char *t = spec + 2, *m = strchr(t, ':'), *p = m ? strchr(m + 1, ':') : NULL;
         if (!m || !p || (size_t)(m - t) >= sizeof tag || !unhex(p + 1, path, sizeof path)) fail("bad mount spec %s", spec);
         memcpy(tag, t, m - t);
@@ -297,7 +330,13 @@ static void user_mount(const char *spec)
         /* Host shares keep nosuid/nodev: a setuid-root file on the host must not make root here. */
         if (!strncmp(m + 1, "ro:", 3)) flags |= MS_RDONLY;
         else if (strncmp(m + 1, "rw:", 3)) fail("bad mount spec %s", spec);
-        type = "9p", src = tag, data = "trans=virtio,version=9p2000.L,msize=524288";
+        if (disk) {
+            /* An extra disk: an ext4 image the user keeps (journalled: a killed VM leaves it recoverable). */
+            find_disk(tag, dev, sizeof dev);
+            type = "ext4", src = dev, data = "noinit_itable"; /* no background zeroing: it would fill a sparse image */
+        } else {
+            type = "9p", src = tag, data = "trans=virtio,version=9p2000.L,msize=524288";
+        }
     } else {
         fail("bad mount spec %s", spec);
     }

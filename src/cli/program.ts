@@ -15,6 +15,7 @@ import { settings } from "../settings/settings.js";
 import { registerSetupCommand } from "./setup.js";
 import { registerAllowListCommand } from "./allow-list.js";
 import { registerPortForwardCommand } from "./port-forward.js";
+import { registerVolumeCommands } from "./volume.js";
 
 
 const program = new Command("matchlock")
@@ -41,6 +42,7 @@ registerVmCommands(program);
 registerPortForwardCommand(program);
 registerAllowListCommand(program);
 registerImageCommands(program);
+registerVolumeCommands(program);
 registerDoctorCommand(program);
 registerSetupCommand(program);
 

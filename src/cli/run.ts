@@ -23,6 +23,7 @@ import { commandWords, exitStatusOnBadFlags, interactiveFlags, parseBool } from 
 import { attachInput } from "./interactive.js";
 import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
 import { collect } from "./options.js";
+import { parseDisk } from "./disk-options.js";
 import { addHostProblem, mtuProblem } from "../protocol/network-fields.js";
 
 interface RunOptions {
@@ -35,6 +36,7 @@ interface RunOptions {
   backend?: string;
   volume: string[];
   mount: string[];
+  disk?: string[];
   env: string[];
   envFile?: string[];
   user?: string;
@@ -213,6 +215,7 @@ export function runParams(opts: RunOptions, env: NodeJS.ProcessEnv = process.env
     privileged: opts.privileged === true ? true : undefined,
     port_forwards: opts.publish?.length ? toWireForwards(opts.publish.map(parsePortSpec)) : undefined,
     port_forward_addresses: opts.address?.length ? opts.address : undefined,
+    extra_disks: opts.disk?.length ? opts.disk.map(parseDisk) : undefined,
   };
 }
 
@@ -234,6 +237,7 @@ export function registerRunCommand(program: Command): void {
     .option("--workspace <path>", "guest workspace directory", "/workspace")
     .option("--backend <name>", `isolation engine: ${BACKEND_CHOICES.join(", ")} (default: $MATCHLOCK_BACKEND, else auto)`)
     .option("-v, --volume <host:guest[:mode]>", "mount a host directory or file: a copy-on-write snapshot (the host never changes); mode host_fs or rw: read-write, ro: read-only (repeatable)", collect, [])
+    .option("--disk <@volume:guest[:ro]>", "attach a named volume (@NAME) or an ext4 image file at GUEST; :ro read-only (repeatable)", collect, [])
     .option("--mount <guest:type[:host][:ro]>", "a mount of any type: memory, host_fs, real_fs, overlay (repeatable)", collect, [])
     .option("-e, --env <key[=value]>", "environment variable for the sandbox; KEY alone takes the host's value (repeatable)", collect, [])
     .option("--env-file <file>", "read environment variables from a file, KEY=VALUE or KEY per line (repeatable)", collect, [])

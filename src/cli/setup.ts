@@ -19,7 +19,8 @@ type Engine = (typeof ENGINES)[number];
 const PACKAGES: Record<Engine | "network", string[]> = {
   // The network seal (both engines): veth/tap links, the firewall, original-destination lookups.
   network: ["iproute2", "nftables", "conntrack", "ca-certificates"],
-  gvisor: ["runsc"],
+  // unshare and mount for the private mount namespace; mkfs.ext4 for overlay mounts' disk and volumes.
+  gvisor: ["runsc", "util-linux", "mount", "e2fsprogs"],
   // QEMU (no recommends: they pull a GUI stack), setpriv, the root image (mkfs.ext4), the
   // initramfs (cpio, objcopy), and the kernel fetch (apt-get download + depmod + python3's lzma).
   microvm: ["qemu-system-x86", "util-linux", "e2fsprogs", "cpio", "binutils", "kmod", "python3"],

@@ -14,6 +14,10 @@ export const paths = {
   images: () => settings.images.read() || join(matchlockHome(), "images"),
   /** Where `matchlock serve` listens by default (the directory is owner-only). */
   engineSocket: () => defaultEngineSocket(),
+  /** Named volumes: one ext4 image per volume, <name>.ext4. */
+  volumes: () => join(matchlockHome(), "volumes"),
+  /** Which sandbox holds each attached disk (disks/disk-locks.ts). */
+  diskLocks: () => join(matchlockHome(), "disk-locks"),
   runscRoot: () => join(matchlockHome(), "runsc"),
   /** Built artifacts keyed by content (guest kernel, initramfs): $MATCHLOCK_CACHE, else ~/.cache/matchlock. */
   cache: () => settings.cache.read() || join(homedir(), ".cache", "matchlock"),

@@ -1,10 +1,12 @@
-// The SDK's entry point: one Client = one engine session (its own `matchlock rpc` process, or a
-// connection to a resident `matchlock serve`) = (at most) one VM.
+// The SDK's entry point: one Client = one engine session (a connection to this user's shared
+// engine, its own `matchlock rpc` process, or a connection to a resident `matchlock serve`) =
+// (at most) one VM.
 import { PassThrough, Readable } from "node:stream";
 import { Base64Data } from "../protocol/base64.js";
 import { Method, Notification } from "../protocol/methods.js";
 import { connectEngine, spawnEngine } from "./engine-link.js";
 import { engineCommand, resolveEngineSocket, rmCommand, rpcCommand } from "./engine-command.js";
+import { connectSharedEngine, sharedEngineFor } from "./shared-engine.js";
 import { MatchlockError, RPCError } from "./errors.js";
 import { NetworkHookServer, networkInterceptionWire } from "./network-hooks.js";
 import { CHUNK_BYTES, TransferSlots, isMethodNotFound, readChunked, writeChunked, type FileContent } from "./file-transfer.js";
@@ -40,8 +42,10 @@ import type {
   AllowListDeleteResult,
   RemoveFileOptions,
   SandboxEvent,
+  VolumeInfo,
   WriteFileOptions,
 } from "./types.js";
+import { volumeCreate, volumeList, volumeRemove } from "./volumes.js";
 import { checkAllowListHosts, checkCreateOptions, checkForwardAddresses, checkTimeoutSeconds } from "./validate.js";
 import {
   decodeBase64, stringList, toCreateParams, toExecResult, toExecStreamResult, toFileInfo, toFileInfos, toPortForwardBindings, toPortForwardParams,
@@ -60,7 +64,10 @@ export class Client implements AsyncDisposable {
   private readonly engine: string[];
   private readonly useSudo: boolean;
   private readonly keepOnDispose: boolean;
+  /** A resident engine's socket given by the user (its sandboxes are its own business). */
   private readonly socket: string | undefined;
+  /** What the engine is, for errors: its socket or its command. */
+  private readonly engineName: string;
   private readonly transport: Transport;
   private readonly eventListeners = new Set<(event: SandboxEvent) => void>();
   private startPromise?: Promise<void>;
@@ -81,8 +88,10 @@ export class Client implements AsyncDisposable {
     if (socket !== undefined && this.useSudo) {
       throw new MatchlockError("useSudo cannot be combined with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): the resident engine already runs as its own user", { kind: "invalid_argument" });
     }
+    const shared = sharedEngineFor(config, socket);
     const argv = rpcCommand(this.engine, this.useSudo);
-    const open = socket !== undefined ? () => connectEngine(socket) : () => spawnEngine(argv);
+    const open = socket !== undefined ? () => connectEngine(socket) : shared ? () => connectSharedEngine(shared) : () => spawnEngine(argv);
+    this.engineName = socket ?? shared?.socketPath ?? this.engine.join(" ");
     this.transport = new Transport(open, (params) => this.dispatchEvent(params));
   }
 
@@ -98,7 +107,7 @@ export class Client implements AsyncDisposable {
   start(): Promise<void> {
     if (this.closePromise) return Promise.reject(new MatchlockError("Client is closed"));
     this.startPromise ??= this.transport.start().then(async () => {
-      this.ourEngine = await shakeHands(this.transport, this.socket ?? this.engine.join(" "));
+      this.ourEngine = await shakeHands(this.transport, this.engineName);
     });
     return this.startPromise;
   }
@@ -530,9 +539,28 @@ export class Client implements AsyncDisposable {
   }
 
   /**
+   * Creates a named volume (an ext4 disk of `sizeMb` MB that outlives sandboxes) with
+   * `<engine> volume create NAME --size MB --json`; attach it with Sandbox.withDisk(info.path, guestPath).
+   */
+  volumeCreate(name: string, sizeMb = 10240): Promise<VolumeInfo> {
+    return volumeCreate(this.engine, name, sizeMb);
+  }
+
+  /** The named volumes (`<engine> volume ls --json`). */
+  volumeList(): Promise<VolumeInfo[]> {
+    return volumeList(this.engine);
+  }
+
+  /** Deletes a named volume and its data (`<engine> volume rm NAME`); refused while a sandbox has it attached. */
+  volumeRemove(name: string): Promise<void> {
+    return volumeRemove(this.engine, name);
+  }
+
+  /**
    * `await using`: closes the client and removes the sandbox it made (its stopped record and
-   * state directory), unless Config.keepOnDispose asks to keep them for inspection. A resident
-   * engine's sandboxes are cleaned up by that engine when the connection ends.
+   * state directory), unless Config.keepOnDispose asks to keep them for inspection (the shared
+   * engine's too: it has this client's environment). A resident engine of the user's own
+   * (Config.engineSocket) cleans its sandboxes up itself when the connection ends.
    */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();

@@ -17,6 +17,8 @@ export type {
   CallOptions as RequestOptions,
   Config,
   CreateOptions,
+  ExtraDisk,
+  VolumeInfo,
   ExecOptions,
   ExecResult,
   ExecStreamOptions,

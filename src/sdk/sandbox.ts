@@ -20,6 +20,7 @@ import {
   checkPositiveInt,
   checkForwardAddresses,
   checkPortForward,
+  checkExtraDisk,
   checkSecret,
   secretOptions,
 } from "./validate.js";
@@ -209,6 +210,16 @@ export class Sandbox {
   /** Copy-on-write view of a host directory; the host is never modified. */
   mountOverlay(guestPath: string, hostPath: string): this {
     return this.mount(guestPath, { type: "overlay", hostPath });
+  }
+
+  /**
+   * Attaches an ext4 disk image (a named volume's path from Client.volumeCreate, or any ext4
+   * image file) and mounts it at `guestMount`; `{ readonly: true }` mounts it read-only. A disk
+   * attached read-write belongs to one running sandbox; read-only, several may share it.
+   */
+  withDisk(hostPath: string, guestMount: string, options: { readonly?: boolean } = {}): this {
+    this.opts.extraDisks = [...(this.opts.extraDisks ?? []), checkExtraDisk(hostPath, guestMount, options.readonly)];
+    return this;
   }
 
   /** Sets one variable of every command's environment. */

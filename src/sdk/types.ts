@@ -20,6 +20,13 @@ export interface Config {
    * engine process per client. Default: env MATCHLOCK_ENGINE_SOCKET if non-empty, else none.
    */
   engineSocket?: string;
+  /**
+   * Talk to this user's shared engine (a `matchlock serve` the SDK starts on first use and that
+   * exits when idle) instead of starting an engine process for this client. Default: true
+   * unless env MATCHLOCK_SHARED_ENGINE is 0; without an engineSocket, binaryPath or useSudo,
+   * which run an engine per client (true with one of them is an error).
+   */
+  sharedEngine?: boolean;
 }
 
 /**
@@ -98,6 +105,22 @@ export interface CreateOptions {
   networkMtu?: number;
   /** No network device at all, only loopback (what a sandbox without allowed hosts or secrets gets anyway). */
   noNetwork?: boolean;
+  /** ext4 disk images (e.g. a volume's path from volumeCreate) mounted in the guest (`extra_disks`). */
+  extraDisks?: ExtraDisk[];
+}
+
+/** An ext4 image file attached to the sandbox and mounted at `guestMount`. */
+export interface ExtraDisk {
+  hostPath: string;
+  guestMount: string;
+  readonly?: boolean;
+}
+
+/** A named volume (`matchlock volume ls`): `size` is human-readable, e.g. "16.0 MB". */
+export interface VolumeInfo {
+  name: string;
+  size: string;
+  path: string;
 }
 
 /** One line of the guest's /etc/hosts. */

@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import path from "node:path";
 import { MatchlockError } from "./errors.js";
 import { checkNetworkInterception } from "./network-hooks.js";
-import type { BackendName, CreateOptions, HostIPMapping, ImageConfig, MountConfig, MountType, PortForward, Secret, SecretOptions } from "./types.js";
+import type { BackendName, CreateOptions, ExtraDisk, HostIPMapping, ImageConfig, MountConfig, MountType, PortForward, Secret, SecretOptions } from "./types.js";
 import { addHostProblem, hostnameProblem, mtuProblem } from "../protocol/network-fields.js";
 
 const MOUNT_TYPES: readonly MountType[] = ["memory", "real_fs", "host_fs", "overlay"];
@@ -183,7 +183,7 @@ const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
   "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
   "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
   "forceInterception", "networkInterception",
-  "portForwards", "portForwardAddresses", "addHosts", "hostname", "networkMtu", "noNetwork",
+  "portForwards", "portForwardAddresses", "addHosts", "hostname", "networkMtu", "noNetwork", "extraDisks",
 ]);
 
 /** Validates a whole CreateOptions (e.g. one written by hand) and returns a normalised copy. */
@@ -250,8 +250,20 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
     if (typeof opts.noNetwork !== "boolean") throw invalid(`noNetwork must be true or false, not ${JSON.stringify(opts.noNetwork)}`);
     if (opts.noNetwork) out.noNetwork = true;
   }
+  if (opts.extraDisks !== undefined) {
+    if (!Array.isArray(opts.extraDisks)) throw invalid("extraDisks must be an array of { hostPath, guestMount, readonly? }");
+    out.extraDisks = opts.extraDisks.map((d) => checkExtraDisk(d?.hostPath, d?.guestMount, d?.readonly));
+  }
   checkNoNetwork(out);
   return out;
+}
+
+/** An extra disk: a host image path (resolved here, as mounts' are) and an absolute guest path. */
+export function checkExtraDisk(hostPath: unknown, guestMount: unknown, readonly: unknown): ExtraDisk {
+  if (typeof hostPath !== "string" || hostPath === "" || hostPath.includes("\0")) throw invalid(`extra disk hostPath must be a path, got ${JSON.stringify(hostPath)}`);
+  if (readonly !== undefined && typeof readonly !== "boolean") throw invalid(`extra disk readonly must be true or false, got ${JSON.stringify(readonly)}`);
+  const guest = checkGuestPath("extra disk guestMount", guestMount);
+  return { hostPath: path.resolve(hostPath), guestMount: guest, ...(readonly ? { readonly: true } : {}) };
 }
 
 /** allowListAdd/Delete's hosts: comma-separated lists allowed, trimmed, de-duplicated; none is an error. */

@@ -89,6 +89,9 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
     if (opts.workspace) vfs.workspace = opts.workspace;
     params.vfs = vfs;
   }
+  if (opts.extraDisks?.length) {
+    params.extra_disks = opts.extraDisks.map((d) => ({ host_path: d.hostPath, guest_mount: d.guestMount, ...(d.readonly ? { readonly: true } : {}) }));
+  }
   return params;
 }
 

@@ -50,6 +50,8 @@ export const settings = {
   upstreamCa: optional("MATCHLOCK_UPSTREAM_CA", "engine", "a PEM file of extra roots for the seal's upstream TLS (tests)", "none"),
   bin: withDefault("MATCHLOCK_BIN", "sdk", "the matchlock binary the SDK runs (Config.binaryPath wins)", "matchlock"),
   engineSocket: optional("MATCHLOCK_ENGINE_SOCKET", "sdk", "a resident engine (`matchlock serve`) the SDK connects to (Config.engineSocket wins)", "none"),
+  sharedEngine: withDefault("MATCHLOCK_SHARED_ENGINE", "sdk", "0: every Client starts its own engine process (`matchlock rpc`) instead of sharing this user's resident engine (Config.sharedEngine wins)", "1"),
+  sharedEngineIdle: withDefault("MATCHLOCK_SHARED_ENGINE_IDLE", "sdk", "seconds the shared engine stays after its last client left (read by the client that starts it)", "300"),
   commit: withDefault("MATCHLOCK_COMMIT", "cli", "the commit `matchlock version` reports", "unknown"),
 } as const;
 

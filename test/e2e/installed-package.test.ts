@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { BACKEND, ROOT, TARBALLS, cli, setUpE2E } from "../helpers/e2e.js";
+import { stopSharedEngines } from "../helpers/shared-engine.js";
 
 interface Ran { code: number | null; stdout: string; stderr: string }
 
@@ -46,8 +47,10 @@ describe("the npm package, installed into a project", () => {
   let foreignMarker: string;
   let commands: string[];
 
+  let home: string;
+
   before(async () => {
-    const home = await setUpE2E();
+    home = await setUpE2E();
     // A private image store: the stand-in for the README's image is named like a real one.
     process.env.MATCHLOCK_IMAGES = join(home, "images");
     const imported = await cli(["image", "import", "alpine:latest", join(TARBALLS, "busybox.tar")]);
@@ -72,7 +75,8 @@ describe("the npm package, installed into a project", () => {
     await writeFile(join(project, "app.mjs"), block(readme, "Use it in your project", "js"));
   });
 
-  after(() => {
+  after(async () => {
+    await stopSharedEngines(home); // the examples' default clients started one
     assert.equal(existsSync(foreignMarker), false, "the foreign matchlock on PATH / in MATCHLOCK_BIN must never run");
   });
 

@@ -13,6 +13,7 @@ import { documents } from "../helpers/docs.js";
 import { CLI, ROOT, setUpE2E } from "../helpers/e2e.js";
 import { startNetLab, type NetLab } from "../helpers/net-lab.js";
 import { startServer, type Server } from "../helpers/resident.js";
+import { stopSharedEngines } from "../helpers/shared-engine.js";
 import { defaultEngineSocket } from "../../src/sdk/index.js";
 
 interface Example {
@@ -61,8 +62,9 @@ describe("README and docs examples", async () => {
   let dir: string;
   let server: Server | undefined;
   let lab: NetLab | undefined;
+  let home: string | undefined;
   before(async () => {
-    await setUpE2E();
+    home = await setUpE2E();
     // The host names examples reach resolve to a test server on this machine ($MATCHLOCK_TEST_HOSTS),
     // at addresses outside the private ranges, so the examples need no allowPrivateIPs().
     lab = await startNetLab({ publicRange: true, names: ["api.example.com"] });
@@ -86,6 +88,8 @@ describe("README and docs examples", async () => {
   after(async () => {
     await server?.stop();
     await lab?.stop();
+    // The examples' default clients share an engine: it would otherwise stay until idle.
+    if (home) await stopSharedEngines(home);
   });
 
   const expected: Record<string, RegExp> = {
@@ -97,6 +101,7 @@ describe("README and docs examples", async () => {
     "README.md: Mounts": /^from-guest\n\n?$/,
     "README.md: Lifecycle and errors": /^vm-[0-9a-f]{8}\n-32001 failed false true false \[-32001\] exec error: chdir \/nope: No such file or directory\n$/,
     "docs/resident-engine.md: Resident engine: `matchlock serve`": /^vm-[0-9a-f]{8} hello\n$/,
+    "docs/resident-engine.md: The shared engine (the default)": /^true shared\nown\n$/,
     "docs/network-seal.md: Interception rules and hooks": /^200 callback None \{"msg":"from-callback"\}\n403 None None Blocked by policy\n$/,
     "docs/cli.md: From the SDK": /^true\n$/,
     "docs/network-seal.md: Runtime allow-list and the guest's names":
@@ -105,6 +110,7 @@ describe("README and docs examples", async () => {
     "docs/processes.md: Terminals: `execInteractive`": /^\/dev\/pts\/\d+\r\n30 100\r\n0\n$/,
     "docs/processes.md: Process handles: `spawn`": /^a b c 0 true\ntrue 143\n$/,
     "docs/port-forwarding.md: Port forwarding": /^127\.0\.0\.1:18080 -> sandbox:8080\nhello through the forward\n\n$/,
+    "docs/volumes.md: Volumes and extra disks": /^notes 64\.0 MB\nkept across sandboxes\n$/,
     "docs/files.md: Remove, make, rename, stat": /^app\.py 12 false 644 true\ntrue \[-32002\] stat \/workspace\/project: No such file or directory\n$/,
   };
 

@@ -103,13 +103,30 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse(plain).success, true);
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
     for (const [p, name] of [
-      [{ extra_disks: [{ host_path: "/d", guest_mount: "/d" }] }, "extra_disks"],
       [{ network: { policy_script: "deny all" } }, "network.policy_script"],
       [{ vfs: { interception: { rules: [{ action: "block" }] } } }, "vfs.interception"],
       [{ vfs: { direct_mounts: { "/x": { host_path: "/x" } } } }, "vfs.direct_mounts"],
     ] as const) {
       assert.match(refusal({ image: "a", ...p }), new RegExp(`^${name.replace(".", "\\.")} is not supported by this engine yet$`));
     }
+  });
+
+  test("extra_disks: absolute host paths, plain guest paths outside the sandbox's own mounts, no two disks at one path", () => {
+    const ok = createParamsSchema.safeParse({ image: "a", extra_disks: [{ host_path: "/v/a.ext4", guest_mount: "/data", readonly: true }] });
+    assert.equal(ok.success, true);
+    assert.deepEqual(mergeDefaults(ok.data!).extraDisks, [{ hostPath: "/v/a.ext4", guestMount: "/data", readonly: true }]);
+    for (const [disk, message] of [
+      [{ host_path: "/v/a", guest_mount: "data" }, /invalid extra disk config: invalid guest mount path "data"/],
+      [{ host_path: "/v/a", guest_mount: "/a b" }, /invalid guest mount path "\/a b"/],
+      [{ host_path: "/v/a", guest_mount: "/a/../etc" }, /no "\.", "\.\." or empty steps/],
+      [{ host_path: "/v/a", guest_mount: "/" }, /invalid guest mount path "\/"/],
+      [{ host_path: "/v/a", guest_mount: "/proc/x" }, /inside \/proc/],
+      [{ host_path: "v/a", guest_mount: "/d" }, /host_path "v\/a" must be an absolute path/],
+      [{ host_path: "/v/a", guest_mount: "/d", size: 1 }, /unknown field extra_disks\.0\.size/],
+    ] as const) {
+      assert.match(refusal({ image: "a", extra_disks: [disk] }), message);
+    }
+    assert.match(refusal({ image: "a", extra_disks: [{ host_path: "/a", guest_mount: "/d" }, { host_path: "/b", guest_mount: "/d" }] }), /two disks at \/d/);
   });
 
   test("network's add_hosts, hostname and mtu are checked as upstream's SDKs check them", () => {

@@ -70,8 +70,10 @@ test("read-only binds reach runsc as read-only binds made in the sandbox's mount
     { kind: "tmpfs", guestPath: "/c" },
     { kind: "bind", guestPath: "/d", hostPath: "/s/rootfs/ro/1", readonly: true },
   ]);
-  // The script gets the disk size, the count, then the host paths, then runsc's command line.
+  // The script gets the disk size, the counts (read-only paths, disks), the disks, the host paths, then runsc's command line.
   const [cmd, args] = inPrivateMounts("/s", "/img", false, 64, hostPaths, "runsc", ["run"]);
   assert.equal(cmd, "unshare");
-  assert.deepEqual(args.slice(-7), ["0", "64", "2", "/h/a", "/h/d", "runsc", "run"]);
+  assert.deepEqual(args.slice(-8), ["0", "64", "2", "0", "/h/a", "/h/d", "runsc", "run"]);
+  const [, withDisks] = inPrivateMounts("/s", "/img", false, 64, hostPaths, "runsc", ["run"], [{ hostPath: "/v/a.ext4", guestPath: "/data", readonly: true }]);
+  assert.deepEqual(withDisks.slice(-10), ["0", "64", "2", "1", "/v/a.ext4", "ro", "/h/a", "/h/d", "runsc", "run"]);
 });

@@ -138,6 +138,17 @@ test("QEMU command line: microvm, TCG, whole vCPUs, memory, read-only root, sock
   assert.deepEqual(values(kvm, "-cpu"), ["host"]);
 });
 
+test("extra disks: fd sets of the engine's descriptors (read-only, and read-write for a writable disk), virtio-blk by serial, d: specs after the mounts", () => {
+  const p = plan({ disks: [{ fds: [4], readonly: true, guestPath: "/ro" }, { fds: [5, 6], readonly: false, guestPath: "/data" }] });
+  const args = qemuArgs(p);
+  assert.deepEqual(values(args, "-add-fd"), ["fd=4,set=1", "fd=5,set=2", "fd=6,set=2"]);
+  assert.ok(values(args, "-drive").includes("file=/dev/fdset/1,format=raw,if=none,id=disk0,readonly=on"));
+  assert.ok(values(args, "-drive").includes("file=/dev/fdset/2,format=raw,if=none,id=disk1,readonly=off"));
+  assert.ok(values(args, "-device").includes("virtio-blk-device,drive=disk1,serial=mldisk1"));
+  const mounts = /matchlock\.mounts=(\S+)/.exec(kernelCmdline(p))![1]!.split(",");
+  assert.deepEqual(mounts.slice(-2), [`d:mldisk0:ro:${Buffer.from("/ro").toString("hex")}`, `d:mldisk1:rw:${Buffer.from("/data").toString("hex")}`]);
+});
+
 test("kernel command line: TCG fixes, panic reboots, hex-encoded hostname and mounts in parent-first order", () => {
   const line = kernelCmdline(plan());
   for (const word of ["console=ttyS0", "quiet", "panic=-1", "cryptomgr.notests", "tsc_early_khz=2445410", "matchlock.disk_mb=2048", "matchlock.port=matchlock.agent"]) {

@@ -340,16 +340,18 @@ describe("SDK client: which binary runs", () => {
 
   it("runs its own package's engine, not the one MATCHLOCK_BIN names", T, async () => {
     const fake = makeFakeBinary();
-    const saved = { bin: process.env.MATCHLOCK_BIN, home: process.env.MATCHLOCK_HOME };
+    const saved = { bin: process.env.MATCHLOCK_BIN, home: process.env.MATCHLOCK_HOME, idle: process.env.MATCHLOCK_SHARED_ENGINE_IDLE };
     process.env.MATCHLOCK_BIN = fake.bin;
     process.env.MATCHLOCK_HOME = mkdtempSync(join(tmpdir(), "matchlock-own-engine-"));
+    process.env.MATCHLOCK_SHARED_ENGINE_IDLE = "1"; // the shared engine leaves right after the test
     try {
-      const client = new Client();
-      await client.start(); // the real engine answers the handshake
-      await client.close();
+      for (const client of [new Client(), new Client({ sharedEngine: false })]) {
+        await client.start(); // the real engine answers the handshake
+        await client.close();
+      }
       assert.deepEqual(fake.invocations(), []);
     } finally {
-      for (const [key, value] of [["MATCHLOCK_BIN", saved.bin], ["MATCHLOCK_HOME", saved.home]] as const) {
+      for (const [key, value] of [["MATCHLOCK_BIN", saved.bin], ["MATCHLOCK_HOME", saved.home], ["MATCHLOCK_SHARED_ENGINE_IDLE", saved.idle]] as const) {
         if (value === undefined) delete process.env[key];
         else process.env[key] = value;
       }

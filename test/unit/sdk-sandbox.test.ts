@@ -208,7 +208,8 @@ describe("Sandbox builder: env and image config", () => {
     throwsMatchlock(() => new Sandbox("a").withEnvMap({ A: 1 as unknown as string }), /env\.A must be a string/);
     throwsMatchlock(() => new Sandbox("a").withImageConfig({ workingDir: "rel" }), /imageConfig\.workingDir must be an absolute guest path/);
     throwsMatchlock(() => new Sandbox("a").withImageConfig({ User: "x" } as never), /unknown imageConfig field User/);
-    throwsMatchlock(() => checkCreateOptions({ image: "a", extraDisks: [] } as never), /unknown create option extraDisks: not supported by this SDK/);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", extraVolumes: [] } as never), /unknown create option extraVolumes: not supported by this SDK/);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", extraDisks: [{ hostPath: "/a", guestMount: "/d", readonly: "yes" }] } as never), /extra disk readonly must be true or false/);
   });
 });
 

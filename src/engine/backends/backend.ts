@@ -15,6 +15,13 @@ export type BackendMount =
   | { kind: "bind"; guestPath: string; hostPath: string; readonly: boolean }
   | { kind: "tmpfs"; guestPath: string };
 
+/** An ext4 image file the sandbox mounts at `guestPath` (extra_disks). */
+export interface BackendDisk {
+  hostPath: string;
+  guestPath: string;
+  readonly: boolean;
+}
+
 /**
  * How a sandbox's sealed network reaches the engine's seal (src/engine/net):
  * - "host-link": a link on this host (gVisor: a veth into a netns; micro-VM: a tap) whose host
@@ -90,6 +97,8 @@ export interface SandboxSpec {
   /** Commands keep every capability; otherwise the agent confines each (guest/agent/confine.c). */
   privileged: boolean;
   mounts: BackendMount[];
+  /** ext4 images to attach, parents before children; locked for this sandbox already (disks/disk-locks.ts). */
+  disks?: BackendDisk[] | undefined;
   /** Per-sandbox state directory (logs, bundle, sockets). */
   stateDir: string;
   /** File that receives the engine's and the isolation engine's log lines. */

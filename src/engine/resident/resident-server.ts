@@ -22,6 +22,13 @@ export interface ResidentOptions {
    * true). `matchlock run` serves its one sandbox for `exec` and makes none through it.
    */
   ownsRecords?: boolean;
+  /**
+   * Retire after this long without a connection or a detached sandbox: the socket goes at once
+   * (new clients start another server), and `onRetired` runs once the last connection that
+   * arrived meanwhile has ended. Default: never.
+   */
+  idleExitMs?: number;
+  onRetired?: () => void;
 }
 
 /** An open connection: its session (once serve made it) and the end of that session. */
@@ -36,6 +43,9 @@ export class ResidentServer {
   private connectionCount = 0;
   private server!: Server;
   private stopping?: Promise<void>;
+  private idleTimer?: NodeJS.Timeout;
+  /** Idle for idleExitMs: the socket is gone, the server ends with its last connection. */
+  private retiring = false;
 
   /** Removes our socket file; set once listening. */
   private releaseSocket: () => Promise<void> = async () => undefined;
@@ -43,15 +53,17 @@ export class ResidentServer {
   private constructor(
     private readonly log: (line: string) => void,
     readonly socketPath: string,
+    private readonly idle: Pick<ResidentOptions, "idleExitMs" | "onRetired">,
   ) {}
 
   static async start(opts: ResidentOptions): Promise<ResidentServer> {
-    const self = new ResidentServer(opts.log, opts.socketPath);
+    const self = new ResidentServer(opts.log, opts.socketPath, opts);
     if (opts.ownsRecords ?? true) recordsOwnedByResidentEngine(opts.socketPath);
     // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
     self.server = createServer({ allowHalfOpen: true }, (socket) => self.accept(socket));
     self.releaseSocket = await listenOwnerOnly(self.server, opts.socketPath);
     self.server.on("error", (err) => opts.log(`socket server error: ${err.message}`));
+    self.checkIdle();
     return self;
   }
 
@@ -62,12 +74,14 @@ export class ResidentServer {
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       this.log(`stopping: ${reason}; ${this.connections.size} session(s) open`);
+      clearTimeout(this.idleTimer);
+      // While we still listen: our socket's inode is then still ours, not one a newer server got.
+      await this.releaseSocket();
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       const ended = [...this.connections].map(([socket, c]) => (socket.destroy(), c.ended));
       const detached = this.hub.detachedIds().map((id) => this.hub.stop(id));
       await Promise.allSettled([...ended, ...detached]);
       await closed;
-      await this.releaseSocket();
     })();
     return this.stopping;
   }
@@ -96,6 +110,33 @@ export class ResidentServer {
         await this.hub.stop(id).catch((err: Error) => this.log(`stopping ${id} failed: ${err.message}`));
       }
     }
+    this.checkIdle();
+  }
+
+  /** Arms the idle timer when nothing is served, disarms it otherwise; a retiring server stops once idle. */
+  private checkIdle(): void {
+    const { idleExitMs, onRetired } = this.idle;
+    if (idleExitMs === undefined || this.stopping) return;
+    const busy = this.connections.size > 0 || this.hub.detachedIds().length > 0;
+    if (busy) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    } else if (this.retiring) {
+      void this.stop("idle, and the last client has gone").then(onRetired);
+    } else {
+      this.idleTimer ??= setTimeout(() => void this.retire(), idleExitMs);
+    }
+  }
+
+  /** No client for idleExitMs: nobody new can connect from now on; the server ends once idle. */
+  private async retire(): Promise<void> {
+    this.idleTimer = undefined;
+    if (this.connections.size > 0 || this.hub.detachedIds().length > 0) return;
+    this.retiring = true;
+    this.log(`no client for ${this.idle.idleExitMs! / 1000} s: retiring`);
+    await this.releaseSocket();
+    // A client that connected just before the socket went is served to its end.
+    this.checkIdle();
   }
 
   /** A running sandbox of any session (or a detached one), for another session's port forwards. */
@@ -115,6 +156,8 @@ export class ResidentServer {
       return;
     }
     const n = ++this.connectionCount;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     const log = (line: string) => this.log(`[session ${n}] ${line}`);
     socket.on("error", () => undefined); // a reset connection ends the session like EOF; serve sees it
     // Made before serve runs: serve hands over its session before it returns.
@@ -133,6 +176,7 @@ export class ResidentServer {
         for (const id of connection.session?.recordIds ?? []) if (!this.hub.isDetached(id)) void takeStopRequest(id);
         socket.end(); // after serve flushed its replies
         setTimeout(() => socket.destroy(), LINGER_MS).unref();
+        this.checkIdle();
       });
   }
 }

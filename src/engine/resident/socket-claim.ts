@@ -2,7 +2,8 @@
 // to it can run code in sandboxes as the engine's user, so: the socket is owner-only (0600), its
 // directory may not be replaceable by other users, a live server there is never displaced, and
 // a stale socket (its server was killed) is replaced.
-import { lstat, mkdir, stat, unlink } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { lstat, mkdir, rename, stat, unlink } from "node:fs/promises";
 import { connect, type Server } from "node:net";
 import { dirname } from "node:path";
 import { withLock } from "../image/lock.js";
@@ -55,21 +56,25 @@ export async function probeSocket(path: string): Promise<SocketState> {
 
 /**
  * Makes `server` listen on `path`, owner-only. The check-and-replace runs under a lock file, so
- * two servers starting at once cannot both think the path is theirs. Returns the function that
- * removes the socket on exit (only if it is still ours).
+ * two servers starting at once cannot both think the path is theirs. The server binds a name of
+ * its own and renames it into place: Node unlinks the path it bound when the server closes,
+ * whatever is there by then, which could be a newer server's socket at `path`. Returns the
+ * function that removes the socket at `path` if it is still ours (idempotent; call it while
+ * still listening, so that our socket's inode cannot have been reused).
  */
 export async function listenOwnerOnly(server: Server, path: string): Promise<() => Promise<void>> {
   await checkSocketDirectory(dirname(path));
-  return withLock(`${path}.lock`, async () => {
+  const lockFile = `${path}.lock`;
+  const bound = `${path}~${randomBytes(3).toString("hex")}`;
+  const ours = await withLock(lockFile, async () => {
     const state = await probeSocket(path);
     if (state === "live") throw new SocketClaimError(`another matchlock serve is already running on ${path}`);
-    if (state === "stale") await unlink(path).catch(() => undefined);
     // The umask makes the socket 0600 from its first moment (connecting needs write permission).
     const umask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
-        server.listen(path, () => {
+        server.listen(bound, () => {
           server.off("error", reject);
           resolve();
         });
@@ -77,10 +82,17 @@ export async function listenOwnerOnly(server: Server, path: string): Promise<() 
     } finally {
       process.umask(umask);
     }
-    const ours = (await lstat(path)).ino;
-    return async () => {
-      const now = await lstat(path).catch(() => undefined);
-      if (now?.ino === ours) await unlink(path).catch(() => undefined);
-    };
+    try {
+      await rename(bound, path); // replaces a stale socket in one step
+    } catch (err) {
+      server.close(); // and Node removes the name it bound
+      throw err;
+    }
+    return (await lstat(path)).ino;
   }, "another matchlock serve is starting");
+  let released: Promise<void> | undefined;
+  return () => (released ??= withLock(lockFile, async () => {
+    const now = await lstat(path).catch(() => undefined);
+    if (now?.ino === ours) await unlink(path).catch(() => undefined);
+  }, "another matchlock serve is starting").catch(() => undefined));
 }

@@ -32,6 +32,28 @@ const mountSchema: z.ZodType<WireMount> = z.lazy(() =>
   }),
 );
 
+/** Where the engine's own mounts are: a disk over one would hide what the sandbox needs. */
+const RESERVED_GUEST_PATHS = ["/proc", "/sys", "/dev", "/tmp", "/.matchlock"];
+
+/** The protocol's pattern (spec 2.1), and a plain path: no "." or ".." steps, no doubled or trailing slash. */
+function guestMountProblem(p: string): string | undefined {
+  if (!/^\/[A-Za-z0-9/_.-]+$/.test(p)) return "must be absolute and use only letters, digits, '/', '_', '.' and '-'";
+  if (p.endsWith("/") || p.split("/").slice(1).some((step) => step === "" || step === "." || step === "..")) return 'must be a plain absolute path (no ".", ".." or empty steps, no trailing slash)';
+  const reserved = RESERVED_GUEST_PATHS.find((r) => p === r || p.startsWith(`${r}/`));
+  if (reserved) return `is inside ${reserved}, which the sandbox itself needs`;
+  return undefined;
+}
+
+const extraDiskSchema = z.strictObject({
+  host_path: z.string({ error: "invalid extra disk config: host_path is required" })
+    .refine((p) => p.startsWith("/"), { error: (i) => `invalid extra disk config: host_path ${JSON.stringify(i.input)} must be an absolute path` }),
+  guest_mount: z.string({ error: "invalid extra disk config: guest_mount is required" }).superRefine((p, ctx) => {
+    const problem = guestMountProblem(p);
+    if (problem) ctx.addIssue({ code: "custom", message: `invalid extra disk config: invalid guest mount path ${JSON.stringify(p)}: ${problem}` });
+  }),
+  readonly: z.boolean({ error: "invalid extra disk config: readonly must be true or false" }).optional(),
+});
+
 const nonNegative = (what: string) =>
   z.number({ error: `${what} must be a number` }).refine((n) => Number.isFinite(n) && n >= 0, `${what} must not be negative`);
 
@@ -140,7 +162,13 @@ export const createParamsSchema = z.strictObject({
   // after it would), so that a bind failure undoes the create and leaves nothing behind.
   port_forwards: z.array(forwardSchema).nullish(),
   port_forward_addresses: forwardAddressesSchema.nullish(),
-  extra_disks: notYet("extra_disks", z.array(z.unknown()).nullable(), isEmpty),
+  extra_disks: z.array(extraDiskSchema).nullish().superRefine((disks, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, d] of (disks ?? []).entries()) {
+      if (seen.has(d.guest_mount)) ctx.addIssue({ code: "custom", path: [i, "guest_mount"], message: `invalid extra disk config: two disks at ${d.guest_mount}` });
+      seen.add(d.guest_mount);
+    }
+  }),
   // A matchlock extension: the isolation engine for this sandbox; absent = $MATCHLOCK_BACKEND.
   backend: z.string().refine((b) => BACKEND_CHOICES.includes(b), {
     error: `backend must be ${BACKEND_CHOICES.slice(0, -1).join(", ")} or ${BACKEND_CHOICES.at(-1)}`,
@@ -168,6 +196,8 @@ export interface SandboxConfig {
   imageConfig: ImageConfigOverride;
   workspace: string;
   mounts: Record<string, WireMount>;
+  /** ext4 images attached as block devices (gVisor: loop-mounted on the host) and mounted in the guest. */
+  extraDisks: ExtraDisk[];
   env: Record<string, string>;
   /** Commands keep every capability, without no_new_privs or seccomp filter (spec 2.1). */
   privileged: boolean;
@@ -198,6 +228,12 @@ export interface SandboxConfig {
   };
 }
 
+export interface ExtraDisk {
+  hostPath: string;
+  guestMount: string;
+  readonly: boolean;
+}
+
 export const DEFAULTS = {
   cpus: 1,
   memoryMb: 512,
@@ -224,6 +260,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     imageConfig: imageConfigOverride(p.image_config),
     workspace,
     mounts,
+    extraDisks: (p.extra_disks ?? []).map((d) => ({ hostPath: d.host_path, guestMount: d.guest_mount, readonly: d.readonly === true })),
     env: { ...(p.env ?? {}) },
     backend: p.backend,
     portForwards: toForwardRequest(p.port_forwards, p.port_forward_addresses),

@@ -8,6 +8,7 @@ import { UnsupportedByBackendError, type BackendDriver } from "../backends/backe
 import { chooseDriver, type DriverChoice } from "../backends/registry.js";
 import { ImageStore } from "../image/store.js";
 import { checkMountRequest } from "../vfs/mounts.js";
+import { checkExtraDisks } from "../disks/extra-disks.js";
 import type { LocalImage } from "../image/types.js";
 import type { NetworkEventSink } from "../net/events.js";
 import type { SecretRule } from "../net/policy.js";
@@ -52,6 +53,7 @@ export function parseCreateParams(params: unknown): CreateRequest {
 export async function createSandbox(request: CreateRequest, deps: CreateDeps, signal?: AbortSignal): Promise<Sandbox> {
   const { config, secrets } = request;
   checkMountRequest(config.workspace, config.mounts);
+  await checkExtraDisks(config);
   await checkCallbackSocket(config.network.interception?.callback_socket);
   const { driver, reason } = await deps.chooseDriver(config.backend);
   deps.log(`backend for the new sandbox: ${driver.name} (${reason})`);

@@ -12,6 +12,8 @@ import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver,
 import type { ImageConfig, LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
+import { backendDisks } from "../disks/extra-disks.js";
+import { lockDisk, unlockDisks } from "../disks/disk-locks.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
 import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
 import { paths } from "../paths.js";
@@ -107,9 +109,12 @@ export class Sandbox {
     let running: RunningSandbox | undefined;
     let seal: NetworkSeal | undefined;
     let made: Sandbox | undefined;
+    const disks = backendDisks(config);
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
+      // Before anything mounts them: a disk another running sandbox has is refused here.
+      for (const d of disks) await lockDisk(id, d.hostPath, d.readonly, `extra disk ${d.hostPath}`);
       const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
@@ -132,7 +137,7 @@ export class Sandbox {
       running = await backend.start({
         id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
         cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname,
-        privileged: config.privileged, mounts, stateDir, logFile: logFile(id), signal,
+        privileged: config.privileged, mounts, disks, stateDir, logFile: logFile(id), signal,
         network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength, mtu: config.network.mtu }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
@@ -168,6 +173,7 @@ export class Sandbox {
       await seal?.close();
       await markStopped(id);
       await removeSnapshotDisk(paths.vm(id));
+      if (stoppedCleanly) await unlockDisks(id, disks.map((d) => d.hostPath));
       if (stoppedCleanly) await removeVmDir(id);
       if (signal?.aborted) {
         const what = stoppedCleanly ? "was stopped and its state removed" : "could not be stopped; its record stays for gc";
@@ -314,6 +320,8 @@ export class Sandbox {
         await this.seal?.close();
         await markStopped(this.id);
         await removeSnapshotDisk(paths.vm(this.id));
+        // Once stopped, its disks are free: the guest synced them as it went (its agent syncs before exiting).
+        await unlockDisks(this.id, this.config.extraDisks.map((d) => d.hostPath));
       }
     })();
     return this.closing;

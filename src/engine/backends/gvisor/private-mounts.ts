@@ -13,7 +13,7 @@
 // is handed to runsc as a read-only bind (submounts included) made in this namespace, so no
 // open can change the host file, whatever the runsc version or its flags.
 import { join } from "node:path";
-import type { BackendMount } from "../backend.js";
+import type { BackendDisk, BackendMount } from "../backend.js";
 
 /** The rootfs path runsc is given: only exists inside the sandbox's mount namespace. */
 export function privateRootfs(stateDir: string): string {
@@ -33,6 +33,11 @@ export function rootWritesDir(stateDir: string): string {
 /** Where the read-only bind of the `index`th read-only host path appears (in the namespace only). */
 function readOnlyBindPath(stateDir: string, index: number): string {
   return join(stateDir, "rootfs", "ro", String(index));
+}
+
+/** Where the `index`th extra disk is loop-mounted (in the namespace only). */
+export function diskMountPath(stateDir: string, index: number): string {
+  return join(stateDir, "rootfs", "disk", String(index));
 }
 
 /**
@@ -62,11 +67,20 @@ const UPPER_TMPFS = "size=16m,nr_inodes=16384,mode=700";
  */
 const SCRIPT = [
   "set -e",
-  'root=$1 image=$2 hide_net=$3 disk_mb=$4 read_only=$5; shift 5',
+  'root=$1 image=$2 hide_net=$3 disk_mb=$4 read_only=$5 disks=$6; shift 6',
   `mount -t tmpfs -o ${UPPER_TMPFS} matchlock-rootfs "$root"`,
   'cd "$root"',
-  "mkdir lower upper work merged ro writes",
+  "mkdir lower upper work merged ro disk writes",
   'mount -t tmpfs -o "size=${disk_mb}m,mode=700" matchlock-root-writes writes',
+  // Extra disks: disk/0, disk/1, ... (diskMountPath), each image on a loop device of its own
+  // (autoclear: it is freed when the namespace, and with it the mount, goes).
+  'i=0',
+  'while [ "$i" -lt "$disks" ]; do',
+  '  mkdir "disk/$i"',
+  '  if [ "$2" = ro ]; then opts=loop,ro,nosuid,nodev,noinit_itable; else opts=loop,nosuid,nodev,noinit_itable; fi',
+  '  mount -t ext4 -o "$opts" -- "$1" "disk/$i" || { echo "matchlock: cannot mount the extra disk $1 (an ext4 image, on a loop device: needs root and /dev/loop-control)" >&2; exit 1; }',
+  '  i=$((i + 1)); shift 2',
+  'done',
   // Read-only host paths: ro/0, ro/1, ... (readOnlyBindPath), recursive binds, then every mount
   // under ro/ remounted read-only: a plain `mount --rbind -o ro` leaves submounts writable.
   // mountinfo escapes blanks in paths as octal (\040); printf %b turns them back.
@@ -97,12 +111,15 @@ const SCRIPT = [
 /**
  * The command that runs `cmd args` in the sandbox's private mount namespace, with the image
  * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist) and
- * the `readOnly` host paths bound read-only as readOnlyOnHost named them, and rootWritesDir a
- * tmpfs of `diskSizeMb`.
+ * the `readOnly` host paths bound read-only as readOnlyOnHost named them, the extra `disks`
+ * mounted where diskMountPath says, and rootWritesDir a tmpfs of `diskSizeMb`.
  */
 export function inPrivateMounts(
-  stateDir: string, rootfs: string, hideNetSysctl: boolean, diskSizeMb: number, readOnly: string[], cmd: string, args: string[],
+  stateDir: string, rootfs: string, hideNetSysctl: boolean, diskSizeMb: number, readOnly: string[], cmd: string, args: string[], disks: BackendDisk[] = [],
 ): [string, string[]] {
-  const script = ["sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(diskSizeMb), String(readOnly.length), ...readOnly];
+  const script = [
+    "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(diskSizeMb), String(readOnly.length), String(disks.length),
+    ...disks.flatMap((d) => [d.hostPath, d.readonly ? "ro" : "rw"]), ...readOnly,
+  ];
   return ["unshare", ["-m", "--propagation", "private", ...script, cmd, ...args]];
 }

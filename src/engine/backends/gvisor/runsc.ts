@@ -12,7 +12,8 @@ import { GUEST_AGENT_PATH, HOST_TASK_LIMIT, writeBundle } from "./bundle.js";
 import { logTail, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { createNetns } from "./netns.js";
 import { netnsPath } from "../host-end.js";
-import { inPrivateMounts, privateRootfs, readOnlyOnHost, rootWritesDir } from "./private-mounts.js";
+import { checkDiskForHostKernel, checkLoopDevices, loopDisksReleased } from "./loop-disks.js";
+import { diskMountPath, inPrivateMounts, privateRootfs, readOnlyOnHost, rootWritesDir } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
 import { runscChoice, sandboxFlags, type RunscChoice } from "./runsc-choice.js";
@@ -92,7 +93,13 @@ export class GvisorBackend implements BackendDriver {
     const agentMount = { kind: "bind" as const, guestPath: GUEST_AGENT_PATH, hostPath: paths.agentBinary(), readonly: true };
     const { mounts: [agentBind, ...mounts], hostPaths: readOnly } = readOnlyOnHost(spec.stateDir, [agentMount, ...spec.mounts, ...sealFiles]);
     const agentSource = (agentBind as typeof agentMount).hostPath;
-    const bundle = await writeBundle({ ...spec, image: { ...spec.image, kind: "unpacked", rootfs }, mounts }, agentSource, netns);
+    const disks = spec.disks ?? [];
+    if (disks.length > 0) await checkLoopDevices();
+    for (const d of disks) await checkDiskForHostKernel(d.hostPath);
+    // Each extra disk is loop-mounted in the private namespace and handed to runsc as a bind of
+    // its mount point (a read-only disk is mounted read-only there, by the host kernel).
+    const diskBinds = disks.map((d, i) => ({ kind: "bind" as const, guestPath: d.guestPath, hostPath: diskMountPath(spec.stateDir, i), readonly: d.readonly }));
+    const bundle = await writeBundle({ ...spec, image: { ...spec.image, kind: "unpacked", rootfs }, mounts: [...mounts, ...diskBinds] }, agentSource, netns);
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
@@ -101,7 +108,7 @@ export class GvisorBackend implements BackendDriver {
     // runsc splits the flag at ':' and ','; a state directory named with either cannot be said there.
     if (/[:,]/.test(writes)) throw new Error(`the sandbox's state directory ${spec.stateDir} has a ':' or ',' in its path, which runsc's --overlay2 cannot take: set MATCHLOCK_HOME to a path without them`);
     const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none", `${runsc.overlayDirPrefix}${writes}`), "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, spec.diskSizeMb, readOnly, runsc.binary, runArgs);
+    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, spec.diskSizeMb, readOnly, runsc.binary, runArgs, disks);
     // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
     // read-write host mount: under the guard those calls fail (EPERM) on the host.
     const child = spawn(paths.setidGuard(), [cmd, ...args], {
@@ -129,6 +136,10 @@ export class GvisorBackend implements BackendDriver {
 
     const stop = async (graceMs: number) => {
       await stopSandbox(runsc, spec.id, child, agent, exited, graceMs);
+      // Stopped means the writable disks are free for the next sandbox: their loop devices are
+      // gone too. (A read-only disk may be shared: another sandbox's device may stay, rightly.)
+      const writable = disks.filter((d) => !d.readonly).map((d) => d.hostPath);
+      if (writable.length > 0) await loopDisksReleased(writable);
       await removeRunscFiles(spec.id);
       // runsc removes its cgroups when it exits or deletes its container; one killed before it
       // recorded the container (a create cut short) cannot, and the record may be gone for gc.

@@ -12,12 +12,12 @@
 // turns into QEMU's exit.
 import { spawn } from "node:child_process";
 import { cpuQuotaFor, removeCpuQuota } from "./cpu-quota.js";
-import { mkdir, open, readFile, readdir, realpath, stat } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, realpath, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { AgentConnection, SandboxLostError } from "../../agent/connection.js";
 import { paths } from "../../paths.js";
-import { BackendUnavailableError, SETUP_COMMAND, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec } from "../backend.js";
+import { BackendUnavailableError, SETUP_COMMAND, unpackedRootfs, type BackendDriver, type Capabilities, type HostLink, type Probe, type RunningSandbox, type SandboxSpec, type BackendDisk } from "../backend.js";
 import { findOnPath, settlesWithin, unlessAborted, withTimeout } from "../process-helpers.js";
 import { chooseAccel, hostFacts, type AccelChoice } from "./accel.js";
 import { findGuestKernel, initBinaryPath, initramfsFor } from "./guest-kernel.js";
@@ -138,6 +138,7 @@ export class MicrovmBackend implements BackendDriver {
     const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
       privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
+      disks: diskFds(spec.disks ?? []),
       trace: settings.traceStartup.read() === "1",
       network: net && { tap: VM_TAP, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp, mtu: net.link.mtu },
     }), "-sandbox", QEMU_SANDBOX];
@@ -168,9 +169,12 @@ export class MicrovmBackend implements BackendDriver {
     const [program, programArgs] = quota ? quota.wrap(command, commandArgs) : [command, commandArgs];
     const log = await open(spec.logFile, "a");
     await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
+    // Opened here, as root, and inherited by QEMU after its descriptors 0-3 (AGENT_FD).
+    const diskFiles = await openDisks(spec.disks ?? []);
     const child = spawn(program, programArgs, {
-      stdio: ["ignore", "pipe", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", "pipe", ...diskFiles.map((f) => f.fd)],
     });
+    await Promise.all(diskFiles.map((f) => f.close())); // QEMU has its own copies
     traceStartup("microvm: QEMU spawned");
     const consoleOut = new ConsoleCapture(log);
     child.stdout!.on("data", (d: Buffer) => consoleOut.write(d));
@@ -204,6 +208,27 @@ export class MicrovmBackend implements BackendDriver {
     }
     return { agent, pid: child.pid, stop };
   }
+}
+
+/** QEMU's descriptor numbers of the disks' files, in the order openDisks opens them (after AGENT_FD). */
+function diskFds(disks: BackendDisk[]): Array<{ fds: number[]; readonly: boolean; guestPath: string }> {
+  let next = AGENT_FD + 1;
+  return disks.map((d) => ({ fds: d.readonly ? [next++] : [next++, next++], readonly: d.readonly, guestPath: d.guestPath }));
+}
+
+/** The disks' images: read-only, and read-write too for a writable disk (see VmPlan.disks). */
+async function openDisks(disks: BackendDisk[]): Promise<FileHandle[]> {
+  const files: FileHandle[] = [];
+  try {
+    for (const d of disks) {
+      files.push(await open(d.hostPath, "r"));
+      if (!d.readonly) files.push(await open(d.hostPath, "r+"));
+    }
+  } catch (err) {
+    await Promise.all(files.map((f) => f.close()));
+    throw new Error(`cannot open the extra disk: ${(err as Error).message}`);
+  }
+  return files;
 }
 
 /** A host character device's numbers, to make the same device in QEMU's jail. */

@@ -30,6 +30,13 @@ export interface VmPlan {
   agentFd: number;
   /** `file`: a bind mount whose host path is a file, shared as the one file of its share directory (jail.ts). */
   mounts: Array<BackendMount & { file?: boolean }>;
+  /**
+   * Extra disks (ext4 images), parents before children, passed to QEMU as open file descriptors
+   * (opened by the engine: QEMU's unprivileged user could not open them): `fds` holds one
+   * read-only descriptor, and for a writable disk a read-write one too (QEMU picks from the set
+   * by access mode, and opens a writable image read-only first).
+   */
+  disks?: Array<{ fds: number[]; readonly: boolean; guestPath: string }>;
   /** Guest init prints its uptime at each step on the console (MATCHLOCK_TRACE_STARTUP). */
   trace?: boolean;
   /** The sealed network's link: the host's tap and the guest's address; absent: no NIC at all. */
@@ -70,6 +77,9 @@ export function kernelCmdline(plan: VmPlan): string {
   const mounts = guestMounts(plan.mounts).map((m) =>
     m.kind === "tmpfs" ? `t:${hex(m.guestPath)}` : `${m.file ? "f" : "9"}:${m.tag}:${m.readonly ? "ro" : "rw"}:${hex(m.guestPath)}`,
   );
+  // Disks after the mounts: a disk is never a parent of a mount (create refuses that).
+  const disks = (plan.disks ?? []).map((d, i) => `d:${diskSerial(i)}:${d.readonly ? "ro" : "rw"}:${hex(d.guestPath)}`);
+  mounts.push(...disks);
   const parts = [
     "console=ttyS0", "quiet", "loglevel=1",
     // Reboot at once on a panic (e.g. the agent, PID 1, exited); -no-reboot then ends QEMU.
@@ -118,6 +128,12 @@ export function qemuArgs(plan: VmPlan): string[] {
         ]
       : [],
   );
+  // Each disk is an fd set holding the engine's descriptor; the guest's init finds the disk by serial.
+  const disks = (plan.disks ?? []).flatMap((d, i) => [
+    ...d.fds.flatMap((fd) => ["-add-fd", `fd=${fd},set=${i + 1}`]),
+    "-drive", `file=/dev/fdset/${i + 1},format=raw,if=none,id=disk${i},readonly=${d.readonly ? "on" : "off"}`,
+    "-device", `virtio-blk-device,drive=disk${i},serial=${diskSerial(i)}`,
+  ]);
   return [
     "-name", `matchlock-${plan.id}`,
     "-M", "microvm", ...accel,
@@ -133,11 +149,17 @@ export function qemuArgs(plan: VmPlan): string[] {
     "-device", "virtio-serial-device",
     "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     ...shares,
+    ...disks,
     // script=no: the engine made and addressed the tap already (tap.ts); QEMU only attaches.
     ...(plan.network
       ? ["-netdev", `tap,id=net0,ifname=${plan.network.tap},script=no,downscript=no`, "-device", `virtio-net-device,netdev=net0${plan.network.mtu && plan.network.mtu !== DEFAULT_MTU ? `,host_mtu=${plan.network.mtu}` : ""}`]
       : ["-nic", "none"]),
   ];
+}
+
+/** The virtio-blk serial of the `index`th extra disk, which guest/microvm/init.c looks for. */
+export function diskSerial(index: number): string {
+  return `mldisk${index}`;
 }
 
 function hex(s: string): string {
