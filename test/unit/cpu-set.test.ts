@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { allowedCpus, cpuSetFor, parseCpuList } from "../../src/engine/backends/cpu-set.js";
+import { cpuQuotaFor } from "../../src/engine/backends/microvm/cpu-quota.js";
 
 describe("gVisor's cpuset (the guest sees as many CPUs as it holds)", () => {
   test("CPU lists as the kernel writes them", () => {
@@ -21,4 +22,9 @@ describe("gVisor's cpuset (the guest sees as many CPUs as it holds)", () => {
     assert.equal(used.size, 4, "sandboxes spread over every CPU");
     for (const set of used) assert.ok(allowed.includes(Number(set)));
   });
+});
+
+test("the micro-VM needs a quota cgroup for fractional cpus only (whole vCPUs are their own limit)", async () => {
+  assert.equal(await cpuQuotaFor("vm-00000000", 1), undefined);
+  assert.equal(await cpuQuotaFor("vm-00000000", 4), undefined);
 });
