@@ -100,8 +100,8 @@ static void setup(struct agent *a)
     a->chunk = xmalloc(OUT_CHUNK);
 }
 
-/* The poll set's fixed head: channel, SIGCHLD pipe, the port-forward sockets' epoll set. */
-#define FIXED_PFDS 3
+/* The poll set's fixed head: channel, SIGCHLD pipe, the port-forward sockets' epoll set, file events. */
+#define FIXED_PFDS 4
 
 /*
  * Rebuilds the poll set: the fixed head, then every open exec pipe that is not napping.
@@ -124,6 +124,7 @@ static size_t build_pollset(struct agent *a, int64_t *wake_ns)
     a->pfds[n++] = (struct pollfd){.fd = 0, .events = POLLIN};
     a->pfds[n++] = (struct pollfd){.fd = a->sigchld_fd, .events = POLLIN};
     a->pfds[n++] = (struct pollfd){.fd = ports_poll_fd(), .events = POLLIN};
+    a->pfds[n++] = (struct pollfd){.fd = vfs_events_fd(), .events = POLLIN}; /* -1 (ignored) without interception */
     for (struct exec_op *e = a->execs; e; e = e->next) {
         int fds[2] = {e->out_fd, e->err_fd};
         int64_t *naps[2] = {&e->out_nap_until, &e->err_nap_until};
@@ -208,6 +209,7 @@ int main(int argc, char **argv)
         }
         if (a->pfds[0].revents) read_channel(a);
         if (a->pfds[2].revents) step_ports(a);
+        if (a->pfds[3].revents) forward_vfs_events(a);
         step_reads(a);
         if (a->pfds[1].revents) {
             char buf[256];

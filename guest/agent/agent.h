@@ -80,6 +80,8 @@ enum frame_type {
     T_PORT_CONNECTED = 0x38, T_PORT_DATA_OUT = 0x39, T_PORT_CREDIT_OUT = 0x3a, T_PORT_EOF = 0x3b, T_PORT_CLOSED = 0x3c,
     /* file-ops.c */
     T_REMOVE = 0x40, T_MKDIR = 0x41, T_RENAME = 0x42, T_STAT = 0x43, T_STAT_RESULT = 0x48,
+    /* vfs-intercept.c: engine -> agent 0x50, agent -> engine 0x58 */
+    T_VFS_SETUP = 0x50, T_FILE_EVENT = 0x58,
 };
 
 /*
@@ -235,6 +237,20 @@ int ports_poll_fd(void);
 bool ports_has_id(uint32_t id);
 void port_frame(struct agent *a, uint8_t type, uint32_t id, const unsigned char *p, size_t len);
 void step_ports(struct agent *a);
+
+/* vfs-intercept.c, fuse-server.c */
+enum vfs_op {
+    VFS_STAT, VFS_READDIR, VFS_OPEN, VFS_CREATE, VFS_MKDIR, VFS_CHMOD, VFS_REMOVE, VFS_REMOVE_ALL,
+    VFS_RENAME, VFS_SYMLINK, VFS_READLINK, VFS_READ, VFS_WRITE, VFS_CLOSE, VFS_SYNC, VFS_TRUNCATE, VFS_OPS,
+};
+extern const char *const vfs_op_names[VFS_OPS];
+struct vfs_rule { uint32_t ops; const char *glob; };
+/* An intercepted mount: `top` is the index of the mount it is nested in (served inside that one's FUSE mount), or -1. */
+struct vfs_mount_spec { int fuse_fd; int root_fd; const char *guest; int top; };
+void vfs_setup(struct agent *a, uint32_t id, const unsigned char *p, size_t len);
+int vfs_events_fd(void);
+void forward_vfs_events(struct agent *a);
+_Noreturn void serve_vfs(struct vfs_mount_spec *specs, size_t n, const struct vfs_rule *rules, size_t nrules, int events);
 
 /* agent.c */
 _Noreturn void shutdown_agent(struct agent *a, int code);

@@ -4,6 +4,8 @@
 /* Writes one whole frame to fd 1, blocking as long as the engine does not read. */
 void send_frame(struct agent *a, uint8_t type, uint32_t id, const void *payload, size_t len)
 {
+    /* file events the server queued first: they belong to operations that came before this frame */
+    if (type != T_FILE_EVENT && vfs_events_fd() >= 0) forward_vfs_events(a);
     unsigned char hdr[HEADER_BYTES] = {
         type, id >> 24, id >> 16, id >> 8, id,
         (uint32_t)len >> 24, (uint32_t)len >> 16, (uint32_t)len >> 8, (uint32_t)len,
@@ -83,6 +85,7 @@ static void dispatch(struct agent *a, uint8_t type, uint32_t id, const unsigned 
     case T_CANCEL: cancel_op(a, id); break;
     case T_LIST: list_dir(a, id, p, len); break;
     case T_PING: send_frame(a, T_OK, id, NULL, 0); break;
+    case T_VFS_SETUP: vfs_setup(a, id, p, len); break;
     case T_PORT_CONNECT: case T_PORT_DATA: case T_PORT_CREDIT: case T_PORT_SHUTDOWN: case T_PORT_CLOSE:
         port_frame(a, type, id, p, len);
         break;

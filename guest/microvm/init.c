@@ -51,6 +51,7 @@ static struct {
     const char *net;      /* <guest ip>/<prefix>,<gateway> */
     bool trace;
     bool privileged;      /* commands keep every capability: the agent gets --privileged */
+    bool fuse;            /* intercepted mounts: the agent serves them over FUSE */
 } cfg;
 
 static void poweroff_now(void)
@@ -143,6 +144,7 @@ static void read_cmdline(char *buf, size_t cap)
         else if (!strncmp(w, "matchlock.net=", 14)) cfg.net = v;
         else if (!strncmp(w, "matchlock.trace=", 16)) cfg.trace = !strcmp(v, "1");
         else if (!strncmp(w, "matchlock.privileged=", 21)) cfg.privileged = !strcmp(v, "1");
+        else if (!strncmp(w, "matchlock.fuse=", 15)) cfg.fuse = !strcmp(v, "1");
     }
     if (!cfg.disk_mb || !cfg.tasks_max || !cfg.port || !cfg.hostname) fail("the kernel command line lacks matchlock.disk_mb, .tasks_max, .port or .hostname");
 }
@@ -450,6 +452,7 @@ int main(void)
     load_modules("/lib/modules/order");
     if (cfg.net) load_modules("/lib/modules/order-net");
     if (has_9p_share()) load_modules("/lib/modules/order-9p");
+    if (cfg.fuse) load_modules("/lib/modules/order-fuse");
     trace("modules loaded");
 
     char hostname[256];
@@ -474,7 +477,10 @@ int main(void)
     for (const char *d = "/newroot/.matchlock\0/newroot/proc\0/newroot/sys\0/newroot/dev\0/newroot/tmp\0"; *d; d += strlen(d) + 1) make_dir(d, 0755);
     do_mount("tmpfs", "/newroot/.matchlock", "tmpfs", 0, "size=8m,mode=755");
     copy_file("/matchlock-agent", "/newroot/.matchlock/agent", 0755);
+    if (cfg.fuse) make_dir("/newroot/.matchlock/vfs", 0700);
     do_mount(NULL, "/newroot/.matchlock", NULL, MS_REMOUNT | MS_RDONLY, NULL);
+    /* Intercepted mounts are made here first, then served by the agent (guest/agent/vfs-intercept.c). */
+    if (cfg.fuse) do_mount("tmpfs", "/newroot/.matchlock/vfs", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=700");
     /* The initramfs's /proc and /dev move into the new root; /sys is mounted afresh, read-only. */
     do_mount("/proc", "/newroot/proc", NULL, MS_MOVE, NULL);
     do_mount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL);

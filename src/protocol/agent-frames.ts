@@ -44,12 +44,15 @@ export const FrameType = {
   RENAME: 0x42,
   STAT: 0x43,
   STAT_RESULT: 0x48,
+  // File system interception (src/engine/vfs/interception): engine -> agent 0x50, agent -> engine 0x58.
+  VFS_SETUP: 0x50,
+  FILE_EVENT: 0x58,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
 const AGENT_TO_ENGINE = new Set<number>([
   FrameType.STDOUT, FrameType.STDERR, FrameType.EXIT, FrameType.OK,
-  FrameType.ENTRIES, FrameType.ERROR, FrameType.READY, FrameType.STDIN_ACK, FrameType.STARTED, FrameType.STAT_RESULT,
+  FrameType.ENTRIES, FrameType.ERROR, FrameType.READY, FrameType.STDIN_ACK, FrameType.STARTED, FrameType.STAT_RESULT, FrameType.FILE_EVENT,
   FrameType.PORT_CONNECTED, FrameType.PORT_DATA_OUT, FrameType.PORT_CREDIT_OUT, FrameType.PORT_EOF, FrameType.PORT_CLOSED,
 ]);
 

@@ -2,7 +2,8 @@
 // validates its input at once, so a mistake is reported where it was made.
 import { MatchlockError } from "./errors.js";
 import { checkNetworkInterception } from "./network-hooks.js";
-import type { BackendName, CreateOptions, ImageConfig, MountConfig, NetworkInterceptionConfig, SecretOptions } from "./types.js";
+import { checkVfsInterception } from "./vfs-hooks.js";
+import type { BackendName, CreateOptions, ImageConfig, MountConfig, NetworkInterceptionConfig, SecretOptions, VFSInterceptionConfig } from "./types.js";
 import {
   checkBackend,
   checkDnsServer,
@@ -156,6 +157,16 @@ export class Sandbox {
     this.opts.forceInterception = true;
     if (checked) this.opts.networkInterception = checked;
     else delete this.opts.networkInterception;
+    return this;
+  }
+
+  /**
+   * Puts the engine in the path of every mount of the sandbox: `block` rules fail matching file
+   * operations (the sandbox's commands get EPERM, file calls -32002), and each operation there
+   * becomes a `file` event (client.onEvent). Replaces earlier rules. See docs/files.md.
+   */
+  withVFSInterception(config: VFSInterceptionConfig): this {
+    this.opts.vfsInterception = checkVfsInterception(config);
     return this;
   }
 

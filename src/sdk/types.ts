@@ -93,6 +93,8 @@ export interface CreateOptions {
   forceInterception?: boolean;
   /** Rules (and SDK-side hooks) the proxy applies to HTTP(S) requests and answers; implies forceInterception. */
   networkInterception?: NetworkInterceptionConfig;
+  /** Block rules and file events for every mount of the sandbox (spec 5.8); see docs/files.md. */
+  vfsInterception?: VFSInterceptionConfig;
   /** Host ports forwarded to the guest's 127.0.0.1, bound right after the create (a failure undoes it). */
   portForwards?: PortForward[];
   /** Host addresses the forwards listen on (default ["127.0.0.1"]). */
@@ -236,6 +238,43 @@ export interface NetworkInterceptionConfig {
   rules?: NetworkHookRule[];
 }
 
+/** The 16 file operations a VFS rule can name (upstream's VFS_HOOK_OP_* values). */
+export type VFSHookOp =
+  | "stat" | "readdir" | "open" | "create" | "mkdir" | "chmod" | "remove" | "remove_all"
+  | "rename" | "symlink" | "readlink" | "read" | "write" | "close" | "sync" | "truncate";
+export type VFSHookPhase = "" | "before" | "after";
+export type VFSHookAction = "allow" | "block" | (string & {});
+
+/**
+ * A rule the engine applies to file operations on the sandbox's mounts: `block` fails the
+ * matching ones with EPERM (-32002 through the file calls). `ops` empty: every op; `path` empty:
+ * every path (a glob on absolute guest paths, Go filepath.Match syntax).
+ */
+export interface VFSHookRule {
+  name?: string;
+  phase?: VFSHookPhase;
+  ops?: VFSHookOp[];
+  path?: string;
+  action?: VFSHookAction;
+  timeoutMs?: number;
+}
+
+export interface VFSInterceptionConfig {
+  /** The engine sends a file event for every operation on intercepted mounts either way. */
+  emitEvents?: boolean;
+  rules?: VFSHookRule[];
+}
+
+/** What a `file` event says (SandboxEvent.file); `mode` has Go's os.FileMode bits. */
+export interface VFSHookEvent {
+  op: string;
+  path: string;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
 /** Parts of an image's OCI config to replace: an empty user or working dir keeps the image's; a given list or env replaces it. */
 export interface ImageConfig {
   /** "uid", "uid:gid" or a name from the guest's /etc/passwd: the default user of every command. */
@@ -290,6 +329,8 @@ export interface SandboxEvent {
   type: string;
   timestamp: number;
   network?: WireNetworkEvent;
+  /** type "file": an operation on an intercepted mount; timestamp is then in milliseconds. */
+  file?: VFSHookEvent;
   [key: string]: unknown;
 }
 

@@ -1,6 +1,7 @@
 // Input checks shared by the Sandbox builder and Client.create(). They fail fast, locally,
 // with a message naming the bad value, instead of letting the engine reject (or silently
 // misread) the create request minutes into an image pull.
+import { checkVfsInterception } from "./vfs-hooks.js";
 import { MAX_TIMEOUT_SECONDS } from "../protocol/rpc.js";
 import { isIP } from "node:net";
 import path from "node:path";
@@ -182,7 +183,7 @@ export function checkBackend(backend: BackendName): BackendName {
 const CREATE_OPTIONS: ReadonlySet<string> = new Set<keyof CreateOptions>([
   "image", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "blockPrivateIPs",
   "mounts", "secrets", "workspace", "dnsServers", "backend", "launchEntrypoint", "env", "imageConfig", "privileged",
-  "forceInterception", "networkInterception",
+  "forceInterception", "networkInterception", "vfsInterception",
   "portForwards", "portForwardAddresses", "addHosts", "hostname", "networkMtu", "noNetwork", "extraDisks",
 ]);
 
@@ -232,6 +233,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (opts.forceInterception) out.forceInterception = true;
   const interception = checkNetworkInterception(opts.networkInterception);
   if (interception) out.networkInterception = interception;
+  if (opts.vfsInterception !== undefined) out.vfsInterception = checkVfsInterception(opts.vfsInterception);
   if (opts.portForwards !== undefined) {
     if (!Array.isArray(opts.portForwards)) throw invalid("portForwards must be an array of { localPort, remotePort }");
     out.portForwards = opts.portForwards.map((f) => checkPortForward(f?.localPort, f?.remotePort));

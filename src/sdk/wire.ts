@@ -4,6 +4,7 @@ import { ZERO_MOD_TIME, type WireFileInfo, type WireMount } from "../protocol/rp
 import { networkInterceptionWire } from "./network-hooks.js";
 import type { WirePortBinding } from "../protocol/port-forward.js";
 import { toWireForwards } from "../protocol/port-forward.js";
+import { vfsInterceptionWire } from "./vfs-hooks.js";
 import type { CreateOptions, ExecResult, ExecStreamResult, FileInfo, MountConfig, PortForward, PortForwardBinding } from "./types.js";
 
 export function toWireMount(m: MountConfig): WireMount {
@@ -83,10 +84,12 @@ export function toCreateParams(opts: CreateOptions): Record<string, unknown> {
   }
 
   const mounts = Object.entries(opts.mounts ?? {});
-  if (mounts.length > 0 || opts.workspace) {
+  const interception = opts.vfsInterception && vfsInterceptionWire(opts.vfsInterception);
+  if (mounts.length > 0 || opts.workspace || interception) {
     const vfs: Record<string, unknown> = {};
     if (mounts.length > 0) vfs.mounts = Object.fromEntries(mounts.map(([guest, m]) => [guest, toWireMount(m)]));
     if (opts.workspace) vfs.workspace = opts.workspace;
+    if (interception) vfs.interception = interception;
     params.vfs = vfs;
   }
   if (opts.extraDisks?.length) {

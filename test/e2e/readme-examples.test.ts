@@ -112,6 +112,7 @@ describe("README and docs examples", async () => {
     "docs/port-forwarding.md: Port forwarding": /^127\.0\.0\.1:18080 -> sandbox:8080\nhello through the forward\n\n$/,
     "docs/volumes.md: Volumes and extra disks": /^notes 64\.0 MB\nkept across sandboxes\n$/,
     "docs/files.md: Remove, make, rename, stat": /^app\.py 12 false 644 true\ntrue \[-32002\] stat \/workspace\/project: No such file or directory\n$/,
+    "docs/files.md: Watching and blocking file operations": /^true \[-32002\] open \/workspace\/prod\.env: Operation not permitted\n1 sh: can't create \/workspace\/dev\.env: Operation not permitted\n\/workspace\/app\.py \/workspace\/prod\.env \/workspace\/dev\.env\n$/,
   };
 
   test("every example runs, and every expected output has its example", () => {

@@ -104,7 +104,6 @@ describe("create params", () => {
     assert.equal(createParamsSchema.safeParse({ image: "a", network: { mtu: 1500 } }).success, true);
     for (const [p, name] of [
       [{ network: { policy_script: "deny all" } }, "network.policy_script"],
-      [{ vfs: { interception: { rules: [{ action: "block" }] } } }, "vfs.interception"],
       [{ vfs: { direct_mounts: { "/x": { host_path: "/x" } } } }, "vfs.direct_mounts"],
     ] as const) {
       assert.match(refusal({ image: "a", ...p }), new RegExp(`^${name.replace(".", "\\.")} is not supported by this engine yet$`));

@@ -38,6 +38,12 @@ test("capabilities: the default set with no_new_privs unless privileged; the age
   assert.ok(privileged.capabilities.effective!.includes("CAP_SYS_ADMIN"));
 });
 
+test("intercepted mounts: the agent alone gets CAP_SYS_ADMIN to mount its FUSE server (its commands drop it)", () => {
+  const caps = (fuse: boolean) => (ociConfig({ ...spec(512), fuse }, "/agent").process as { capabilities: Record<string, string[]> }).capabilities;
+  assert.deepEqual(caps(true).bounding, [...caps(false).bounding!, "CAP_SYS_ADMIN"]);
+  assert.ok(!caps(false).effective!.includes("CAP_SYS_ADMIN"));
+});
+
 test("host dirs are binds with their mode, parents before children", () => {
   const mounts = (ociConfig(spec(512), "/agent").mounts as OciMount[]).filter((m) => m.destination.startsWith("/workspace"));
   assert.deepEqual(mounts.map((m) => m.destination), ["/workspace", "/workspace/src", "/workspace/cfg"]);

@@ -44,6 +44,7 @@ test("the TSC frequency comes from cpuinfo's cpu MHz, in kHz", () => {
 });
 
 const DEP = `kernel/fs/netfs/netfs.ko:
+kernel/fs/fuse/fuse.ko:
 kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
 kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
 kernel/lib/crc16.ko:
@@ -83,6 +84,7 @@ test("modules load after their dependencies, each once; the NIC's and the 9p sta
   before("net_failover", "virtio_net");
   assert.deepEqual(core, ["virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "virtio_console", "crc32c_generic", "crc16", "mbcache", "jbd2", "ext4", "overlay"]);
   assert.equal(ninep.length, 5);
+  assert.deepEqual(sets.fuse.map(moduleName), ["fuse"], "FUSE only for intercepted mounts");
   assert.deepEqual(loadOrder(parseModulesDep(DEP), ["ext4"]).map(moduleName), ["crc16", "mbcache", "jbd2", "ext4"]);
 });
 

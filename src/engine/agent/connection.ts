@@ -98,6 +98,9 @@ export class AgentConnection {
     return this.lostError;
   }
 
+  /** Receives the payload of each FILE_EVENT frame (the intercepting file system's events), in order. */
+  onFileEvent: ((payload: Buffer) => void) | undefined;
+
   onLost(listener: (err: Error) => void): void {
     if (this.lostError) listener(this.lostError);
     else this.lostListeners.push(listener);
@@ -377,6 +380,10 @@ export class AgentConnection {
         continue;
       }
       try {
+        if (frame.type === FrameType.FILE_EVENT) {
+          this.onFileEvent?.(frame.payload);
+          continue;
+        }
         const slowDown = this.ops.get(frame.id)?.onFrame(frame);
         if (slowDown) this.pauseUntil(slowDown);
       } catch (err) {

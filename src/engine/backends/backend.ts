@@ -97,6 +97,11 @@ export interface SandboxSpec {
   /** Commands keep every capability; otherwise the agent confines each (guest/agent/confine.c). */
   privileged: boolean;
   mounts: BackendMount[];
+  /**
+   * Some mounts are intercepted (src/engine/vfs/interception): the agent will serve them over
+   * FUSE, so it needs /dev/fuse and the right to mount (the commands it starts never get it).
+   */
+  fuse?: boolean;
   /** ext4 images to attach, parents before children; locked for this sandbox already (disks/disk-locks.ts). */
   disks?: BackendDisk[] | undefined;
   /** Per-sandbox state directory (logs, bundle, sockets). */

@@ -205,6 +205,8 @@ export class Session {
       const sb = await createSandbox(request, {
         ...this.createDeps,
         onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
+        // File events carry milliseconds (spec 5.8), network events seconds.
+        onFileEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "file", timestamp: Date.now(), file: e }),
         onRecord: (made) => {
           this.creatingId = made;
           this.recordIds.add(made);

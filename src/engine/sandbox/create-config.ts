@@ -6,6 +6,7 @@ import { MAX_TIMEOUT_SECONDS, type WireMount } from "../../protocol/rpc.js";
 import { BACKEND_CHOICES } from "../backends/registry.js";
 import { interceptionSchema, ruleTexts, type InterceptionConfig } from "../net/interception/config.js";
 import type { ImageConfig } from "../image/types.js";
+import { toVfsInterception, vfsInterceptionSchema, type VfsInterception } from "../vfs/interception/config.js";
 import { addHostProblem, DEFAULT_MTU, hostnameProblem, mtuProblem } from "../../protocol/network-fields.js";
 import { forwardAddressesSchema, forwardSchema, toForwardRequest, type ForwardRequest } from "../ports/port-forward-params.js";
 
@@ -147,7 +148,7 @@ export const createParamsSchema = z.strictObject({
     workspace: z.string().optional(),
     mounts: z.record(z.string(), mountSchema).nullish(),
     direct_mounts: notYet("vfs.direct_mounts", z.record(z.string(), z.unknown()).nullable(), isEmpty),
-    interception: notYet("vfs.interception", z.unknown(), isEmpty),
+    interception: vfsInterceptionSchema.nullish(),
   }).nullish(),
   env: z.record(z.string(), z.string()).nullish(),
   image_config: z.strictObject({
@@ -196,6 +197,8 @@ export interface SandboxConfig {
   imageConfig: ImageConfigOverride;
   workspace: string;
   mounts: Record<string, WireMount>;
+  /** Block rules and file events for every mount (spec 5.8); absent: the mounts are plain. */
+  vfsInterception?: VfsInterception;
   /** ext4 images attached as block devices (gVisor: loop-mounted on the host) and mounted in the guest. */
   extraDisks: ExtraDisk[];
   env: Record<string, string>;
@@ -260,6 +263,7 @@ export function mergeDefaults(p: CreateParams): SandboxConfig {
     imageConfig: imageConfigOverride(p.image_config),
     workspace,
     mounts,
+    ...(p.vfs?.interception ? { vfsInterception: toVfsInterception(p.vfs.interception) } : {}),
     extraDisks: (p.extra_disks ?? []).map((d) => ({ hostPath: d.host_path, guestMount: d.guest_mount, readonly: d.readonly === true })),
     env: { ...(p.env ?? {}) },
     backend: p.backend,

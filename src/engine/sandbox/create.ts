@@ -11,6 +11,7 @@ import { checkMountRequest } from "../vfs/mounts.js";
 import { checkExtraDisks } from "../disks/extra-disks.js";
 import type { LocalImage } from "../image/types.js";
 import type { NetworkEventSink } from "../net/events.js";
+import type { FileEvent } from "../vfs/interception/guest-mounts.js";
 import type { SecretRule } from "../net/policy.js";
 import { settings } from "../../settings/settings.js";
 import { createParamsSchema, describeZodError, mergeDefaults, type SandboxConfig } from "./create-config.js";
@@ -34,6 +35,7 @@ export interface CreateDeps {
   chooseDriver: (asked: string | undefined) => Promise<DriverChoice>;
   log: (line: string) => void;
   onEvent?: NetworkEventSink;
+  onFileEvent?: (e: FileEvent) => void;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
   onRecord?: (id: string) => void;
 }
@@ -59,7 +61,7 @@ export async function createSandbox(request: CreateRequest, deps: CreateDeps, si
   deps.log(`backend for the new sandbox: ${driver.name} (${reason})`);
   await checkCapabilities(driver, request);
   const image = await findImage(config.image, deps);
-  return Sandbox.create(config, driver, image, { secrets, onEvent: deps.onEvent, log: deps.log, onRecord: deps.onRecord }, signal);
+  return Sandbox.create(config, driver, image, { secrets, onEvent: deps.onEvent, onFileEvent: deps.onFileEvent, log: deps.log, onRecord: deps.onRecord }, signal);
 }
 
 /** The interception callbacks' socket must be there when the sandbox starts: a typo fails the create, not every callback. */

@@ -11,6 +11,7 @@ import { AgentReadStream, AgentWriteStream } from "../agent/file-streams.js";
 import { BackendUnavailableError, UnsupportedByBackendError, type BackendDriver, type RunningSandbox } from "../backends/backend.js";
 import type { ImageConfig, LocalImage } from "../image/types.js";
 import { resolveMounts } from "../vfs/mounts.js";
+import { hideMounts, startInterception, type FileEvent } from "../vfs/interception/guest-mounts.js";
 import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { backendDisks } from "../disks/extra-disks.js";
 import { lockDisk, unlockDisks } from "../disks/disk-locks.js";
@@ -115,7 +116,9 @@ export class Sandbox {
       traceStartup("create: record written");
       // Before anything mounts them: a disk another running sandbox has is refused here.
       for (const d of disks) await lockDisk(id, d.hostPath, d.readonly, `extra disk ${d.hostPath}`);
-      const mounts = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
+      const resolved = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb);
+      // Intercepted mounts are made at hidden paths; the agent serves them through the rules.
+      const { mounts, served } = config.vfsInterception ? await hideMounts(resolved, config.extraDisks.map((d) => d.guestMount)) : { mounts: resolved, served: undefined };
       if (interceptionOn(config, secretRules)) {
         const policy = new NetworkPolicy({ allowedHosts: config.network.allowedHosts, blockPrivateIps: config.network.blockPrivateIps, secrets: secretRules });
         // Loaded only here: its TLS certificate code costs ~150 ms of start-up that sandboxes
@@ -137,7 +140,7 @@ export class Sandbox {
       running = await backend.start({
         id, image: { kind: "unpacked", ref: config.image, rootfs: image.rootfs },
         cpus: config.cpus, memoryMb: config.memoryMb, diskSizeMb: config.diskSizeMb, hostname,
-        privileged: config.privileged, mounts, disks, stateDir, logFile: logFile(id), signal,
+        privileged: config.privileged, mounts, fuse: served !== undefined, disks, stateDir, logFile: logFile(id), signal,
         network: seal && { kind: "host-link", link: { ...seal.link, prefixLength: seal.prefixLength, mtu: config.network.mtu }, guestFiles: seal.guestFiles },
       });
       traceStartup("create: backend started, agent ready");
@@ -147,6 +150,7 @@ export class Sandbox {
       const imageConfig = applyImageConfig(image.config, config.imageConfig);
       const env = composeEnv(imageConfig.env, config.env, { ...(seal?.guestEnv ?? {}), ...placeholders });
       const agent = running.agent;
+      if (served) await startInterception(agent, served, config.vfsInterception!, net.onFileEvent ?? (() => {}));
       // The image's USER is looked up in its own /etc/passwd, read inside the sandbox: on the
       // host, the image's symlinks could point the engine at host files.
       const user = await resolveUser(guestFileReader(agent), imageConfig.user);
@@ -388,6 +392,8 @@ export interface SandboxNetworkOptions {
   /** Secrets with their real values; these stay in engine memory. */
   secrets?: SecretRule[] | undefined;
   onEvent?: NetworkEventSink | undefined;
+  /** File events of intercepted mounts (spec 5.8). */
+  onFileEvent?: ((e: FileEvent) => void) | undefined;
   log?: ((line: string) => void) | undefined;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
   onRecord?: ((id: string) => void) | undefined;

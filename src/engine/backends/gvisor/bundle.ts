@@ -42,7 +42,9 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       cwd: "/",
       // Docker's default capability set (every capability when privileged): the sandbox's root
       // is not the host's root, and gVisor enforces these against its own kernel.
-      capabilities: capabilitySet(spec.privileged ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES),
+      // The agent mounts the intercepting file system itself (CAP_SYS_ADMIN); the commands it
+      // starts drop back to the default set (guest/agent/confine.c).
+      capabilities: capabilitySet(spec.privileged ? ALL_CAPABILITIES : spec.fuse ? [...DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"] : DEFAULT_CAPABILITIES),
       noNewPrivileges: !spec.privileged,
       rlimits: [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }],
     },

@@ -64,7 +64,7 @@ function allowsForcedModules(config: string): Promise<boolean> {
 export async function initramfsFor(kernel: GuestKernel, agentBinary: string): Promise<string> {
   const modRoot = join(kernel.dir, "modules");
   const sets = await moduleSetsOf(join(modRoot, "modules.dep"));
-  const order = [...sets.core, ...sets.net, ...sets.ninep];
+  const order = [...sets.core, ...sets.net, ...sets.ninep, ...sets.fuse];
   const initBinary = initBinaryPath();
   const inputs = [initBinary, agentBinary, ...order.map((m) => join(modRoot, m))];
   const digest = await inputsDigest(`layout ${INITRAMFS_LAYOUT} ${kernel.release} force-load ${kernel.forceLoad}`, inputs, (file) => file.startsWith(modRoot) ? file.slice(modRoot.length) : basename(file));
@@ -105,7 +105,7 @@ function inputsDigest(prefix: string, files: string[], nameOf: (file: string) =>
 }
 
 async function writeInitramfs(
-  out: string, src: { initBinary: string; agentBinary: string; modRoot: string; forceLoad: boolean; core: string[]; net: string[]; ninep: string[] },
+  out: string, src: { initBinary: string; agentBinary: string; modRoot: string; forceLoad: boolean; core: string[]; net: string[]; ninep: string[]; fuse: string[] },
 ): Promise<void> {
   const stage = await mkdtemp(join(tmpdir(), "matchlock-initramfs-"));
   try {
@@ -116,12 +116,13 @@ async function writeInitramfs(
     await copyFile(src.agentBinary, join(stage, "matchlock-agent"));
     await chmod(join(stage, "matchlock-agent"), 0o755);
     const sections = src.forceLoad ? SLIMMED_SECTIONS : SLIMMED_SECTIONS.filter((name) => name !== "__versions");
-    for (const m of [...src.core, ...src.net, ...src.ninep]) await slimModule(join(src.modRoot, m), join(modDir, basename(m)), sections);
+    for (const m of [...src.core, ...src.net, ...src.ninep, ...src.fuse]) await slimModule(join(src.modRoot, m), join(modDir, basename(m)), sections);
     // The init loads each list's files in order (dependencies first: module-order.ts).
     const list = (mods: string[]) => mods.map((m) => `/lib/modules/${basename(m)}\n`).join("");
     await writeFile(join(modDir, "order"), list(src.core));
     await writeFile(join(modDir, "order-net"), list(src.net));
     await writeFile(join(modDir, "order-9p"), list(src.ninep));
+    await writeFile(join(modDir, "order-fuse"), list(src.fuse));
     for (const d of ["proc", "sys", "dev"]) await mkdir(join(stage, d));
     // Uncompressed newc: the kernel unpacks it without a decompressor (seconds under TCG).
     await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 > "$2"`, "sh", stage, out]);

@@ -137,7 +137,7 @@ export class MicrovmBackend implements BackendDriver {
     const jailedMounts = spec.mounts.map((m, i) => (m.kind === "bind" ? { ...m, hostPath: JAIL_PATHS.share(i), file: isFile[i]! } : m));
     const args = [...qemuArgs({
       id: spec.id, cpus: spec.cpus, memoryMb: spec.memoryMb, diskSizeMb: spec.diskSizeMb, hostname: spec.hostname,
-      privileged: spec.privileged, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
+      privileged: spec.privileged, fuse: spec.fuse === true, accel, vmlinux: JAIL_PATHS.vmlinux, initramfs: JAIL_PATHS.initramfs, rootImage: JAIL_PATHS.rootImage, agentFd: AGENT_FD, mounts: jailedMounts,
       disks: diskFds(spec.disks ?? []),
       trace: settings.traceStartup.read() === "1",
       network: net && { tap: VM_TAP, guestIp: net.link.guestIp, prefixLength: net.link.prefixLength, gateway: net.link.hostIp, mtu: net.link.mtu },

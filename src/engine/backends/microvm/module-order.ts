@@ -24,6 +24,9 @@ export const GUEST_NET_MODULES = ["virtio_net"] as const;
  */
 export const GUEST_9P_MODULES = ["9pnet_virtio", "9p"] as const;
 
+/** FUSE, for the intercepting file system (guest/agent/fuse-server.c); loaded only by VMs that intercept. */
+export const GUEST_FUSE_MODULES = ["fuse"] as const;
+
 /** One modules.dep entry: path relative to the module tree, and its dependencies' paths. */
 export type ModuleDeps = Map<string, string[]>;
 
@@ -74,9 +77,9 @@ function normalise(name: string): string {
   return name.replaceAll("-", "_");
 }
 
-/** The initramfs's load lists: always, then only for VMs with a network, with 9p shares. */
-export function guestModuleSets(deps: ModuleDeps): { core: string[]; net: string[]; ninep: string[] } {
+/** The initramfs's load lists: always, then only for VMs with a network, with 9p shares, with intercepted mounts. */
+export function guestModuleSets(deps: ModuleDeps): { core: string[]; net: string[]; ninep: string[]; fuse: string[] } {
   const core = loadOrder(deps, GUEST_MODULES);
   const beyondCore = (wanted: readonly string[]) => loadOrder(deps, [...GUEST_MODULES, ...wanted]).filter((m) => !core.includes(m));
-  return { core, net: beyondCore(GUEST_NET_MODULES), ninep: beyondCore(GUEST_9P_MODULES) };
+  return { core, net: beyondCore(GUEST_NET_MODULES), ninep: beyondCore(GUEST_9P_MODULES), fuse: beyondCore(GUEST_FUSE_MODULES) };
 }

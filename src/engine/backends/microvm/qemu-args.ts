@@ -21,6 +21,8 @@ export interface VmPlan {
   hostname: string;
   /** Commands keep every capability (the guest init starts the agent with --privileged). */
   privileged: boolean;
+  /** The guest init loads FUSE, for intercepted mounts. */
+  fuse?: boolean;
   accel: AccelChoice;
   vmlinux: string;
   initramfs: string;
@@ -98,6 +100,7 @@ export function kernelCmdline(plan: VmPlan): string {
     ...(mounts.length ? [`matchlock.mounts=${mounts.join(",")}`] : []),
     ...(plan.trace ? ["matchlock.trace=1"] : []),
     ...(plan.privileged ? ["matchlock.privileged=1"] : []),
+    ...(plan.fuse ? ["matchlock.fuse=1"] : []),
     ...(plan.network ? [`matchlock.net=${plan.network.guestIp}/${plan.network.prefixLength},${plan.network.gateway}`] : []),
   ];
   const line = parts.join(" ");
