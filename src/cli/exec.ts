@@ -7,12 +7,14 @@ import { Method, Notification } from "../protocol/methods.js";
 import { shellQuote } from "../engine/sandbox/shell-quote.js";
 import { OutputSink } from "../sdk/output-sink.js";
 import { decodeBase64 } from "../sdk/wire.js";
-import type { JsonObject } from "../sdk/transport.js";
+import { ExecInputChannel } from "../sdk/exec-input.js";
+import type { JsonObject, Transport } from "../sdk/transport.js";
 import { checkInvocable } from "./command-check.js";
 import { envOptions } from "./env-options.js";
 import { EXIT_ENGINE_FAILED, failingWith } from "./exit-status.js";
 import { collect } from "./options.js";
-import { commandWords, exitStatusOnBadFlags, interactiveFlags, refuseInteractive } from "./run-options.js";
+import { connectInput, startingSize } from "./interactive.js";
+import { commandWords, exitStatusOnBadFlags, interactiveFlags } from "./run-options.js";
 import { engineOf, openResident } from "./resident-link.js";
 
 interface ExecFlags {
@@ -22,6 +24,44 @@ interface ExecFlags {
   envFile: string[];
   interactive?: boolean;
   tty?: boolean;
+}
+
+/**
+ * Runs the command with our stdout and stderr as its own, and returns its exit status. With -i
+ * (exec_pipe) our stdin is its stdin; with -t (exec_tty) it runs on a terminal the size of ours.
+ */
+async function runAttached(transport: Transport, params: JsonObject, flags: ExecFlags, signal: AbortSignal): Promise<number> {
+  const tty = flags.tty === true;
+  const method = tty ? Method.EXEC_TTY : flags.interactive ? Method.EXEC_PIPE : Method.EXEC_STREAM;
+  const ready = tty ? Notification.TTY_READY : Notification.PIPE_READY;
+  if (tty) Object.assign(params, startingSize());
+  const out = new OutputSink(process.stdout);
+  const err = new OutputSink(process.stderr);
+  const sinks: Record<string, OutputSink> = {
+    [Notification.EXEC_STDOUT]: out, [Notification.EXEC_STDERR]: err,
+    [Notification.PIPE_STDOUT]: out, [Notification.PIPE_STDERR]: err, [Notification.TTY_STDOUT]: out,
+  };
+  let input: ExecInputChannel | undefined;
+  let disconnect = (): void => undefined;
+  try {
+    const result = await transport.request(method, params, {
+      signal,
+      onNotification: (name, p) => {
+        if (name === ready && !input && typeof p.id === "number") {
+          input = new ExecInputChannel(transport, tty, p.id);
+          const channel = input;
+          disconnect = connectInput(flags, { write: (d) => channel.write(d), end: () => channel.end(), resize: (s) => channel.resize(s.rows, s.cols) });
+          return undefined;
+        }
+        return sinks[name]?.write(decodeBase64(p.data));
+      },
+    });
+    return Number(result.exit_code);
+  } finally {
+    disconnect();
+    input?.stop();
+    await Promise.all([out.end(), err.end()]);
+  }
 }
 
 export function registerExecCommand(program: Command): void {
@@ -40,7 +80,6 @@ export function registerExecCommand(program: Command): void {
   exec
     .passThroughOptions()
     .action((id: string, args: string[], flags: ExecFlags) => failingWith(EXIT_ENGINE_FAILED, async () => {
-      refuseInteractive(flags);
       const command = commandWords(args);
       if (command.length === 0) throw new Error("command required: matchlock exec ID -- COMMAND [ARG...]");
       const env = envOptions(flags.env, flags.envFile);
@@ -59,16 +98,7 @@ export function registerExecCommand(program: Command): void {
         if (flags.user) params.user = flags.user;
         if (env) params.env = env;
         await checkInvocable(command, async (script) => Number((await transport.request(Method.EXEC, { ...params, command: script }, { signal: stopped.signal })).exit_code));
-        const out = { [Notification.EXEC_STDOUT]: new OutputSink(process.stdout), [Notification.EXEC_STDERR]: new OutputSink(process.stderr) } as Record<string, OutputSink>;
-        try {
-          const result = await transport.request(Method.EXEC_STREAM, { ...params, command: command.map(shellQuote).join(" ") }, {
-            signal: stopped.signal,
-            onNotification: (method, p) => out[method]?.write(decodeBase64(p.data)),
-          });
-          process.exitCode = Number(result.exit_code);
-        } finally {
-          await Promise.all(Object.values(out).map((s) => s.end()));
-        }
+        process.exitCode = await runAttached(transport, { ...params, command: command.map(shellQuote).join(" ") }, flags, stopped.signal);
       } catch (err) {
         if (stopped.signal.aborted) return; // interrupted: the command was cancelled in the guest
         throw err;

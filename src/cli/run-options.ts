@@ -8,16 +8,11 @@ export function parseBool(v: string): boolean {
   throw new Error(`expected true or false, got ${JSON.stringify(v)}`);
 }
 
-/** -i and -t are known flags, refused by name (see refuseInteractive) until stdin and TTYs are wired through. */
+/** -i and -t, as Docker's (src/cli/interactive.ts connects them). */
 export function interactiveFlags(command: Command): void {
   command
-    .option("-i, --interactive", "keep stdin open (not supported yet: refused)")
-    .option("-t, --tty", "allocate a terminal (not supported yet: refused)");
-}
-
-export function refuseInteractive(flags: { interactive?: boolean; tty?: boolean }): void {
-  const flag = flags.interactive ? "-i/--interactive" : flags.tty ? "-t/--tty" : undefined;
-  if (flag) throw new Error(`${flag} is not supported yet: commands get no stdin and no terminal here`);
+    .option("-i, --interactive", "pass our stdin to the command (its end is the command's EOF)")
+    .option("-t, --tty", "run the command on a terminal (its output is one stream; with -i our terminal goes raw)");
 }
 
 /** A bad flag ends the command with 125, as Docker's, so it is never mistaken for the command's status; --help stays 0. */

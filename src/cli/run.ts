@@ -19,7 +19,7 @@ import { checkInvocable } from "./command-check.js";
 import { envOptions } from "./env-options.js";
 import { CliExit, EXIT_ENGINE_FAILED, failingWith } from "./exit-status.js";
 import { openResident, residentSocket } from "./resident-link.js";
-import { commandWords, exitStatusOnBadFlags, parseBool } from "./run-options.js";
+import { commandWords, exitStatusOnBadFlags, interactiveFlags, parseBool } from "./run-options.js";
 import { attachInput } from "./interactive.js";
 import { describeBinding, parsePortSpec, toWireForwards } from "../protocol/port-forward.js";
 import { collect } from "./options.js";
@@ -227,7 +227,7 @@ export function registerRunCommand(program: Command): void {
     .usage("--image REF [options] [--] [COMMAND [ARG...]]")
     .requiredOption("--image <ref>", "image to boot (see `matchlock image ls`)")
     .option("-d, --detach", "start the sandbox in the resident engine (matchlock serve), print its id and return; the command (or the image's) runs there, its output in `matchlock log ID`")
-    .option("--cpus <n>", "vCPUs")
+    .option("--cpus <n>", "CPUs; a fraction (0.5, 1.5) is a CPU quota, the guest seeing the next whole number")
     .option("--memory <mb>", "memory in MB")
     .option("--disk-size <mb>", "disk size in MB")
     .option("--timeout <seconds>", "stop the sandbox after this long")
@@ -253,10 +253,9 @@ export function registerRunCommand(program: Command): void {
     .option("-w, --workdir <dir>", "working directory of every command, made if missing (default: the image's WORKDIR, else the workspace)")
     .option("--rm [bool]", "remove the sandbox's state when done; --rm=false keeps it (and prints its id)", parseBool, true)
     .option("--privileged", "commands keep every capability (no capability drop, no_new_privs or seccomp filter)")
-    .option("-i, --interactive", "pass our stdin to the command (its end is the command's EOF)")
-    .option("-t, --tty", "run the command on a terminal (its output is one stream; with -i our terminal goes raw)")
     .option("-p, --publish <[local:]remote>", "forward host port LOCAL to the guest's 127.0.0.1:REMOTE while the command runs (repeatable)", collect, [])
     .option("--address <ip>", "host address the -p forwards listen on (repeatable; default 127.0.0.1)", collect, []);
+  interactiveFlags(run);
   exitStatusOnBadFlags(run);
   run
     .argument("[command...]", "command and arguments (default: the image's ENTRYPOINT + CMD; use -- before a command with options)")

@@ -17,6 +17,7 @@ import {
   checkImage,
   checkMount,
   checkTimeoutSeconds,
+  checkCpus,
   checkPositiveInt,
   checkForwardAddresses,
   checkPortForward,
@@ -37,9 +38,12 @@ export class Sandbox {
     this.opts = { image: checkImage(image) };
   }
 
-  /** Number of vCPUs (engine default 1). */
+  /**
+   * CPUs (engine default 1). A fraction (0.5, 1.5) is a CPU quota: the guest sees the next whole
+   * number of CPUs and gets `cpus` CPUs' worth of time.
+   */
   withCPUs(cpus: number): this {
-    this.opts.cpus = checkPositiveInt("cpus", cpus);
+    this.opts.cpus = checkCpus(cpus);
     return this;
   }
 

@@ -28,6 +28,14 @@ export function checkPositiveInt(what: string, value: unknown): number {
   return value;
 }
 
+/** cpus: whole or fractional CPUs (a quota), at least a hundredth, as Docker's --cpus. */
+export function checkCpus(value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0.01) {
+    throw invalid(`cpus must be a number of CPUs, at least 0.01 (fractions are a CPU quota), got ${String(value)}`);
+  }
+  return value;
+}
+
 export function checkNonNegativeInt(what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
     throw invalid(`${what} must be a non-negative integer, got ${String(value)}`);
@@ -186,7 +194,7 @@ export function checkCreateOptions(opts: CreateOptions): CreateOptions {
   if (unknown.length > 0) throw invalid(`unknown create option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")}: not supported by this SDK`);
   const out: CreateOptions = { image: checkImage(opts.image) };
   // 0 means "engine default" on the wire, so it is accepted here although the builder refuses it.
-  if (opts.cpus !== undefined && opts.cpus !== 0) out.cpus = checkPositiveInt("cpus", opts.cpus);
+  if (opts.cpus !== undefined && opts.cpus !== 0) out.cpus = checkCpus(opts.cpus);
   if (opts.memoryMb !== undefined && opts.memoryMb !== 0) out.memoryMb = checkPositiveInt("memoryMb", opts.memoryMb);
   if (opts.diskSizeMb !== undefined && opts.diskSizeMb !== 0) {
     out.diskSizeMb = checkPositiveInt("diskSizeMb", opts.diskSizeMb);

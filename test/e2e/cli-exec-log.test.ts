@@ -1,6 +1,7 @@
 // `matchlock run -d`, `exec` and `log [-f]` as Docker's: a detached sandbox lives in the resident
 // engine (`matchlock serve`), `exec` runs commands in it with its exit status as its own, `log -f`
-// follows its log until it stops (killed, or its timeout), and `log` reads a stopped one's.
+// follows its log until it stops (killed, or its timeout), and `log` reads a stopped one's;
+// `exec -i/-t/-it` gives the command our stdin and a terminal, driven here through a real one.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -9,6 +10,7 @@ import { Sandbox } from "../../src/sdk/index.js";
 import { BUSYBOX, CLI, cli, newClient, setUpE2E } from "../helpers/e2e.js";
 import { RawSession } from "../helpers/raw-rpc.js";
 import { startServer, type Server } from "../helpers/resident.js";
+import { TerminalSession } from "../helpers/terminal-session.js";
 import { eventually } from "../helpers/sdk-fixture.js";
 
 const WAIT_MS = 120_000;
@@ -62,9 +64,6 @@ describe("matchlock run -d, exec and log", () => {
     assert.equal(own.stderr, "", "a status the command chose comes with no error of matchlock's");
     const notExecutable = await cli(["exec", id, "/etc/passwd"]);
     assert.equal(notExecutable.code, 126);
-    const interactive = await cli(["exec", "-it", id, "sh"]);
-    assert.equal(interactive.code, 125);
-    assert.match(interactive.stderr, /-i\/--interactive is not supported yet/);
 
     const killed = await cli(["kill", id]);
     assert.equal(killed.stdout, `Killed ${id}\n`, killed.stderr);
@@ -78,6 +77,47 @@ describe("matchlock run -d, exec and log", () => {
     assert.equal(kept.code, 0, kept.stderr);
     assert.match(kept.stdout, /started\ngate passed\n/);
     assert.equal((await cli(["rm", id])).code, 0);
+  });
+
+  test("exec -i pipes our stdin, -t runs on a terminal, -it is a shell at our terminal: raw, resized, ctrl-C the command's", async () => {
+    const started = await cli(["run", "-d", "--image", BUSYBOX, "--", "sleep", "600"]);
+    assert.equal(started.code, 0, started.stderr);
+    const id = started.stdout.trim();
+    let terminal: TerminalSession | undefined;
+    try {
+      const piped = await cli(["exec", "-i", id, "--", "sh", "-c", "tr a-z A-Z; echo eof; echo err >&2"], "hello\nworld\n");
+      assert.equal(piped.code, 0, piped.stderr);
+      assert.equal(piped.stdout, "HELLO\nWORLD\neof\n");
+      assert.equal(piped.stderr, "err\n");
+      const onTerminal = await cli(["exec", "-t", id, "--", "sh", "-c", "tty; stty size; echo err >&2; exit 4"]);
+      assert.equal(onTerminal.code, 4, onTerminal.stderr);
+      assert.match(onTerminal.stdout, /^\/dev\/pts\/\d+\r\n24 80\r\nerr\r\n$/);
+
+      terminal = new TerminalSession([process.execPath, "--", CLI, "exec", "-it", id, "sh"], { rows: 30, cols: 100 });
+      // Our terminal in Node's raw mode still turns \n into \r\n, so lines end in \r\r\n here.
+      // busybox's prompt may end with a cursor-position query (ESC [6n) that nobody answers.
+      const prompt = "# (\\x1b\\[6n)?$";
+      let at = await terminal.waitFor(new RegExp(prompt));
+      terminal.type("stty size\r");
+      at = await terminal.waitFor(new RegExp(`30 100\\r+\\n.*${prompt}`, "s"), at);
+      terminal.resize(40, 120);
+      // The resize reaches the command before what is typed after it.
+      terminal.type("stty size\r");
+      at = await terminal.waitFor(new RegExp(`40 120\\r+\\n.*${prompt}`, "s"), at);
+      // Raw mode: ctrl-C is a keystroke for the sandbox's terminal, which interrupts its command.
+      // Once it prints, the command is the terminal's foreground job (a ctrl-C before would be the shell's).
+      terminal.type("sh -c 'echo sleeping; exec sleep 600'\r");
+      at = await terminal.waitFor(/\nsleeping\r+\n/, at);
+      terminal.type("\x03");
+      at = await terminal.waitFor(new RegExp(prompt), at);
+      terminal.type("echo after-$((6*7)); exit 3\r");
+      assert.equal(await terminal.exited, 3, terminal.printed);
+      assert.match(terminal.printed.slice(at), /after-42\r+\n/);
+    } finally {
+      terminal?.kill();
+      await cli(["kill", id]);
+      await cli(["rm", id]);
+    }
   });
 
   test("run -d with no command starts the image's; --timeout stops it and log -f ends with it", async () => {

@@ -89,9 +89,13 @@ describe("lifecycle", () => {
     assert.deepEqual(await eventually(() => leftovers(id, home)), []);
   });
 
-  test("set_timeout moves the deadline, counted from then", async () => {
+  test("set_timeout gives a sandbox without one a deadline, extends it and shortens it, counted from then", async () => {
     await using client = newClient();
-    await client.launch(new Sandbox(BUSYBOX).withTimeout(3600));
+    await client.launch(new Sandbox(BUSYBOX));
+    await client.setTimeout(5);
+    await client.setTimeout(3600); // replaces the 5 s deadline (well before it passes, even on a loaded host)
+    // Ends at least 6 s after the 5 s deadline was set: had it stayed, this would have failed.
+    assert.equal((await client.exec("sleep 6; echo alive")).stdout, "alive\n");
     await client.setTimeout(1);
     await assert.rejects(client.exec("sleep 600"), /timeout of 1 s/);
   });

@@ -1,4 +1,5 @@
-// End to end: an overlay mount's snapshot lives on a disk of the sandbox's disk size, not on the
+// End to end: the root file system's writes are capped at the sandbox's disk size on both engines
+// (ENOSPC past it), and an overlay mount's snapshot lives on a disk of that size, not on the
 // host's disk at large. A guest writing far past its disk size into an overlay mount gets a full
 // disk (ENOSPC), the host's disk use for the sandbox stays near that size, the sandbox goes on
 // working, and the host directory under the overlay is never touched.
@@ -58,6 +59,16 @@ describe(`overlay mounts are capped at the disk size, on ${BACKEND}`, () => {
     const again = await client.exec("rm /ov/big && echo fine > /ov/after && cat /ov/seed.txt /ov/after");
     assert.equal(again.stdout, "seedfine\n", again.stderr);
     assert.deepEqual(await readdir(lower), ["seed.txt"]);
+  });
+
+  test("writing past the disk size into the root file system fails with ENOSPC, and the sandbox works on", async () => {
+    const r = await client.exec(`dd if=/dev/zero of=/big bs=1M count=${WRITE_MB} 2>&1; echo "status $?"`);
+    assert.match(r.stdout, /No space left on device/, r.stdout);
+    assert.match(r.stdout, /status [1-9]/);
+    const written = Number((await client.exec("wc -c < /big")).stdout.trim());
+    assert.ok(written < (DISK_MB + 16) * MiB, `the guest wrote ${written} bytes into a ${DISK_MB} MB disk`);
+    const again = await client.exec("rm /big && echo fine > /after && cat /after");
+    assert.equal(again.stdout, "fine\n", again.stderr);
   });
 
   test("the snapshot's disk is gone with the sandbox", async () => {

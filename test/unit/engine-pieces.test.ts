@@ -64,6 +64,9 @@ describe("create params", () => {
     assert.equal(merge({ image: "a", resources: { cpus: 0, memory_mb: 256 } }).cpus, 1);
     assert.equal(merge({ image: "a", resources: { memory_mb: 256 } }).memoryMb, 256);
     assert.equal(createParamsSchema.safeParse({ image: "a", resources: { cpus: -1 } }).success, false);
+    assert.equal(merge({ image: "a", resources: { cpus: 1.5 } }).cpus, 1.5, "a fraction is a CPU quota");
+    assert.match(JSON.stringify(createParamsSchema.safeParse({ image: "a", resources: { cpus: 0.001 } }).error?.issues), /resources.cpus must be 0 \(the default\) or at least 0.01/);
+    assert.equal(createParamsSchema.safeParse({ image: "a", resources: { cpus: 256 } }).success, false);
     assert.equal(createParamsSchema.safeParse({ image: "a", resources: { memory_mb: 1.5 } }).success, false);
     assert.equal(createParamsSchema.safeParse({ image: "" }).success, false);
     assert.equal(createParamsSchema.safeParse({ image: "a", id: "vm-12345678" }).success, false);

@@ -82,10 +82,10 @@ test("read-only binds and users' host paths reach runsc as binds made in the san
     { kind: "tmpfs", guestPath: "/c" },
     { kind: "bind", guestPath: "/d", hostPath: "/s/rootfs/ro/2", readonly: true },
   ]);
-  // The script gets the counts (host binds, disks), the disks, (ro|rw, host path, identity) for each bind, then runsc's command line.
-  const [cmd, args] = inPrivateMounts("/s", "/img", false, binds, "runsc", ["run"]);
+  // The script gets the disk size, the counts (host binds, disks), the disks, (ro|rw, host path, identity) for each bind, then runsc's command line.
+  const [cmd, args] = inPrivateMounts("/s", "/img", false, 64, binds, "runsc", ["run"]);
   assert.equal(cmd, "unshare");
-  assert.deepEqual(args.slice(-14), ["0", "3", "0", "ro", "/h/a", "1:2", "rw", "/h/b", "1:3", "ro", "/engine/d", "-", "runsc", "run"]);
-  const [, withDisks] = inPrivateMounts("/s", "/img", false, binds.slice(0, 1), "runsc", ["run"], [{ hostPath: "/v/a.ext4", guestPath: "/data", readonly: true }]);
-  assert.deepEqual(withDisks.slice(-10), ["0", "1", "1", "/v/a.ext4", "ro", "ro", "/h/a", "1:2", "runsc", "run"]);
+  assert.deepEqual(args.slice(-15), ["0", "64", "3", "0", "ro", "/h/a", "1:2", "rw", "/h/b", "1:3", "ro", "/engine/d", "-", "runsc", "run"]);
+  const [, withDisks] = inPrivateMounts("/s", "/img", false, 64, binds.slice(0, 1), "runsc", ["run"], [{ hostPath: "/v/a.ext4", guestPath: "/data", readonly: true }]);
+  assert.deepEqual(withDisks.slice(-11), ["0", "64", "1", "1", "/v/a.ext4", "ro", "ro", "/h/a", "1:2", "runsc", "run"]);
 });

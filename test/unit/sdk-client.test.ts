@@ -79,7 +79,7 @@ describe("SDK client: create", () => {
         assert.equal(err.message, "image is required (e.g., alpine:latest)");
         return true;
       });
-      await assert.rejects(client.create({ image: "a", cpus: -2 }), /cpus must be a positive integer/);
+      await assert.rejects(client.create({ image: "a", cpus: -2 }), /cpus must be a number of CPUs/);
       await client.exec("echo:x");
       assert.deepEqual(requestsOf(fake, "create"), []);
     }));

@@ -222,12 +222,15 @@ describe("Sandbox validation", () => {
 
   it("rejects non-positive, fractional and non-finite resources", () => {
     const s = new Sandbox("a");
+    for (const bad of [0, -1, 0.005, Number.NaN, Number.POSITIVE_INFINITY]) {
+      throwsMatchlock(() => s.withCPUs(bad), /^cpus must be a number of CPUs, at least 0\.01/);
+    }
     for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
-      throwsMatchlock(() => s.withCPUs(bad), /^cpus must be a positive integer/);
       throwsMatchlock(() => s.withMemory(bad), /^memory \(MB\) must be a positive integer/);
       throwsMatchlock(() => s.withDiskSize(bad), /^disk size \(MB\) must be a positive integer/);
     }
-    throwsMatchlock(() => s.withCPUs("2" as unknown as number), /cpus must be a positive integer, got 2/);
+    throwsMatchlock(() => s.withCPUs("2" as unknown as number), /cpus must be a number of CPUs, at least 0\.01 \(fractions are a CPU quota\), got 2/);
+    assert.equal(s.withCPUs(0.5).options().cpus, 0.5, "a fraction is a CPU quota");
   });
 
   it("rejects negative or fractional timeouts but accepts 0", () => {
@@ -303,7 +306,7 @@ describe("checkCreateOptions (hand-written CreateOptions)", () => {
 
   it("applies the builder's rules", () => {
     throwsMatchlock(() => checkCreateOptions({ image: "" }), /^image is required/);
-    throwsMatchlock(() => checkCreateOptions({ image: "a", cpus: Number.NaN }), /cpus must be a positive integer/);
+    throwsMatchlock(() => checkCreateOptions({ image: "a", cpus: Number.NaN }), /cpus must be a number of CPUs/);
     throwsMatchlock(() => checkCreateOptions({ image: "a", timeoutSeconds: -5 }), /timeoutSeconds must be a non-negative integer/);
     throwsMatchlock(
       () => checkCreateOptions({ image: "a", secrets: [{ name: "K", value: "v", hosts: [] }, { name: "K", value: "w", hosts: [] }] }),

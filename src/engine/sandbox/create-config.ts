@@ -129,11 +129,20 @@ const networkSchema = z.strictObject({
   if (clash) ctx.addIssue({ code: "custom", path: [], message: `invalid configuration: network.no_network cannot be combined with ${clash}` });
 });
 
+/** The smallest CPU quota: a hundredth of a CPU, as Docker's --cpus (1 ms per 100 ms period). */
+export const MIN_CPUS = 0.01;
+/** QEMU's vCPU ceiling for the machine type we boot; gVisor is capped by the host's CPUs anyway. */
+export const MAX_CPUS = 255;
+
 export const createParamsSchema = z.strictObject({
   image: z.string({ error: "image is required (e.g., alpine:latest)" }).min(1, "image is required (e.g., alpine:latest)"),
   privileged: z.boolean({ error: "privileged must be true or false" }).optional(),
   resources: z.strictObject({
-    cpus: nonNegative("resources.cpus").optional(),
+    // Fractions are a CPU quota (the guest sees the next whole number of CPUs); 0 is the default.
+    cpus: nonNegative("resources.cpus")
+      .refine((v) => v === 0 || v >= MIN_CPUS, `resources.cpus must be 0 (the default) or at least ${MIN_CPUS}`)
+      .pipe(z.number().max(MAX_CPUS, `resources.cpus must be at most ${MAX_CPUS}`))
+      .optional(),
     memory_mb: nonNegative("resources.memory_mb").pipe(z.number().int("resources.memory_mb must be an integer")).optional(),
     disk_size_mb: nonNegative("resources.disk_size_mb").pipe(z.number().int("resources.disk_size_mb must be an integer")).optional(),
     timeout_seconds: nonNegative("resources.timeout_seconds")

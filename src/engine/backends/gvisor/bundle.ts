@@ -4,6 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { unpackedRootfs, type SandboxSpec } from "../backend.js";
 import { GUEST_TASK_LIMIT } from "../task-limit.js";
+import { allowedCpus, cpuSetFor } from "../cpu-set.js";
 
 /** Where the agent binary appears inside the sandbox. */
 export const GUEST_AGENT_PATH = "/.matchlock/agent";
@@ -47,8 +48,8 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       noNewPrivileges: !spec.privileged,
       rlimits: [{ type: "RLIMIT_NPROC", soft: GUEST_TASK_LIMIT, hard: GUEST_TASK_LIMIT }],
     },
-    // Writable for the guest, but runsc's --overlay2=root:memory keeps every change in the
-    // sandbox's memory. The path is the per-sandbox overlay of private-mounts.ts, not the
+    // Writable for the guest, but runsc's --overlay2 keeps every change in its filestore, on a
+    // tmpfs of the disk size (private-mounts.ts' rootWritesDir). The path is the per-sandbox overlay of private-mounts.ts, not the
     // image's directory, which takes runsc's own mount points.
     root: { path: unpackedRootfs(spec.image), readonly: false },
     hostname: spec.hostname,
@@ -71,7 +72,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       cgroupsPath: `/matchlock/${spec.id}`,
       resources: {
         memory: { limit: spec.memoryMb * 1024 * 1024 },
-        cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US },
+        cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US, cpus: cpuSetFor(spec.id, Math.ceil(spec.cpus), allowedCpus()) },
         pids: { limit: HOST_TASK_LIMIT },
       },
     },

@@ -21,6 +21,16 @@ export function privateRootfs(stateDir: string): string {
   return join(stateDir, "rootfs", "merged");
 }
 
+/**
+ * Where runsc keeps the root overlay's writes (its filestore, --overlay2=root:dir=...): a tmpfs
+ * of the sandbox's disk size in the namespace, so a guest writing past disk_size_mb meets a full
+ * disk (ENOSPC). Being memory, the writes count against memory_mb as well, as runsc's own
+ * memory medium's would; the tmpfs goes with the namespace.
+ */
+export function rootWritesDir(stateDir: string): string {
+  return join(stateDir, "rootfs", "writes");
+}
+
 type HostBind = { readonly: boolean; path: string; identity: string };
 
 /** Where the `index`th host bind appears (in the namespace only). */
@@ -62,10 +72,11 @@ const UPPER_TMPFS = "size=16m,nr_inodes=16384,mode=700";
 const SCRIPT = [
   "set -e",
   SAME_OBJECT_SH,
-  'root=$1 image=$2 hide_net=$3 binds=$4 disks=$5; shift 5',
+  'root=$1 image=$2 hide_net=$3 disk_mb=$4 binds=$5 disks=$6; shift 6',
   `mount -t tmpfs -o ${UPPER_TMPFS} matchlock-rootfs "$root"`,
   'cd "$root"',
-  "mkdir lower upper work merged ro rw disk",
+  "mkdir lower upper work merged ro rw disk writes",
+  'mount -t tmpfs -o "size=${disk_mb}m,mode=700" matchlock-root-writes writes',
   // Extra disks: disk/0, disk/1, ... (diskMountPath), each image on a loop device of its own
   // (autoclear: it is freed when the namespace, and with it the mount, goes).
   'i=0',
@@ -106,14 +117,14 @@ const SCRIPT = [
 /**
  * The command that runs `cmd args` in the sandbox's private mount namespace, with the image
  * `rootfs` overlaid at privateRootfs(stateDir) (the directory `stateDir/rootfs` must exist), the
- * host `binds` bound as boundOnHost named them, and the extra `disks` mounted where
- * diskMountPath says.
+ * host `binds` bound as boundOnHost named them, the extra `disks` mounted where diskMountPath
+ * says, and rootWritesDir a tmpfs of `diskSizeMb`.
  */
 export function inPrivateMounts(
-  stateDir: string, rootfs: string, hideNetSysctl: boolean, binds: HostBind[], cmd: string, args: string[], disks: BackendDisk[] = [],
+  stateDir: string, rootfs: string, hideNetSysctl: boolean, diskSizeMb: number, binds: HostBind[], cmd: string, args: string[], disks: BackendDisk[] = [],
 ): [string, string[]] {
   const script = [
-    "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(binds.length), String(disks.length),
+    "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(diskSizeMb), String(binds.length), String(disks.length),
     ...disks.flatMap((d) => [d.hostPath, d.readonly ? "ro" : "rw"]),
     ...binds.flatMap((b) => [b.readonly ? "ro" : "rw", b.path, b.identity]),
   ];

@@ -44,6 +44,8 @@ export interface RunscChoice {
   platformReason: string;
   /** It has the --directfs flag (builds from 2023 on; on by default there). */
   hasDirectfs: boolean;
+  /** How --overlay2 names a directory medium: "dir=" (builds from 2023 on), "" (a bare path before). */
+  overlayDirPrefix: string;
 }
 
 /**
@@ -51,8 +53,8 @@ export interface RunscChoice {
  * since 2023) the Sentry opens host files itself and so keeps root (in a user namespace mapped
  * to the host's root) with CAP_DAC_OVERRIDE, where without it the Sentry runs as nobody and
  * only the gofer touches host files. A guest that broke into the Sentry would get the former.
- * The price: host-mount file work is slower; the image's root file system, in memory under
- * --overlay2=root:memory, is not.
+ * The price: host-mount file work is slower; the image's root file system, whose writes stay in
+ * runsc's own overlay (its filestore on a tmpfs), is not.
  */
 export function sandboxFlags(hasDirectfs: boolean): string[] {
   return hasDirectfs ? ["--directfs=false"] : [];
@@ -82,6 +84,7 @@ interface CachedProbe {
   key: string;
   version: string;
   hasDirectfs: boolean;
+  overlayDirPrefix: string;
   platforms: string[];
   platform: string;
   reason: string;
@@ -125,17 +128,17 @@ async function choose(): Promise<RunscChoice> {
     if (!probe.platforms.includes(forced)) {
       throw new BackendUnavailableError(`MATCHLOCK_RUNSC_PLATFORM=${forced}, but ${binary} (${probe.version}) offers only ${probe.platforms.join(", ")}`);
     }
-    return { binary, binaryReason, version: probe.version, hasDirectfs: probe.hasDirectfs, platforms: probe.platforms, platform: forced, platformReason: "set by MATCHLOCK_RUNSC_PLATFORM" };
+    return { binary, binaryReason, version: probe.version, hasDirectfs: probe.hasDirectfs, overlayDirPrefix: probe.overlayDirPrefix, platforms: probe.platforms, platform: forced, platformReason: "set by MATCHLOCK_RUNSC_PLATFORM" };
   }
   if (!probe.platform) throw new BackendUnavailableError(`no gVisor platform works here with ${binary} (${probe.version}): ${probe.reason}`);
-  return { binary, binaryReason, version: probe.version, hasDirectfs: probe.hasDirectfs, platforms: probe.platforms, platform: probe.platform, platformReason: probe.reason };
+  return { binary, binaryReason, version: probe.version, hasDirectfs: probe.hasDirectfs, overlayDirPrefix: probe.overlayDirPrefix, platforms: probe.platforms, platform: probe.platform, platformReason: probe.reason };
 }
 
 async function probeKey(binary: string, kvmCandidate: boolean): Promise<string> {
   const real = await realpath(binary);
   const s = await stat(real);
   // The first element names what a probe records: a record of another shape is probed again.
-  return JSON.stringify(["v2", real, s.size, s.mtimeMs, release(), kvmCandidate]);
+  return JSON.stringify(["v3", real, s.size, s.mtimeMs, release(), kvmCandidate]);
 }
 
 /** Asks the binary what it offers and tries the fastest candidates until one runs. */
@@ -147,6 +150,7 @@ async function probePlatforms(binary: string, kvmSkipped: string | undefined): P
   const version = /version\s+(\S+)/.exec(versionOut.stdout)?.[1] ?? versionOut.stdout.trim();
   const flags = await runCommand(binary, ["flags"], { timeoutMs: TRIAL_TIMEOUT_MS });
   const hasDirectfs = /^\s*-directfs\b/m.test(flags.stdout + flags.stderr);
+  const overlayDirPrefix = /'dir=\/abs\//.test(flags.stdout + flags.stderr) ? "dir=" : "";
   const help = await runCommand(binary, ["help", "platforms"], { timeoutMs: TRIAL_TIMEOUT_MS });
   const platforms = help.status === 0 ? help.stdout.split("\n").map((l) => l.trim()).filter((l) => /^[a-z0-9_-]+$/.test(l)) : [];
   if (platforms.length === 0) throw new BackendUnavailableError(`${binary} listed no platforms (runsc help platforms): ${help.stderr.trim()}`);
@@ -162,11 +166,11 @@ async function probePlatforms(binary: string, kvmSkipped: string | undefined): P
     }
     const failure = await trial(binary, platform, hasDirectfs);
     if (failure === undefined) {
-      return { version, hasDirectfs, platforms, platform, reason: [`the fastest of ${platforms.join(", ")} that runs here`, ...notes].join("; ") };
+      return { version, hasDirectfs, overlayDirPrefix, platforms, platform, reason: [`the fastest of ${platforms.join(", ")} that runs here`, ...notes].join("; ") };
     }
     notes.push(`${platform}: ${failure}`);
   }
-  return { version, hasDirectfs, platforms, platform: "", reason: notes.join("; ") };
+  return { version, hasDirectfs, overlayDirPrefix, platforms, platform: "", reason: notes.join("; ") };
 }
 
 /** Runs `/bin/true` in a throw-away sandbox on `platform`: undefined when it worked, else why not. */

@@ -13,7 +13,7 @@ import { logTail, settlesWithin, unlessAborted, withTimeout } from "../process-h
 import { createNetns } from "./netns.js";
 import { netnsPath } from "../host-end.js";
 import { checkDiskForHostKernel, checkLoopDevices, loopDisksReleased } from "./loop-disks.js";
-import { boundOnHost, diskMountPath, inPrivateMounts, privateRootfs } from "./private-mounts.js";
+import { boundOnHost, diskMountPath, inPrivateMounts, privateRootfs, rootWritesDir } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
 import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
 import { runscChoice, sandboxFlags, type RunscChoice } from "./runsc-choice.js";
@@ -26,9 +26,8 @@ export class GvisorBackend implements BackendDriver {
   readonly capabilities: Capabilities = {
     hostMounts: "files and directories",
     overlay: true,
-    // The root's writable layer is memory-backed (--overlay2=root:memory): it counts against
-    // memory_mb, and disk_size_mb has nothing to cap.
-    diskLimit: false,
+    // The root's writable layer is a tmpfs of disk_size_mb (private-mounts.ts' rootWritesDir).
+    diskLimit: true,
     pty: false,
     network: ["host-link"],
     image: "unpacked",
@@ -104,9 +103,12 @@ export class GvisorBackend implements BackendDriver {
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
-    // The guest sees as many CPUs as its quota allows (runsc shows at least 2), not all the host's.
-    const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none"), "--cpu-num-from-quota", "run", "--bundle", bundle, spec.id];
-    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, binds, runsc.binary, runArgs, disks);
+    // The guest sees as many CPUs as the bundle's cpuset holds (cpu-set.ts), not all the host's.
+    const writes = rootWritesDir(spec.stateDir);
+    // runsc splits the flag at ':' and ','; a state directory named with either cannot be said there.
+    if (/[:,]/.test(writes)) throw new Error(`the sandbox's state directory ${spec.stateDir} has a ':' or ',' in its path, which runsc's --overlay2 cannot take: set MATCHLOCK_HOME to a path without them`);
+    const runArgs = [...globalFlags(runsc, netns ? "sandbox" : "none", `${runsc.overlayDirPrefix}${writes}`), "run", "--bundle", bundle, spec.id];
+    const [cmd, args] = inPrivateMounts(spec.stateDir, unpackedRootfs(spec.image), netns !== undefined, spec.diskSizeMb, binds, runsc.binary, runArgs, disks);
     // runsc's gofer, host root, would apply a guest's chmod u+s or g+s to the files of a
     // read-write host mount: under the guard those calls fail (EPERM) on the host.
     const child = spawn(paths.setidGuard(), [cmd, ...args], {
@@ -156,8 +158,9 @@ export class GvisorBackend implements BackendDriver {
 
 export const gvisorDriver = new GvisorBackend();
 
-function globalFlags(runsc: RunscChoice, network: "none" | "sandbox" = "none"): string[] {
-  return ["--root", paths.runscRoot(), `--platform=${runsc.platform}`, `--network=${network}`, "--overlay2=root:memory", ...sandboxFlags(runsc.hasDirectfs)];
+/** `rootMedium`: where the root overlay's writes go (runsc's --overlay2 medium; `run` gives a directory). */
+function globalFlags(runsc: RunscChoice, network: "none" | "sandbox" = "none", rootMedium = "memory"): string[] {
+  return ["--root", paths.runscRoot(), `--platform=${runsc.platform}`, `--network=${network}`, `--overlay2=root:${rootMedium}`, ...sandboxFlags(runsc.hasDirectfs)];
 }
 
 async function stopSandbox(

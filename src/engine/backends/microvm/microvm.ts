@@ -11,6 +11,7 @@
 // agent (the guest's PID 1) exit, which panics the guest kernel into a reboot that -no-reboot
 // turns into QEMU's exit.
 import { spawn } from "node:child_process";
+import { cpuQuotaFor, removeCpuQuota } from "./cpu-quota.js";
 import { mkdir, open, readFile, readdir, realpath, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -119,6 +120,7 @@ export class MicrovmBackend implements BackendDriver {
         }
       }
     }
+    await removeCpuQuota(id);
     return killed;
   }
 
@@ -164,11 +166,13 @@ export class MicrovmBackend implements BackendDriver {
     }, args);
     traceStartup("microvm: kernel, initramfs and root image ready");
 
+    const quota = await cpuQuotaFor(spec.id, spec.cpus);
+    const [program, programArgs] = quota ? quota.wrap(command, commandArgs) : [command, commandArgs];
     const log = await open(spec.logFile, "a");
     await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
     // Opened here, as root, and inherited by QEMU after its descriptors 0-3 (AGENT_FD).
     const diskFiles = await openDisks(spec.disks ?? []);
-    const child = spawn(command, commandArgs, {
+    const child = spawn(program, programArgs, {
       stdio: ["ignore", "pipe", "pipe", "pipe", ...diskFiles.map((f) => f.fd)],
     });
     await Promise.all(diskFiles.map((f) => f.close())); // QEMU has its own copies
@@ -192,6 +196,7 @@ export class MicrovmBackend implements BackendDriver {
         await exited;
       }
       await consoleOut.close();
+      await quota?.remove();
     };
     try {
       await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
