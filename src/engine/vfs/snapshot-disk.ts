@@ -52,7 +52,9 @@ export async function mountSnapshotDisk(vmDir: string, geometry: { bytes: number
     // No background zeroing of inode tables (noinit_itable below): it would fill the sparse file.
     "-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", image,
   ], 'install e2fsprogs ("npm run setup")');
-  await must("mounting the overlay mounts' disk", "mount", ["-o", "loop,nosuid,nodev,noinit_itable", image, dir],
+  // -w: a loop device that comes up read-only fails the mount here, instead of mount(8) quietly
+  // falling back to a read-only mount that every snapshot copy then fails on.
+  await must("mounting the overlay mounts' disk", "mount", ["-w", "-o", "loop,nosuid,nodev,noinit_itable", image, dir],
     "the engine needs root and a loop device (/dev/loop-control) for overlay mounts");
   return dir;
 }
