@@ -178,6 +178,30 @@ static bool blocked(enum vfs_op op, const char *gpath)
     return false;
 }
 
+/*
+ * Whether a block rule (of any op) covers gpath or names below it: such a name is never renamed
+ * or hard-linked, since under another name it would be out of the rule's reach. A directory is
+ * covered when the rule's glob, cut to the directory's depth, matches it.
+ */
+static bool covered(const char *gpath)
+{
+    size_t depth = 0;
+    for (const char *c = gpath; *c; c++) depth += *c == '/';
+    for (size_t i = 0; i < rule_count; i++) {
+        const char *glob = rules[i].glob;
+        if (!glob[0]) return true;
+        char prefix[PATH_MAX + 256];
+        size_t n = 0, seen = 0;
+        for (; glob[n] && n < sizeof prefix - 1; n++) {
+            if (glob[n] == '/' && seen++ == depth) break;
+            prefix[n] = glob[n];
+        }
+        prefix[n] = 0;
+        if (fnmatch(prefix, gpath, FNM_PATHNAME) == 0) return true;
+    }
+    return false;
+}
+
 /* Queues one event: u32 length, then op, path, size, mode, uid, gid as NUL-ended strings. */
 static void emit(enum vfs_op op, const char *gpath, uint64_t size, uint32_t mode, uint32_t uid, uint32_t gid)
 {
@@ -451,6 +475,7 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         guest_path(gpath2, m, child2);
         GUARD(VFS_RENAME, gpath);
         GUARD(VFS_RENAME, gpath2);
+        if (covered(gpath) || covered(gpath2)) { emit(VFS_RENAME, gpath, 0, 0, in->uid, in->gid); FAIL(-EPERM); }
         if (!strcmp(loc(m, child).path, ".") || !strcmp(loc(m, child2).path, ".")) FAIL(-EBUSY);
         if (loc(m, child).fd != loc(m, child2).fd) FAIL(-EXDEV);
         if (syscall(SYS_renameat2, loc(m, child).fd, loc(m, child).path, loc(m, child2).fd, loc(m, child2).path, flags) < 0) FAIL(-errno);
@@ -465,7 +490,9 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         if (!target) FAIL(-ESTALE);
         if (!child_path(child, rel, p + sizeof(struct fuse_link_in))) FAIL(-ENAMETOOLONG);
         guest_path(gpath, m, child);
+        guest_path(gpath2, m, target);
         GUARD(VFS_CREATE, gpath);
+        if (covered(gpath) || covered(gpath2)) { emit(VFS_CREATE, gpath, 0, 0, in->uid, in->gid); FAIL(-EPERM); }
         if (linkat(loc(m, target).fd, loc(m, target).path, loc(m, child).fd, loc(m, child).path, 0) < 0) FAIL(-errno);
         entry_reply(m, in, child, NULL, 0, VFS_CREATE, gpath);
         return;

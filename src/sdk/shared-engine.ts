@@ -7,12 +7,13 @@
 // closed, or its process died), the engine tears that client's sandbox down.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, statSync } from "node:fs";
-import { mkdir, open, readFile, rename, stat } from "node:fs/promises";
+import { constants, existsSync, statSync } from "node:fs";
+import { lstat, open, readFile, rename, stat } from "node:fs/promises";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { matchlockHome } from "../protocol/engine-home.js";
 import { HANDSHAKE_METHOD } from "../protocol/handshake.js";
+import { checkSocketDirectory } from "../engine/resident/socket-claim.js";
 import { settings, settingsTable } from "../settings/settings.js";
 import { OWN_ENGINE } from "./engine-command.js";
 import { connectEngine, type EngineLink } from "./engine-link.js";
@@ -100,9 +101,9 @@ export async function connectSharedEngine(engine: SharedEngine): Promise<EngineL
 }
 
 async function connectOrStart(engine: SharedEngine): Promise<EngineLink> {
+  await checkOwnSocket(engine.socketPath);
   const served = await connectIfServed(engine.socketPath);
   if (served) return served;
-  await mkdir(dirname(engine.socketPath), { recursive: true, mode: 0o700 });
   // Loaded only here: a client that finds the engine running never needs it.
   const { withLock } = await import("../engine/image/lock.js");
   return withLock(`${engine.socketPath}.start`, async () => {
@@ -135,6 +136,24 @@ function answers(link: EngineLink): Promise<boolean> {
   });
 }
 
+/**
+ * The client hands the engine its secrets: it talks only to a socket that this user (or root)
+ * made, in a directory no other user can change (one under a shared MATCHLOCK_HOME could hold an
+ * impostor's socket).
+ */
+async function checkOwnSocket(socketPath: string): Promise<void> {
+  try {
+    await checkSocketDirectory(dirname(socketPath));
+  } catch (err) {
+    throw new MatchlockError(`cannot use the shared engine's directory: ${(err as Error).message}`, { kind: "unavailable" });
+  }
+  const st = await lstat(socketPath).catch(() => undefined);
+  const uid = process.getuid?.() ?? 0;
+  if (st && (!st.isSocket() || (st.uid !== uid && st.uid !== 0))) {
+    throw new MatchlockError(`${socketPath} is not a socket of this user (uid ${uid}): refusing to talk to it`, { kind: "unavailable" });
+  }
+}
+
 async function connectIfServed(socketPath: string): Promise<EngineLink | undefined> {
   try {
     return await connectEngine(socketPath);
@@ -150,7 +169,7 @@ async function startAndConnect(engine: SharedEngine): Promise<EngineLink> {
   const logPath = engine.socketPath.replace(/\.sock$/, ".log");
   const logStart = await freshLog(logPath);
   const argv = [process.execPath, "--", OWN_ENGINE, "serve", "--socket", engine.socketPath, "--idle-exit", String(engine.idleSeconds), "--notify-ready"];
-  const log = await open(logPath, "a", 0o600);
+  const log = await open(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   let child;
   try {
     child = spawn(argv[0]!, argv.slice(1), { detached: true, cwd: "/", env: engine.env, stdio: ["ignore", "pipe", log.fd] });

@@ -92,6 +92,16 @@ describe(`vfs interception on a ${BACKEND} sandbox`, () => {
     assert.equal(await readFile(join(hostDir, "kept.txt"), "utf8"), "host content");
   });
 
+  test("a name a rule covers cannot leave its reach by a hard link or a rename", async () => {
+    for (const cmd of ["ln /workspace/kept.txt /workspace/k2", "mv /workspace/kept.txt /workspace/k3", "echo z > /workspace/z && mv /workspace/z /workspace/kept.txt"]) {
+      const r = await sh(cmd);
+      assert.notEqual(r.code, 0, `${cmd} succeeded`);
+      assert.match(r.out, /Operation not permitted/, cmd);
+    }
+    assert.equal(await readFile(join(hostDir, "kept.txt"), "utf8"), "host content");
+    assert.deepEqual(await sh("ls /workspace/k2 /workspace/k3 2>/dev/null; mv /workspace/z /workspace/z2 && echo moved"), { code: 0, out: "moved\n" });
+  });
+
   test("the directories behind the rules are not reachable around them", async () => {
     // The hidden mounts were detached (they live on only inside the server), and the place where
     // they were is covered, so no layer below shows them either.

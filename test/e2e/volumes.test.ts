@@ -5,7 +5,7 @@
 // engine being killed mid-write.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { link as link_, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -90,8 +90,13 @@ describe("volumes and extra disks", () => {
     }
     const link = join(scratch, "alpha-link.ext4");
     await symlink(join(home, "volumes", "alpha.ext4"), link);
-    const twice = await cli(["run", "--image", BUSYBOX, "--disk", "@alpha:/a", "--disk", `${link}:/b`, "true"]);
+    const linked = await cli(["run", "--image", BUSYBOX, "--disk", `${link}:/b`, "true"]);
+    assert.match(linked.stderr, /goes through the symbolic link .*alpha-link\.ext4/);
+    const other = join(home, "volumes", "alpha-other-name.img"); // a hard link: the same file under another name
+    await link_(join(home, "volumes", "alpha.ext4"), other);
+    const twice = await cli(["run", "--image", BUSYBOX, "--disk", "@alpha:/a", "--disk", `${other}:/b`, "true"]);
     assert.match(twice.stderr, /the same file is attached twice to this sandbox/);
+    await rm(other);
     assert.deepEqual((await cli(["list", "--json"])).stdout.trim(), "[]", "no refused run left a record");
     await cli(["volume", "rm", "beta"]);
   });

@@ -87,5 +87,7 @@ test("read-only binds and users' host paths reach runsc as binds made in the san
   assert.equal(cmd, "unshare");
   assert.deepEqual(args.slice(-15), ["0", "64", "3", "0", "ro", "/h/a", "1:2", "rw", "/h/b", "1:3", "ro", "/engine/d", "-", "runsc", "run"]);
   const [, withDisks] = inPrivateMounts("/s", "/img", false, 64, binds.slice(0, 1), "runsc", ["run"], [{ hostPath: "/v/a.ext4", guestPath: "/data", readonly: true }]);
-  assert.deepEqual(withDisks.slice(-11), ["0", "64", "1", "1", "/v/a.ext4", "ro", "ro", "/h/a", "1:2", "runsc", "run"]);
+  assert.deepEqual(withDisks.slice(-12), ["0", "64", "1", "1", "/v/a.ext4", "ro", "/v/a.ext4", "ro", "/h/a", "1:2", "runsc", "run"]);
+  const [, held] = inPrivateMounts("/s", "/img", false, 64, [], "runsc", ["run"], [{ hostPath: "/v/a.ext4", held: "/proc/7/fd/9", guestPath: "/data", readonly: false }]);
+  assert.deepEqual(held.slice(-5), ["/proc/7/fd/9", "rw", "/v/a.ext4", "runsc", "run"]);
 });

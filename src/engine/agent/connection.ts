@@ -99,7 +99,7 @@ export class AgentConnection {
   }
 
   /** Receives the payload of each FILE_EVENT frame (the intercepting file system's events), in order. */
-  onFileEvent: ((payload: Buffer) => void) | undefined;
+  onFileEvent: ((payload: Buffer) => void | Promise<void>) | undefined;
 
   onLost(listener: (err: Error) => void): void {
     if (this.lostError) listener(this.lostError);
@@ -381,7 +381,8 @@ export class AgentConnection {
       }
       try {
         if (frame.type === FrameType.FILE_EVENT) {
-          this.onFileEvent?.(frame.payload);
+          const delivered = this.onFileEvent?.(frame.payload);
+          if (delivered) this.pauseUntil(delivered);
           continue;
         }
         const slowDown = this.ops.get(frame.id)?.onFrame(frame);

@@ -27,6 +27,12 @@ export interface BackendDisk {
   hostPath: string;
   guestPath: string;
   readonly: boolean;
+  /**
+   * The image as the engine holds it open since its check (a /proc/<pid>/fd path): what a
+   * backend opens, checks and mounts, so that a link swapped onto hostPath meanwhile leads
+   * nowhere. hostPath is for messages.
+   */
+  held?: string;
 }
 
 /**

@@ -7,7 +7,7 @@
 // sandbox is no longer running (stopped, removed, or its engine dead) is stale and ignored, so a
 // killed engine never leaves a disk held for good.
 import { createHash } from "node:crypto";
-import { mkdir, readdir, realpath, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError, type ErrorKind } from "../../protocol/errors.js";
 import { paths } from "../paths.js";
@@ -23,9 +23,10 @@ export interface DiskHolder {
   readonly: boolean;
 }
 
+/** A disk's holds are kept per file (device and inode), so no other name of it (a hard link) escapes them. */
 async function lockDir(hostPath: string): Promise<string> {
-  const real = await realpath(hostPath);
-  return join(paths.diskLocks(), createHash("sha256").update(real).digest("hex").slice(0, 32));
+  const st = await stat(hostPath);
+  return join(paths.diskLocks(), createHash("sha256").update(`${st.dev}:${st.ino}`).digest("hex").slice(0, 32));
 }
 
 async function running(vmId: string): Promise<boolean> {

@@ -206,7 +206,9 @@ export class Session {
         ...this.createDeps,
         onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
         // File events carry milliseconds (spec 5.8), network events seconds.
-        onFileEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "file", timestamp: Date.now(), file: e }),
+        // A client slower than the guest's file operations holds up the sandbox's channel (and
+        // the guest's bounded event queue then drops), rather than growing the engine's buffer.
+        onFileEvent: (e) => this.writer.notify(Notification.EVENT, { type: "file", timestamp: Date.now(), file: e }),
         onRecord: (made) => {
           this.creatingId = made;
           this.recordIds.add(made);

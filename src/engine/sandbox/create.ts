@@ -35,7 +35,8 @@ export interface CreateDeps {
   chooseDriver: (asked: string | undefined) => Promise<DriverChoice>;
   log: (line: string) => void;
   onEvent?: NetworkEventSink;
-  onFileEvent?: (e: FileEvent) => void;
+  /** May return a promise while the event waits to go out: the sandbox's events then wait for it. */
+  onFileEvent?: (e: FileEvent) => void | Promise<void>;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
   onRecord?: (id: string) => void;
 }

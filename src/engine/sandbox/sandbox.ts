@@ -115,7 +115,9 @@ export class Sandbox {
     try {
       const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
       traceStartup("create: record written");
-      // Before anything mounts them: a disk another running sandbox has is refused here.
+      // Held from here on (no link on the path, the object it named then); before anything
+      // mounts them, a disk another running sandbox has is refused.
+      for (const d of disks) d.held = (await held.hold(d.hostPath, d.guestPath)).held;
       for (const d of disks) await lockDisk(id, d.hostPath, d.readonly, `extra disk ${d.hostPath}`);
       const resolved = await resolveMounts(config.workspace, config.mounts, stateDir, config.diskSizeMb, held);
       // Intercepted mounts are made at hidden paths; the agent serves them through the rules.
@@ -398,7 +400,7 @@ export interface SandboxNetworkOptions {
   secrets?: SecretRule[] | undefined;
   onEvent?: NetworkEventSink | undefined;
   /** File events of intercepted mounts (spec 5.8). */
-  onFileEvent?: ((e: FileEvent) => void) | undefined;
+  onFileEvent?: ((e: FileEvent) => void | Promise<void>) | undefined;
   log?: ((line: string) => void) | undefined;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
   onRecord?: ((id: string) => void) | undefined;

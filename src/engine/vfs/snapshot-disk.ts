@@ -52,10 +52,22 @@ export async function mountSnapshotDisk(vmDir: string, geometry: { bytes: number
     // No background zeroing of inode tables (noinit_itable below): it would fill the sparse file.
     "-E", "lazy_itable_init=1,nodiscard,root_owner=0:0", image,
   ], 'install e2fsprogs ("npm run setup")');
-  // -w: a loop device that comes up read-only fails the mount here, instead of mount(8) quietly
-  // falling back to a read-only mount that every snapshot copy then fails on.
-  await must("mounting the overlay mounts' disk", "mount", ["-w", "-o", "loop,nosuid,nodev,noinit_itable", image, dir],
-    "the engine needs root and a loop device (/dev/loop-control) for overlay mounts");
+  const hint = "the engine needs root and a loop device (/dev/loop-control) for overlay mounts";
+  // A loop device of its own, never `mount -o loop`: that reuses any loop device whose backing
+  // file has this file's device and inode numbers, and a deleted image of an earlier sandbox
+  // (still held by that sandbox's last process) may have had them.
+  const attached = await runCommand("losetup", ["--find", "--show", "--", image]);
+  if (attached.spawnError || attached.status !== 0) {
+    throw new Error(`attaching the overlay mounts' disk: losetup failed (${attached.spawnError?.message ?? attached.stderr.trim()}): ${hint}`);
+  }
+  const device = attached.stdout.trim();
+  try {
+    // -w: never mount(8)'s quiet fall-back to read-only.
+    await must("mounting the overlay mounts' disk", "mount", ["-w", "-o", "nosuid,nodev,noinit_itable", device, dir], hint);
+  } finally {
+    // Detached now if the mount failed; else once the file system is unmounted (autoclear).
+    await runCommand("losetup", ["-d", device]);
+  }
   return dir;
 }
 

@@ -14,8 +14,8 @@ const RELEASE_WAIT_MS = 10_000;
  * changes nothing): a disk a micro-VM had read-write was written block by block by that guest,
  * and a malformed file system must not reach the host kernel's ext4 driver.
  */
-export async function checkDiskForHostKernel(image: string): Promise<void> {
-  const r = await runCommand("e2fsck", ["-f", "-n", image], { timeoutMs: 120_000 });
+export async function checkDiskForHostKernel(image: string, held = image): Promise<void> {
+  const r = await runCommand("e2fsck", ["-f", "-n", held], { timeoutMs: 120_000 });
   if (r.spawnError) throw new BackendUnavailableError(`checking the extra disk ${image}: e2fsck could not run (${r.spawnError.message}): install e2fsprogs ("npx matchlock setup" does)`);
   if (r.status === 0) return;
   const detail = (r.stdout + r.stderr).split("\n").map((l) => l.trim()).filter((l) => l && !/^Pass \d|^e2fsck \d/.test(l)).slice(0, 4).join("; ");

@@ -72,6 +72,7 @@ const UPPER_TMPFS = "size=16m,nr_inodes=16384,mode=700";
 const SCRIPT = [
   "set -e",
   SAME_OBJECT_SH,
+  'cannot_mount() { echo "matchlock: cannot mount the extra disk $1 (an ext4 image, on a loop device: needs root and /dev/loop-control)" >&2; exit 1; }',
   'root=$1 image=$2 hide_net=$3 disk_mb=$4 binds=$5 disks=$6; shift 6',
   `mount -t tmpfs -o ${UPPER_TMPFS} matchlock-rootfs "$root"`,
   'cd "$root"',
@@ -82,9 +83,14 @@ const SCRIPT = [
   'i=0',
   'while [ "$i" -lt "$disks" ]; do',
   '  mkdir "disk/$i"',
-  '  if [ "$2" = ro ]; then opts=loop,ro,nosuid,nodev,noinit_itable; else opts=loop,nosuid,nodev,noinit_itable; fi',
-  '  mount -t ext4 -o "$opts" -- "$1" "disk/$i" || { echo "matchlock: cannot mount the extra disk $1 (an ext4 image, on a loop device: needs root and /dev/loop-control)" >&2; exit 1; }',
-  '  i=$((i + 1)); shift 2',
+  '  if [ "$2" = ro ]; then ro=-r opts=ro,nosuid,nodev,noinit_itable; else ro= opts=nosuid,nodev,noinit_itable; fi',
+  // The held image ($1, /proc/<engine>/fd/N) on a loop device of its own: losetup opens it as it
+  // is (never re-resolved by name), and `mount -o loop` could reuse another file's loop device.
+  // Detached at once: it goes when its mount does.
+  '  dev=$(losetup $ro --find --show -- "$1") || cannot_mount "$3"',
+  '  mount -t ext4 -o "$opts" -- "$dev" "disk/$i" || { losetup -d "$dev"; cannot_mount "$3"; }',
+  '  losetup -d "$dev"',
+  '  i=$((i + 1)); shift 3',
   'done',
   // Host paths: ro/0, rw/1, ... (hostBindPath), recursive binds of the path as given (-c: not
   // re-resolved by mount(8)), each proved to be the object the engine checked; then every
@@ -125,7 +131,7 @@ export function inPrivateMounts(
 ): [string, string[]] {
   const script = [
     "sh", "-c", SCRIPT, "sh", join(stateDir, "rootfs"), rootfs, hideNetSysctl ? "1" : "0", String(diskSizeMb), String(binds.length), String(disks.length),
-    ...disks.flatMap((d) => [d.hostPath, d.readonly ? "ro" : "rw"]),
+    ...disks.flatMap((d) => [d.held ?? d.hostPath, d.readonly ? "ro" : "rw", d.hostPath]),
     ...binds.flatMap((b) => [b.readonly ? "ro" : "rw", b.path, b.identity]),
   ];
   return ["unshare", ["-m", "--propagation", "private", ...script, cmd, ...args]];

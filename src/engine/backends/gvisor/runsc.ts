@@ -95,7 +95,7 @@ export class GvisorBackend implements BackendDriver {
     const agentSource = (agentBind as typeof agentMount).hostPath;
     const disks = spec.disks ?? [];
     if (disks.length > 0) await checkLoopDevices();
-    for (const d of disks) await checkDiskForHostKernel(d.hostPath);
+    for (const d of disks) await checkDiskForHostKernel(d.hostPath, d.held);
     // Each extra disk is loop-mounted in the private namespace and handed to runsc as a bind of
     // its mount point (a read-only disk is mounted read-only there, by the host kernel).
     const diskBinds = disks.map((d, i) => ({ kind: "bind" as const, guestPath: d.guestPath, hostPath: diskMountPath(spec.stateDir, i), readonly: d.readonly }));

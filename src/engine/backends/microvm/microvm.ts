@@ -168,10 +168,16 @@ export class MicrovmBackend implements BackendDriver {
 
     const quota = await cpuQuotaFor(spec.id, spec.cpus);
     const [program, programArgs] = quota ? quota.wrap(command, commandArgs) : [command, commandArgs];
-    const log = await open(spec.logFile, "a");
-    await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
-    // Opened here, as root, and inherited by QEMU after its descriptors 0-3 (AGENT_FD).
-    const diskFiles = await openDisks(spec.disks ?? []);
+    let log: FileHandle, diskFiles: FileHandle[];
+    try {
+      log = await open(spec.logFile, "a");
+      await log.write(`microvm: ${accel.reason}; kernel ${kernel.release}\n`);
+      // Opened here, as root, and inherited by QEMU after its descriptors 0-3 (AGENT_FD).
+      diskFiles = await openDisks(spec.disks ?? []);
+    } catch (err) {
+      await quota?.remove(); // nothing will stop this VM: its quota group goes now
+      throw err;
+    }
     const child = spawn(program, programArgs, {
       stdio: ["ignore", "pipe", "pipe", "pipe", ...diskFiles.map((f) => f.fd)],
     });
@@ -222,8 +228,8 @@ async function openDisks(disks: BackendDisk[]): Promise<FileHandle[]> {
   const files: FileHandle[] = [];
   try {
     for (const d of disks) {
-      files.push(await open(d.hostPath, "r"));
-      if (!d.readonly) files.push(await open(d.hostPath, "r+"));
+      files.push(await open(d.held ?? d.hostPath, "r"));
+      if (!d.readonly) files.push(await open(d.held ?? d.hostPath, "r+"));
     }
   } catch (err) {
     await Promise.all(files.map((f) => f.close()));

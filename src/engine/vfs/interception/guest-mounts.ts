@@ -54,7 +54,7 @@ export async function hideMounts(mounts: BackendMount[], diskMounts: string[]): 
 
 /** Starts the intercepting file system over `served`; events go to `onEvent` from then on. */
 export async function startInterception(
-  agent: AgentConnection, served: HiddenMount[], config: VfsInterception, onEvent: (e: FileEvent) => void,
+  agent: AgentConnection, served: HiddenMount[], config: VfsInterception, onEvent: (e: FileEvent) => void | Promise<void>,
 ): Promise<void> {
   agent.onFileEvent = (payload) => onEvent(decodeFileEvent(payload));
   const fields = [
