@@ -21,17 +21,20 @@ static int sigchld_write_fd = -1;
  * Extra disks are data users keep. Their writes reach the disk (sync), and each writable ext4
  * mount is made read-only, which marks its journal clean: the next sandbox may then attach the
  * disk read-only (a journal left needing recovery cannot be replayed on a read-only device).
- * In a micro-VM nothing unmounts them otherwise; in gVisor the host does, and the remount is
- * refused (no CAP_SYS_ADMIN), harmlessly.
+ * In a micro-VM nothing unmounts them otherwise; in gVisor the host does. Only the sandbox's own
+ * disks are touched: the agent is PID 1 there, and they are the micro-VM's virtio disks. An agent
+ * started anywhere else (a test on the host, as root) must never remount the host's file systems.
  */
 static void settle_disks(void)
 {
     sync();
+    if (getpid() != 1) return;
     FILE *f = setmntent("/proc/self/mounts", "re");
     if (!f) return;
     struct mntent *m;
     while ((m = getmntent(f)))
-        if (!strcmp(m->mnt_type, "ext4") && !hasmntopt(m, "ro")) mount(NULL, m->mnt_dir, NULL, MS_REMOUNT | MS_RDONLY, NULL);
+        if (!strcmp(m->mnt_type, "ext4") && !strncmp(m->mnt_fsname, "/dev/vd", 7) && !hasmntopt(m, "ro"))
+            mount(NULL, m->mnt_dir, NULL, MS_REMOUNT | MS_RDONLY, NULL);
     endmntent(f);
 }
 
