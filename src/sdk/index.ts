@@ -1,5 +1,6 @@
 // Public surface of the matchlock TypeScript SDK.
 export { Client } from "./client.js";
+export { defaultConfig } from "./engine-command.js";
 export type { ProcessHandle } from "./process-handle.js";
 export { Sandbox, createSandbox } from "./sandbox.js";
 export {
@@ -60,6 +61,7 @@ export type {
   VFSMutateHookFunc,
   VFSActionHookFunc,
   OutputTarget,
+  StreamWriter,
   PortForward,
   PortForwardBinding,
   AllowListAddResult,

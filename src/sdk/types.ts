@@ -370,8 +370,14 @@ export interface ExecOptions extends CallOptions {
   user?: string;
 }
 
-/** Where streamed output goes: a writable stream (gets the raw bytes, as Buffers), or a callback receiving UTF-8 decoded text. */
-export type OutputTarget = NodeJS.WritableStream | ((chunk: string) => void);
+/**
+ * Where streamed output goes: a writable stream or a callback, each getting the raw bytes as
+ * Buffers (chunks may split a UTF-8 character: decode with a StringDecoder, or collect and
+ * decode at the end). A callback is not awaited.
+ */
+export type OutputTarget = NodeJS.WritableStream | ((chunk: Buffer) => void);
+/** Upstream SDK's name for an output target. */
+export type StreamWriter = OutputTarget;
 
 export interface ExecStreamOptions extends ExecOptions {
   stdout?: OutputTarget;
@@ -379,7 +385,7 @@ export interface ExecStreamOptions extends ExecOptions {
 }
 
 export interface LogStreamOptions extends CallOptions {
-  /** Where the log goes as it grows (bytes to a stream, UTF-8 text to a callback); nowhere when unset. */
+  /** Where the log goes as it grows (Buffers, to a stream or a callback); nowhere when unset. */
   stdout?: OutputTarget;
 }
 

@@ -56,7 +56,7 @@ describe("sandbox logs", () => {
       await client.launch(new Sandbox(BUSYBOX).withEntrypoint(...GATED_ENTRYPOINT));
       const seen: string[] = [];
       const abort = new AbortController();
-      const following = client.logStream({ stdout: (t) => seen.push(t), signal: abort.signal });
+      const following = client.logStream({ stdout: (t) => seen.push(t.toString()), signal: abort.signal });
       await eventually(() => assert.match(seen.join(""), /first line/), WAIT_MS);
       abort.abort();
       await assert.rejects(following, (err: RPCError) => err.kind === "cancelled");

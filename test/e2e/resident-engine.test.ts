@@ -31,7 +31,7 @@ describe("resident engine", () => {
     await c.writeFile("/tmp/f", "through the socket");
     assert.equal((await c.readFile("/tmp/f")).toString(), "through the socket");
     const chunks: string[] = [];
-    await c.execStream("for i in 1 2 3; do echo $i; done", { stdout: (s) => chunks.push(s) });
+    await c.execStream("for i in 1 2 3; do echo $i; done", { stdout: (s) => chunks.push(s.toString()) });
     assert.equal(chunks.join(""), "1\n2\n3\n");
     await c.close();
     assert.equal(await status(home, id), "stopped");

@@ -33,7 +33,7 @@ describe(`exec on a ${BACKEND} sandbox`, () => {
     assert.equal((await client.exec("id -u; id -g; echo $HOME", { user: "nobody" })).stdout, "65534\n65534\n/nonexistent\n");
     assert.equal((await client.exec("id -u; id -g; echo $HOME", { user: "1234:5" })).stdout, "1234\n5\n/\n");
     const chunks: string[] = [];
-    await client.execStream("id -u", { user: "65534", stdout: (t) => chunks.push(t) });
+    await client.execStream("id -u", { user: "65534", stdout: (t) => chunks.push(t.toString()) });
     assert.equal(chunks.join(""), "65534\n");
     await assert.rejects(client.exec("true", { user: "ghost" }), (e: RPCError) => e.code === -32001 && /"ghost" is not defined in the sandbox's \/etc\/passwd/.test(e.message));
   });
@@ -120,7 +120,7 @@ describe(`exec on a ${BACKEND} sandbox`, () => {
     const r = await client.execStream(
       `echo 1; i=0; while [ ! -e ${gate} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; if [ -e ${gate} ]; then echo 2; else echo no-gate; fi; echo 3; echo done >&2`, {
         stdout: (chunk) => {
-          for (const line of chunk.split("\n").filter(Boolean)) {
+          for (const line of chunk.toString().split("\n").filter(Boolean)) {
             seen.push(line);
             if (line === "1") opened ??= client.writeFile(gate, "open");
           }

@@ -38,7 +38,7 @@ describe("SDK client: files", () => {
       await client.execWithDir("echo:a", "/tmp");
       await client.execWithDir("echo:b");
       const chunks: string[] = [];
-      await client.execStreamWithDir("echo:c", "/srv", (t) => chunks.push(t));
+      await client.execStreamWithDir("echo:c", "/srv", (t) => chunks.push(t.toString()));
       assert.deepEqual([...requestsOf(fake, "exec"), ...requestsOf(fake, "exec_stream")].map((r) => r.params), [
         { command: "echo:a", working_dir: "/tmp" },
         { command: "echo:b" },

@@ -41,10 +41,10 @@ describe("OutputSink back-pressure", () => {
     assert.equal(target.received(), "abcdefg");
   });
 
-  it("callbacks never make the caller wait", () => {
-    const seen: string[] = [];
+  it("callbacks get the bytes as Buffers and never make the caller wait", () => {
+    const seen: Buffer[] = [];
     const sink = new OutputSink((t) => seen.push(t));
-    assert.equal(sink.write(Buffer.from("x")), undefined);
-    assert.deepEqual(seen, ["x"]);
+    assert.equal(sink.write(Buffer.from([0xe2, 0x82])), undefined);
+    assert.deepEqual(seen, [Buffer.from([0xe2, 0x82])]);
   });
 });

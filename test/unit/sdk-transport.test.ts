@@ -87,7 +87,7 @@ describe("SDK transport: framing and ids", () => {
       const r = await client.exec("garbage echo:survived");
       assert.equal(r.stdout, "survived\n");
       const s: string[] = [];
-      await client.execStream("garbage echo:streamed", { stdout: (c) => s.push(c) });
+      await client.execStream("garbage echo:streamed", { stdout: (c) => s.push(c.toString()) });
       assert.equal(s.join(""), "streamed\n");
       assert.equal((await client.exec("echo:after")).stdout, "after\n");
     }));
@@ -138,11 +138,11 @@ describe("SDK transport: concurrency", () => {
       const hex = (s: string) => Buffer.from(s).toString("hex");
       const streamA = client.execStream(
         `out:${hex("a1")} sleep:40 err:${hex("ae")} sleep:40 out:${hex("a2")} exit:4`,
-        { stdout: (c) => a.out.push(c), stderr: (c) => a.err.push(c) },
+        { stdout: (c) => a.out.push(c.toString()), stderr: (c) => a.err.push(c.toString()) },
       );
       const streamB = client.execStream(
         `sleep:20 out:${hex("b1")} sleep:40 out:${hex("b2")} err:${hex("be")}`,
-        { stdout: (c) => b.out.push(c), stderr: (c) => b.err.push(c) },
+        { stdout: (c) => b.out.push(c.toString()), stderr: (c) => b.err.push(c.toString()) },
       );
       const [ra, rb] = await Promise.all([
         streamA.then((r) => ({ r, snapshot: a.out.join("") + "|" + a.err.join("") })),
@@ -156,17 +156,17 @@ describe("SDK transport: concurrency", () => {
       assert.deepEqual(Object.keys(ra.r).sort(), ["durationMs", "exitCode"]);
     }));
 
-  it("decodes UTF-8 split across stream chunks without mangling it", T, () =>
+  it("hands callbacks the bytes, characters split across chunks included", T, () =>
     withClient(async ({ client }) => {
-      const out: string[] = [];
-      const err: string[] = [];
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
       // € = e2 82 ac, 😀 = f0 9f 98 80, each cut mid-character; a dangling e2 at the end.
       await client.execStream("out:e2 out:82ac out:41 err:f09f err:98 err:80 out:e2", {
         stdout: (c) => out.push(c),
         stderr: (c) => err.push(c),
       });
-      assert.equal(out.join(""), "€A\ufffd");
-      assert.equal(err.join(""), "😀");
+      assert.deepEqual(Buffer.concat(out), Buffer.from([0xe2, 0x82, 0xac, 0x41, 0xe2]));
+      assert.equal(Buffer.concat(err).toString(), "😀");
     }));
 
   it("writes to Writable targets and waits for them to flush", T, () =>
@@ -198,7 +198,7 @@ describe("SDK transport: concurrency", () => {
     withClient(async ({ client }) => {
       const out: string[] = [];
       await assert.rejects(
-        client.execStream("echo:partial fail", { stdout: (c) => out.push(c) }),
+        client.execStream("echo:partial fail", { stdout: (c) => out.push(c.toString()) }),
         (err: unknown) => err instanceof RPCError && err.isExecError(),
       );
       assert.equal(out.join(""), "partial\n");

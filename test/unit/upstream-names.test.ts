@@ -1,0 +1,64 @@
+// Code written for upstream's TypeScript SDK (matchlock-sdk) must compile and run against ours
+// with only the import changed: every name it exports is here, with upstream's values. The type
+// names are checked by the compiler: this file does not build if one is missing.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import * as sdk from "../../src/sdk/index.js";
+import type {
+  BinaryLike, Config, CreateOptions, ExecOptions, ExecResult, ExecStreamOptions, ExecStreamResult, ExecPipeOptions, ExecPipeResult,
+  ExecInteractiveOptions, ExecInteractiveResult, FileInfo, VolumeInfo, HostIPMapping, ImageConfig, LogStreamOptions, MountConfig,
+  PortForward, PortForwardBinding, RequestOptions, Secret, TTYSize, StreamWriter, StreamReader, NetworkBodyTransform, NetworkHookFunc,
+  NetworkHookRequest, NetworkHookRequestMutation, NetworkHookResponseMutation, NetworkHookResult, NetworkHookAction, NetworkHookPhase,
+  NetworkHookRule, NetworkInterceptionConfig, VFSActionHookFunc, VFSActionRequest, VFSDangerousHookFunc, VFSHookAction, VFSHookEvent,
+  VFSHookFunc, VFSHookOp, VFSHookPhase, VFSHookRule, VFSInterceptionConfig, VFSMutateHookFunc, VFSMutateRequest,
+} from "../../src/sdk/index.js";
+import { sharedEngineFor } from "../../src/sdk/shared-engine.js";
+
+/** Every upstream type name, used once so the compiler resolves each. */
+export type UpstreamTypes = [
+  BinaryLike, Config, CreateOptions, ExecOptions, ExecResult, ExecStreamOptions, ExecStreamResult, ExecPipeOptions, ExecPipeResult,
+  ExecInteractiveOptions, ExecInteractiveResult, FileInfo, VolumeInfo, HostIPMapping, ImageConfig, LogStreamOptions, MountConfig,
+  PortForward, PortForwardBinding, RequestOptions, Secret, TTYSize, StreamWriter, StreamReader, NetworkBodyTransform, NetworkHookFunc,
+  NetworkHookRequest, NetworkHookRequestMutation, NetworkHookResponseMutation, NetworkHookResult, NetworkHookAction, NetworkHookPhase,
+  NetworkHookRule, NetworkInterceptionConfig, VFSActionHookFunc, VFSActionRequest, VFSDangerousHookFunc, VFSHookAction, VFSHookEvent,
+  VFSHookFunc, VFSHookOp, VFSHookPhase, VFSHookRule, VFSInterceptionConfig, VFSMutateHookFunc, VFSMutateRequest,
+];
+
+describe("upstream SDK's names", () => {
+  test("its six runtime values and 25 hook constants, with its values", () => {
+    for (const name of ["Client", "defaultConfig", "Sandbox", "createSandbox", "MatchlockError", "RPCError"]) {
+      assert.equal(typeof (sdk as Record<string, unknown>)[name], "function", name);
+    }
+    const ops = ["STAT", "READDIR", "OPEN", "CREATE", "MKDIR", "CHMOD", "REMOVE", "REMOVE_ALL", "RENAME", "SYMLINK", "READLINK", "READ", "WRITE", "CLOSE", "SYNC", "TRUNCATE"];
+    const constants: Record<string, string> = {
+      VFS_HOOK_PHASE_BEFORE: "before", VFS_HOOK_PHASE_AFTER: "after", VFS_HOOK_ACTION_ALLOW: "allow", VFS_HOOK_ACTION_BLOCK: "block",
+      NETWORK_HOOK_PHASE_BEFORE: "before", NETWORK_HOOK_PHASE_AFTER: "after",
+      NETWORK_HOOK_ACTION_ALLOW: "allow", NETWORK_HOOK_ACTION_BLOCK: "block", NETWORK_HOOK_ACTION_MUTATE: "mutate",
+      ...Object.fromEntries(ops.map((o) => [`VFS_HOOK_OP_${o}`, o.toLowerCase()])),
+    };
+    assert.equal(Object.keys(constants).length, 25);
+    for (const [name, value] of Object.entries(constants)) assert.equal((sdk as Record<string, unknown>)[name], value, name);
+  });
+
+  test("an output callback gets Buffers, as upstream's StreamWriter", () => {
+    const chunks: Buffer[] = [];
+    const writer: StreamWriter = (chunk: Buffer) => { chunks.push(chunk); };
+    const options: ExecStreamOptions = { stdout: writer, stderr: process.stderr };
+    assert.equal(typeof options.stdout, "function");
+  });
+
+  test("defaultConfig fills every field; a given one (even empty) stays; a client made from it is the default client", () => {
+    const filled = sdk.defaultConfig({}, {});
+    assert.deepEqual(Object.keys(filled).sort(), ["binaryPath", "engineSocket", "keepOnDispose", "sharedEngine", "useSudo"]);
+    assert.equal(filled.useSudo, false);
+    assert.equal(filled.engineSocket, "");
+    assert.ok(filled.binaryPath.endsWith("main.js"), filled.binaryPath);
+    assert.equal(sdk.defaultConfig({ binaryPath: "" }, {}).binaryPath, "");
+    assert.equal(sdk.defaultConfig({}, { MATCHLOCK_ENGINE_SOCKET: "/run/e.sock" }).sharedEngine, false);
+    assert.equal(sdk.defaultConfig({}, { MATCHLOCK_SHARED_ENGINE: "0" }).sharedEngine, false);
+    assert.equal(sdk.defaultConfig({ useSudo: true }, {}).sharedEngine, false);
+    // The same shared engine as a client given nothing.
+    assert.equal(sharedEngineFor(filled, undefined, {})?.socketPath, sharedEngineFor({}, undefined, {})?.socketPath);
+    assert.ok(sharedEngineFor(filled, undefined, {}));
+  });
+});
