@@ -178,7 +178,10 @@ export class MicrovmBackend implements BackendDriver {
       await quota?.remove(); // nothing will stop this VM: its quota group goes now
       throw err;
     }
+    // A process group of its own: QEMU is the init of its pid namespace, which a signal to its
+    // parent's process (unshare) does not reach, nor pdeathsig; a SIGKILL to the group does.
     const child = spawn(program, programArgs, {
+      detached: true,
       stdio: ["ignore", "pipe", "pipe", "pipe", ...diskFiles.map((f) => f.fd)],
     });
     await Promise.all(diskFiles.map((f) => f.close())); // QEMU has its own copies
@@ -198,7 +201,11 @@ export class MicrovmBackend implements BackendDriver {
     const stop = async (graceMs: number) => {
       agent.shutdown(); // the agent (PID 1) exits, the guest panics and QEMU exits (-no-reboot)
       if (!(await settlesWithin(exited, graceMs))) {
-        child.kill("SIGKILL");
+        try {
+          process.kill(-child.pid!, "SIGKILL");
+        } catch {
+          child.kill("SIGKILL"); // no group (it never started): the process itself
+        }
         await exited;
       }
       await consoleOut.close();
