@@ -3,7 +3,6 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Config } from "./types.js";
 import { settings } from "../settings/settings.js";
-import { envSwitch } from "./shared-engine.js";
 
 /**
  * The engine of this very package (dist/src/cli/main.js beside dist/src/sdk/): the one this SDK
@@ -21,8 +20,7 @@ export function engineCommand(
   env: NodeJS.ProcessEnv = process.env,
   ownEngine: string | null = existsSync(OWN_ENGINE) ? OWN_ENGINE : null,
 ): string[] {
-  // Naming the package's own engine (as defaultConfig does) is the default, run by this Node.js.
-  if (config.binaryPath && config.binaryPath !== ownEngine) return [config.binaryPath];
+  if (config.binaryPath) return [config.binaryPath];
   if (ownEngine) return [process.execPath, ownEngine];
   return [settings.bin.read(env)];
 }
@@ -47,15 +45,15 @@ export function rmCommand(vmId: string, engine: readonly string[], useSudo = fal
 }
 
 /**
- * A Config with every default filled in, as upstream SDK's `defaultConfig` gives: `new
- * Client(defaultConfig(c))` behaves as `new Client(c)`. A field given (even "") is kept.
+ * A Config with every default filled in, as upstream SDK's `defaultConfig` gives; a field given
+ * (even "") is kept. Its binaryPath names the engine, so a Client made from it runs that engine
+ * per client, as upstream's does (not the shared engine: sharedEngine is false unless given).
  */
 export function defaultConfig(config: Config = {}, env: NodeJS.ProcessEnv = process.env): Required<Config> {
   const ownEngine = existsSync(OWN_ENGINE) ? OWN_ENGINE : null;
   const engineSocket = config.engineSocket ?? settings.engineSocket.read(env) ?? "";
   const binaryPath = config.binaryPath ?? ownEngine ?? settings.bin.read(env);
   const useSudo = config.useSudo ?? false;
-  // The shared engine serves the package's own engine only, without sudo or a resident socket.
-  const sharedEngine = config.sharedEngine ?? (envSwitch(env) && !engineSocket && !useSudo && binaryPath === ownEngine);
+  const sharedEngine = config.sharedEngine ?? false;
   return { binaryPath, useSudo, keepOnDispose: config.keepOnDispose ?? false, engineSocket, sharedEngine };
 }

@@ -65,7 +65,7 @@ export function sharedEngineFor(
   };
   if (engineSocket !== undefined) return refuse("with an engine socket (Config.engineSocket or MATCHLOCK_ENGINE_SOCKET): that resident engine is used");
   if (config.useSudo) return refuse("with useSudo: the engine would run as root for this client alone");
-  if (config.binaryPath && config.binaryPath !== ownEngine) return refuse("with binaryPath: only the engine of the SDK's own package is shared");
+  if (config.binaryPath) return refuse("with binaryPath: only the engine of the SDK's own package is shared");
   if (!ownEngine) return refuse(`without the engine of the SDK's own package (${OWN_ENGINE} is missing)`);
   const idleSeconds = idleSetting(env);
   const engineEnv = absolutePaths(env);
@@ -212,8 +212,7 @@ async function freshLog(logPath: string): Promise<number> {
   return 0;
 }
 
-/** MATCHLOCK_SHARED_ENGINE: whether clients share an engine unless their Config says. */
-export function envSwitch(env: NodeJS.ProcessEnv): boolean {
+function envSwitch(env: NodeJS.ProcessEnv): boolean {
   const value = settings.sharedEngine.read(env);
   if (value === "0" || value === "1") return value === "1";
   throw new MatchlockError(`MATCHLOCK_SHARED_ENGINE must be 0 or 1, got ${JSON.stringify(value)}`, { kind: "invalid_argument" });
