@@ -272,6 +272,18 @@ static bool entry_reply(struct vfs_mount *m, const struct fuse_in_header *in, co
     return true;
 }
 
+/* Replies a GETATTR/SETATTR-style attribute answer for `rel`; `op`'s event goes first. */
+static void attr_reply(struct vfs_mount *m, const struct fuse_in_header *in, const char *rel, enum vfs_op op, const char *gpath)
+{
+    struct stat st;
+    if (fstatat(loc(m, rel).fd, loc(m, rel).path, &st, AT_SYMLINK_NOFOLLOW) < 0) { reply(m, in->unique, -errno, NULL, 0, NULL, 0); return; }
+    struct fuse_attr_out o;
+    memset(&o, 0, sizeof o);
+    fill_attr(&o.attr, &st);
+    emit(op, gpath, st.st_size, st.st_mode, in->uid, in->gid);
+    reply(m, in->unique, 0, &o, sizeof o, NULL, 0);
+}
+
 /* Files made for a caller belong to it, as on a local file system (we run as root). */
 static int own(struct vfs_mount *m, const char *rel, const struct fuse_in_header *in)
 {
@@ -391,28 +403,17 @@ static void handle(struct vfs_mount *m, const struct fuse_in_header *in, const c
         GUARD(VFS_STAT, gpath);
         entry_reply(m, in, child, NULL, 0, VFS_STAT, gpath);
         return;
-    case FUSE_GETATTR: {
+    case FUSE_GETATTR:
         GUARD(VFS_STAT, gpath);
-        if (fstatat(loc(m, rel).fd, loc(m, rel).path, &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
-        struct fuse_attr_out o;
-        memset(&o, 0, sizeof o);
-        fill_attr(&o.attr, &st);
-        emit(VFS_STAT, gpath, st.st_size, st.st_mode, in->uid, in->gid);
-        reply(m, u, 0, &o, sizeof o, NULL, 0);
+        attr_reply(m, in, rel, VFS_STAT, gpath);
         return;
-    }
     case FUSE_SETATTR: {
         const struct fuse_setattr_in *s = (const void *)p;
         enum vfs_op op = s->valid & FATTR_SIZE ? VFS_TRUNCATE : VFS_CHMOD;
         GUARD(op, gpath);
         int r = set_attr(m, rel, s);
         if (r < 0) FAIL(r);
-        if (fstatat(loc(m, rel).fd, loc(m, rel).path, &st, AT_SYMLINK_NOFOLLOW) < 0) FAIL(-errno);
-        struct fuse_attr_out o;
-        memset(&o, 0, sizeof o);
-        fill_attr(&o.attr, &st);
-        emit(op, gpath, st.st_size, st.st_mode, in->uid, in->gid);
-        reply(m, u, 0, &o, sizeof o, NULL, 0);
+        attr_reply(m, in, rel, op, gpath);
         return;
     }
     case FUSE_READLINK: {
