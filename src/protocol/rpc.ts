@@ -80,6 +80,17 @@ export const GoFileMode = {
 /** Longest sandbox timeout: 7 days (a timer cannot hold much more than 24 days anyway). */
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 
+/** The `file` payload of an `event` notification (spec 5.8). */
+export interface WireFileEvent {
+  op: string;
+  path: string;
+  size: number;
+  /** Go os.FileMode bits, as list_files. */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
 /** The `network` payload of an `event` notification (spec 2.8). */
 export interface WireNetworkEvent {
   method: string;

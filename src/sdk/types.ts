@@ -1,5 +1,5 @@
 // Public data types of the SDK: camelCase versions of the seed Python SDK's dataclasses.
-import type { WireNetworkEvent } from "../protocol/rpc.js";
+import type { WireFileEvent, WireNetworkEvent } from "../protocol/rpc.js";
 import type { Client } from "./client.js";
 
 /** How to launch the engine. */
@@ -287,14 +287,7 @@ export interface VFSInterceptionConfig {
 }
 
 /** What a `file` event says (SandboxEvent.file); `mode` has Go's os.FileMode bits. */
-export interface VFSHookEvent {
-  op: string;
-  path: string;
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-}
+export type VFSHookEvent = WireFileEvent;
 
 /** Parts of an image's OCI config to replace: an empty user or working dir keeps the image's; a given list or env replaces it. */
 export interface ImageConfig {

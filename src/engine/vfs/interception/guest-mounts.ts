@@ -4,8 +4,8 @@
 // and the file RPCs alike reach it only through the rules. Its FILE_EVENT frames become
 // `event` notifications of type "file".
 import { stat } from "node:fs/promises";
-import { decodeStrings, encodeStrings, FrameType } from "../../../protocol/agent-frames.js";
-import { AgentProtocolError } from "../../../protocol/agent-frames.js";
+import { AgentProtocolError, decodeStrings, encodeStrings, FrameType } from "../../../protocol/agent-frames.js";
+import type { WireFileEvent } from "../../../protocol/rpc.js";
 import type { AgentConnection } from "../../agent/connection.js";
 import type { BackendMount } from "../../backends/backend.js";
 import { toGoFileMode } from "../../sandbox/file-mode.js";
@@ -15,15 +15,7 @@ import { opMask, type VfsInterception } from "./config.js";
 const HIDDEN_ROOT = "/.matchlock/vfs";
 
 /** A file event as the `event` notification carries it (spec 5.8). */
-export interface FileEvent {
-  op: string;
-  path: string;
-  size: number;
-  /** Go os.FileMode bits, as list_files. */
-  mode: number;
-  uid: number;
-  gid: number;
-}
+export type FileEvent = WireFileEvent;
 
 export interface HiddenMount {
   hidden: string;
