@@ -4,24 +4,20 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as sdk from "../../src/sdk/index.js";
-import type {
-  BinaryLike, Config, CreateOptions, ExecOptions, ExecResult, ExecStreamOptions, ExecStreamResult, ExecPipeOptions, ExecPipeResult,
-  ExecInteractiveOptions, ExecInteractiveResult, FileInfo, VolumeInfo, HostIPMapping, ImageConfig, LogStreamOptions, MountConfig,
-  PortForward, PortForwardBinding, RequestOptions, Secret, TTYSize, StreamWriter, StreamReader, NetworkBodyTransform, NetworkHookFunc,
-  NetworkHookRequest, NetworkHookRequestMutation, NetworkHookResponseMutation, NetworkHookResult, NetworkHookAction, NetworkHookPhase,
-  NetworkHookRule, NetworkInterceptionConfig, VFSActionHookFunc, VFSActionRequest, VFSDangerousHookFunc, VFSHookAction, VFSHookEvent,
-  VFSHookFunc, VFSHookOp, VFSHookPhase, VFSHookRule, VFSInterceptionConfig, VFSMutateHookFunc, VFSMutateRequest,
-} from "../../src/sdk/index.js";
+import type * as T from "../../src/sdk/index.js";
+import type { ExecStreamOptions, StreamWriter } from "../../src/sdk/index.js";
 import { sharedEngineFor } from "../../src/sdk/shared-engine.js";
 
 /** Every upstream type name, used once so the compiler resolves each. */
 export type UpstreamTypes = [
-  BinaryLike, Config, CreateOptions, ExecOptions, ExecResult, ExecStreamOptions, ExecStreamResult, ExecPipeOptions, ExecPipeResult,
-  ExecInteractiveOptions, ExecInteractiveResult, FileInfo, VolumeInfo, HostIPMapping, ImageConfig, LogStreamOptions, MountConfig,
-  PortForward, PortForwardBinding, RequestOptions, Secret, TTYSize, StreamWriter, StreamReader, NetworkBodyTransform, NetworkHookFunc,
-  NetworkHookRequest, NetworkHookRequestMutation, NetworkHookResponseMutation, NetworkHookResult, NetworkHookAction, NetworkHookPhase,
-  NetworkHookRule, NetworkInterceptionConfig, VFSActionHookFunc, VFSActionRequest, VFSDangerousHookFunc, VFSHookAction, VFSHookEvent,
-  VFSHookFunc, VFSHookOp, VFSHookPhase, VFSHookRule, VFSInterceptionConfig, VFSMutateHookFunc, VFSMutateRequest,
+  T.BinaryLike, T.Config, T.CreateOptions, T.ExecOptions, T.ExecResult, T.ExecStreamOptions, T.ExecStreamResult,
+  T.ExecPipeOptions, T.ExecPipeResult, T.ExecInteractiveOptions, T.ExecInteractiveResult, T.FileInfo, T.VolumeInfo,
+  T.HostIPMapping, T.ImageConfig, T.LogStreamOptions, T.MountConfig, T.PortForward, T.PortForwardBinding, T.RequestOptions,
+  T.Secret, T.TTYSize, T.StreamWriter, T.StreamReader, T.NetworkBodyTransform, T.NetworkHookFunc, T.NetworkHookRequest,
+  T.NetworkHookRequestMutation, T.NetworkHookResponseMutation, T.NetworkHookResult, T.NetworkHookAction, T.NetworkHookPhase,
+  T.NetworkHookRule, T.NetworkInterceptionConfig, T.VFSActionHookFunc, T.VFSActionRequest, T.VFSDangerousHookFunc,
+  T.VFSHookAction, T.VFSHookEvent, T.VFSHookFunc, T.VFSHookOp, T.VFSHookPhase, T.VFSHookRule, T.VFSInterceptionConfig,
+  T.VFSMutateHookFunc, T.VFSMutateRequest,
 ];
 
 describe("upstream SDK's names", () => {
