@@ -7,6 +7,7 @@ import net, { type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MatchlockError } from "./errors.js";
+import { waitAtMost } from "./wait-at-most.js";
 import type { BinaryLike, NetworkHookFunc, NetworkHookPhase, NetworkHookRule, NetworkInterceptionConfig } from "./types.js";
 
 /** A hook as the socket serves it, by its callback id. */
@@ -133,18 +134,12 @@ export class NetworkHookServer {
     };
     try {
       const run = Promise.resolve(entry.hook(request));
-      const result = entry.timeoutMs > 0 ? await withTimeout(run, entry.timeoutMs) : await run;
+      const result = await waitAtMost(run, entry.timeoutMs, () => new Error("network hook callback timed out"));
       return replyOf(result ?? undefined);
     } catch (err) {
       return { error: err instanceof Error ? err.message : String(err) };
     }
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("network hook callback timed out")), ms)));
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 function replyOf(result: Awaited<ReturnType<NetworkHookFunc>>): Record<string, unknown> {

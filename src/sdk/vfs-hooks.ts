@@ -5,6 +5,7 @@
 // the wire, so they see (and can stop) only what goes through this client.
 import { MatchlockError } from "./errors.js";
 import { toBuffer } from "./exec-input.js";
+import { waitAtMost } from "./wait-at-most.js";
 import type { Client } from "./client.js";
 import type { VFSActionRequest, VFSHookEvent, VFSHookRule, VFSInterceptionConfig } from "./types.js";
 
@@ -102,13 +103,9 @@ function matches(r: LocalRule, op: string, path: string): boolean {
   return (r.ops.size === 0 || r.ops.has(op)) && (!r.path || r.path.test(path));
 }
 
-/** Waits for a hook at most `ms` (0: as long as it takes); the hook itself goes on either way. */
-async function waitFor<T>(run: () => T | Promise<T>, ms: number, what: string): Promise<T> {
-  const p = Promise.resolve().then(run);
-  if (ms <= 0) return p;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new MatchlockError(`${what} timed out after ${ms} ms`)), ms)));
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+/** Runs a hook (a throw becomes a rejection) and waits for it at most `ms` (0: as long as it takes). */
+function waitFor<T>(run: () => T | Promise<T>, ms: number, what: string): Promise<T> {
+  return waitAtMost(Promise.resolve().then(run), ms, () => new MatchlockError(`${what} timed out after ${ms} ms`));
 }
 
 /** The SDK-side VFS hooks of one sandbox: active from its create until its client closes. */
