@@ -172,14 +172,19 @@ export class UnsupportedByBackendError extends EngineError {
 }
 
 /**
- * A shell function for the scripts that bind host paths: `same_object DST IDENTITY SRC` ends the
+ * Shell functions for the scripts that bind host paths: `same_object DST IDENTITY SRC` ends the
  * script unless what is now mounted at DST is the object the engine checked (IDENTITY "-": an
  * engine-owned path, nothing to prove). The engine holds the object open meanwhile, so a
  * symlink swapped onto the path after the check leads the bind elsewhere and is caught here.
+ * `changed_while_mounted SRC IDENTITY` ends it when the bind itself failed: a checked path went
+ * away or turned into another kind of object since the check (an engine-owned one, "-", just
+ * fails with mount's own message).
  */
-export const SAME_OBJECT_SH = `same_object() {
-  [ "$2" = - ] || [ "$(stat -c %d:%i -- "$1")" = "$2" ] || {
-    echo "host path $3 changed while it was being mounted (a symbolic link or another object appeared on it); host paths must not contain symlinks" >&2
-    exit 1
-  }
+export const SAME_OBJECT_SH = `changed_while_mounted() {
+  [ "\${2:-}" != - ] || exit 1
+  echo "host path $1 changed while it was being mounted (it went away, or a symbolic link or another object took its place); host paths must not contain symlinks" >&2
+  exit 1
+}
+same_object() {
+  [ "$2" = - ] || [ "$(stat -c %d:%i -- "$1")" = "$2" ] || changed_while_mounted "$3" "$2"
 }`;

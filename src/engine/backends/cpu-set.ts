@@ -4,7 +4,9 @@
 // (runsc's --cpu-num-from-quota would show at least 2.) Each sandbox starts its set at a place
 // picked from its id, so that sandboxes spread over the host's CPUs instead of piling on CPU 0.
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 
 /** "0-3,6" -> [0, 1, 2, 3, 6]. */
 export function parseCpuList(list: string): number[] {
@@ -30,4 +32,28 @@ export function cpuSetFor(seed: string, count: number, allowed: readonly number[
   const start = createHash("sha256").update(seed).digest().readUInt32BE(0) % allowed.length;
   const chosen = Array.from({ length: n }, (_, i) => allowed[(start + i) % allowed.length]!);
   return chosen.sort((a, b) => a - b).join(",");
+}
+
+const V1_CPUSET = "/sys/fs/cgroup/cpuset";
+
+/**
+ * On a cgroup v1 host, the sandboxes' parent cpuset (/matchlock) must itself hold CPUs and memory
+ * nodes before a child can take any: v1 does not fill them in for a new cpuset, and runsc, making
+ * the parent on the way to the sandbox's own, leaves them empty (its write of the sandbox's
+ * cpuset then fails with EACCES). The parent gets the root's; cgroup v2 needs nothing.
+ */
+export async function prepareCpusetParent(parent: string): Promise<void> {
+  if (!existsSync(join(V1_CPUSET, "cpuset.cpus"))) return;
+  const dir = join(V1_CPUSET, parent);
+  try {
+    await mkdir(dir, { recursive: true });
+    for (const file of ["cpuset.cpus", "cpuset.mems"]) {
+      if ((await readFile(join(dir, file), "utf8")).trim() !== "") continue;
+      await writeFile(join(dir, file), (await readFile(join(V1_CPUSET, file), "utf8")).trim());
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === "EACCES" || e.code === "EPERM" || e.code === "EROFS" ? " (this needs root, with a writable /sys/fs/cgroup)" : "";
+    throw new Error(`cannot prepare the sandboxes' cpuset ${dir}: ${e.message}${why}`);
+  }
 }

@@ -63,6 +63,8 @@ export class HeldHostPaths {
     try {
       handle = await open(path, O_PATH | constants.O_NOFOLLOW);
     } catch (err) {
+      // It was there, link-free, a moment ago: whatever took its place (nothing, a link) did so since.
+      if (["ENOENT", "ELOOP", "ENOTDIR"].includes((err as NodeJS.ErrnoException).code ?? "")) throw changedWhileChecked(guestPath, path);
       throw new MountConfigError(`mount ${guestPath}: cannot open host path ${path}: ${(err as Error).message}`);
     }
     this.handles.push(handle);
@@ -79,7 +81,7 @@ export class HeldHostPaths {
 }
 
 function changedWhileChecked(guestPath: string, path: string): MountConfigError {
-  return new MountConfigError(`mount ${guestPath}: host path ${path} changed while it was checked (a symbolic link or another object appeared on it); host paths must not contain symlinks`);
+  return new MountConfigError(`mount ${guestPath}: host path ${path} changed while it was checked (it went away, or a symbolic link or another object took its place); host paths must not contain symlinks`);
 }
 
 async function hostDir(hostPath: string | undefined, guestPath: string): Promise<string> {
@@ -88,7 +90,9 @@ async function hostDir(hostPath: string | undefined, guestPath: string): Promise
   const normal = posix.normalize(hostPath);
   const path = normal.length > 1 && normal.endsWith("/") ? normal.slice(0, -1) : normal;
   await refuseSymlinks(path, guestPath);
-  const st = await stat(path);
+  const st = await stat(path).catch(() => {
+    throw changedWhileChecked(guestPath, path);
+  });
   if (!st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${hostPath}`);
   return path;
 }

@@ -100,7 +100,7 @@ const SCRIPT = [
   'while [ "$i" -lt "$binds" ]; do',
   '  dir=$1 src=$2 id=$3; shift 3',
   '  if [ -d "$src" ]; then mkdir "$dir/$i"; else : > "$dir/$i"; fi',
-  '  mount -c --rbind "$src" "$dir/$i"',
+  '  mount -c --rbind "$src" "$dir/$i" || changed_while_mounted "$src" "$id"',
   '  same_object "$dir/$i" "$id" "$src"',
   '  i=$((i + 1))',
   'done',

@@ -105,8 +105,8 @@ while [ "$1" != -- ]; do
   # share's bind reached the object the engine checked.
   case $kind in
     dev) mount -c --bind -o ro,nosuid "$src" "$dst" ;;
-    rw|rwfile) mount -c --bind -o nosuid,nodev "$src" "$dst" ;;
-    *) mount -c --bind -o ro,nosuid,nodev "$src" "$dst" ;;
+    rw|rwfile) mount -c --bind -o nosuid,nodev "$src" "$dst" || changed_while_mounted "$src" "$id" ;;
+    *) mount -c --bind -o ro,nosuid,nodev "$src" "$dst" || changed_while_mounted "$src" "$id" ;;
   esac
   same_object "$dst" "$id" "$src"
 done
