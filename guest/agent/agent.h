@@ -180,7 +180,7 @@ ssize_t write_charged_to_workload(int fd, const void *p, size_t len);
 
 /* confine.c */
 extern bool confine_execs;
-void find_last_cap(void);
+void read_bounding_set(void);
 void build_exec_filter(void);
 bool drop_capabilities(void);
 bool restrict_syscalls(void);

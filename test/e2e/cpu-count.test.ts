@@ -1,7 +1,8 @@
 // End to end: the guest's CPU count follows `cpus`, not the host's, and a fraction is a CPU quota:
-// the guest sees ceil(cpus) CPUs (at most the host's on gVisor, whose guest CPUs are host CPUs of
-// its cpuset), and the sandbox's host cgroup (gVisor's, or the micro-VM's QEMU's) holds a quota of
-// `cpus` CPUs' worth of time per period.
+// the guest's commands see ceil(cpus) CPUs (nproc: their affinity; at most the host's on gVisor,
+// whose runsc shows its guest at least 2 and the agent confines commands to ceil(cpus) of them),
+// and the sandbox's host cgroup (gVisor's, or the micro-VM's QEMU's) holds a quota of `cpus`
+// CPUs' worth of time per period.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";

@@ -28,13 +28,13 @@ test("capabilities: the default set with no_new_privs unless privileged; the age
   };
   const confined = process(false);
   assert.equal(confined.noNewPrivileges, true);
-  assert.deepEqual(confined.args, ["/.matchlock/agent", "--tty-signals"]);
+  assert.deepEqual(confined.args, ["/.matchlock/agent", "--tty-signals", "--cpus", "1"]);
   assert.equal(confined.capabilities.bounding!.length, 13);
   assert.ok(!confined.capabilities.bounding!.includes("CAP_SYS_ADMIN") && !confined.capabilities.bounding!.includes("CAP_NET_RAW"));
   assert.deepEqual(confined.capabilities.inheritable, []);
   const privileged = process(true);
   assert.equal(privileged.noNewPrivileges, false);
-  assert.deepEqual(privileged.args, ["/.matchlock/agent", "--tty-signals", "--privileged"]);
+  assert.deepEqual(privileged.args, ["/.matchlock/agent", "--tty-signals", "--cpus", "1", "--privileged"]);
   assert.ok(privileged.capabilities.effective!.includes("CAP_SYS_ADMIN"));
 });
 
@@ -90,4 +90,13 @@ test("read-only binds and users' host paths reach runsc as binds made in the san
   assert.deepEqual(withDisks.slice(-12), ["0", "64", "1", "1", "/v/a.ext4", "ro", "/v/a.ext4", "ro", "/h/a", "1:2", "runsc", "run"]);
   const [, held] = inPrivateMounts("/s", "/img", false, 64, [], "runsc", ["run"], [{ hostPath: "/v/a.ext4", held: "/proc/7/fd/9", guestPath: "/data", readonly: false }]);
   assert.deepEqual(held.slice(-5), ["/proc/7/fd/9", "rw", "/v/a.ext4", "runsc", "run"]);
+});
+
+test("cpus: a quota of that many CPUs' time, no cpuset, and the agent told ceil(cpus) for its commands", () => {
+  const config = ociConfig({ ...spec(512), cpus: 1.5 }, "/agent") as {
+    process: { args: string[] };
+    linux: { resources: { cpu: Record<string, unknown> } };
+  };
+  assert.deepEqual(config.linux.resources.cpu, { quota: 150_000, period: 100_000 });
+  assert.deepEqual(config.process.args.slice(2, 4), ["--cpus", "2"]);
 });

@@ -4,7 +4,6 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { unpackedRootfs, type SandboxSpec } from "../backend.js";
 import { GUEST_TASK_LIMIT } from "../task-limit.js";
-import { allowedCpus, cpuSetFor } from "../cpu-set.js";
 
 /** Where the agent binary appears inside the sandbox. */
 export const GUEST_AGENT_PATH = "/.matchlock/agent";
@@ -37,7 +36,9 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       // Unprivileged, the agent also confines each command itself (capabilities, no_new_privs,
       // seccomp), exactly as in a micro-VM, whose guest kernel has no OCI runtime.
       // --tty-signals: this gVisor's terminals do not turn ctrl-C, ctrl-\ and ctrl-Z into signals.
-      args: [GUEST_AGENT_PATH, "--tty-signals", ...(spec.privileged ? ["--privileged"] : [])],
+      // --cpus: runsc shows the guest max(2, ceil(cpus)) CPUs (--cpu-num-from-quota); the agent
+      // confines its commands to ceil(cpus) of them (see the agent's limit_cpus).
+      args: [GUEST_AGENT_PATH, "--tty-signals", "--cpus", String(Math.ceil(spec.cpus)), ...(spec.privileged ? ["--privileged"] : [])],
       env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
       cwd: "/",
       // Docker's default capability set (every capability when privileged): the sandbox's root
@@ -72,7 +73,7 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       cgroupsPath: `/matchlock/${spec.id}`,
       resources: {
         memory: { limit: spec.memoryMb * 1024 * 1024 },
-        cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US, cpus: cpuSetFor(spec.id, Math.ceil(spec.cpus), allowedCpus()) },
+        cpu: { quota: Math.round(spec.cpus * CPU_PERIOD_US), period: CPU_PERIOD_US },
         pids: { limit: HOST_TASK_LIMIT },
       },
     },

@@ -55,9 +55,12 @@ export interface RunscChoice {
  * only the gofer touches host files. A guest that broke into the Sentry would get the former.
  * The price: host-mount file work is slower; the image's root file system, whose writes stay in
  * runsc's own overlay (its filestore on a tmpfs), is not.
+ * --cpu-num-from-quota (every build we run has it): the guest sees ceil(quota) CPUs, at least 2
+ * (runsc's floor), not the host's. runsc runs its kernel on as many threads as it shows, and
+ * fewer than 2 made every exec slower; the agent's --cpus confines commands to ceil(cpus).
  */
 export function sandboxFlags(hasDirectfs: boolean): string[] {
-  return hasDirectfs ? ["--directfs=false"] : [];
+  return ["--cpu-num-from-quota", ...(hasDirectfs ? ["--directfs=false"] : [])];
 }
 
 /** The current runsc fetched by `matchlock setup` (scripts/fetch-runsc.sh). */

@@ -15,8 +15,7 @@ import { netnsPath } from "../host-end.js";
 import { checkDiskForHostKernel, checkLoopDevices, loopDisksReleased } from "./loop-disks.js";
 import { boundOnHost, diskMountPath, inPrivateMounts, privateRootfs, rootWritesDir } from "./private-mounts.js";
 import { traceStartup } from "../../trace/startup.js";
-import { CGROUP_PARENT, MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
-import { prepareCpusetParent } from "../cpu-set.js";
+import { MemoryCgroup, hostTaskLimitReached, removeSandboxCgroups } from "./memory-cgroup.js";
 import { runscChoice, sandboxFlags, type RunscChoice } from "./runsc-choice.js";
 
 const READY_TIMEOUT_MS = 30_000;
@@ -104,8 +103,6 @@ export class GvisorBackend implements BackendDriver {
     traceStartup("gvisor: bundle written");
     const memory = MemoryCgroup.of(spec.id);
     const log = await open(spec.logFile, "a");
-    // The guest sees as many CPUs as the bundle's cpuset holds (cpu-set.ts), not all the host's.
-    await prepareCpusetParent(CGROUP_PARENT);
     const writes = rootWritesDir(spec.stateDir);
     // runsc splits the flag at ':' and ','; a state directory named with either cannot be said there.
     if (/[:,]/.test(writes)) throw new Error(`the sandbox's state directory ${spec.stateDir} has a ':' or ',' in its path, which runsc's --overlay2 cannot take: set MATCHLOCK_HOME to a path without them`);
