@@ -17,7 +17,7 @@ describe("vfs.interception at create", () => {
       emit_events: true,
       rules: [
         { ops: ["READ_DIR", "removeall", "write"], path: "/workspace/*.env", action: " Block " },
-        { path: "/workspace/secret", action: "block", phase: "before" },
+        { path: "/workspace/secret", action: "block", phase: "before", timeout_ms: 100 },
         { ops: ["read"], action: "allow" },
         { ops: ["read"] },
       ],
@@ -41,7 +41,7 @@ describe("vfs.interception at create", () => {
       [{ rules: [{ path: "/a/[b", action: "block" }] }, /unclosed \[/],
       [{ rules: [{ path: "/a\\", action: "block" }] }, /unfinished escape/],
       [{ rules: [{ action: "block", phase: "after" }] }, /a block rule must run before the operation/],
-      [{ rules: [{ action: "block", timeout_ms: 100 }] }, /timeout_ms applies to SDK-side hooks only/],
+      [{ rules: [{ action: "block", timeout_ms: -1 }] }, /timeout_ms must not be negative/],
       [{ rules: [{ action: "block", callback_id: "x" }] }, /unknown field vfs\.interception\.rules\.0\.callback_id/],
       [{ emit_events: "yes" }, /emit_events must be a boolean/],
     ];

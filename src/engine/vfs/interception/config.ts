@@ -47,8 +47,10 @@ const ruleSchema = z.strictObject({
   action: z.string().transform((a) => a.trim().toLowerCase()).refine((a) => a === "" || a === "allow" || a === "block", {
     error: 'action must be "allow" or "block"',
   }).optional(),
-  // Upstream sends it with SDK callback hooks only; the engine's rules run no callback to time.
-  timeout_ms: z.number().refine((t) => t === 0, { error: "timeout_ms applies to SDK-side hooks only: an engine rule runs no callback" }).optional(),
+  // A callback's time limit. An engine rule runs no callback, so it bounds nothing here, as in
+  // upstream's engine; upstream's SDK sends it with a callback-less rule given timeoutMs, so it
+  // is taken (checked, never acted on) rather than failing that SDK's create.
+  timeout_ms: z.number().int("timeout_ms must be an integer").min(0, "timeout_ms must not be negative").optional(),
 }).superRefine((r, ctx) => {
   if (r.action === "block" && r.phase === "after") {
     ctx.addIssue({ code: "custom", path: ["phase"], message: "a block rule must run before the operation (phase before): after it, there is nothing left to block" });
