@@ -96,6 +96,8 @@ describe("network at runtime: allow-list, hosts, hostname, mtu", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `Added to ${id}: other.test,sub.wild.test\nCurrent allow-list: allowed.test,other.test,sub.wild.test\n`);
     assert.equal((await fetch("http://other.test/echo")).status, 200);
+    const recorded = JSON.parse((await cli(["get", id])).stdout) as { config: { network: { allowedHosts: string[] } } };
+    assert.deepEqual(recorded.config.network.allowedHosts, ["allowed.test", "other.test", "sub.wild.test"], "matchlock get shows the list as it is now");
     r = await cli(["allow-list", "add", id, "other.test"]);
     assert.equal(r.stdout, `No new hosts were added to ${id}\nCurrent allow-list: allowed.test,other.test,sub.wild.test\n`);
     r = await cli(["allow-list", "delete", id, "allowed.test", "other.test", "sub.wild.test"]);

@@ -16,7 +16,7 @@ import { removeSnapshotDisk } from "../vfs/snapshot-disk.js";
 import { backendDisks } from "../disks/extra-disks.js";
 import { lockDisk, unlockDisks } from "../disks/disk-locks.js";
 import { applyImageConfig, type SandboxConfig } from "./create-config.js";
-import { createVmRecord, logFile, markStopped, newVmId, removeVmDir } from "./state.js";
+import { createVmRecord, logFile, markStopped, newVmId, removeVmDir, updateVmConfig } from "./state.js";
 import { paths } from "../paths.js";
 import { resolveUser, type GuestFileReader, type ResolvedUser } from "./users.js";
 import { toWireFileInfo } from "./file-mode.js";
@@ -223,8 +223,18 @@ export class Sandbox {
     const result = change === "add" ? this.seal.policy.addAllowedHosts(hosts) : this.seal.policy.removeAllowedHosts(hosts);
     // An address the list names (or no longer names) is dialled directly: the firewall follows.
     await this.seal.syncLiteralAddresses();
+    // The record shows the list as it is now; changes are written in the order they were made.
+    // The change itself has taken effect, so a record that cannot be written is only logged.
+    const allowedHosts = [...result.allowList];
+    this.recordWrites = this.recordWrites
+      .then(() => updateVmConfig(this.id, (c) => void (c.network = { ...(c.network as Record<string, unknown> | undefined), allowedHosts })))
+      .catch((err: Error) => void process.stderr.write(`matchlock: ${this.id}: the record's allow-list was not updated: ${err.message}\n`));
+    await this.recordWrites;
     return result;
   }
+
+  /** The record's runtime updates, one after another. */
+  private recordWrites: Promise<void> = Promise.resolve();
 
   /** Whether close() was called (the sandbox is stopping or stopped). */
   get stopped(): boolean {

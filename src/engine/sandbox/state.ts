@@ -2,7 +2,7 @@
 //   <home>/vms/<id>/{pid,status,created_at,config.json,logs/vm.log}
 // `pid` is the owning engine process; a record that says "running" with a dead owner is crashed.
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { paths } from "../paths.js";
 import { pidAlive, processStart, sameProcessAlive } from "../process-identity.js";
@@ -55,6 +55,18 @@ export async function createVmRecord(id: string, config: Record<string, unknown>
   ]);
   await writeFile(join(dir, "status"), "running");
   return dir;
+}
+
+/**
+ * Writes a runtime change (the allow-list) into the record's config.json: the whole file, by a
+ * rename, so that a reader (`matchlock get`) never sees half of it. Callers serialize their own.
+ */
+export async function updateVmConfig(id: string, change: (config: Record<string, unknown>) => void): Promise<void> {
+  const file = join(paths.vm(id), "config.json");
+  const config = JSON.parse((await readText(file)) ?? "{}") as Record<string, unknown>;
+  change(config);
+  await writeFile(`${file}.new`, JSON.stringify(config, null, 2), { mode: 0o600 });
+  await rename(`${file}.new`, file);
 }
 
 export async function markStopped(id: string): Promise<void> {
