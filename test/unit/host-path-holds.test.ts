@@ -59,4 +59,50 @@ describe("held host paths", () => {
     await check(b, "-");
     await assert.rejects(check(b, `${st.dev}:${st.ino}`), (e: { stderr?: string }) => /host path .*\/a changed while it was being mounted/.test(e.stderr ?? ""));
   });
+
+  test("a failed bind is blamed on the path only when the path is no longer the checked object", async () => {
+    const c = join(base, "c");
+    await mkdir(c);
+    const st = await stat(c);
+    const failedBind = (path: string, identity: string) =>
+      exec("sh", ["-c", `${SAME_OBJECT_SH}\nfalse || changed_while_mounted "$1" "$2"`, "sh", path, identity]).then(
+        () => assert.fail("the script went on after a failed bind"),
+        (e: { code?: number; stderr?: string }) => e,
+      );
+    // Still the checked object: the bind failed for its own reason (mount says which).
+    assert.deepEqual([(await failedBind(c, `${st.dev}:${st.ino}`)).code, (await failedBind(c, `${st.dev}:${st.ino}`)).stderr], [1, ""]);
+    // An engine-owned path: nothing to prove.
+    assert.equal((await failedBind(join(base, "gone"), "-")).stderr, "");
+    // Gone since the check, or another object in its place.
+    assert.match((await failedBind(join(base, "gone"), `${st.dev}:${st.ino}`)).stderr ?? "", /host path .*\/gone changed while it was being mounted \(it went away/);
+    assert.match((await failedBind(base, `${st.dev}:${st.ino}`)).stderr ?? "", /changed while it was being mounted/);
+  });
+
+  test("a path that comes and goes while it is held is refused as changed or missing, never as unreadable", async () => {
+    const dir = join(base, "flicker", "sub");
+    await mkdir(dir, { recursive: true });
+    // Another process moves the directory away and back, and puts a link there in between.
+    const swapper = execFile("sh", ["-c", 'cd "$1" && ln -s /etc link && while :; do mv sub dir; mv link sub; mv sub link; mv dir sub; done', "sh", join(base, "flicker")]);
+    const seen = new Set<string>();
+    try {
+      for (let i = 0; i < 400; i++) {
+        const held = new HeldHostPaths();
+        try {
+          const checked = await held.hold(dir, "/w");
+          assert.equal(checked.path, dir);
+          seen.add("held");
+        } catch (err) {
+          assert.ok(err instanceof MountConfigError, String(err));
+          const why = /changed while it was checked|does not exist|symbolic link/.exec(err.message);
+          assert.ok(why, err.message);
+          seen.add(why[0]);
+        } finally {
+          await held.release();
+        }
+      }
+    } finally {
+      swapper.kill("SIGKILL");
+    }
+    assert.ok(seen.size >= 2, `the path did change under the holds: ${[...seen].join(", ")}`);
+  });
 });

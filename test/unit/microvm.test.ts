@@ -5,6 +5,7 @@ import { mkdtemp, open, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConsoleCapture } from "../../src/engine/backends/microvm/console-capture.js";
+import { cpuQuotaFor } from "../../src/engine/backends/microvm/cpu-quota.js";
 import { chooseAccel, tscKhzFrom, type HostFacts } from "../../src/engine/backends/microvm/accel.js";
 import { GUEST_9P_MODULES, GUEST_MODULES, GUEST_NET_MODULES, guestModuleSets, loadOrder, moduleName, parseModulesDep } from "../../src/engine/backends/microvm/module-order.js";
 import { JAIL_PATHS, SHARE_CAPABILITIES, jailedCommand, qemuUser, type JailPlan } from "../../src/engine/backends/microvm/jail.js";
@@ -271,4 +272,9 @@ test("the guest console reaches the log only up to 1 MiB; the tail for errors is
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("the micro-VM needs a quota cgroup for fractional cpus only (whole vCPUs are their own limit)", async () => {
+  assert.equal(await cpuQuotaFor("vm-00000000", 1), undefined);
+  assert.equal(await cpuQuotaFor("vm-00000000", 4), undefined);
 });

@@ -176,15 +176,19 @@ export class UnsupportedByBackendError extends EngineError {
  * script unless what is now mounted at DST is the object the engine checked (IDENTITY "-": an
  * engine-owned path, nothing to prove). The engine holds the object open meanwhile, so a
  * symlink swapped onto the path after the check leads the bind elsewhere and is caught here.
- * `changed_while_mounted SRC IDENTITY` ends it when the bind itself failed: a checked path went
- * away or turned into another kind of object since the check (an engine-owned one, "-", just
- * fails with mount's own message).
+ * `changed_while_mounted SRC IDENTITY` ends it when the bind itself failed: it says the path
+ * changed only when SRC is no longer the checked object (gone, or another object in its place);
+ * otherwise, and for an engine-owned path ("-"), mount's own message is the reason.
  */
-export const SAME_OBJECT_SH = `changed_while_mounted() {
-  [ "\${2:-}" != - ] || exit 1
+export const SAME_OBJECT_SH = `path_changed() {
   echo "host path $1 changed while it was being mounted (it went away, or a symbolic link or another object took its place); host paths must not contain symlinks" >&2
   exit 1
 }
+changed_while_mounted() {
+  [ "\${2:-}" != - ] || exit 1
+  [ "$(stat -c %d:%i -- "$1" 2>/dev/null)" != "$2" ] || exit 1
+  path_changed "$1"
+}
 same_object() {
-  [ "$2" = - ] || [ "$(stat -c %d:%i -- "$1")" = "$2" ] || changed_while_mounted "$3" "$2"
+  [ "$2" = - ] || [ "$(stat -c %d:%i -- "$1")" = "$2" ] || path_changed "$3"
 }`;

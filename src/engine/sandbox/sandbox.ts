@@ -223,11 +223,16 @@ export class Sandbox {
     const result = change === "add" ? this.seal.policy.addAllowedHosts(hosts) : this.seal.policy.removeAllowedHosts(hosts);
     // An address the list names (or no longer names) is dialled directly: the firewall follows.
     await this.seal.syncLiteralAddresses();
-    // The record shows the list as it is now; changes are written in the order they were made.
-    // The change itself has taken effect, so a record that cannot be written is only logged.
-    const allowedHosts = [...result.allowList];
+    // The record shows the list as it is when each write runs (so the last write has the latest),
+    // never once the sandbox is stopping: its record may be going. The change itself has taken
+    // effect, so a record that cannot be written is only logged.
+    const seal = this.seal;
     this.recordWrites = this.recordWrites
-      .then(() => updateVmConfig(this.id, (c) => void (c.network = { ...(c.network as Record<string, unknown> | undefined), allowedHosts })))
+      .then(() => {
+        if (this.stopped) return;
+        const allowedHosts = [...seal.policy.allowList];
+        return updateVmConfig(this.id, (c) => void (c.network = { ...(c.network as Record<string, unknown> | undefined), allowedHosts }));
+      })
       .catch((err: Error) => void process.stderr.write(`matchlock: ${this.id}: the record's allow-list was not updated: ${err.message}\n`));
     await this.recordWrites;
     return result;
@@ -339,6 +344,7 @@ export class Sandbox {
         await this.running.stop(graceMs);
       } finally {
         await this.seal?.close();
+        await this.recordWrites; // one in flight ends before the record may be removed
         await markStopped(this.id);
         await removeSnapshotDisk(paths.vm(this.id));
         // Once stopped, its disks are free: the guest synced them as it went (its agent syncs before exiting).

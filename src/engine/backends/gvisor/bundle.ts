@@ -36,8 +36,8 @@ export function ociConfig(spec: SandboxSpec, agentBinary: string, netnsPath?: st
       // Unprivileged, the agent also confines each command itself (capabilities, no_new_privs,
       // seccomp), exactly as in a micro-VM, whose guest kernel has no OCI runtime.
       // --tty-signals: this gVisor's terminals do not turn ctrl-C, ctrl-\ and ctrl-Z into signals.
-      // --cpus: runsc shows the guest max(2, ceil(cpus)) CPUs (--cpu-num-from-quota); the agent
-      // confines its commands to ceil(cpus) of them (see the agent's limit_cpus).
+      // --cpus: runsc shows the guest max(2, ceil(cpus)) CPUs, at most the host's
+      // (--cpu-num-from-quota); the agent confines its commands to ceil(cpus) of them (limit_cpus).
       args: [GUEST_AGENT_PATH, "--tty-signals", "--cpus", String(Math.ceil(spec.cpus)), ...(spec.privileged ? ["--privileged"] : [])],
       env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
       cwd: "/",

@@ -4,6 +4,7 @@
 // sandbox's own commands as much as for the file RPCs. Checked strictly at create: an op, action
 // or glob that would match nothing or mean nothing is refused by name, never dropped.
 import { z } from "zod";
+import { MAX_HOOK_TIMEOUT_MS } from "../../net/interception/config.js";
 
 /** The operations, in the order of the agent's op bits (guest/agent/agent.h, enum vfs_op). */
 export const VFS_OPS = [
@@ -50,7 +51,7 @@ const ruleSchema = z.strictObject({
   // A callback's time limit. An engine rule runs no callback, so it bounds nothing here, as in
   // upstream's engine; upstream's SDK sends it with a callback-less rule given timeoutMs, so it
   // is taken (checked, never acted on) rather than failing that SDK's create.
-  timeout_ms: z.number().int("timeout_ms must be an integer").min(0, "timeout_ms must not be negative").optional(),
+  timeout_ms: z.number().int("timeout_ms must be an integer").min(0, "timeout_ms must not be negative").max(MAX_HOOK_TIMEOUT_MS, `timeout_ms must be at most ${MAX_HOOK_TIMEOUT_MS}`).optional(),
 }).superRefine((r, ctx) => {
   if (r.action === "block" && r.phase === "after") {
     ctx.addIssue({ code: "custom", path: ["phase"], message: "a block rule must run before the operation (phase before): after it, there is nothing left to block" });
