@@ -172,15 +172,14 @@ static void open_channel(const char *path)
  */
 static void limit_cpus(const char *count)
 {
-    char *end;
-    long n = strtol(count, &end, 10);
-    if (*end || n < 1) die(2, "--cpus: not a CPU count: %s", count);
+    unsigned long n;
+    if (!parse_decimal(count, CPU_SETSIZE, &n) || n < 1) die(2, "--cpus: not a CPU count: %s", count);
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) < 0) die(1, "sched_getaffinity: %s", strerror(errno));
-    if (CPU_COUNT(&set) <= n) return;
+    if ((unsigned long)CPU_COUNT(&set) <= n) return;
     cpu_set_t first;
     CPU_ZERO(&first);
-    for (int cpu = 0, taken = 0; cpu < CPU_SETSIZE && taken < n; cpu++)
+    for (unsigned long cpu = 0, taken = 0; cpu < CPU_SETSIZE && taken < n; cpu++)
         if (CPU_ISSET(cpu, &set)) {
             CPU_SET(cpu, &first);
             taken++;

@@ -85,6 +85,8 @@ describe("held host paths", () => {
     const swapper = execFile("sh", ["-c", 'cd "$1" && ln -s /etc link && while :; do mv sub dir; mv link sub; mv sub link; mv dir sub; done', "sh", join(base, "flicker")]);
     const seen = new Set<string>();
     try {
+      // The swapping has begun once its link is there (the holds must meet it, however slowly sh starts).
+      while (!(await readdir(join(base, "flicker"))).some((n) => n !== "sub")) await new Promise((r) => setImmediate(r));
       for (let i = 0; i < 400; i++) {
         const held = new HeldHostPaths();
         try {

@@ -63,8 +63,7 @@ export class HeldHostPaths {
     try {
       handle = await open(path, O_PATH | constants.O_NOFOLLOW);
     } catch (err) {
-      // It was there, link-free, a moment ago: whatever took its place (nothing, a link) did so since.
-      if (["ENOENT", "ELOOP", "ENOTDIR"].includes((err as NodeJS.ErrnoException).code ?? "")) throw changedWhileChecked(guestPath, path);
+      if (goneOrReplaced(err)) throw changedWhileChecked(guestPath, path);
       throw new MountConfigError(`mount ${guestPath}: cannot open host path ${path}: ${(err as Error).message}`);
     }
     this.handles.push(handle);
@@ -80,6 +79,14 @@ export class HeldHostPaths {
   }
 }
 
+/**
+ * Whether a call on a path that was there, link-free, a moment ago failed because something
+ * changed it since: it is gone, or a link (or a file where a directory was) took its place.
+ */
+function goneOrReplaced(err: unknown): boolean {
+  return ["ENOENT", "ELOOP", "ENOTDIR"].includes((err as NodeJS.ErrnoException).code ?? "");
+}
+
 function changedWhileChecked(guestPath: string, path: string): MountConfigError {
   return new MountConfigError(`mount ${guestPath}: host path ${path} changed while it was checked (it went away, or a symbolic link or another object took its place); host paths must not contain symlinks`);
 }
@@ -90,8 +97,8 @@ async function hostDir(hostPath: string | undefined, guestPath: string): Promise
   const normal = posix.normalize(hostPath);
   const path = normal.length > 1 && normal.endsWith("/") ? normal.slice(0, -1) : normal;
   await refuseSymlinks(path, guestPath);
-  const st = await stat(path).catch(() => {
-    throw changedWhileChecked(guestPath, path);
+  const st = await stat(path).catch((err: unknown) => {
+    throw goneOrReplaced(err) ? changedWhileChecked(guestPath, path) : err;
   });
   if (!st.isDirectory() && !st.isFile()) throw new MountConfigError(`mount ${guestPath}: host path is not a directory or file: ${hostPath}`);
   return path;
