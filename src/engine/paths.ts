@@ -25,6 +25,8 @@ export const paths = {
   packageFile: (...parts: string[]) => join(packageRoot, ...parts),
   /** The host helper that runs runsc under a filter refusing set-id mode bits (host/setid-guard). */
   setidGuard: () => join(packageRoot, "host", "setid-guard", "build", "matchlock-setid-guard"),
+  /** The host helper that makes a gVisor sandbox's private mount namespace (host/private-mounts). */
+  privateMounts: () => join(packageRoot, "host", "private-mounts", "build", "matchlock-private-mounts"),
   /** The static agent binary put into every sandbox; $MATCHLOCK_AGENT overrides it. */
   agentBinary: () => settings.agent.read() || join(packageRoot, "guest", "agent", "build", "matchlock-agent"),
 };

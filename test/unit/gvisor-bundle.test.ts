@@ -4,6 +4,7 @@ import { test } from "node:test";
 import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
 import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
 import { boundOnHost, inPrivateMounts } from "../../src/engine/backends/gvisor/private-mounts.js";
+import { paths } from "../../src/engine/paths.js";
 
 const spec = (memoryMb: number) => ({
   id: "t", image: { kind: "unpacked" as const, ref: "t", rootfs: "/r" }, cpus: 1, memoryMb, diskSizeMb: 1024, hostname: "t", privileged: false, stateDir: "/s", logFile: "/l",
@@ -82,9 +83,9 @@ test("read-only binds and users' host paths reach runsc as binds made in the san
     { kind: "tmpfs", guestPath: "/c" },
     { kind: "bind", guestPath: "/d", hostPath: "/s/rootfs/ro/2", readonly: true },
   ]);
-  // The script gets the disk size, the counts (host binds, disks), the disks, (ro|rw, host path, identity) for each bind, then runsc's command line.
+  // The helper gets the disk size, the counts (host binds, disks), the disks, (ro|rw, host path, identity) for each bind, then runsc's command line.
   const [cmd, args] = inPrivateMounts("/s", "/img", false, 64, binds, "runsc", ["run"]);
-  assert.equal(cmd, "unshare");
+  assert.equal(cmd, paths.privateMounts());
   assert.deepEqual(args.slice(-15), ["0", "64", "3", "0", "ro", "/h/a", "1:2", "rw", "/h/b", "1:3", "ro", "/engine/d", "-", "runsc", "run"]);
   const [, withDisks] = inPrivateMounts("/s", "/img", false, 64, binds.slice(0, 1), "runsc", ["run"], [{ hostPath: "/v/a.ext4", guestPath: "/data", readonly: true }]);
   assert.deepEqual(withDisks.slice(-12), ["0", "64", "1", "1", "/v/a.ext4", "ro", "/v/a.ext4", "ro", "/h/a", "1:2", "runsc", "run"]);

@@ -57,7 +57,7 @@ export class GvisorBackend implements BackendDriver {
         "the gVisor backend needs root: runsc creates namespaces and cgroups for each sandbox. Run the engine as root, or use Config.useSudo in the SDK",
       );
     }
-    for (const [what, binary] of [["sandbox agent binary", paths.agentBinary()], ["set-id guard (host/setid-guard)", paths.setidGuard()]]) {
+    for (const [what, binary] of [["sandbox agent binary", paths.agentBinary()], ["set-id guard (host/setid-guard)", paths.setidGuard()], ["private-mounts helper (host/private-mounts)", paths.privateMounts()]]) {
       try {
         await access(binary, constants.X_OK);
       } catch {
