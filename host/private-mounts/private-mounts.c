@@ -22,7 +22,8 @@
  * A failure prints one line on stderr and exits 1 before CMD runs.
  *
  * Why C: this is on every gVisor sandbox's start path; done by a shell script, it took ~30 ms in
- * the dozen processes (mount, mkdir, awk, subshells) the script started.
+ * the dozen processes (mount, mkdir, awk, subshells) the script started. Needs Linux 5.12
+ * (mount_setattr, which makes a mount read-only with its submounts and keeps its other flags).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,15 +41,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef LOOP_CONFIGURE
-#define LOOP_CONFIGURE 0x4C0A
-#endif
-
 /* Mount points are empty files and directories, and runsc writes nothing else in the upper
  * layer (the guest's own changes stay in the Sentry's overlay): a small cap is plenty. */
 #define ROOT_TMPFS "size=16m,nr_inodes=16384,mode=700"
 
-static void fail(const char *fmt, ...)
+static _Noreturn void fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -60,21 +57,50 @@ static void fail(const char *fmt, ...)
 }
 
 /* The same words as the shell's path_changed (SAME_OBJECT_SH), which the engine reports. */
-static void path_changed(const char *path)
+static _Noreturn void path_changed(const char *path)
 {
     fprintf(stderr, "host path %s changed while it was being mounted (it went away, or a symbolic link or "
                     "another object took its place); host paths must not contain symlinks\n", path);
     exit(1);
 }
 
+/* A decimal number of digits only, ending at `stop`; *next points past it. */
+static int parse_decimal(const char *s, char stop, unsigned long long *out, const char **next)
+{
+    if (*s < '0' || *s > '9') return 0;
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    if (errno || *end != stop) return 0;
+    *next = end;
+    return 1;
+}
+
 /* Whether `path` (followed, as mount(2) follows it) is the object of IDENTITY "dev:ino". */
 static int is_object(const char *path, const char *identity)
 {
-    struct stat st;
     unsigned long long dev, ino;
-    char end;
-    if (sscanf(identity, "%llu:%llu%c", &dev, &ino, &end) != 2) fail("bad host path identity %s", identity);
+    const char *rest;
+    if (!parse_decimal(identity, ':', &dev, &rest) || !parse_decimal(rest + 1, '\0', &ino, &rest)) {
+        fail("bad host path identity %s", identity);
+    }
+    struct stat st;
     return stat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+/* "ro" or "rw", nothing else: a bind or disk is read-only only when said so, never by a typo. */
+static int is_readonly(const char *mode)
+{
+    if (strcmp(mode, "ro") == 0) return 1;
+    if (strcmp(mode, "rw") == 0) return 0;
+    fail("bad mode %s (ro or rw)", mode);
+}
+
+/* Read-only for this mount (and with `flags` AT_RECURSIVE, every submount), keeping its other flags. */
+static int make_readonly(const char *target, unsigned flags)
+{
+    struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+    return syscall(SYS_mount_setattr, AT_FDCWD, target, flags, &attr, sizeof attr) == 0;
 }
 
 static void mount_or_fail(const char *source, const char *target, const char *type, unsigned long flags, const char *data)
@@ -96,50 +122,73 @@ static long count_arg(const char *s, const char *what)
     return n;
 }
 
-static void cannot_mount_disk(const char *name)
+static _Noreturn void cannot_mount_disk(const char *name, const char *step, int err)
 {
-    fail("cannot mount the extra disk %s (an ext4 image, on a loop device: needs root and /dev/loop-control)", name);
+    fail("cannot mount the extra disk %s (an ext4 image, on a loop device): %s: %s%s", name, step, strerror(err),
+         err == EPERM || err == EACCES ? " (needs root)" : "");
 }
 
-/* A free loop device bound to `image_fd`, set to go away when its last user (the mount) does. */
-static int attach_loop(int image_fd, int readonly, char *dev_path, size_t dev_path_len)
+/* Binds `dev` to `image_fd`, going when its last user (the mount) does: LOOP_CONFIGURE (Linux
+ * 5.8), else the two older calls. */
+static int configure_loop(int dev, int image_fd, int readonly)
 {
+    struct loop_config config = { .fd = (unsigned)image_fd };
+    config.info.lo_flags = LO_FLAGS_AUTOCLEAR | (readonly ? LO_FLAGS_READ_ONLY : 0);
+    if (ioctl(dev, LOOP_CONFIGURE, &config) == 0) return 0;
+    if (errno != EINVAL && errno != ENOTTY) return -1;
+    if (ioctl(dev, LOOP_SET_FD, image_fd) != 0) return -1;
+    struct loop_info64 info = { .lo_flags = LO_FLAGS_AUTOCLEAR };
+    if (ioctl(dev, LOOP_SET_STATUS64, &info) == 0) return 0;
+    int err = errno;
+    ioctl(dev, LOOP_CLR_FD);
+    errno = err;
+    return -1;
+}
+
+/* A free loop device bound to `image_fd`; -1 with *step naming what failed. */
+static int attach_loop(int image_fd, int readonly, char *dev_path, size_t dev_path_len, const char **step)
+{
+    *step = "open /dev/loop-control";
     int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl < 0) return -1;
+    int dev = -1;
     for (int attempt = 0; attempt < 64; attempt++) {
+        *step = "find a free loop device";
         int n = ioctl(ctl, LOOP_CTL_GET_FREE);
         if (n < 0) break;
         snprintf(dev_path, dev_path_len, "/dev/loop%d", n);
-        int dev = open(dev_path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        *step = dev_path;
+        dev = open(dev_path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
         if (dev < 0) break;
-        struct loop_config config = { .fd = (unsigned)image_fd };
-        config.info.lo_flags = LO_FLAGS_AUTOCLEAR | (readonly ? LO_FLAGS_READ_ONLY : 0);
-        if (ioctl(dev, LOOP_CONFIGURE, &config) == 0) {
-            close(ctl);
-            return dev;
-        }
+        if (configure_loop(dev, image_fd, readonly) == 0) break;
         int err = errno;
         close(dev);
+        dev = -1;
+        errno = err;
         if (err != EBUSY) break; /* another process took this device first: take the next free one */
     }
+    int err = errno;
     close(ctl);
-    return -1;
+    errno = err;
+    return dev;
 }
 
 static void mount_disk(int index, const char *held, const char *mode, const char *name)
 {
-    int readonly = strcmp(mode, "ro") == 0;
+    int readonly = is_readonly(mode);
     char dir[32], dev_path[32];
     snprintf(dir, sizeof dir, "disk/%d", index);
     mkdir_or_fail(dir);
     int image = open(held, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (image < 0) cannot_mount_disk(name);
-    int dev = attach_loop(image, readonly, dev_path, sizeof dev_path);
-    if (dev < 0) cannot_mount_disk(name);
+    if (image < 0) cannot_mount_disk(name, "open the image", errno);
+    const char *step;
+    int dev = attach_loop(image, readonly, dev_path, sizeof dev_path, &step);
+    if (dev < 0) cannot_mount_disk(name, step, errno);
     unsigned long flags = MS_NOSUID | MS_NODEV | (readonly ? MS_RDONLY : 0);
     if (mount(dev_path, dir, "ext4", flags, "noinit_itable") != 0) {
+        int err = errno;
         ioctl(dev, LOOP_CLR_FD);
-        cannot_mount_disk(name);
+        cannot_mount_disk(name, "mount ext4", err);
     }
     /* The mount holds the device now; autoclear frees it when the mount goes. */
     close(dev);
@@ -148,7 +197,7 @@ static void mount_disk(int index, const char *held, const char *mode, const char
 
 static void bind_host_path(int index, const char *mode, const char *src, const char *identity)
 {
-    int readonly = strcmp(mode, "ro") == 0;
+    int readonly = is_readonly(mode);
     int owned = strcmp(identity, "-") == 0;
     char target[32];
     snprintf(target, sizeof target, "%s/%d", readonly ? "ro" : "rw", index);
@@ -167,13 +216,9 @@ static void bind_host_path(int index, const char *mode, const char *src, const c
         fail("cannot bind-mount host path %s: %s", src, strerror(err));
     }
     if (!owned && !is_object(target, identity)) path_changed(src);
-    if (readonly) {
-        /* Read-only with every submount: a plain read-only bind leaves submounts writable. */
-        struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
-        if (syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE, &attr, sizeof attr) != 0) {
-            fail("cannot make host path %s read-only: %s%s", src, strerror(errno),
-                 errno == ENOSYS ? " (needs Linux 5.12 or later)" : "");
-        }
+    /* Read-only with every submount: a plain read-only bind leaves submounts writable. */
+    if (readonly && !make_readonly(target, AT_RECURSIVE)) {
+        fail("cannot make host path %s read-only: %s%s", src, strerror(errno), errno == ENOSYS ? " (needs Linux 5.12 or later)" : "");
     }
 }
 
@@ -184,12 +229,14 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *root = argv[1], *image = argv[2];
-    int hide_net = strcmp(argv[3], "1") == 0;
+    if (strcmp(argv[3], "0") != 0 && strcmp(argv[3], "1") != 0) fail("bad HIDE_NET %s (0 or 1)", argv[3]);
+    int hide_net = argv[3][0] == '1';
     long disk_mb = count_arg(argv[4], "disk size");
     long nbinds = count_arg(argv[5], "host path count");
     long ndisks = count_arg(argv[6], "disk count");
     if (disk_mb == 0) fail("bad disk size: 0");
-    if (ndisks > 1024 || nbinds > 1024 || argc < 8 + 3 * (ndisks + nbinds)) fail("too few arguments for %ld disks and %ld host paths", ndisks, nbinds);
+    if (ndisks > 1024 || nbinds > 1024) fail("too many disks (%ld) or host paths (%ld): at most 1024 each", ndisks, nbinds);
+    if (argc < 8 + 3 * (ndisks + nbinds)) fail("too few arguments for %ld disks and %ld host paths", ndisks, nbinds);
     char **arg = argv + 7;
 
     if (unshare(CLONE_NEWNS) != 0) {
@@ -210,7 +257,7 @@ int main(int argc, char **argv)
 
     /* The image read-only even below the overlay: nothing in this namespace can write to it. */
     mount_or_fail(image, "lower", NULL, MS_BIND, NULL);
-    mount_or_fail("none", "lower", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
+    if (!make_readonly("lower", 0)) fail("cannot make the image %s read-only: %s%s", image, strerror(errno), errno == ENOSYS ? " (needs Linux 5.12 or later)" : "");
     mount_or_fail("matchlock-rootfs", "merged", "overlay", 0, "lowerdir=lower,upperdir=upper,workdir=work");
     if (hide_net) mount_or_fail("matchlock", "/proc/sys/net", "tmpfs", 0, "size=4k");
 

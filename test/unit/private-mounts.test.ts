@@ -85,6 +85,19 @@ describe("the private mount namespace helper", () => {
     await assert.rejects(exec(cmd2, args2), (e: { stderr: string }) => /cannot bind-mount host path .*\/gone: No such file or directory/.test(e.stderr));
   });
 
+  test("an extra disk is mounted from its held image on a loop device, read-only when asked; a missing image is said", async () => {
+    const disk = join(base, "disk.ext4");
+    await exec("truncate", ["-s", "8M", disk]);
+    await exec("mkfs.ext4", ["-q", "-F", "-d", join(base, "ro-dir"), disk]);
+    const report = 'cd "$1" && test -d disk/0/sub && echo has-sub; touch disk/0/x 2>/dev/null || echo disk-read-only; grep -c " $1/disk/0 ext4 ro,nosuid,nodev" /proc/self/mounts';
+    const s = await freshState();
+    const [cmd, args] = inPrivateMounts(s, image, false, 8, [], "sh", ["-c", report, "sh", join(s, "rootfs")], [{ hostPath: disk, guestPath: "/data", readonly: true }]);
+    const { stdout } = await exec(cmd, args);
+    assert.deepEqual(stdout.trim().split("\n"), ["has-sub", "disk-read-only", "1"]);
+    const [cmd2, args2] = inPrivateMounts(await freshState(), image, false, 8, [], "true", [], [{ hostPath: "/data.ext4", held: join(base, "no-such.ext4"), guestPath: "/data", readonly: false }]);
+    await assert.rejects(exec(cmd2, args2), (e: { stderr: string }) => /cannot mount the extra disk \/data.ext4 \(an ext4 image, on a loop device\): open the image: No such file or directory/.test(e.stderr));
+  });
+
   test("bad arguments are refused by name, and a missing command is said", async () => {
     const s = await freshState();
     const [cmd, args] = inPrivateMounts(s, image, false, 8, [], "true", []);
@@ -92,6 +105,10 @@ describe("the private mount namespace helper", () => {
     bad[3] = "-1";
     await assert.rejects(exec(cmd, bad), (e: { stderr: string }) => /bad disk size: -1/.test(e.stderr));
     await assert.rejects(exec(cmd, ["a"]), (e: { code: number; stderr: string }) => e.code === 2 && /usage: matchlock-private-mounts/.test(e.stderr));
+    const [, oneBind] = inPrivateMounts(s, image, false, 8, [{ readonly: true, path: join(base, "ro-dir"), identity: "+1:2" }], "true", []);
+    await assert.rejects(exec(cmd, oneBind), (e: { stderr: string }) => /bad host path identity \+1:2/.test(e.stderr));
+    oneBind[6] = "RO";
+    await assert.rejects(exec(cmd, oneBind), (e: { stderr: string }) => /bad mode RO \(ro or rw\)/.test(e.stderr));
     const [cmd3, args3] = inPrivateMounts(await freshState(), image, false, 8, [], join(base, "no-such-runsc"), []);
     await assert.rejects(exec(cmd3, args3), (e: { stderr: string }) => /cannot run .*no-such-runsc: No such file or directory/.test(e.stderr));
   });

@@ -68,7 +68,8 @@ export class HeldHostPaths {
     }
     this.handles.push(handle);
     const reached = await readlink(`/proc/self/fd/${handle.fd}`);
-    const st = await handle.stat();
+    // bigint: inode numbers past 2^53 (overlayfs, XFS) stay exact for the backends' comparison.
+    const st = await handle.stat({ bigint: true });
     if (reached !== path || !(st.isDirectory() || st.isFile())) throw changedWhileChecked(guestPath, path);
     return { path, identity: `${st.dev}:${st.ino}`, held: `/proc/${process.pid}/fd/${handle.fd}` };
   }
