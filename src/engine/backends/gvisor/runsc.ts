@@ -139,10 +139,11 @@ export class GvisorBackend implements BackendDriver {
       // gone too. (A read-only disk may be shared: another sandbox's device may stay, rightly.)
       const writable = disks.filter((d) => !d.readonly).map((d) => d.hostPath);
       if (writable.length > 0) await loopDisksReleased(writable);
-      await removeRunscFiles(spec.id);
       // runsc removes its cgroups when it exits or deletes its container; one killed before it
       // recorded the container (a create cut short) cannot, and the record may be gone for gc.
+      // Their removal waits for the sandbox's processes to end: none can make a file after it.
       await removeSandboxCgroups(spec.id);
+      await removeRunscFiles(spec.id);
     };
     try {
       await withTimeout(unlessAborted(agent.ready, spec.signal), READY_TIMEOUT_MS, "the sandbox agent did not become ready in time");
@@ -175,8 +176,13 @@ async function stopSandbox(
   await runRunsc(runsc, ["delete", "--force", id]);
 }
 
+/**
+ * runsc's files for a container in its root: "<id>_sandbox:<id>.state" and its lock, and the
+ * sandbox's control socket "runsc-<id>.sock", which a sandbox killed while `runsc run` was still
+ * creating it leaves behind.
+ */
 async function runscFilesOf(id: string): Promise<string[]> {
-  return (await readdir(paths.runscRoot()).catch(() => [] as string[])).filter((n) => n.startsWith(`${id}_`));
+  return (await readdir(paths.runscRoot()).catch(() => [] as string[])).filter((n) => n.startsWith(`${id}_`) || n === `runsc-${id}.sock`);
 }
 
 /**
