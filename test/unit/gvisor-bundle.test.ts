@@ -1,7 +1,11 @@
 // The gVisor bundle: what each mount kind becomes in runsc's config.json (read-only binds through the private mount namespace), and its task limits.
 import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { HOST_TASK_LIMIT, ociConfig } from "../../src/engine/backends/gvisor/bundle.js";
+import { gvisorDriver } from "../../src/engine/backends/gvisor/runsc.js";
 import { GUEST_TASK_LIMIT } from "../../src/engine/backends/task-limit.js";
 import { boundOnHost, inPrivateMounts } from "../../src/engine/backends/gvisor/private-mounts.js";
 import { paths } from "../../src/engine/paths.js";
@@ -100,4 +104,23 @@ test("cpus: a quota of that many CPUs' time, no cpuset, and the agent told ceil(
   };
   assert.deepEqual(config.linux.resources.cpu, { quota: 150_000, period: 100_000 });
   assert.deepEqual(config.process.args.slice(2, 4), ["--cpus", "2"]);
+});
+
+test("reclaiming a sandbox removes runsc's files for it, its control socket included, and no other's", async () => {
+  const home = await mkdtemp(join(tmpdir(), "matchlock-reclaim-"));
+  const saved = process.env.MATCHLOCK_HOME;
+  process.env.MATCHLOCK_HOME = home;
+  try {
+    await mkdir(paths.runscRoot(), { recursive: true });
+    const theirs = ["vm-a_sandbox:vm-a.state", "vm-a_sandbox:vm-a.lock", "runsc-vm-a.sock"];
+    const others = ["vm-ab_sandbox:vm-ab.state", "runsc-vm-ab.sock"];
+    for (const f of [...theirs, ...others]) await writeFile(join(paths.runscRoot(), f), "");
+    const cleaned = await gvisorDriver.reclaim("vm-a");
+    assert.ok(cleaned.includes("runsc container"), cleaned.join(", "));
+    assert.deepEqual((await readdir(paths.runscRoot())).sort(), others.sort());
+  } finally {
+    if (saved === undefined) delete process.env.MATCHLOCK_HOME;
+    else process.env.MATCHLOCK_HOME = saved;
+    await rm(home, { recursive: true, force: true });
+  }
 });
