@@ -28,6 +28,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/loop.h>
 #include <linux/mount.h>
 #include <sched.h>
@@ -115,11 +116,10 @@ static void mkdir_or_fail(const char *path)
 
 static long count_arg(const char *s, const char *what)
 {
-    char *end;
-    errno = 0;
-    long n = strtol(s, &end, 10);
-    if (errno || *end || end == s || n < 0) fail("bad %s: %s", what, s);
-    return n;
+    unsigned long long n;
+    const char *end;
+    if (!parse_decimal(s, '\0', &n, &end) || n > LONG_MAX) fail("bad %s: %s", what, s);
+    return (long)n;
 }
 
 static _Noreturn void cannot_mount_disk(const char *name, const char *step, int err)
