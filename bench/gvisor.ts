@@ -2,7 +2,7 @@
 // spawns, measured in one run on this machine. Prints medians and ratios.
 //   npm run bench            (needs root, runsc and the local images from `npm run setup`)
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ociConfig } from "../src/engine/backends/gvisor/bundle.js";
@@ -47,28 +47,53 @@ async function main(): Promise<void> {
   const runsc = (...a: string[]) => ["--root", runscRoot, `--platform=${choice.platform}`, ...sandboxFlags(choice.hasDirectfs), "--network=none", "--overlay2=root:memory", ...a];
 
   // 1. Cold start: raw `runsc run true` vs SDK launch() -> first exec result, with the default
-  // client (the shared engine), an engine process per client (`sharedEngine: false`) and an
-  // explicit resident engine (`matchlock serve`). Interleaved round by round, so that a load
-  // change on the machine hits all of them alike, in rotating order. The default client's first start (which
-  // starts the shared engine) is timed apart.
+  // client (the shared engine, which hands out a warm spare booted when the previous sandbox
+  // closed), the same without spares (MATCHLOCK_WARM_POOL=0), an engine process per client
+  // (`sharedEngine: false`) and an explicit resident engine (`matchlock serve`, spares on).
+  // Interleaved round by round in rotating order, so that a load change on the machine hits all
+  // of them alike. Each measure starts only once every spare the engines were booting is up, so
+  // that no boot runs beside a measure. The default client's first start (which starts the shared
+  // engine) is timed apart.
   const rawBundle = await rawRunscBundle(image.rootfs, join(work, "raw"), ["/bin/true"]);
   const server = await startServer(join(work, "engine.sock"));
   const raw: number[] = [];
   const byDefault: ColdStart[] = [];
+  const noSpare: ColdStart[] = [];
   const perClient: ColdStart[] = [];
   const resident: ColdStart[] = [];
   let firstDefault: ColdStart;
+  // Sandboxes closed on engines that keep spares: each makes one spare boot (or fail), and says so in its log.
+  let sparesDue = 0;
+  const sparesLogged = async () => countSpareLines(server.stderr()) + (await sharedEngineLogs(home)).reduce((n, log) => n + countSpareLines(log), 0);
+  const settle = async () => {
+    for (const until = Date.now() + 60_000; (await sparesLogged()) < sparesDue && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  };
+  const withoutSpares = async <T>(f: () => Promise<T>): Promise<T> => {
+    process.env.MATCHLOCK_WARM_POOL = "0"; // read when the client picks its shared engine
+    try {
+      return await f();
+    } finally {
+      delete process.env.MATCHLOCK_WARM_POOL;
+    }
+  };
   try {
     firstDefault = await sdkColdStart();
+    sparesDue++;
+    await withoutSpares(() => sdkColdStart()); // starts that shared engine outside the rounds
+    await settle();
     for (let i = 0; i < ROUNDS; i++) {
       raw.push(await run(choice.binary, runsc("run", "--bundle", rawBundle, `bench-raw-${i}`)));
       // The SDK clients in turns of their own each round: none always follows the raw run.
       const clients: Array<() => Promise<unknown>> = [
-        async () => byDefault.push(await sdkColdStart()),
+        async () => (byDefault.push(await sdkColdStart()), sparesDue++),
+        async () => noSpare.push(await withoutSpares(() => sdkColdStart())),
         async () => perClient.push(await sdkColdStart({ binaryPath: CLI })),
-        async () => resident.push(await sdkColdStart({ engineSocket: server.socketPath })),
+        async () => (resident.push(await sdkColdStart({ engineSocket: server.socketPath })), sparesDue++),
       ];
-      for (let k = 0; k < clients.length; k++) await clients[(i + k) % clients.length]!();
+      for (let k = 0; k < clients.length; k++) {
+        await clients[(i + k) % clients.length]!();
+        await settle();
+      }
     }
   } finally {
     await server.stop();
@@ -92,9 +117,10 @@ async function main(): Promise<void> {
   for (let i = 0; i < EXECS; i++) native.push(await run("/bin/true", []));
 
   const rows: Array<[string, number, string, number, string]> = [
-    ["cold start: launch + first exec, default client (shared engine running)", median(totals(byDefault)), "runsc run /bin/true", median(raw), parts(byDefault)],
+    ["cold start: launch + first exec, default client (shared engine running, warm spare)", median(totals(byDefault)), "runsc run /bin/true", median(raw), parts(byDefault)],
+    ["cold start: launch + first exec, default client without spares (`MATCHLOCK_WARM_POOL=0`)", median(totals(noSpare)), "runsc run /bin/true", median(raw), parts(noSpare)],
     ["cold start: launch + first exec, engine per client (`sharedEngine: false`)", median(totals(perClient)), "runsc run /bin/true", median(raw), parts(perClient)],
-    ["cold start: launch + first exec, resident engine (`matchlock serve`)", median(totals(resident)), "runsc run /bin/true", median(raw), parts(resident)],
+    ["cold start: launch + first exec, resident engine (`matchlock serve`, warm spare)", median(totals(resident)), "runsc run /bin/true", median(raw), parts(resident)],
     ["cold start: default client, first one (starts the shared engine; one run)", firstDefault.total, "runsc run /bin/true", median(raw), parts([firstDefault])],
     ["exec `true` round trip (SDK)", median(sdkExec), "runsc exec /bin/true", median(runscExec), `p99 ${p99(sdkExec).toFixed(1)} ms`],
     ["exec `true` round trip (SDK)", median(sdkExec), "native spawn /bin/true", median(native), ""],
@@ -108,6 +134,18 @@ async function main(): Promise<void> {
     console.log(`| ${what} | ${ours.toFixed(1)} | ${base} | ${baseMs.toFixed(1)} | ${(ours / baseMs).toFixed(2)}x | ${note} |`);
   }
   await printEngineLoad();
+}
+
+/** Lines of an engine log that end a spare's boot (booted, or not made). */
+function countSpareLines(log: string): number {
+  return (log.match(/warm spare (vm-[0-9a-f]+ booted|not made)/g) ?? []).length;
+}
+
+/** The logs of the shared engines under this home ($MATCHLOCK_HOME/run/shared-*.log). */
+async function sharedEngineLogs(home: string): Promise<string[]> {
+  const dir = join(home, "run");
+  const names = (await readdir(dir).catch(() => [])).filter((n) => n.startsWith("shared-") && n.endsWith(".log"));
+  return Promise.all(names.map((n) => readFile(join(dir, n), "utf8").catch(() => "")));
 }
 
 await main();

@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { paths } from "../engine/paths.js";
 import { ResidentServer } from "../engine/resident/resident-server.js";
 import { engineLog, prepareEngineProcess } from "./engine-process.js";
+import { settings } from "../settings/settings.js";
 
 interface ServeOptions {
   socket?: string;
@@ -33,8 +34,10 @@ export function registerServeCommand(program: Command): void {
       let gc: Promise<void> = Promise.resolve();
       const exit = (code: number) => void gc.finally(() => process.exit(code));
       // The socket first: a server that may not take it fails before touching any state.
+      const warmPool = settings.warmPool.read();
+      if (warmPool !== "0" && warmPool !== "1") throw new Error(`MATCHLOCK_WARM_POOL must be 0 or 1, got ${JSON.stringify(warmPool)}`);
       const server = await ResidentServer.start({
-        socketPath, log: engineLog,
+        socketPath, log: engineLog, warmPool: warmPool === "1",
         idleExitMs: opts.idleExit !== undefined ? opts.idleExit * 1000 : undefined,
         onRetired: () => exit(0),
       });

@@ -50,7 +50,8 @@ export function registerVmCommands(program: Command): void {
     .option("--running", "only running sandboxes")
     .option("--json", "print JSON")
     .action(async (opts: { running?: boolean; json?: boolean }) => {
-      const vms = (await listVms()).filter((v) => !opts.running || v.status === "running");
+      // A resident engine's warm spare is nobody's sandbox yet (docs/resident-engine.md).
+      const vms = (await listVms()).filter((v) => !v.spare && (!opts.running || v.status === "running"));
       if (opts.json) {
         console.log(JSON.stringify(vms.map((v) => ({ id: v.id, status: v.status, image: v.image, created_at: v.createdAt, pid: v.pid })), null, 2));
         return;

@@ -39,6 +39,7 @@ export const settings = {
   microvmAccel: withDefault("MATCHLOCK_MICROVM_ACCEL", "engine", "micro-VM accelerator: kvm, tcg or auto (KVM only with real vmx/svm)", "auto"),
   traceStartup: optional("MATCHLOCK_TRACE_STARTUP", "engine", "1: write start-up timestamps to stderr", "off"),
   entrypointGraceMs: withDefault("MATCHLOCK_ENTRYPOINT_GRACE_MS", "engine", "how long launch_entrypoint watches the image's command: one that fails within it fails the create", "500"),
+  warmPool: withDefault("MATCHLOCK_WARM_POOL", "engine", "1: a resident or shared engine boots a spare like each sandbox that closes, for the next create asking for exactly the same (docs/resident-engine.md); 0: never", "1"),
   pull: optional("MATCHLOCK_PULL", "engine", "never: refuse to pull images missing from the store", "pull when missing"),
   maxLayerBytes: optional("MATCHLOCK_MAX_LAYER_BYTES", "engine", "largest accepted image layer: bytes, or with a K, M, G or T suffix", "64G"),
   insecureRegistries: optional("MATCHLOCK_INSECURE_REGISTRIES", "engine", "comma-separated registries (host or host:port) reached over plain HTTP; loopback always is", "none"),

@@ -10,6 +10,8 @@ import type { Sandbox } from "../sandbox/sandbox.js";
 import { recordsOwnedByResidentEngine, takeStopRequest } from "../sandbox/state.js";
 import { listenOwnerOnly } from "./socket-claim.js";
 import { SandboxHub } from "./sandbox-hub.js";
+import { WarmPool } from "./warm-pool.js";
+import { engineCreateDeps } from "../sandbox/create.js";
 
 /** After the session ended, how long the client may keep its end open before it is cut. */
 const LINGER_MS = 5000;
@@ -29,6 +31,8 @@ export interface ResidentOptions {
    */
   idleExitMs?: number;
   onRetired?: () => void;
+  /** Keep a warm spare like the sandbox that closed last, for the next create like it (warm-pool.ts). */
+  warmPool?: boolean;
 }
 
 /** An open connection: its session (once serve made it) and the end of that session. */
@@ -40,6 +44,7 @@ interface Connection {
 export class ResidentServer {
   private readonly connections = new Map<Socket, Connection>();
   private readonly hub = new SandboxHub();
+  private warmPool: WarmPool | undefined;
   private connectionCount = 0;
   private server!: Server;
   private stopping?: Promise<void>;
@@ -59,6 +64,7 @@ export class ResidentServer {
   static async start(opts: ResidentOptions): Promise<ResidentServer> {
     const self = new ResidentServer(opts.log, opts.socketPath, opts);
     if (opts.ownsRecords ?? true) recordsOwnedByResidentEngine(opts.socketPath);
+    if (opts.warmPool) self.warmPool = new WarmPool(engineCreateDeps((line) => opts.log(`[warm pool] ${line}`)));
     // allowHalfOpen: a client's EOF ends its session, but the replies still in flight go out.
     self.server = createServer({ allowHalfOpen: true }, (socket) => self.accept(socket));
     self.releaseSocket = await listenOwnerOnly(self.server, opts.socketPath);
@@ -80,7 +86,7 @@ export class ResidentServer {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       const ended = [...this.connections].map(([socket, c]) => (socket.destroy(), c.ended));
       const detached = this.hub.detachedIds().map((id) => this.hub.stop(id));
-      await Promise.allSettled([...ended, ...detached]);
+      await Promise.allSettled([...ended, ...detached, this.warmPool?.close()]);
       await closed;
     })();
     return this.stopping;
@@ -110,6 +116,7 @@ export class ResidentServer {
         await this.hub.stop(id).catch((err: Error) => this.log(`stopping ${id} failed: ${err.message}`));
       }
     }
+    await this.warmPool?.stopRequested().catch((err: Error) => this.log(`stopping the warm spare failed: ${err.message}`));
     this.checkIdle();
   }
 
@@ -165,7 +172,7 @@ export class ResidentServer {
     this.connections.set(socket, connection);
     const onSession = (s: Session) => (connection.session = s);
     const findSandbox = (id: string) => this.findSandbox(id);
-    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, findSandbox, hub: this.hub })
+    connection.ended = serve({ input: socket, output: socket, log, handleSignals: false, onSession, findSandbox, hub: this.hub, warmPool: this.warmPool })
       .catch((err: NodeJS.ErrnoException) => {
         const vanished = err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET";
         log(vanished ? "the client disconnected" : `session ended: ${err.message}`);

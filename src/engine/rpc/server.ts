@@ -21,6 +21,7 @@ import { toWireError } from "./errors.js";
 import { traceStartup } from "../trace/startup.js";
 import { INPUT_METHODS, Method } from "../../protocol/methods.js";
 import type { SandboxHub } from "../resident/sandbox-hub.js";
+import type { WarmPool } from "../resident/warm-pool.js";
 
 export interface ServeOptions {
   input: Readable;
@@ -38,11 +39,13 @@ export interface ServeOptions {
   hub?: SandboxHub;
   /** The engine's other sandboxes, for `port_forward` with `vm_id` (the resident engine's). */
   findSandbox?: SandboxFinder;
+  /** The resident engine's warm spare (none: every create boots its sandbox). */
+  warmPool?: WarmPool;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
   const writer = new MessageWriter(opts.output);
-  const session = new Session(writer, opts.log, undefined, opts.findSandbox, opts.hub);
+  const session = new Session(writer, opts.log, undefined, opts.findSandbox, opts.hub, opts.warmPool);
   opts.onSession?.(session);
   const inflight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {

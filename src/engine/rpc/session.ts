@@ -17,6 +17,8 @@ import { FILE_OP_METHODS, Input, Method, Notification, TRANSFER_METHODS } from "
 import { handleFileOp } from "./file-ops.js";
 import { logMethod, logStreamMethod } from "./logs.js";
 import type { SandboxHub } from "../resident/sandbox-hub.js";
+import type { WarmPool } from "../resident/warm-pool.js";
+import type { NetworkEventSink } from "../net/events.js";
 import { ExecInput, MAX_UNANSWERED_STDIN } from "../agent/exec-input.js";
 
 /** How one kind of exec talks to the client: its output notifications and, for pipe/tty, its input. */
@@ -107,6 +109,8 @@ export class Session {
     private readonly writer: MessageWriter, private readonly log: (line: string) => void, createDeps?: CreateDeps,
     private readonly findSandbox: SandboxFinder = () => undefined,
     private readonly hub?: SandboxHub,
+    /** The resident engine's warm spare, which a create like the last one takes. */
+    private readonly warmPool?: WarmPool,
   ) {
     this.createDeps = createDeps ?? engineCreateDeps(log);
   }
@@ -201,18 +205,22 @@ export class Session {
     const abort = new AbortController();
     const cancellable = id !== undefined && id !== null;
     if (cancellable) this.cancels.set(id, abort);
+    const onEvent: NetworkEventSink = (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e });
+    const onRecord = (made: string) => {
+      this.creatingId = made;
+      this.recordIds.add(made);
+    };
     const making = (async () => {
-      const sb = await createSandbox(request, {
+      const spare = await this.warmPool?.take(request, onEvent);
+      if (spare) onRecord(spare.id);
+      const sb = spare ?? await createSandbox(request, {
         ...this.createDeps,
-        onEvent: (e) => void this.writer.notify(Notification.EVENT, { type: "network", timestamp: Math.floor(Date.now() / 1000), network: e }),
+        onEvent,
         // File events carry milliseconds (spec 5.8), network events seconds.
         // A client slower than the guest's file operations holds up the sandbox's channel (and
         // the guest's bounded event queue then drops), rather than growing the engine's buffer.
         onFileEvent: (e) => this.writer.notify(Notification.EVENT, { type: "file", timestamp: Date.now(), file: e }),
-        onRecord: (made) => {
-          this.creatingId = made;
-          this.recordIds.add(made);
-        },
+        onRecord,
       }, abort.signal);
       if (abort.signal.aborted) {
         // Aborted just as it finished: nobody will learn this id, so undo it as a cancel would.
@@ -221,6 +229,7 @@ export class Session {
       }
       this.sandbox = sb; // here, not after `await making`: a teardown waiting on it must find it
       this.hub?.add(sb);
+      this.warmPool?.watch(sb, request);
       return sb;
     })();
     this.inCreate = { abort, done: making };

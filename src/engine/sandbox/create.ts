@@ -39,6 +39,8 @@ export interface CreateDeps {
   onFileEvent?: (e: FileEvent) => void | Promise<void>;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
   onRecord?: (id: string) => void;
+  /** Made ahead as a resident engine's warm spare (warm-pool.ts). */
+  spare?: boolean;
 }
 
 /** The engine's own dependencies, from its settings. */
@@ -62,7 +64,7 @@ export async function createSandbox(request: CreateRequest, deps: CreateDeps, si
   deps.log(`backend for the new sandbox: ${driver.name} (${reason})`);
   await checkCapabilities(driver, request);
   const image = await findImage(config.image, deps);
-  return Sandbox.create(config, driver, image, { secrets, onEvent: deps.onEvent, onFileEvent: deps.onFileEvent, log: deps.log, onRecord: deps.onRecord }, signal);
+  return Sandbox.create(config, driver, image, { secrets, onEvent: deps.onEvent, onFileEvent: deps.onFileEvent, log: deps.log, onRecord: deps.onRecord, spare: deps.spare }, signal);
 }
 
 /** The interception callbacks' socket must be there when the sandbox starts: a typo fails the create, not every callback. */

@@ -113,7 +113,7 @@ export class Sandbox {
     const disks = backendDisks(config);
     const held = new HeldHostPaths();
     try {
-      const stateDir = await createVmRecord(id, { ...config, backend: backend.name });
+      const stateDir = await createVmRecord(id, { ...config, backend: backend.name }, net.spare);
       traceStartup("create: record written");
       // Held from here on (no link on the path, the object it named then); before anything
       // mounts them, a disk another running sandbox has is refused.
@@ -169,7 +169,8 @@ export class Sandbox {
         // It runs until it ends or the sandbox stops (stopping the sandbox ends every process).
         await startEntrypoint((c, o, s) => sandbox.exec(c, o, s), imageConfig, logFile(id));
       }
-      sandbox.setDeadline(config.deadlineSeconds);
+      // A spare's time starts when a client takes it (warm-pool.ts).
+      if (!net.spare) sandbox.setDeadline(config.deadlineSeconds);
       return sandbox;
     } catch (err) {
       // A refused create is undone whole: the client never learns this id, so no record may
@@ -335,6 +336,10 @@ export class Sandbox {
     return toWireFileInfo(p === "/" ? "/" : posix.basename(p), await statPath(this.running.agent, p));
   }
 
+  private markClosed!: () => void;
+  /** Settles once close() has finished (however it was called: client, deadline, engine stop). */
+  readonly whenClosed = new Promise<void>((resolve) => (this.markClosed = resolve));
+
   /** Stops the sandbox (graceful within `graceMs`, then forced) and marks it stopped. Idempotent. */
   close(graceMs = 2000): Promise<void> {
     this.closing ??= (async () => {
@@ -349,6 +354,7 @@ export class Sandbox {
         await removeSnapshotDisk(paths.vm(this.id));
         // Once stopped, its disks are free: the guest synced them as it went (its agent syncs before exiting).
         await unlockDisks(this.id, this.config.extraDisks.map((d) => d.hostPath));
+        this.markClosed();
       }
     })();
     return this.closing;
@@ -420,6 +426,8 @@ export interface SandboxNetworkOptions {
   log?: ((line: string) => void) | undefined;
   /** Told the id just before its record is written, so `matchlock kill` can find a create in progress. */
   onRecord?: ((id: string) => void) | undefined;
+  /** Booted ahead as a resident engine's warm spare: its record is marked so, and its deadline waits for its client. */
+  spare?: boolean | undefined;
 }
 
 /** Secret rules from the create params: placeholders as the spec says (4.3), values kept. */

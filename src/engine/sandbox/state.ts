@@ -19,6 +19,8 @@ export interface VmRecord {
   image: string;
   createdAt: string;
   config: Record<string, unknown> | undefined;
+  /** A warm spare a resident engine booted ahead and has not handed to a client yet (see warm-pool.ts). */
+  spare: boolean;
 }
 
 export const VM_ID_PATTERN = /^vm-[0-9a-f]{8}$/;
@@ -40,7 +42,8 @@ export function recordsOwnedByResidentEngine(socketPath: string): void {
   residentSocket = socketPath;
 }
 
-export async function createVmRecord(id: string, config: Record<string, unknown>): Promise<string> {
+/** `spare`: the record of a warm spare, which `list` leaves out until a client takes it (unmarkSpare). */
+export async function createVmRecord(id: string, config: Record<string, unknown>, spare = false): Promise<string> {
   const dir = paths.vm(id);
   await mkdir(join(dir, "logs"), { recursive: true, mode: 0o700 });
   // Written together, but "running" only after the owner: a record read in between must never
@@ -52,6 +55,7 @@ export async function createVmRecord(id: string, config: Record<string, unknown>
     processStart(process.pid).then((start) => writeFile(join(dir, "pid_start"), start ?? "")),
     residentSocket ? writeFile(join(dir, "owner_kind"), "resident") : undefined,
     residentSocket ? advertiseEngineSocket(id, residentSocket) : undefined,
+    spare ? writeFile(join(dir, SPARE_FILE), "") : undefined,
   ]);
   await writeFile(join(dir, "status"), "running");
   return dir;
@@ -67,6 +71,13 @@ export async function updateVmConfig(id: string, change: (config: Record<string,
   change(config);
   await writeFile(`${file}.new`, JSON.stringify(config, null, 2), { mode: 0o600 });
   await rename(`${file}.new`, file);
+}
+
+const SPARE_FILE = "spare";
+
+/** A client took the warm spare: from now on it is a sandbox like any other. */
+export async function unmarkSpare(id: string): Promise<void> {
+  await rm(join(paths.vm(id), SPARE_FILE), { force: true });
 }
 
 export async function markStopped(id: string): Promise<void> {
@@ -113,6 +124,7 @@ export async function readVm(id: string): Promise<VmRecord | undefined> {
     image: typeof config?.image === "string" ? config.image : "",
     createdAt: (await readText(join(dir, "created_at"))) ?? "",
     config,
+    spare: (await readText(join(dir, SPARE_FILE))) !== undefined,
   };
 }
 
