@@ -33,9 +33,9 @@ export function registerServeCommand(program: Command): void {
       const socketPath = resolve(opts.socket ?? paths.engineSocket());
       let gc: Promise<void> = Promise.resolve();
       const exit = (code: number) => void gc.finally(() => process.exit(code));
-      // The socket first: a server that may not take it fails before touching any state.
       const warmPool = settings.warmPool.read();
       if (warmPool !== "0" && warmPool !== "1") throw new Error(`MATCHLOCK_WARM_POOL must be 0 or 1, got ${JSON.stringify(warmPool)}`);
+      // The socket first: a server that may not take it fails before touching any state.
       const server = await ResidentServer.start({
         socketPath, log: engineLog, warmPool: warmPool === "1",
         idleExitMs: opts.idleExit !== undefined ? opts.idleExit * 1000 : undefined,

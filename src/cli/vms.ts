@@ -42,6 +42,14 @@ async function removeOne(id: string): Promise<void> {
   await removeVmDir(id);
 }
 
+/**
+ * A resident engine's running warm spare is nobody's sandbox yet (docs/resident-engine.md): `list`
+ * and `kill --all` leave it out. One whose engine died shows, as crashed, for gc and rm.
+ */
+function hiddenSpare(vm: VmRecord): boolean {
+  return vm.spare && vm.status === "running";
+}
+
 export function registerVmCommands(program: Command): void {
   program
     .command("list")
@@ -50,8 +58,7 @@ export function registerVmCommands(program: Command): void {
     .option("--running", "only running sandboxes")
     .option("--json", "print JSON")
     .action(async (opts: { running?: boolean; json?: boolean }) => {
-      // A resident engine's warm spare is nobody's sandbox yet (docs/resident-engine.md).
-      const vms = (await listVms()).filter((v) => !v.spare && (!opts.running || v.status === "running"));
+      const vms = (await listVms()).filter((v) => !hiddenSpare(v) && (!opts.running || v.status === "running"));
       if (opts.json) {
         console.log(JSON.stringify(vms.map((v) => ({ id: v.id, status: v.status, image: v.image, created_at: v.createdAt, pid: v.pid })), null, 2));
         return;
@@ -87,7 +94,7 @@ export function registerVmCommands(program: Command): void {
         else console.log(`Asked the engine to stop ${vm.id}; it was still running after ${KILL_CONFIRM_MS / 1000} s`);
       };
       if (opts.all) {
-        const running = (await listVms()).filter((v) => v.status === "running");
+        const running = (await listVms()).filter((v) => v.status === "running" && !hiddenSpare(v));
         await Promise.all(running.map((vm) => kill(vm).catch((err: Error) => {
           process.stderr.write(`Failed to kill ${vm.id}: ${err.message}\n`);
         })));

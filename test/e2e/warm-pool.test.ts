@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -53,8 +53,11 @@ describe("warm pool (resident engine)", () => {
     assert.ok(!(await listed()).includes(spare!), "a spare is nobody's sandbox: `list` leaves it out");
 
     const b = client();
+    const asked = new Date();
     assert.equal(await b.launch(new Sandbox(BUSYBOX)), spare);
     assert.ok(handedOut(server, spare!));
+    const createdAt = new Date(await readFile(join(home, "vms", spare!, "created_at"), "utf8"));
+    assert.ok(createdAt >= asked, "created when its client got it, not when it booted");
     const r = await b.exec("cat /tmp/mark 2>&1; hostname");
     assert.match(r.stdout, /No such file/, "nothing of the previous sandbox");
     assert.match(r.stdout, new RegExp(`^${spare}$`, "m"));

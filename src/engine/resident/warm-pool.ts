@@ -14,29 +14,25 @@
 // is taken, and its deadline starts then.
 //
 // One spare at a time (for the request of the sandbox that closed last), booted only after a
-// sandbox closes, so that it never competes with a client's own create or first commands.
+// sandbox closes, so that it never competes with a client's own create or first commands, and
+// let go after SPARE_MAX_AGE_MS untaken: an idle sandbox's memory is not kept for nobody.
 import type { NetworkEventSink } from "../net/events.js";
 import { createSandbox, type CreateDeps, type CreateRequest } from "../sandbox/create.js";
 import type { Sandbox } from "../sandbox/sandbox.js";
 import { removeVmDir, takeStopRequest, unmarkSpare } from "../sandbox/state.js";
 
+const SPARE_MAX_AGE_MS = 5 * 60_000;
+
 interface Spare {
   key: string;
-  /** The image digest the spare booted from: it is handed out only while the reference still names it. */
-  digest: string;
+  /** The image digest the spare booted from ("" if that is unsure): it is handed out only while the reference still names it. */
+  digest: Promise<string>;
   made: Promise<Sandbox | undefined>;
+  /** Aborts the boot when the spare is let go before it is up. */
+  abort: AbortController;
   /** Where the spare's network events go: nowhere until a session takes it. */
   relay: { onEvent?: NetworkEventSink | undefined };
-}
-
-/**
- * Lets a spare go (replaced, killed, engine stop): it stops once booted, or at once, and its
- * record goes with it: it was never anybody's sandbox.
- */
-async function drop(spare: Spare | undefined): Promise<void> {
-  const sandbox = await spare?.made;
-  if (!sandbox) return;
-  await sandbox.close().then(() => removeVmDir(sandbox.id)).catch(() => undefined);
+  expiry: NodeJS.Timeout;
 }
 
 /** The request as the key a spare must match, or undefined when such a sandbox cannot be made ahead. */
@@ -51,28 +47,44 @@ export function spareKey({ config: c, secrets }: CreateRequest): string | undefi
 export class WarmPool {
   private spare: Spare | undefined;
   private closed = false;
+  /** Spares being let go: the engine's stop waits for them, so none is cut off half-stopped. */
+  private readonly dropping = new Set<Promise<void>>();
 
   constructor(private readonly deps: CreateDeps) {}
 
   /**
    * The spare, if it was made for exactly this request and is up, with the image the reference
-   * names now; it is then the caller's (its events go to onEvent). Undefined: make one as usual.
+   * names now; it is then the caller's (told its id first, like a create's record; its events go
+   * to onEvent). Undefined: make one as usual (also when `signal` aborts while the spare boots).
    */
-  async take(request: CreateRequest, onEvent: NetworkEventSink): Promise<Sandbox | undefined> {
+  async take(request: CreateRequest, session: { onEvent: NetworkEventSink; onRecord: (id: string) => void }, signal: AbortSignal): Promise<Sandbox | undefined> {
     const key = spareKey(request);
     const spare = this.spare;
     if (key === undefined || spare?.key !== key) return undefined;
     this.spare = undefined;
-    const sandbox = await spare.made; // still booting: no later than a boot of its own
-    if (!sandbox) return undefined;
-    const image = await this.deps.images.resolve(request.config.image).catch(() => undefined);
-    if (sandbox.stopped || sandbox.lost || image?.digest !== spare.digest) {
-      this.deps.log(`warm spare ${sandbox.id} not used: ${image?.digest !== spare.digest ? `image ${request.config.image} changed` : "it stopped"}`);
-      void drop(spare);
+    clearTimeout(spare.expiry);
+    // Still booting: no later than a boot of its own, unless the client gives up first.
+    const sandbox = await Promise.race([spare.made, new Promise<undefined>((resolve) => signal.addEventListener("abort", () => resolve(undefined), { once: true }))]);
+    if (!sandbox) {
+      this.drop(spare);
       return undefined;
     }
-    spare.relay.onEvent = onEvent;
-    await unmarkSpare(sandbox.id);
+    session.onRecord(sandbox.id); // from here a `matchlock kill` of this id finds the session
+    const [booted, now] = await Promise.all([spare.digest, this.deps.images.resolve(request.config.image).then((i) => i?.digest, () => undefined)]);
+    const why = sandbox.stopped || sandbox.lost ? "it stopped" : booted !== now ? `image ${request.config.image} changed` : (await takeStopRequest(sandbox.id)) ? "matchlock kill" : undefined;
+    if (why) {
+      this.deps.log(`warm spare ${sandbox.id} not used: ${why}`);
+      this.drop(spare);
+      return undefined;
+    }
+    try {
+      await unmarkSpare(sandbox.id);
+    } catch (err) {
+      this.deps.log(`warm spare ${sandbox.id} not used: ${(err as Error).message}`);
+      this.drop(spare);
+      return undefined;
+    }
+    spare.relay.onEvent = session.onEvent;
     sandbox.setDeadline(request.config.deadlineSeconds);
     this.deps.log(`warm spare ${sandbox.id} handed out`);
     return sandbox;
@@ -91,29 +103,61 @@ export class WarmPool {
     if (!spare || !sandbox || this.spare !== spare || !(await takeStopRequest(sandbox.id))) return;
     this.spare = undefined;
     this.deps.log(`warm spare ${sandbox.id} stopped: matchlock kill`);
-    await drop(spare);
+    this.drop(spare);
   }
 
-  /** Stops the spare (engine stop); none is made after this. */
+  /** Stops the spare and every one still being let go (engine stop); none is made after this. */
   async close(): Promise<void> {
     this.closed = true;
-    const spare = this.spare;
+    if (this.spare) this.drop(this.spare);
     this.spare = undefined;
-    await drop(spare);
+    while (this.dropping.size > 0) await Promise.allSettled([...this.dropping]);
   }
 
-  private async refill(key: string, request: CreateRequest): Promise<void> {
+  /**
+   * Lets a spare go (replaced, expired, killed, engine stop): its boot is aborted, or it stops,
+   * and its record goes with it: it was never anybody's sandbox.
+   */
+  private drop(spare: Spare): void {
+    clearTimeout(spare.expiry);
+    spare.abort.abort();
+    const done = (async () => {
+      const sandbox = await spare.made;
+      if (!sandbox) return;
+      await sandbox.close();
+      await removeVmDir(sandbox.id);
+    })().catch((err: Error) => this.deps.log(`letting the warm spare go failed: ${err.message}`));
+    this.dropping.add(done);
+    void done.finally(() => this.dropping.delete(done));
+  }
+
+  private refill(key: string, request: CreateRequest): void {
     if (this.closed || this.spare?.key === key) return;
-    void drop(this.spare);
-    this.spare = undefined;
-    // Only an image already in the store: a spare never pulls.
-    const image = await this.deps.images.resolve(request.config.image).catch(() => undefined);
-    if (!image || this.closed || this.spare) return;
+    if (this.spare) this.drop(this.spare);
     const relay: Spare["relay"] = {};
-    const made = createSandbox(request, { ...this.deps, onEvent: (e) => relay.onEvent?.(e), spare: true }).then(
-      (sandbox) => (this.deps.log(`warm spare ${sandbox.id} booted for the next create like the last`), sandbox),
-      (err: Error) => (this.deps.log(`warm spare not made: ${err.message}`), undefined),
-    );
-    this.spare = { key, digest: image.digest, made, relay };
+    const abort = new AbortController();
+    // Only an image already in the store: a spare never pulls. Resolved before and after the
+    // boot: a digest that changed in between is unsure, and such a spare is never handed out.
+    const before = this.deps.images.resolve(request.config.image).catch(() => undefined);
+    const made = before.then(async (image) => {
+      if (!image) throw new Error(`image ${request.config.image} is not in the store (a spare never pulls)`);
+      const sandbox = await createSandbox(request, { ...this.deps, onEvent: (e) => relay.onEvent?.(e), spare: true }, abort.signal);
+      this.deps.log(`warm spare ${sandbox.id} booted for the next create like the last`);
+      return sandbox;
+    }).catch((err: Error) => (this.deps.log(`warm spare not made: ${err.message}`), undefined));
+    const digest = made.then(async () => {
+      const [was, is] = [(await before)?.digest, (await this.deps.images.resolve(request.config.image).catch(() => undefined))?.digest];
+      return was !== undefined && was === is ? was : "";
+    });
+    const spare: Spare = { key, digest, made, abort, relay, expiry: setTimeout(() => this.expire(spare), SPARE_MAX_AGE_MS) };
+    spare.expiry.unref();
+    this.spare = spare;
+  }
+
+  private expire(spare: Spare): void {
+    if (this.spare !== spare) return;
+    this.spare = undefined;
+    this.deps.log(`warm spare let go: not taken within ${SPARE_MAX_AGE_MS / 60_000} minutes`);
+    this.drop(spare);
   }
 }

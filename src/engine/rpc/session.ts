@@ -211,8 +211,7 @@ export class Session {
       this.recordIds.add(made);
     };
     const making = (async () => {
-      const spare = await this.warmPool?.take(request, onEvent);
-      if (spare) onRecord(spare.id);
+      const spare = await this.warmPool?.take(request, { onEvent, onRecord }, abort.signal);
       const sb = spare ?? await createSandbox(request, {
         ...this.createDeps,
         onEvent,

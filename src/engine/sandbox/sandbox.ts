@@ -354,9 +354,8 @@ export class Sandbox {
         await removeSnapshotDisk(paths.vm(this.id));
         // Once stopped, its disks are free: the guest synced them as it went (its agent syncs before exiting).
         await unlockDisks(this.id, this.config.extraDisks.map((d) => d.hostPath));
-        this.markClosed();
       }
-    })();
+    })().finally(() => this.markClosed());
     return this.closing;
   }
 }

@@ -75,8 +75,9 @@ export async function updateVmConfig(id: string, change: (config: Record<string,
 
 const SPARE_FILE = "spare";
 
-/** A client took the warm spare: from now on it is a sandbox like any other. */
+/** A client took the warm spare: from now on it is a sandbox like any other, created now for its client. */
 export async function unmarkSpare(id: string): Promise<void> {
+  await writeFile(join(paths.vm(id), "created_at"), new Date().toISOString());
   await rm(join(paths.vm(id), SPARE_FILE), { force: true });
 }
 
