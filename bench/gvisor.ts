@@ -11,7 +11,7 @@ import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
 import { BUSYBOX, CLI, setUpE2E } from "../test/helpers/e2e.js";
 import { stopSharedEngines } from "../test/helpers/shared-engine.js";
-import { execRoundTripPairs, median, p99, sdkColdStart, sdkExecRoundTrips, type ColdStart } from "./measure.js";
+import { execRoundTripPairs, median, p99, sdkColdStart, sdkExecRoundTrips, spareBootsEnded, type ColdStart } from "./measure.js";
 import { startServer } from "../test/helpers/resident.js";
 import { printEngineLoad } from "./engine-load.js";
 
@@ -64,10 +64,7 @@ async function main(): Promise<void> {
   let firstDefault: ColdStart;
   // Sandboxes closed on engines that keep spares: each makes one spare boot (or fail), and says so in its log.
   let sparesDue = 0;
-  const sparesLogged = async () => countSpareLines(server.stderr()) + (await sharedEngineLogs(home)).reduce((n, log) => n + countSpareLines(log), 0);
-  const settle = async () => {
-    for (const until = Date.now() + 60_000; (await sparesLogged()) < sparesDue && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
-  };
+  const settle = () => spareBootsEnded(async () => [server.stderr(), ...(await sharedEngineLogs(home))], sparesDue);
   const withoutSpares = async <T>(f: () => Promise<T>): Promise<T> => {
     process.env.MATCHLOCK_WARM_POOL = "0"; // read when the client picks its shared engine
     try {
@@ -134,11 +131,6 @@ async function main(): Promise<void> {
     console.log(`| ${what} | ${ours.toFixed(1)} | ${base} | ${baseMs.toFixed(1)} | ${(ours / baseMs).toFixed(2)}x | ${note} |`);
   }
   await printEngineLoad();
-}
-
-/** Lines of an engine log that end a spare's boot (booted, or not made). */
-function countSpareLines(log: string): number {
-  return (log.match(/warm spare (vm-[0-9a-f]+ booted|not made)/g) ?? []).length;
 }
 
 /** The logs of the shared engines under this home ($MATCHLOCK_HOME/run/shared-*.log). */

@@ -54,6 +54,15 @@ export async function sdkColdStart(config: Config = {}): Promise<ColdStart> {
   return { total: t3 - t0, engine: t1 - t0, create: t2 - t1, exec: t3 - t2 };
 }
 
+/**
+ * Waits until the engines whose logs these are have ended `due` warm spare boots (booted, or not
+ * made): a measure started then has no boot running beside it. Gives up after two minutes.
+ */
+export async function spareBootsEnded(logs: () => Promise<string[]>, due: number): Promise<void> {
+  const ended = async () => (await logs()).reduce((n, log) => n + (log.match(/warm spare (vm-[0-9a-f]+ booted|not made)/g) ?? []).length, 0);
+  for (const until = Date.now() + 120_000; (await ended()) < due && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+}
+
 /** `execs` sequential `exec("true")` round trips on one sandbox; `during` runs while it still lives. */
 export async function sdkExecRoundTrips(execs: number, during?: (vmId: string) => Promise<void>): Promise<number[]> {
   const client = newClient();

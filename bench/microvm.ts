@@ -18,7 +18,7 @@ import { rootImageFor } from "../src/engine/backends/microvm/root-image.js";
 import { ImageStore } from "../src/engine/image/store.js";
 import { paths } from "../src/engine/paths.js";
 import { BUSYBOX, CLI, setUpE2E } from "../test/helpers/e2e.js";
-import { median, sdkColdStart, sdkExecRoundTrips } from "./measure.js";
+import { median, sdkColdStart, sdkExecRoundTrips, spareBootsEnded } from "./measure.js";
 import { startServer } from "../test/helpers/resident.js";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -82,10 +82,12 @@ async function bareBoot(args: string[]): Promise<{ toInit: number; exit: number 
  */
 async function agentReady(backend: MicrovmBackend, rootfs: string, dir: string, round: number): Promise<number> {
   const id = `vm-bench${round}`;
+  const stateDir = join(dir, id); // one per VM, as the engine's: the backend makes its jail there
+  await mkdir(stateDir);
   const t = performance.now();
   const vm = await backend.start({
     id, image: { kind: "unpacked", ref: id, rootfs }, cpus: 1, memoryMb: 512, diskSizeMb: 512, hostname: id, privileged: false, mounts: [],
-    stateDir: dir, logFile: join(dir, `${id}.log`),
+    stateDir, logFile: join(stateDir, "vm.log"),
   });
   const ms = performance.now() - t;
   await vm.stop(5000);
@@ -111,16 +113,25 @@ async function main(): Promise<void> {
   const ready: number[] = [];
   const vmCold: number[] = [];
   const vmResident: number[] = [];
+  const vmSpare: number[] = [];
   const gvCold: number[] = [];
   try {
     const args = await bareBootArgs(await minimalInitramfs(tmp));
     const image = await new ImageStore().resolve(BUSYBOX);
     const backend = new MicrovmBackend();
     await coldStart("microvm"); // builds the initramfs and the root image outside the measured rounds
-    // A resident engine (`matchlock serve`) takes the engine's own start out of the launch.
-    const server = await startServer(join(tmp, "engine.sock"), { MATCHLOCK_BACKEND: "microvm" });
+    // A resident engine (`matchlock serve`) takes the engine's own start out of the launch; one
+    // without spares, and one whose warm spare (booted when the previous sandbox closed) the
+    // launch takes. Each measure starts once that spare is up, so no boot runs beside a measure.
+    const server = await startServer(join(tmp, "engine.sock"), { MATCHLOCK_BACKEND: "microvm", MATCHLOCK_WARM_POOL: "0" });
+    const warm = await startServer(join(tmp, "warm.sock"), { MATCHLOCK_BACKEND: "microvm" });
+    let sparesDue = 0;
+    const settle = () => spareBootsEnded(async () => [warm.stderr()], sparesDue);
     try {
       await sdkColdStart({ engineSocket: server.socketPath }); // its first VM fills the server's caches
+      await sdkColdStart({ engineSocket: warm.socketPath });
+      sparesDue++;
+      await settle();
       for (let i = 0; i < ROUNDS; i++) {
         const b = await bareBoot(args);
         bare.push(b.toInit);
@@ -128,12 +139,15 @@ async function main(): Promise<void> {
         ready.push(await agentReady(backend, image!.rootfs, tmp, i));
         vmCold.push(await coldStart("microvm"));
         vmResident.push((await sdkColdStart({ engineSocket: server.socketPath })).total);
+        vmSpare.push((await sdkColdStart({ engineSocket: warm.socketPath })).total);
+        sparesDue++;
+        await settle();
         gvCold.push(await coldStart("gvisor"));
         console.error(`round ${i + 1}/${ROUNDS}: bare to init ${bare[i]!.toFixed(0)} ms, agent ready ${ready[i]!.toFixed(0)} ms, micro-VM ${vmCold[i]!.toFixed(0)} ms, ` +
-          `micro-VM resident ${vmResident[i]!.toFixed(0)} ms, gVisor ${gvCold[i]!.toFixed(0)} ms`);
+          `micro-VM resident ${vmResident[i]!.toFixed(0)} ms, warm spare ${vmSpare[i]!.toFixed(0)} ms, gVisor ${gvCold[i]!.toFixed(0)} ms`);
       }
     } finally {
-      await server.stop();
+      await Promise.all([server.stop(), warm.stop()]);
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -149,7 +163,8 @@ async function main(): Promise<void> {
   row("bare QEMU boot: spawn -> QEMU exit (init exits, kernel reboots)", median(bareExit), median(bare), undefined);
   row("micro-VM: agent ready (backend start, QEMU spawn included -> READY frame)", median(ready), median(bare), undefined);
   row("micro-VM: SDK launch + first exec", median(vmCold), median(bare), median(gvCold));
-  row("micro-VM: SDK launch + first exec, resident engine (`matchlock serve`)", median(vmResident), median(bare), undefined);
+  row("micro-VM: SDK launch + first exec, resident engine (`matchlock serve`, no spares)", median(vmResident), median(bare), undefined);
+  row("micro-VM: SDK launch + first exec, resident engine's warm spare", median(vmSpare), median(bare), undefined);
   row("gVisor: SDK launch + first exec", median(gvCold), undefined, undefined);
   row("micro-VM: exec `true` round trip (SDK)", median(vmExec), undefined, median(gvExec));
   row("gVisor: exec `true` round trip (SDK)", median(gvExec), undefined, undefined);
