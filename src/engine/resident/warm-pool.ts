@@ -70,7 +70,7 @@ export class WarmPool {
       return undefined;
     }
     session.onRecord(sandbox.id); // from here a `matchlock kill` of this id finds the session
-    const [booted, now] = await Promise.all([spare.digest, this.deps.images.resolve(request.config.image).then((i) => i?.digest, () => undefined)]);
+    const [booted, now] = await Promise.all([spare.digest, this.digestNow(request.config.image)]);
     const why = sandbox.stopped || sandbox.lost ? "it stopped" : booted !== now ? `image ${request.config.image} changed` : (await takeStopRequest(sandbox.id)) ? "matchlock kill" : undefined;
     if (why) {
       this.deps.log(`warm spare ${sandbox.id} not used: ${why}`);
@@ -138,20 +138,25 @@ export class WarmPool {
     const abort = new AbortController();
     // Only an image already in the store: a spare never pulls. Resolved before and after the
     // boot: a digest that changed in between is unsure, and such a spare is never handed out.
-    const before = this.deps.images.resolve(request.config.image).catch(() => undefined);
-    const made = before.then(async (image) => {
-      if (!image) throw new Error(`image ${request.config.image} is not in the store (a spare never pulls)`);
+    const before = this.digestNow(request.config.image);
+    const made = before.then(async (digest) => {
+      if (!digest) throw new Error(`image ${request.config.image} is not in the store (a spare never pulls)`);
       const sandbox = await createSandbox(request, { ...this.deps, onEvent: (e) => relay.onEvent?.(e), spare: true }, abort.signal);
       this.deps.log(`warm spare ${sandbox.id} booted for the next create like the last`);
       return sandbox;
     }).catch((err: Error) => (this.deps.log(`warm spare not made: ${err.message}`), undefined));
     const digest = made.then(async () => {
-      const [was, is] = [(await before)?.digest, (await this.deps.images.resolve(request.config.image).catch(() => undefined))?.digest];
+      const [was, is] = [await before, await this.digestNow(request.config.image)];
       return was !== undefined && was === is ? was : "";
     });
     const spare: Spare = { key, digest, made, abort, relay, expiry: setTimeout(() => this.expire(spare), SPARE_MAX_AGE_MS) };
     spare.expiry.unref();
     this.spare = spare;
+  }
+
+  /** The digest the reference names in the store now (undefined: not there, or the store could not say). */
+  private digestNow(ref: string): Promise<string | undefined> {
+    return this.deps.images.resolve(ref).then((image) => image?.digest, () => undefined);
   }
 
   private expire(spare: Spare): void {
