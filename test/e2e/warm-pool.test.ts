@@ -8,13 +8,13 @@ import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import { Client, Sandbox } from "../../src/sdk/index.js";
 import { ImageStore } from "../../src/engine/image/store.js";
-import { BUSYBOX, CLI, cli, eventually, leftovers, setUpE2E } from "../helpers/e2e.js";
+import { BUSYBOX, CLI, cli, eventually, leftovers } from "../helpers/e2e.js";
 import { startNetLab } from "../helpers/net-lab.js";
-import { startServer, type Server } from "../helpers/resident.js";
+import { residentSuite, startServer, type Server } from "../helpers/resident.js";
 
 const execFileP = promisify(execFile);
 
@@ -30,56 +30,46 @@ const listed = async () => (JSON.parse((await cli(["list", "--json"])).stdout) a
 const handedOut = (server: Server, id: string) => server.stderr().includes(`warm spare ${id} handed out`);
 
 describe("warm pool (resident engine)", () => {
-  let home: string;
-  let server: Server;
-  const client = () => new Client({ engineSocket: server.socketPath, binaryPath: CLI });
-
-  before(async () => {
-    home = await setUpE2E();
-    server = await startServer(join(home, "run", "engine.sock"));
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const engine = residentSuite();
 
   test("a create like the last closed sandbox gets the spare: booted ahead, fresh, unlisted until taken", async () => {
-    const a = client();
+    const a = engine.client();
     const idA = await a.launch(new Sandbox(BUSYBOX));
     assert.equal((await a.exec("echo used > /tmp/mark")).exitCode, 0);
     await a.close();
-    const [spare] = await spares(server, 1);
+    const [spare] = await spares(engine.server, 1);
     assert.notEqual(spare, idA);
-    assert.ok((await leftovers(spare!, home)).length > 0, "the spare runs");
+    assert.ok((await leftovers(spare!, engine.home)).length > 0, "the spare runs");
     assert.ok(!(await listed()).includes(spare!), "a spare is nobody's sandbox: `list` leaves it out");
 
-    const b = client();
+    const b = engine.client();
     const asked = new Date();
     assert.equal(await b.launch(new Sandbox(BUSYBOX)), spare);
-    assert.ok(handedOut(server, spare!));
-    const createdAt = new Date(await readFile(join(home, "vms", spare!, "created_at"), "utf8"));
+    assert.ok(handedOut(engine.server, spare!));
+    const createdAt = new Date(await readFile(join(engine.home, "vms", spare!, "created_at"), "utf8"));
     assert.ok(createdAt >= asked, "created when its client got it, not when it booted");
     const r = await b.exec("cat /tmp/mark 2>&1; hostname");
     assert.match(r.stdout, /No such file/, "nothing of the previous sandbox");
     assert.match(r.stdout, new RegExp(`^${spare}$`, "m"));
     assert.ok((await listed()).includes(spare!), "taken, it is listed like any sandbox");
     await b.close();
-    assert.deepEqual(await eventually(() => leftovers(spare!, home)), []);
+    assert.deepEqual(await eventually(() => leftovers(spare!, engine.home)), []);
   });
 
   test("a create that asks for anything else boots its own; the spare is replaced by one like the last closed", async () => {
-    const [, spare] = await spares(server, 2); // made when the previous test's sandbox closed
-    const c = client();
+    const [, spare] = await spares(engine.server, 2); // made when the previous test's sandbox closed
+    const c = engine.client();
     const id = await c.launch(new Sandbox(BUSYBOX).withEnv("WHICH", "other"));
     assert.notEqual(id, spare);
     assert.equal((await c.exec("echo $WHICH")).stdout, "other\n");
     await c.close();
-    const [, , next] = await spares(server, 3);
+    const [, , next] = await spares(engine.server, 3);
     assert.notEqual(next, spare);
     // The spare it replaced stops, and its record goes: it never was anybody's.
-    assert.deepEqual(await eventually(() => leftovers(spare!, home)), []);
-    assert.deepEqual(await eventually(async () => (existsSync(join(home, "vms", spare!)) ? [spare!] : [])), []);
+    assert.deepEqual(await eventually(() => leftovers(spare!, engine.home)), []);
+    assert.deepEqual(await eventually(async () => (existsSync(join(engine.home, "vms", spare!)) ? [spare!] : [])), []);
     // The new spare is like the sandbox that closed: the same request gets it.
-    const d = client();
+    const d = engine.client();
     assert.equal(await d.launch(new Sandbox(BUSYBOX).withEnv("WHICH", "other")), next);
     assert.equal((await d.exec("echo $WHICH")).stdout, "other\n");
     await d.close();
@@ -100,7 +90,7 @@ describe("warm pool (resident engine)", () => {
       assert.equal(imported.code, 0, imported.stderr);
     };
     await imageWith("first");
-    const own = await startServer(join(home, "run", "swap.sock"), env);
+    const own = await startServer(join(engine.home, "run", "swap.sock"), env);
     try {
       const e = new Client({ engineSocket: own.socketPath, binaryPath: CLI });
       await e.launch(new Sandbox("local/warm-swap:latest"));
@@ -113,7 +103,7 @@ describe("warm pool (resident engine)", () => {
       assert.match(own.stderr(), new RegExp(`warm spare ${spare} not used: image local/warm-swap:latest changed`));
       assert.equal((await f.exec("cat /second")).stdout, "second");
       await f.close();
-      assert.deepEqual(await eventually(() => leftovers(spare!, home)), []);
+      assert.deepEqual(await eventually(() => leftovers(spare!, engine.home)), []);
     } finally {
       await own.stop();
       await rm(work, { recursive: true, force: true });
@@ -121,17 +111,17 @@ describe("warm pool (resident engine)", () => {
   });
 
   test("`matchlock kill` of a spare stops it and removes its record; the next create boots its own", async () => {
-    const sofar = (await spares(server, 1)).length;
-    const g = client();
+    const sofar = (await spares(engine.server, 1)).length;
+    const g = engine.client();
     await g.launch(new Sandbox(BUSYBOX).withEnv("WHICH", "kill"));
     await g.close();
-    const made = await spares(server, sofar + 1);
+    const made = await spares(engine.server, sofar + 1);
     const spare = made[made.length - 1]!;
     const killed = await cli(["kill", spare]);
     assert.equal(killed.code, 0, killed.stderr);
-    assert.deepEqual(await eventually(() => leftovers(spare, home)), []);
-    assert.deepEqual(await eventually(async () => (existsSync(join(home, "vms", spare)) ? [spare] : [])), []);
-    const h = client();
+    assert.deepEqual(await eventually(() => leftovers(spare, engine.home)), []);
+    assert.deepEqual(await eventually(async () => (existsSync(join(engine.home, "vms", spare)) ? [spare] : [])), []);
+    const h = engine.client();
     const id = await h.launch(new Sandbox(BUSYBOX).withEnv("WHICH", "kill"));
     assert.notEqual(id, spare);
     assert.equal((await h.exec("echo $WHICH")).stdout, "kill\n");
@@ -140,7 +130,7 @@ describe("warm pool (resident engine)", () => {
 
   test("a sealed network's spare: its events go to the client that took it", async () => {
     const lab = await startNetLab(); // before the engine: it points the engines started after it at the lab
-    const sealed = await startServer(join(home, "run", "sealed.sock"));
+    const sealed = await startServer(join(engine.home, "run", "sealed.sock"));
     try {
       const request = () => new Sandbox(BUSYBOX).allowHost("allowed.test").allowPrivateIPs();
       const first = new Client({ engineSocket: sealed.socketPath, binaryPath: CLI });
@@ -164,18 +154,18 @@ describe("warm pool (resident engine)", () => {
   });
 
   test("stopping the engine stops its spare and removes its record", async () => {
-    const own = await startServer(join(home, "run", "own.sock"));
+    const own = await startServer(join(engine.home, "run", "own.sock"));
     const i = new Client({ engineSocket: own.socketPath, binaryPath: CLI });
     await i.launch(new Sandbox(BUSYBOX));
     await i.close();
     const [spare] = await spares(own, 1);
     assert.equal(await own.stop(), 143);
-    assert.deepEqual(await leftovers(spare!, home), []);
-    assert.equal(existsSync(join(home, "vms", spare!)), false);
+    assert.deepEqual(await leftovers(spare!, engine.home), []);
+    assert.equal(existsSync(join(engine.home, "vms", spare!)), false);
   });
 
   test("MATCHLOCK_WARM_POOL=0: no spare is made", async () => {
-    const off = await startServer(join(home, "run", "off.sock"), { MATCHLOCK_WARM_POOL: "0" });
+    const off = await startServer(join(engine.home, "run", "off.sock"), { MATCHLOCK_WARM_POOL: "0" });
     try {
       const j = new Client({ engineSocket: off.socketPath, binaryPath: CLI });
       await j.launch(new Sandbox(BUSYBOX));
@@ -187,7 +177,7 @@ describe("warm pool (resident engine)", () => {
     } finally {
       await off.stop();
     }
-    const bad = await cli(["serve", "--socket", join(home, "run", "bad.sock")], undefined, { MATCHLOCK_WARM_POOL: "yes" });
+    const bad = await cli(["serve", "--socket", join(engine.home, "run", "bad.sock")], undefined, { MATCHLOCK_WARM_POOL: "yes" });
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /MATCHLOCK_WARM_POOL must be 0 or 1, got "yes"/);
   });

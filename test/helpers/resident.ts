@@ -1,7 +1,10 @@
 // A resident engine (`matchlock serve`) for tests, and raw JSON-RPC connections to it.
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { connect, type Socket } from "node:net";
-import { CLI } from "./e2e.js";
+import { join } from "node:path";
+import { after, before } from "node:test";
+import { Client } from "../../src/sdk/index.js";
+import { CLI, setUpE2E } from "./e2e.js";
 import { JsonLineSession } from "./raw-rpc.js";
 
 export interface Server {
@@ -35,6 +38,34 @@ export function startServer(socketPath: string, env: Record<string, string> = {}
     });
     void exited.then((code) => reject(new Error(`matchlock serve exited (${code}) before serving: ${stderr}`)));
   });
+}
+
+/** A suite's resident engine: its e2e home, the server, and SDK clients connected to it. */
+export interface ResidentSuite {
+  readonly home: string;
+  readonly server: Server;
+  client(): Client;
+}
+
+/**
+ * For a suite about one resident engine: registers node:test hooks that set up the e2e home and
+ * start `matchlock serve` on $MATCHLOCK_HOME/run/engine.sock before the suite, and stop it after.
+ */
+export function residentSuite(): ResidentSuite {
+  let home: string | undefined;
+  let server: Server | undefined;
+  before(async () => {
+    home = await setUpE2E();
+    server = await startServer(join(home, "run", "engine.sock"));
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  return {
+    get home() { return home!; },
+    get server() { return server!; },
+    client: () => new Client({ engineSocket: server!.socketPath, binaryPath: CLI }),
+  };
 }
 
 /** One raw connection to a resident engine: send requests, read parsed replies in order. */
